@@ -1,0 +1,120 @@
+// Network parameters. Each network has its own genesis block (built from these values by
+// `npm run genesis`), difficulty rule settings, limits and reward schedule. Changing any
+// consensus value here makes a different network.
+import type { StateRules } from '../core/state.ts';
+import type { AsertParams } from './asert.ts';
+
+export const COIN = 100_000_000;
+
+export interface NetworkParams extends StateRules, AsertParams {
+  name: NetworkName;
+  /** bech32m prefix of addresses */
+  addressPrefix: string;
+  genesis: { time: number; nonce: number; note: string };
+  /** regtest only: every block at the limit, no retargeting, so tests mine instantly */
+  noRetarget: boolean;
+  maxFutureSeconds: number;
+  maxBlockBytes: number;
+  maxBlockRecords: number;
+  initialSubsidy: number;
+  halvingInterval: number;
+  defaultP2pPort: number;
+}
+
+export type NetworkName = 'mainnet' | 'testnet' | 'devnet' | 'regtest';
+export const NETWORK_NAMES: NetworkName[] = ['mainnet', 'testnet', 'devnet', 'regtest'];
+
+function subsidyFn(initial: number, interval: number): (height: number) => number {
+  return (height: number): number => {
+    const halvings = Math.floor(height / interval);
+    // Integer halving; after 52 halvings the subsidy is zero for good.
+    return halvings >= 52 ? 0 : Math.floor(initial / 2 ** halvings);
+  };
+}
+
+function net(p: Omit<NetworkParams, 'subsidy'>): NetworkParams {
+  return { ...p, subsidy: subsidyFn(p.initialSubsidy, p.halvingInterval) };
+}
+
+export const NETWORKS: Record<NetworkName, NetworkParams> = {
+  mainnet: net({
+    name: 'mainnet',
+    addressPrefix: 'dots',
+    genesis: { time: 1798761600, nonce: 765297, note: 'DOTS mainnet genesis' },
+    idealBlockTime: 60,
+    halfLife: 172_800,
+    powLimitBits: 0x1e0fffff,
+    noRetarget: false,
+    maxFutureSeconds: 7200,
+    maxBlockBytes: 1_000_000,
+    maxBlockRecords: 5000,
+    initialSubsidy: 50 * COIN,
+    halvingInterval: 1_050_000,
+    nameLifetime: 525_600,
+    minCommitAge: 3,
+    maxCommitAge: 10_080,
+    maxBindingTtl: 7 * 86_400,
+    defaultP2pPort: 7070,
+  }),
+  testnet: net({
+    name: 'testnet',
+    addressPrefix: 'tdots',
+    genesis: { time: 1798761600, nonce: 78017, note: 'DOTS testnet genesis' },
+    idealBlockTime: 30,
+    halfLife: 3600,
+    powLimitBits: 0x1f00ffff,
+    noRetarget: false,
+    maxFutureSeconds: 7200,
+    maxBlockBytes: 1_000_000,
+    maxBlockRecords: 5000,
+    initialSubsidy: 50 * COIN,
+    halvingInterval: 1_050_000,
+    nameLifetime: 100_000,
+    minCommitAge: 2,
+    maxCommitAge: 10_080,
+    maxBindingTtl: 7 * 86_400,
+    defaultP2pPort: 17070,
+  }),
+  devnet: net({
+    name: 'devnet',
+    addressPrefix: 'ddots',
+    genesis: { time: 1795046400, nonce: 47773, note: 'DOTS devnet genesis' },
+    idealBlockTime: 5,
+    halfLife: 120,
+    powLimitBits: 0x1f00ffff,
+    noRetarget: false,
+    maxFutureSeconds: 600,
+    maxBlockBytes: 1_000_000,
+    maxBlockRecords: 5000,
+    initialSubsidy: 50 * COIN,
+    halvingInterval: 100_000,
+    nameLifetime: 100_000,
+    minCommitAge: 1,
+    maxCommitAge: 1000,
+    maxBindingTtl: 7 * 86_400,
+    defaultP2pPort: 27070,
+  }),
+  regtest: net({
+    name: 'regtest',
+    addressPrefix: 'rdots',
+    genesis: { time: 1795046400, nonce: 1, note: 'DOTS regtest genesis' },
+    idealBlockTime: 1,
+    halfLife: 3600,
+    powLimitBits: 0x207fffff,
+    noRetarget: true,
+    maxFutureSeconds: 7200,
+    maxBlockBytes: 1_000_000,
+    maxBlockRecords: 5000,
+    initialSubsidy: 50 * COIN,
+    halvingInterval: 150,
+    nameLifetime: 1000,
+    minCommitAge: 1,
+    maxCommitAge: 100,
+    maxBindingTtl: 7 * 86_400,
+    defaultP2pPort: 37070,
+  }),
+};
+
+export function isNetworkName(s: string): s is NetworkName {
+  return (NETWORK_NAMES as string[]).includes(s);
+}

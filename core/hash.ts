@@ -1,0 +1,64 @@
+// Hashing primitives shared by every layer: SHA-256, double SHA-256 and BIP-340 style tagged hashes.
+import { sha256 } from '@noble/hashes/sha2.js';
+
+export { sha256 };
+
+export function sha256d(data: Uint8Array): Uint8Array {
+  return sha256(sha256(data));
+}
+
+const tagPrefixes = new Map<string, Uint8Array>();
+
+/** sha256(tag) || sha256(tag): precomputed per tag, so hashes of different kinds can never collide. */
+export function tagPrefix(tag: string): Uint8Array {
+  let p = tagPrefixes.get(tag);
+  if (p === undefined) {
+    const t = sha256(new TextEncoder().encode(tag));
+    p = new Uint8Array(64);
+    p.set(t, 0);
+    p.set(t, 32);
+    tagPrefixes.set(tag, p);
+  }
+  return p;
+}
+
+/** Tagged hash: sha256(sha256(tag) || sha256(tag) || data). */
+export function taggedHash(tag: string, ...parts: Uint8Array[]): Uint8Array {
+  const h = sha256.create();
+  h.update(tagPrefix(tag));
+  for (const part of parts) h.update(part);
+  return h.digest();
+}
+
+export function toHex(b: Uint8Array): string {
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
+}
+
+const HEX_RE = /^(?:[0-9a-f]{2})*$/;
+
+export function fromHex(s: string): Uint8Array {
+  if (!HEX_RE.test(s)) throw new TypeError('not lower-case hex of whole bytes');
+  return new Uint8Array(Buffer.from(s, 'hex'));
+}
+
+export function isHex(s: string, bytes: number): boolean {
+  return s.length === bytes * 2 && HEX_RE.test(s);
+}
+
+export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+export function concatBytes(...parts: Uint8Array[]): Uint8Array {
+  let n = 0;
+  for (const p of parts) n += p.length;
+  const out = new Uint8Array(n);
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}

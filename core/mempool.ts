@@ -1,0 +1,117 @@
+// The pool of pending records: verified, usable for routing before they are mined, and the
+// source of block templates. Each record is checked alone against the tip state, so two
+// conflicting bindings for one name are both kept; the template takes them in arrival order
+// and whichever the chain confirms first settles the conflict (the other then drops out).
+import { ValidationError } from './errors.ts';
+import { toHex } from './hash.ts';
+import { Kind, checkRecordSignature, type Rec, type Binding } from './records.ts';
+import { StateView, applyRecord, type ApplyContext, type StateReader } from './state.ts';
+import type { SigCache } from './sig.ts';
+
+export interface PoolEntry {
+  rec: Rec;
+  /** ms since epoch when it entered the pool */
+  added: number;
+}
+
+export class Mempool {
+  private readonly entries = new Map<string, PoolEntry>();
+  /** bumped on every change, so a miner knows when its template is stale */
+  version = 0;
+
+  constructor(
+    private readonly network: string,
+    private readonly sigs: SigCache,
+    readonly maxRecords = 50_000,
+  ) {}
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  has(idHex: string): boolean {
+    return this.entries.has(idHex);
+  }
+
+  get(idHex: string): PoolEntry | undefined {
+    return this.entries.get(idHex);
+  }
+
+  list(): PoolEntry[] {
+    return [...this.entries.values()];
+  }
+
+  /** Checks a record against the state it would be mined on; throws ValidationError with the reason. */
+  check(rec: Rec, state: StateReader, ctx: ApplyContext): void {
+    if (rec.body.kind === Kind.Coinbase) throw new ValidationError('bad-coinbase-position', 'a coinbase cannot be pending');
+    if (!this.sigs.has(rec.id)) {
+      checkRecordSignature(this.network, rec.body);
+      this.sigs.add(rec.id);
+    }
+    applyRecord(new StateView(state), rec.body, ctx);
+  }
+
+  add(rec: Rec, state: StateReader, ctx: ApplyContext): void {
+    const hex = toHex(rec.id);
+    if (this.entries.has(hex)) throw new ValidationError('already-pending', 'record is already pending');
+    this.check(rec, state, ctx);
+    if (this.entries.size >= this.maxRecords) throw new ValidationError('pool-full', `pending pool holds ${this.maxRecords} records`);
+    this.entries.set(hex, { rec, added: Date.now() });
+    this.version++;
+  }
+
+  remove(idHex: string): boolean {
+    const had = this.entries.delete(idHex);
+    if (had) this.version++;
+    return had;
+  }
+
+  /** After the tip moved: drop what no longer applies on its own; returns what was dropped. */
+  revalidate(state: StateReader, ctx: ApplyContext): Rec[] {
+    const dropped: Rec[] = [];
+    for (const [hex, e] of this.entries) {
+      try {
+        applyRecord(new StateView(state), e.rec.body, ctx);
+      } catch (err) {
+        if (!(err instanceof ValidationError)) throw err;
+        this.entries.delete(hex);
+        dropped.push(e.rec);
+      }
+    }
+    if (dropped.length > 0) this.version++;
+    return dropped;
+  }
+
+  /** Records that apply one after another on `state`, in arrival order, within the limits. */
+  select(state: StateReader, ctx: ApplyContext, maxBytes: number, maxCount: number): { recs: Rec[]; fees: number } {
+    const view = new StateView(state);
+    const recs: Rec[] = [];
+    let bytes = 0;
+    let fees = 0;
+    for (const e of this.entries.values()) {
+      if (recs.length >= maxCount) break;
+      if (bytes + e.rec.bytes.length + 8 > maxBytes) continue;
+      const child = view.child();
+      try {
+        fees += applyRecord(child, e.rec.body, ctx);
+      } catch (err) {
+        if (err instanceof ValidationError) continue;
+        throw err;
+      }
+      view.merge(child);
+      recs.push(e.rec);
+      bytes += e.rec.bytes.length + 8;
+    }
+    return { recs, fees };
+  }
+
+  /** The newest pending binding for a name (highest sequence), for routing before confirmation. */
+  pendingBinding(name: string): Binding | undefined {
+    let best: Binding | undefined;
+    for (const e of this.entries.values()) {
+      const b = e.rec.body;
+      if (b.kind === Kind.Binding && b.name === name && (best === undefined || b.seq > best.seq)) best = b;
+    }
+    return best;
+  }
+}

@@ -1,0 +1,333 @@
+// The record kinds of a block body, their canonical encodings, ids and signatures.
+// Every record is a fixed-order msgpack array whose first element is its kind; signed kinds end
+// with a 64-byte signature over taggedHash("DOTS/<network>/<kind>", encoding of the other fields),
+// so a signature is bound to one kind on one network. Only context-free checks live here; rules
+// that need the chain state are in state.ts.
+import { NonCanonicalError, encode, decode, asArray, asUint, asBytes, asString, asStringList, type Value } from './encoding.ts';
+import { EncodingError, ValidationError } from './errors.ts';
+import { taggedHash, toHex } from './hash.ts';
+import { signTagged, verifyTagged, publicKeyOf, PUBKEY_BYTES, SIG_BYTES } from './sig.ts';
+import { ADDRESS_BYTES } from './address.ts';
+
+export const Kind = {
+  Coinbase: 0,
+  NodeAnnounce: 1,
+  NameCommit: 2,
+  NameClaim: 3,
+  NameRenew: 4,
+  NameTransfer: 5,
+  NameDelegate: 6,
+  Binding: 7,
+  Transfer: 8,
+} as const;
+export type KindCode = (typeof Kind)[keyof typeof Kind];
+export const KIND_NAMES: Record<KindCode, string> = {
+  0: 'coinbase',
+  1: 'node-announce',
+  2: 'name-commit',
+  3: 'name-claim',
+  4: 'name-renew',
+  5: 'name-transfer',
+  6: 'name-delegate',
+  7: 'binding',
+  8: 'transfer',
+};
+
+export const MAX_RECORD_BYTES = 4096;
+export const MAX_NAME_LENGTH = 128;
+export const BindingStatus = { Offline: 0, Online: 1 } as const;
+
+export interface Coinbase {
+  kind: 0;
+  height: number;
+  rewardAddress: Uint8Array;
+  amount: number;
+  extraNonce: Uint8Array;
+  note: string;
+}
+export interface NodeAnnounce {
+  kind: 1;
+  pubkey: Uint8Array;
+  sipUris: string[];
+  p2pAddrs: string[];
+  rewardAddress: Uint8Array;
+  seq: number;
+  sig: Uint8Array;
+}
+export interface NameCommit {
+  kind: 2;
+  pubkey: Uint8Array;
+  commitment: Uint8Array;
+  sig: Uint8Array;
+}
+export interface NameClaim {
+  kind: 3;
+  name: string;
+  pubkey: Uint8Array;
+  salt: Uint8Array;
+  sig: Uint8Array;
+}
+export interface NameRenew {
+  kind: 4;
+  name: string;
+  pubkey: Uint8Array;
+  nameSeq: number;
+  sig: Uint8Array;
+}
+export interface NameTransfer {
+  kind: 5;
+  name: string;
+  pubkey: Uint8Array;
+  newOwner: Uint8Array;
+  nameSeq: number;
+  sig: Uint8Array;
+}
+export interface NameDelegate {
+  kind: 6;
+  name: string;
+  pubkey: Uint8Array;
+  /** node id (20 bytes) allowed to sign bindings for the name, or empty to revoke */
+  node: Uint8Array;
+  nameSeq: number;
+  sig: Uint8Array;
+}
+export interface Binding {
+  kind: 7;
+  name: string;
+  node: Uint8Array;
+  status: number;
+  /** unix seconds until which the binding holds */
+  expires: number;
+  seq: number;
+  pubkey: Uint8Array;
+  sig: Uint8Array;
+}
+export interface Transfer {
+  kind: 8;
+  pubkey: Uint8Array;
+  to: Uint8Array;
+  amount: number;
+  fee: number;
+  nonce: number;
+  sig: Uint8Array;
+}
+
+export type RecordBody = Coinbase | NodeAnnounce | NameCommit | NameClaim | NameRenew | NameTransfer | NameDelegate | Binding | Transfer;
+export type SignedBody = Exclude<RecordBody, Coinbase>;
+/** A record body without its signature, as a signer builds it. */
+export type Unsigned<T extends SignedBody> = Omit<T, 'sig'>;
+
+/** A decoded record with the bytes it came from and its id. */
+export interface Rec {
+  body: RecordBody;
+  bytes: Uint8Array;
+  id: Uint8Array;
+}
+
+// SIP AoR in lower case (user part may hold escapes and ';'), an E.164 number, or a domain.
+const SIP_NAME_RE = /^sips?:[a-z0-9\-_.!~*'()%&=+$,;?/]{1,64}@[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/;
+const E164_RE = /^\+[1-9][0-9]{1,14}$/;
+const DOMAIN_RE = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/;
+
+export function isValidName(name: string): boolean {
+  return name.length <= MAX_NAME_LENGTH && (SIP_NAME_RE.test(name) || E164_RE.test(name) || DOMAIN_RE.test(name));
+}
+
+function fieldsOf(b: RecordBody): Value[] {
+  switch (b.kind) {
+    case 0:
+      return [0, b.height, b.rewardAddress, b.amount, b.extraNonce, b.note];
+    case 1:
+      return [1, b.pubkey, b.sipUris, b.p2pAddrs, b.rewardAddress, b.seq];
+    case 2:
+      return [2, b.pubkey, b.commitment];
+    case 3:
+      return [3, b.name, b.pubkey, b.salt];
+    case 4:
+      return [4, b.name, b.pubkey, b.nameSeq];
+    case 5:
+      return [5, b.name, b.pubkey, b.newOwner, b.nameSeq];
+    case 6:
+      return [6, b.name, b.pubkey, b.node, b.nameSeq];
+    case 7:
+      return [7, b.name, b.node, b.status, b.expires, b.seq, b.pubkey];
+    case 8:
+      return [8, b.pubkey, b.to, b.amount, b.fee, b.nonce];
+  }
+}
+
+export function sigTag(network: string, kind: KindCode): string {
+  return `DOTS/${network}/${KIND_NAMES[kind]}`;
+}
+
+/** The bytes a signer signs: the record's fields without the signature. */
+export function signingMessage(b: RecordBody): Uint8Array {
+  return encode(fieldsOf(b));
+}
+
+export function encodeBody(b: RecordBody): Uint8Array {
+  const f = fieldsOf(b);
+  if (b.kind !== Kind.Coinbase) f.push(b.sig);
+  return encode(f);
+}
+
+export function recordId(bytes: Uint8Array): Uint8Array {
+  return taggedHash('DOTS/record-id', bytes);
+}
+
+export function makeRec(body: RecordBody): Rec {
+  const bytes = encodeBody(body);
+  return { body, bytes, id: recordId(bytes) };
+}
+
+export function signRecord<T extends SignedBody>(network: string, secretKey: Uint8Array, unsigned: Unsigned<T>): Rec {
+  const probe = { ...unsigned, sig: new Uint8Array(SIG_BYTES) } as unknown as T;
+  const sig = signTagged(secretKey, sigTag(network, probe.kind), signingMessage(probe));
+  return makeRec({ ...probe, sig });
+}
+
+export { publicKeyOf };
+
+function pk(v: Value, what: string): Uint8Array {
+  return asBytes(v, what, PUBKEY_BYTES);
+}
+function sigOf(v: Value): Uint8Array {
+  return asBytes(v, 'sig', SIG_BYTES);
+}
+function nameOf(v: Value): string {
+  const n = asString(v, 'name', MAX_NAME_LENGTH);
+  if (!isValidName(n)) throw new EncodingError(`name "${n}" is not a lower-case SIP address, E.164 number or domain`);
+  return n;
+}
+
+/** Decodes record bytes into a typed body; throws EncodingError on any shape or canonicality fault. */
+export function decodeBody(bytes: Uint8Array): RecordBody {
+  if (bytes.length > MAX_RECORD_BYTES) throw new EncodingError(`record larger than ${MAX_RECORD_BYTES} bytes`);
+  const v = decode(bytes);
+  if (!Array.isArray(v) || v.length === 0) throw new EncodingError('record: expected a non-empty array');
+  const kind = asUint(v[0], 'kind', 8) as KindCode;
+  switch (kind) {
+    case 0: {
+      const a = asArray(v, 6, 'coinbase');
+      return {
+        kind,
+        height: asUint(a[1], 'height', 0xffffffff),
+        rewardAddress: asBytes(a[2], 'rewardAddress', ADDRESS_BYTES),
+        amount: asUint(a[3], 'amount'),
+        extraNonce: asBytes(a[4], 'extraNonce', [0, 32]),
+        note: asString(a[5], 'note', 80),
+      };
+    }
+    case 1: {
+      const a = asArray(v, 7, 'node-announce');
+      return {
+        kind,
+        pubkey: pk(a[1], 'pubkey'),
+        sipUris: asStringList(a[2], 'sipUris', 8, 256),
+        p2pAddrs: asStringList(a[3], 'p2pAddrs', 8, 256),
+        rewardAddress: asBytes(a[4], 'rewardAddress', ADDRESS_BYTES),
+        seq: asUint(a[5], 'seq'),
+        sig: sigOf(a[6]),
+      };
+    }
+    case 2: {
+      const a = asArray(v, 4, 'name-commit');
+      return { kind, pubkey: pk(a[1], 'pubkey'), commitment: asBytes(a[2], 'commitment', 32), sig: sigOf(a[3]) };
+    }
+    case 3: {
+      const a = asArray(v, 5, 'name-claim');
+      return { kind, name: nameOf(a[1]), pubkey: pk(a[2], 'pubkey'), salt: asBytes(a[3], 'salt', 32), sig: sigOf(a[4]) };
+    }
+    case 4: {
+      const a = asArray(v, 5, 'name-renew');
+      return { kind, name: nameOf(a[1]), pubkey: pk(a[2], 'pubkey'), nameSeq: asUint(a[3], 'nameSeq'), sig: sigOf(a[4]) };
+    }
+    case 5: {
+      const a = asArray(v, 6, 'name-transfer');
+      return {
+        kind,
+        name: nameOf(a[1]),
+        pubkey: pk(a[2], 'pubkey'),
+        newOwner: pk(a[3], 'newOwner'),
+        nameSeq: asUint(a[4], 'nameSeq'),
+        sig: sigOf(a[5]),
+      };
+    }
+    case 6: {
+      const a = asArray(v, 6, 'name-delegate');
+      const node = asBytes(a[3], 'node', [0, ADDRESS_BYTES]);
+      if (node.length !== 0 && node.length !== ADDRESS_BYTES) throw new EncodingError('node: expected 20 bytes or none');
+      return { kind, name: nameOf(a[1]), pubkey: pk(a[2], 'pubkey'), node, nameSeq: asUint(a[4], 'nameSeq'), sig: sigOf(a[5]) };
+    }
+    case 7: {
+      const a = asArray(v, 8, 'binding');
+      return {
+        kind,
+        name: nameOf(a[1]),
+        node: asBytes(a[2], 'node', ADDRESS_BYTES),
+        status: asUint(a[3], 'status', 1),
+        expires: asUint(a[4], 'expires', 0xffffffff),
+        seq: asUint(a[5], 'seq'),
+        pubkey: pk(a[6], 'pubkey'),
+        sig: sigOf(a[7]),
+      };
+    }
+    case 8: {
+      const a = asArray(v, 7, 'transfer');
+      return {
+        kind,
+        pubkey: pk(a[1], 'pubkey'),
+        to: asBytes(a[2], 'to', ADDRESS_BYTES),
+        amount: asUint(a[3], 'amount'),
+        fee: asUint(a[4], 'fee'),
+        nonce: asUint(a[5], 'nonce'),
+        sig: sigOf(a[6]),
+      };
+    }
+    default:
+      throw new EncodingError(`unknown record kind ${kind as number}`);
+  }
+}
+
+/** Decodes and id-stamps a record; encoding faults become a ValidationError with code bad-encoding. */
+export function decodeRec(bytes: Uint8Array): Rec {
+  try {
+    return { body: decodeBody(bytes), bytes, id: recordId(bytes) };
+  } catch (e) {
+    throw asValidationError(e);
+  }
+}
+
+/** Maps an encoding fault to its consensus reason: non-canonical bytes and malformed ones differ. */
+export function asValidationError(e: unknown): unknown {
+  if (e instanceof NonCanonicalError) return new ValidationError('non-canonical', e.message);
+  if (e instanceof EncodingError) return new ValidationError('bad-encoding', e.message);
+  return e;
+}
+
+/** Context-free checks every signed record must pass: signature and value ranges. */
+export function checkRecordSignature(network: string, body: RecordBody): void {
+  if (body.kind === Kind.Coinbase) return;
+  if (body.kind === Kind.Transfer && body.amount === 0) throw new ValidationError('bad-amount', 'transfer amount must be positive');
+  if (!verifyTagged(body.pubkey, sigTag(network, body.kind), signingMessage(body), body.sig)) {
+    throw new ValidationError('bad-signature', `${KIND_NAMES[body.kind]} signature does not verify`);
+  }
+}
+
+export function commitmentOf(name: string, salt: Uint8Array, pubkey: Uint8Array): Uint8Array {
+  return taggedHash('DOTS/name-commit', encode([name, salt, pubkey]));
+}
+
+export function idHex(r: Rec): string {
+  return toHex(r.id);
+}
+
+/** A JSON view of a record for the API and the CLI. */
+export function recordJson(body: RecordBody): Record<string, unknown> {
+  const out: Record<string, unknown> = { kind: KIND_NAMES[body.kind] };
+  for (const [k, v] of Object.entries(body)) {
+    if (k === 'kind') continue;
+    out[k] = v instanceof Uint8Array ? toHex(v) : v;
+  }
+  return out;
+}

@@ -1,0 +1,334 @@
+// The chain state (names, bindings, nodes, accounts, pending name commitments) and the rules
+// that need it. State lives in memory as a map of immutable entries; a StateView overlays
+// changes so a block (or a whole reorganisation) is checked before anything is committed, and
+// the view yields the undo data that puts every touched key back.
+import { encode, decode, asArray, asUint, asBytes, asString, asStringList, type Value } from './encoding.ts';
+import { ValidationError } from './errors.ts';
+import { bytesEqual, toHex } from './hash.ts';
+import { addressOf } from './address.ts';
+import { Kind, KIND_NAMES, commitmentOf, type Rec, type RecordBody } from './records.ts';
+
+export interface StateRules {
+  nameLifetime: number;
+  minCommitAge: number;
+  maxCommitAge: number;
+  maxBindingTtl: number;
+  subsidy(height: number): number;
+}
+
+export interface NameEntry {
+  t: 'name';
+  owner: Uint8Array;
+  expiry: number;
+  seq: number;
+  delegate: Uint8Array;
+  since: number;
+}
+export interface BindingEntry {
+  t: 'binding';
+  node: Uint8Array;
+  status: number;
+  expires: number;
+  seq: number;
+  height: number;
+}
+export interface NodeEntry {
+  t: 'node';
+  pubkey: Uint8Array;
+  sipUris: string[];
+  p2pAddrs: string[];
+  rewardAddress: Uint8Array;
+  seq: number;
+  since: number;
+}
+export interface AccountEntry {
+  t: 'account';
+  balance: number;
+  nonce: number;
+}
+export interface CommitEntry {
+  t: 'commit';
+  pubkey: Uint8Array;
+  height: number;
+}
+export type Entry = NameEntry | BindingEntry | NodeEntry | AccountEntry | CommitEntry;
+
+export const keys = {
+  name: (name: string): string => `n:${name}`,
+  binding: (name: string): string => `b:${name}`,
+  node: (id: Uint8Array): string => `d:${toHex(id)}`,
+  account: (addr: Uint8Array): string => `a:${toHex(addr)}`,
+  commit: (c: Uint8Array): string => `c:${toHex(c)}`,
+};
+
+export function encodeEntry(e: Entry): Uint8Array {
+  let f: Value[];
+  switch (e.t) {
+    case 'name':
+      f = [e.owner, e.expiry, e.seq, e.delegate, e.since];
+      break;
+    case 'binding':
+      f = [e.node, e.status, e.expires, e.seq, e.height];
+      break;
+    case 'node':
+      f = [e.pubkey, e.sipUris, e.p2pAddrs, e.rewardAddress, e.seq, e.since];
+      break;
+    case 'account':
+      f = [e.balance, e.nonce];
+      break;
+    case 'commit':
+      f = [e.pubkey, e.height];
+      break;
+  }
+  return encode(f);
+}
+
+export function decodeEntry(key: string, bytes: Uint8Array): Entry {
+  const a = decode(bytes) as Value[];
+  switch (key[0]) {
+    case 'n':
+      asArray(a, 5, key);
+      return { t: 'name', owner: asBytes(a[0], 'owner'), expiry: asUint(a[1], 'expiry'), seq: asUint(a[2], 'seq'), delegate: asBytes(a[3], 'delegate'), since: asUint(a[4], 'since') };
+    case 'b':
+      asArray(a, 5, key);
+      return { t: 'binding', node: asBytes(a[0], 'node'), status: asUint(a[1], 'status'), expires: asUint(a[2], 'expires'), seq: asUint(a[3], 'seq'), height: asUint(a[4], 'height') };
+    case 'd':
+      asArray(a, 6, key);
+      return {
+        t: 'node',
+        pubkey: asBytes(a[0], 'pubkey'),
+        sipUris: asStringList(a[1], 'sipUris', 8, 256),
+        p2pAddrs: asStringList(a[2], 'p2pAddrs', 8, 256),
+        rewardAddress: asBytes(a[3], 'rewardAddress'),
+        seq: asUint(a[4], 'seq'),
+        since: asUint(a[5], 'since'),
+      };
+    case 'a':
+      asArray(a, 2, key);
+      return { t: 'account', balance: asUint(a[0], 'balance'), nonce: asUint(a[1], 'nonce') };
+    case 'c':
+      asArray(a, 2, key);
+      return { t: 'commit', pubkey: asBytes(a[0], 'pubkey'), height: asUint(a[1], 'height') };
+    default:
+      throw new Error(`unknown state key ${asString(key, 'key', 300)}`);
+  }
+}
+
+export interface StateReader {
+  get(key: string): Entry | undefined;
+}
+
+/** The committed state: one map, mutated only by commit() of a view. */
+export class ChainState implements StateReader {
+  readonly map = new Map<string, Entry>();
+  get(key: string): Entry | undefined {
+    return this.map.get(key);
+  }
+}
+
+/** A change to one key: the value before (undefined = absent) and after (undefined = deleted). */
+export interface Change {
+  key: string;
+  before: Entry | undefined;
+  after: Entry | undefined;
+}
+
+export class StateView implements StateReader {
+  private readonly changes = new Map<string, Change>();
+  constructor(private readonly base: StateReader) {}
+
+  get(key: string): Entry | undefined {
+    const c = this.changes.get(key);
+    return c !== undefined ? c.after : this.base.get(key);
+  }
+
+  set(key: string, value: Entry | undefined): void {
+    const c = this.changes.get(key);
+    if (c !== undefined) c.after = value;
+    else this.changes.set(key, { key, before: this.base.get(key), after: value });
+  }
+
+  /** Changes in first-touched order. */
+  list(): Change[] {
+    return [...this.changes.values()];
+  }
+
+  /** A child view over this one: discard it on failure, merge() it on success. */
+  child(): StateView {
+    return new StateView(this);
+  }
+
+  merge(child: StateView): void {
+    for (const c of child.list()) this.set(c.key, c.after);
+  }
+}
+
+export function commitTo(state: ChainState, changes: Change[]): void {
+  for (const c of changes) {
+    if (c.after === undefined) state.map.delete(c.key);
+    else state.map.set(c.key, c.after);
+  }
+}
+
+/** Undo data: the previous encoding of every touched key (absent keys as a one-element entry). */
+export function encodeUndo(changes: Change[]): Uint8Array {
+  return encode(changes.map((c) => (c.before === undefined ? [c.key] : [c.key, encodeEntry(c.before)])));
+}
+
+export function decodeUndo(bytes: Uint8Array): Array<{ key: string; before: Entry | undefined }> {
+  const a = decode(bytes) as Value[][];
+  return a.map((e) => {
+    const key = asString(e[0], 'key', 300);
+    return { key, before: e.length > 1 ? decodeEntry(key, asBytes(e[1], 'before')) : undefined };
+  });
+}
+
+export interface ApplyContext {
+  height: number;
+  time: number;
+  rules: StateRules;
+}
+
+function fail(code: string, msg: string): never {
+  throw new ValidationError(code, msg);
+}
+
+export function getName(s: StateReader, name: string): NameEntry | undefined {
+  return s.get(keys.name(name)) as NameEntry | undefined;
+}
+export function getBinding(s: StateReader, name: string): BindingEntry | undefined {
+  return s.get(keys.binding(name)) as BindingEntry | undefined;
+}
+export function getNode(s: StateReader, id: Uint8Array): NodeEntry | undefined {
+  return s.get(keys.node(id)) as NodeEntry | undefined;
+}
+export function getAccount(s: StateReader, addr: Uint8Array): AccountEntry {
+  return (s.get(keys.account(addr)) as AccountEntry | undefined) ?? { t: 'account', balance: 0, nonce: 0 };
+}
+
+function credit(v: StateView, addr: Uint8Array, amount: number): void {
+  if (amount === 0) return;
+  const a = getAccount(v, addr);
+  const balance = a.balance + amount;
+  if (!Number.isSafeInteger(balance)) fail('overflow', 'balance overflow');
+  v.set(keys.account(addr), { ...a, balance });
+}
+
+/** The live name entry an owner operation acts on, checked for owner and sequence. */
+function ownedName(v: StateView, name: string, pubkey: Uint8Array, nameSeq: number, height: number): NameEntry {
+  const n = getName(v, name);
+  if (n === undefined) fail('unknown-name', `${name} is not claimed`);
+  if (n.expiry < height) fail('name-expired', `${name} expired at height ${n.expiry}`);
+  if (!bytesEqual(n.owner, pubkey)) fail('not-owner', `${name} is owned by another key`);
+  if (nameSeq !== n.seq) fail('stale-name-seq', `${name} is at sequence ${n.seq}, record has ${nameSeq}`);
+  return n;
+}
+
+/**
+ * Applies one signed (non-coinbase) record to a view; returns the fee it pays.
+ * Signatures are checked elsewhere (they need no state and run in parallel).
+ */
+export function applyRecord(v: StateView, body: RecordBody, ctx: ApplyContext): number {
+  const { height, rules } = ctx;
+  switch (body.kind) {
+    case Kind.Coinbase:
+      return fail('bad-coinbase-position', 'a coinbase may only be the first record of a block');
+    case Kind.NodeAnnounce: {
+      const id = addressOf(body.pubkey);
+      const cur = getNode(v, id);
+      if (cur !== undefined && body.seq <= cur.seq) fail('stale-node-seq', `node announcement sequence ${body.seq} is not above ${cur.seq}`);
+      v.set(keys.node(id), {
+        t: 'node',
+        pubkey: body.pubkey,
+        sipUris: body.sipUris,
+        p2pAddrs: body.p2pAddrs,
+        rewardAddress: body.rewardAddress,
+        seq: body.seq,
+        since: cur?.since ?? height,
+      });
+      return 0;
+    }
+    case Kind.NameCommit: {
+      const k = keys.commit(body.commitment);
+      if (v.get(k) !== undefined) fail('duplicate-commit', 'this name commitment is already on the chain');
+      v.set(k, { t: 'commit', pubkey: body.pubkey, height });
+      return 0;
+    }
+    case Kind.NameClaim: {
+      const n = getName(v, body.name);
+      if (n !== undefined && n.expiry >= height) fail('name-taken', `${body.name} is owned until height ${n.expiry}`);
+      const ck = keys.commit(commitmentOf(body.name, body.salt, body.pubkey));
+      const c = v.get(ck) as CommitEntry | undefined;
+      if (c === undefined) fail('no-commit', `no commitment for this claim of ${body.name}`);
+      if (c.height + rules.minCommitAge > height) fail('commit-too-recent', `commitment must be ${rules.minCommitAge} blocks old before the reveal`);
+      if (height > c.height + rules.maxCommitAge) fail('commit-expired', `commitment older than ${rules.maxCommitAge} blocks`);
+      v.set(ck, undefined);
+      v.set(keys.name(body.name), { t: 'name', owner: body.pubkey, expiry: height + rules.nameLifetime, seq: 0, delegate: new Uint8Array(0), since: height });
+      // The previous owner's binding stops holding, but its sequence stays so old records cannot be replayed.
+      const b = getBinding(v, body.name);
+      if (b !== undefined) v.set(keys.binding(body.name), { ...b, status: 0 });
+      return 0;
+    }
+    case Kind.NameRenew: {
+      const n = ownedName(v, body.name, body.pubkey, body.nameSeq, height);
+      v.set(keys.name(body.name), { ...n, expiry: height + rules.nameLifetime, seq: n.seq + 1 });
+      return 0;
+    }
+    case Kind.NameTransfer: {
+      const n = ownedName(v, body.name, body.pubkey, body.nameSeq, height);
+      v.set(keys.name(body.name), { ...n, owner: body.newOwner, delegate: new Uint8Array(0), seq: n.seq + 1 });
+      return 0;
+    }
+    case Kind.NameDelegate: {
+      const n = ownedName(v, body.name, body.pubkey, body.nameSeq, height);
+      v.set(keys.name(body.name), { ...n, delegate: body.node, seq: n.seq + 1 });
+      return 0;
+    }
+    case Kind.Binding: {
+      const n = getName(v, body.name);
+      if (n === undefined) fail('unknown-name', `${body.name} is not claimed`);
+      if (n.expiry < height) fail('name-expired', `${body.name} expired at height ${n.expiry}`);
+      const byOwner = bytesEqual(n.owner, body.pubkey);
+      const byDelegate = n.delegate.length > 0 && bytesEqual(n.delegate, addressOf(body.pubkey));
+      if (!byOwner && !byDelegate) fail('not-authorized', `binding for ${body.name} is signed by neither its owner nor its delegate`);
+      const b = getBinding(v, body.name);
+      if (b !== undefined && body.seq <= b.seq) fail('stale-binding-seq', `binding sequence ${body.seq} is not above ${b.seq}`);
+      if (getNode(v, body.node) === undefined) fail('unknown-node', 'binding names a node that never announced itself');
+      if (body.expires > ctx.time + rules.maxBindingTtl) fail('binding-too-long', `binding expiry more than ${rules.maxBindingTtl}s ahead`);
+      v.set(keys.binding(body.name), { t: 'binding', node: body.node, status: body.status, expires: body.expires, seq: body.seq, height });
+      return 0;
+    }
+    case Kind.Transfer: {
+      const from = addressOf(body.pubkey);
+      const a = getAccount(v, from);
+      if (body.nonce !== a.nonce) fail('bad-nonce', `account nonce is ${a.nonce}, transfer has ${body.nonce}`);
+      const total = body.amount + body.fee;
+      if (!Number.isSafeInteger(total) || total > a.balance) fail('insufficient-funds', `balance ${a.balance} is less than ${total}`);
+      v.set(keys.account(from), { ...a, balance: a.balance - total, nonce: a.nonce + 1 });
+      credit(v, body.to, body.amount);
+      return body.fee;
+    }
+  }
+}
+
+/**
+ * Applies a whole block body to a view (coinbase first, then every record in order).
+ * `height` and `time` come from the block; the coinbase may claim at most subsidy plus fees.
+ */
+export function applyBlockRecords(v: StateView, records: Rec[], ctx: ApplyContext): void {
+  if (records.length === 0 || records[0].body.kind !== Kind.Coinbase) fail('bad-coinbase', 'the first record of a block must be its coinbase');
+  const cb = records[0].body;
+  if (cb.height !== ctx.height) fail('bad-coinbase-height', `coinbase says height ${cb.height}, block is at ${ctx.height}`);
+  let fees = 0;
+  for (let i = 1; i < records.length; i++) {
+    try {
+      fees += applyRecord(v, records[i].body, ctx);
+    } catch (e) {
+      if (e instanceof ValidationError) throw new ValidationError(e.code, `record ${i} (${KIND_NAMES[records[i].body.kind]}): ${e.message.slice(e.code.length + 2)}`);
+      throw e;
+    }
+  }
+  const max = ctx.rules.subsidy(ctx.height) + fees;
+  if (cb.amount > max) fail('bad-coinbase-amount', `coinbase claims ${cb.amount}, at most ${max} allowed`);
+  credit(v, cb.rewardAddress, cb.amount);
+}
