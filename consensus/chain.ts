@@ -3,9 +3,9 @@
 // time through a queue, and each tip change is one atomic store batch (see core/store.ts).
 import { EventEmitter } from 'node:events';
 import { ValidationError } from '../core/errors.ts';
-import { toHex, fromHex } from '../core/hash.ts';
+import { toHex, fromHex, hashToHex, hexToHash } from '../core/hash.ts';
 import { encode, decode, asArray, asBytes, asUint } from '../core/encoding.ts';
-import { decodeBlock, encodeBlock, hashHex, makeBlock, type Block, type Header } from '../core/block.ts';
+import { decodeBlock, encodeBlock, makeBlock, type Block, type Header } from '../core/block.ts';
 import { decodeHeader } from '../core/block.ts';
 import { merkleRoot, inclusionProof } from '../core/merkle.ts';
 import { Kind, makeRec, type Rec } from '../core/records.ts';
@@ -106,7 +106,7 @@ export class Chain extends EventEmitter<{ tip: [TipChange]; record: [Rec] }> {
 
   private async load(): Promise<void> {
     const g = genesisBlock(this.params);
-    const gHex = hashHex(g.hash);
+    const gHex = hashToHex(g.hash);
     const meta = await this.store.get('V');
     if (meta === undefined) {
       const gEntry: IndexEntry = { hash: g.hash, hex: gHex, header: g.header, headerBytes: g.headerBytes, height: 0, work: workFromBits(g.header.bits), status: 'valid', prev: null };
@@ -133,12 +133,12 @@ export class Chain extends EventEmitter<{ tip: [TipChange]; record: [Rec] }> {
       const r = raw.get(hex);
       if (r === undefined) return null;
       const header = decodeHeader(r.header);
-      const entry: IndexEntry = { hash: fromHex(hex).reverse(), hex, header, headerBytes: r.header, height: r.height, work: r.work, status: r.status, prev: null };
+      const entry: IndexEntry = { hash: hexToHash(hex), hex, header, headerBytes: r.header, height: r.height, work: r.work, status: r.status, prev: null };
       this.index.set(hex, entry);
       return entry;
     };
     for (const hex of raw.keys()) link(hex);
-    for (const e of this.index.values()) if (e.height > 0) e.prev = this.index.get(hashHex(e.header.prev)) ?? null;
+    for (const e of this.index.values()) if (e.height > 0) e.prev = this.index.get(hashToHex(e.header.prev)) ?? null;
     const tipBytes = await this.store.get('T');
     const tip = tipBytes === undefined ? undefined : this.index.get(toHex(tipBytes));
     if (tip === undefined) throw new UserError(`data directory ${this.store.path} is damaged: no chain tip`);
@@ -191,7 +191,7 @@ export class Chain extends EventEmitter<{ tip: [TipChange]; record: [Rec] }> {
   }
 
   private async accept(block: Block): Promise<ProcessResult> {
-    const hex = hashHex(block.hash);
+    const hex = hashToHex(block.hash);
     const known = this.index.get(hex);
     if (known !== undefined) {
       return known.status === 'invalid' ? { status: 'invalid', hex, code: 'known-invalid', message: 'block was found invalid before' } : { status: 'duplicate', hex };
@@ -203,7 +203,7 @@ export class Chain extends EventEmitter<{ tip: [TipChange]; record: [Rec] }> {
       if (e instanceof ValidationError) return { status: 'invalid', hex, code: e.code, message: e.message };
       throw e;
     }
-    const prevHex = hashHex(block.header.prev);
+    const prevHex = hashToHex(block.header.prev);
     const parent = this.index.get(prevHex);
     if (parent === undefined) {
       this.addOrphan(hex, block);
@@ -258,11 +258,11 @@ export class Chain extends EventEmitter<{ tip: [TipChange]; record: [Rec] }> {
 
   /** Hashes of orphans, for asking peers for their missing parents. */
   orphanParents(): string[] {
-    return [...this.orphans.values()].map((b) => hashHex(b.header.prev)).filter((h) => !this.index.has(h) && !this.orphans.has(h));
+    return [...this.orphans.values()].map((b) => hashToHex(b.header.prev)).filter((h) => !this.index.has(h) && !this.orphans.has(h));
   }
 
   private async adoptOrphans(parentHex: string): Promise<void> {
-    const children = [...this.orphans.entries()].filter(([, b]) => hashHex(b.header.prev) === parentHex);
+    const children = [...this.orphans.entries()].filter(([, b]) => hashToHex(b.header.prev) === parentHex);
     for (const [hex, b] of children) {
       this.orphans.delete(hex);
       await this.accept(b);
@@ -394,7 +394,7 @@ export class Chain extends EventEmitter<{ tip: [TipChange]; record: [Rec] }> {
     const loc = await this.store.get('R' + idHex);
     if (loc === undefined) return undefined;
     const a = asArray(decode(loc), 2, 'record location');
-    const entry = this.index.get(hashHex(asBytes(a[0], 'block')));
+    const entry = this.index.get(hashToHex(asBytes(a[0], 'block')));
     const index = asUint(a[1], 'index');
     if (entry === undefined) return undefined;
     const block = await this.getBlock(entry.hex);

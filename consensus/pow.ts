@@ -3,7 +3,9 @@
 // uses integers only (bigint for 256-bit values, u32 numbers for nBits) and
 // mirrors Bitcoin Core's arith_uint256 semantics bit for bit.
 
-import { sha256 } from '@noble/hashes/sha2.js';
+import { hashToHex } from '../core/hash.ts';
+
+export { sha256d, hashToHex, hexToHash } from '../core/hash.ts';
 
 export class PowError extends Error {
   constructor(message: string) {
@@ -90,33 +92,9 @@ export function workFromBits(bits: number): bigint {
   return workFromTarget(compactToTarget(bits));
 }
 
-const HEX: string[] = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
 
 function assertHash(hash: Uint8Array): void {
   if (hash.length !== 32) throw new PowError(`hash must be 32 bytes, got ${hash.length}`);
-}
-
-/**
- * Display (RPC / block explorer) form: Bitcoin prints uint256 values most
- * significant byte first, while SHA-256 output is stored least significant
- * byte first, hence the reversal.
- */
-export function hashToHex(hash: Uint8Array): string {
-  assertHash(hash);
-  let s = '';
-  for (let i = 31; i >= 0; i--) s += HEX[hash[i]];
-  return s;
-}
-
-export function hexToHash(hex: string): Uint8Array {
-  if (hex.length !== 64 || !/^[0-9a-fA-F]{64}$/.test(hex)) {
-    throw new PowError('hash hex must be exactly 64 hex characters');
-  }
-  const out = new Uint8Array(32);
-  for (let i = 0; i < 32; i++) {
-    out[31 - i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
-  }
-  return out;
 }
 
 /** The hash as the 256-bit number Bitcoin compares with the target (little-endian read). */
@@ -172,6 +150,3 @@ export function hashMeetsTarget(hash: Uint8Array, target: bigint): boolean {
   return hashMeetsTargetBytes(hash, cachedTargetLE);
 }
 
-export function sha256d(data: Uint8Array): Uint8Array {
-  return sha256(sha256(data));
-}

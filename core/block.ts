@@ -51,15 +51,6 @@ export function decodeHeader(b: Uint8Array): Header {
   };
 }
 
-/** Display form of a block hash: byte-reversed hex, as Bitcoin shows it. */
-export function hashHex(hash: Uint8Array): string {
-  return toHex(Uint8Array.from(hash).reverse());
-}
-
-export function hexToHash(hex: string): Uint8Array {
-  return Uint8Array.from(Buffer.from(hex, 'hex')).reverse();
-}
-
 export function headerHash(headerBytes: Uint8Array): Uint8Array {
   return sha256d(headerBytes);
 }

@@ -3,7 +3,8 @@
 // in params.ts. Run with `npm run genesis [-- --write]`; the output is the same on every machine.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { encodeHeader, hashHex } from './block.ts';
+import { encodeHeader } from './block.ts';
+import { hashToHex } from './hash.ts';
 import { genesisHeader } from '../consensus/genesis.ts';
 import { NETWORKS, NETWORK_NAMES } from '../consensus/params.ts';
 import { HeaderHasher } from '../consensus/hasher.ts';
@@ -24,7 +25,7 @@ if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.
   for (const name of NETWORK_NAMES) {
     const nonce = findGenesisNonce(name);
     const { block } = genesisHeader(NETWORKS[name], nonce);
-    console.log(`${name.padEnd(8)} nonce ${String(nonce).padStart(10)} hash ${hashHex(block.hash)}`);
+    console.log(`${name.padEnd(8)} nonce ${String(nonce).padStart(10)} hash ${hashToHex(block.hash)}`);
     const note = NETWORKS[name].genesis.note;
     src = src.replace(new RegExp(`(genesis: \\{ time: \\d+, nonce: )\\d+(, note: '${note}' \\})`), `$1${nonce}$2`);
   }

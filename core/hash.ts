@@ -62,3 +62,17 @@ export function concatBytes(...parts: Uint8Array[]): Uint8Array {
   }
   return out;
 }
+
+/**
+ * Display form of a block hash: SHA-256 output is stored least significant byte first, and
+ * Bitcoin (and we) print 256-bit numbers most significant byte first, hence the reversal.
+ */
+export function hashToHex(hash: Uint8Array): string {
+  if (hash.length !== 32) throw new TypeError(`hash must be 32 bytes, got ${hash.length}`);
+  return toHex(Uint8Array.from(hash).reverse());
+}
+
+export function hexToHash(hex: string): Uint8Array {
+  if (!/^[0-9a-fA-F]{64}$/.test(hex)) throw new TypeError('hash hex must be exactly 64 hex characters');
+  return Uint8Array.from(Buffer.from(hex, 'hex')).reverse();
+}

@@ -5,7 +5,8 @@
 import { ValidationError } from './errors.ts';
 import { toHex } from './hash.ts';
 import { Kind, checkRecordSignature, type Rec, type Binding } from './records.ts';
-import { StateView, applyRecord, type ApplyContext, type StateReader } from './state.ts';
+import { StateView, applyRecord, getAccount, keys, type ApplyContext, type StateReader } from './state.ts';
+import { addressOf } from './address.ts';
 import type { SigCache } from './sig.ts';
 
 export interface PoolEntry {
@@ -43,12 +44,36 @@ export class Mempool {
 
   /** Checks a record against the state it would be mined on; throws ValidationError with the reason. */
   check(rec: Rec, state: StateReader, ctx: ApplyContext): void {
-    if (rec.body.kind === Kind.Coinbase) throw new ValidationError('bad-coinbase-position', 'a coinbase cannot be pending');
+    const b = rec.body;
+    if (b.kind === Kind.Coinbase) throw new ValidationError('bad-coinbase-position', 'a coinbase cannot be pending');
     if (!this.sigs.has(rec.id)) {
-      checkRecordSignature(this.network, rec.body);
+      checkRecordSignature(this.network, b);
       this.sigs.add(rec.id);
     }
-    applyRecord(new StateView(state), rec.body, ctx);
+    const view = new StateView(state);
+    if (b.kind === Kind.Transfer) {
+      // A sender's pending transfers form a chain of nonces: check this one after them.
+      const addr = addressOf(b.pubkey);
+      const s = this.senders.get(toHex(addr));
+      if (s !== undefined) {
+        const a = getAccount(state, addr);
+        view.set(keys.account(addr), { ...a, balance: Math.max(0, a.balance - s.spent), nonce: a.nonce + s.count });
+      }
+    }
+    applyRecord(view, b, ctx);
+  }
+
+  private readonly senders = new Map<string, { count: number; spent: number }>();
+
+  private track(rec: Rec, sign: 1 | -1): void {
+    const b = rec.body;
+    if (b.kind !== Kind.Transfer) return;
+    const k = toHex(addressOf(b.pubkey));
+    const s = this.senders.get(k) ?? { count: 0, spent: 0 };
+    s.count += sign;
+    s.spent += sign * (b.amount + b.fee);
+    if (s.count <= 0) this.senders.delete(k);
+    else this.senders.set(k, s);
   }
 
   add(rec: Rec, state: StateReader, ctx: ApplyContext): void {
@@ -57,24 +82,33 @@ export class Mempool {
     this.check(rec, state, ctx);
     if (this.entries.size >= this.maxRecords) throw new ValidationError('pool-full', `pending pool holds ${this.maxRecords} records`);
     this.entries.set(hex, { rec, added: Date.now() });
+    this.track(rec, 1);
     this.version++;
   }
 
   remove(idHex: string): boolean {
-    const had = this.entries.delete(idHex);
-    if (had) this.version++;
-    return had;
+    const e = this.entries.get(idHex);
+    if (e === undefined) return false;
+    this.entries.delete(idHex);
+    this.track(e.rec, -1);
+    this.version++;
+    return true;
   }
 
   /** After the tip moved: drop what no longer applies on its own; returns what was dropped. */
   revalidate(state: StateReader, ctx: ApplyContext): Rec[] {
     const dropped: Rec[] = [];
+    // Transfers are checked cumulatively (nonce chains), everything else on its own.
+    const transfers = new StateView(state);
     for (const [hex, e] of this.entries) {
+      const cumulative = e.rec.body.kind === Kind.Transfer;
+      const view = cumulative ? transfers.child() : new StateView(state);
       try {
-        applyRecord(new StateView(state), e.rec.body, ctx);
+        applyRecord(view, e.rec.body, ctx);
+        if (cumulative) transfers.merge(view);
       } catch (err) {
         if (!(err instanceof ValidationError)) throw err;
-        this.entries.delete(hex);
+        this.remove(hex);
         dropped.push(e.rec);
       }
     }

@@ -1,0 +1,79 @@
+// Validation and connection speed: builds a regtest chain of blocks full of signed records
+// (name commitments and transfers), then times a fresh node processing every block from its
+// bytes (decode, PoW, Merkle root, signatures, state, one LevelDB batch per block), and
+// measures the bytes on disk per record.
+import { mkdtempSync, rmSync, readdirSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { Store } from '../core/store.ts';
+import { Chain } from '../consensus/chain.ts';
+import { Miner } from '../consensus/miner.ts';
+import { NETWORKS } from '../consensus/params.ts';
+import { decodeBlock } from '../core/block.ts';
+import { signRecord, Kind, type NameCommit, type Transfer } from '../core/records.ts';
+import { generateSecretKey, publicKeyOf } from '../core/sig.ts';
+import { addressOf } from '../core/address.ts';
+import type { BenchOptions } from './index.ts';
+
+function dirBytes(dir: string): number {
+  let n = 0;
+  for (const f of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, f.name);
+    n += f.isDirectory() ? dirBytes(p) : statSync(p).size;
+  }
+  return n;
+}
+
+export async function benchChain(o: BenchOptions & { records?: number; perBlock?: number }): Promise<Array<Record<string, string | number>>> {
+  const total = o.records ?? 10_000;
+  const perBlock = o.perBlock ?? 200;
+  const p = NETWORKS.regtest;
+  const root = mkdtempSync(join(tmpdir(), 'dots-bench-chain-'));
+  try {
+    const srcStore = await Store.open(join(root, 'src'));
+    const src = await Chain.open(srcStore, p);
+    const minerKey = generateSecretKey();
+    const minerPub = publicKeyOf(minerKey);
+    const miner = new Miner(src, addressOf(minerPub));
+    await miner.mineBlocks(2); // funds for transfers
+    let nonce = 0;
+    let made = 0;
+    while (made < total) {
+      const n = Math.min(perBlock, total - made);
+      for (let i = 0; i < n; i++, made++) {
+        if (i % 2 === 0) {
+          const sk = generateSecretKey();
+          await src.submitRecord(signRecord<NameCommit>(p.name, sk, { kind: Kind.NameCommit, pubkey: publicKeyOf(sk), commitment: randomBytes(32) }));
+        } else {
+          await src.submitRecord(signRecord<Transfer>(p.name, minerKey, { kind: Kind.Transfer, pubkey: minerPub, to: randomBytes(20), amount: 1000, fee: 1, nonce: nonce++ }));
+        }
+      }
+      await miner.mineBlocks(1);
+    }
+    const blocks: Uint8Array[] = [];
+    for (let h = 1; h <= src.tip.height; h++) blocks.push((await src.getBlockBytes(src.main[h].hex)) as Uint8Array);
+    await srcStore.close();
+
+    const dstStore = await Store.open(join(root, 'dst'));
+    const dst = await Chain.open(dstStore, p);
+    const t0 = process.hrtime.bigint();
+    for (const bytes of blocks) {
+      const r = await dst.processBlock(decodeBlock(bytes, p.maxBlockBytes));
+      if (r.status !== 'connected') throw new Error(`bench block not connected: ${JSON.stringify(r)}`);
+    }
+    const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+    await dstStore.close();
+    const disk = dirBytes(join(root, 'dst'));
+    return [
+      { metric: 'blocks', value: blocks.length },
+      { metric: 'records', value: total },
+      { metric: 'seconds', value: secs.toFixed(2) },
+      { metric: 'blocks/s', value: Math.round(blocks.length / secs) },
+      { metric: 'records/s', value: Math.round(total / secs) },
+      { metric: 'bytes on disk per record', value: Math.round(disk / total) },
+    ];
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+}

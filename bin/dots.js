@@ -1,0 +1,7 @@
+#!/usr/bin/env node
+// The `dots` executable: loads the TypeScript sources through tsx, then runs the CLI.
+import { register } from 'tsx/esm/api';
+
+register();
+const { main } = await import('../core/cli.ts');
+process.exitCode = await main(process.argv.slice(2));

@@ -1,0 +1,128 @@
+// Message serialisation and response construction (RFC 3261 8.2.6).
+
+import { randomUUID } from 'node:crypto';
+import { headerKey } from './message.ts';
+import type { SipHeader, SipMessage, SipRequest, SipResponse } from './message.ts';
+import { parseNameAddr, getParam } from './uri.ts';
+
+const EMPTY = Buffer.alloc(0);
+
+export function formatStartLine(msg: SipMessage): string {
+  return msg.kind === 'request'
+    ? msg.method + ' ' + msg.uri + ' ' + (msg.version || 'SIP/2.0')
+    : (msg.version || 'SIP/2.0') + ' ' + msg.status + ' ' + msg.reason;
+}
+
+/**
+ * Serialises a message: start line, headers in order as "Name: value" (names
+ * as stored, values as latin1 binary strings), empty line, body.
+ * Content-Length always states the body's real length: the first
+ * Content-Length header is rewritten, further ones dropped, one appended if
+ * absent. Header values must not contain CR or LF.
+ */
+export function serializeMessage(msg: SipMessage): Buffer {
+  const body = msg.body;
+  let s = formatStartLine(msg) + '\r\n';
+  let hasCl = false;
+  const hs = msg.headers;
+  for (let i = 0; i < hs.length; i++) {
+    const h = hs[i];
+    if (h.key === 'content-length') {
+      if (hasCl) continue;
+      hasCl = true;
+      s += h.name + ': ' + body.length + '\r\n';
+    } else s += h.name + ': ' + h.value + '\r\n';
+  }
+  if (!hasCl) s += 'Content-Length: ' + body.length + '\r\n';
+  s += '\r\n';
+  const headLen = s.length; // latin1: one octet per char
+  const out = Buffer.allocUnsafe(headLen + body.length);
+  out.write(s, 0, headLen, 'latin1');
+  if (body.length > 0) body.copy(out, headLen);
+  return out;
+}
+
+export interface BuildResponseOptions {
+  /** To tag to add when the request's To has none (RFC 3261 8.2.6.2; not needed for 100) */
+  toTag?: string;
+  /** response body (give its Content-Type in extraHeaders) */
+  body?: Buffer;
+}
+
+function h(name: string, value: string): SipHeader {
+  return { name, key: headerKey(name), value };
+}
+
+/**
+ * Builds a response to `request` (RFC 3261 8.2.6): Via headers copied in
+ * order, From, To (with `opts.toTag` added if the To has no tag), Call-ID,
+ * CSeq, Timestamp for 100, then extraHeaders, then Content-Length.
+ * Works on the `partial` of a failed parse too (copies what is there).
+ */
+export function buildResponse(
+  request: SipRequest,
+  status: number,
+  reason: string,
+  extraHeaders?: ReadonlyArray<readonly [string, string]>,
+  opts?: BuildResponseOptions,
+): SipResponse {
+  const headers: SipHeader[] = [];
+  let from: SipHeader | null = null;
+  let to: SipHeader | null = null;
+  let callId: SipHeader | null = null;
+  let cseq: SipHeader | null = null;
+  let timestamp: SipHeader | null = null;
+  for (const x of request.headers) {
+    switch (x.key) {
+      case 'via':
+        headers.push(h(x.name, x.value));
+        break;
+      case 'from':
+        from ??= x;
+        break;
+      case 'to':
+        to ??= x;
+        break;
+      case 'call-id':
+        callId ??= x;
+        break;
+      case 'cseq':
+        cseq ??= x;
+        break;
+      case 'timestamp':
+        timestamp ??= x;
+        break;
+    }
+  }
+  if (from !== null) headers.push(h('From', from.value));
+  if (to !== null) {
+    let v = to.value;
+    if (opts?.toTag !== undefined) {
+      let hasTag = true;
+      try {
+        hasTag = getParam(parseNameAddr(v).params, 'tag') !== undefined;
+      } catch {
+        // malformed To (answering a 400): copy it as it is
+      }
+      if (!hasTag) v += ';tag=' + opts.toTag;
+    }
+    headers.push(h('To', v));
+  }
+  if (callId !== null) headers.push(h('Call-ID', callId.value));
+  if (cseq !== null) headers.push(h('CSeq', cseq.value));
+  if (status === 100 && timestamp !== null) headers.push(h('Timestamp', timestamp.value));
+  if (extraHeaders !== undefined) for (const [n, v] of extraHeaders) headers.push(h(n, v));
+  const body = opts?.body ?? EMPTY;
+  headers.push(h('Content-Length', String(body.length)));
+  return { kind: 'response', status, reason, version: 'SIP/2.0', headers, body };
+}
+
+/** Random tag for To/From (RFC 3261 19.3: at least 32 bits of randomness). */
+export function newTag(): string {
+  return randomUUID().replace(/-/g, '').slice(0, 16);
+}
+
+/** New RFC 3261 branch: magic cookie + random. */
+export function newBranch(): string {
+  return 'z9hG4bK' + randomUUID().replace(/-/g, '');
+}
