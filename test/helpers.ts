@@ -4,10 +4,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Store } from '../core/store.ts';
 import { Chain, type ChainOptions } from '../consensus/chain.ts';
-import { NETWORKS, type NetworkName } from '../consensus/params.ts';
+import { NETWORKS, type NetworkName, type NetworkParams } from '../consensus/params.ts';
 import { Miner } from '../consensus/miner.ts';
 import { generateSecretKey, publicKeyOf } from '../core/sig.ts';
 import { addressOf } from '../core/address.ts';
+import { randomBytes } from 'node:crypto';
+import { makeBlock, type Block, type Header } from '../core/block.ts';
+import { merkleRoot } from '../core/merkle.ts';
+import { Kind, makeRec, type Rec } from '../core/records.ts';
+import { encodeEntry } from '../core/state.ts';
+import { toHex } from '../core/hash.ts';
+import { compactToTarget, hashMeetsTarget } from '../consensus/pow.ts';
+import { nextBits } from '../consensus/validate.ts';
+import type { IndexEntry } from '../consensus/chain.ts';
 
 export function tmpDir(t: { teardown(fn: () => void): void }, prefix = 'dots-test-'): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
@@ -38,11 +47,11 @@ export interface TestChain {
 
 export async function openChain(
   t: { teardown(fn: () => void | Promise<void>): void },
-  opts: ChainOptions & { network?: NetworkName; dir?: string; key?: Key } = {},
+  opts: ChainOptions & { network?: NetworkName; params?: NetworkParams; dir?: string; key?: Key } = {},
 ): Promise<TestChain> {
   const dir = opts.dir ?? tmpDir(t);
   const store = await Store.open(join(dir, 'chain'));
-  const chain = await Chain.open(store, NETWORKS[opts.network ?? 'regtest'], opts);
+  const chain = await Chain.open(store, opts.params ?? NETWORKS[opts.network ?? 'regtest'], opts);
   const key = opts.key ?? newKey();
   const miner = new Miner(chain, key.address);
   let closed = false;
@@ -54,4 +63,60 @@ export async function openChain(
   };
   t.teardown(close);
   return { chain, store, miner, key, dir, close };
+}
+
+/** Options for hand-built blocks: every field a rule test may want to get wrong. */
+export interface BlockOpts {
+  time?: number;
+  bits?: number;
+  merkleRoot?: Uint8Array;
+  amount?: number;
+  coinbaseHeight?: number;
+  /** find a nonce that fails the target instead of one that meets it */
+  badPow?: boolean;
+  reward?: Uint8Array;
+}
+
+/** A block on `parent` with the given records after a fresh coinbase, with its nonce solved. */
+export function blockOn(chain: Chain, parent: IndexEntry, recs: Rec[], o: BlockOpts = {}): Block {
+  const p = chain.params;
+  const height = parent.height + 1;
+  const coinbase = makeRec({
+    kind: Kind.Coinbase,
+    height: o.coinbaseHeight ?? height,
+    rewardAddress: o.reward ?? new Uint8Array(20),
+    amount: o.amount ?? p.subsidy(height),
+    extraNonce: randomBytes(8),
+    note: '',
+  });
+  const records = [coinbase, ...recs];
+  const header: Header = {
+    version: 1,
+    prev: parent.hash,
+    merkleRoot: o.merkleRoot ?? merkleRoot(records.map((r) => r.id)),
+    time: o.time ?? Math.max(parent.header.time + 1, chain.parentInfo(parent).medianTimePast + 1),
+    bits: o.bits ?? nextBits(p, chain.anchor, { height: parent.height, time: parent.header.time }),
+    nonce: 0,
+  };
+  const target = compactToTarget(header.bits);
+  for (let nonce = 0; ; nonce++) {
+    const b = makeBlock({ ...header, nonce }, records);
+    if (hashMeetsTarget(b.hash, target) !== (o.badPow === true)) return b;
+  }
+}
+
+export async function extend(chain: Chain, parent: IndexEntry, n: number, o: BlockOpts & { recs?: Rec[] } = {}): Promise<IndexEntry> {
+  let e = parent;
+  for (let i = 0; i < n; i++) {
+    const b = blockOn(chain, e, i === 0 ? (o.recs ?? []) : [], o.time !== undefined ? { ...o, time: o.time + i } : o);
+    const r = await chain.processBlock(b);
+    if (r.status === 'invalid' || r.status === 'orphan') throw new Error(`extend: block rejected: ${r.code}`);
+    e = chain.index.get(r.hex) as IndexEntry;
+  }
+  return e;
+}
+
+/** The state as comparable JSON-safe pairs. */
+export function stateDump(chain: Chain): Array<[string, string]> {
+  return [...chain.state.map.entries()].map(([k, v]): [string, string] => [k, toHex(encodeEntry(v))]).sort((a, b) => (a[0] < b[0] ? -1 : 1));
 }
