@@ -92,11 +92,11 @@ export class DotsNode {
     chain.on('tip', (c) => {
       const n = c.connected.length;
       if (c.disconnected.length > 0) log.info(`reorganised: ${c.disconnected.length} block(s) disconnected, ${n} connected`);
-      log.info(`new tip ${c.tip.height} ${c.tip.hex} (${chain.pool.size} pending)`);
+      log.info(`new tip ${c.tip.height} ${c.tip.hex} (${c.connected.length} connected, ${chain.pool.size} pending)`);
     });
     this.miner = new Miner(chain, this.rewardAddress, {
       onBlock: (r, height) => {
-        if (r.status === 'connected') log.info(`mined block ${height} ${r.hex}`);
+        if (r.status === 'connected') log.debug(`mined block ${height} ${r.hex}`);
         else log.warn(`mined block ${height} was not connected: ${r.status}`);
       },
     });

@@ -1,0 +1,134 @@
+// Unit tests of the core building blocks: canonical encoding, tagged hashes, Merkle proofs,
+// record round trips, key files, and the genesis blocks of every network.
+import t from 'tap';
+import { statSync, writeFileSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { encode, decode, NonCanonicalError } from '../core/encoding.ts';
+import { EncodingError, UserError } from '../core/errors.ts';
+import { taggedHash, toHex, sha256 } from '../core/hash.ts';
+import { merkleRoot, inclusionProof, verifyInclusion, leafHash, nodeHash } from '../core/merkle.ts';
+import { decodeBody, encodeBody, signRecord, makeRec, Kind, isValidName, checkRecordSignature, type Transfer, type RecordBody } from '../core/records.ts';
+import { writeKeyFile, readKeyFile, loadOrCreateKey } from '../wallet/keys.ts';
+import { generateSecretKey, publicKeyOf, signTagged, verifyTagged } from '../core/sig.ts';
+import { encodeAddress, decodeAddress, addressOf } from '../core/address.ts';
+import { NETWORKS, NETWORK_NAMES } from '../consensus/params.ts';
+import { genesisBlock } from '../consensus/genesis.ts';
+import { findGenesisNonce } from '../core/genesis-build.ts';
+import { compactToTarget, hashMeetsTarget } from '../consensus/pow.ts';
+import { tmpDir, newKey } from './helpers.ts';
+
+t.test('canonical encoding', async (t) => {
+  const v = [1, 0xffffffff, 0x100000000, Number.MAX_SAFE_INTEGER, 'text', new Uint8Array([1, 2, 3]), [[], ['x']]];
+  const b = encode(v);
+  t.same(decode(b), v, 'round trip');
+  t.throws(() => encode([1.5]), EncodingError, 'floats refused');
+  t.throws(() => encode([-1]), EncodingError, 'negative integers refused');
+  t.throws(() => decode(Uint8Array.from([0x91, 0xcd, 0x00, 0x01])), NonCanonicalError, 'uint16 for a fixint');
+  t.throws(() => decode(Uint8Array.from([0x91, 0xcb, 0x40, 0x00, 0, 0, 0, 0, 0, 0])), NonCanonicalError, 'float64 holding an integer');
+  t.throws(() => decode(Uint8Array.from([0x91, 0xcb, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0])), EncodingError, 'float64 holding 1.5');
+  t.throws(() => decode(Uint8Array.from([0x81, 0xa1, 0x61, 0x01])), EncodingError, 'maps');
+  t.throws(() => decode(Uint8Array.from([0xc0])), EncodingError, 'nil');
+  t.throws(() => decode(Uint8Array.from([0x92, 0x01])), EncodingError, 'truncated');
+  t.throws(() => decode(Uint8Array.from([0x91, 0x01, 0x02])), EncodingError, 'trailing bytes');
+  t.throws(() => decode(Uint8Array.from([0x91, 0xcf, 0x00, 0x20, 0, 0, 0, 0, 0, 1])), EncodingError, 'integer above 2^53');
+});
+
+t.test('tagged hashes are domain separated', async (t) => {
+  const m = new Uint8Array([1, 2, 3]);
+  t.notSame(taggedHash('a', m), taggedHash('b', m));
+  const tag = sha256(new TextEncoder().encode('a'));
+  t.same(taggedHash('a', m), sha256(new Uint8Array([...tag, ...tag, ...m])), 'BIP-340 construction');
+});
+
+t.test('Merkle tree: RFC 6962 shape and inclusion proofs for every size and index', async (t) => {
+  const id = (i: number): Uint8Array => sha256(new Uint8Array([i]));
+  t.same(merkleRoot([id(0)]), leafHash(id(0)));
+  t.same(merkleRoot([id(0), id(1), id(2)]), nodeHash(nodeHash(leafHash(id(0)), leafHash(id(1))), leafHash(id(2))), 'split at the largest power of two');
+  // Duplicating the last leaf changes the root (no CVE-2012-2459 mutation).
+  t.notSame(merkleRoot([id(0), id(1), id(2)]), merkleRoot([id(0), id(1), id(2), id(2)]));
+  let ok = 0;
+  let bad = 0;
+  for (let n = 1; n <= 33; n++) {
+    const ids = Array.from({ length: n }, (_, i) => id(i));
+    const root = merkleRoot(ids);
+    for (let i = 0; i < n; i++) {
+      const path = inclusionProof(ids, i);
+      if (verifyInclusion(ids[i], i, n, path, root)) ok++;
+      if (verifyInclusion(ids[i], (i + 1) % n, n, path, root) && n > 1) bad++;
+      if (verifyInclusion(id(99), i, n, path, root)) bad++;
+    }
+  }
+  t.equal(ok, (33 * 34) / 2, 'every proof verifies');
+  t.equal(bad, 0, 'no proof verifies for a wrong leaf or index');
+});
+
+t.test('records round trip and signatures bind kind and network', async (t) => {
+  const k = newKey();
+  const tx = signRecord<Transfer>('regtest', k.secret, { kind: Kind.Transfer, pubkey: k.pub, to: newKey().address, amount: 5, fee: 1, nonce: 0 });
+  t.same(decodeBody(tx.bytes), tx.body);
+  t.same(encodeBody(decodeBody(tx.bytes)), tx.bytes);
+  t.doesNotThrow(() => checkRecordSignature('regtest', tx.body));
+  t.throws(() => checkRecordSignature('mainnet', tx.body), { code: 'bad-signature' }, 'another network');
+  const asOtherKind = { ...(tx.body as Transfer), amount: 6 } as RecordBody;
+  t.throws(() => checkRecordSignature('regtest', asOtherKind), { code: 'bad-signature' }, 'altered field');
+  const cb = makeRec({ kind: Kind.Coinbase, height: 1, rewardAddress: new Uint8Array(20), amount: 1, extraNonce: new Uint8Array(4), note: 'x' });
+  t.same(decodeBody(cb.bytes), cb.body);
+  t.throws(() => decodeBody(encode([9, 1, 2])), EncodingError, 'unknown kind');
+  t.throws(() => decodeBody(encode([8, new Uint8Array(33)])), EncodingError, 'wrong field count');
+  // A high-S twin of a valid signature is refused.
+  const digestSig = signTagged(k.secret, 'T', new Uint8Array([1]));
+  t.ok(verifyTagged(k.pub, 'T', new Uint8Array([1]), digestSig));
+  const n = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
+  const s = BigInt('0x' + toHex(digestSig.subarray(32)));
+  const highS = Uint8Array.from(Buffer.from((n - s).toString(16).padStart(64, '0'), 'hex'));
+  const twin = new Uint8Array([...digestSig.subarray(0, 32), ...highS]);
+  t.notOk(verifyTagged(k.pub, 'T', new Uint8Array([1]), twin), 'high-S twin rejected');
+  t.notOk(verifyTagged(new Uint8Array(33), 'T', new Uint8Array([1]), digestSig), 'invalid public key');
+});
+
+t.test('names', async (t) => {
+  for (const ok of ['sip:alice@dots.test', '+15551234567', 'example.org', 'sip:a.b-c_d@x']) t.ok(isValidName(ok), ok);
+  for (const bad of ['SIP:Alice@x', 'sip:@x', '+0123', '+1234567890123456', 'sip:a@', '', 'has space']) t.notOk(isValidName(bad), bad);
+});
+
+t.test('addresses catch typos and other networks', async (t) => {
+  const a = addressOf(newKey().pub);
+  const s = encodeAddress('dots', a);
+  t.same(decodeAddress('dots', s), a);
+  const typo = s.slice(0, -3) + (s.at(-3) === 'q' ? 'p' : 'q') + s.slice(-2);
+  t.throws(() => decodeAddress('dots', typo), UserError);
+  t.throws(() => decodeAddress('tdots', s), /another network/);
+});
+
+t.test('key files: owner-only, encrypted, wrong passphrase refused', async (t) => {
+  const dir = tmpDir(t);
+  const secret = generateSecretKey();
+  const f = join(dir, 'w.key');
+  writeKeyFile(f, secret, 'correct horse');
+  t.equal(statSync(f).mode & 0o777, 0o600, 'mode 0600');
+  t.notMatch(readFileSync(f, 'utf8'), toHex(secret), 'secret not in clear');
+  t.same(readKeyFile(f, 'correct horse'), secret);
+  t.throws(() => readKeyFile(f, 'wrong'), /wrong passphrase/);
+  t.throws(() => readKeyFile(f), /is encrypted/);
+  const j = JSON.parse(readFileSync(f, 'utf8')) as { crypto: { ciphertext: string } };
+  j.crypto.ciphertext = (j.crypto.ciphertext[0] === '0' ? '1' : '0') + j.crypto.ciphertext.slice(1);
+  writeFileSync(f, JSON.stringify(j));
+  t.throws(() => readKeyFile(f, 'correct horse'), /wrong passphrase|altered/, 'tampering detected');
+  const nodeKey = join(dir, 'node.key');
+  const first = loadOrCreateKey(nodeKey);
+  t.ok(first.created);
+  t.equal(statSync(nodeKey).mode & 0o777, 0o600);
+  t.same(loadOrCreateKey(nodeKey).secret, first.secret, 'reloaded');
+  t.same(publicKeyOf(first.secret).length, 33);
+});
+
+t.test('genesis blocks are what the build script finds', async (t) => {
+  for (const name of NETWORK_NAMES) {
+    const p = NETWORKS[name];
+    const g = genesisBlock(p);
+    t.ok(hashMeetsTarget(g.hash, compactToTarget(p.powLimitBits)), `${name}: genesis meets its limit`);
+    if (name !== 'mainnet') t.equal(findGenesisNonce(name), p.genesis.nonce, `${name}: first nonce found by the script`);
+  }
+  const hashes = new Set(NETWORK_NAMES.map((n) => toHex(genesisBlock(NETWORKS[n]).hash)));
+  t.equal(hashes.size, NETWORK_NAMES.length, 'each network has its own genesis');
+});
