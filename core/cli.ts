@@ -1,24 +1,19 @@
 // The `dots` command line. Every user mistake (bad flag, bad value, locked data directory)
 // ends in one line on stderr saying what to fix and exit code 2; nothing prints a stack trace
 // unless DOTS_DEBUG is set.
-import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { resolve, join } from 'node:path';
-import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { UserError, ValidationError } from './errors.ts';
 import { createLogger } from './log.ts';
 import { DotsNode, defaultConfig, type NodeConfig } from './node.ts';
-import { isNetworkName, NETWORKS, NETWORK_NAMES, type NetworkName } from '../consensus/params.ts';
-import { addressOf, encodeAddress, decodeAddress } from './address.ts';
-import { publicKeyOf, generateSecretKey } from './sig.ts';
-import { writeKeyFile, readKeyFile } from '../wallet/keys.ts';
-import { signRecord, Kind, type Transfer } from './records.ts';
-import { toHex } from './hash.ts';
+import { parse, port, host, networkOf } from './args.ts';
+import { runWallet, runName } from '../wallet/commands.ts';
 
 const HELP = `dots: a DOTS node (SIP registrar, presence agent and proxy on a proof-of-work chain)
 
 Usage:
   dots node [options]              run a node
   dots wallet new|address|balance|send ...
+  dots name claim|renew|transfer|delegate|show ...
   dots bench hash [--json]         hashing benchmark
   dots help                        this text
 
@@ -27,8 +22,10 @@ Node options:
   --datadir DIR          data directory (default ./data/NETWORK)
   --mine                 mine blocks
   --miner-threads N      mining threads (default 1)
-  --p2p-port N           peer-to-peer TCP port
+  --p2p-port N           peer-to-peer TCP port (0 picks a free one)
+  --p2p-host H           peer-to-peer listen address (default 127.0.0.1)
   --bootstrap MULTIADDR  peer to join (repeatable)
+  --mdns                 find peers on the local network (mDNS)
   --sip-host H           SIP listen address (default 127.0.0.1)
   --sip-port N           SIP UDP/TCP port (default 5060)
   --domain D             SIP domain this node serves (default dots.local)
@@ -42,36 +39,14 @@ Wallet:
   dots wallet balance [--wallet FILE] [--api URL]    balance from a running node
   dots wallet send ADDRESS AMOUNT [--fee N] [--wallet FILE] [--api URL]
   (the passphrase may also come from DOTS_PASSPHRASE)
+
+Names (sip:user@domain, +E164 or a domain; signed with the wallet key):
+  dots name claim NAME [--no-wait]     commit, wait for the commitment to mature, reveal
+  dots name renew NAME
+  dots name transfer NAME PUBKEY       to the owner of another key (66 hex digits)
+  dots name delegate NAME NODE-ID|none let a node sign presence bindings for the name
+  dots name show NAME
 `;
-
-function parse(args: string[], options: ParseArgsConfig['options'], positionals = 0): { values: Record<string, unknown>; positionals: string[] } {
-  let r: { values: Record<string, unknown>; positionals: string[] };
-  try {
-    r = parseArgs({ args, options, allowPositionals: positionals > 0, strict: true }) as typeof r;
-  } catch (e) {
-    throw new UserError(`${(e as Error).message.split('\n')[0]} (see dots --help)`);
-  }
-  if (r.positionals.length > positionals) throw new UserError(`unexpected argument "${r.positionals[positionals]}" (see dots --help)`);
-  return r;
-}
-
-function port(v: unknown, flag: string): number {
-  const n = Number(v);
-  if (!/^[0-9]+$/.test(String(v)) || n > 65535) throw new UserError(`${flag} must be a port number 0-65535, got "${String(v)}"`);
-  return n;
-}
-
-function host(v: unknown, flag: string): string {
-  const s = String(v);
-  if (!/^[0-9a-zA-Z.:-]+$/.test(s)) throw new UserError(`${flag} must be a host name or IP address, got "${s}"`);
-  return s;
-}
-
-function networkOf(v: unknown): NetworkName {
-  const s = String(v ?? 'devnet');
-  if (!isNetworkName(s)) throw new UserError(`--network must be one of ${NETWORK_NAMES.join(', ')}, got "${s}"`);
-  return s;
-}
 
 export function parseNodeArgs(args: string[]): NodeConfig {
   const { values: v } = parse(args, {
@@ -80,6 +55,8 @@ export function parseNodeArgs(args: string[]): NodeConfig {
     mine: { type: 'boolean' },
     'miner-threads': { type: 'string' },
     'p2p-port': { type: 'string' },
+    'p2p-host': { type: 'string' },
+    mdns: { type: 'boolean' },
     bootstrap: { type: 'string', multiple: true },
     'sip-host': { type: 'string' },
     'sip-port': { type: 'string' },
@@ -98,6 +75,8 @@ export function parseNodeArgs(args: string[]): NodeConfig {
     c.minerThreads = n;
   }
   if (v['p2p-port'] !== undefined) c.p2pPort = port(v['p2p-port'], '--p2p-port');
+  if (v['p2p-host'] !== undefined) c.p2pHost = host(v['p2p-host'], '--p2p-host');
+  c.mdns = v.mdns === true;
   if (v.bootstrap !== undefined) {
     for (const b of v.bootstrap as string[]) if (!/^\/(ip4|ip6|dns4|dns6|dns)\/[^/]+\/tcp\/[0-9]+\/p2p\/[1-9A-HJ-NP-Za-km-z]+$/.test(b)) throw new UserError(`--bootstrap must be a multiaddr like /ip4/127.0.0.1/tcp/27070/p2p/PEER-ID, got "${b}"`);
     c.bootstrap = v.bootstrap as string[];
@@ -121,7 +100,7 @@ async function runNode(args: string[]): Promise<number> {
   const node = await DotsNode.start(config, log);
   const out = (s: string): void => void process.stdout.write(s + '\n');
   out(`DOTS node on ${config.network}, data in ${config.datadir}`);
-  out(`p2p:      not enabled in this version`);
+  out(`p2p:      ${node.p2p?.multiaddrs()[0] ?? 'not listening'}`);
   out(`sip:      not enabled in this version (sip:${config.domain})`);
   out(`explorer: ${node.apiUrl}/`);
   out(`api:      ${node.apiUrl}/api/status`);
@@ -137,89 +116,6 @@ async function runNode(args: string[]): Promise<number> {
     process.once('SIGTERM', () => stop('SIGTERM'));
   });
   return 0;
-}
-
-interface WalletOpts {
-  file: string;
-  network: NetworkName;
-  api: string;
-  passphrase?: string;
-}
-
-function walletOpts(v: Record<string, unknown>): WalletOpts {
-  const network = networkOf(v.network);
-  return {
-    network,
-    file: resolve(String(v.wallet ?? join('data', network, 'wallet.key'))),
-    api: String(v.api ?? 'http://127.0.0.1:8080').replace(/\/$/, ''),
-    passphrase: (v.passphrase as string | undefined) ?? process.env.DOTS_PASSPHRASE,
-  };
-}
-
-async function apiGet(api: string, path: string): Promise<Record<string, unknown>> {
-  let res: Response;
-  try {
-    res = await fetch(api + path);
-  } catch {
-    throw new UserError(`cannot reach a node API at ${api} (is dots node running? pass --api URL)`);
-  }
-  const body = (await res.json()) as Record<string, unknown>;
-  if (!res.ok) throw new UserError(`node answered ${res.status}: ${String(body.error)}`);
-  return body;
-}
-
-async function runWallet(args: string[]): Promise<number> {
-  const [sub, ...rest] = args;
-  const opts = { wallet: { type: 'string' }, passphrase: { type: 'string' }, network: { type: 'string' }, api: { type: 'string' }, fee: { type: 'string' } } as const;
-  const { values, positionals } = parse(rest, opts, sub === 'send' ? 2 : 0);
-  const w = walletOpts(values);
-  const prefix = NETWORKS[w.network].addressPrefix;
-  switch (sub) {
-    case 'new': {
-      if (existsSync(w.file)) throw new UserError(`${w.file} exists already; pass --wallet FILE for another`);
-      if (w.passphrase === undefined) throw new UserError('give a passphrase with --passphrase or DOTS_PASSPHRASE to encrypt the new key');
-      const secret = generateSecretKey();
-      writeKeyFile(w.file, secret, w.passphrase);
-      console.log(`wallet ${w.file}`);
-      console.log(`address ${encodeAddress(prefix, addressOf(publicKeyOf(secret)))}`);
-      return 0;
-    }
-    case 'address': {
-      const secret = readKeyFile(w.file, w.passphrase);
-      console.log(encodeAddress(prefix, addressOf(publicKeyOf(secret))));
-      return 0;
-    }
-    case 'balance': {
-      const secret = readKeyFile(w.file, w.passphrase);
-      const a = await apiGet(w.api, `/api/accounts/${encodeAddress(prefix, addressOf(publicKeyOf(secret)))}`);
-      console.log(`${String(a.address)} balance ${String(a.balance)} nonce ${String(a.nonce)}`);
-      return 0;
-    }
-    case 'send': {
-      const [to, amountStr] = positionals;
-      if (to === undefined || amountStr === undefined) throw new UserError('usage: dots wallet send ADDRESS AMOUNT [--fee N]');
-      const toAddr = decodeAddress(prefix, to);
-      if (!/^[1-9][0-9]*$/.test(amountStr) || !Number.isSafeInteger(Number(amountStr))) throw new UserError(`AMOUNT must be a positive whole number of units, got "${amountStr}"`);
-      const feeStr = String(values.fee ?? '0');
-      if (!/^[0-9]+$/.test(feeStr) || !Number.isSafeInteger(Number(feeStr))) throw new UserError(`--fee must be a whole number of units, got "${feeStr}"`);
-      const secret = readKeyFile(w.file, w.passphrase);
-      const pub = publicKeyOf(secret);
-      const acct = await apiGet(w.api, `/api/accounts/${encodeAddress(prefix, addressOf(pub))}`);
-      const rec = signRecord<Transfer>(w.network, secret, { kind: Kind.Transfer, pubkey: pub, to: toAddr, amount: Number(amountStr), fee: Number(feeStr), nonce: Number(acct.nonce) });
-      let res: Response;
-      try {
-        res = await fetch(`${w.api}/api/records`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ record: toHex(rec.bytes) }) });
-      } catch {
-        throw new UserError(`cannot reach a node API at ${w.api}`);
-      }
-      const body = (await res.json()) as Record<string, unknown>;
-      if (!res.ok) throw new UserError(`transfer rejected: ${String(body.error)}`);
-      console.log(`sent, record ${String(body.id)} pending`);
-      return 0;
-    }
-    default:
-      throw new UserError(`unknown wallet command "${sub ?? ''}" (new, address, balance, send)`);
-  }
 }
 
 async function runBench(args: string[]): Promise<number> {
@@ -239,6 +135,8 @@ export async function main(argv: string[]): Promise<number> {
         return await runNode(rest);
       case 'wallet':
         return await runWallet(rest);
+      case 'name':
+        return await runName(rest);
       case 'bench':
         return await runBench(rest);
       case undefined:

@@ -123,6 +123,48 @@ const COMPACT: Record<string, string> = {
   y: 'identity',
 };
 
+// Allocation-free lookup of well-known names: KNOWN[(len << 7) | lowercased
+// first char] lists [lowercase name, key] pairs of that length and initial.
+const KNOWN_NAMES = [
+  'via', 'to', 'from', 'call-id', 'cseq', 'max-forwards', 'contact', 'content-length', 'content-type',
+  'expires', 'min-expires', 'user-agent', 'server', 'allow', 'supported', 'unsupported', 'require',
+  'proxy-require', 'route', 'record-route', 'path', 'service-route', 'authorization', 'www-authenticate',
+  'proxy-authorization', 'proxy-authenticate', 'authentication-info', 'accept', 'accept-encoding',
+  'accept-language', 'event', 'allow-events', 'subscription-state', 'date', 'timestamp', 'subject',
+  'content-encoding', 'content-disposition', 'content-language', 'mime-version', 'refer-to', 'referred-by',
+  'session-expires', 'min-se', 'identity', 'identity-info', 'accept-contact', 'reject-contact',
+  'request-disposition', 'organization', 'priority', 'warning', 'retry-after', 'reply-to', 'in-reply-to',
+  'call-info', 'alert-info', 'error-info', 'p-asserted-identity', 'p-preferred-identity', 'privacy',
+  'rseq', 'rack', 'sip-etag', 'sip-if-match', 'security-client', 'security-server', 'security-verify',
+  'reason', 'replaces', 'join', 'target-dialog', 'history-info', 'geolocation', 'user-to-user',
+];
+const KNOWN: Array<Array<[string, string]> | undefined> = new Array(32 << 7);
+function addKnown(match: string, key: string): void {
+  const i = (match.length << 7) | match.charCodeAt(0);
+  (KNOWN[i] ??= []).push([match, key]);
+}
+for (const n of KNOWN_NAMES) addKnown(n, n);
+for (const c in COMPACT) addKnown(c, COMPACT[c]);
+
+/** key of a well-known header name in h[s, s+len), case-insensitively, without allocating */
+function knownKey(h: string, s: number, len: number): string | undefined {
+  const c0 = h.charCodeAt(s);
+  if (len > 31 || c0 > 127) return undefined;
+  const list = KNOWN[(len << 7) | (c0 | 0x20)];
+  if (list === undefined) return undefined;
+  outer: for (let k = 0; k < list.length; k++) {
+    const m = list[k][0];
+    for (let j = 1; j < len; j++) {
+      const c = h.charCodeAt(s + j);
+      const mc = m.charCodeAt(j);
+      // letters case-insensitively, anything else ('-') exactly
+      if (c !== mc && (mc < 97 || (c | 0x20) !== mc)) continue outer;
+    }
+    return list[k][1];
+  }
+  return undefined;
+}
+
 const KEY_CACHE = new Map<string, string>();
 const KEY_CACHE_MAX = 4096;
 
@@ -479,7 +521,8 @@ function parseHead(buf: Buffer, start: number, end: number): Head {
     let ne = colon;
     while (ne > ls && (h.charCodeAt(ne - 1) === 32 || h.charCodeAt(ne - 1) === 9)) ne--;
     const name = h.slice(ls, ne);
-    let key = KEY_CACHE.get(name);
+    let key = knownKey(h, ls, ne - ls);
+    if (key === undefined) key = KEY_CACHE.get(name);
     if (key === undefined) {
       if (!isToken(name)) {
         head.error ??= badRequest('Malformed header name');
@@ -522,6 +565,15 @@ function skipCrlf(buf: Buffer, i: number): number {
     i++;
   }
   return i;
+}
+
+/** Cheap early check on a stream's first line (b[0, lf) ends at the first LF): "SIP/" or token SP. */
+function looksLikeStartLine(b: Buffer, lf: number): boolean {
+  let i = 0;
+  while (i < lf && b[i] !== 32) i++;
+  if (i === 0 || i >= lf) return false;
+  if (i >= 4 && (b[0] | 0x20) === 115 && (b[1] | 0x20) === 105 && (b[2] | 0x20) === 112 && b[3] === 47) return true;
+  return isToken(b.toString('latin1', 0, i));
 }
 
 /** A datagram or chunk holding only CR/LF (RFC 5626 keepalive ping/pong). */
@@ -606,6 +658,12 @@ export class SipStreamFramer {
   private pending: Pending | null = null;
   private crlfs = 0;
   private dead = false;
+  // first-line sanity check of the message being accumulated, done once
+  private lineChecked = false;
+  private lfFrom = 0;
+  // growable accumulation buffer (see append); this.buf is a view ending at storeUsed
+  private store: Buffer | null = null;
+  private storeUsed = 0;
 
   constructor(opts: FramerOptions = {}) {
     this.maxMessageSize = opts.maxMessageSize ?? 65535;
@@ -624,7 +682,7 @@ export class SipStreamFramer {
   push(chunk: Buffer): FramerEvent[] {
     const out: FramerEvent[] = [];
     if (this.dead || chunk.length === 0) return out;
-    this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
+    this.append(chunk);
     for (;;) {
       const b = this.buf;
       const p = this.pending;
@@ -636,7 +694,10 @@ export class SipStreamFramer {
         if (p.head.error !== null) out.push({ type: 'error', error: p.head.error, partial: msg, fatal: false });
         else out.push({ type: 'message', message: msg });
         this.pending = null;
+        this.store = null; // the body is a view into it: never write there again
         this.scanFrom = 0;
+        this.lineChecked = false;
+        this.lfFrom = 0;
         this.buf = p.total === b.length ? EMPTY : b.subarray(p.total);
         continue;
       }
@@ -664,6 +725,8 @@ export class SipStreamFramer {
       if (i > 0) {
         this.buf = i === b.length ? EMPTY : b.subarray(i);
         this.scanFrom = 0;
+        this.lineChecked = false;
+        this.lfFrom = 0;
         if (waitCr || this.buf.length === 0) break;
         continue;
       }
@@ -671,6 +734,17 @@ export class SipStreamFramer {
       this.crlfs = 0;
       const hend = b.indexOf(CRLFCRLF, this.scanFrom);
       if (hend < 0) {
+        if (!this.lineChecked) {
+          const lf = b.indexOf(10, this.lfFrom);
+          if (lf < 0) this.lfFrom = b.length;
+          else {
+            this.lineChecked = true;
+            if (!looksLikeStartLine(b, lf)) {
+              this.fatal(out, badRequest('Malformed start line'), null);
+              break;
+            }
+          }
+        }
         if (b.length > this.maxMessageSize) {
           this.fatal(out, new SipParseError(513, 'Message header too large'), null);
           break;
@@ -702,8 +776,40 @@ export class SipStreamFramer {
     return out;
   }
 
+  /**
+   * this.buf += chunk. A lone chunk is used as is (no copy); a message arriving
+   * in pieces is gathered in a growable store (amortised O(1) per octet, so a
+   * peer sending one octet at a time costs linear, not quadratic, copying).
+   */
+  private append(chunk: Buffer): void {
+    const cur = this.buf;
+    if (cur.length === 0) {
+      this.buf = chunk;
+      this.store = null;
+      return;
+    }
+    const st = this.store;
+    const need = cur.length + chunk.length;
+    if (st !== null && cur.buffer === st.buffer && cur.byteOffset + cur.length === st.byteOffset + this.storeUsed) {
+      if (this.storeUsed + chunk.length <= st.length) {
+        chunk.copy(st, this.storeUsed);
+        const startRel = cur.byteOffset - st.byteOffset;
+        this.storeUsed += chunk.length;
+        this.buf = st.subarray(startRel, this.storeUsed);
+        return;
+      }
+    }
+    const ns = Buffer.allocUnsafeSlow(Math.max(need * 2, 4096));
+    cur.copy(ns, 0);
+    chunk.copy(ns, cur.length);
+    this.store = ns;
+    this.storeUsed = need;
+    this.buf = ns.subarray(0, need);
+  }
+
   private fatal(out: FramerEvent[], error: SipParseError, partial: SipMessage | null): void {
     this.dead = true;
+    this.store = null;
     this.buf = EMPTY;
     this.pending = null;
     out.push({ type: 'error', error, partial, fatal: true });

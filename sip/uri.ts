@@ -24,6 +24,7 @@ import {
 } from './chars.ts';
 import { badRequest, parseDigits, splitHeaderList } from './message.ts';
 
+
 // ---------------------------------------------------------------------------
 // Types
 

@@ -52,47 +52,58 @@ const SINGLE: Record<string, string> = {
   organization: 'Organization',
 };
 
-const REQUIRED_REQUEST = ['to', 'from', 'cseq', 'call-id', 'via'];
-const REQUIRED_RESPONSE = ['to', 'from', 'cseq', 'call-id', 'via'];
+// Per-message header census in module scratch (validation is synchronous).
+const SLOT_KEYS = [...Object.keys(SINGLE), 'via'];
+const SLOT = new Map<string, number>(SLOT_KEYS.map((k, i) => [k, i]));
+const slot = (k: string): number => SLOT.get(k) as number;
+const S_TO = slot('to');
+const S_FROM = slot('from');
+const S_CALLID = slot('call-id');
+const S_CSEQ = slot('cseq');
+const S_MAXFWD = slot('max-forwards');
+const S_CL = slot('content-length');
+const S_DATE = slot('date');
+const S_VIA = slot('via');
+const REQUIRED = [S_TO, S_FROM, S_CSEQ, S_CALLID, S_VIA];
+const counts = new Int32Array(SLOT_KEYS.length);
+const firsts: string[] = new Array<string>(SLOT_KEYS.length).fill('');
 
-interface Seen {
-  counts: Map<string, number>;
-  first: Map<string, string>;
-}
-
-function scan(msg: SipMessage): Seen {
-  const counts = new Map<string, number>();
-  const first = new Map<string, string>();
-  for (const h of msg.headers) {
-    const n = counts.get(h.key);
-    if (n === undefined) {
-      counts.set(h.key, 1);
-      first.set(h.key, h.value);
-    } else counts.set(h.key, n + 1);
+function scan(msg: SipMessage): void {
+  counts.fill(0);
+  const hs = msg.headers;
+  for (let i = 0; i < hs.length; i++) {
+    const s = SLOT.get(hs[i].key);
+    if (s !== undefined && counts[s]++ === 0) firsts[s] = hs[i].value;
   }
-  return { counts, first };
 }
 
-function displayName(key: string): string {
-  return SINGLE[key] ?? (key === 'via' ? 'Via' : key);
+function first(s: number): string | undefined {
+  return counts[s] > 0 ? firsts[s] : undefined;
 }
 
-/** Checks shared by requests and responses; throws SipParseError. */
-function checkCommon(msg: SipMessage, seen: Seen, required: readonly string[]): void {
-  for (const k of required) if (!seen.counts.has(k)) throw badRequest(`Missing ${displayName(k)} header`);
-  for (const [k, n] of seen.counts) if (n > 1 && SINGLE[k] !== undefined) throw badRequest(`Multiple ${SINGLE[k]} headers`);
-  const cseq = seen.first.get('cseq');
+function slotName(s: number): string {
+  const k = SLOT_KEYS[s];
+  return SINGLE[k] ?? 'Via';
+}
+
+/** Checks shared by requests and responses (call scan() first); throws SipParseError. */
+function checkCommon(msg: SipMessage): void {
+  for (const s of REQUIRED) if (counts[s] === 0) throw badRequest(`Missing ${slotName(s)} header`);
+  for (let s = 0; s < S_VIA; s++) if (counts[s] > 1) throw badRequest(`Multiple ${slotName(s)} headers`);
+  const cseq = first(S_CSEQ);
   if (cseq !== undefined) parseCSeq(cseq);
-  const callId = seen.first.get('call-id');
+  const callId = first(S_CALLID);
   if (callId !== undefined && !isValidCallId(callId)) throw badRequest('Malformed Call-ID');
-  const to = seen.first.get('to');
+  const to = first(S_TO);
   if (to !== undefined) parseNameAddr(to);
-  const from = seen.first.get('from');
+  const from = first(S_FROM);
   if (from !== undefined) parseNameAddr(from);
-  const cl = seen.first.get('content-length');
+  const cl = first(S_CL);
   if (cl !== undefined) parseContentLength(cl);
-  const date = seen.first.get('date');
+  const date = first(S_DATE);
   if (date !== undefined) parseSipDate(date);
+  const mf = first(S_MAXFWD);
+  if (mf !== undefined) parseMaxForwards(mf);
   for (const h of msg.headers) {
     switch (h.key) {
       case 'via':
@@ -142,12 +153,10 @@ function asError(e: unknown): SipParseError {
 export function validateRequest(req: SipRequest, opts?: ValidateOptions): SipParseError | null {
   if (req.version !== 'SIP/2.0') return new SipParseError(505, 'SIP version not supported');
   try {
-    const seen = scan(req);
-    checkCommon(req, seen, REQUIRED_REQUEST);
-    if (opts?.requireMaxForwards && !seen.counts.has('max-forwards')) throw badRequest('Missing Max-Forwards header');
-    const mf = seen.first.get('max-forwards');
-    if (mf !== undefined) parseMaxForwards(mf);
-    const cseq = parseCSeq(seen.first.get('cseq') as string);
+    scan(req);
+    checkCommon(req);
+    if (opts?.requireMaxForwards && counts[S_MAXFWD] === 0) throw badRequest('Missing Max-Forwards header');
+    const cseq = parseCSeq(firsts[S_CSEQ]);
     if (cseq.method !== req.method) throw badRequest('CSeq method does not match Request-Line');
     const uri = parseUri(req.uri); // 400 for "<...>", bad scheme syntax, bad sip URI
     if (uri.kind === 'sip') {
@@ -169,10 +178,8 @@ export function validateResponse(res: SipResponse): SipParseError | null {
   if (res.version !== 'SIP/2.0') return new SipParseError(505, 'SIP version not supported');
   if (res.status < 100 || res.status > 699) return badRequest('Malformed Status-Code');
   try {
-    const seen = scan(res);
-    checkCommon(res, seen, REQUIRED_RESPONSE);
-    const mf = seen.first.get('max-forwards');
-    if (mf !== undefined) parseMaxForwards(mf);
+    scan(res);
+    checkCommon(res);
     return null;
   } catch (e) {
     return asError(e);

@@ -586,6 +586,8 @@ t.test('folding and LWS', async (t) => {
   fail('OPTIONS sip:a@b SIP/2.0\r\n Via: x\r\n\r\n', /Continuation/);
   fail('OPTIONS sip:a@b SIP/2.0\r\nVia x\r\n\r\n', /Malformed header line/);
   fail('OPTIONS sip:a@b SIP/2.0\r\nMax Forwards: 1\r\n\r\n', /header name/);
+  fail('OPTIONS sip:a@b SIP/2.0\r\n\xc1llow: INVITE\r\n\r\n', /header name/);
+  fail('OPTIONS sip:a@b SIP/2.0\r\nAllow\u00e9: INVITE\r\n\r\n', /header name/);
   fail('OPTIONS sip:a@b SIP/2.0\r\nVia: a\nTo: b\r\n\r\n', /Bare LF/);
   fail('OPTIONS sip:a@b SIP/2.0\r\nVia: a\rTo: b\r\n\r\n', /Bare CR/);
   fail('OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 13, 5\r\n\r\n', /Content-Length/);
@@ -1050,6 +1052,63 @@ t.test('stream framer', async (t) => {
     }
     t.equal(ev[1].type, 'message', 'next message still framed');
     t.equal(f.closed, false);
+  });
+
+  t.test('random chunking keeps every message and body intact', async (t) => {
+    let seed = 12345;
+    const rnd = (n: number) => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return seed % n;
+    };
+    const bodies: string[] = [];
+    let stream = '';
+    for (let k = 0; k < 60; k++) {
+      const body = `body-${k}-` + 'x'.repeat(rnd(300)) + (k % 3 === 0 ? '\r\n\r\n' : '');
+      bodies.push(body);
+      if (k % 7 === 0) stream += '\r\n\r\n';
+      stream += `MESSAGE sip:a@example.com SIP/2.0\r\nCall-ID: c${k}@h\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+    }
+    const all = Buffer.from(stream, 'latin1');
+    for (const maxChunk of [1, 7, 64, 1000]) {
+      const f = new SipStreamFramer();
+      const got: SipMessage[] = [];
+      let keepalives = 0;
+      for (let i = 0; i < all.length; ) {
+        const n = 1 + rnd(maxChunk);
+        for (const e of f.push(Buffer.from(all.subarray(i, i + n)))) {
+          if (e.type === 'message') got.push(e.message);
+          else if (e.type === 'keepalive') keepalives++;
+          else t.fail(e.error.message);
+        }
+        i += n;
+      }
+      t.equal(got.length, 60, `chunks up to ${maxChunk}: all messages`);
+      t.equal(keepalives, 9, 'keepalives between messages');
+      t.same(got.map((m) => m.body.toString('latin1')), bodies, 'bodies intact after later input');
+      t.same(got.map((m) => getHeader(m, 'call-id')), bodies.map((_, k) => `c${k}@h`));
+    }
+  });
+
+  t.test('one octet at a time stays linear', async (t) => {
+    const body = 'y'.repeat(60000);
+    const msg = Buffer.from(`MESSAGE sip:a@example.com SIP/2.0\r\nContent-Length: ${body.length}\r\n\r\n${body}`, 'latin1');
+    const f = new SipStreamFramer();
+    const t0 = Date.now();
+    let got: SipMessage[] = [];
+    for (let i = 0; i < msg.length; i++) got = got.concat(msgs(f.push(msg.subarray(i, i + 1))));
+    t.equal(got.length, 1);
+    t.equal(got[0].body.length, 60000);
+    t.ok(Date.now() - t0 < 2000, `took ${Date.now() - t0} ms`);
+  });
+
+  t.test('garbage on the stream is fatal as soon as a line is seen', async (t) => {
+    const f = new SipStreamFramer();
+    t.same(f.push(Buffer.from([0x16, 0x03, 0x01, 0x02])), [], 'no line yet');
+    const ev = f.push(Buffer.from('\x00\x01 binary\r\n', 'latin1'));
+    t.equal(ev.length, 1);
+    t.equal(ev[0].type === 'error' && ev[0].fatal, true);
+    const g = new SipStreamFramer();
+    t.same(g.push(Buffer.from('OPTIONS sip:a@b SIP/2.0\r\nVia: x\r\n')), [], 'a good first line waits for the rest');
   });
 
   t.test('bounded buffer', async (t) => {

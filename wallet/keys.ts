@@ -25,7 +25,7 @@ interface EncryptedFile {
 
 export { generateSecretKey, publicKeyOf };
 
-function writeOwnerOnly(path: string, text: string): void {
+export function writeOwnerOnly(path: string, text: string): void {
   const tmp = `${path}.tmp-${process.pid}`;
   const fd = openSync(tmp, 'wx', 0o600);
   try {

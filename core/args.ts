@@ -1,0 +1,35 @@
+// Command-line argument helpers shared by every `dots` command: strict parsing, and value
+// checks that fail with one line naming the flag and what it expects.
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { UserError } from './errors.ts';
+import { isNetworkName, NETWORK_NAMES, type NetworkName } from '../consensus/params.ts';
+
+export function parse(args: string[], options: ParseArgsConfig['options'], positionals = 0): { values: Record<string, unknown>; positionals: string[] } {
+  let r: { values: Record<string, unknown>; positionals: string[] };
+  try {
+    r = parseArgs({ args, options, allowPositionals: positionals > 0, strict: true }) as typeof r;
+  } catch (e) {
+    throw new UserError(`${(e as Error).message.split('\n')[0]} (see dots --help)`);
+  }
+  if (r.positionals.length > positionals) throw new UserError(`unexpected argument "${r.positionals[positionals]}" (see dots --help)`);
+  return r;
+}
+
+export function port(v: unknown, flag: string): number {
+  const n = Number(v);
+  if (!/^[0-9]+$/.test(String(v)) || n > 65535) throw new UserError(`${flag} must be a port number 0-65535, got "${String(v)}"`);
+  return n;
+}
+
+export function host(v: unknown, flag: string): string {
+  const s = String(v);
+  if (!/^[0-9a-zA-Z.:-]+$/.test(s)) throw new UserError(`${flag} must be a host name or IP address, got "${s}"`);
+  return s;
+}
+
+export function networkOf(v: unknown): NetworkName {
+  const s = String(v ?? 'devnet');
+  if (!isNetworkName(s)) throw new UserError(`--network must be one of ${NETWORK_NAMES.join(', ')}, got "${s}"`);
+  return s;
+}
+
