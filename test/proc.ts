@@ -13,9 +13,9 @@ export interface NodeProc {
   exited: Promise<number | null>;
 }
 
-export function runDots(args: string[], timeoutMs = 20_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export function runDots(args: string[], timeoutMs = 20_000, env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const c = spawn(process.execPath, [DOTS_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const c = spawn(process.execPath, [DOTS_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
     let stdout = '';
     let stderr = '';
     c.stdout.on('data', (d: Buffer) => (stdout += d.toString()));

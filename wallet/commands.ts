@@ -183,7 +183,7 @@ export async function runName(args: string[]): Promise<number> {
         const r = await api(w.api, `/api/records/${entry.commit}`);
         const tip = Number((await apiGet(w.api, '/api/status')).height);
         if (r.status === 200 && r.body.confirmed === true && tip + 1 >= Number(r.body.height) + p.minCommitAge) break;
-        await sleep(1000);
+        await sleep(250);
       }
       const reveal = signRecord<NameClaim>(w.network, secret, { kind: Kind.NameClaim, name, pubkey: pub, salt: fromHex(entry.salt) });
       console.log(`claim of ${name} pending, record ${await submit(w.api, reveal, 'claim')}`);

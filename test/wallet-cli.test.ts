@@ -1,0 +1,83 @@
+// The wallet and name commands as a user runs them, against a real node process on regtest.
+import t from 'tap';
+import { join } from 'node:path';
+import { statSync } from 'node:fs';
+import { runDots, startNode, getJson, postJson, waitFor } from './proc.ts';
+import { tmpDir } from './helpers.ts';
+
+t.test('wallet and name commands end to end', async (t) => {
+  const dir = tmpDir(t);
+  const node = await startNode(t, ['--network', 'regtest', '--datadir', join(dir, 'node')]);
+  // A block every 200 ms: steady like a real network, unlike a regtest miner running flat out.
+  let mining = true;
+  const miner = (async (): Promise<void> => {
+    while (mining) {
+      await postJson(`${node.api}/api/dev/mine`, { count: 1 }).catch(() => undefined);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  })();
+  t.teardown(async () => {
+    mining = false;
+    await miner;
+  });
+  const common = ['--network', 'regtest', '--api', node.api];
+  const wallet = join(dir, 'alice.key');
+  const env = { DOTS_PASSPHRASE: 'alice secret' };
+  const dots = (args: string[]): ReturnType<typeof runDots> => runDots(args, 30_000, env);
+
+  let r = await dots(['wallet', 'new', '--wallet', wallet, ...common]);
+  t.equal(r.code, 0, r.stderr);
+  t.equal(statSync(wallet).mode & 0o777, 0o600, 'key file is owner-only');
+  const address = /address (\S+)/.exec(r.stdout)?.[1] ?? '';
+  const pubkey = /pubkey\s+([0-9a-f]{66})/.exec(r.stdout)?.[1] ?? '';
+  t.match(address, /^rdots1/);
+  r = await dots(['wallet', 'new', '--wallet', wallet, ...common]);
+  t.equal(r.code, 2, 'never overwrites a wallet');
+  r = await runDots(['wallet', 'address', '--wallet', wallet, '--passphrase', 'wrong', ...common]);
+  t.equal(r.code, 2);
+  t.match(r.stderr, /wrong passphrase/);
+
+  // Pay alice from the node's own mining key (an unencrypted key file).
+  const nodeKey = join(dir, 'node', 'node.key');
+  r = await dots(['wallet', 'send', address, '250000', '--fee', '10', '--wallet', nodeKey, ...common]);
+  t.equal(r.code, 0, r.stderr);
+  await waitFor('payment confirmed', async () => {
+    const b = await dots(['wallet', 'balance', '--wallet', wallet, ...common]);
+    return /balance 250000 /.test(b.stdout);
+  });
+  r = await dots(['wallet', 'send', address, '1', '--wallet', wallet, ...common]);
+  t.equal(r.code, 0, 'alice can pay herself back');
+  r = await dots(['wallet', 'send', address, '99999999999', '--wallet', wallet, ...common]);
+  t.equal(r.code, 2);
+  t.match(r.stderr, /insufficient-funds/);
+
+  // Claim, renew, delegate, transfer a name.
+  r = await dots(['name', 'claim', 'sip:alice@dots.test', '--wallet', wallet, ...common]);
+  t.equal(r.code, 0, r.stderr);
+  t.match(r.stdout, /claim of sip:alice@dots.test pending/);
+  const owned = await waitFor('claim confirmed', async () => {
+    const n = await getJson<{ owner: string; seq: number }>(`${node.api}/api/names/${encodeURIComponent('sip:alice@dots.test')}`);
+    return n.status === 200 && n.body.owner === pubkey ? n.body : undefined;
+  });
+  t.equal(owned.seq, 0);
+  r = await dots(['name', 'renew', 'sip:alice@dots.test', '--wallet', wallet, ...common]);
+  t.equal(r.code, 0, r.stderr);
+  await waitFor('renewal confirmed', async () => (await getJson<{ seq: number }>(`${node.api}/api/names/${encodeURIComponent('sip:alice@dots.test')}`)).body.seq === 1);
+  r = await dots(['name', 'delegate', 'sip:alice@dots.test', 'ab'.repeat(20), '--wallet', wallet, ...common]);
+  t.equal(r.code, 0, r.stderr);
+  await waitFor('delegation confirmed', async () => (await getJson<{ delegate: string }>(`${node.api}/api/names/${encodeURIComponent('sip:alice@dots.test')}`)).body.delegate === 'ab'.repeat(20));
+  const bob = join(dir, 'bob.key');
+  const bobOut = await dots(['wallet', 'new', '--wallet', bob, ...common]);
+  const bobPub = /pubkey\s+([0-9a-f]{66})/.exec(bobOut.stdout)?.[1] ?? '';
+  r = await dots(['name', 'transfer', 'sip:alice@dots.test', bobPub, '--wallet', wallet, ...common]);
+  t.equal(r.code, 0, r.stderr);
+  await waitFor('transfer confirmed', async () => (await getJson<{ owner: string }>(`${node.api}/api/names/${encodeURIComponent('sip:alice@dots.test')}`)).body.owner === bobPub);
+  r = await dots(['name', 'renew', 'sip:alice@dots.test', '--wallet', wallet, ...common]);
+  t.equal(r.code, 2, 'the old owner can no longer act');
+  t.match(r.stderr, /not owned by this wallet/);
+  r = await dots(['name', 'show', 'sip:alice@dots.test', ...common]);
+  t.match(r.stdout, bobPub);
+  r = await dots(['name', 'claim', 'Not A Name', '--wallet', wallet, ...common]);
+  t.equal(r.code, 2);
+  t.match(r.stderr, /is not a name/);
+});
