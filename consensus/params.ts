@@ -32,8 +32,14 @@ function subsidyFn(initial: number, interval: number): (height: number) => numbe
   };
 }
 
-function net(p: Omit<NetworkParams, 'subsidy'>): NetworkParams {
-  return { ...p, subsidy: subsidyFn(p.initialSubsidy, p.halvingInterval) };
+type ReceiptRules = Pick<NetworkParams, 'receiptRate' | 'receiptPoolDivisor' | 'receiptPairCap' | 'maxCallSeconds'>;
+
+// Call receipts: each node earns 1,000 units per call-second; all receipts of a block share at
+// most a quarter of its subsidy, and one pair of nodes at most 5 call-hours' worth per block.
+const RECEIPTS: ReceiptRules = { receiptRate: 1000, receiptPoolDivisor: 4, receiptPairCap: 36_000_000, maxCallSeconds: 86_400 };
+
+function net(p: Omit<NetworkParams, 'subsidy' | keyof ReceiptRules>): NetworkParams {
+  return { ...p, ...RECEIPTS, subsidy: subsidyFn(p.initialSubsidy, p.halvingInterval) };
 }
 
 export const NETWORKS: Record<NetworkName, NetworkParams> = {
@@ -54,6 +60,7 @@ export const NETWORKS: Record<NetworkName, NetworkParams> = {
     minCommitAge: 3,
     maxCommitAge: 10_080,
     maxBindingTtl: 7 * 86_400,
+    receiptMinNodeAge: 1440,
     defaultP2pPort: 7070,
   }),
   testnet: net({
@@ -73,6 +80,7 @@ export const NETWORKS: Record<NetworkName, NetworkParams> = {
     minCommitAge: 2,
     maxCommitAge: 10_080,
     maxBindingTtl: 7 * 86_400,
+    receiptMinNodeAge: 120,
     defaultP2pPort: 17070,
   }),
   devnet: net({
@@ -95,6 +103,7 @@ export const NETWORKS: Record<NetworkName, NetworkParams> = {
     minCommitAge: 1,
     maxCommitAge: 1000,
     maxBindingTtl: 7 * 86_400,
+    receiptMinNodeAge: 12,
     defaultP2pPort: 27070,
   }),
   regtest: net({
@@ -114,6 +123,7 @@ export const NETWORKS: Record<NetworkName, NetworkParams> = {
     minCommitAge: 1,
     maxCommitAge: 100,
     maxBindingTtl: 7 * 86_400,
+    receiptMinNodeAge: 2,
     defaultP2pPort: 37070,
   }),
 };

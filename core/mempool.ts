@@ -5,7 +5,7 @@
 import { ValidationError } from './errors.ts';
 import { toHex } from './hash.ts';
 import { Kind, checkRecordSignature, type Rec, type Binding } from './records.ts';
-import { StateView, applyRecord, getAccount, keys, type ApplyContext, type StateReader } from './state.ts';
+import { StateView, applyRecord, getAccount, keys, newTally, type ApplyContext, type StateReader } from './state.ts';
 import { addressOf } from './address.ts';
 import type { SigCache } from './sig.ts';
 
@@ -117,7 +117,8 @@ export class Mempool {
   }
 
   /** Records that apply one after another on `state`, in arrival order, within the limits. */
-  select(state: StateReader, ctx: ApplyContext, maxBytes: number, maxCount: number): { recs: Rec[]; fees: number } {
+  select(state: StateReader, blockCtx: ApplyContext, maxBytes: number, maxCount: number): { recs: Rec[]; fees: number } {
+    const ctx = { ...blockCtx, tally: newTally() };
     const view = new StateView(state);
     const recs: Rec[] = [];
     let bytes = 0;
@@ -126,11 +127,13 @@ export class Mempool {
       if (recs.length >= maxCount) break;
       if (bytes + e.rec.bytes.length + 8 > maxBytes) continue;
       const child = view.child();
+      const tallyBefore = { paid: ctx.tally.paid, pairs: new Map(ctx.tally.pairs) };
       try {
         fees += applyRecord(child, e.rec.body, ctx);
       } catch (err) {
-        if (err instanceof ValidationError) continue;
-        throw err;
+        if (!(err instanceof ValidationError)) throw err;
+        ctx.tally = tallyBefore;
+        continue;
       }
       view.merge(child);
       recs.push(e.rec);

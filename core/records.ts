@@ -5,9 +5,9 @@
 // that need the chain state are in state.ts.
 import { NonCanonicalError, encode, decode, asArray, asUint, asBytes, asString, asStringList, type Value } from './encoding.ts';
 import { EncodingError, ValidationError } from './errors.ts';
-import { taggedHash, toHex } from './hash.ts';
+import { taggedHash, toHex, bytesEqual } from './hash.ts';
 import { signTagged, verifyTagged, publicKeyOf, PUBKEY_BYTES, SIG_BYTES } from './sig.ts';
-import { ADDRESS_BYTES } from './address.ts';
+import { ADDRESS_BYTES, addressOf } from './address.ts';
 
 export const Kind = {
   Coinbase: 0,
@@ -19,6 +19,7 @@ export const Kind = {
   NameDelegate: 6,
   Binding: 7,
   Transfer: 8,
+  CallReceipt: 9,
 } as const;
 export type KindCode = (typeof Kind)[keyof typeof Kind];
 export const KIND_NAMES: Record<KindCode, string> = {
@@ -31,6 +32,7 @@ export const KIND_NAMES: Record<KindCode, string> = {
   6: 'name-delegate',
   7: 'binding',
   8: 'transfer',
+  9: 'call-receipt',
 };
 
 export const MAX_RECORD_BYTES = 4096;
@@ -112,7 +114,26 @@ export interface Transfer {
   sig: Uint8Array;
 }
 
-export type RecordBody = Coinbase | NodeAnnounce | NameCommit | NameClaim | NameRenew | NameTransfer | NameDelegate | Binding | Transfer;
+/**
+ * A completed call between two different nodes, countersigned by both. Both sign the same
+ * message (every field but the two signatures); `pubkey` is the originating node's key and
+ * `termPubkey` the terminating node's, whose ids must be `orig` and `term`.
+ */
+export interface CallReceipt {
+  kind: 9;
+  /** taggedHash of the SIP dialog id (Call-ID and tags): the receipt's identity */
+  callId: Uint8Array;
+  orig: Uint8Array;
+  term: Uint8Array;
+  answered: number;
+  ended: number;
+  pubkey: Uint8Array;
+  termPubkey: Uint8Array;
+  sig: Uint8Array;
+  termSig: Uint8Array;
+}
+
+export type RecordBody = Coinbase | NodeAnnounce | NameCommit | NameClaim | NameRenew | NameTransfer | NameDelegate | Binding | Transfer | CallReceipt;
 export type SignedBody = Exclude<RecordBody, Coinbase>;
 /** A record body without its signature, as a signer builds it. */
 export type Unsigned<T extends SignedBody> = Omit<T, 'sig'>;
@@ -153,6 +174,8 @@ function fieldsOf(b: RecordBody): Value[] {
       return [7, b.name, b.node, b.status, b.expires, b.seq, b.pubkey];
     case 8:
       return [8, b.pubkey, b.to, b.amount, b.fee, b.nonce];
+    case 9:
+      return [9, b.callId, b.orig, b.term, b.answered, b.ended, b.pubkey, b.termPubkey];
   }
 }
 
@@ -168,6 +191,7 @@ export function signingMessage(b: RecordBody): Uint8Array {
 export function encodeBody(b: RecordBody): Uint8Array {
   const f = fieldsOf(b);
   if (b.kind !== Kind.Coinbase) f.push(b.sig);
+  if (b.kind === Kind.CallReceipt) f.push(b.termSig);
   return encode(f);
 }
 
@@ -180,10 +204,15 @@ export function makeRec(body: RecordBody): Rec {
   return { body, bytes, id: recordId(bytes) };
 }
 
-export function signRecord<T extends SignedBody>(network: string, secretKey: Uint8Array, unsigned: Unsigned<T>): Rec {
+export function signRecord<T extends Exclude<SignedBody, CallReceipt>>(network: string, secretKey: Uint8Array, unsigned: Unsigned<T>): Rec {
   const probe = { ...unsigned, sig: new Uint8Array(SIG_BYTES) } as unknown as T;
   const sig = signTagged(secretKey, sigTag(network, probe.kind), signingMessage(probe));
   return makeRec({ ...probe, sig });
+}
+
+/** One node's signature over a call receipt (the other node makes its own over the same bytes). */
+export function signReceipt(network: string, secretKey: Uint8Array, r: Omit<CallReceipt, 'sig' | 'termSig'>): Uint8Array {
+  return signTagged(secretKey, sigTag(network, Kind.CallReceipt), signingMessage({ ...r, sig: new Uint8Array(0), termSig: new Uint8Array(0) }));
 }
 
 export { publicKeyOf };
@@ -205,7 +234,7 @@ export function decodeBody(bytes: Uint8Array): RecordBody {
   if (bytes.length > MAX_RECORD_BYTES) throw new EncodingError(`record larger than ${MAX_RECORD_BYTES} bytes`);
   const v = decode(bytes);
   if (!Array.isArray(v) || v.length === 0) throw new EncodingError('record: expected a non-empty array');
-  const kind = asUint(v[0], 'kind', 8) as KindCode;
+  const kind = asUint(v[0], 'kind', 9) as KindCode;
   switch (kind) {
     case 0: {
       const a = asArray(v, 6, 'coinbase');
@@ -284,6 +313,21 @@ export function decodeBody(bytes: Uint8Array): RecordBody {
         sig: sigOf(a[6]),
       };
     }
+    case 9: {
+      const a = asArray(v, 10, 'call-receipt');
+      return {
+        kind,
+        callId: asBytes(a[1], 'callId', 32),
+        orig: asBytes(a[2], 'orig', ADDRESS_BYTES),
+        term: asBytes(a[3], 'term', ADDRESS_BYTES),
+        answered: asUint(a[4], 'answered', 0xffffffff),
+        ended: asUint(a[5], 'ended', 0xffffffff),
+        pubkey: pk(a[6], 'pubkey'),
+        termPubkey: pk(a[7], 'termPubkey'),
+        sig: sigOf(a[8]),
+        termSig: asBytes(a[9], 'termSig', SIG_BYTES),
+      };
+    }
     default:
       throw new EncodingError(`unknown record kind ${kind as number}`);
   }
@@ -309,8 +353,18 @@ export function asValidationError(e: unknown): unknown {
 export function checkRecordSignature(network: string, body: RecordBody): void {
   if (body.kind === Kind.Coinbase) return;
   if (body.kind === Kind.Transfer && body.amount === 0) throw new ValidationError('bad-amount', 'transfer amount must be positive');
-  if (!verifyTagged(body.pubkey, sigTag(network, body.kind), signingMessage(body), body.sig)) {
+  const msg = signingMessage(body);
+  const tag = sigTag(network, body.kind);
+  if (!verifyTagged(body.pubkey, tag, msg, body.sig)) {
     throw new ValidationError('bad-signature', `${KIND_NAMES[body.kind]} signature does not verify`);
+  }
+  if (body.kind === Kind.CallReceipt) {
+    if (!bytesEqual(addressOf(body.pubkey), body.orig) || !bytesEqual(addressOf(body.termPubkey), body.term)) {
+      throw new ValidationError('bad-receipt', 'receipt keys do not belong to the nodes it names');
+    }
+    if (!verifyTagged(body.termPubkey, tag, msg, body.termSig)) {
+      throw new ValidationError('bad-signature', 'call receipt lacks a valid signature of the terminating node');
+    }
   }
 }
 

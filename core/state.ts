@@ -6,7 +6,7 @@ import { encode, decode, asArray, asUint, asBytes, asString, asStringList, type 
 import { ValidationError } from './errors.ts';
 import { bytesEqual, toHex } from './hash.ts';
 import { addressOf } from './address.ts';
-import { Kind, KIND_NAMES, commitmentOf, type Rec, type RecordBody } from './records.ts';
+import { Kind, KIND_NAMES, commitmentOf, type Rec, type RecordBody, type CallReceipt } from './records.ts';
 
 export interface StateRules {
   nameLifetime: number;
@@ -14,6 +14,16 @@ export interface StateRules {
   maxCommitAge: number;
   maxBindingTtl: number;
   subsidy(height: number): number;
+  /** units paid to each of the two nodes per second of a receipted call */
+  receiptRate: number;
+  /** receipts of one block share at most subsidy / this */
+  receiptPoolDivisor: number;
+  /** at most this many units per block to one pair of nodes */
+  receiptPairCap: number;
+  /** both nodes must have announced themselves at least this many blocks before */
+  receiptMinNodeAge: number;
+  /** longest call a receipt may claim, in seconds */
+  maxCallSeconds: number;
 }
 
 export interface NameEntry {
@@ -51,7 +61,12 @@ export interface CommitEntry {
   pubkey: Uint8Array;
   height: number;
 }
-export type Entry = NameEntry | BindingEntry | NodeEntry | AccountEntry | CommitEntry;
+/** A call receipt seen on the chain, kept so the same call is never paid twice. */
+export interface ReceiptEntry {
+  t: 'receipt';
+  height: number;
+}
+export type Entry = NameEntry | BindingEntry | NodeEntry | AccountEntry | CommitEntry | ReceiptEntry;
 
 export const keys = {
   name: (name: string): string => `n:${name}`,
@@ -59,6 +74,7 @@ export const keys = {
   node: (id: Uint8Array): string => `d:${toHex(id)}`,
   account: (addr: Uint8Array): string => `a:${toHex(addr)}`,
   commit: (c: Uint8Array): string => `c:${toHex(c)}`,
+  receipt: (callId: Uint8Array): string => `r:${toHex(callId)}`,
 };
 
 export function encodeEntry(e: Entry): Uint8Array {
@@ -78,6 +94,9 @@ export function encodeEntry(e: Entry): Uint8Array {
       break;
     case 'commit':
       f = [e.pubkey, e.height];
+      break;
+    case 'receipt':
+      f = [e.height];
       break;
   }
   return encode(f);
@@ -109,6 +128,9 @@ export function decodeEntry(key: string, bytes: Uint8Array): Entry {
     case 'c':
       asArray(a, 2, key);
       return { t: 'commit', pubkey: asBytes(a[0], 'pubkey'), height: asUint(a[1], 'height') };
+    case 'r':
+      asArray(a, 1, key);
+      return { t: 'receipt', height: asUint(a[0], 'height') };
     default:
       throw new Error(`unknown state key ${asString(key, 'key', 300)}`);
   }
@@ -187,6 +209,17 @@ export interface ApplyContext {
   height: number;
   time: number;
   rules: StateRules;
+  /** what the block's receipts paid so far, for the per-block caps; absent for a lone record */
+  tally?: ReceiptTally;
+}
+
+export interface ReceiptTally {
+  paid: number;
+  pairs: Map<string, number>;
+}
+
+export function newTally(): ReceiptTally {
+  return { paid: 0, pairs: new Map() };
 }
 
 function fail(code: string, msg: string): never {
@@ -225,7 +258,8 @@ function ownedName(v: StateView, name: string, pubkey: Uint8Array, nameSeq: numb
 }
 
 /**
- * Applies one signed (non-coinbase) record to a view; returns the fee it pays.
+ * Applies one signed (non-coinbase) record to a view; returns what it adds to the coinbase's
+ * allowance: a transfer's fee, or minus what a call receipt pays out of the block reward.
  * Signatures are checked elsewhere (they need no state and run in parallel).
  */
 export function applyRecord(v: StateView, body: RecordBody, ctx: ApplyContext): number {
@@ -308,7 +342,40 @@ export function applyRecord(v: StateView, body: RecordBody, ctx: ApplyContext): 
       credit(v, body.to, body.amount);
       return body.fee;
     }
+    case Kind.CallReceipt:
+      return -applyReceipt(v, body, ctx);
   }
+}
+
+/** Pays both nodes of a receipted call; returns the total paid. Caps keep colluding nodes from printing money. */
+function applyReceipt(v: StateView, r: CallReceipt, ctx: ApplyContext): number {
+  const { rules, height } = ctx;
+  if (bytesEqual(r.orig, r.term)) fail('bad-receipt', 'a receipt needs two different nodes');
+  const duration = r.ended - r.answered;
+  if (r.ended <= r.answered || duration > rules.maxCallSeconds) fail('bad-receipt', `call duration must be 1..${rules.maxCallSeconds} seconds`);
+  if (r.ended > ctx.time + 600) fail('bad-receipt', 'call ends in the future');
+  const k = keys.receipt(r.callId);
+  if (v.get(k) !== undefined) fail('duplicate-receipt', 'this call was receipted before');
+  const orig = getNode(v, r.orig);
+  const term = getNode(v, r.term);
+  if (orig === undefined || term === undefined) fail('unknown-node', 'receipt names a node that never announced itself');
+  if (orig.since + rules.receiptMinNodeAge > height || term.since + rules.receiptMinNodeAge > height) {
+    fail('node-too-new', `both nodes must be announced at least ${rules.receiptMinNodeAge} blocks before`);
+  }
+  const each = duration * rules.receiptRate;
+  const total = 2 * each;
+  const tally = ctx.tally ?? newTally();
+  const pool = Math.floor(rules.subsidy(height) / rules.receiptPoolDivisor);
+  if (tally.paid + total > pool) fail('receipt-over-cap', `receipts of this block would pay more than ${pool}`);
+  const pair = toHex(r.orig) < toHex(r.term) ? toHex(r.orig) + toHex(r.term) : toHex(r.term) + toHex(r.orig);
+  const pairPaid = tally.pairs.get(pair) ?? 0;
+  if (pairPaid + total > rules.receiptPairCap) fail('receipt-over-cap', `this pair of nodes may earn at most ${rules.receiptPairCap} per block`);
+  tally.paid += total;
+  tally.pairs.set(pair, pairPaid + total);
+  v.set(k, { t: 'receipt', height });
+  credit(v, orig.rewardAddress, each);
+  credit(v, term.rewardAddress, each);
+  return total;
 }
 
 /**
@@ -319,6 +386,7 @@ export function applyBlockRecords(v: StateView, records: Rec[], ctx: ApplyContex
   if (records.length === 0 || records[0].body.kind !== Kind.Coinbase) fail('bad-coinbase', 'the first record of a block must be its coinbase');
   const cb = records[0].body;
   if (cb.height !== ctx.height) fail('bad-coinbase-height', `coinbase says height ${cb.height}, block is at ${ctx.height}`);
+  ctx = { ...ctx, tally: newTally() };
   let fees = 0;
   for (let i = 1; i < records.length; i++) {
     try {
