@@ -1,0 +1,204 @@
+// The explorer's history index: which main-chain records touched a name, an address or a node,
+// newest last. The chain keeps only current state (and undo data), so "what happened to alice"
+// needs its own index. It lives in memory and follows the main chain: on start it reads the
+// chain from genesis in the background (yielding to the event loop), then on every tip change it
+// disconnects what left the main chain and connects what joined it, so a reorganisation is
+// reflected exactly. Memory is about one small object per (record, key) pair; a persistent index
+// written in the chain's own batches is the way to go once chains are long.
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
+import { toHex } from './hash.ts';
+import { addressOf } from './address.ts';
+import { Kind, type KindCode, type RecordBody } from './records.ts';
+import type { Chain, IndexEntry } from '../consensus/chain.ts';
+import type { Block } from './block.ts';
+
+export interface Ref {
+  height: number;
+  /** block hash (display hex) */
+  block: string;
+  /** position of the record in its block */
+  index: number;
+  /** record id (hex) */
+  id: string;
+  kind: KindCode;
+  /** balance change of the address (address keys only, 0 when the record moved no money) */
+  delta: number;
+}
+
+export const historyKey = {
+  name: (name: string): string => `n:${name}`,
+  address: (addrHex: string): string => `a:${addrHex}`,
+  node: (idHex: string): string => `d:${idHex}`,
+};
+
+/** The keys a record touches, with the balance change of each address key. */
+export function keysOf(body: RecordBody): Map<string, number> {
+  const out = new Map<string, number>();
+  const addr = (a: Uint8Array, delta = 0): void => {
+    const k = historyKey.address(toHex(a));
+    out.set(k, (out.get(k) ?? 0) + delta);
+  };
+  const node = (id: Uint8Array): void => {
+    if (id.length > 0) out.set(historyKey.node(toHex(id)), 0);
+  };
+  switch (body.kind) {
+    case Kind.Coinbase:
+      addr(body.rewardAddress, body.amount);
+      break;
+    case Kind.NodeAnnounce:
+      node(addressOf(body.pubkey));
+      addr(addressOf(body.pubkey));
+      break;
+    case Kind.NameCommit:
+      addr(addressOf(body.pubkey));
+      break;
+    case Kind.NameClaim:
+    case Kind.NameRenew:
+      out.set(historyKey.name(body.name), 0);
+      addr(addressOf(body.pubkey));
+      break;
+    case Kind.NameTransfer:
+      out.set(historyKey.name(body.name), 0);
+      addr(addressOf(body.pubkey));
+      addr(addressOf(body.newOwner));
+      break;
+    case Kind.NameDelegate:
+      out.set(historyKey.name(body.name), 0);
+      addr(addressOf(body.pubkey));
+      node(body.node);
+      break;
+    case Kind.Binding:
+      out.set(historyKey.name(body.name), 0);
+      node(body.node);
+      addr(addressOf(body.pubkey));
+      break;
+    case Kind.Transfer:
+      addr(addressOf(body.pubkey), -(body.amount + body.fee));
+      addr(body.to, body.amount);
+      break;
+  }
+  return out;
+}
+
+export class History {
+  private readonly refs = new Map<string, Ref[]>();
+  /** the main-chain blocks indexed so far, genesis first */
+  private readonly indexed: IndexEntry[] = [];
+  /** keys each indexed block added refs to, parallel to `indexed`, so a disconnect touches only those */
+  private readonly touched: string[][] = [];
+  private running: Promise<void> | null = null;
+  private again = false;
+  private stopped = false;
+  private readonly onTip = (): void => this.kick();
+
+  constructor(private readonly chain: Chain) {}
+
+  start(): void {
+    this.chain.on('tip', this.onTip);
+    this.kick();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.chain.off('tip', this.onTip);
+    await this.running;
+  }
+
+  /** Height up to which the index matches the main chain, -1 before genesis is read. */
+  get height(): number {
+    const top = this.indexed[this.indexed.length - 1];
+    return top !== undefined && this.chain.isMain(top) ? top.height : -1;
+  }
+
+  /** True when every main-chain block up to the tip is indexed. */
+  get complete(): boolean {
+    return this.height === this.chain.tip.height && this.indexed[this.indexed.length - 1] === this.chain.tip;
+  }
+
+  /** Resolves once the index has caught up with the tip as it is now (tests and first requests). */
+  async settled(): Promise<void> {
+    while (!this.stopped && !this.complete) {
+      this.kick();
+      await this.running;
+    }
+  }
+
+  /** Refs of a key, newest first, one page. */
+  page(key: string, offset: number, limit: number): { total: number; items: Ref[] } {
+    const all = this.refs.get(key) ?? [];
+    const end = Math.max(0, all.length - offset);
+    const start = Math.max(0, end - limit);
+    return { total: all.length, items: all.slice(start, end).reverse() };
+  }
+
+  all(key: string): readonly Ref[] {
+    return this.refs.get(key) ?? [];
+  }
+
+  private kick(): void {
+    if (this.stopped) return;
+    if (this.running !== null) {
+      this.again = true;
+      return;
+    }
+    this.running = (async () => {
+      try {
+        do {
+          this.again = false;
+          await this.catchUp();
+        } while (this.again && !this.stopped);
+      } finally {
+        this.running = null;
+      }
+    })();
+  }
+
+  private async catchUp(): Promise<void> {
+    let steps = 0;
+    while (!this.stopped) {
+      const top = this.indexed[this.indexed.length - 1];
+      if (top !== undefined && !this.chain.isMain(top)) {
+        this.disconnect(top);
+        continue;
+      }
+      const nextHeight = top === undefined ? 0 : top.height + 1;
+      const next = this.chain.main[nextHeight];
+      if (next === undefined) return;
+      const block = await this.chain.getBlock(next.hex);
+      if (this.stopped) return;
+      // A main-chain block without a body cannot happen in a sound store; stop rather than spin,
+      // and try again on the next tip change.
+      if (block === undefined) return;
+      // A reorganisation during the read: look again at what is main now.
+      if (!this.chain.isMain(next) || this.indexed[this.indexed.length - 1] !== top) continue;
+      this.connect(next, block);
+      if (++steps % 64 === 0) await yieldToLoop();
+    }
+  }
+
+  private connect(e: IndexEntry, block: Block): void {
+    const touched = new Set<string>();
+    block.records.forEach((r, index) => {
+      const id = toHex(r.id);
+      for (const [key, delta] of keysOf(r.body)) {
+        let list = this.refs.get(key);
+        if (list === undefined) this.refs.set(key, (list = []));
+        list.push({ height: e.height, block: e.hex, index, id, kind: r.body.kind, delta });
+        touched.add(key);
+      }
+    });
+    this.indexed.push(e);
+    this.touched.push([...touched]);
+  }
+
+  /** Blocks leave from the top only, so their refs are the last ones of every list. */
+  private disconnect(e: IndexEntry): void {
+    this.indexed.pop();
+    for (const key of this.touched.pop() ?? []) {
+      const list = this.refs.get(key);
+      if (list === undefined) continue;
+      while (list.length > 0 && list[list.length - 1].block === e.hex) list.pop();
+      if (list.length === 0) this.refs.delete(key);
+    }
+  }
+}
