@@ -76,6 +76,14 @@ export function keysOf(body: RecordBody): Map<string, number> {
       addr(addressOf(body.pubkey), -(body.amount + body.fee));
       addr(body.to, body.amount);
       break;
+    case Kind.CallReceipt:
+      // The payout goes to each node's announced reward address, which only the state knows;
+      // the receipt is listed under both nodes and their keys' addresses.
+      node(body.orig);
+      node(body.term);
+      addr(body.orig);
+      addr(body.term);
+      break;
   }
   return out;
 }

@@ -47,6 +47,9 @@ t.test('wallet and name commands end to end', async (t) => {
   });
   r = await dots(['wallet', 'send', address, '1', '--wallet', wallet, ...common]);
   t.equal(r.code, 0, 'alice can pay herself back');
+  r = await dots(['wallet', 'history', '--wallet', wallet, ...common]);
+  t.equal(r.code, 0, r.stderr);
+  t.match(r.stdout, /transfer\s+\+250000 /, 'history lists the payment in');
   r = await dots(['wallet', 'send', address, '99999999999', '--wallet', wallet, ...common]);
   t.equal(r.code, 2);
   t.match(r.stderr, /insufficient-funds/);

@@ -111,8 +111,18 @@ export async function runWallet(args: string[]): Promise<number> {
       console.log(`sent, record ${await submit(w.api, rec, 'transfer')} pending`);
       return 0;
     }
+    case 'history': {
+      const secret = readKeyFile(w.file, w.passphrase);
+      const addr = encodeAddress(prefix, addressOf(publicKeyOf(secret)));
+      const h = await apiGet(w.api, `/api/accounts/${addr}/history?limit=100`);
+      const line = (when: string, kind: string, delta: number, id: string): void => console.log(`${when.padEnd(12)} ${kind.padEnd(14)} ${(delta > 0 ? '+' : '') + String(delta)} ${id}`);
+      for (const p of h.pending as Array<{ kind: string; delta: number; id: string }>) line('pending', p.kind, p.delta, p.id);
+      for (const it of h.items as Array<{ kind: string; delta: number; id: string; height: number }>) line(`block ${it.height}`, it.kind, it.delta, it.id);
+      if ((h.items as unknown[]).length === 0 && (h.pending as unknown[]).length === 0) console.log(`nothing yet for ${addr}`);
+      return 0;
+    }
     default:
-      throw new UserError(`unknown wallet command "${sub ?? ''}" (new, address, balance, send)`);
+      throw new UserError(`unknown wallet command "${sub ?? ''}" (new, address, balance, send, history)`);
   }
 }
 
