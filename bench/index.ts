@@ -11,11 +11,32 @@ type Row = Record<string, string | number>;
 const BENCHES: Record<string, (o: BenchOptions) => Promise<Row[]>> = {
   hash: async (o) => {
     const { benchHash } = await import('./hash.ts');
-    return (await benchHash({ seconds: o.seconds })).map((r) => ({ name: r.name, 'hashes/s': Math.round(r.hashesPerSecond) }));
+    const r = await benchHash({ seconds: o.seconds });
+    if (o.json) {
+      return r.rows.map(({ cpuShare, ...x }) => ({ ...x, ratio: Number(x.ratio.toFixed(4)), ...(cpuShare === null ? {} : { cpuShare: Number(cpuShare.toFixed(3)) }) }));
+    }
+    console.log(`\nnative limit from ${r.nativeSource}; load average ${r.load.map((l) => l.toFixed(2)).join(' -> ')} (rates are wall-clock: compare quiet runs)`);
+    return r.rows.map((x) => ({
+      name: x.name,
+      threads: x.threads,
+      'hashes/s': x.hashesPerSecond.toLocaleString('en-US'),
+      'x limit': x.ratio.toFixed(2),
+      cpu: x.cpuShare === null ? '' : `${Math.round(100 * x.cpuShare)}%`,
+      goal: x.goal,
+    }));
   },
   chain: async (o) => {
     const { benchChain } = await import('./chain.ts');
     return benchChain(o);
+  },
+  sip: async (o) => {
+    const { benchSip } = await import('./sip.ts');
+    // a rate counts as sustained over a 20 s window unless a longer one is asked for
+    return benchSip({ seconds: o.seconds >= 5 ? o.seconds : 20 });
+  },
+  sync: async (o) => {
+    const { benchSync } = await import('./sync.ts');
+    return benchSync(o);
   },
 };
 

@@ -26,6 +26,8 @@ export interface ApiContext {
   hashrate(): number;
   peers(): Array<{ id: string; addrs: string[] }>;
   syncing(): boolean;
+  /** sync progress (height, target, percent, blocks per second) while syncing */
+  syncProgress?: () => unknown;
   /** mine n blocks now; only on development networks */
   mine?: (n: number) => Promise<unknown>;
   /** where unexpected errors are reported (they are answered as a plain 500) */
@@ -240,6 +242,7 @@ export async function buildApi(ctx: ApiContext, opts: ApiOptions = {}): Promise<
     pending: chain.pool.size,
     hashrate: ctx.hashrate(),
     syncing: ctx.syncing(),
+    sync: ctx.syncProgress?.() ?? null,
     genesis: chain.genesis.hex,
   });
 

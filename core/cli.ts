@@ -7,13 +7,16 @@ import { createLogger } from './log.ts';
 import { DotsNode, defaultConfig, type NodeConfig } from './node.ts';
 import { parse, port, host, networkOf } from './args.ts';
 import { runWallet, runName } from '../wallet/commands.ts';
+import { runUser } from './users.ts';
 
 const HELP = `dots: a DOTS node (SIP registrar, presence agent and proxy on a proof-of-work chain)
 
 Usage:
   dots node [options]              run a node
-  dots wallet new|address|balance|send ...
+  dots wallet new|address|balance|send|history ...
   dots name claim|renew|transfer|delegate|show ...
+  dots user add NAME --password PW [--datadir DIR] [--domain D]
+                                   a SIP account for a phone at this node
   dots bench hash [--json]         hashing benchmark
   dots help                        this text
 
@@ -32,11 +35,15 @@ Node options:
   --api-host H           API and explorer address (default 127.0.0.1)
   --api-port N           API and explorer port (default 8080)
   --open-registration    let any user register without a password (devnet)
+  --sip-keepalive N      seconds between OPTIONS pings to each phone (default 30)
+  --sip-digest LIST      digest algorithms offered, preferred first: md5, sha-256 or both
+                         (default: sha-256 first, md5 alone to phones known to need it)
 
 Wallet:
   dots wallet new [--wallet FILE] [--passphrase P]   create an encrypted key file
   dots wallet address [--wallet FILE]                show its address
   dots wallet balance [--wallet FILE] [--api URL]    balance from a running node
+  dots wallet history [--wallet FILE] [--api URL]    what came and went
   dots wallet send ADDRESS AMOUNT [--fee N] [--wallet FILE] [--api URL]
   (the passphrase may also come from DOTS_PASSPHRASE)
 
@@ -64,6 +71,8 @@ export function parseNodeArgs(args: string[]): NodeConfig {
     'api-host': { type: 'string' },
     'api-port': { type: 'string' },
     'open-registration': { type: 'boolean' },
+    'sip-keepalive': { type: 'string' },
+    'sip-digest': { type: 'string' },
   });
   const network = networkOf(v.network);
   const c = defaultConfig(network);
@@ -91,6 +100,16 @@ export function parseNodeArgs(args: string[]): NodeConfig {
   if (v['api-host'] !== undefined) c.apiHost = host(v['api-host'], '--api-host');
   if (v['api-port'] !== undefined) c.apiPort = port(v['api-port'], '--api-port');
   c.openRegistration = v['open-registration'] === true;
+  if (v['sip-keepalive'] !== undefined) {
+    const k = String(v['sip-keepalive']);
+    if (!/^[0-9]+$/.test(k) || Number(k) < 1 || Number(k) > 3600) throw new UserError(`--sip-keepalive must be a whole number of seconds from 1 to 3600, got "${k}"`);
+    c.sipKeepalive = Number(k);
+  }
+  if (v['sip-digest'] !== undefined) {
+    const algs = String(v['sip-digest']).toUpperCase().split(',').map((a) => a.trim());
+    if (algs.length === 0 || algs.length > 2 || new Set(algs).size !== algs.length || !algs.every((a) => a === 'MD5' || a === 'SHA-256')) throw new UserError(`--sip-digest must be md5, sha-256 or both separated by a comma, got "${String(v['sip-digest'])}"`);
+    c.sipDigest = algs as Array<'MD5' | 'SHA-256'>;
+  }
   return c;
 }
 
@@ -101,7 +120,7 @@ async function runNode(args: string[]): Promise<number> {
   const out = (s: string): void => void process.stdout.write(s + '\n');
   out(`DOTS node on ${config.network}, data in ${config.datadir}`);
   out(`p2p:      ${node.p2p?.multiaddrs()[0] ?? 'not listening'}`);
-  out(`sip:      not enabled in this version (sip:${config.domain})`);
+  out(`sip:      ${node.sip?.describe() ?? 'not listening'}`);
   out(`explorer: ${node.apiUrl}/`);
   out(`api:      ${node.apiUrl}/api/status`);
   await new Promise<void>((resolveStop) => {
@@ -137,6 +156,8 @@ export async function main(argv: string[]): Promise<number> {
         return await runWallet(rest);
       case 'name':
         return await runName(rest);
+      case 'user':
+        return await runUser(rest);
       case 'bench':
         return await runBench(rest);
       case undefined:

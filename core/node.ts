@@ -13,6 +13,8 @@ import type { Logger } from './log.ts';
 import { Chain, type ChainOptions } from '../consensus/chain.ts';
 import { Miner } from '../consensus/miner.ts';
 import { NETWORKS, type NetworkName, type NetworkParams } from '../consensus/params.ts';
+import { P2PNetwork } from '../p2p/network.ts';
+import { startSip, type SipStack } from './presence.ts';
 
 export interface NodeConfig {
   network: NetworkName;
@@ -20,13 +22,21 @@ export interface NodeConfig {
   mine: boolean;
   minerThreads: number;
   p2pPort: number;
+  /** p2p listen address (default 127.0.0.1) */
+  p2pHost?: string;
   bootstrap: string[];
+  /** local-network peer discovery by mDNS (default off) */
+  mdns?: boolean;
   sipHost: string;
   sipPort: number;
   domain: string;
   apiHost: string;
   apiPort: number;
   openRegistration: boolean;
+  /** seconds between OPTIONS keepalives to each registered phone (default 30) */
+  sipKeepalive?: number;
+  /** digest algorithms offered to phones, preferred first (default: chosen per phone) */
+  sipDigest?: Array<'MD5' | 'SHA-256'>;
 }
 
 export function defaultConfig(network: NetworkName = 'devnet'): NodeConfig {
@@ -35,10 +45,12 @@ export function defaultConfig(network: NetworkName = 'devnet'): NodeConfig {
     datadir: resolve('data', network),
     mine: false,
     minerThreads: 1,
-    p2pPort: NETWORKS[network].defaultP2pPort,
+    // regtest is for tests, which run many nodes at once: a free port unless one is asked for
+    p2pPort: network === 'regtest' ? 0 : NETWORKS[network].defaultP2pPort,
     bootstrap: [],
     sipHost: '127.0.0.1',
-    sipPort: 5060,
+    // regtest is for tests, which run many nodes at once: a free port unless one is asked for
+    sipPort: network === 'regtest' ? 0 : 5060,
     domain: 'dots.local',
     apiHost: '127.0.0.1',
     apiPort: 8080,
@@ -49,6 +61,8 @@ export function defaultConfig(network: NetworkName = 'devnet'): NodeConfig {
 export class DotsNode {
   private api?: FastifyInstance;
   miner?: Miner;
+  p2p?: P2PNetwork;
+  sip?: SipStack;
   apiUrl = '';
 
   private constructor(
@@ -92,19 +106,29 @@ export class DotsNode {
     chain.on('tip', (c) => {
       const n = c.connected.length;
       if (c.disconnected.length > 0) log.info(`reorganised: ${c.disconnected.length} block(s) disconnected, ${n} connected`);
+      // While syncing, p2p logs progress lines instead of one line per block.
+      if (this.p2p?.syncing() === true) return;
       log.info(`new tip ${c.tip.height} ${c.tip.hex} (${c.connected.length} connected, ${chain.pool.size} pending)`);
     });
-    this.miner = new Miner(chain, this.rewardAddress, {
-      onBlock: (r, height) => {
-        if (r.status === 'connected') log.debug(`mined block ${height} ${r.hex}`);
-        else log.warn(`mined block ${height} was not connected: ${r.status}`);
+    this.miner = new Miner(
+      chain,
+      this.rewardAddress,
+      {
+        onBlock: (r, height) => {
+          if (r.status === 'connected') log.debug(`mined block ${height} ${r.hex}`);
+          else log.warn(`mined block ${height} was not connected: ${r.status}`);
+        },
+        onHashrate: (hps, threads) => log.info(`mining at ${(hps / 1e6).toFixed(2)} MH/s (${threads > 0 ? `${threads} worker thread${threads === 1 ? '' : 's'}` : 'event loop'})`),
+        onError: (e) => log.warn(`miner: ${e.message}`),
       },
-    });
+      { threads: config.minerThreads },
+    );
     this.api = await buildApi({
       chain,
       hashrate: () => this.miner?.hashrate ?? 0,
-      peers: () => [],
-      syncing: () => false,
+      peers: () => this.p2p?.peers() ?? [],
+      syncing: () => this.p2p?.syncing() ?? false,
+      syncProgress: () => this.p2p?.progress(),
       mine: (n) => (this.miner as Miner).mineBlocks(n),
     });
     try {
@@ -116,6 +140,19 @@ export class DotsNode {
     const addr = this.api.server.address();
     const port = typeof addr === 'object' && addr !== null ? addr.port : config.apiPort;
     this.apiUrl = `http://${config.apiHost}:${port}`;
+    this.p2p = new P2PNetwork(chain, { host: config.p2pHost, port: config.p2pPort, bootstrap: config.bootstrap, mdns: config.mdns, datadir: config.datadir, log });
+    try {
+      await this.p2p.start();
+    } catch (e) {
+      await this.stop();
+      throw e;
+    }
+    try {
+      this.sip = await startSip(config, chain, this.secret, log, () => this.p2p?.multiaddrs() ?? []);
+    } catch (e) {
+      await this.stop();
+      throw e;
+    }
     if (config.mine) {
       this.miner.start();
       log.info(`mining to ${encodeAddress(params.addressPrefix, this.rewardAddress)}`);
@@ -127,6 +164,8 @@ export class DotsNode {
     if (this.stopped) return;
     this.stopped = true;
     await this.miner?.stop();
+    await this.sip?.stop();
+    await this.p2p?.stop();
     await this.api?.close();
     await this.store.close();
   }

@@ -3,8 +3,9 @@
 //   U<hash>  undo data              S<key>   state entry (see state.ts keys)
 //   R<id>    [block hash, position] for records on the main chain
 //   T        main-chain tip hash    V        [store version, network, genesis hash]
-// A connected block (or a whole reorganisation) is one atomic batch of all of these, so a
-// process killed at any moment leaves either the old tip with its state or the new one.
+// A connected block (or a run of them, or a whole reorganisation) is one atomic batch of all of
+// these, a block on the tip together with its own B and H entries, so a process killed at any
+// moment leaves either the old tip with its state or the new one.
 import { ClassicLevel } from 'classic-level';
 import { UserError } from './errors.ts';
 import { encode, decode, asArray, asUint, asString, asBytes } from './encoding.ts';

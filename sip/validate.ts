@@ -3,6 +3,7 @@
 
 import { SipParseError, badRequest, parseContentLength, splitHeaderList } from './message.ts';
 import type { SipMessage, SipRequest, SipResponse } from './message.ts';
+import type { CSeq, NameAddr, Uri, Via } from './uri.ts';
 import {
   isValidCallId,
   parseCSeq,
@@ -14,6 +15,28 @@ import {
   parseUri,
   parseViaList,
 } from './uri.ts';
+
+/**
+ * What validation parsed on its way, handed back so the request is not parsed twice (the
+ * registrar's hot path). Filled only when validation succeeds.
+ */
+export interface ParsedRequest {
+  /** the Request-URI */
+  uri: Uri | null;
+  to: NameAddr | null;
+  from: NameAddr | null;
+  cseq: CSeq | null;
+  /** the top Via (first value of the first Via header) */
+  via: Via | null;
+  /** every Contact value but the wildcard, in order */
+  contacts: NameAddr[];
+  /** a Contact: * was present */
+  star: boolean;
+}
+
+export function emptyParsed(): ParsedRequest {
+  return { uri: null, to: null, from: null, cseq: null, via: null, contacts: [], star: false };
+}
 
 export interface ValidateOptions {
   /**
@@ -87,17 +110,26 @@ function slotName(s: number): string {
 }
 
 /** Checks shared by requests and responses (call scan() first); throws SipParseError. */
-function checkCommon(msg: SipMessage): void {
+function checkCommon(msg: SipMessage, out?: ParsedRequest): void {
   for (const s of REQUIRED) if (counts[s] === 0) throw badRequest(`Missing ${slotName(s)} header`);
   for (let s = 0; s < S_VIA; s++) if (counts[s] > 1) throw badRequest(`Multiple ${slotName(s)} headers`);
   const cseq = first(S_CSEQ);
-  if (cseq !== undefined) parseCSeq(cseq);
+  if (cseq !== undefined) {
+    const c = parseCSeq(cseq);
+    if (out !== undefined) out.cseq = c;
+  }
   const callId = first(S_CALLID);
   if (callId !== undefined && !isValidCallId(callId)) throw badRequest('Malformed Call-ID');
   const to = first(S_TO);
-  if (to !== undefined) parseNameAddr(to);
+  if (to !== undefined) {
+    const n = parseNameAddr(to);
+    if (out !== undefined) out.to = n;
+  }
   const from = first(S_FROM);
-  if (from !== undefined) parseNameAddr(from);
+  if (from !== undefined) {
+    const n = parseNameAddr(from);
+    if (out !== undefined) out.from = n;
+  }
   const cl = first(S_CL);
   if (cl !== undefined) parseContentLength(cl);
   const date = first(S_DATE);
@@ -106,18 +138,23 @@ function checkCommon(msg: SipMessage): void {
   if (mf !== undefined) parseMaxForwards(mf);
   for (const h of msg.headers) {
     switch (h.key) {
-      case 'via':
-        parseViaList(h.value);
+      case 'via': {
+        const vs = parseViaList(h.value);
+        if (out !== undefined && out.via === null) out.via = vs[0];
         break;
+      }
       case 'route':
       case 'record-route':
         parseNameAddrList(h.value, { requireNameAddr: true });
         break;
-      case 'contact':
-        if (parseContact(h.value) === '*' && !(msg.kind === 'request' && msg.method === 'REGISTER')) {
-          throw badRequest('Contact * outside REGISTER');
-        }
+      case 'contact': {
+        const c = parseContact(h.value);
+        if (c === '*') {
+          if (!(msg.kind === 'request' && msg.method === 'REGISTER')) throw badRequest('Contact * outside REGISTER');
+          if (out !== undefined) out.star = true;
+        } else if (out !== undefined) for (const x of c) out.contacts.push(x);
         break;
+      }
       case 'warning':
         for (const w of splitHeaderList(h.value)) if (!/^\d{3} \S/.test(w)) throw badRequest('Malformed Warning');
         break;
@@ -150,15 +187,16 @@ function asError(e: unknown): SipParseError {
  * means 3600), Require/Proxy-Require (420), Content-Type (415), Accept (406),
  * Max-Forwards 0 (483), authorization (401/407).
  */
-export function validateRequest(req: SipRequest, opts?: ValidateOptions): SipParseError | null {
+export function validateRequest(req: SipRequest, opts?: ValidateOptions, parsed?: ParsedRequest): SipParseError | null {
   if (req.version !== 'SIP/2.0') return new SipParseError(505, 'SIP version not supported');
   try {
     scan(req);
-    checkCommon(req);
+    checkCommon(req, parsed);
     if (opts?.requireMaxForwards && counts[S_MAXFWD] === 0) throw badRequest('Missing Max-Forwards header');
     const cseq = parseCSeq(firsts[S_CSEQ]);
     if (cseq.method !== req.method) throw badRequest('CSeq method does not match Request-Line');
     const uri = parseUri(req.uri); // 400 for "<...>", bad scheme syntax, bad sip URI
+    if (parsed !== undefined) parsed.uri = uri;
     if (uri.kind === 'sip') {
       if (uri.headers.length > 0) throw badRequest('Headers in Request-URI');
     }

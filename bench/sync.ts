@@ -1,0 +1,150 @@
+// `dots bench sync`: the peer-to-peer numbers.
+//  1. Initial sync: a regtest chain of 5,000 blocks carrying 20,000 signed records is served by
+//     one `dots node` process; a fresh node in this process syncs it over loopback (header-first,
+//     signature checks on worker threads) and we time it: blocks/s and records/s.
+//  2. Gossip latency: three fresh nodes in a line A <- B <- C (A and B processes, C in this
+//     process); 1,000 records are POSTed at A one after another, and each is timed from the start
+//     of its POST to its arrival in C's pending pool: median and 99th percentile.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { Store } from '../core/store.ts';
+import { Chain } from '../consensus/chain.ts';
+import { Miner } from '../consensus/miner.ts';
+import { NETWORKS } from '../consensus/params.ts';
+import { DotsNode, defaultConfig } from '../core/node.ts';
+import { createLogger, silentLogger } from '../core/log.ts';
+import { toHex } from '../core/hash.ts';
+import { signRecord, Kind, type NameCommit, type Transfer, type Rec } from '../core/records.ts';
+import { generateSecretKey, publicKeyOf } from '../core/sig.ts';
+import { addressOf } from '../core/address.ts';
+import { Harness } from '../test/harness.ts';
+import type { BenchOptions } from './index.ts';
+
+type Row = Record<string, string | number>;
+
+export interface SyncBenchOptions extends BenchOptions {
+  blocks?: number;
+  records?: number;
+  latencyRecords?: number;
+}
+
+function nameCommit(): Rec {
+  const sk = generateSecretKey();
+  return signRecord<NameCommit>('regtest', sk, { kind: Kind.NameCommit, pubkey: publicKeyOf(sk), commitment: randomBytes(32) });
+}
+
+/** Builds the source chain in `dir`: `blocks` blocks, records in every tenth one. */
+export async function buildChain(dir: string, blocks: number, records: number): Promise<void> {
+  const store = await Store.open(join(dir, 'chain'));
+  try {
+    const chain = await Chain.open(store, NETWORKS.regtest);
+    const minerKey = generateSecretKey();
+    const minerPub = publicKeyOf(minerKey);
+    const miner = new Miner(chain, addressOf(minerPub));
+    await miner.mineBlocks(2);
+    const carriers = Math.max(1, Math.floor((blocks - 2) / 10));
+    const perCarrier = Math.ceil(records / carriers);
+    let made = 0;
+    let nonce = 0;
+    while (chain.tip.height < blocks) {
+      if ((chain.tip.height + 1) % 10 === 0 && made < records) {
+        for (let i = 0; i < perCarrier && made < records; i++, made++) {
+          await chain.submitRecord(
+            i % 2 === 0 ? nameCommit() : signRecord<Transfer>('regtest', minerKey, { kind: Kind.Transfer, pubkey: minerPub, to: randomBytes(20), amount: 1000, fee: 1, nonce: nonce++ }),
+          );
+        }
+      }
+      await miner.mineBlocks(1);
+    }
+  } finally {
+    await store.close();
+  }
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+}
+
+export async function benchSync(o: SyncBenchOptions): Promise<Row[]> {
+  const blocks = o.blocks ?? 5000;
+  const records = o.records ?? 20_000;
+  const latencyRecords = o.latencyRecords ?? 1000;
+  const root = mkdtempSync(join(tmpdir(), 'dots-bench-sync-'));
+  const cleanups: Array<() => void | Promise<void>> = [];
+  const h = new Harness({ teardown: (fn) => void cleanups.push(fn) });
+  const inProcess: DotsNode[] = [];
+  const rows: Row[] = [];
+  // DOTS_LOG=debug shows what the in-process nodes do, for when a number looks wrong.
+  const log = process.env.DOTS_LOG === 'debug' ? createLogger('debug') : silentLogger;
+  try {
+    // 1. Initial sync from one peer.
+    const srcDir = join(root, 'src');
+    const tBuild = Date.now();
+    await buildChain(srcDir, blocks, records);
+    if (!o.json) console.error(`built a ${blocks}-block chain with ${records} records in ${((Date.now() - tBuild) / 1000).toFixed(1)}s`);
+    const src = await h.start('src', { datadir: srcDir });
+    const t0 = process.hrtime.bigint();
+    const dst = await DotsNode.start({ ...defaultConfig('regtest'), datadir: join(root, 'dst'), apiPort: 0, p2pPort: 0, sipPort: 0, bootstrap: [src.p2p] }, log);
+    inProcess.push(dst);
+    await new Promise<void>((resolve) => {
+      if (dst.chain.tip.height >= blocks) resolve();
+      dst.chain.on('tip', (c) => {
+        if (c.tip.height >= blocks) resolve();
+      });
+    });
+    const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+    rows.push(
+      { metric: 'initial sync: blocks', value: blocks },
+      { metric: 'initial sync: records', value: records },
+      { metric: 'initial sync: seconds (incl. node start)', value: secs.toFixed(2) },
+      { metric: 'initial sync: blocks/s', value: Math.round(blocks / secs) },
+      { metric: 'initial sync: records/s', value: Math.round(records / secs) },
+    );
+    await dst.stop();
+    inProcess.length = 0;
+    await src.stop();
+
+    // 2. Record latency over a line of three nodes.
+    const a = await h.start('A');
+    const b = await h.start('B', { bootstrap: [a.p2p] });
+    const c = await DotsNode.start({ ...defaultConfig('regtest'), datadir: join(root, 'c'), apiPort: 0, p2pPort: 0, sipPort: 0, bootstrap: [b.p2p] }, log);
+    inProcess.push(c);
+    const waiting = new Map<string, () => void>();
+    c.chain.on('record', (r) => waiting.get(toHex(r.id))?.());
+    // Wait until the line carries gossip end to end (meshes form within a heartbeat).
+    for (;;) {
+      const probe = nameCommit();
+      const arrived = new Promise<boolean>((resolve) => {
+        waiting.set(toHex(probe.id), () => resolve(true));
+        setTimeout(() => resolve(false), 1000).unref();
+      });
+      await a.submit(probe);
+      if (await arrived) break;
+    }
+    const recs = Array.from({ length: latencyRecords }, nameCommit);
+    const lat: number[] = [];
+    for (const r of recs) {
+      const id = toHex(r.id);
+      const start = performance.now();
+      const arrived = new Promise<void>((resolve) => waiting.set(id, resolve));
+      await a.submit(r);
+      await arrived;
+      lat.push(performance.now() - start);
+      waiting.delete(id);
+    }
+    lat.sort((x, y) => x - y);
+    rows.push(
+      { metric: 'record A->B->C: records', value: lat.length },
+      { metric: 'record A->B->C: median ms', value: percentile(lat, 50).toFixed(2) },
+      { metric: 'record A->B->C: p99 ms', value: percentile(lat, 99).toFixed(2) },
+      { metric: 'record A->B->C: max ms', value: lat[lat.length - 1].toFixed(2) },
+    );
+    return rows;
+  } finally {
+    for (const n of inProcess) await n.stop();
+    for (const fn of cleanups) await fn();
+    rmSync(root, { recursive: true, force: true });
+  }
+}

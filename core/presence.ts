@@ -1,0 +1,498 @@
+// The bridge from the SIP registrar to the chain. What the registrar verified (a phone answered
+// OPTIONS) becomes a signed presence binding for `sip:user@domain` naming this node; when the
+// phone unregisters, expires or stops answering, the binding turns offline. The node's key
+// announces the node and claims the names it binds (its domain and its users' addresses) by
+// commit-then-reveal, resuming after a restart from the salts kept in DATADIR/presence.json.
+//
+// Only changes and renewals reach the chain: a phone refreshing its registration every minute
+// writes nothing until the on-chain expiry gets close (a third of the way from its end). The
+// binding holds the node's id and never the phone's address.
+//
+// The bridge is dormant on a node that serves nobody (no accounts and no open registration):
+// such a node has nothing to announce, and it keeps the chain free of empty announcements.
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { UserError, ValidationError } from './errors.ts';
+import { bytesEqual, fromHex, isHex, toHex } from './hash.ts';
+import { addressOf } from './address.ts';
+import { publicKeyOf } from './sig.ts';
+import { BindingStatus, Kind, commitmentOf, isValidName, signRecord, type Binding, type NameClaim, type NameCommit, type NameRenew, type NodeAnnounce, type Rec } from './records.ts';
+import { getBinding, getName, getNode, keys, type CommitEntry } from './state.ts';
+import { writeOwnerOnly } from '../wallet/keys.ts';
+import type { Chain } from '../consensus/chain.ts';
+import type { Logger } from './log.ts';
+import { UserStore } from './users.ts';
+import { SipService } from '../sip/service.ts';
+import type { SavedContact } from '../sip/registrar.ts';
+
+export const PRESENCE_FILE = 'presence.json';
+
+export interface PresenceOptions {
+  chain: Chain;
+  secret: Uint8Array;
+  datadir: string;
+  domain: string;
+  /** the node's SIP URI (sip:HOST:PORT) */
+  sipUri: () => string;
+  /** the node's p2p addresses, announced with it */
+  p2pAddrs?: () => string[];
+  users: UserStore;
+  openRegistration: boolean;
+  log: Logger;
+  /** how often renewals and retries are looked at, ms (default 5000) */
+  checkEveryMs?: number;
+}
+
+interface ClaimState {
+  salt: string;
+  commit: string;
+}
+
+interface Desired {
+  online: boolean;
+  /** unix seconds the registration lasts (online only) */
+  until: number;
+}
+
+interface Submitted {
+  id: string;
+  seq: number;
+  status: number;
+  expires: number;
+}
+
+/** Names the node claims: its domain and sip:user@domain for each user. */
+export class PresenceBridge {
+  private readonly chain: Chain;
+  private readonly secret: Uint8Array;
+  private readonly pub: Uint8Array;
+  readonly nodeId: Uint8Array;
+  private readonly network: string;
+  private readonly file: string;
+  private claims = new Map<string, ClaimState>();
+  private readonly wanted = new Set<string>();
+  private readonly desired = new Map<string, Desired>();
+  private readonly dirty = new Set<string>();
+  private readonly bindings = new Map<string, Submitted>();
+  private readonly pendingIds = new Map<string, string>(); // name -> id of a pending claim or renewal
+  private readonly warned = new Set<string>();
+  /** names wanted since the last pass over claims */
+  private readonly fresh = new Set<string>();
+  private claimsTip = '';
+  private claimsDirty = false;
+  private announceId = '';
+  private announceSeq = 0;
+  private running = false;
+  private again = false;
+  private stopped = false;
+  private readonly timer: NodeJS.Timeout;
+  private readonly onTip = (): void => this.kick();
+  /** records this bridge submitted, by kind (for logs and tests) */
+  stats = { announces: 0, commits: 0, claims: 0, renewals: 0, bindings: 0, rejected: 0 };
+
+  constructor(private readonly o: PresenceOptions) {
+    this.chain = o.chain;
+    this.secret = o.secret;
+    this.pub = publicKeyOf(o.secret);
+    this.nodeId = addressOf(this.pub);
+    this.network = o.chain.params.name;
+    this.file = join(o.datadir, PRESENCE_FILE);
+    this.load();
+    this.chain.on('tip', this.onTip);
+    o.users.onAdded = (names): void => {
+      for (const n of names) this.want(this.nameOf(n));
+      this.kick();
+    };
+    this.timer = setInterval(() => {
+      // renewals of online bindings, and retries of whatever did not go through
+      for (const n of this.desired.keys()) this.dirty.add(n);
+      this.kick();
+    }, o.checkEveryMs ?? 5000).unref();
+  }
+
+  /** The name bound for a user of this node. */
+  nameOf(user: string): string {
+    return `sip:${user}@${this.o.domain}`;
+  }
+
+  private get active(): boolean {
+    return this.o.openRegistration || this.o.users.size > 0;
+  }
+
+  start(): void {
+    this.want(this.o.domain);
+    for (const u of this.o.users.names()) this.want(this.nameOf(u));
+    // bindings this node left online before a restart, for phones it no longer knows: offline
+    const now = this.chain.clock();
+    for (const [k, e] of this.chain.state.map) {
+      if (k.startsWith('b:') && e.t === 'binding' && e.status === BindingStatus.Online && e.expires > now && bytesEqual(e.node, this.nodeId)) {
+        const name = k.slice(2);
+        if (!this.desired.has(name)) {
+          this.desired.set(name, { online: false, until: 0 });
+          this.dirty.add(name);
+        }
+      }
+    }
+    this.kick();
+  }
+
+  /** From the registrar: `aor` has (or no longer has) a verified contact, until `untilSec`. */
+  presence(aor: string, online: boolean, untilSec: number): void {
+    const d = this.desired.get(aor);
+    const flipped = d === undefined || d.online !== online;
+    if (!flipped && (!online || d.until === untilSec)) return;
+    if (d === undefined) this.desired.set(aor, { online, until: untilSec });
+    else {
+      d.online = online;
+      d.until = untilSec;
+    }
+    if (online && this.o.openRegistration) this.want(aor);
+    // a mere extension of an online registration waits for the periodic pass
+    if (flipped) {
+      this.dirty.add(aor);
+      this.kick();
+    }
+  }
+
+  private want(name: string): void {
+    if (this.wanted.has(name)) return;
+    if (isValidName(name)) {
+      this.wanted.add(name);
+      this.fresh.add(name);
+    }
+    else if (!this.warned.has(name)) {
+      this.warned.add(name);
+      this.o.log.warn(`presence: "${name}" is not a valid chain name; it is served locally only`);
+    }
+  }
+
+  private load(): void {
+    if (!existsSync(this.file)) return;
+    try {
+      const f = JSON.parse(readFileSync(this.file, 'utf8')) as { version: number; claims: Record<string, ClaimState> };
+      for (const [name, c] of Object.entries(f.claims ?? {})) if (isHex(c.salt, 32) && isHex(c.commit, 32)) this.claims.set(name, c);
+    } catch (e) {
+      this.o.log.warn(`presence: ignoring unreadable ${this.file}: ${(e as Error).message}`);
+    }
+  }
+
+  private save(): void {
+    writeOwnerOnly(this.file, JSON.stringify({ version: 1, claims: Object.fromEntries(this.claims) }, null, 2) + '\n');
+  }
+
+  private scheduled: NodeJS.Timeout | null = null;
+
+  /**
+   * Runs a pass soon: changes within 100 ms share one pass, so a burst of registrations costs
+   * one write of the salts file and signatures in batches, not one pass each.
+   */
+  private kick(): void {
+    if (this.stopped) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    if (this.scheduled !== null) return;
+    this.scheduled = setTimeout(() => {
+      this.scheduled = null;
+      this.running = true;
+      void this.reconcile()
+        .catch((e: unknown) => this.o.log.warn(`presence: ${(e as Error).message}`))
+        .finally(() => {
+          this.running = false;
+          if (this.again && !this.stopped) {
+            this.again = false;
+            this.kick();
+          }
+        });
+    }, 100);
+  }
+
+  private async submit(rec: Rec, what: string): Promise<boolean> {
+    try {
+      await this.chain.submitRecord(rec);
+      return true;
+    } catch (e) {
+      if (e instanceof ValidationError) {
+        if (e.code !== 'already-pending') {
+          this.stats.rejected++;
+          this.o.log.debug(`presence: ${what} not accepted: ${e.message}`);
+        }
+        return e.code === 'already-pending';
+      }
+      throw e;
+    }
+  }
+
+  private pending(id: string): boolean {
+    return id !== '' && this.chain.pool.has(id);
+  }
+
+  private async reconcile(): Promise<void> {
+    if (!this.active || this.stopped) return;
+    await this.announce();
+    let n = 0;
+    // every name on a new tip; in between only the names newly wanted
+    const tip = this.chain.tip.hex;
+    const all = tip !== this.claimsTip;
+    this.claimsTip = tip;
+    const names = all ? [...this.wanted] : [...this.fresh];
+    this.fresh.clear();
+    const commits: Array<{ name: string; rec: Rec }> = [];
+    for (const name of names) {
+      const rec = await this.claim(name);
+      if (rec !== null) commits.push({ name, rec });
+      if (++n % 64 === 0 || commits.length >= 256) {
+        await this.flushCommits(commits);
+        await yieldNow(); // let SIP traffic through between batches of signatures
+      }
+      if (this.stopped) return;
+    }
+    await this.flushCommits(commits);
+    if (getNode(this.chain.state, this.nodeId) === undefined) return;
+    for (const name of [...this.dirty]) {
+      if (await this.bind(name)) this.dirty.delete(name);
+      if (++n % 64 === 0) await yieldNow();
+      if (this.stopped) return;
+    }
+  }
+
+  /** Writes the new salts to disk, then sends their commitments. */
+  private async flushCommits(commits: Array<{ name: string; rec: Rec }>): Promise<void> {
+    if (this.claimsDirty) {
+      this.save();
+      this.claimsDirty = false;
+    }
+    for (const { name, rec } of commits) {
+      if (await this.submit(rec, `commitment to ${name}`)) this.stats.commits++;
+    }
+    if (commits.length > 0) this.o.log.info(`presence: committed to ${commits.length} name(s), e.g. ${commits[0].name}`);
+    commits.length = 0;
+  }
+
+  private async announce(): Promise<void> {
+    const cur = getNode(this.chain.state, this.nodeId);
+    const uris = [this.o.sipUri()];
+    const p2p = (this.o.p2pAddrs?.() ?? []).slice(0, 8).filter((a) => a.length <= 256);
+    const reward = this.nodeId;
+    if (cur !== undefined && sameList(cur.sipUris, uris) && sameList(cur.p2pAddrs, p2p) && bytesEqual(cur.rewardAddress, reward)) return;
+    if (this.pending(this.announceId)) return;
+    const seq = Math.max(cur?.seq ?? 0, this.announceSeq) + 1;
+    const rec = signRecord<NodeAnnounce>(this.network, this.secret, { kind: Kind.NodeAnnounce, pubkey: this.pub, sipUris: uris, p2pAddrs: p2p, rewardAddress: reward, seq });
+    if (await this.submit(rec, 'node announcement')) {
+      this.announceId = toHex(rec.id);
+      this.announceSeq = seq;
+      this.stats.announces++;
+      this.o.log.info(`presence: announcing node ${toHex(this.nodeId)} at ${uris[0]} (seq ${seq})`);
+    }
+  }
+
+  /** Moves one name along commit, reveal, and renewal; returns a new commitment to send once its salt is saved. */
+  private async claim(name: string): Promise<Rec | null> {
+    const st = this.chain.state;
+    const next = this.chain.tip.height + 1;
+    const p = this.chain.params;
+    const entry = getName(st, name);
+    if (entry !== undefined && entry.expiry >= next) {
+      if (!bytesEqual(entry.owner, this.pub)) {
+        if (!this.warned.has(name)) {
+          this.warned.add(name);
+          this.o.log.warn(`presence: ${name} is owned by another key; presence for it cannot go on the chain`);
+        }
+        return null;
+      }
+      if (this.claims.delete(name)) this.claimsDirty = true;
+      // renew when a tenth of the lifetime is left
+      if (entry.expiry - next < Math.max(2, Math.floor(p.nameLifetime / 10)) && !this.pending(this.pendingIds.get(name) ?? '')) {
+        const rec = signRecord<NameRenew>(this.network, this.secret, { kind: Kind.NameRenew, name, pubkey: this.pub, nameSeq: entry.seq });
+        if (await this.submit(rec, `renewal of ${name}`)) {
+          this.pendingIds.set(name, toHex(rec.id));
+          this.stats.renewals++;
+        }
+      }
+      return null;
+    }
+    let c = this.claims.get(name);
+    let commitment = c === undefined ? null : commitmentOf(name, fromHex(c.salt), this.pub);
+    let ce = commitment === null ? undefined : (st.get(keys.commit(commitment)) as CommitEntry | undefined);
+    if (c !== undefined && ce !== undefined && next > ce.height + p.maxCommitAge) {
+      // the commitment aged out before the reveal: start over
+      c = undefined;
+      commitment = null;
+      ce = undefined;
+    }
+    if (c === undefined) {
+      const salt = randomBytes(32);
+      commitment = commitmentOf(name, salt, this.pub);
+      const rec = signRecord<NameCommit>(this.network, this.secret, { kind: Kind.NameCommit, pubkey: this.pub, commitment });
+      // the salt is on disk before the commitment can be on the chain (see flushCommits)
+      this.claims.set(name, { salt: toHex(salt), commit: toHex(rec.id) });
+      this.claimsDirty = true;
+      return rec;
+    }
+    if (ce === undefined) {
+      // not confirmed: pending, or lost (a restart empties the pool): send it again, same bytes
+      if (!this.pending(c.commit)) {
+        const rec = signRecord<NameCommit>(this.network, this.secret, { kind: Kind.NameCommit, pubkey: this.pub, commitment: commitment as Uint8Array });
+        await this.submit(rec, `commitment to ${name}`);
+      }
+      return null;
+    }
+    if (next < ce.height + p.minCommitAge || this.pending(this.pendingIds.get(name) ?? '')) return null;
+    const rec = signRecord<NameClaim>(this.network, this.secret, { kind: Kind.NameClaim, name, pubkey: this.pub, salt: fromHex(c.salt) });
+    if (await this.submit(rec, `claim of ${name}`)) {
+      this.pendingIds.set(name, toHex(rec.id));
+      this.stats.claims++;
+      this.o.log.info(`presence: claiming ${name}`);
+    }
+    return null;
+  }
+
+  /** Brings the chain's binding for `name` in line with the registrar; true when nothing is left to do. */
+  private async bind(name: string): Promise<boolean> {
+    const d = this.desired.get(name);
+    if (d === undefined) return true;
+    const st = this.chain.state;
+    const n = getName(st, name);
+    const next = this.chain.tip.height + 1;
+    const mayBind = n !== undefined && n.expiry >= next && (bytesEqual(n.owner, this.pub) || (n.delegate.length > 0 && bytesEqual(n.delegate, this.nodeId)));
+    if (!mayBind) return !d.online && getBinding(st, name) === undefined; // wait for the claim to confirm
+    const now = this.chain.clock();
+    const confirmed = getBinding(st, name);
+    const mine = this.bindings.get(name);
+    const minePending = mine !== undefined && this.pending(mine.id);
+    // what the chain says (pending first: it is what routing reads)
+    let status = confirmed?.status ?? BindingStatus.Offline;
+    let expires = confirmed?.expires ?? 0;
+    let byMe = confirmed !== undefined && bytesEqual(confirmed.node, this.nodeId);
+    if (minePending && (confirmed === undefined || mine.seq > confirmed.seq)) {
+      status = mine.status;
+      expires = mine.expires;
+      byMe = true;
+    }
+    const onlineByMe = byMe && status === BindingStatus.Online && expires > now;
+    let want: { status: number; expires: number } | null = null;
+    if (d.online) {
+      const ttl = Math.min(d.until, now + this.chain.params.maxBindingTtl - 60) - now;
+      if (ttl <= 0) return true;
+      // renew once a third of the registration period is left on the chain's copy
+      const margin = Math.max(30, Math.floor(ttl / 3));
+      if (!onlineByMe || expires - now < margin) want = { status: BindingStatus.Online, expires: now + ttl };
+    } else if (onlineByMe) want = { status: BindingStatus.Offline, expires: now };
+    if (want === null) {
+      if (!d.online) this.desired.delete(name);
+      return true;
+    }
+    const seq = Math.max(confirmed?.seq ?? 0, mine?.seq ?? 0) + 1;
+    const rec = signRecord<Binding>(this.network, this.secret, { kind: Kind.Binding, name, node: this.nodeId, status: want.status, expires: want.expires, seq, pubkey: this.pub });
+    if (!(await this.submit(rec, `binding of ${name}`))) return false;
+    this.bindings.set(name, { id: toHex(rec.id), seq, status: want.status, expires: want.expires });
+    this.stats.bindings++;
+    this.o.log.debug(`presence: ${name} ${want.status === BindingStatus.Online ? `online until ${want.expires}` : 'offline'} (seq ${seq})`);
+    if (!d.online) this.desired.delete(name);
+    return true;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.timer);
+    if (this.scheduled !== null) clearTimeout(this.scheduled);
+    this.chain.off('tip', this.onTip);
+    while (this.running) await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+function yieldNow(): Promise<void> {
+  return new Promise((r) => setImmediate(r));
+}
+
+// ---------------------------------------------------------------------------
+// The SIP stack of a node: account store, SIP service and this bridge, started and stopped
+// together (DotsNode calls these two).
+
+export const REGISTRATIONS_FILE = 'registrations.json';
+
+export interface SipStackConfig {
+  network: string;
+  datadir: string;
+  sipHost: string;
+  sipPort: number;
+  domain: string;
+  openRegistration: boolean;
+  /** seconds between keepalive pings of a live contact (default 30) */
+  sipKeepalive?: number;
+  sipDigest?: Array<'MD5' | 'SHA-256'>;
+}
+
+export interface SipStack {
+  sip: SipService;
+  users: UserStore;
+  presence: PresenceBridge;
+  /** what `dots node` prints: sip:HOST:PORT and how it is served */
+  describe(): string;
+  stop(): Promise<void>;
+}
+
+export async function startSip(config: SipStackConfig, chain: Chain, secret: Uint8Array, log: Logger, p2pAddrs: () => string[] = () => []): Promise<SipStack> {
+  const users = new UserStore(config.datadir, config.domain, (m) => log.warn(m));
+  let presence: PresenceBridge | null = null;
+  const interval = (config.sipKeepalive ?? 30) * 1000;
+  const sip = new SipService({
+    host: config.sipHost,
+    port: config.sipPort,
+    domain: config.domain,
+    openRegistration: config.openRegistration,
+    users,
+    keepalive: { intervalMs: interval, timeoutMs: Math.min(8000, Math.max(1000, interval)) },
+    digest: { algorithms: config.sipDigest },
+    log,
+    onPresence: (aor, online, until) => presence?.presence(aor, online, until),
+  });
+  try {
+    await sip.start();
+  } catch (e) {
+    users.stop();
+    throw new UserError(`cannot listen for SIP on ${config.sipHost}:${config.sipPort}: ${(e as Error).message} (pass another --sip-port)`);
+  }
+  presence = new PresenceBridge({ chain, secret, datadir: config.datadir, domain: config.domain, sipUri: () => sip.uri, p2pAddrs, users, openRegistration: config.openRegistration, log });
+  const regFile = join(config.datadir, REGISTRATIONS_FILE);
+  if (existsSync(regFile)) {
+    try {
+      const saved = JSON.parse(readFileSync(regFile, 'utf8')) as { version: number; contacts: SavedContact[] };
+      const n = sip.registrar.restore(saved.contacts ?? []);
+      if (n > 0) log.info(`sip: ${n} registration(s) restored, verifying them`);
+    } catch (e) {
+      log.warn(`sip: ignoring unreadable ${regFile}: ${(e as Error).message}`);
+    }
+    rmSync(regFile, { force: true }); // a crash later must not bring back stale ones
+  }
+  presence.start();
+  if (users.size === 0 && !config.openRegistration) log.info('sip: no accounts yet (dots user add NAME --password PW), and registration is not open');
+  let stopped = false;
+  return {
+    sip,
+    users,
+    presence,
+    describe: () => `${sip.uri} (UDP and TCP) for domain ${config.domain}${config.openRegistration ? ', open registration' : ''}`,
+    stop: async () => {
+      if (stopped) return;
+      stopped = true;
+      await presence?.stop();
+      const contacts = sip.registrar.snapshot();
+      if (contacts.length > 0) {
+        try {
+          writeOwnerOnly(regFile, JSON.stringify({ version: 1, contacts }) + '\n');
+        } catch (e) {
+          log.warn(`sip: cannot save registrations: ${(e as Error).message}`);
+        }
+      }
+      users.stop();
+      await sip.stop();
+    },
+  };
+}

@@ -1,0 +1,188 @@
+// SIP accounts of this node (`dots user add`): digest credentials for standard phones. Only HA1
+// values are kept (MD5 and SHA-256 of user:realm:password, realm = the node's SIP domain), never
+// the password, in DATADIR/users.json, owner-only and written atomically. A running node picks
+// up accounts added while it runs: it re-reads the file when it changed (checked on a lookup
+// miss and every few seconds), so no restart is needed.
+import { readFileSync, statSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { UserError } from './errors.ts';
+import { writeOwnerOnly } from '../wallet/keys.ts';
+import { credentialsFor, type DigestCredentials } from '../sip/digest.ts';
+
+export const USERS_FILE = 'users.json';
+
+/** Lower-case SIP user parts that are also valid chain names: letters, digits, . _ - + (E.164 style too). */
+const USER_RE = /^[a-z0-9+][a-z0-9._+-]{0,63}$/;
+
+export function isValidUserName(name: string): boolean {
+  return USER_RE.test(name);
+}
+
+interface UserEntry {
+  realm: string;
+  md5: string;
+  sha256: string;
+}
+
+interface UsersFile {
+  version: 1;
+  users: Record<string, UserEntry>;
+}
+
+function readUsersFile(path: string): UsersFile {
+  if (!existsSync(path)) return { version: 1, users: {} };
+  let f: UsersFile;
+  try {
+    f = JSON.parse(readFileSync(path, 'utf8')) as UsersFile;
+  } catch {
+    throw new UserError(`${path} is not a DOTS users file (not JSON)`);
+  }
+  if (f === null || typeof f !== 'object' || f.version !== 1 || typeof f.users !== 'object' || f.users === null) throw new UserError(`${path} is not a DOTS users file`);
+  return f;
+}
+
+/** Adds (or replaces the password of) an account; returns whether it existed. */
+export function addUser(datadir: string, name: string, password: string, realm: string): boolean {
+  if (!isValidUserName(name)) throw new UserError(`user name "${name}" must be 1-64 lower-case letters, digits, ".", "_", "-" or "+"`);
+  if (password.length === 0) throw new UserError('the password must not be empty');
+  const path = join(datadir, USERS_FILE);
+  const f = readUsersFile(path);
+  const existed = Object.hasOwn(f.users, name);
+  f.users[name] = { realm, ...credentialsFor(name, realm, password) };
+  writeOwnerOnly(path, JSON.stringify(f, null, 2) + '\n');
+  return existed;
+}
+
+/** Adds many accounts in one write (the benchmark creates thousands). */
+export function addUsers(datadir: string, entries: Array<{ name: string; password: string }>, realm: string): void {
+  const path = join(datadir, USERS_FILE);
+  const f = readUsersFile(path);
+  for (const { name, password } of entries) {
+    if (!isValidUserName(name)) throw new UserError(`user name "${name}" is not valid`);
+    f.users[name] = { realm, ...credentialsFor(name, realm, password) };
+  }
+  writeOwnerOnly(path, JSON.stringify(f) + '\n');
+}
+
+/** The accounts as a running node sees them, reloaded when the file changes. */
+export class UserStore {
+  readonly path: string;
+  private users = new Map<string, DigestCredentials>();
+  private stamp = '';
+  private lastCheck = 0;
+  private readonly timer: NodeJS.Timeout;
+  /** called after a reload with the names that appeared */
+  onAdded: ((names: string[]) => void) | null = null;
+  /** accounts whose realm is not this node's domain (they cannot authenticate) */
+  foreignRealm: string[] = [];
+
+  constructor(
+    datadir: string,
+    readonly realm: string,
+    private readonly warn: (msg: string) => void = () => undefined,
+    checkEveryMs = 2000,
+  ) {
+    this.path = join(datadir, USERS_FILE);
+    this.reload();
+    this.timer = setInterval(() => this.refresh(), checkEveryMs).unref();
+  }
+
+  get size(): number {
+    return this.users.size;
+  }
+
+  names(): string[] {
+    return [...this.users.keys()];
+  }
+
+  lookup(name: string): DigestCredentials | undefined {
+    const c = this.users.get(name);
+    if (c !== undefined) return c;
+    // an account added while running: look again, at most once a second
+    const now = Date.now();
+    if (now - this.lastCheck < 1000) return undefined;
+    this.lastCheck = now;
+    this.refresh();
+    return this.users.get(name);
+  }
+
+  /** Re-reads the file if it changed since the last read. */
+  refresh(): void {
+    let stamp = '';
+    try {
+      const st = statSync(this.path);
+      stamp = `${st.ino}:${st.size}:${st.mtimeMs}`;
+    } catch {
+      stamp = 'absent';
+    }
+    if (stamp !== this.stamp) this.reload(stamp);
+  }
+
+  private reload(stamp?: string): void {
+    let f: UsersFile;
+    try {
+      f = readUsersFile(this.path);
+      if (stamp === undefined) {
+        try {
+          const st = statSync(this.path);
+          stamp = `${st.ino}:${st.size}:${st.mtimeMs}`;
+        } catch {
+          stamp = 'absent';
+        }
+      }
+    } catch (e) {
+      this.warn(`users: ${(e as Error).message}; keeping the accounts loaded before`);
+      return;
+    }
+    this.stamp = stamp;
+    const next = new Map<string, DigestCredentials>();
+    const foreign: string[] = [];
+    for (const [name, e] of Object.entries(f.users)) {
+      if (!isValidUserName(name) || typeof e?.md5 !== 'string' || typeof e.sha256 !== 'string') continue;
+      if (e.realm !== this.realm) {
+        foreign.push(name);
+        continue;
+      }
+      next.set(name, { md5: e.md5, sha256: e.sha256 });
+    }
+    if (foreign.length > 0 && foreign.join() !== this.foreignRealm.join()) {
+      this.warn(`users: ${foreign.length} account(s) were added for another SIP domain and cannot log in here (re-add them with --domain ${this.realm}): ${foreign.slice(0, 5).join(', ')}`);
+    }
+    this.foreignRealm = foreign;
+    const added = [...next.keys()].filter((n) => !this.users.has(n));
+    this.users = next;
+    if (added.length > 0) this.onAdded?.(added);
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+}
+
+const DOMAIN_RE = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/;
+
+/** `dots user add NAME --password PW [--datadir DIR] [--network N] [--domain D]` */
+export async function runUser(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  const { parse, networkOf } = await import('./args.ts');
+  const { resolve } = await import('node:path');
+  const { mkdirSync } = await import('node:fs');
+  const { values: v, positionals } = parse(rest, { password: { type: 'string' }, datadir: { type: 'string' }, network: { type: 'string' }, domain: { type: 'string' } }, 1);
+  if (sub !== 'add') throw new UserError(`unknown user command "${sub ?? ''}" (add)`);
+  const name = positionals[0];
+  if (name === undefined) throw new UserError('usage: dots user add NAME --password PW [--datadir DIR] [--domain D]');
+  const password = (v.password as string | undefined) ?? process.env.DOTS_USER_PASSWORD;
+  if (password === undefined) throw new UserError('give the password with --password PW (or DOTS_USER_PASSWORD)');
+  const network = networkOf(v.network);
+  const datadir = resolve(String(v.datadir ?? join('data', network)));
+  const domain = String(v.domain ?? 'dots.local').toLowerCase();
+  if (!DOMAIN_RE.test(domain)) throw new UserError(`--domain must be a domain name like example.org, got "${String(v.domain)}"`);
+  try {
+    mkdirSync(datadir, { recursive: true, mode: 0o700 });
+  } catch (e) {
+    throw new UserError(`cannot create data directory ${datadir}: ${(e as Error).message}`);
+  }
+  const existed = addUser(datadir, name, password, domain);
+  process.stdout.write(`${existed ? 'updated' : 'added'} sip:${name}@${domain} in ${join(datadir, USERS_FILE)} (a running node picks it up)\n`);
+  return 0;
+}

@@ -1,0 +1,600 @@
+// The registrar of RFC 3261 section 10.3 and the location service behind it, with Path
+// (RFC 3327) and outbound's instance-id/reg-id (RFC 5626) kept with each binding, and the
+// keepalive state of every contact (like Kamailio's usrloc with nathelper pings).
+//
+// A contact starts unverified; the service pings it with OPTIONS at once and on a schedule
+// afterwards. An answer makes it alive; `maxFailures` pings in a row without one make it dead
+// (it is still pinged, with backoff, until its registration ends, and comes back if it answers).
+// An address of record is online while one of its contacts is alive; every change of that is
+// reported through `onPresence`, which is how the chain learns about it.
+
+import { getHeader, getHeaderValues, getHeaders, type SipRequest } from './message.ts';
+import {
+  formatHeaderParams,
+  formatUri,
+  getParam,
+  parseContact,
+  parseCSeq,
+  parseExpires,
+  parseUri,
+  uriEquals,
+  type NameAddr,
+  type Uri,
+  type Via,
+} from './uri.ts';
+import type { ParsedRequest } from './validate.ts';
+import type { Flow } from './transport.ts';
+import { Wheel } from './wheel.ts';
+
+export const enum ContactState {
+  Unverified = 0,
+  Alive = 1,
+  Dead = 2,
+}
+
+export interface ContactBinding {
+  aor: string;
+  uri: Uri;
+  /** the contact URI as the phone wrote it */
+  uriText: string;
+  /** header parameters other than expires, formatted (";q=0.5;+sip.instance=...") */
+  params: string;
+  /** q-value in thousandths, -1 when absent */
+  q: number;
+  /** ms since epoch */
+  expiresAt: number;
+  callId: string;
+  cseq: number;
+  /** branch of the REGISTER that last updated it (recognises a late retransmission) */
+  branch: string;
+  instance: string | null;
+  regId: number | null;
+  /** Path header values, first hop first (RFC 3327) */
+  path: string[];
+  /** how the REGISTER came in: pings go back along it */
+  flow: Flow;
+  /** registered through RFC 5626 outbound (instance and reg-id, first hop supports it) */
+  outbound: boolean;
+  userAgent: string;
+  state: ContactState;
+  failures: number;
+  /** a ping is in flight */
+  pinging: boolean;
+  /** ms since epoch of the next scheduled ping (stale wheel entries compare against it) */
+  nextPingAt: number;
+  /** false once removed from the location service */
+  live: boolean;
+  /** ms since epoch when it was last verified alive */
+  verifiedAt: number;
+  /** when its entry in the expiry wheel fires (one entry per contact, not one per refresh) */
+  expiryAt: number;
+}
+
+/** A registration as kept across restarts (DATADIR/registrations.json). */
+export interface SavedContact {
+  aor: string;
+  uri: string;
+  params: string;
+  q: number;
+  expiresAt: number;
+  callId: string;
+  cseq: number;
+  instance: string | null;
+  regId: number | null;
+  path: string[];
+  flow: Flow;
+  outbound: boolean;
+  userAgent: string;
+}
+
+export interface RegistrarOptions {
+  domain: string;
+  /** shortest registration accepted, seconds (423 below it); default 60 */
+  minExpires?: number;
+  /** longest registration granted, seconds; default 7200 */
+  maxExpires?: number;
+  /** registration length when the request names none, seconds; default 3600 */
+  defaultExpires?: number;
+  /** most contacts per address of record; default 10 */
+  maxContacts?: number;
+  /** most addresses of record in all; default 1,000,000 */
+  maxAors?: number;
+}
+
+export interface KeepaliveOptions {
+  /** between pings of a live contact, ms; default 30,000 */
+  intervalMs?: number;
+  /** a ping without an answer for this long failed, ms; default 8,000 */
+  timeoutMs?: number;
+  /** failures in a row that make a contact dead; default 3 */
+  maxFailures?: number;
+}
+
+export interface RegisterResult {
+  status: number;
+  reason: string;
+  headers: Array<[string, string]>;
+}
+
+/** Reports whether an address of record has a live contact, and until when (unix seconds). */
+export type PresenceListener = (aor: string, online: boolean, untilSec: number) => void;
+
+/** Sends one OPTIONS to the contact; resolves true when anything answered. */
+export type Pinger = (b: ContactBinding) => Promise<boolean>;
+
+const Q_RE = /^(0(\.[0-9]{0,3})?|1(\.0{0,3})?)$/;
+
+let dateSec = 0;
+let dateStr = '';
+/** RFC 1123 date of now, cached per second (REGISTER 200s carry it, RFC 3261 10.3 step 8). */
+export function httpDate(nowMs = Date.now()): string {
+  const s = Math.floor(nowMs / 1000);
+  if (s !== dateSec) {
+    dateSec = s;
+    dateStr = new Date(s * 1000).toUTCString();
+  }
+  return dateStr;
+}
+
+function fail(status: number, reason: string, headers: Array<[string, string]> = []): RegisterResult {
+  return { status, reason, headers };
+}
+
+interface Planned {
+  existing: ContactBinding | null;
+  uri: Uri;
+  uriText: string;
+  params: string;
+  q: number;
+  expires: number;
+  instance: string | null;
+  regId: number | null;
+}
+
+export class Registrar {
+  readonly domain: string;
+  readonly minExpires: number;
+  readonly maxExpires: number;
+  readonly defaultExpires: number;
+  readonly maxContacts: number;
+  readonly maxAors: number;
+  private readonly aors = new Map<string, ContactBinding[]>();
+  private readonly expiry = new Wheel<ContactBinding>();
+  private readonly pings = new Wheel<ContactBinding>();
+  private readonly ka: Required<KeepaliveOptions>;
+  private readonly timer: NodeJS.Timeout;
+  private contacts = 0;
+  onPresence: PresenceListener | null = null;
+  pinger: Pinger | null = null;
+  /** counters for logs and tests */
+  stats = { registers: 0, pings: 0, pingFailures: 0 };
+
+  constructor(opts: RegistrarOptions, keepalive: KeepaliveOptions = {}) {
+    this.domain = opts.domain.toLowerCase();
+    this.minExpires = opts.minExpires ?? 60;
+    this.maxExpires = opts.maxExpires ?? 7200;
+    this.defaultExpires = opts.defaultExpires ?? 3600;
+    this.maxContacts = opts.maxContacts ?? 10;
+    this.maxAors = opts.maxAors ?? 1_000_000;
+    this.ka = { intervalMs: keepalive.intervalMs ?? 30_000, timeoutMs: keepalive.timeoutMs ?? 8000, maxFailures: keepalive.maxFailures ?? 3 };
+    this.timer = setInterval(() => this.tick(Date.now()), 250).unref();
+  }
+
+  get keepalive(): Readonly<Required<KeepaliveOptions>> {
+    return this.ka;
+  }
+
+  /** Number of addresses of record with at least one contact. */
+  get size(): number {
+    return this.aors.size;
+  }
+
+  get contactCount(): number {
+    return this.contacts;
+  }
+
+  /** The current contacts of an address of record (a copy). */
+  lookup(aor: string): ContactBinding[] {
+    return [...(this.aors.get(aor) ?? [])];
+  }
+
+  has(aor: string): boolean {
+    return this.aors.has(aor);
+  }
+
+  /** Whether the address of record has a contact that answered its pings. */
+  presence(aor: string): { online: boolean; untilSec: number } {
+    let until = 0;
+    for (const b of this.aors.get(aor) ?? []) if (b.state === ContactState.Alive && b.expiresAt > until) until = b.expiresAt;
+    return { online: until > 0, untilSec: Math.floor(until / 1000) };
+  }
+
+  private report(aor: string): void {
+    const l = this.onPresence;
+    if (l === null) return;
+    const p = this.presence(aor);
+    l(aor, p.online, p.untilSec);
+  }
+
+  /**
+   * Processes a REGISTER for `aor` (RFC 3261 10.3 steps 5 to 8; the caller has done the
+   * Request-URI, Require, authentication and To checks). All binding changes apply together or
+   * none does.
+   */
+  register(req: SipRequest, flow: Flow, via: Via, aor: string, parsed?: ParsedRequest, now = Date.now()): RegisterResult {
+    this.stats.registers++;
+    const callId = getHeader(req, 'call-id') as string;
+    const cseq = (parsed?.cseq ?? parseCSeq(getHeader(req, 'cseq') as string)).seq;
+    const branch = via.branch ?? '';
+    let star = false;
+    let parsedContacts: NameAddr[];
+    if (parsed !== undefined) {
+      star = parsed.star;
+      parsedContacts = parsed.contacts;
+    } else {
+      parsedContacts = [];
+      for (const v of getHeaders(req, 'contact')) {
+        const c = parseContact(v);
+        if (c === '*') star = true;
+        else for (const na of c) parsedContacts.push(na);
+      }
+    }
+    const current = this.aors.get(aor);
+    if (!star && parsedContacts.length === 0) return this.ok(req, aor, current ?? [], false, now);
+
+    const eh = getHeader(req, 'expires');
+    // RFC 3261 20.19: a malformed Expires means 3600
+    const headerExpires = eh === undefined ? -1 : (parseExpires(eh) ?? 3600);
+
+    // the wildcard: alone, with Expires: 0 (RFC 3261 10.2.2)
+    if (star) {
+      if (parsedContacts.length > 0 || headerExpires !== 0) return fail(400, 'Invalid Wildcard Contact');
+      const list = current ?? [];
+      for (const b of list) {
+        if (b.callId === callId && cseq <= b.cseq) {
+          if (cseq === b.cseq && b.branch === branch) return this.ok(req, aor, list, false, now);
+          return fail(400, 'CSeq Out Of Order');
+        }
+      }
+      for (const b of list) this.unlink(b);
+      this.aors.delete(aor);
+      if (list.length > 0) this.report(aor);
+      return this.ok(req, aor, [], false, now);
+    }
+
+    const paths = getHeaderValues(req, 'path');
+    // RFC 5626 5.2/6: outbound applies when the UA is directly connected or the edge proxy marked the flow with ;ob
+    const obCapable = paths.length === 0 || /;\s*ob\b/i.test(paths[0]);
+    const list = current ?? [];
+    const plan: Planned[] = [];
+    let retransmission = true;
+    for (const { uri, params } of parsedContacts) {
+      // one pass over the header parameters: the ones the registrar reads, and the rest kept
+      let ep: string | null | undefined;
+      let qv: string | null | undefined;
+      let inst: string | null = null;
+      let rid: string | null | undefined;
+      let keptText = '';
+      for (let k = 0; k < params.length; k++) {
+        const p = params[k];
+        const n = p.name.length <= 13 ? p.name.toLowerCase() : '';
+        if (n === 'expires') {
+          if (ep === undefined) ep = p.value;
+          continue;
+        }
+        if (n === 'q' && qv === undefined) qv = p.value;
+        else if (n === '+sip.instance' && inst === null) inst = p.value;
+        else if (n === 'reg-id' && rid === undefined) rid = p.value;
+        keptText += formatHeaderParams([p]);
+      }
+      let expires: number;
+      if (ep !== undefined) expires = ep === null ? 3600 : (parseExpires(ep) ?? 3600);
+      else expires = headerExpires >= 0 ? headerExpires : this.defaultExpires;
+      if (expires > 0 && expires < this.minExpires) return fail(423, 'Interval Too Brief', [['Min-Expires', String(this.minExpires)]]);
+      if (expires > this.maxExpires) expires = this.maxExpires;
+      let q = -1;
+      if (qv !== undefined) {
+        if (qv === null || !Q_RE.test(qv)) return fail(400, 'Invalid q-value');
+        q = Math.round(Number(qv) * 1000);
+      }
+      let regId: number | null = null;
+      if (rid !== undefined && rid !== null) {
+        if (!/^[0-9]{1,10}$/.test(rid) || Number(rid) < 1 || Number(rid) > 0xffffffff) return fail(400, 'Invalid reg-id');
+        if (inst !== null && obCapable) regId = Number(rid);
+      }
+      const uriText = formatUri(uri);
+      let existing: ContactBinding | null = null;
+      for (const b of list) {
+        if (inst !== null && b.instance === inst && b.regId === regId) {
+          existing = b;
+          break;
+        }
+        if (b.uriText === uriText || (inst === null && b.instance === null && uriEquals(b.uri, uri))) {
+          existing = b;
+          break;
+        }
+      }
+      for (const p of plan) if (p.existing !== null && p.existing === existing) return fail(400, 'Duplicate Contact');
+      if (existing !== null && existing.callId === callId && cseq <= existing.cseq) {
+        if (!(cseq === existing.cseq && existing.branch === branch)) return fail(400, 'CSeq Out Of Order');
+      } else retransmission = false;
+      plan.push({ existing, uri, uriText, params: keptText, q, expires, instance: inst, regId });
+    }
+    // a late retransmission of the REGISTER that made these bindings: answer as then
+    if (retransmission) return this.ok(req, aor, list, list.some((b) => b.outbound), now);
+
+    let adds = 0;
+    let removes = 0;
+    for (const p of plan) {
+      if (p.existing === null && p.expires > 0) adds++;
+      if (p.existing !== null && p.expires === 0) removes++;
+    }
+    if (list.length + adds - removes > this.maxContacts) return fail(403, 'Too Many Contacts');
+    if (current === undefined && adds > 0 && this.aors.size >= this.maxAors) return fail(503, 'Service Unavailable', [['Retry-After', '60']]);
+
+    // commit
+    const ua = getHeader(req, 'user-agent') ?? '';
+    let outbound = false;
+    let changed = false;
+    const next = list.slice();
+    for (const p of plan) {
+      const b = p.existing;
+      if (p.expires === 0) {
+        if (b !== null) {
+          this.unlink(b);
+          next.splice(next.indexOf(b), 1);
+          changed = true;
+        }
+        continue;
+      }
+      const expiresAt = now + p.expires * 1000;
+      if (p.regId !== null) outbound = true;
+      if (b !== null) {
+        b.uri = p.uri;
+        b.uriText = p.uriText;
+        b.params = p.params;
+        b.q = p.q;
+        b.callId = callId;
+        b.cseq = cseq;
+        b.branch = branch;
+        b.path = paths;
+        b.outbound = p.regId !== null;
+        b.userAgent = ua;
+        const moved = b.flow.proto !== flow.proto || b.flow.address !== flow.address || b.flow.port !== flow.port || b.flow.conn !== flow.conn;
+        b.flow = flow;
+        if (expiresAt !== b.expiresAt) {
+          b.expiresAt = expiresAt;
+          if (expiresAt < b.expiryAt) this.scheduleExpiry(b);
+          if (b.state === ContactState.Alive) changed = true;
+        }
+        if (b.state === ContactState.Dead || (moved && b.state !== ContactState.Unverified)) {
+          // it speaks again, or from elsewhere: verify before trusting it again
+          const wasAlive = b.state === ContactState.Alive;
+          b.state = ContactState.Unverified;
+          b.failures = 0;
+          if (wasAlive) changed = true;
+          this.pingNow(b);
+        }
+        continue;
+      }
+      const nb: ContactBinding = {
+        aor,
+        uri: p.uri,
+        uriText: p.uriText,
+        params: p.params,
+        q: p.q,
+        expiresAt,
+        callId,
+        cseq,
+        branch,
+        instance: p.instance,
+        regId: p.regId,
+        path: paths,
+        flow,
+        outbound: p.regId !== null,
+        userAgent: ua,
+        state: ContactState.Unverified,
+        failures: 0,
+        pinging: false,
+        nextPingAt: 0,
+        live: true,
+        verifiedAt: 0,
+        expiryAt: 0,
+      };
+      next.push(nb);
+      this.contacts++;
+      this.scheduleExpiry(nb);
+      this.pingNow(nb);
+    }
+    if (next.length === 0) this.aors.delete(aor);
+    else this.aors.set(aor, next);
+    if (changed) this.report(aor);
+    return this.ok(req, aor, next, outbound, now);
+  }
+
+  private ok(req: SipRequest, aor: string, list: ContactBinding[], outbound: boolean, now: number): RegisterResult {
+    const headers: Array<[string, string]> = [];
+    // highest preference first; a contact without q counts as 1.0
+    const sorted = list.length > 1 ? [...list].sort((a, b) => (b.q < 0 ? 1000 : b.q) - (a.q < 0 ? 1000 : a.q)) : list;
+    for (const b of sorted) {
+      const left = Math.max(0, Math.round((b.expiresAt - now) / 1000));
+      headers.push(['Contact', '<' + b.uriText + '>' + b.params + ';expires=' + left]);
+    }
+    // RFC 3327 5.3: Path is echoed only to a UA that said it supports it
+    if (list.length > 0 && list[0].path.length > 0 && supports(req, 'path')) for (const p of list[0].path) headers.push(['Path', p]);
+    if (outbound) headers.push(['Require', 'outbound']);
+    headers.push(['Date', httpDate(now)]);
+    void aor;
+    return { status: 200, reason: 'OK', headers };
+  }
+
+  private unlink(b: ContactBinding): void {
+    if (!b.live) return;
+    b.live = false;
+    this.contacts--;
+  }
+
+  private remove(b: ContactBinding): void {
+    const list = this.aors.get(b.aor);
+    this.unlink(b);
+    if (list === undefined) return;
+    const i = list.indexOf(b);
+    if (i >= 0) list.splice(i, 1);
+    if (list.length === 0) this.aors.delete(b.aor);
+  }
+
+  private scheduleExpiry(b: ContactBinding): void {
+    b.expiryAt = b.expiresAt;
+    this.expiry.add(b.expiresAt, b);
+  }
+
+  private pingNow(b: ContactBinding): void {
+    b.nextPingAt = 0;
+    // after the current message is answered: the 200 goes out before the first ping
+    queueMicrotask(() => void this.ping(b));
+  }
+
+  private schedule(b: ContactBinding, delayMs: number, now: number): void {
+    b.nextPingAt = now + delayMs;
+    this.pings.add(b.nextPingAt, b);
+  }
+
+  private async ping(b: ContactBinding): Promise<void> {
+    const pinger = this.pinger;
+    if (pinger === null || b.pinging || !b.live) return;
+    b.pinging = true;
+    this.stats.pings++;
+    let ok = false;
+    try {
+      ok = await pinger(b);
+    } catch {
+      ok = false;
+    }
+    b.pinging = false;
+    if (!b.live) return;
+    const now = Date.now();
+    const before = b.state;
+    if (ok) {
+      b.failures = 0;
+      b.state = ContactState.Alive;
+      b.verifiedAt = now;
+      this.schedule(b, this.ka.intervalMs, now);
+    } else {
+      this.stats.pingFailures++;
+      b.failures++;
+      if (b.failures >= this.ka.maxFailures) b.state = ContactState.Dead;
+      // retry sooner while deciding, then back off once it is dead (up to ten intervals)
+      const delay =
+        b.state === ContactState.Dead
+          ? Math.min(this.ka.intervalMs * 2 ** Math.min(b.failures - this.ka.maxFailures, 10), this.ka.intervalMs * 10)
+          : Math.min(this.ka.intervalMs, 1000 * 2 ** (b.failures - 1));
+      this.schedule(b, delay, now);
+    }
+    if ((before === ContactState.Alive) !== (b.state === ContactState.Alive)) this.report(b.aor);
+  }
+
+  private tick(now: number): void {
+    const touched = new Set<string>();
+    this.expiry.advance(now, (b) => {
+      if (!b.live) return;
+      if (b.expiresAt > now + 999) {
+        // refreshed since: this was its one wheel entry, so put it back at the new time
+        if (b.expiryAt <= now + 999) this.scheduleExpiry(b);
+        return;
+      }
+      const wasAlive = b.state === ContactState.Alive;
+      this.remove(b);
+      if (wasAlive) touched.add(b.aor);
+    });
+    for (const aor of touched) this.report(aor);
+    this.pings.advance(now, (b) => {
+      if (!b.live || b.nextPingAt === 0 || b.nextPingAt > now + 999) return;
+      b.nextPingAt = 0;
+      void this.ping(b);
+    });
+  }
+
+  /** The registrations as plain data, for keeping them across a restart. */
+  snapshot(): SavedContact[] {
+    const out: SavedContact[] = [];
+    for (const list of this.aors.values()) {
+      for (const b of list) {
+        out.push({
+          aor: b.aor,
+          uri: b.uriText,
+          params: b.params,
+          q: b.q,
+          expiresAt: b.expiresAt,
+          callId: b.callId,
+          cseq: b.cseq,
+          instance: b.instance,
+          regId: b.regId,
+          path: b.path,
+          flow: b.flow,
+          outbound: b.outbound,
+          userAgent: b.userAgent,
+        });
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Brings back registrations from a snapshot. They come back unverified and are pinged at once:
+   * only the phones that still answer count as online. Returns how many were restored.
+   */
+  restore(saved: readonly SavedContact[], now = Date.now()): number {
+    let n = 0;
+    for (const c of saved) {
+      if (c.expiresAt <= now + 1000 || this.contacts >= this.maxAors * this.maxContacts) continue;
+      let uri: Uri;
+      try {
+        uri = parseUri(c.uri);
+      } catch {
+        continue;
+      }
+      const list = this.aors.get(c.aor) ?? [];
+      if (list.length >= this.maxContacts || list.some((b) => b.uriText === c.uri)) continue;
+      const b: ContactBinding = {
+        ...c,
+        uri,
+        uriText: c.uri,
+        branch: '',
+        state: ContactState.Unverified,
+        failures: 0,
+        pinging: false,
+        nextPingAt: 0,
+        live: true,
+        verifiedAt: 0,
+        expiryAt: 0,
+      };
+      list.push(b);
+      this.aors.set(c.aor, list);
+      this.contacts++;
+      this.scheduleExpiry(b);
+      this.pingNow(b);
+      n++;
+    }
+    return n;
+  }
+
+  /** Removes every contact (shutdown). */
+  clear(): void {
+    for (const list of this.aors.values()) for (const b of list) this.unlink(b);
+    this.aors.clear();
+    this.expiry.clear();
+    this.pings.clear();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.clear();
+  }
+}
+
+/** Whether the request's Supported (or Require) lists an option tag. */
+export function supports(req: SipRequest, tag: string): boolean {
+  for (const v of getHeaderValues(req, 'supported')) if (v.toLowerCase() === tag) return true;
+  for (const v of getHeaderValues(req, 'require')) if (v.toLowerCase() === tag) return true;
+  return false;
+}

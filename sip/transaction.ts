@@ -1,0 +1,451 @@
+// The RFC 3261 transaction layer (section 17): server transactions absorb request
+// retransmissions and retransmit their last response; client transactions retransmit requests
+// over UDP (Timer E) until a response or Timer F. INVITE server transactions retransmit a final
+// non-2xx response (Timer G) until the ACK (Timer H bounds the wait, Timer I absorbs ACKs).
+//
+// Completed non-INVITE server transactions wait Timer J (64*T1 over UDP) for retransmissions.
+// At tens of thousands of REGISTERs per second that is a million transactions, so a completed
+// one is reduced to what Timer J needs (its key and the bytes of its final response, sent back
+// to whoever retransmits the request), kept in a FIFO (Timer J is the same for all) swept on one
+// interval rather than a timer each, and bounded: past `maxServerTransactions` the oldest go
+// first (Kamailio bounds its wait timer the same way). A retransmission that arrives after that
+// is still recognised by the registrar from the binding's branch (see registrar.ts).
+
+import { getHeader, type SipRequest, type SipResponse } from './message.ts';
+import { serializeMessage } from './serialize.ts';
+import {
+  formatVia,
+  getParam,
+  isRfc3261Branch,
+  parseCSeq,
+  parseNameAddr,
+  parseVia,
+  setParam,
+  type Via,
+} from './uri.ts';
+import { splitHeaderList } from './message.ts';
+import type { Flow, SipTransport } from './transport.ts';
+
+export interface Timers {
+  /** RTT estimate (ms), RFC 3261 default 500 */
+  t1: number;
+  /** maximum retransmit interval for non-INVITE requests and INVITE responses (ms), default 4000 */
+  t2: number;
+  /** maximum time a message remains in the network (ms), default 5000 */
+  t4: number;
+}
+
+export const DEFAULT_TIMERS: Timers = { t1: 500, t2: 4000, t4: 5000 };
+
+const enum State {
+  Trying,
+  Proceeding,
+  Completed,
+  Confirmed,
+  Terminated,
+}
+
+/** What the transaction layer hands to its user with each new request. */
+export interface IncomingRequest {
+  req: SipRequest;
+  flow: Flow;
+  /** the top Via as parsed (received/rport already added) */
+  via: Via;
+  /** null for an ACK (never a transaction of its own) */
+  tx: ServerTransaction | null;
+}
+
+export class ServerTransaction {
+  state: State = State.Trying;
+  lastResponse: Buffer | null = null;
+  lastStatus = 0;
+  private timerG: NodeJS.Timeout | null = null;
+  private timerH: NodeJS.Timeout | null = null;
+  private gInterval = 0;
+
+  constructor(
+    private readonly layer: TransactionLayer,
+    readonly key: string,
+    readonly method: string,
+    readonly flow: Flow,
+    /** sent-by port of the top Via (where a response goes if the TCP connection is gone) */
+    readonly viaPort: number | null,
+  ) {}
+
+  get isInvite(): boolean {
+    return this.method === 'INVITE';
+  }
+
+  get completed(): boolean {
+    return this.state >= State.Completed;
+  }
+
+  /** Sends a response in this transaction (a second final response is ignored). */
+  respond(res: SipResponse): void {
+    if (this.state >= State.Completed) return;
+    const buf = serializeMessage(res);
+    this.lastResponse = buf;
+    this.lastStatus = res.status;
+    this.layer.sendResponse(this.flow, buf, this.viaPort);
+    if (res.status < 200) {
+      this.state = State.Proceeding;
+      return;
+    }
+    if (this.isInvite) this.completeInvite(res.status);
+    else {
+      this.state = State.Completed;
+      this.layer.completed(this);
+    }
+  }
+
+  private completeInvite(status: number): void {
+    const t = this.layer.timers;
+    if (status < 300) {
+      // a 2xx to INVITE is the TU's to retransmit; the transaction ends here (RFC 3261 17.2.1)
+      this.terminate();
+      return;
+    }
+    this.state = State.Completed;
+    if (this.flow.proto === 'udp') {
+      this.gInterval = t.t1;
+      const g = (): void => {
+        if (this.state !== State.Completed || this.lastResponse === null) return;
+        this.layer.sendResponse(this.flow, this.lastResponse, this.viaPort);
+        this.gInterval = Math.min(this.gInterval * 2, t.t2);
+        this.timerG = setTimeout(g, this.gInterval).unref();
+      };
+      this.timerG = setTimeout(g, this.gInterval).unref();
+    }
+    this.timerH = setTimeout(() => this.terminate(), 64 * t.t1).unref();
+  }
+
+  /** A retransmission of the request arrived. */
+  retransmitted(): void {
+    if ((this.state === State.Proceeding || this.state === State.Completed) && this.lastResponse !== null) {
+      this.layer.sendResponse(this.flow, this.lastResponse, this.viaPort);
+    }
+  }
+
+  /** The ACK of a non-2xx final response to this INVITE. */
+  acked(): void {
+    if (this.state !== State.Completed) return;
+    this.state = State.Confirmed;
+    if (this.timerG !== null) clearTimeout(this.timerG);
+    if (this.timerH !== null) clearTimeout(this.timerH);
+    this.timerG = this.timerH = null;
+    const wait = this.flow.proto === 'udp' ? this.layer.timers.t4 : 0;
+    this.timerH = setTimeout(() => this.terminate(), wait).unref();
+  }
+
+  terminate(): void {
+    this.state = State.Terminated;
+    if (this.timerG !== null) clearTimeout(this.timerG);
+    if (this.timerH !== null) clearTimeout(this.timerH);
+    this.timerG = this.timerH = null;
+    this.layer.forget(this);
+  }
+}
+
+interface ClientTx {
+  key: string;
+  flow: Flow;
+  buf: Buffer;
+  state: State;
+  interval: number;
+  timerE: NodeJS.Timeout | null;
+  timerF: NodeJS.Timeout;
+  resolve: (r: SipResponse | null) => void;
+}
+
+export interface TransactionOptions {
+  timers?: Partial<Timers>;
+  /** bound on live server transactions (completed ones are evicted oldest first) */
+  maxServerTransactions?: number;
+}
+
+/** Sends `res` toward the client: the flow's address and port, or a new TCP connection (RFC 3261 18.2.2). */
+export class TransactionLayer {
+  readonly timers: Timers;
+  /**
+   * Server transactions by key: live ones as objects, completed non-INVITE ones over UDP as the
+   * bytes of their final response only (one table: a new request costs one lookup).
+   */
+  private readonly server = new Map<string, ServerTransaction | Buffer>();
+  /** how many entries of `server` are completed (Buffer) */
+  private doneCount = 0;
+  private readonly client = new Map<string, ClientTx>();
+  // FIFO of `done` keys in completion order (= Timer J order)
+  private fifoKey: Array<string | undefined> = [];
+  private fifoAt: number[] = [];
+  private fifoHead = 0;
+  private readonly sweeper: NodeJS.Timeout;
+  private readonly maxServer: number;
+  /** counters for logs and tests */
+  stats = { retransmissionsAbsorbed: 0, evicted: 0, strayResponses: 0, clientTimeouts: 0 };
+
+  constructor(
+    private readonly transport: SipTransport,
+    opts: TransactionOptions = {},
+  ) {
+    this.timers = { ...DEFAULT_TIMERS, ...opts.timers };
+    this.maxServer = opts.maxServerTransactions ?? 300_000;
+    this.sweeper = setInterval(() => this.sweep(Date.now()), Math.max(50, Math.min(1000, this.timers.t1))).unref();
+  }
+
+  get serverCount(): number {
+    return this.server.size;
+  }
+
+  get clientCount(): number {
+    return this.client.size;
+  }
+
+  /**
+   * Matches a request to a server transaction (RFC 3261 17.2.3, with the RFC 2543 rules when
+   * the branch lacks the magic cookie). Returns the new request for the TU, or null when it was a
+   * retransmission or an ACK the transaction layer consumed. Throws SipParseError on a bad Via.
+   */
+  receiveRequest(req: SipRequest, flow: Flow, parsedVia?: Via): IncomingRequest | null {
+    const via = topVia(req, flow, parsedVia);
+    const method = req.method;
+    const key = serverKey(req, via, method === 'ACK' ? 'INVITE' : method);
+    const tx = this.server.get(key);
+    if (method === 'ACK') {
+      if (tx instanceof ServerTransaction && tx.isInvite) {
+        tx.acked();
+        return null;
+      }
+      return { req, flow, via, tx: null };
+    }
+    if (tx !== undefined) {
+      this.stats.retransmissionsAbsorbed++;
+      // Timer J: a retransmission of a completed request gets the final response again
+      if (tx instanceof ServerTransaction) tx.retransmitted();
+      else this.transport.send(flow, tx);
+      return null;
+    }
+    const ntx = new ServerTransaction(this, key, method, flow, via.port);
+    this.server.set(key, ntx);
+    return { req, flow, via, tx: ntx };
+  }
+
+  /** The INVITE transaction a CANCEL refers to (same branch and sent-by, RFC 3261 9.2). */
+  findInviteFor(cancel: SipRequest, via: Via): ServerTransaction | undefined {
+    const tx = this.server.get(serverKey(cancel, via, 'INVITE'));
+    return tx instanceof ServerTransaction ? tx : undefined;
+  }
+
+  /** @internal called by a non-INVITE server transaction entering Completed */
+  completed(tx: ServerTransaction): void {
+    if (this.server.get(tx.key) !== tx) return;
+    // reliable transports: Timer J is zero
+    if (tx.flow.proto !== 'udp' || tx.lastResponse === null) {
+      this.server.delete(tx.key);
+      return;
+    }
+    this.server.set(tx.key, tx.lastResponse);
+    this.doneCount++;
+    this.fifoKey.push(tx.key);
+    this.fifoAt.push(Date.now() + 64 * this.timers.t1);
+    if (this.doneCount > this.maxServer) this.evict();
+  }
+
+  private dropDone(k: string): boolean {
+    const v = this.server.get(k);
+    if (v === undefined || v instanceof ServerTransaction) return false;
+    this.server.delete(k);
+    this.doneCount--;
+    return true;
+  }
+
+  /** @internal */
+  forget(tx: ServerTransaction): void {
+    if (this.server.get(tx.key) === tx) this.server.delete(tx.key);
+  }
+
+  /** @internal */
+  sendResponse(flow: Flow, buf: Buffer, viaPort: number | null): void {
+    if (this.transport.send(flow, buf) || flow.proto !== 'tcp') return;
+    // the connection is gone: open a new one to the received address and the sent-by port
+    void this.transport
+      .connect(flow.address, viaPort ?? 5060)
+      .then((f) => this.transport.send(f, buf))
+      .catch(() => undefined);
+  }
+
+  private evict(): void {
+    // the oldest completed transactions go first; live ones are never evicted
+    let n = this.doneCount - this.maxServer;
+    while (n > 0 && this.fifoHead < this.fifoKey.length) {
+      const k = this.fifoKey[this.fifoHead];
+      this.fifoKey[this.fifoHead] = undefined;
+      this.fifoHead++;
+      if (k !== undefined && this.dropDone(k)) {
+        n--;
+        this.stats.evicted++;
+      }
+    }
+    this.compact();
+  }
+
+  private sweep(now: number): void {
+    while (this.fifoHead < this.fifoKey.length && this.fifoAt[this.fifoHead] <= now) {
+      const k = this.fifoKey[this.fifoHead];
+      this.fifoKey[this.fifoHead] = undefined;
+      this.fifoHead++;
+      if (k !== undefined) this.dropDone(k);
+    }
+    this.compact();
+  }
+
+  private compact(): void {
+    if (this.fifoHead > 4096 && this.fifoHead * 2 > this.fifoKey.length) {
+      this.fifoKey = this.fifoKey.slice(this.fifoHead);
+      this.fifoAt = this.fifoAt.slice(this.fifoHead);
+      this.fifoHead = 0;
+    }
+  }
+
+  /**
+   * Sends a non-INVITE request in a client transaction (RFC 3261 17.1.2). Resolves with the
+   * final response, or null on timeout (Timer F, or `timeoutMs` when the TU wants to give up
+   * sooner) or when the flow cannot carry it. `branch` is the one in the request's top Via.
+   */
+  request(req: SipRequest, flow: Flow, branch: string, timeoutMs?: number): Promise<SipResponse | null> {
+    const key = branch + '\n' + req.method;
+    const buf = serializeMessage(req);
+    return new Promise((resolve) => {
+      if (!this.transport.send(flow, buf)) {
+        resolve(null);
+        return;
+      }
+      const t = this.timers;
+      const tx: ClientTx = {
+        key,
+        flow,
+        buf,
+        state: State.Trying,
+        interval: t.t1,
+        timerE: null,
+        timerF: setTimeout(() => {
+          this.stats.clientTimeouts++;
+          this.finishClient(tx, null);
+        }, Math.min(timeoutMs ?? Infinity, 64 * t.t1)).unref(),
+        resolve,
+      };
+      if (flow.proto === 'udp') {
+        const e = (): void => {
+          if (tx.state >= State.Completed) return;
+          this.transport.send(tx.flow, tx.buf);
+          tx.interval = tx.state === State.Proceeding ? t.t2 : Math.min(tx.interval * 2, t.t2);
+          tx.timerE = setTimeout(e, tx.interval).unref();
+        };
+        tx.timerE = setTimeout(e, tx.interval).unref();
+      }
+      this.client.set(key, tx);
+    });
+  }
+
+  private finishClient(tx: ClientTx, res: SipResponse | null): void {
+    tx.state = State.Terminated;
+    if (tx.timerE !== null) clearTimeout(tx.timerE);
+    clearTimeout(tx.timerF);
+    this.client.delete(tx.key);
+    tx.resolve(res);
+  }
+
+  /** Matches a response to a client transaction (RFC 3261 17.1.3); strays are dropped. */
+  receiveResponse(res: SipResponse): void {
+    const v = getHeader(res, 'via');
+    const cs = getHeader(res, 'cseq');
+    if (v === undefined || cs === undefined) return;
+    let branch: string | null;
+    let method: string;
+    try {
+      branch = parseVia(v.indexOf(',') < 0 ? v : splitHeaderList(v)[0]).branch;
+      method = parseCSeq(cs).method;
+    } catch {
+      return;
+    }
+    const tx = branch === null ? undefined : this.client.get(branch + '\n' + method);
+    if (tx === undefined) {
+      this.stats.strayResponses++;
+      return;
+    }
+    if (res.status < 200) {
+      tx.state = State.Proceeding;
+      return;
+    }
+    this.finishClient(tx, res);
+  }
+
+  stop(): void {
+    clearInterval(this.sweeper);
+    for (const tx of [...this.client.values()]) this.finishClient(tx, null);
+    for (const tx of [...this.server.values()]) if (tx instanceof ServerTransaction) tx.terminate();
+    this.server.clear();
+    this.doneCount = 0;
+    this.fifoKey = [];
+    this.fifoAt = [];
+    this.fifoHead = 0;
+  }
+}
+
+/**
+ * Parses the top Via and stamps it as RFC 3261 18.2.1 and RFC 3581 ask: `received` when the
+ * sent-by host is not the source address, `rport` filled in when the client asked for it.
+ * The request's Via header is rewritten so responses built from it carry both.
+ */
+export function topVia(req: SipRequest, flow: Flow, parsed?: Via): Via {
+  const hs = req.headers;
+  let i = 0;
+  while (i < hs.length && hs[i].key !== 'via') i++;
+  const h = hs[i];
+  const raw = h.value;
+  const comma = raw.indexOf(',');
+  let first = raw;
+  let rest = '';
+  if (comma >= 0) {
+    const parts = splitHeaderList(raw);
+    first = parts[0];
+    rest = parts.slice(1).join(', ');
+  }
+  const via = parsed ?? parseVia(first);
+  let add = '';
+  if (via.host !== flow.address && !(via.host.charCodeAt(0) === 91 && via.host.slice(1, -1) === flow.address)) {
+    setParam(via.params, 'received', flow.address);
+    via.received = flow.address;
+    add = ';received=' + flow.address;
+  }
+  if (via.hasRport && via.rport === null) {
+    setParam(via.params, 'rport', String(flow.port));
+    via.rport = flow.port;
+    // fill in the valueless rport where it stands (cheaper than re-serialising the Via)
+    const m = RPORT_RE.exec(first);
+    if (m !== null) first = first.slice(0, m.index) + ';rport=' + flow.port + first.slice(m.index + m[0].length);
+    else add += ';rport=' + flow.port;
+  } else if (add === '') return via;
+  const v = first + add;
+  hs[i] = { name: h.name, key: h.key, value: rest === '' ? v : v + ', ' + rest };
+  return via;
+}
+
+const RPORT_RE = /;[ \t]*rport(?=[ \t]*(;|$))/i;
+
+function serverKey(req: SipRequest, via: Via, method: string): string {
+  const sentBy = via.port === null ? via.host : via.host + ':' + via.port;
+  // RFC 3261 17.2.3 matches on branch, sent-by and method; the Call-ID is added because some
+  // clients reuse a branch for different requests (RFC 4475's messages all do), and a
+  // retransmission always carries the same Call-ID
+  if (isRfc3261Branch(via.branch)) return (via.branch as string) + '\n' + sentBy + '\n' + method + '\n' + (getHeader(req, 'call-id') ?? '');
+  // RFC 2543 (17.2.3): Request-URI, From tag, Call-ID, CSeq number, top Via, method
+  let fromTag = '';
+  let cseq = '';
+  try {
+    fromTag = getParam(parseNameAddr(getHeader(req, 'from') ?? '').params, 'tag') ?? '';
+    cseq = String(parseCSeq(getHeader(req, 'cseq') ?? '').seq);
+  } catch {
+    // validated before: cannot happen; an empty part only makes the key less specific
+  }
+  return '2543\n' + req.uri + '\n' + fromTag + '\n' + (getHeader(req, 'call-id') ?? '') + '\n' + cseq + '\n' + formatVia(via) + '\n' + method;
+}

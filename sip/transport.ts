@@ -1,0 +1,270 @@
+// SIP transports (RFC 3261 18): one UDP socket and one TCP listener on the same port. The
+// transport parses what arrives (datagrams by Content-Length, streams through the framer) and
+// hands messages up with the flow they came on; it knows nothing of transactions.
+//
+// A flow is how to reach the other side again: the source address and port of a datagram (we
+// answer the port a message came from, which is what works behind NATs, RFC 3581), or the TCP
+// connection itself (RFC 5626 flows). Sending to a broadcast, multicast or unspecified address
+// is refused here, whatever a Via or Contact asked for.
+
+import { createSocket, type Socket as UdpSocket, type RemoteInfo, type SocketOptions } from 'node:dgram';
+import { createServer, connect as tcpConnect, isIP, type Server, type Socket } from 'node:net';
+import { SipStreamFramer, isKeepalive, parseMessage, type SipMessage, type SipParseError } from './message.ts';
+import { isStunRequest, stunBindingResponse } from './stun.ts';
+
+export type Proto = 'udp' | 'tcp';
+
+export interface Flow {
+  proto: Proto;
+  /** remote IP address */
+  address: string;
+  port: number;
+  /** TCP connection id; 0 for UDP */
+  conn: number;
+}
+
+export interface TransportHandler {
+  /** a parsed message */
+  message(msg: SipMessage, flow: Flow): void;
+  /** a message that did not parse; `partial` is what could be read (answer requests, drop responses) */
+  malformed(error: SipParseError, partial: SipMessage | null, flow: Flow): void;
+}
+
+export interface TransportOptions {
+  host: string;
+  /** 0 picks a free port (the same one for UDP and TCP) */
+  port: number;
+  /** most simultaneous TCP connections; further ones are refused */
+  maxConnections?: number;
+  /** a TCP connection with no traffic for this long is closed (ms) */
+  idleTimeoutMs?: number;
+  /** largest message accepted on TCP */
+  maxMessageSize?: number;
+}
+
+export class TransportError extends Error {
+  override name = 'TransportError';
+}
+
+interface Conn {
+  id: number;
+  socket: Socket;
+  framer: SipStreamFramer;
+  flow: Flow;
+}
+
+const CRLF = Buffer.from('\r\n');
+
+/** true for addresses nothing may be sent to: broadcast, multicast, unspecified */
+export function isForbiddenDestination(address: string): boolean {
+  if (address === '255.255.255.255' || address === '0.0.0.0' || address === '::' || address === '') return true;
+  const v = isIP(address);
+  if (v === 4) {
+    const first = Number(address.slice(0, address.indexOf('.')));
+    return first >= 224 || first === 0; // 224/4 multicast, 240/4 reserved incl. broadcast, 0/8
+  }
+  if (v === 6) return address.toLowerCase().startsWith('ff');
+  return true; // only IP literals are ever sent to
+}
+
+export class SipTransport {
+  private udp?: UdpSocket;
+  private tcp?: Server;
+  private readonly conns = new Map<number, Conn>();
+  private nextConn = 1;
+  private closed = false;
+  port = 0;
+  readonly host: string;
+  private readonly maxConnections: number;
+  private readonly idleTimeoutMs: number;
+  private readonly maxMessageSize: number;
+  /** datagrams and stream messages refused before parsing (counters for logs and tests) */
+  stats = { udpIn: 0, udpOut: 0, tcpIn: 0, tcpOut: 0, dropped: 0, stun: 0 };
+
+  constructor(
+    private readonly opts: TransportOptions,
+    private readonly handler: TransportHandler,
+  ) {
+    this.host = opts.host;
+    this.maxConnections = opts.maxConnections ?? 10_000;
+    this.idleTimeoutMs = opts.idleTimeoutMs ?? 15 * 60_000;
+    this.maxMessageSize = opts.maxMessageSize ?? 65_535;
+  }
+
+  /** Binds UDP then TCP on the same port; with port 0 retries until both get the same free port. */
+  async start(): Promise<void> {
+    const family = isIP(this.host) === 6 ? 'udp6' : 'udp4';
+    for (let attempt = 0; ; attempt++) {
+      // only IP literals are sent to, so the address needs no resolving: answering at once
+      // saves dgram a tick per datagram
+      const lookup = ((address: string, _o: unknown, cb: (e: Error | null, a: string, f: number) => void): void => cb(null, address, family === 'udp6' ? 6 : 4)) as unknown as SocketOptions['lookup'];
+      const udp = createSocket({ type: family, recvBufferSize: 4 << 20, sendBufferSize: 4 << 20, lookup });
+      try {
+        await new Promise<void>((resolve, reject) => {
+          udp.once('error', reject);
+          udp.bind({ address: this.host, port: this.opts.port, exclusive: true }, () => {
+            udp.off('error', reject);
+            resolve();
+          });
+        });
+      } catch (e) {
+        udp.close();
+        throw new TransportError(`cannot bind UDP ${this.host}:${this.opts.port}: ${(e as Error).message}`);
+      }
+      const port = udp.address().port;
+      const tcp = createServer({ noDelay: true });
+      try {
+        await new Promise<void>((resolve, reject) => {
+          tcp.once('error', reject);
+          tcp.listen({ host: this.host, port, exclusive: true }, () => {
+            tcp.off('error', reject);
+            resolve();
+          });
+        });
+      } catch (e) {
+        udp.close();
+        tcp.close();
+        if (this.opts.port === 0 && attempt < 10) continue; // the free UDP port is taken for TCP: try another
+        throw new TransportError(`cannot listen on TCP ${this.host}:${port}: ${(e as Error).message}`);
+      }
+      this.udp = udp;
+      this.tcp = tcp;
+      this.port = port;
+      break;
+    }
+    const udp = this.udp as UdpSocket;
+    udp.on('message', (buf, rinfo) => this.onDatagram(buf, rinfo));
+    udp.on('error', () => undefined); // ICMP-driven errors on send must not take the node down
+    (this.tcp as Server).on('connection', (s) => this.onConnection(s));
+    (this.tcp as Server).on('error', () => undefined);
+  }
+
+  private onDatagram(buf: Buffer, rinfo: RemoteInfo): void {
+    this.stats.udpIn++;
+    const flow: Flow = { proto: 'udp', address: rinfo.address, port: rinfo.port, conn: 0 };
+    if (buf.length < 4) return; // nothing SIP is that short; a lone CRLF keepalive lands here too
+    const c0 = buf[0];
+    if (c0 < 2) {
+      if (isStunRequest(buf)) {
+        // RFC 5626 UDP keepalive: a STUN binding request on the SIP port
+        this.stats.stun++;
+        this.sendRaw(flow, stunBindingResponse(buf, rinfo.address, rinfo.port));
+      }
+      return;
+    }
+    if (c0 === 13 && isKeepalive(buf)) return; // CRLF keepalives over UDP need no answer
+    const r = parseMessage(buf, { stream: false });
+    if (r.ok) this.handler.message(r.message, flow);
+    else this.handler.malformed(r.error, r.partial, flow);
+  }
+
+  private onConnection(socket: Socket): void {
+    if (this.closed || this.conns.size >= this.maxConnections || socket.remoteAddress === undefined) {
+      socket.destroy();
+      return;
+    }
+    this.adopt(socket);
+  }
+
+  private adopt(socket: Socket): Conn {
+    const id = this.nextConn++;
+    const addr = (socket.remoteAddress ?? '').replace(/^::ffff:/, '');
+    const flow: Flow = { proto: 'tcp', address: addr, port: socket.remotePort ?? 0, conn: id };
+    const conn: Conn = { id, socket, framer: new SipStreamFramer({ maxMessageSize: this.maxMessageSize }), flow };
+    this.conns.set(id, conn);
+    socket.setNoDelay(true);
+    socket.setTimeout(this.idleTimeoutMs, () => socket.destroy());
+    socket.on('data', (chunk: Buffer) => this.onStream(conn, chunk));
+    socket.on('error', () => undefined);
+    socket.on('close', () => this.conns.delete(id));
+    return conn;
+  }
+
+  private onStream(conn: Conn, chunk: Buffer): void {
+    this.stats.tcpIn++;
+    const events = conn.framer.push(chunk);
+    for (const ev of events) {
+      switch (ev.type) {
+        case 'message':
+          this.handler.message(ev.message, conn.flow);
+          break;
+        case 'keepalive':
+          // RFC 5626 4.4.1: a CRLFCRLF ping gets a CRLF pong
+          if (!conn.socket.destroyed) conn.socket.write(CRLF);
+          break;
+        case 'error':
+          this.handler.malformed(ev.error, ev.partial, conn.flow);
+          if (ev.fatal) conn.socket.end(); // framing is lost: the rest of the stream is unreadable
+          break;
+      }
+    }
+  }
+
+  /** Whether a flow can still carry a message (a TCP connection may have closed). */
+  isOpen(flow: Flow): boolean {
+    if (flow.proto === 'udp') return !this.closed;
+    const c = this.conns.get(flow.conn);
+    return c !== undefined && !c.socket.destroyed;
+  }
+
+  /** Sends a serialised message on a flow; false when it cannot (closed flow, forbidden address). */
+  send(flow: Flow, buf: Buffer): boolean {
+    if (flow.proto === 'udp') {
+      if (isForbiddenDestination(flow.address)) {
+        this.stats.dropped++;
+        return false;
+      }
+      this.stats.udpOut++;
+      return this.sendRaw(flow, buf);
+    }
+    const c = this.conns.get(flow.conn);
+    if (c === undefined || c.socket.destroyed) return false;
+    this.stats.tcpOut++;
+    c.socket.write(buf);
+    return true;
+  }
+
+  private sendRaw(flow: Flow, buf: Buffer): boolean {
+    const udp = this.udp;
+    if (udp === undefined || this.closed) return false;
+    udp.send(buf, flow.port, flow.address);
+    return true;
+  }
+
+  /** Opens a TCP connection (for requests to a contact whose flow has gone); resolves to its flow. */
+  async connect(address: string, port: number, timeoutMs = 5000): Promise<Flow> {
+    if (isForbiddenDestination(address)) throw new TransportError(`refusing to connect to ${address}`);
+    if (this.conns.size >= this.maxConnections) throw new TransportError('too many connections');
+    const socket = tcpConnect({ host: address, port, noDelay: true });
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        socket.destroy();
+        reject(new TransportError(`TCP connect to ${address}:${port} timed out`));
+      }, timeoutMs);
+      socket.once('connect', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      socket.once('error', (e) => {
+        clearTimeout(timer);
+        reject(new TransportError(`TCP connect to ${address}:${port}: ${e.message}`));
+      });
+    });
+    return this.adopt(socket).flow;
+  }
+
+  get connections(): number {
+    return this.conns.size;
+  }
+
+  async stop(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const c of this.conns.values()) c.socket.destroy();
+    this.conns.clear();
+    await Promise.all([
+      new Promise<void>((r) => (this.udp ? this.udp.close(() => r()) : r())),
+      new Promise<void>((r) => (this.tcp ? this.tcp.close(() => r()) : r())),
+    ]);
+  }
+}

@@ -1,0 +1,67 @@
+// `dots user add` and the account store a running node reads: HA1 values only, owner-only,
+// atomic writes, accounts added while running picked up without a restart, clear errors.
+import t from 'tap';
+import { createHash } from 'node:crypto';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { runDots } from './proc.ts';
+import { tmpDir } from './helpers.ts';
+import { UserStore, addUser } from '../core/users.ts';
+
+t.test('dots user add', async (t) => {
+  const dir = tmpDir(t);
+  let r = await runDots(['user', 'add', 'alice', '--password', 'pw1', '--datadir', dir, '--domain', 'Example.ORG']);
+  t.equal(r.code, 0, r.stderr);
+  t.match(r.stdout, /^added sip:alice@example\.org in .*users\.json/);
+  const file = join(dir, 'users.json');
+  t.equal(statSync(file).mode & 0o777, 0o600, 'owner-only');
+  const f = JSON.parse(readFileSync(file, 'utf8')) as { users: Record<string, { realm: string; md5: string; sha256: string }> };
+  t.same(f.users.alice, {
+    realm: 'example.org',
+    md5: createHash('md5').update('alice:example.org:pw1').digest('hex'),
+    sha256: createHash('sha256').update('alice:example.org:pw1').digest('hex'),
+  }, 'HA1 = H(user:realm:password) for MD5 and SHA-256, realm = the domain');
+  r = await runDots(['user', 'add', 'alice', '--password', 'pw2', '--datadir', dir, '--domain', 'example.org']);
+  t.match(r.stdout, /^updated sip:alice@example\.org/, 'a new password replaces the old');
+  for (const [args, re] of [
+    [['user', 'add', 'Alice!', '--password', 'x', '--datadir', dir], /user name "Alice!" must be/],
+    [['user', 'add', 'bob', '--datadir', dir], /give the password with --password/],
+    [['user', 'add', '--password', 'x', '--datadir', dir], /usage: dots user add NAME/],
+    [['user', 'add', 'bob', '--password', '', '--datadir', dir], /must not be empty/],
+    [['user', 'add', 'bob', '--password', 'x', '--domain', 'bad domain', '--datadir', dir], /--domain must be a domain name/],
+    [['user', 'remove', 'bob'], /unknown user command "remove"/],
+  ] as Array<[string[], RegExp]>) {
+    const e = await runDots(args);
+    t.equal(e.code, 2, args.join(' '));
+    t.match(e.stderr, re);
+    t.equal(e.stderr.trim().split('\n').length, 1, 'one line');
+  }
+  writeFileSync(join(dir, 'users.json'), 'not json');
+  const bad = await runDots(['user', 'add', 'bob', '--password', 'x', '--datadir', dir]);
+  t.equal(bad.code, 2);
+  t.match(bad.stderr, /is not a DOTS users file/);
+});
+
+t.test('UserStore: reloads on change, warns about another realm, survives a broken file', async (t) => {
+  const dir = tmpDir(t);
+  const warnings: string[] = [];
+  addUser(dir, 'alice', 'pw', 'dots.test');
+  const store = new UserStore(dir, 'dots.test', (m) => warnings.push(m), 50);
+  t.teardown(() => store.stop());
+  const added: string[] = [];
+  store.onAdded = (n): void => void added.push(...n);
+  t.ok(store.lookup('alice'));
+  t.equal(store.lookup('bob'), undefined);
+  addUser(dir, 'bob', 'pw', 'dots.test');
+  await new Promise((r) => setTimeout(r, 1100)); // lookups re-read at most once a second
+  t.ok(store.lookup('bob'), 'an account added while running is found');
+  t.same(added, ['bob']);
+  addUser(dir, 'carol', 'pw', 'other.test');
+  await new Promise((r) => setTimeout(r, 200));
+  t.equal(store.lookup('carol'), undefined, 'an account for another realm cannot log in');
+  t.match(warnings.join('\n'), /another SIP domain/);
+  writeFileSync(join(dir, 'users.json'), '{broken');
+  await new Promise((r) => setTimeout(r, 200));
+  t.ok(store.lookup('alice'), 'a broken file keeps the accounts loaded before');
+  t.match(warnings.join('\n'), /keeping the accounts loaded before/);
+});

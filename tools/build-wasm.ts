@@ -1,0 +1,12 @@
+// Writes consensus/wasm-sha256d.wasm from its generator (consensus/wasm-gen.ts). Run by the
+// install (package.json "postinstall") and by `npm run build:wasm`; the file is not committed.
+import { writeFileSync } from 'node:fs';
+import { relative } from 'node:path';
+import { createHash } from 'node:crypto';
+import { buildSha256dWasm } from '../consensus/wasm-gen.ts';
+import { WASM_FILE } from '../consensus/wasm-hasher.ts';
+
+const bytes = buildSha256dWasm();
+writeFileSync(WASM_FILE, bytes);
+const sum = createHash('sha256').update(bytes).digest('hex').slice(0, 16);
+console.log(`wrote ${relative(process.cwd(), WASM_FILE)} (${bytes.length} bytes, sha256 ${sum}...)`);
