@@ -207,3 +207,52 @@ t.test('duplicates, side branches, reorganisations and orphans inside a list beh
   t.equal(c.chain.tip.height, 6, 'orphan adopted once the run connected its parent');
   t.same(stateDump(c.chain), stateDump(src.chain));
 });
+
+t.test('sync hands runs of bodies to processBlocks and stops at an invalid one, charging the source', async (t) => {
+  const { Synchronizer } = await import('../p2p/sync.ts');
+  const { silentLogger } = await import('../core/log.ts');
+  const { blocks, src } = await sourceBlocks(t, 40);
+  const tip = src.chain.tip;
+  const bad = blockOn(src.chain, tip, [], { amount: src.chain.params.subsidy(tip.height + 1) + 1 });
+  const after = blockOn(src.chain, entryOf(bad, tip), []);
+  const served = [...blocks, bad, after];
+  const byHex = new Map(served.map((b) => [hashToHex(b.hash), encodeBlock(b)]));
+  const dst = await openChain(t);
+  const w = watch(dst);
+  const peer = { id: 'peer-1', bestWork: tip.work * 2n, bestHeight: 42, inflight: 0, retryAt: 0 };
+  const penalties: string[] = [];
+  const sync = new Synchronizer({
+    chain: dst.chain,
+    log: silentLogger,
+    readyPeers: () => [peer],
+    fromPeers: () => undefined,
+    penalize: (id, offence, why) => void penalties.push(`${id} ${offence} ${why}`),
+    request: async (_p, req) => {
+      if (req.type === 'headers') {
+        // Everything after the newest locator entry we serve (genesis when none).
+        const known = new Set(req.locator.map((h) => hashToHex(h)));
+        let from = 0;
+        for (let i = served.length - 1; i >= 0; i--) {
+          if (known.has(hashToHex(served[i].hash))) {
+            from = i + 1;
+            break;
+          }
+        }
+        return { type: 'headers', headers: served.slice(from, from + req.max).map((b) => b.headerBytes) };
+      }
+      if (req.type === 'blocks') return { type: 'blocks', blocks: req.hashes.map((h) => byHex.get(hashToHex(h)) ?? new Uint8Array(0)) };
+      return null;
+    },
+  });
+  sync.start();
+  t.teardown(() => sync.stop());
+  sync.wake();
+  const t0 = Date.now();
+  while (penalties.length === 0 && Date.now() - t0 < 20_000) await new Promise((r) => setTimeout(r, 10));
+  t.match(penalties[0], /^peer-1 invalidBlock headers lead to invalid block .*bad-coinbase-amount/, 'source charged for the invalid body');
+  t.equal(dst.chain.tip.hex, tip.hex, 'every valid block before it connected');
+  t.same(stateDump(dst.chain), stateDump(src.chain));
+  t.equal(dst.chain.index.get(hashToHex(bad.hash))?.status, 'invalid');
+  t.equal(dst.chain.index.has(hashToHex(after.hash)), false, 'nothing after it processed');
+  t.ok(w.writes() < 40, `fewer store batches than blocks (${w.writes()} for 41)`);
+});
