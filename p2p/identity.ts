@@ -2,7 +2,8 @@
 // restarts and bootstrap multiaddrs keep working). Stored as libp2p's protobuf encoding in an
 // owner-only file, written atomically; a file readable by others is tightened, not trusted less,
 // because the key only names the peer and signs nothing of value.
-import { chmodSync, closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, statSync } from 'node:fs';
+import { writeOwnerOnly } from '../core/files.ts';
 import type { PrivateKey } from '@libp2p/interface';
 import { UserError } from '../core/errors.ts';
 import './polyfill.ts';
@@ -12,24 +13,6 @@ export const IDENTITY_FILE = 'p2p.key';
 export interface Identity {
   privateKey: PrivateKey;
   created: boolean;
-}
-
-function writeOwnerOnly(path: string, bytes: Uint8Array): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  const fd = openSync(tmp, 'wx', 0o600);
-  try {
-    writeSync(fd, bytes);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  chmodSync(tmp, 0o600);
-  try {
-    renameSync(tmp, path);
-  } catch (e) {
-    unlinkSync(tmp);
-    throw e;
-  }
 }
 
 /** Loads the peer key at `path`, creating it (mode 0600) on first start. */

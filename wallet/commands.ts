@@ -8,7 +8,8 @@ import { parse, networkOf } from '../core/args.ts';
 import { NETWORKS, type NetworkName } from '../consensus/params.ts';
 import { addressOf, encodeAddress, decodeAddress } from '../core/address.ts';
 import { publicKeyOf, generateSecretKey, isValidPublicKey } from '../core/sig.ts';
-import { writeKeyFile, readKeyFile, writeOwnerOnly } from './keys.ts';
+import { writeKeyFile, readKeyFile } from './keys.ts';
+import { writeOwnerOnly } from '../core/files.ts';
 import {
   signRecord,
   commitmentOf,

@@ -2,7 +2,8 @@
 // so a wrong passphrase or a tampered file is detected, never silently decrypted to garbage.
 // Every key file is created with owner-only permissions and written atomically (temp + rename).
 import { randomBytes, scryptSync, createCipheriv, createDecipheriv } from 'node:crypto';
-import { openSync, writeSync, fsyncSync, closeSync, renameSync, readFileSync, existsSync, chmodSync, unlinkSync } from 'node:fs';
+import { readFileSync, existsSync } from 'node:fs';
+import { writeOwnerOnly } from '../core/files.ts';
 import { UserError } from '../core/errors.ts';
 import { toHex, fromHex, isHex } from '../core/hash.ts';
 import { generateSecretKey, publicKeyOf, isValidSecretKey } from '../core/sig.ts';
@@ -23,25 +24,7 @@ interface EncryptedFile {
   crypto: { kdf: 'scrypt'; n: number; r: number; p: number; salt: string; cipher: 'aes-256-gcm'; iv: string; ciphertext: string; tag: string };
 }
 
-export { generateSecretKey, publicKeyOf };
-
-export function writeOwnerOnly(path: string, text: string): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  const fd = openSync(tmp, 'wx', 0o600);
-  try {
-    writeSync(fd, text);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  chmodSync(tmp, 0o600); // in case a umask or filesystem widened it
-  try {
-    renameSync(tmp, path);
-  } catch (e) {
-    unlinkSync(tmp);
-    throw e;
-  }
-}
+export { generateSecretKey, publicKeyOf, writeOwnerOnly };
 
 export function writeKeyFile(path: string, secret: Uint8Array, passphrase?: string): void {
   const pubkey = toHex(publicKeyOf(secret));
