@@ -1,4 +1,5 @@
 import t from 'tap';
+import { readHeaderFixtures, withNonce } from './helpers.ts';
 import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { HeaderHasher } from '../consensus/hasher.ts';
@@ -8,28 +9,12 @@ import { compactToTarget, hashMeetsTarget, hashToHex, sha256d, targetToBytesLE }
 
 const GENESIS_NONCE = 2083236893;
 
-function readFixtures(): Array<{ name: string; header: Uint8Array; display: string }> {
-  const text = readFileSync(new URL('./fixtures/headers.tsv', import.meta.url), 'utf8');
-  const rows = text
-    .split(/\r?\n/)
-    .slice(1)
-    .filter((l) => l.trim() !== '')
-    .map((l) => l.split('\t'));
-  if (rows.length === 0) throw new Error('headers.tsv: no rows parsed');
-  return rows.map(([name, hex, display]) => ({ name, header: Uint8Array.from(Buffer.from(hex, 'hex')), display }));
-}
-
-function withNonce(header: Uint8Array, nonce: number): Uint8Array {
-  const h = header.slice();
-  new DataView(h.buffer, h.byteOffset, 80).setUint32(76, nonce >>> 0, true);
-  return h;
-}
 
 function nonceOf(header: Uint8Array): number {
   return new DataView(header.buffer, header.byteOffset, 80).getUint32(76, true);
 }
 
-const fixtures = readFixtures();
+const fixtures = readHeaderFixtures();
 const genesis = fixtures.find((f) => f.name === 'bitcoin-genesis');
 if (!genesis) throw new Error('bitcoin-genesis row missing from headers.tsv');
 

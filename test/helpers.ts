@@ -1,5 +1,5 @@
 // Shared test fixtures: temporary data directories, a chain on regtest, keys and records.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Store } from '../core/store.ts';
@@ -119,4 +119,23 @@ export async function extend(chain: Chain, parent: IndexEntry, n: number, o: Blo
 /** The state as comparable JSON-safe pairs. */
 export function stateDump(chain: Chain): Array<[string, string]> {
   return [...chain.state.map.entries()].map(([k, v]): [string, string] => [k, toHex(encodeEntry(v))]).sort((a, b) => (a[0] < b[0] ? -1 : 1));
+}
+
+/** The real Bitcoin headers of test/fixtures/headers.tsv, with their display hashes. */
+export function readHeaderFixtures(): Array<{ name: string; header: Uint8Array; display: string }> {
+  const text = readFileSync(new URL('./fixtures/headers.tsv', import.meta.url), 'utf8');
+  const rows = text
+    .split(/\r?\n/)
+    .slice(1)
+    .filter((l) => l.trim() !== '')
+    .map((l) => l.split('\t'));
+  if (rows.length === 0) throw new Error('headers.tsv: no rows parsed');
+  return rows.map(([name, hex, display]) => ({ name, header: Uint8Array.from(Buffer.from(hex, 'hex')), display }));
+}
+
+/** A copy of an 80-byte header with another nonce. */
+export function withNonce(header: Uint8Array, nonce: number): Uint8Array {
+  const h = header.slice();
+  new DataView(h.buffer, h.byteOffset, 80).setUint32(76, nonce >>> 0, true);
+  return h;
 }

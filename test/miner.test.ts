@@ -1,5 +1,4 @@
 import t from 'tap';
-import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createHash } from 'node:crypto';
 import { MinerPool, MinerPoolError } from '../consensus/miner-pool.ts';
@@ -8,22 +7,15 @@ import { WasmHeaderHasher } from '../consensus/wasm-hasher.ts';
 import { compactToTarget, hashMeetsTarget, hashToBigInt, sha256d, targetToBytesLE } from '../consensus/pow.ts';
 import { makeBlock, type Block, type Header } from '../core/block.ts';
 import type { Chain, ProcessResult, Template } from '../consensus/chain.ts';
-import { openChain } from './helpers.ts';
+import { openChain, readHeaderFixtures, withNonce } from './helpers.ts';
 
 const GENESIS_NONCE = 2083236893;
-const genesisRow = readFileSync(new URL('./fixtures/headers.tsv', import.meta.url), 'utf8')
-  .split(/\r?\n/)
-  .find((l) => l.startsWith('bitcoin-genesis\t'));
+const genesisRow = readHeaderFixtures().find((f) => f.name === 'bitcoin-genesis');
 if (genesisRow === undefined) throw new Error('bitcoin-genesis row missing from headers.tsv');
-const GENESIS = Uint8Array.from(Buffer.from(genesisRow.split('\t')[1], 'hex'));
+const GENESIS = genesisRow.header;
 const GENESIS_TARGET = targetToBytesLE(compactToTarget(0x1d00ffff));
 const IMPOSSIBLE = new Uint8Array(32); // only an all-zero hash would meet it
 
-function withNonce(header: Uint8Array, nonce: number): Uint8Array {
-  const h = header.slice();
-  new DataView(h.buffer, h.byteOffset, 80).setUint32(76, nonce >>> 0, true);
-  return h;
-}
 
 /** Polls `cond` until it holds (or `ms` pass); returns whether it held. No timing is asserted. */
 async function eventually(cond: () => boolean, ms = 20_000): Promise<boolean> {

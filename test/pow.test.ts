@@ -1,5 +1,5 @@
 import t from 'tap';
-import { readFileSync } from 'node:fs';
+import { readHeaderFixtures } from './helpers.ts';
 import {
   PowError,
   compactToTarget,
@@ -155,15 +155,8 @@ t.test('hashMeetsTarget boundaries agree with bigint comparison', (t) => {
 });
 
 t.test('fixture headers', (t) => {
-  const text = readFileSync(new URL('./fixtures/headers.tsv', import.meta.url), 'utf8');
-  const rows = text
-    .split(/\r?\n/)
-    .slice(1)
-    .filter((l) => l.trim() !== '')
-    .map((l) => l.split('\t'));
-  if (rows.length === 0) throw new Error('headers.tsv: no rows parsed');
-  for (const [name, headerHex, displayHash] of rows) {
-    const header = Uint8Array.from(Buffer.from(headerHex, 'hex'));
+  const rows = readHeaderFixtures();
+  for (const { name, header, display: displayHash } of rows) {
     t.equal(header.length, 80, `${name}: 80 bytes`);
     const hash = sha256d(header);
     t.equal(hashToHex(hash), displayHash, `${name}: sha256d display hash`);
