@@ -9,6 +9,9 @@ import { dirname, join } from 'node:path';
 import { toHex } from '../core/hash.ts';
 import type { Rec } from '../core/records.ts';
 import { tmpDir } from './helpers.ts';
+import { waitFor } from './proc.ts';
+
+export { waitFor };
 
 const BIN = join(dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'dots.js');
 
@@ -163,22 +166,6 @@ export class Harness {
   async restart(node: NodeProc, o: Omit<StartOptions, 'datadir'> = {}): Promise<NodeProc> {
     await node.stop();
     return this.start(node.name, { ...o, datadir: node.datadir });
-  }
-}
-
-/** Polls `fn` until it returns a truthy value; fails with `what` after `timeoutMs`. */
-export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | null | false>, timeoutMs = 20_000, everyMs = 50): Promise<T> {
-  const t0 = Date.now();
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined && v !== null && v !== false) return v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last !== undefined ? ` (last error: ${(last as Error).message})` : ''}`);
-    await new Promise((r) => setTimeout(r, everyMs));
   }
 }
 
