@@ -7,13 +7,14 @@
 // on refreshes, which is the steady state of a registrar. A rate is sustained when a run of
 // `seconds` at that rate completes with under 1% of registrations failed or unfinished. The
 // search doubles the rate until a run fails, then bisects. SIPp answers the node's OPTIONS
-// keepalives (-aa); Kamailio sends none. Both run on this machine with SIPp, so each figure is
-// what one server does while SIPp takes a core.
+// keepalives (-aa); Kamailio sends none. With two cores or more, SIPp is pinned to the first
+// and the server under test to the second (taskset), so each server has exactly one core and
+// SIPp never competes with it: "one worker each" in the literal sense.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { createSocket } from 'node:dgram';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { addUsers } from '../core/users.ts';
@@ -47,6 +48,8 @@ interface Trial {
 
 interface Target {
   name: string;
+  /** SIPp's port, the same in every run: the phones keep their address, so refreshes update the same bindings */
+  sippPort: number;
   /** resolves once the server has finished what the warm-up started (the node's chain work) */
   settle(): Promise<void>;
   port: number;
@@ -61,6 +64,14 @@ interface Target {
 
 function has(cmd: string): boolean {
   return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
+}
+
+/** CPU pinning: [sipp's cpu, the server's cpu], or null on one core or without taskset. */
+const PIN: [number, number] | null = availableParallelism() >= 2 && has('taskset') ? [0, 1] : null;
+
+/** `cmd args` run on one CPU when pinning is possible. */
+function pinned(cpu: number | undefined, cmd: string, args: string[]): [string, string[]] {
+  return PIN === null || cpu === undefined ? [cmd, args] : ['taskset', ['-c', String(cpu), cmd, ...args]];
 }
 
 async function freePort(): Promise<number> {
@@ -109,7 +120,8 @@ function waitExit(c: ChildProcess): Promise<void> {
 async function startNode(dir: string, port: number, open: boolean): Promise<Target> {
   const args = [DOTS_BIN, 'node', '--network', 'regtest', '--datadir', dir, '--api-port', '0', '--p2p-port', '0', '--sip-port', String(port), '--domain', DOMAIN];
   if (open) args.push('--open-registration');
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const [cmd, argv] = pinned(PIN?.[1], process.execPath, args);
+  const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stderr?.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
@@ -127,6 +139,7 @@ async function startNode(dir: string, port: number, open: boolean): Promise<Targ
   const api = /api:\s+(http:\/\/\S+)\/api\/status/.exec(out)?.[1] ?? '';
   return {
     name: open ? 'dots node, digest off' : 'dots node, digest MD5',
+    sippPort: await freePort(),
     settle: async () => {
       // the warm-up made the node sign name commitments: wait until the pool stops growing
       let last = -1;
@@ -156,7 +169,8 @@ async function startKamailio(dir: string, port: number): Promise<Target> {
     .replaceAll('127.0.0.1:5070', `127.0.0.1:${port}`);
   const file = join(dir, 'kamailio.cfg');
   writeFileSync(file, cfg);
-  const child = spawn('kamailio', ['-f', file, '-DD', '-E', '-m', '1024', '-M', '16', '-P', join(dir, 'kamailio.pid')], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const [cmd, argv] = pinned(PIN?.[1], 'kamailio', ['-f', file, '-DD', '-E', '-m', '1024', '-M', '16', '-P', join(dir, 'kamailio.pid')]);
+  const child = spawn(cmd, argv, { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   child.stderr?.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
   // ready when it answers OPTIONS
@@ -169,6 +183,7 @@ async function startKamailio(dir: string, port: number): Promise<Target> {
   }
   return {
     name: 'Kamailio 5.6, 1 worker',
+    sippPort: await freePort(),
     settle: () => new Promise((r) => setTimeout(r, 1000)),
     port,
     scenario: join(FIX, 'register.xml'),
@@ -205,7 +220,7 @@ function answersOptions(port: number): Promise<boolean> {
 /** One SIPp run: `total` registrations at `rate` per second. */
 async function sipp(t: Target, dir: string, rate: number, total: number, limitSeconds: number): Promise<Omit<Trial, 'ok' | 'cores'> & { cpu: number }> {
   const stats = join(dir, `stats-${t.port}-${rate}-${Date.now()}.csv`);
-  const localPort = await freePort();
+  const localPort = t.sippPort;
   const args = [
     `127.0.0.1:${t.port}`,
     '-sf', t.scenario,
@@ -223,7 +238,8 @@ async function sipp(t: Target, dir: string, rate: number, total: number, limitSe
   ];
   const before = cpuSeconds(t.pids());
   const start = Date.now();
-  const child = spawn('sipp', args, { stdio: 'ignore' });
+  const [cmd, argv] = pinned(PIN?.[0], 'sipp', args);
+  const child = spawn(cmd, argv, { stdio: 'ignore' });
   const killer = setTimeout(() => child.kill('SIGINT'), limitSeconds * 1000);
   await waitExit(child);
   clearTimeout(killer);
@@ -291,6 +307,7 @@ export async function benchSip(o: SipBenchOptions): Promise<Array<Record<string,
   };
   const dir = mkdtempSync(join(tmpdir(), 'dots-bench-sip-'));
   const rows: Array<Record<string, string | number>> = [];
+  log(PIN === null ? 'sipp and the servers share the CPUs (one core or no taskset)' : `sipp on cpu ${PIN[0]}, each server on cpu ${PIN[1]}`);
   try {
     const open = join(dir, 'users-open.csv');
     const auth = join(dir, 'users-auth.csv');

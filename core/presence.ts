@@ -74,6 +74,8 @@ export class PresenceBridge {
   private readonly wanted = new Set<string>();
   private readonly desired = new Map<string, Desired>();
   private readonly dirty = new Set<string>();
+  /** names whose binding waits for the name or the node to be on the chain: looked at per tip */
+  private readonly waiting = new Set<string>();
   private readonly bindings = new Map<string, Submitted>();
   private readonly pendingIds = new Map<string, string>(); // name -> id of a pending claim or renewal
   private readonly warned = new Set<string>();
@@ -150,6 +152,7 @@ export class PresenceBridge {
     if (online && this.o.openRegistration) this.want(aor);
     // a mere extension of an online registration waits for the periodic pass
     if (flipped) {
+      this.waiting.delete(aor);
       this.dirty.add(aor);
       this.kick();
     }
@@ -237,6 +240,10 @@ export class PresenceBridge {
     const tip = this.chain.tip.hex;
     const all = tip !== this.claimsTip;
     this.claimsTip = tip;
+    if (all) {
+      for (const n of this.waiting) this.dirty.add(n);
+      this.waiting.clear();
+    }
     const names = all ? [...this.wanted] : [...this.fresh];
     this.fresh.clear();
     const commits: Array<{ name: string; rec: Rec }> = [];
@@ -252,7 +259,9 @@ export class PresenceBridge {
     await this.flushCommits(commits);
     if (getNode(this.chain.state, this.nodeId) === undefined) return;
     for (const name of [...this.dirty]) {
-      if (await this.bind(name)) this.dirty.delete(name);
+      const r = await this.bind(name);
+      if (r !== 'retry') this.dirty.delete(name);
+      if (r === 'wait') this.waiting.add(name);
       if (++n % 64 === 0) await yieldNow();
       if (this.stopped) return;
     }
@@ -349,15 +358,22 @@ export class PresenceBridge {
     return null;
   }
 
-  /** Brings the chain's binding for `name` in line with the registrar; true when nothing is left to do. */
-  private async bind(name: string): Promise<boolean> {
+  /**
+   * Brings the chain's binding for `name` in line with the registrar: 'done', 'wait' (until the
+   * name is this node's on the chain) or 'retry' (the record was refused; try on the next pass).
+   */
+  private async bind(name: string): Promise<'done' | 'wait' | 'retry'> {
     const d = this.desired.get(name);
-    if (d === undefined) return true;
+    if (d === undefined) return 'done';
     const st = this.chain.state;
     const n = getName(st, name);
     const next = this.chain.tip.height + 1;
     const mayBind = n !== undefined && n.expiry >= next && (bytesEqual(n.owner, this.pub) || (n.delegate.length > 0 && bytesEqual(n.delegate, this.nodeId)));
-    if (!mayBind) return !d.online && getBinding(st, name) === undefined; // wait for the claim to confirm
+    if (!mayBind) {
+      if (d.online) return 'wait'; // for the claim to confirm
+      this.desired.delete(name);
+      return 'done';
+    }
     const now = this.chain.clock();
     const confirmed = getBinding(st, name);
     const mine = this.bindings.get(name);
@@ -375,23 +391,23 @@ export class PresenceBridge {
     let want: { status: number; expires: number } | null = null;
     if (d.online) {
       const ttl = Math.min(d.until, now + this.chain.params.maxBindingTtl - 60) - now;
-      if (ttl <= 0) return true;
+      if (ttl <= 0) return 'done';
       // renew once a third of the registration period is left on the chain's copy
       const margin = Math.max(30, Math.floor(ttl / 3));
       if (!onlineByMe || expires - now < margin) want = { status: BindingStatus.Online, expires: now + ttl };
     } else if (onlineByMe) want = { status: BindingStatus.Offline, expires: now };
     if (want === null) {
       if (!d.online) this.desired.delete(name);
-      return true;
+      return 'done';
     }
     const seq = Math.max(confirmed?.seq ?? 0, mine?.seq ?? 0) + 1;
     const rec = signRecord<Binding>(this.network, this.secret, { kind: Kind.Binding, name, node: this.nodeId, status: want.status, expires: want.expires, seq, pubkey: this.pub });
-    if (!(await this.submit(rec, `binding of ${name}`))) return false;
+    if (!(await this.submit(rec, `binding of ${name}`))) return 'retry';
     this.bindings.set(name, { id: toHex(rec.id), seq, status: want.status, expires: want.expires });
     this.stats.bindings++;
     this.o.log.debug(`presence: ${name} ${want.status === BindingStatus.Online ? `online until ${want.expires}` : 'offline'} (seq ${seq})`);
     if (!d.online) this.desired.delete(name);
-    return true;
+    return 'done';
   }
 
   async stop(): Promise<void> {

@@ -12,7 +12,6 @@ import { getHeader, getHeaderValues, getHeaders, type SipRequest } from './messa
 import {
   formatHeaderParams,
   formatUri,
-  getParam,
   parseContact,
   parseCSeq,
   parseExpires,
@@ -68,6 +67,8 @@ export interface ContactBinding {
   verifiedAt: number;
   /** when its entry in the expiry wheel fires (one entry per contact, not one per refresh) */
   expiryAt: number;
+  /** ms since epoch when it last turned dead (0 while not dead) */
+  deadSince: number;
 }
 
 /** A registration as kept across restarts (DATADIR/registrations.json). */
@@ -108,6 +109,8 @@ export interface KeepaliveOptions {
   timeoutMs?: number;
   /** failures in a row that make a contact dead; default 3 */
   maxFailures?: number;
+  /** a contact dead this long is removed, ms; default 30 intervals */
+  removeDeadAfterMs?: number;
 }
 
 export interface RegisterResult {
@@ -121,6 +124,9 @@ export type PresenceListener = (aor: string, online: boolean, untilSec: number) 
 
 /** Sends one OPTIONS to the contact; resolves true when anything answered. */
 export type Pinger = (b: ContactBinding) => Promise<boolean>;
+
+/** keepalive intervals a contact may stay dead before it is removed */
+const DEAD_LIMIT = 30;
 
 const Q_RE = /^(0(\.[0-9]{0,3})?|1(\.0{0,3})?)$/;
 
@@ -176,7 +182,8 @@ export class Registrar {
     this.defaultExpires = opts.defaultExpires ?? 3600;
     this.maxContacts = opts.maxContacts ?? 10;
     this.maxAors = opts.maxAors ?? 1_000_000;
-    this.ka = { intervalMs: keepalive.intervalMs ?? 30_000, timeoutMs: keepalive.timeoutMs ?? 8000, maxFailures: keepalive.maxFailures ?? 3 };
+    const intervalMs = keepalive.intervalMs ?? 30_000;
+    this.ka = { intervalMs, timeoutMs: keepalive.timeoutMs ?? 8000, maxFailures: keepalive.maxFailures ?? 3, removeDeadAfterMs: keepalive.removeDeadAfterMs ?? intervalMs * DEAD_LIMIT };
     this.timer = setInterval(() => this.tick(Date.now()), 250).unref();
   }
 
@@ -209,11 +216,12 @@ export class Registrar {
     return { online: until > 0, untilSec: Math.floor(until / 1000) };
   }
 
-  private report(aor: string): void {
+  private report(aor: string, list?: readonly ContactBinding[]): void {
     const l = this.onPresence;
     if (l === null) return;
-    const p = this.presence(aor);
-    l(aor, p.online, p.untilSec);
+    let until = 0;
+    for (const b of list ?? this.aors.get(aor) ?? []) if (b.state === ContactState.Alive && b.expiresAt > until) until = b.expiresAt;
+    l(aor, until > 0, Math.floor(until / 1000));
   }
 
   /**
@@ -336,7 +344,8 @@ export class Registrar {
     const ua = getHeader(req, 'user-agent') ?? '';
     let outbound = false;
     let changed = false;
-    const next = list.slice();
+    // the list is changed in place when nothing is added or removed (a refresh: the common case)
+    const next = adds > 0 || removes > 0 || current === undefined ? list.slice() : list;
     for (const p of plan) {
       const b = p.existing;
       if (p.expires === 0) {
@@ -400,6 +409,7 @@ export class Registrar {
         live: true,
         verifiedAt: 0,
         expiryAt: 0,
+        deadSince: 0,
       };
       next.push(nb);
       this.contacts++;
@@ -407,8 +417,8 @@ export class Registrar {
       this.pingNow(nb);
     }
     if (next.length === 0) this.aors.delete(aor);
-    else this.aors.set(aor, next);
-    if (changed) this.report(aor);
+    else if (next !== current) this.aors.set(aor, next);
+    if (changed) this.report(aor, next);
     return this.ok(req, aor, next, outbound, now);
   }
 
@@ -477,12 +487,22 @@ export class Registrar {
     if (ok) {
       b.failures = 0;
       b.state = ContactState.Alive;
+      b.deadSince = 0;
       b.verifiedAt = now;
       this.schedule(b, this.ka.intervalMs, now);
     } else {
       this.stats.pingFailures++;
       b.failures++;
-      if (b.failures >= this.ka.maxFailures) b.state = ContactState.Dead;
+      if (b.failures >= this.ka.maxFailures && b.state !== ContactState.Dead) {
+        b.state = ContactState.Dead;
+        b.deadSince = now;
+      }
+      if (b.state === ContactState.Dead && now - b.deadSince > this.ka.removeDeadAfterMs) {
+        // dead for long (thirty intervals by default): gone, as usrloc's keepalive_timeout does
+        this.remove(b);
+        if (before === ContactState.Alive) this.report(b.aor);
+        return;
+      }
       // retry sooner while deciding, then back off once it is dead (up to ten intervals)
       const delay =
         b.state === ContactState.Dead
@@ -557,6 +577,8 @@ export class Registrar {
       if (list.length >= this.maxContacts || list.some((b) => b.uriText === c.uri)) continue;
       const b: ContactBinding = {
         ...c,
+        // a connection id means nothing to the new process: pings reconnect to the contact
+        flow: c.flow.proto === 'tcp' ? { ...c.flow, conn: -1 } : c.flow,
         uri,
         uriText: c.uri,
         branch: '',
@@ -567,6 +589,7 @@ export class Registrar {
         live: true,
         verifiedAt: 0,
         expiryAt: 0,
+        deadSince: 0,
       };
       list.push(b);
       this.aors.set(c.aor, list);

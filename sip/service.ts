@@ -19,8 +19,8 @@ import {
   type SipRequest,
 } from './message.ts';
 import { emptyParsed, validateRequest, validateResponse, type ParsedRequest } from './validate.ts';
-import { buildResponse, newBranch, newTag, serializeMessage } from './serialize.ts';
-import { normalizeEscapes, parseMaxForwards, parseNameAddr, parseUri, type SipUri, type Uri } from './uri.ts';
+import { buildResponse, newBranch, newTag, responseBytes, serializeMessage } from './serialize.ts';
+import { getParam, normalizeEscapes, parseMaxForwards, parseNameAddr, parseUri, type SipUri, type Uri } from './uri.ts';
 import { SipTransport, type Flow } from './transport.ts';
 import { TransactionLayer, topVia, type IncomingRequest, type Timers } from './transaction.ts';
 import { DigestAuth, type DigestCredentials, type DigestOptions } from './digest.ts';
@@ -129,14 +129,19 @@ export class SipService {
         return;
       }
       this.stats.requests++;
+      // a retransmission (same bytes) is answered from its transaction before anything else
+      const quick = this.tx.quickKey(msg);
+      if (quick !== null && this.tx.absorb(quick, msg, flow)) return;
       const parsed = emptyParsed();
       const err = validateRequest(msg, undefined, parsed);
       if (err !== null) {
         this.stateless(msg, flow, err.status, err.reason, err.detail);
         return;
       }
-      const inc = this.tx.receiveRequest(msg, flow, parsed.via ?? undefined);
-      if (inc !== null) this.handle(inc, parsed);
+      const inc = this.tx.receiveRequest(msg, flow, parsed.via ?? undefined, quick);
+      if (inc === null) return;
+      inc.toTagged = parsed.to !== null && getParam(parsed.to.params, 'tag') !== undefined;
+      this.handle(inc, parsed);
     } catch (e) {
       this.stats.errors++;
       this.log.debug(`sip: dropped a message from ${flow.address}:${flow.port}: ${(e as Error).message}`);
@@ -171,7 +176,7 @@ export class SipService {
   private reply(inc: IncomingRequest, status: number, reason: string, headers?: Array<[string, string]>): void {
     const tx = inc.tx;
     if (tx === null) return;
-    tx.respond(buildResponse(inc.req, status, reason, headers, status === 100 ? undefined : { toTag: newTag() }));
+    tx.respondBytes(responseBytes(inc.req, status, reason, headers, status === 100 || inc.toTagged === true ? null : newTag()), status);
   }
 
   private handle(inc: IncomingRequest, parsed: ParsedRequest): void {
@@ -194,7 +199,7 @@ export class SipService {
     }
     if (method === 'CANCEL') {
       // RFC 3261 9.2: the INVITE was answered at once, so a CANCEL either finds it done or nothing
-      if (this.tx.findInviteFor(req, inc.via) === undefined) this.reply(inc, 481, 'Call/Transaction Does Not Exist');
+      if (this.tx.findInviteFor(inc) === undefined) this.reply(inc, 481, 'Call/Transaction Does Not Exist');
       else this.reply(inc, 200, 'OK');
       return;
     }
@@ -341,6 +346,7 @@ export class SipService {
       } catch {
         return false;
       }
+      b.flow = flow; // later pings reuse this connection
     }
     const branch = newBranch();
     const proto = flow.proto === 'udp' ? 'UDP' : 'TCP';

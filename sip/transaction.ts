@@ -53,6 +53,10 @@ export interface IncomingRequest {
   via: Via;
   /** null for an ACK (never a transaction of its own) */
   tx: ServerTransaction | null;
+  /** for a CANCEL: the key of the INVITE it cancels (taken from the Via as received) */
+  inviteKey?: string | null;
+  /** the To already has a tag (set by the TU after validation; responses then add none) */
+  toTagged?: boolean;
 }
 
 export class ServerTransaction {
@@ -83,7 +87,13 @@ export class ServerTransaction {
   /** Sends a response in this transaction (a second final response is ignored). */
   respond(res: SipResponse): void {
     if (this.state >= State.Completed) return;
-    const buf = serializeMessage(res);
+    this.respondBytes(serializeMessage(res), res.status);
+  }
+
+  /** Sends the serialised response `buf` with status `status` in this transaction. */
+  respondBytes(buf: Buffer, status: number): void {
+    if (this.state >= State.Completed) return;
+    const res = { status };
     this.lastResponse = buf;
     this.lastStatus = res.status;
     this.layer.sendResponse(this.flow, buf, this.viaPort);
@@ -205,11 +215,20 @@ export class TransactionLayer {
    * the branch lacks the magic cookie). Returns the new request for the TU, or null when it was a
    * retransmission or an ACK the transaction layer consumed. Throws SipParseError on a bad Via.
    */
-  receiveRequest(req: SipRequest, flow: Flow, parsedVia?: Via): IncomingRequest | null {
-    const via = topVia(req, flow, parsedVia);
+  receiveRequest(req: SipRequest, flow: Flow, parsedVia?: Via, quick?: string | null): IncomingRequest | null {
     const method = req.method;
-    const key = serverKey(req, via, method === 'ACK' ? 'INVITE' : method);
-    const tx = this.server.get(key);
+    const key = quick ?? null;
+    const inviteKey = method === 'CANCEL' ? this.quickKey(req, 'INVITE') : null;
+    const via = topVia(req, flow, parsedVia);
+    if (key !== null) {
+      // absorb() has looked this key up already: it is a new request
+      if (method === 'ACK') return { req, flow, via, tx: null };
+      const ntx = new ServerTransaction(this, key, method, flow, via.port);
+      this.server.set(key, ntx);
+      return { req, flow, via, tx: ntx, inviteKey };
+    }
+    const k = serverKey(req, via, method === 'ACK' ? 'INVITE' : method);
+    const tx = this.server.get(k);
     if (method === 'ACK') {
       if (tx instanceof ServerTransaction && tx.isInvite) {
         tx.acked();
@@ -224,14 +243,55 @@ export class TransactionLayer {
       else this.transport.send(flow, tx);
       return null;
     }
-    const ntx = new ServerTransaction(this, key, method, flow, via.port);
-    this.server.set(key, ntx);
-    return { req, flow, via, tx: ntx };
+    const ntx = new ServerTransaction(this, k, method, flow, via.port);
+    this.server.set(k, ntx);
+    return { req, flow, via, tx: ntx, inviteKey };
+  }
+
+  /**
+   * The transaction key of a request with an RFC 3261 branch, from the top Via as received
+   * (it holds the branch and sent-by of 17.2.3), the method (ACK and CANCEL name their INVITE's)
+   * and the Call-ID; null without the magic cookie (the RFC 2543 rules need the parsed request).
+   * A retransmission is the same bytes, so this finds it before the request is validated.
+   */
+  quickKey(req: SipRequest, method: string = req.method === 'ACK' ? 'INVITE' : req.method): string | null {
+    const hs = req.headers;
+    let raw: string | undefined;
+    let callId = '';
+    for (let i = 0; i < hs.length; i++) {
+      const k = hs[i].key;
+      if (k === 'via' && raw === undefined) raw = hs[i].value;
+      else if (k === 'call-id' && callId === '') callId = hs[i].value;
+    }
+    if (raw === undefined) return null;
+    const v = raw.indexOf(',') < 0 ? raw : splitHeaderList(raw)[0];
+    const b = v.indexOf('branch=z9hG4bK');
+    if (b < 0) return null;
+    const next = v.charCodeAt(b + 14);
+    if (Number.isNaN(next) || next === 59 || next === 32 || next === 9) return null; // a bare cookie is RFC 2543 style
+    return v + '\n' + method + '\n' + callId;
+  }
+
+  /**
+   * Absorbs a retransmission (or the ACK of a non-2xx final response) by its quick key, before
+   * any validation; true when it was one.
+   */
+  absorb(key: string, req: SipRequest, flow: Flow): boolean {
+    const tx = this.server.get(key);
+    if (tx === undefined) return false;
+    if (req.method === 'ACK') {
+      if (tx instanceof ServerTransaction && tx.isInvite) tx.acked();
+      return true;
+    }
+    this.stats.retransmissionsAbsorbed++;
+    if (tx instanceof ServerTransaction) tx.retransmitted();
+    else this.transport.send(flow, tx);
+    return true;
   }
 
   /** The INVITE transaction a CANCEL refers to (same branch and sent-by, RFC 3261 9.2). */
-  findInviteFor(cancel: SipRequest, via: Via): ServerTransaction | undefined {
-    const tx = this.server.get(serverKey(cancel, via, 'INVITE'));
+  findInviteFor(inc: IncomingRequest): ServerTransaction | undefined {
+    const tx = this.server.get(inc.inviteKey ?? serverKey(inc.req, inc.via, 'INVITE'));
     return tx instanceof ServerTransaction ? tx : undefined;
   }
 

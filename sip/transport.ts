@@ -133,7 +133,13 @@ export class SipTransport {
       break;
     }
     const udp = this.udp as UdpSocket;
-    udp.on('message', (buf, rinfo) => this.onDatagram(buf, rinfo));
+    udp.on('message', (buf, rinfo) => {
+      try {
+        this.onDatagram(buf, rinfo);
+      } catch {
+        this.stats.dropped++; // whatever a datagram holds, it never takes the node down
+      }
+    });
     udp.on('error', () => undefined); // ICMP-driven errors on send must not take the node down
     (this.tcp as Server).on('connection', (s) => this.onConnection(s));
     (this.tcp as Server).on('error', () => undefined);
@@ -174,7 +180,13 @@ export class SipTransport {
     this.conns.set(id, conn);
     socket.setNoDelay(true);
     socket.setTimeout(this.idleTimeoutMs, () => socket.destroy());
-    socket.on('data', (chunk: Buffer) => this.onStream(conn, chunk));
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        this.onStream(conn, chunk);
+      } catch {
+        socket.destroy();
+      }
+    });
     socket.on('error', () => undefined);
     socket.on('close', () => this.conns.delete(id));
     return conn;

@@ -382,6 +382,16 @@ t.test('keepalive: a contact is verified by OPTIONS, and turns dead when it stop
   t.same(presence[presence.length - 1].slice(0, 2), ['sip:ivan@reg.test', false]);
 });
 
+t.test('a contact dead for long is removed', async (t) => {
+  const { svc, phone } = await service(t, true, { keepalive: { intervalMs: 200, timeoutMs: 150, maxFailures: 1, removeDeadAfterMs: 500 } });
+  const p = await phone();
+  p.answerOptions = false;
+  t.equal((await p.register({ user: 'lena', domain: DOMAIN, expires: 3600 })).status, 200);
+  const deadline = Date.now() + 5000;
+  while (svc.registrar.lookup('sip:lena@reg.test').length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  t.equal(svc.registrar.lookup('sip:lena@reg.test').length, 0, 'removed although its registration has not ended');
+});
+
 t.test('registrations expire', async (t) => {
   const { svc, phone } = await service(t, true, { registrar: { minExpires: 1 } });
   const p = await phone();
@@ -402,4 +412,22 @@ t.test('snapshot and restore of registrations', async (t) => {
   const [c] = b.svc.registrar.lookup('sip:ken@reg.test');
   t.equal(c.q, 500);
   t.equal(c.state, 0, 'restored unverified: pinged before it counts');
+});
+
+t.test('responseBytes gives the same bytes as buildResponse + serializeMessage', async (t) => {
+  const { parseMessage } = await import('../sip/message.ts');
+  const { buildResponse, serializeMessage, responseBytes } = await import('../sip/serialize.ts');
+  const raw = 'REGISTER sip:reg.test SIP/2.0\r\nv: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKa, SIP/2.0/UDP 192.0.2.2;branch=z9hG4bKb\r\nVia: SIP/2.0/TCP 192.0.2.3;branch=z9hG4bKc\r\nf: <sip:a@reg.test>;tag=1\r\nt: <sip:a@reg.test>\r\ni: x@y\r\nCSeq: 7 REGISTER\r\nTimestamp: 54\r\nContent-Length: 0\r\n\r\n';
+  const r = parseMessage(Buffer.from(raw, 'latin1'));
+  if (!r.ok || r.message.kind !== 'request') throw new Error('parse');
+  const req = r.message;
+  for (const [status, reason, extra, tag] of [
+    [200, 'OK', [['Contact', '<sip:a@192.0.2.1>;expires=60'], ['Date', 'Tue, 01 Jan 2030 00:00:00 GMT']], 'abc'],
+    [100, 'Trying', undefined, null],
+    [423, 'Interval Too Brief', [['Min-Expires', '60']], 'zz'],
+  ] as Array<[number, string, Array<[string, string]> | undefined, string | null]>) {
+    const a = responseBytes(req, status, reason, extra, tag);
+    const b = serializeMessage(buildResponse(req, status, reason, extra, tag === null ? undefined : { toTag: tag }));
+    t.equal(a.toString('latin1'), b.toString('latin1'), `${status}`);
+  }
 });
