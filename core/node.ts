@@ -1,5 +1,5 @@
-// The node: the one place that wires the parts together (store, chain, miner, API, and later
-// the peer network and SIP). Everything it starts, stop() stops, in reverse order.
+// The node: the one place that wires the parts together (store, chain, miner, API, the peer
+// network, the call-receipt exchange and SIP). Everything it starts, stop() stops, in reverse order.
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -14,6 +14,8 @@ import { Chain, type ChainOptions } from '../consensus/chain.ts';
 import { Miner } from '../consensus/miner.ts';
 import { NETWORKS, type NetworkName, type NetworkParams } from '../consensus/params.ts';
 import { P2PNetwork } from '../p2p/network.ts';
+import { ReceiptExchange } from '../p2p/receipts.ts';
+import { CallLog, type CallEnd } from './calls.ts';
 import { startSip, type SipStack } from './presence.ts';
 
 export interface NodeConfig {
@@ -62,6 +64,8 @@ export class DotsNode {
   private api?: FastifyInstance;
   miner?: Miner;
   p2p?: P2PNetwork;
+  receipts?: ReceiptExchange;
+  calls?: CallLog;
   sip?: SipStack;
   apiUrl = '';
 
@@ -147,8 +151,19 @@ export class DotsNode {
       await this.stop();
       throw e;
     }
+    const p2p = this.p2p;
     try {
-      this.sip = await startSip(config, chain, this.secret, log, () => this.p2p?.multiaddrs() ?? []);
+      // The exchange rides on the p2p node: same peer identity, connections and bans.
+      this.receipts = new ReceiptExchange({ chain, secret: this.secret, log, penalize: (id, o, w) => p2p.penalize(id, o, w) });
+      this.calls = new CallLog({ chain, secret: this.secret, log, exchange: this.receipts });
+      await this.receipts.start(p2p.libp2p);
+    } catch (e) {
+      await this.stop();
+      throw e;
+    }
+    const calls = this.calls;
+    try {
+      this.sip = await startSip(config, chain, this.secret, log, () => this.p2p?.multiaddrs() ?? [], { onCallEnd: (e: CallEnd) => calls.callEnded(e) });
     } catch (e) {
       await this.stop();
       throw e;
@@ -164,7 +179,11 @@ export class DotsNode {
     if (this.stopped) return;
     this.stopped = true;
     await this.miner?.stop();
+    // SIP first, so no call ends after the call log stopped; the exchange before p2p, whose
+    // libp2p node it borrows.
     await this.sip?.stop();
+    this.calls?.stop();
+    await this.receipts?.stop();
     await this.p2p?.stop();
     await this.api?.close();
     await this.store.close();

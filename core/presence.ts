@@ -23,7 +23,9 @@ import { writeOwnerOnly } from '../wallet/keys.ts';
 import type { Chain } from '../consensus/chain.ts';
 import type { Logger } from './log.ts';
 import { UserStore } from './users.ts';
-import { SipService } from '../sip/service.ts';
+import { SipService, type Locator } from '../sip/service.ts';
+import { resolveName } from './routing.ts';
+import type { CallEnd } from './calls.ts';
 import type { SavedContact } from '../sip/registrar.ts';
 
 export const PRESENCE_FILE = 'presence.json';
@@ -454,7 +456,12 @@ export interface SipStack {
   stop(): Promise<void>;
 }
 
-export async function startSip(config: SipStackConfig, chain: Chain, secret: Uint8Array, log: Logger, p2pAddrs: () => string[] = () => []): Promise<SipStack> {
+export interface SipHooks {
+  /** a call between this node's phone and another node's ended (for the call receipts) */
+  onCallEnd?: (e: CallEnd) => void;
+}
+
+export async function startSip(config: SipStackConfig, chain: Chain, secret: Uint8Array, log: Logger, p2pAddrs: () => string[] = () => [], hooks: SipHooks = {}): Promise<SipStack> {
   const users = new UserStore(config.datadir, config.domain, (m) => log.warn(m));
   let presence: PresenceBridge | null = null;
   const interval = (config.sipKeepalive ?? 30) * 1000;
@@ -468,7 +475,18 @@ export async function startSip(config: SipStackConfig, chain: Chain, secret: Uin
     digest: { algorithms: config.sipDigest },
     log,
     onPresence: (aor, online, until) => presence?.presence(aor, online, until),
+    locator: chainLocator(chain, addressOf(publicKeyOf(secret))),
+    onCallEnd: hooks.onCallEnd,
   });
+  // watchers hear of bindings as soon as they are pending, and of whatever a new tip settled
+  const onRecord = (rec: Rec): void => {
+    const b = rec.body;
+    if (b.kind === Kind.Binding) sip.routingChanged(b.name);
+    else if (b.kind === Kind.NodeAnnounce) sip.routingChanged();
+  };
+  const onTip = (): void => sip.routingChanged();
+  chain.on('record', onRecord);
+  chain.on('tip', onTip);
   try {
     await sip.start();
   } catch (e) {
@@ -498,6 +516,10 @@ export async function startSip(config: SipStackConfig, chain: Chain, secret: Uin
     stop: async () => {
       if (stopped) return;
       stopped = true;
+      chain.off('record', onRecord);
+      chain.off('tip', onTip);
+      chain.off('record', onRecord);
+      chain.off('tip', onTip);
       await presence?.stop();
       const contacts = sip.registrar.snapshot();
       if (contacts.length > 0) {
@@ -509,6 +531,17 @@ export async function startSip(config: SipStackConfig, chain: Chain, secret: Uin
       }
       users.stop();
       await sip.stop();
+    },
+  };
+}
+
+/** The SIP proxy's view of the chain: where a name is served, read from the tip plus pending records. */
+export function chainLocator(chain: Chain, self: Uint8Array): Locator {
+  return {
+    locate(name) {
+      const r = resolveName(chain, name, chain.clock(), self);
+      if (r.kind === 'remote') return { kind: 'remote', nodeId: r.nodeId, uris: r.sipUris, online: r.status === 'online' };
+      return r.kind === 'local' ? { kind: 'local' } : { kind: 'unknown' };
     },
   };
 }

@@ -17,7 +17,7 @@ import type { Identify } from '@libp2p/identify';
 import type { Ping } from '@libp2p/ping';
 import { join } from 'node:path';
 import { sha256 } from '@noble/hashes/sha2.js';
-import { UserError, ValidationError } from '../core/errors.ts';
+import { DotsError, UserError, ValidationError } from '../core/errors.ts';
 import { toHex, hashToHex } from '../core/hash.ts';
 import { decodeBlock, type Block } from '../core/block.ts';
 import { decodeRec, type Rec } from '../core/records.ts';
@@ -172,6 +172,15 @@ export class P2PNetwork {
 
   get peerId(): string {
     return this.node.peerId.toString();
+  }
+
+  /**
+   * The running libp2p node, for protocols of their own (the receipt exchange) that share its
+   * connections, identity and connection gater instead of opening a second node.
+   */
+  get libp2p(): Libp2p {
+    if (!this.started) throw new DotsError('the p2p network is not started');
+    return this.node;
   }
 
   get topics(): { records: string; blocks: string } {

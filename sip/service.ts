@@ -1,7 +1,8 @@
-// The node's SIP service: transports, transaction layer, registrar, digest authentication and
-// OPTIONS keepalives, and the request dispatch between them (RFC 3261 8.2 for what the node
-// answers itself, 16.3 for what it would forward: calls and messages to users are the proxy's,
-// which is not part of this version, so they get 404 or 480 here).
+// The node's SIP service: transports, transaction layer, registrar, digest authentication,
+// OPTIONS keepalives, the proxy and the presence agent, and the request dispatch between them
+// (RFC 3261 8.2 for what the node answers itself, 16.3 to 16.5 for where a request for a user
+// goes: this node's phones through the registrar, other nodes' users through the node the chain
+// names, see docs/routing.md).
 //
 // Every message is handled in a try/catch: bad input is answered (requests) or dropped
 // (responses), never allowed to take the node down.
@@ -13,6 +14,7 @@ import {
   getHeaderValues,
   getHeaders,
   headerKey,
+  splitHeaderList,
   type SipHeader,
   type SipMessage,
   type SipParseError,
@@ -24,7 +26,22 @@ import { getParam, normalizeEscapes, parseMaxForwards, parseNameAddr, parseUri, 
 import { SipTransport, type Flow } from './transport.ts';
 import { TransactionLayer, topVia, type IncomingRequest, type Timers } from './transaction.ts';
 import { DigestAuth, type DigestCredentials, type DigestOptions } from './digest.ts';
-import { Registrar, type ContactBinding, type KeepaliveOptions, type PresenceListener, type RegistrarOptions } from './registrar.ts';
+import { ContactState, Registrar, type ContactBinding, type KeepaliveOptions, type PresenceListener, type RegistrarOptions } from './registrar.ts';
+import { Proxy, type CallRole, type Hop, type ProxyOptions } from './proxy.ts';
+import { PresenceAgent, type PresenceAgentOptions } from './presence-agent.ts';
+import type { Basic } from './pidf.ts';
+import type { CallEnd } from '../core/calls.ts';
+
+/** Where the chain (tip plus pending records) says a name is served. */
+export type Located =
+  | { kind: 'local' }
+  | { kind: 'remote'; nodeId: Uint8Array; uris: string[]; online: boolean }
+  | { kind: 'unknown' };
+
+/** The chain's view of names, supplied by the node (core/routing.ts). */
+export interface Locator {
+  locate(name: string): Located;
+}
 
 /** Where digest credentials come from (the node's account store). */
 export interface UserDirectory {
@@ -52,6 +69,12 @@ export interface SipServiceOptions {
   log?: SipLogger;
   /** an address of record went online or offline (or its online period changed) */
   onPresence?: PresenceListener;
+  /** where names of other nodes are served; without it only this node's users are reachable */
+  locator?: Locator;
+  proxy?: Omit<ProxyOptions, 'onCallEnd'>;
+  presence?: PresenceAgentOptions;
+  /** a call between this node's phone and another node's ended */
+  onCallEnd?: (e: CallEnd) => void;
 }
 
 const SILENT: SipLogger = { debug() {}, info() {}, warn() {} };
@@ -59,7 +82,7 @@ const SILENT: SipLogger = { debug() {}, info() {}, warn() {} };
 /** Methods recognised at all: others get 501 (RFC 3261 21.5.2). */
 const KNOWN_METHODS = new Set(['INVITE', 'ACK', 'CANCEL', 'BYE', 'OPTIONS', 'REGISTER', 'PRACK', 'SUBSCRIBE', 'NOTIFY', 'PUBLISH', 'INFO', 'REFER', 'MESSAGE', 'UPDATE']);
 /** What the node itself serves as a UAS. */
-const ALLOW = 'REGISTER, OPTIONS, ACK, CANCEL';
+const ALLOW = 'INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, MESSAGE, SUBSCRIBE, NOTIFY, PUBLISH, PRACK, UPDATE, INFO, REFER';
 /** Option tags this node understands (Require / Proxy-Require, RFC 3261 8.2.2.3). */
 const SUPPORTED = new Set(['path', 'outbound']);
 const SUPPORTED_HEADER = 'path, outbound';
@@ -70,6 +93,8 @@ export class SipService {
   readonly tx: TransactionLayer;
   readonly registrar: Registrar;
   readonly digest: DigestAuth;
+  readonly proxy: Proxy;
+  readonly presence: PresenceAgent;
   readonly domain: string;
   private readonly log: SipLogger;
   private readonly open: boolean;
@@ -88,8 +113,30 @@ export class SipService {
     this.tx = new TransactionLayer(this.transport, { timers: opts.timers });
     this.registrar = new Registrar({ ...opts.registrar, domain: this.domain }, opts.keepalive);
     this.registrar.pinger = (b) => this.ping(b);
-    if (opts.onPresence !== undefined) this.registrar.onPresence = opts.onPresence;
+    const onPresence = opts.onPresence;
+    this.registrar.onPresence = (aor, online, until) => {
+      onPresence?.(aor, online, until);
+      this.presence.changed(aor);
+    };
     this.digest = new DigestAuth({ ...opts.digest, realm: this.domain });
+    const log = this.log;
+    const self = this;
+    const host = {
+      transport: this.transport,
+      tx: this.tx,
+      domain: this.domain,
+      get hostport(): string {
+        return self.hostport;
+      },
+      debug: (m: string) => log.debug(m),
+    };
+    this.proxy = new Proxy(host, { ...opts.proxy, onCallEnd: opts.onCallEnd });
+    this.presence = new PresenceAgent(host, (name) => this.presenceOf(name), opts.presence);
+  }
+
+  /** The chain's view changed (a new tip, or a binding or node announcement pending): for NOTIFYs. */
+  routingChanged(name?: string): void {
+    this.presence.changed(name);
   }
 
   async start(): Promise<void> {
@@ -112,6 +159,8 @@ export class SipService {
   }
 
   async stop(): Promise<void> {
+    this.presence.stop();
+    this.proxy.stop();
     this.registrar.stop();
     this.tx.stop();
     await this.transport.stop();
@@ -125,7 +174,7 @@ export class SipService {
       if (msg.kind === 'response') {
         this.stats.responses++;
         // RFC 3261 18.1.2: a response that fails the checks, or matches no transaction, is dropped
-        if (validateResponse(msg) === null) this.tx.receiveResponse(msg);
+        if (validateResponse(msg) === null && !this.tx.receiveResponse(msg)) this.proxy.stray(msg);
         return;
       }
       this.stats.requests++;
@@ -182,11 +231,18 @@ export class SipService {
   private handle(inc: IncomingRequest, parsed: ParsedRequest): void {
     const { req } = inc;
     const method = req.method;
-    if (inc.tx === null) return; // an ACK outside a transaction: there is no dialog here to hand it to
+    // loose routing (16.4): Route entries naming this node are done with
+    const routed = this.popOwnRoutes(req);
+    if (inc.tx === null) {
+      // an ACK outside any transaction: the ACK of a 2xx, for a dialog we record-routed
+      if (this.proxy.knowsDialog(getHeader(req, 'call-id') ?? '')) this.proxy.forwardInDialog(inc);
+      return;
+    }
     const ruri = parsed.uri ?? parseUri(req.uri);
-    const forNode = this.isForNode(ruri);
+    const forNode = !routed && this.isForNode(ruri);
+    const presenceUas = (method === 'SUBSCRIBE' || method === 'PUBLISH') && isPresenceEvent(req);
     // RFC 3261 16.3 step 3: a request this node would forward must have hops left
-    if (!forNode && method !== 'REGISTER') {
+    if (!forNode && method !== 'REGISTER' && !presenceUas) {
       const mf = getHeader(req, 'max-forwards');
       if (mf !== undefined && parseMaxForwards(mf) === 0) {
         this.reply(inc, 483, 'Too Many Hops');
@@ -198,12 +254,16 @@ export class SipService {
       return;
     }
     if (method === 'CANCEL') {
-      // RFC 3261 9.2: the INVITE was answered at once, so a CANCEL either finds it done or nothing
-      if (this.tx.findInviteFor(inc) === undefined) this.reply(inc, 481, 'Call/Transaction Does Not Exist');
-      else this.reply(inc, 200, 'OK');
+      // RFC 3261 9.2 and 16.10: answer the CANCEL, then cancel what the INVITE was forwarded to
+      const inv = this.tx.findInviteFor(inc);
+      if (inv === undefined) this.reply(inc, 481, 'Call/Transaction Does Not Exist');
+      else {
+        this.reply(inc, 200, 'OK');
+        this.proxy.cancel(inv.key);
+      }
       return;
     }
-    const unsupported = this.unsupported(req, !forNode);
+    const unsupported = this.unsupported(req, !forNode && !presenceUas);
     if (unsupported.length > 0) {
       this.reply(inc, 420, 'Bad Extension', [['Unsupported', unsupported.join(', ')]]);
       return;
@@ -212,6 +272,7 @@ export class SipService {
       this.register(inc, ruri, parsed);
       return;
     }
+    if (inc.toTagged === true && this.inDialog(inc, forNode)) return;
     if (forNode) {
       if (method !== 'OPTIONS') {
         this.reply(inc, 405, 'Method Not Allowed', [['Allow', ALLOW]]);
@@ -225,15 +286,188 @@ export class SipService {
       ]);
       return;
     }
-    // addressed to a user: the proxy's job, which this version does not do
-    if (ruri.kind !== 'sip' || ruri.user === null || !this.isOurHost(ruri.host)) {
-      this.reply(inc, 404, 'Not Found');
+    if (routed) {
+      // a preloaded route to elsewhere: the node forwards to its phones and to the nodes the
+      // chain names, not wherever a request asks (no open relay)
+      this.reply(inc, 403, 'Forbidden', [['Warning', `399 ${this.domain} "a preloaded Route is not relayed"`]]);
+      return;
+    }
+    this.toUser(inc, ruri, parsed, presenceUas);
+  }
+
+  /** Removes the top Route entries that name this node; true when other Route entries remain. */
+  private popOwnRoutes(req: SipRequest): boolean {
+    const hs = req.headers;
+    let i = 0;
+    while (i < hs.length && hs[i].key !== 'route') i++;
+    while (i < hs.length) {
+      const h = hs[i];
+      if (h.key !== 'route') {
+        i++;
+        continue;
+      }
+      const parts = h.value.indexOf(',') < 0 ? [h.value] : splitHeaderList(h.value);
+      let k = 0;
+      while (k < parts.length && this.isUs(parts[k])) k++;
+      if (k === 0) return true;
+      if (k === parts.length) hs.splice(i, 1);
+      else {
+        hs[i] = { name: h.name, key: h.key, value: parts.slice(k).join(', ') };
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /** Whether a URI (a Route entry, a name-addr or a bare URI) names this node: its domain, or its address and port. */
+  private isUs(value: string): boolean {
+    let u: Uri;
+    try {
+      u = value.indexOf('<') >= 0 ? parseNameAddr(value).uri : parseUri(value);
+    } catch {
+      return false;
+    }
+    if (u.kind !== 'sip' || u.user !== null) return false;
+    const h = u.host.toLowerCase();
+    if (h === this.domain) return true;
+    return this.isOurHost(h) && (u.port ?? 5060) === this.port;
+  }
+
+  /**
+   * In-dialog requests: our own subscriptions' refreshes, and what a call we record-routed
+   * carries. False for a dialog this node knows nothing of, addressed to a user: that is routed
+   * like any request for the user (Kamailio's default does the same).
+   */
+  private inDialog(inc: IncomingRequest, forNode: boolean): boolean {
+    const req = inc.req;
+    if (req.method === 'SUBSCRIBE' && forNode) this.presence.subscribe(inc, '');
+    else if (!forNode && this.proxy.knowsDialog(getHeader(req, 'call-id') ?? '')) this.proxy.forwardInDialog(inc);
+    else if (forNode) this.reply(inc, 481, 'Call/Transaction Does Not Exist');
+    else return false;
+    return true;
+  }
+
+  /** A request for a user: this node's phones, another node's user, or the presence agent. */
+  private toUser(inc: IncomingRequest, ruri: Uri, parsed: ParsedRequest, presenceUas: boolean): void {
+    const req = inc.req;
+    if (ruri.kind !== 'sip' || ruri.user === null) {
+      this.reply(inc, 416, 'Unsupported URI Scheme');
       return;
     }
     const user = canonicalUser(ruri.user);
-    const known = this.registrar.has(this.aorOf(user)) || this.users.lookup(user) !== undefined;
-    if (!known) this.reply(inc, 404, 'Not Found');
-    else this.reply(inc, 480, 'Temporarily Unavailable');
+    const host = ruri.host.toLowerCase();
+    const ours = host === this.domain || (this.isOurHost(host) && (ruri.port ?? 5060) === this.port);
+    if (!ours && isIP(host.charCodeAt(0) === 91 ? host.slice(1, -1) : host) !== 0) {
+      // a phone's address (outside a dialog): only this node's own phones may send there
+      if (this.mayRelay(inc, parsed)) this.proxy.forward(inc, { groups: [[{ ruri: null, route: [], flow: null, label: 'the addressed phone' }]], recordRoute: req.method === 'INVITE' });
+      return;
+    }
+    const name = ours ? this.aorOf(user) : `sip:${user}@${host}`;
+    if (presenceUas) {
+      if (req.method === 'SUBSCRIBE') this.presence.subscribe(inc, name);
+      else if (!ours) this.reply(inc, 403, 'Forbidden', [['Warning', `399 ${this.domain} "publish at the node that serves you"`]]);
+      else if (this.callerIs(inc, parsed, user)) this.presence.publish(inc, name);
+      return;
+    }
+    const contacts = this.registrar.lookup(name).filter((b) => b.state !== ContactState.Dead);
+    if (contacts.length > 0) {
+      const role: CallRole['role'] = this.fromLocalPhone(inc, parsed) ? 'local' : 'term';
+      this.proxy.forward(inc, { groups: contactGroups(contacts), recordRoute: req.method === 'INVITE', call: req.method === 'INVITE' ? { role, peer: null } : undefined });
+      return;
+    }
+    const at = this.opts.locator?.locate(name) ?? ({ kind: 'unknown' } as const);
+    if (at.kind === 'remote') {
+      if (!at.online) {
+        this.reply(inc, 480, 'Temporarily Unavailable', [['Warning', `399 ${this.domain} "offline"`]]);
+        return;
+      }
+      // a request from another node for a name this node does not serve is no one's to relay
+      if (!this.fromOurDomain(parsed)) {
+        this.reply(inc, 480, 'Temporarily Unavailable', [['Warning', `399 ${this.domain} "not served by this node"`]]);
+        return;
+      }
+      if (!this.mayRelay(inc, parsed)) return;
+      const label = 'node ' + Buffer.from(at.nodeId).toString('hex').slice(0, 12);
+      const groups: Hop[][] = at.uris.map((u) => [{ ruri: null, route: [`<${u};lr>`], flow: null, label }]);
+      this.proxy.forward(inc, { groups, recordRoute: req.method === 'INVITE', call: req.method === 'INVITE' ? { role: 'orig', peer: at.nodeId } : undefined });
+      return;
+    }
+    const known = at.kind === 'local' || (ours && (this.registrar.has(name) || this.users.lookup(user) !== undefined));
+    if (known) this.reply(inc, 480, 'Temporarily Unavailable');
+    else this.reply(inc, 404, 'Not Found');
+  }
+
+  /** What the presence agent tells watchers of `name`. */
+  private presenceOf(name: string): Basic | undefined {
+    if (this.registrar.presence(name).online) return 'open';
+    const at = this.opts.locator?.locate(name);
+    if (at !== undefined && at.kind === 'remote') return at.online ? 'open' : 'closed';
+    if (at !== undefined && at.kind === 'local') return 'closed';
+    const domain = '@' + this.domain;
+    if (name.endsWith(domain)) {
+      const user = name.slice(4, -domain.length);
+      if (this.registrar.has(name) || this.users.lookup(user) !== undefined || this.open) return 'closed';
+    }
+    return undefined;
+  }
+
+  private fromOurDomain(parsed: ParsedRequest): boolean {
+    const f = parsed.from?.uri;
+    return f !== undefined && f.kind === 'sip' && f.user !== null && f.host.toLowerCase() === this.domain;
+  }
+
+  /** The request came from a phone registered here as its From user (the flow it registered on). */
+  private fromLocalPhone(inc: IncomingRequest, parsed: ParsedRequest): boolean {
+    const f = parsed.from?.uri;
+    if (f === undefined || f.kind !== 'sip' || f.user === null || f.host.toLowerCase() !== this.domain) return false;
+    const flow = inc.flow;
+    for (const b of this.registrar.lookup(this.aorOf(canonicalUser(f.user)))) {
+      const bf = b.flow;
+      if (bf.proto === flow.proto && (flow.proto === 'udp' ? bf.address === flow.address && bf.port === flow.port : bf.conn === flow.conn)) return true;
+    }
+    return false;
+  }
+
+  /**
+   * Whether the request may be relayed: it comes from this node's phone (the flow it registered
+   * on), carries valid Proxy-Authorization for its From user (407 asks for it), or registration
+   * is open (devnet). Answers 403 or 407 itself when not.
+   */
+  private mayRelay(inc: IncomingRequest, parsed: ParsedRequest): boolean {
+    const f = parsed.from?.uri;
+    if (f === undefined || f.kind !== 'sip' || f.user === null || !this.fromOurDomain(parsed)) {
+      this.reply(inc, 403, 'Forbidden', [['Warning', `399 ${this.domain} "relaying denied"`]]);
+      return false;
+    }
+    return this.callerIs(inc, parsed, canonicalUser(f.user));
+  }
+
+  /** The request is from `user` of this node (see mayRelay); answers 407 or 403 when it cannot tell. */
+  private callerIs(inc: IncomingRequest, parsed: ParsedRequest, user: string): boolean {
+    const f = parsed.from?.uri;
+    if (f === undefined || f.kind !== 'sip' || f.user === null || canonicalUser(f.user) !== user) {
+      this.reply(inc, 403, 'Forbidden');
+      return false;
+    }
+    if (this.fromLocalPhone(inc, parsed)) return true;
+    const req = inc.req;
+    const authz = getHeaders(req, 'proxy-authorization');
+    if (authz.length === 0 && this.open) return true;
+    if (this.users.lookup(user) === undefined) {
+      this.reply(inc, 403, 'Forbidden', [['Warning', `399 ${this.domain} "no such account"`]]);
+      return false;
+    }
+    const r = this.digest.verify(authz, req.method, req.uri, req.body, inc.flow.address, (u) => this.users.lookup(u.toLowerCase()));
+    if (r.ok && r.user.toLowerCase() === user) return true;
+    if (r.ok) {
+      this.reply(inc, 403, 'Forbidden');
+      return false;
+    }
+    if (r.status === 401) {
+      const ch = this.digest.challenges(r.stale, this.digest.algorithmsFor(getHeader(req, 'user-agent')));
+      this.reply(inc, 407, 'Proxy Authentication Required', ch.map((c) => ['Proxy-Authenticate', c] as [string, string]));
+    } else this.reply(inc, r.status, r.reason);
+    return false;
   }
 
   /** Option tags in Require (and Proxy-Require when the request would be forwarded) that are not supported. */
@@ -367,6 +601,30 @@ export class SipService {
     // any answer from the phone proves it is there, even a 4xx
     return res !== null;
   }
+}
+
+/** A user's contacts as forking groups: the highest q first, equal q in parallel (RFC 3261 16.6). */
+function contactGroups(contacts: ContactBinding[]): Hop[][] {
+  const sorted = [...contacts].sort((a, b) => qOf(b) - qOf(a));
+  const groups: Hop[][] = [];
+  let q = NaN;
+  sorted.forEach((b, i) => {
+    const hop: Hop = { ruri: b.uriText, route: b.path, flow: b.path.length > 0 ? null : b.flow, label: `contact ${i + 1} of ${b.aor}` };
+    if (qOf(b) !== q) groups.push([hop]);
+    else groups[groups.length - 1].push(hop);
+    q = qOf(b);
+  });
+  return groups;
+}
+
+/** q in thousandths; a contact without one counts as 1.0 */
+function qOf(b: ContactBinding): number {
+  return b.q < 0 ? 1000 : b.q;
+}
+
+function isPresenceEvent(req: SipRequest): boolean {
+  const ev = getHeader(req, 'event');
+  return ev !== undefined && ev.split(';')[0].trim().toLowerCase() === 'presence';
 }
 
 function hdr(name: string, value: string): SipHeader {

@@ -156,15 +156,44 @@ export class ServerTransaction {
   }
 }
 
+/** What a client transaction tells its user. */
+export interface ClientHandler {
+  /**
+   * A response that matched: provisional ones, the final one, and for INVITE every 2xx that
+   * arrives while the transaction is Accepted (RFC 6026: retransmissions and other forks' 2xx,
+   * which a proxy forwards too).
+   */
+  response(res: SipResponse): void;
+  /** No final response in time (Timer B or F), or the flow could not carry the request. */
+  timeout(): void;
+}
+
 interface ClientTx {
   key: string;
   flow: Flow;
+  req: SipRequest;
   buf: Buffer;
+  invite: boolean;
   state: State;
   interval: number;
+  /** Timer A or E */
   timerE: NodeJS.Timeout | null;
-  timerF: NodeJS.Timeout;
-  resolve: (r: SipResponse | null) => void;
+  /** Timer B or F */
+  timerF: NodeJS.Timeout | null;
+  /** Timer D or K, or the end of Accepted */
+  timerD: NodeJS.Timeout | null;
+  ack: Buffer | null;
+  handler: ClientHandler;
+}
+
+/** A client transaction as its user sees it. */
+export interface ClientTransaction {
+  readonly key: string;
+  /** Stops retransmitting and forgets the transaction (a proxy giving up on a branch). */
+  abandon(): void;
+  /** A provisional response arrived (for INVITE: a CANCEL may be sent). */
+  readonly proceeding: boolean;
+  readonly terminated: boolean;
 }
 
 export interface TransactionOptions {
@@ -367,81 +396,151 @@ export class TransactionLayer {
   }
 
   /**
-   * Sends a non-INVITE request in a client transaction (RFC 3261 17.1.2). Resolves with the
-   * final response, or null on timeout (Timer F, or `timeoutMs` when the TU wants to give up
-   * sooner) or when the flow cannot carry it. `branch` is the one in the request's top Via.
+   * Sends `req` in a client transaction (RFC 3261 17.1, INVITE and non-INVITE) on `flow`;
+   * `branch` is the one in the request's top Via. Retransmits over UDP (Timer A/E), gives up
+   * after Timer B/F (or `timeoutMs`), acknowledges non-2xx final responses to INVITE itself and
+   * absorbs their retransmissions (Timer D/K).
    */
-  request(req: SipRequest, flow: Flow, branch: string, timeoutMs?: number): Promise<SipResponse | null> {
+  send(req: SipRequest, flow: Flow, branch: string, handler: ClientHandler, timeoutMs?: number): ClientTransaction {
     const key = branch + '\n' + req.method;
     const buf = serializeMessage(req);
-    return new Promise((resolve) => {
-      if (!this.transport.send(flow, buf)) {
-        resolve(null);
-        return;
-      }
-      const t = this.timers;
-      const tx: ClientTx = {
-        key,
-        flow,
-        buf,
-        state: State.Trying,
-        interval: t.t1,
-        timerE: null,
-        timerF: setTimeout(() => {
-          this.stats.clientTimeouts++;
-          this.finishClient(tx, null);
-        }, Math.min(timeoutMs ?? Infinity, 64 * t.t1)).unref(),
-        resolve,
-      };
-      if (flow.proto === 'udp') {
-        const e = (): void => {
-          if (tx.state >= State.Completed) return;
-          this.transport.send(tx.flow, tx.buf);
-          tx.interval = tx.state === State.Proceeding ? t.t2 : Math.min(tx.interval * 2, t.t2);
-          tx.timerE = setTimeout(e, tx.interval).unref();
-        };
+    const t = this.timers;
+    const tx: ClientTx = { key, flow, req, buf, invite: req.method === 'INVITE', state: State.Trying, interval: t.t1, timerE: null, timerF: null, timerD: null, ack: null, handler };
+    const handle: ClientTransaction = {
+      key,
+      abandon: () => this.endClient(tx),
+      get proceeding() {
+        return tx.state === State.Proceeding;
+      },
+      get terminated() {
+        return tx.state === State.Terminated;
+      },
+    };
+    if (!this.transport.send(flow, buf)) {
+      tx.state = State.Terminated;
+      queueMicrotask(() => handler.timeout());
+      return handle;
+    }
+    const old = this.client.get(key);
+    if (old !== undefined) this.endClient(old);
+    this.client.set(key, tx);
+    tx.timerF = setTimeout(() => {
+      tx.timerF = null;
+      if (tx.state >= State.Completed) return;
+      this.stats.clientTimeouts++;
+      this.endClient(tx);
+      handler.timeout();
+    }, Math.min(timeoutMs ?? Infinity, 64 * t.t1)).unref();
+    if (flow.proto === 'udp') {
+      const e = (): void => {
+        tx.timerE = null;
+        if (tx.state >= State.Completed || (tx.invite && tx.state === State.Proceeding)) return;
+        this.transport.send(tx.flow, tx.buf);
+        // INVITE doubles without bound (Timer A); non-INVITE caps at T2, and at T2 once proceeding
+        tx.interval = tx.invite ? tx.interval * 2 : tx.state === State.Proceeding ? t.t2 : Math.min(tx.interval * 2, t.t2);
         tx.timerE = setTimeout(e, tx.interval).unref();
-      }
-      this.client.set(key, tx);
+      };
+      tx.timerE = setTimeout(e, tx.interval).unref();
+    }
+    return handle;
+  }
+
+  /**
+   * A non-INVITE request in a client transaction, as a promise of its final response (null on
+   * timeout or when the flow cannot carry it). Used for keepalive pings and NOTIFY.
+   */
+  request(req: SipRequest, flow: Flow, branch: string, timeoutMs?: number): Promise<SipResponse | null> {
+    return new Promise((resolve) => {
+      this.send(req, flow, branch, { response: (r) => r.status >= 200 && resolve(r), timeout: () => resolve(null) }, timeoutMs);
     });
   }
 
-  private finishClient(tx: ClientTx, res: SipResponse | null): void {
-    tx.state = State.Terminated;
+  private clearTimers(tx: ClientTx): void {
     if (tx.timerE !== null) clearTimeout(tx.timerE);
-    clearTimeout(tx.timerF);
-    this.client.delete(tx.key);
-    tx.resolve(res);
+    if (tx.timerF !== null) clearTimeout(tx.timerF);
+    if (tx.timerD !== null) clearTimeout(tx.timerD);
+    tx.timerE = tx.timerF = tx.timerD = null;
   }
 
-  /** Matches a response to a client transaction (RFC 3261 17.1.3); strays are dropped. */
-  receiveResponse(res: SipResponse): void {
+  private endClient(tx: ClientTx): void {
+    tx.state = State.Terminated;
+    this.clearTimers(tx);
+    if (this.client.get(tx.key) === tx) this.client.delete(tx.key);
+  }
+
+  /** Keeps a finished client transaction for `ms` to absorb (or, Accepted, pass on) late responses. */
+  private linger(tx: ClientTx, state: State, ms: number): void {
+    this.clearTimers(tx);
+    tx.state = state;
+    if (ms <= 0) {
+      this.endClient(tx);
+      return;
+    }
+    tx.timerD = setTimeout(() => this.endClient(tx), ms).unref();
+  }
+
+  /** Matches a response to a client transaction (RFC 3261 17.1.3); false when none matched. */
+  receiveResponse(res: SipResponse): boolean {
     const v = getHeader(res, 'via');
     const cs = getHeader(res, 'cseq');
-    if (v === undefined || cs === undefined) return;
+    if (v === undefined || cs === undefined) return false;
     let branch: string | null;
     let method: string;
     try {
       branch = parseVia(v.indexOf(',') < 0 ? v : splitHeaderList(v)[0]).branch;
       method = parseCSeq(cs).method;
     } catch {
-      return;
+      return false;
     }
     const tx = branch === null ? undefined : this.client.get(branch + '\n' + method);
     if (tx === undefined) {
       this.stats.strayResponses++;
-      return;
+      return false;
     }
-    if (res.status < 200) {
-      tx.state = State.Proceeding;
-      return;
+    const status = res.status;
+    const reliable = tx.flow.proto !== 'udp';
+    switch (tx.state) {
+      case State.Trying:
+      case State.Proceeding:
+        if (status < 200) {
+          tx.state = State.Proceeding;
+          // INVITE: Timer B stops once the far end is known to be working on it (17.1.1.2)
+          if (tx.invite && tx.timerF !== null) {
+            clearTimeout(tx.timerF);
+            tx.timerF = null;
+          }
+          tx.handler.response(res);
+          return true;
+        }
+        if (tx.invite) {
+          if (status < 300) this.linger(tx, State.Confirmed, 64 * this.timers.t1); // Accepted (RFC 6026)
+          else {
+            tx.ack = serializeMessage(ackFor(tx.req, res));
+            this.transport.send(tx.flow, tx.ack);
+            this.linger(tx, State.Completed, reliable ? 0 : 32_000); // Timer D
+          }
+        } else this.linger(tx, State.Completed, reliable ? 0 : this.timers.t4); // Timer K
+        tx.handler.response(res);
+        return true;
+      case State.Completed:
+        // a retransmitted final response: ACK it again (INVITE), absorb it either way
+        if (tx.ack !== null && status >= 300) this.transport.send(tx.flow, tx.ack);
+        return true;
+      case State.Confirmed:
+        if (status >= 200 && status < 300) tx.handler.response(res);
+        return true;
+      default:
+        return true;
     }
-    this.finishClient(tx, res);
   }
 
   stop(): void {
     clearInterval(this.sweeper);
-    for (const tx of [...this.client.values()]) this.finishClient(tx, null);
+    for (const tx of [...this.client.values()]) {
+      const live = tx.state < State.Completed;
+      this.endClient(tx);
+      if (live) tx.handler.timeout();
+    }
     for (const tx of [...this.server.values()]) if (tx instanceof ServerTransaction) tx.terminate();
     this.server.clear();
     this.doneCount = 0;
@@ -508,4 +607,30 @@ function serverKey(req: SipRequest, via: Via, method: string): string {
     // validated before: cannot happen; an empty part only makes the key less specific
   }
   return '2543\n' + req.uri + '\n' + fromTag + '\n' + (getHeader(req, 'call-id') ?? '') + '\n' + cseq + '\n' + formatVia(via) + '\n' + method;
+}
+
+/**
+ * A request that goes hop by hop with an INVITE (RFC 3261 9.1 and 17.1.1.3): its Request-URI,
+ * top Via, Route, From, Call-ID, Max-Forwards and CSeq number, with `method`; the To given (the
+ * response's for an ACK) or the INVITE's (for a CANCEL).
+ */
+export function hopRequest(invite: SipRequest, method: 'ACK' | 'CANCEL', to?: string): SipRequest {
+  const headers: SipRequest['headers'] = [];
+  let via = false;
+  for (const h of invite.headers) {
+    if (h.key === 'via' && !via) {
+      via = true;
+      headers.push({ name: h.name, key: h.key, value: h.value.indexOf(',') < 0 ? h.value : splitHeaderList(h.value)[0] });
+    } else if (h.key === 'route' || h.key === 'from' || h.key === 'call-id' || h.key === 'max-forwards') headers.push(h);
+    else if (h.key === 'to' && to === undefined) headers.push(h);
+    else if (h.key === 'cseq') headers.push({ name: h.name, key: h.key, value: parseCSeq(h.value).seq + ' ' + method });
+  }
+  if (to !== undefined) headers.push({ name: 'To', key: 'to', value: to });
+  headers.push({ name: 'Content-Length', key: 'content-length', value: '0' });
+  return { kind: 'request', method, uri: invite.uri, version: 'SIP/2.0', headers, body: Buffer.alloc(0) };
+}
+
+/** The ACK a client INVITE transaction sends for a non-2xx final response (RFC 3261 17.1.1.3). */
+export function ackFor(invite: SipRequest, res: SipResponse): SipRequest {
+  return hopRequest(invite, 'ACK', getHeader(res, 'to'));
 }

@@ -1,0 +1,341 @@
+// Calls that crossed two nodes, as the SIP proxy reports them when they end: what the call
+// receipts (docs/receipts.md) are built from. The CallLog below remembers the calls this node
+// terminated (so it countersigns only those) and receipts the calls it originated, through the
+// receipt exchange (p2p/receipts.ts, docs/routing.md).
+
+// The polyfill must run before any libp2p module, @multiformats/multiaddr included (see p2p/polyfill.ts).
+import '../p2p/polyfill.ts';
+import { multiaddr, type Multiaddr } from '@multiformats/multiaddr';
+import { ReceiptError, type ReceiptExchange, type UnsignedReceipt } from '../p2p/receipts.ts';
+import { bytesEqual, taggedHash, toHex } from './hash.ts';
+import { addressOf } from './address.ts';
+import { publicKeyOf } from './sig.ts';
+import { Kind } from './records.ts';
+import { getNode } from './state.ts';
+import { nodeAddresses } from './routing.ts';
+import { ValidationError } from './errors.ts';
+import type { Chain } from '../consensus/chain.ts';
+import type { Logger } from './log.ts';
+
+/** One answered call between a phone of this node and a phone of another node, ended by BYE. */
+export interface CallEnd {
+  /** the SIP Call-ID */
+  callId: string;
+  /** tag of the caller (From) and of the callee (To): with the Call-ID they name the dialog */
+  fromTag: string;
+  toTag: string;
+  /** orig: this node's phone called out; term: a call from elsewhere reached this node's phone */
+  role: 'orig' | 'term';
+  /** the other node's id (20 bytes) when the chain named it (always for orig), else null */
+  peerNodeId: Uint8Array | null;
+  /** unix seconds the 2xx to the INVITE passed this node, and the BYE */
+  answered: number;
+  ended: number;
+}
+
+// ---- the call log and the receipts it drives ---------------------------------------------------
+
+const utf8 = new TextEncoder();
+
+/**
+ * The receipt's 32-byte callId: a tagged hash of the SIP dialog. Each part is length-prefixed
+ * (4 bytes, big-endian) so no two different dialogs hash the same bytes ('ab','c' vs 'a','bc').
+ * Both nodes of a call see the same Call-ID and tags, so both compute the same id.
+ */
+export function dialogHash(callId: string, fromTag: string, toTag: string): Uint8Array {
+  const parts: Uint8Array[] = [];
+  for (const s of [callId, fromTag, toTag]) {
+    const b = utf8.encode(s);
+    const len = new Uint8Array(4);
+    new DataView(len.buffer).setUint32(0, b.length);
+    parts.push(len, b);
+  }
+  return taggedHash('DOTS/call-id', ...parts);
+}
+
+/** What became of one originated call's receipt (for logs, metrics and tests). */
+export type ReceiptOutcome =
+  | { status: 'receipted'; callId: Uint8Array; recordId: Uint8Array }
+  /** never asked: the chain would refuse it, or there is nobody to ask */
+  | { status: 'skipped'; callId: Uint8Array; reason: SkipReason }
+  /** asked and refused, unreachable after every retry, or refused by our own chain */
+  | { status: 'failed'; callId: Uint8Array; code: string; message: string };
+
+export type SkipReason = 'no-peer' | 'self' | 'duration' | 'not-announced' | 'peer-not-announced' | 'too-new' | 'no-address' | 'duplicate' | 'busy' | 'stopped';
+
+export interface CallLogOptions {
+  chain: Chain;
+  /** this node's key: its node id is the address of its public key */
+  secret: Uint8Array;
+  log: Logger;
+  /** the exchange to settle through; the call log becomes its `knowsCall` */
+  exchange: Pick<ReceiptExchange, 'settle' | 'knowsCall'>;
+  /** terminated calls remembered (default 10,000; the oldest go first) */
+  maxCalls?: number;
+  /** how long a terminated call is remembered, ms (default 6 h) */
+  maxAgeMs?: number;
+  /** how far apart the two nodes' answer and end times may be, seconds (default 2) */
+  toleranceSeconds?: number;
+  /** waits before each retry of an unreachable or busy peer, ms (default 5 s, 30 s, 2 min) */
+  retryDelaysMs?: number[];
+  /** receipts being settled at once; more calls ending meanwhile are skipped (default 1,000) */
+  maxInFlight?: number;
+  onOutcome?: (o: ReceiptOutcome) => void;
+  /** the clock, ms (tests) */
+  now?: () => number;
+}
+
+interface LoggedCall {
+  answered: number;
+  ended: number;
+  peer: Uint8Array | null;
+  /** when it was logged, ms */
+  at: number;
+}
+
+/** Codes worth asking again: the peer may come back, or it was only busy. */
+const RETRYABLE = new Set(['unreachable', 'timeout', 'rate-limited', 'internal']);
+
+/**
+ * The node's memory of calls that crossed to another node, and the receipts they earn.
+ *
+ * - A call this node terminated is remembered for a while, so that when the originating node asks
+ *   for a countersignature, `knowsCall` can say whether this node really carried that call.
+ * - A call this node originated is receipted: the receipt is built from the chain (both keys
+ *   come from the nodes' announcements), the terminating node is asked to countersign it over
+ *   the receipt exchange, and the record goes to the chain.
+ *
+ * `callEnded` never throws and never waits: the proxy calls it from its BYE handling.
+ */
+export class CallLog {
+  private readonly chain: Chain;
+  private readonly log: Logger;
+  private readonly pub: Uint8Array;
+  readonly nodeId: Uint8Array;
+  private readonly maxCalls: number;
+  private readonly maxAgeMs: number;
+  private readonly tolerance: number;
+  private readonly retryDelaysMs: number[];
+  private readonly maxInFlight: number;
+  private readonly now: () => number;
+  /** dialog hash hex -> terminated call, oldest first (Map keeps insertion order) */
+  private readonly terminated = new Map<string, LoggedCall>();
+  /** dialog hashes of originated calls being settled: one attempt per call */
+  private readonly settling = new Set<string>();
+  private readonly timers = new Set<{ timer: NodeJS.Timeout; wake: () => void }>();
+  private stopped = false;
+
+  constructor(private readonly o: CallLogOptions) {
+    this.chain = o.chain;
+    this.log = o.log;
+    this.pub = publicKeyOf(o.secret);
+    this.nodeId = addressOf(this.pub);
+    this.maxCalls = o.maxCalls ?? 10_000;
+    this.maxAgeMs = o.maxAgeMs ?? 6 * 3600_000;
+    this.tolerance = o.toleranceSeconds ?? 2;
+    this.retryDelaysMs = o.retryDelaysMs ?? [5_000, 30_000, 120_000];
+    this.maxInFlight = o.maxInFlight ?? 1_000;
+    this.now = o.now ?? Date.now;
+    // The exchange countersigns only what this log knows; without it, it countersigns nothing.
+    o.exchange.knowsCall = (r) => this.knowsCall(r);
+  }
+
+  /** The proxy's report of a call that ended: remembered (term) or receipted (orig). */
+  callEnded(e: CallEnd): void {
+    try {
+      if (this.stopped) return;
+      if (e.role === 'term') this.remember(e);
+      else this.originated(e);
+    } catch (err) {
+      // The proxy must never fail a BYE because of receipts.
+      this.log.warn(`receipts: call ${e.callId.slice(0, 24)} not handled: ${(err as Error).message}`);
+    }
+  }
+
+  /**
+   * Whether this node terminated the call a receipt describes: same dialog, this node named as
+   * the terminating node, answer and end times each within the tolerance (the two nodes see the
+   * 200 and the BYE a few ms apart, possibly across a second boundary), and the originating
+   * node the one the proxy saw, when it saw one.
+   */
+  knowsCall(r: UnsignedReceipt): boolean {
+    this.expire();
+    if (!bytesEqual(r.term, this.nodeId)) return false;
+    const c = this.terminated.get(toHex(r.callId));
+    if (c === undefined) return false;
+    if (c.peer !== null && !bytesEqual(c.peer, r.orig)) return false;
+    return Math.abs(c.answered - r.answered) <= this.tolerance && Math.abs(c.ended - r.ended) <= this.tolerance;
+  }
+
+  /** Terminated calls remembered now. */
+  get size(): number {
+    this.expire();
+    return this.terminated.size;
+  }
+
+  /**
+   * Stops retrying and settling. A request already on the wire is not awaited: it fails as soon
+   * as the p2p node stops (which the node does next), and waiting for its timeout would only
+   * delay shutdown.
+   */
+  stop(): void {
+    this.stopped = true;
+    for (const t of this.timers) {
+      clearTimeout(t.timer);
+      t.wake();
+    }
+    this.timers.clear();
+  }
+
+  // ---- terminating side ----------------------------------------------------------------------
+
+  private remember(e: CallEnd): void {
+    const key = toHex(dialogHash(e.callId, e.fromTag, e.toTag));
+    // Re-inserted, so a call reported twice is kept as fresh as its latest report.
+    this.terminated.delete(key);
+    this.terminated.set(key, { answered: e.answered, ended: e.ended, peer: e.peerNodeId, at: this.now() });
+    while (this.terminated.size > this.maxCalls) this.terminated.delete(this.terminated.keys().next().value as string);
+    this.expire();
+  }
+
+  /** Drops calls older than maxAgeMs; they were logged in time order, so only the front. */
+  private expire(): void {
+    const oldest = this.now() - this.maxAgeMs;
+    for (const [key, c] of this.terminated) {
+      if (c.at > oldest) break;
+      this.terminated.delete(key);
+    }
+  }
+
+  // ---- originating side ----------------------------------------------------------------------
+
+  private outcome(o: ReceiptOutcome): void {
+    try {
+      this.o.onOutcome?.(o);
+    } catch (e) {
+      this.log.warn(`receipts: outcome hook failed: ${(e as Error).message}`);
+    }
+  }
+
+  private skip(callId: Uint8Array, reason: SkipReason, why: string): void {
+    this.log.debug(`receipts: no receipt for call ${toHex(callId).slice(0, 16)}: ${why}`);
+    this.outcome({ status: 'skipped', callId, reason });
+  }
+
+  private originated(e: CallEnd): void {
+    const callId = dialogHash(e.callId, e.fromTag, e.toTag);
+    const key = toHex(callId);
+    const peer = e.peerNodeId;
+    if (peer === null) return this.skip(callId, 'no-peer', 'the proxy did not name the terminating node');
+    if (bytesEqual(peer, this.nodeId)) return this.skip(callId, 'self', 'the call stayed on this node');
+    const max = this.chain.params.maxCallSeconds;
+    const duration = e.ended - e.answered;
+    if (!Number.isSafeInteger(e.answered) || !Number.isSafeInteger(e.ended) || e.answered < 0 || e.ended > 0xffffffff || duration < 1 || duration > max) {
+      return this.skip(callId, 'duration', `the call lasted ${duration} s, receipts pay 1..${max} s`);
+    }
+    // The chain pays only announced nodes of some age: asking for a receipt it would refuse
+    // would cost the peer a signature for nothing.
+    const self = getNode(this.chain.state, this.nodeId);
+    if (self === undefined) return this.skip(callId, 'not-announced', 'this node is not announced on the chain');
+    const term = getNode(this.chain.state, peer);
+    if (term === undefined) return this.skip(callId, 'peer-not-announced', `node ${toHex(peer).slice(0, 16)} is not announced on the chain`);
+    const height = this.chain.tip.height + 1;
+    const age = this.chain.params.receiptMinNodeAge;
+    if (self.since + age > height || term.since + age > height) return this.skip(callId, 'too-new', `both nodes must be announced ${age} blocks before the receipt`);
+    if (this.settling.has(key)) return this.skip(callId, 'duplicate', 'this call is being receipted already');
+    if (this.settling.size >= this.maxInFlight) return this.skip(callId, 'busy', `${this.maxInFlight} receipts are being settled`);
+    const receipt: UnsignedReceipt = { kind: Kind.CallReceipt, callId, orig: this.nodeId, term: peer, answered: e.answered, ended: e.ended, pubkey: this.pub, termPubkey: term.pubkey };
+    this.settling.add(key);
+    void this.settle(receipt)
+      .catch((err: unknown) => this.log.warn(`receipts: call ${key.slice(0, 16)}: ${(err as Error).message}`))
+      .finally(() => this.settling.delete(key));
+  }
+
+  /** The peer's announced p2p addresses, those naming its peer id first (they are authenticated). */
+  private targets(peer: Uint8Array): Multiaddr[] {
+    const withId: Multiaddr[] = [];
+    const bare: Multiaddr[] = [];
+    for (const s of nodeAddresses(this.chain, peer)?.p2pAddrs ?? []) {
+      let a: Multiaddr;
+      try {
+        a = multiaddr(s);
+      } catch {
+        continue; // an announcement may carry garbage; it only costs its author the calls
+      }
+      (a.getComponents().some((c) => c.name === 'p2p') ? withId : bare).push(a);
+    }
+    return [...withId, ...bare];
+  }
+
+  private async settle(r: UnsignedReceipt): Promise<void> {
+    const id = toHex(r.callId).slice(0, 16);
+    const who = toHex(r.term).slice(0, 16);
+    let last: ReceiptError | undefined;
+    for (let attempt = 0; attempt <= this.retryDelaysMs.length; attempt++) {
+      if (attempt > 0 && !(await this.sleep(this.retryDelaysMs[attempt - 1]))) break;
+      if (this.stopped) break;
+      // Read afresh each time: a node that moved announces its new address.
+      const targets = this.targets(r.term);
+      if (targets.length === 0) {
+        this.log.warn(`receipts: call ${id}: node ${who} announced no p2p address to ask for a countersignature`);
+        this.outcome({ status: 'skipped', callId: r.callId, reason: 'no-address' });
+        return;
+      }
+      for (const target of targets) {
+        if (this.stopped) break;
+        try {
+          const rec = await this.o.exchange.settle(target, r);
+          this.log.info(`receipts: call ${id} with node ${who} (${r.ended - r.answered} s) receipted, record ${toHex(rec.id)}`);
+          this.outcome({ status: 'receipted', callId: r.callId, recordId: rec.id });
+          return;
+        } catch (e) {
+          if (e instanceof ValidationError) {
+            // Our own chain refused it (a duplicate, a cap, a reorganisation): asking again
+            // would get the same countersignature and the same answer.
+            this.log.warn(`receipts: call ${id} with node ${who}: the chain refused the receipt: ${e.message}`);
+            this.outcome({ status: 'failed', callId: r.callId, code: e.code, message: e.message });
+            return;
+          }
+          if (!(e instanceof ReceiptError)) {
+            this.log.warn(`receipts: call ${id} with node ${who}: ${(e as Error).message}`);
+            this.outcome({ status: 'failed', callId: r.callId, code: 'internal', message: (e as Error).message });
+            return;
+          }
+          last = e;
+          if (!RETRYABLE.has(e.code)) {
+            this.log.warn(`receipts: call ${id}: node ${who} did not countersign: ${e.message}`);
+            this.outcome({ status: 'failed', callId: r.callId, code: e.code, message: e.message });
+            return;
+          }
+          this.log.debug(`receipts: call ${id}: asking node ${who} at ${target.toString()} failed (attempt ${attempt + 1}): ${e.message}`);
+          // Another address may work at once; a node that timed out or is busy needs a pause.
+          if (e.code !== 'unreachable') break;
+        }
+      }
+    }
+    if (this.stopped) {
+      this.outcome({ status: 'skipped', callId: r.callId, reason: 'stopped' });
+      return;
+    }
+    const code = last?.code ?? 'unreachable';
+    const message = last?.message ?? 'no attempt made';
+    this.log.warn(`receipts: call ${id}: gave up asking node ${who} for a countersignature after ${this.retryDelaysMs.length + 1} attempts: ${message}`);
+    this.outcome({ status: 'failed', callId: r.callId, code, message });
+  }
+
+  /** Waits ms; false when stopped meanwhile. */
+  private sleep(ms: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      const entry = {
+        timer: setTimeout(() => {
+          this.timers.delete(entry);
+          resolve(!this.stopped);
+        }, ms),
+        wake: () => resolve(false),
+      };
+      // A pending retry must not keep a stopping process alive.
+      entry.timer.unref();
+      this.timers.add(entry);
+    });
+  }
+}

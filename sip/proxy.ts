@@ -1,0 +1,595 @@
+// The transaction-stateful proxy of RFC 3261 section 16: what the node does with a request that
+// is for a user rather than for itself. The service decides where a request goes (a plan: groups
+// of hops, the hops of a group tried in parallel, the groups one after another); this module
+// forwards it (Via, Max-Forwards, Record-Route, Route for a registration's Path), keeps a client
+// transaction per branch, relays provisional and 2xx responses at once, picks the best final
+// response when every branch has failed, CANCELs the branches left when one answers or the caller
+// gives up, and fails over to the next group when a hop does not answer in time.
+//
+// It also keeps the dialogs of the calls it record-routed: in-dialog requests (ACK, BYE,
+// re-INVITE) are forwarded only for those, which keeps the node from being an open relay for
+// requests that merely carry a Route to it; and when a call between this node's phone and
+// another node ends, it reports who, which nodes and when (the call receipts are built from it).
+import { createHash } from 'node:crypto';
+import { getHeader, getHeaderValues, splitHeaderList, type SipHeader, type SipRequest, type SipResponse } from './message.ts';
+import { responseBytes, newTag, serializeMessage } from './serialize.ts';
+import { getParam, parseCSeq, parseNameAddr, parseSipUri, parseVia, uriParam, type SipUri } from './uri.ts';
+import type { Flow, SipTransport } from './transport.ts';
+import { hopRequest, type ClientTransaction, type IncomingRequest, type ServerTransaction, type TransactionLayer } from './transaction.ts';
+import type { CallEnd } from '../core/calls.ts';
+
+/** One place to send a request to. */
+export interface Hop {
+  /** the Request-URI to send (a registered contact when retargeting), or null to keep the request's */
+  ruri: string | null;
+  /** Route values to put on top (the registration's Path, RFC 3327) */
+  route: readonly string[];
+  /** how to reach it when known (the flow the contact registered on); else from the first Route or the Request-URI */
+  flow: Flow | null;
+  /** a short label for logs and Warning headers ("node 1a2b..", "contact 2") */
+  label: string;
+}
+
+/** The call a forwarded initial INVITE may become, for the call-end report. */
+export interface CallRole {
+  role: 'orig' | 'term' | 'local';
+  /** the other node (orig: the one the chain named) */
+  peer: Uint8Array | null;
+}
+
+export interface ForwardPlan {
+  /** tried in order; the hops of one group in parallel (forking) */
+  groups: Hop[][];
+  /** add our Record-Route (initial INVITE and SUBSCRIBE: keeps the node on the dialog's path) */
+  recordRoute: boolean;
+  /** for an initial INVITE */
+  call?: CallRole;
+}
+
+export interface ProxyHost {
+  readonly transport: SipTransport;
+  readonly tx: TransactionLayer;
+  /** host:port as the node writes it in Via and Record-Route */
+  readonly hostport: string;
+  readonly domain: string;
+  debug(msg: string): void;
+}
+
+export interface ProxyOptions {
+  /** ms a branch may go without any response before it fails over (default 4000) */
+  noAnswerMs?: number;
+  /** ms an INVITE branch may ring after a provisional response (Timer C, default 180,000) */
+  ringMs?: number;
+  /** most dialogs tracked; beyond it new calls are refused with 503 (default 100,000) */
+  maxDialogs?: number;
+  /** longest call tracked (seconds); a dialog older than this is forgotten (default 24 h) */
+  maxCallSeconds?: number;
+  /** a call between this node's phone and another node ended */
+  onCallEnd?: (e: CallEnd) => void;
+}
+
+interface Dialog {
+  callId: string;
+  fromTag: string;
+  /** the callee's tag, '' until answered */
+  toTag: string;
+  role: CallRole['role'];
+  peer: Uint8Array | null;
+  /** ms; 0 while early */
+  answeredAt: number;
+  /** ms; 0 while it lasts */
+  endedAt: number;
+  createdAt: number;
+}
+
+interface Branch {
+  hop: Hop;
+  req: SipRequest | null;
+  flow: Flow | null;
+  ctx: ClientTransaction | null;
+  done: boolean;
+  /** a CANCEL is wanted (sent once a provisional response makes it possible) */
+  cancel: boolean;
+  cancelSent: boolean;
+  timer: NodeJS.Timeout | null;
+}
+
+const enum Rank {
+  Global = 0,
+  Redirect = 1,
+  Auth = 2,
+  Client = 3,
+  Server = 4,
+  None = 5,
+}
+
+function rankOf(status: number): Rank {
+  if (status >= 600) return Rank.Global;
+  if (status < 400) return Rank.Redirect;
+  if (status === 401 || status === 407 || status === 415 || status === 420 || status === 484) return Rank.Auth;
+  return status < 500 ? Rank.Client : Rank.Server;
+}
+
+/** One forwarded request and its branches (RFC 3261 16.2's response context). */
+class ProxyTx {
+  readonly branches: Branch[] = [];
+  group = 0;
+  best: SipResponse | null = null;
+  bestRank = Rank.None;
+  /** a final response went upstream (for INVITE: the first 2xx, or the best failure) */
+  finished = false;
+  answered = false;
+  cancelled = false;
+  /** why the last hop failed without a response, for the Warning of our own 480 */
+  failure = '';
+
+  constructor(
+    readonly inc: IncomingRequest,
+    readonly server: ServerTransaction,
+    readonly plan: ForwardPlan,
+    readonly loop: string,
+  ) {}
+
+  get invite(): boolean {
+    return this.inc.req.method === 'INVITE';
+  }
+}
+
+export class Proxy {
+  private readonly noAnswerMs: number;
+  private readonly ringMs: number;
+  private readonly maxDialogs: number;
+  private readonly maxCallMs: number;
+  /** INVITE server transaction key -> its context, for CANCEL */
+  private readonly invites = new Map<string, ProxyTx>();
+  private readonly dialogs = new Map<string, Dialog>();
+  private readonly sweeper: NodeJS.Timeout;
+  onCallEnd: ((e: CallEnd) => void) | null;
+  /** counters for logs, tests and the metrics */
+  stats = { forwarded: 0, answered: 0, failed: 0, cancelled: 0, loops: 0, callsEnded: 0, strays: 0, inDialog: 0 };
+
+  constructor(
+    private readonly host: ProxyHost,
+    opts: ProxyOptions = {},
+  ) {
+    this.noAnswerMs = opts.noAnswerMs ?? 4000;
+    this.ringMs = opts.ringMs ?? 180_000;
+    this.maxDialogs = opts.maxDialogs ?? 100_000;
+    this.maxCallMs = (opts.maxCallSeconds ?? 86_400) * 1000;
+    this.onCallEnd = opts.onCallEnd ?? null;
+    this.sweeper = setInterval(() => this.sweep(Date.now()), 10_000).unref();
+  }
+
+  stop(): void {
+    clearInterval(this.sweeper);
+    for (const p of this.invites.values()) for (const b of p.branches) this.endBranch(b);
+    this.invites.clear();
+  }
+
+  get dialogCount(): number {
+    return this.dialogs.size;
+  }
+
+  // -------------------------------------------------------------------------
+  // loops (RFC 3261 16.3 step 4)
+
+  /**
+   * The part of our branch that names the request's routing state: a request that comes back
+   * with our Via and the same hash has looped; with another hash (a new Request-URI) it spirals.
+   */
+  private loopHash(req: SipRequest): string {
+    let from = '';
+    let to = '';
+    try {
+      from = getParam(parseNameAddr(getHeader(req, 'from') ?? '').params, 'tag') ?? '';
+      to = getParam(parseNameAddr(getHeader(req, 'to') ?? '').params, 'tag') ?? '';
+    } catch {
+      // validated before; an empty part only weakens the hash
+    }
+    const cseq = getHeader(req, 'cseq') ?? '';
+    const h = createHash('sha256').update(`${req.uri}\n${from}\n${to}\n${getHeader(req, 'call-id') ?? ''}\n${cseq.split(/\s/)[0]}\n${getHeader(req, 'proxy-require') ?? ''}`);
+    return h.digest('base64url').slice(0, 12);
+  }
+
+  /** True when the request carries a Via of ours with the same loop hash: it came round. */
+  isLoop(req: SipRequest): boolean {
+    const me = ' ' + this.host.hostport;
+    let ours = false;
+    for (const h of req.headers) if (h.key === 'via' && h.value.includes(me)) ours = true;
+    if (!ours) return false;
+    const mark = 'branch=z9hG4bK' + this.loopHash(req) + '.';
+    for (const v of getHeaderValues(req, 'via')) if (v.includes(me) && v.includes(mark)) return true;
+    return false;
+  }
+
+  // -------------------------------------------------------------------------
+  // forwarding (16.6)
+
+  /** Forwards `inc` along `plan`; answers 100 Trying to an INVITE first. */
+  forward(inc: IncomingRequest, plan: ForwardPlan): void {
+    const server = inc.tx;
+    if (server === null) return;
+    const req = inc.req;
+    if (this.isLoop(req)) {
+      this.stats.loops++;
+      server.respondBytes(responseBytes(req, 482, 'Loop Detected', undefined, newTag()), 482);
+      return;
+    }
+    if (plan.call !== undefined && this.dialogs.size >= this.maxDialogs) {
+      server.respondBytes(responseBytes(req, 503, 'Service Unavailable', [['Retry-After', '30']], newTag()), 503);
+      return;
+    }
+    const p = new ProxyTx(inc, server, plan, this.loopHash(req));
+    if (p.invite) {
+      server.respondBytes(responseBytes(req, 100, 'Trying', undefined, null), 100);
+      this.invites.set(server.key, p);
+    }
+    if (plan.call !== undefined) {
+      const callId = getHeader(req, 'call-id') ?? '';
+      if (!this.dialogs.has(callId)) this.dialogs.set(callId, { callId, fromTag: fromTagOf(req), toTag: '', role: plan.call.role, peer: plan.call.peer, answeredAt: 0, endedAt: 0, createdAt: Date.now() });
+    }
+    this.stats.forwarded++;
+    this.nextGroup(p);
+  }
+
+  private nextGroup(p: ProxyTx): void {
+    while (p.group < p.plan.groups.length) {
+      const hops = p.plan.groups[p.group++];
+      if (hops.length === 0) continue;
+      for (const hop of hops) {
+        const b: Branch = { hop, req: null, flow: null, ctx: null, done: false, cancel: false, cancelSent: false, timer: null };
+        p.branches.push(b);
+        this.startBranch(p, b);
+      }
+      return;
+    }
+    this.finish(p);
+  }
+
+  private startBranch(p: ProxyTx, b: Branch): void {
+    const req = this.forwardedRequest(p.inc.req, b.hop, p.plan.recordRoute);
+    const next = b.hop.flow;
+    if (next !== null && this.host.transport.isOpen(next)) {
+      this.sendBranch(p, b, req, next);
+      return;
+    }
+    const uri = nextHop(req);
+    if (uri === null) {
+      this.branchFailed(p, b, 'the next hop is not a SIP URI');
+      return;
+    }
+    void this.flowTo(uri).then(
+      (flow) => {
+        if (b.done) return;
+        if (flow === null) this.branchFailed(p, b, `cannot reach ${uri.host}`);
+        else this.sendBranch(p, b, req, flow);
+      },
+      () => this.branchFailed(p, b, `cannot connect to ${uri.host}`),
+    );
+  }
+
+  /** A flow to the host of `uri`: IP literals only (the chain announces addresses, not names). */
+  private async flowTo(uri: SipUri): Promise<Flow | null> {
+    const host = uri.host.charCodeAt(0) === 91 ? uri.host.slice(1, -1) : uri.host;
+    if (!/^[0-9.]+$/.test(host) && !host.includes(':')) return null;
+    const port = uri.port ?? 5060;
+    const t = uriParam(uri, 'transport');
+    if (typeof t === 'string' && t.toLowerCase() === 'tcp') return this.host.transport.connect(host, port, this.noAnswerMs);
+    return { proto: 'udp', address: host, port, conn: 0 };
+  }
+
+  /** The request as it leaves for one hop (16.6 steps 1 to 8). */
+  private forwardedRequest(src: SipRequest, hop: Hop, recordRoute: boolean): SipRequest {
+    const headers: SipHeader[] = [];
+    let mf = false;
+    let routesAt = -1;
+    for (const h of src.headers) {
+      if (h.key === 'max-forwards') {
+        mf = true;
+        const n = Number(h.value.trim());
+        headers.push({ name: h.name, key: h.key, value: String(Number.isFinite(n) && n > 0 ? Math.min(n - 1, 255) : 0) });
+        continue;
+      }
+      if (h.key === 'route' && routesAt < 0) routesAt = headers.length;
+      headers.push(h);
+    }
+    if (!mf) headers.push({ name: 'Max-Forwards', key: 'max-forwards', value: '70' });
+    if (hop.route.length > 0) {
+      const at = routesAt < 0 ? headers.length : routesAt;
+      headers.splice(at, 0, ...hop.route.map((r) => ({ name: 'Route', key: 'route', value: r })));
+    }
+    if (recordRoute) headers.unshift({ name: 'Record-Route', key: 'record-route', value: `<sip:${this.host.hostport};lr>` });
+    return { kind: 'request', method: src.method, uri: hop.ruri ?? src.uri, version: 'SIP/2.0', headers, body: src.body };
+  }
+
+  private sendBranch(p: ProxyTx, b: Branch, req: SipRequest, flow: Flow): void {
+    const branch = `z9hG4bK${p.loop}.${newTag()}`;
+    req.headers.unshift({ name: 'Via', key: 'via', value: `SIP/2.0/${flow.proto === 'udp' ? 'UDP' : 'TCP'} ${this.host.hostport};branch=${branch}` });
+    b.req = req;
+    b.flow = flow;
+    b.ctx = this.host.tx.send(req, flow, branch, { response: (r) => this.onResponse(p, b, r), timeout: () => this.branchFailed(p, b, `${b.hop.label} did not answer`) });
+    // a hop that sends nothing at all (not even 100 Trying) within noAnswerMs is given up
+    b.timer = setTimeout(() => {
+      b.timer = null;
+      if (!b.done && (b.ctx === null || !b.ctx.proceeding)) this.branchFailed(p, b, `${b.hop.label} did not answer`);
+    }, this.noAnswerMs).unref();
+  }
+
+  private endBranch(b: Branch): void {
+    b.done = true;
+    if (b.timer !== null) clearTimeout(b.timer);
+    b.timer = null;
+  }
+
+  /** A hop failed without a response (unreachable, timed out). */
+  private branchFailed(p: ProxyTx, b: Branch, why: string): void {
+    if (b.done) return;
+    this.endBranch(b);
+    b.ctx?.abandon();
+    if (p.bestRank === Rank.None) p.failure = why;
+    this.host.debug(`sip proxy: ${why}`);
+    this.afterBranch(p);
+  }
+
+  private onResponse(p: ProxyTx, b: Branch, res: SipResponse): void {
+    const status = res.status;
+    if (status < 200) {
+      if (b.done) return;
+      if (b.timer !== null) clearTimeout(b.timer);
+      // Timer C: a ringing branch gets ringMs more, then it is cancelled
+      b.timer = setTimeout(() => {
+        b.timer = null;
+        if (!b.done) this.cancelBranch(b);
+        // the far end answers the CANCEL with 487; if it does not, give up on the branch
+        b.timer = setTimeout(() => this.branchFailed(p, b, `${b.hop.label} rang too long`), 32 * 1000).unref();
+      }, this.ringMs).unref();
+      if (b.cancel && !b.cancelSent) this.cancelBranch(b);
+      if (status !== 100 && !p.finished) this.relay(p, res);
+      return;
+    }
+    if (status < 300) {
+      // every 2xx goes upstream, even a second fork's or a retransmission (16.7 step 5)
+      if (!b.done) this.endBranch(b);
+      if (p.invite) this.answered(p, res);
+      if (!p.finished || p.invite) this.relay(p, res);
+      p.finished = true;
+      if (p.invite) for (const o of p.branches) if (o !== b && !o.done) this.cancelBranch(o);
+      this.afterBranch(p);
+      return;
+    }
+    if (b.done) return;
+    this.endBranch(b);
+    const rank = rankOf(status);
+    if (rank < p.bestRank) {
+      p.best = res;
+      p.bestRank = rank;
+    }
+    if (rank === Rank.Global && p.invite) for (const o of p.branches) if (!o.done) this.cancelBranch(o);
+    this.afterBranch(p);
+  }
+
+  /** After a branch ended: start the next group, or send the best final response. */
+  private afterBranch(p: ProxyTx): void {
+    for (const b of p.branches) if (!b.done) return;
+    if (!p.finished && !p.cancelled && p.bestRank !== Rank.Global && p.group < p.plan.groups.length) {
+      this.nextGroup(p);
+      return;
+    }
+    this.finish(p);
+  }
+
+  private finish(p: ProxyTx): void {
+    if (p.invite) this.invites.delete(p.server.key);
+    if (p.finished) return;
+    p.finished = true;
+    this.stats.failed++;
+    const req = p.inc.req;
+    if (p.plan.call !== undefined) {
+      const callId = getHeader(req, 'call-id') ?? '';
+      const d = this.dialogs.get(callId);
+      if (d !== undefined && d.answeredAt === 0) this.dialogs.delete(callId);
+    }
+    const best = p.best;
+    if (best === null) {
+      if (p.cancelled) p.server.respondBytes(responseBytes(req, 487, 'Request Terminated', undefined, newTag()), 487);
+      else {
+        const warn = `399 ${this.host.domain} "${(p.failure || 'no reachable contact').replace(/["\\]/g, '')}"`;
+        p.server.respondBytes(responseBytes(req, 480, 'Temporarily Unavailable', [['Warning', warn]], newTag()), 480);
+      }
+      return;
+    }
+    // 16.7 step 6: a 503 from downstream is this proxy's 500 (it says nothing of this node's load)
+    if (best.status === 503) {
+      best.status = 500;
+      best.reason = 'Server Internal Error';
+    }
+    this.relay(p, best);
+  }
+
+  /** Sends a response upstream without our Via (16.7 step 9). */
+  private relay(p: ProxyTx, res: SipResponse): void {
+    const up = withoutTopVia(res);
+    if (up === null) return;
+    const buf = serializeMessage(up);
+    if (p.server.completed || p.server.lastStatus >= 200) this.host.tx.sendResponse(p.server.flow, buf, p.server.viaPort);
+    else p.server.respondBytes(buf, res.status);
+  }
+
+  /** CANCELs a branch (16.10): possible once it has a provisional response, else marked for then. */
+  private cancelBranch(b: Branch): void {
+    if (b.done || b.req === null || b.flow === null || b.req.method !== 'INVITE') return;
+    b.cancel = true;
+    if (b.cancelSent || b.ctx === null || !b.ctx.proceeding) return;
+    b.cancelSent = true;
+    const c = hopRequest(b.req, 'CANCEL');
+    const top = splitHeaderList(getHeader(b.req, 'via') as string)[0];
+    const branch = parseVia(top).branch as string;
+    this.host.tx.send(c, b.flow, branch, { response: () => undefined, timeout: () => undefined });
+  }
+
+  /** A CANCEL for an INVITE this proxy forwarded: true when one was found (the service answers 481 otherwise). */
+  cancel(inviteKey: string): boolean {
+    const p = this.invites.get(inviteKey);
+    if (p === undefined || p.finished) return false;
+    p.cancelled = true;
+    this.stats.cancelled++;
+    for (const b of p.branches) {
+      if (b.done) continue;
+      if (b.ctx !== null && b.ctx.proceeding) this.cancelBranch(b);
+      else {
+        // nothing heard from it yet: it cannot be cancelled (9.1), only given up on
+        b.cancel = true;
+        this.endBranch(b);
+        b.ctx?.abandon();
+      }
+    }
+    this.afterBranch(p);
+    return true;
+  }
+
+  // -------------------------------------------------------------------------
+  // dialogs and calls
+
+  private answered(p: ProxyTx, res: SipResponse): void {
+    const callId = getHeader(res, 'call-id') ?? '';
+    const d = this.dialogs.get(callId);
+    if (d === undefined || d.answeredAt !== 0) return;
+    d.toTag = toTagOf(res);
+    d.answeredAt = Date.now();
+    this.stats.answered++;
+  }
+
+  /** Whether an in-dialog request belongs to a dialog this node record-routed. */
+  knowsDialog(callId: string): boolean {
+    return this.dialogs.has(callId);
+  }
+
+  /**
+   * Forwards an in-dialog request (its Route set already stripped of our entry) to the next
+   * Route or its Request-URI; ACKs for 2xx statelessly. A BYE ends the call it belongs to.
+   */
+  forwardInDialog(inc: IncomingRequest): void {
+    const req = inc.req;
+    this.stats.inDialog++;
+    if (req.method === 'BYE') this.ended(req);
+    if (inc.tx === null) {
+      this.forwardAck(req);
+      return;
+    }
+    this.forward(inc, { groups: [[{ ruri: null, route: [], flow: null, label: 'the next hop' }]], recordRoute: false });
+  }
+
+  private forwardAck(req: SipRequest): void {
+    const out = this.forwardedRequest(req, { ruri: null, route: [], flow: null, label: 'ack' }, false);
+    const uri = nextHop(out);
+    if (uri === null) return;
+    void this.flowTo(uri)
+      .then((flow) => {
+        if (flow === null) return;
+        out.headers.unshift({ name: 'Via', key: 'via', value: `SIP/2.0/${flow.proto === 'udp' ? 'UDP' : 'TCP'} ${this.host.hostport};branch=z9hG4bK${newTag()}` });
+        this.host.transport.send(flow, serializeMessage(out));
+      })
+      .catch(() => undefined);
+  }
+
+  private ended(bye: SipRequest): void {
+    const callId = getHeader(bye, 'call-id') ?? '';
+    const d = this.dialogs.get(callId);
+    if (d === undefined || d.answeredAt === 0 || d.endedAt !== 0) return;
+    const a = fromTagOf(bye);
+    const b = toTagOf(bye);
+    if (!((a === d.fromTag && b === d.toTag) || (a === d.toTag && b === d.fromTag))) return;
+    d.endedAt = Date.now();
+    this.stats.callsEnded++;
+    if (d.role === 'local' || this.onCallEnd === null) return;
+    try {
+      this.onCallEnd({ callId, fromTag: d.fromTag, toTag: d.toTag, role: d.role, peerNodeId: d.peer, answered: Math.floor(d.answeredAt / 1000), ended: Math.floor(d.endedAt / 1000) });
+    } catch (e) {
+      this.host.debug(`sip proxy: call-end listener failed: ${(e as Error).message}`);
+    }
+  }
+
+  /**
+   * A response that matched no client transaction. A 2xx to an INVITE whose transaction is
+   * gone (a late retransmission) still goes upstream statelessly when our Via is on top.
+   */
+  stray(res: SipResponse): void {
+    const vias = getHeaderValues(res, 'via');
+    if (vias.length < 2 || !vias[0].includes(' ' + this.host.hostport + ';')) return;
+    let cseq;
+    try {
+      cseq = parseCSeq(getHeader(res, 'cseq') ?? '');
+    } catch {
+      return;
+    }
+    if (cseq.method !== 'INVITE' || res.status < 200 || res.status >= 300) return;
+    let next;
+    try {
+      next = parseVia(vias[1]);
+    } catch {
+      return;
+    }
+    const up = withoutTopVia(res);
+    if (up === null || next.transport !== 'UDP') return;
+    this.stats.strays++;
+    const address = next.received ?? (next.host.charCodeAt(0) === 91 ? next.host.slice(1, -1) : next.host);
+    this.host.transport.send({ proto: 'udp', address, port: next.rport ?? next.port ?? 5060, conn: 0 }, serializeMessage(up));
+  }
+
+  private sweep(now: number): void {
+    for (const [k, d] of this.dialogs) {
+      const gone =
+        (d.endedAt !== 0 && now - d.endedAt > 32_000) || // room for BYE retransmissions and the other side's BYE
+        (d.answeredAt === 0 && now - d.createdAt > this.ringMs + 64_000) ||
+        now - d.createdAt > this.maxCallMs;
+      if (gone) this.dialogs.delete(k);
+    }
+  }
+}
+
+function fromTagOf(m: SipRequest | SipResponse): string {
+  try {
+    return getParam(parseNameAddr(getHeader(m, 'from') ?? '').params, 'tag') ?? '';
+  } catch {
+    return '';
+  }
+}
+
+function toTagOf(m: SipRequest | SipResponse): string {
+  try {
+    return getParam(parseNameAddr(getHeader(m, 'to') ?? '').params, 'tag') ?? '';
+  } catch {
+    return '';
+  }
+}
+
+/** The response without its top Via value; null when no Via would be left. */
+function withoutTopVia(res: SipResponse): SipResponse | null {
+  const headers: SipHeader[] = [];
+  let popped = false;
+  for (const h of res.headers) {
+    if (h.key === 'via' && !popped) {
+      popped = true;
+      if (h.value.indexOf(',') >= 0) {
+        const rest = splitHeaderList(h.value).slice(1);
+        if (rest.length > 0) headers.push({ name: h.name, key: h.key, value: rest.join(', ') });
+      }
+      continue;
+    }
+    headers.push(h);
+  }
+  let vias = false;
+  for (const h of headers) if (h.key === 'via') vias = true;
+  return vias ? { ...res, headers } : null;
+}
+
+/** Where a request goes next (16.6 step 7): its first Route (our Path entries included), else its Request-URI. */
+function nextHop(req: SipRequest): SipUri | null {
+  try {
+    const first = getHeader(req, 'route');
+    const u = first !== undefined ? parseNameAddr(splitHeaderList(first)[0]).uri : parseSipUri(req.uri);
+    return u.kind === 'sip' ? u : null;
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,356 @@
+// The call log wired to the receipt exchange, as the node wires it: two nodes, each with its own
+// chain, P2PNetwork (real libp2p on 127.0.0.1) and CallLog. The proxy's call-end events go in (term
+// at one node, orig at the other) and a CallReceipt with both signatures comes out in the
+// originating node's pending pool; calls the terminating node never saw, or saw at other times,
+// are refused; calls the chain would not pay are never asked for.
+import '../p2p/polyfill.ts';
+import t, { type Test } from 'tap';
+import { openChain, blockOn, newKey, tmpDir, type Key } from './helpers.ts';
+import { signRecord, sigTag, signingMessage, checkRecordSignature, Kind, type NodeAnnounce, type Rec, type CallReceipt } from '../core/records.ts';
+import { bytesEqual, toHex } from '../core/hash.ts';
+import { verifyTagged } from '../core/sig.ts';
+import { silentLogger, type Logger } from '../core/log.ts';
+import { CallLog, dialogHash, type CallEnd, type ReceiptOutcome } from '../core/calls.ts';
+import { ReceiptExchange, ReceiptError, type UnsignedReceipt } from '../p2p/receipts.ts';
+import { P2PNetwork } from '../p2p/network.ts';
+import type { Chain } from '../consensus/chain.ts';
+
+const NET = 'regtest';
+
+function announce(k: Key, p2pAddrs: string[]): Rec {
+  return signRecord<NodeAnnounce>(NET, k.secret, { kind: Kind.NodeAnnounce, pubkey: k.pub, sipUris: [], p2pAddrs, rewardAddress: k.address, seq: 1 });
+}
+
+/** Mines the same blocks on every chain, so the nodes agree without syncing. */
+async function mineAll(chains: Chain[], n: number, recs: Rec[] = [], amount?: number): Promise<void> {
+  for (let i = 0; i < n; i++) {
+    const [first] = chains;
+    const b = blockOn(first, first.tip, i === 0 ? recs : [], amount === undefined ? {} : { amount });
+    for (const c of chains) {
+      const r = await c.processBlock(b);
+      if (r.status !== 'connected') throw new Error(`block not connected: ${r.status}`);
+    }
+  }
+}
+
+interface Side {
+  key: Key;
+  chain: Chain;
+  net: P2PNetwork;
+  ex: ReceiptExchange;
+  calls: CallLog;
+  outcomes: ReceiptOutcome[];
+  lines: string[];
+  /** how often the terminating side's knowsCall was asked */
+  asked: number;
+}
+
+interface World {
+  orig: Side;
+  term: Side;
+}
+
+function capture(lines: string[]): Logger {
+  const at = (lv: string) => (m: string): void => void lines.push(`${lv} ${m}`);
+  return { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
+}
+
+/**
+ * Two announced nodes, old enough to be paid. `termAddrs` edits the terminating node's announced
+ * addresses; `startTerm: false` leaves its exchange unstarted (the protocol is not served).
+ */
+async function world(t: Test, o: { termAddrs?: (real: string[], peerId: string) => string[]; startTerm?: boolean; retryDelaysMs?: number[] } = {}): Promise<World> {
+  const make = async (): Promise<Side> => {
+    const dir = tmpDir(t);
+    const { chain, close } = await openChain(t, { dir });
+    const key = newKey();
+    const lines: string[] = [];
+    const log = capture(lines);
+    const net = new P2PNetwork(chain, { port: 0, datadir: dir, log: silentLogger, sigWorkers: 0 });
+    await net.start();
+    const ex = new ReceiptExchange({ chain, secret: key.secret, log, timeoutMs: 2000, penalize: (id, off, why) => net.penalize(id, off, why) });
+    const side: Side = { key, chain, net, ex, calls: undefined as unknown as CallLog, outcomes: [], lines, asked: 0 };
+    side.calls = new CallLog({ chain, secret: key.secret, log, exchange: ex, retryDelaysMs: o.retryDelaysMs ?? [100, 200], onOutcome: (x) => side.outcomes.push(x) });
+    const known = ex.knowsCall;
+    ex.knowsCall = (r) => {
+      side.asked++;
+      return known(r);
+    };
+    // One teardown in the node's stop order: call log, exchange, p2p, then the store.
+    t.teardown(async () => {
+      side.calls.stop();
+      await ex.stop();
+      await net.stop();
+      await close();
+    });
+    return side;
+  };
+  const orig = await make();
+  const term = await make();
+  const termAddrs = o.termAddrs?.(term.net.multiaddrs(), term.net.peerId) ?? term.net.multiaddrs();
+  await mineAll([orig.chain, term.chain], 1, [announce(orig.key, orig.net.multiaddrs()), announce(term.key, termAddrs)]);
+  await mineAll([orig.chain, term.chain], orig.chain.params.receiptMinNodeAge);
+  await orig.ex.start(orig.net.libp2p);
+  if (o.startTerm !== false) await term.ex.start(term.net.libp2p);
+  return { orig, term };
+}
+
+async function until(what: string, cond: () => boolean, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** The next outcome at the originating side. */
+async function outcome(s: Side, n = 1): Promise<ReceiptOutcome> {
+  await until(`outcome ${n}`, () => s.outcomes.length >= n);
+  return s.outcomes[n - 1];
+}
+
+let seq = 0;
+/** A call that ended a few seconds ago and lasted `seconds`, as both proxies report it. */
+function call(w: World, seconds = 60): { term: CallEnd; orig: CallEnd } {
+  const ended = Math.floor(Date.now() / 1000) - 3;
+  const base = { callId: `c${++seq}-${Date.now()}@10.0.0.1`, fromTag: `f${seq}`, toTag: `t${seq}`, answered: ended - seconds, ended };
+  return {
+    term: { ...base, role: 'term', peerNodeId: w.orig.key.address },
+    orig: { ...base, role: 'orig', peerNodeId: w.term.key.address },
+  };
+}
+
+t.test('dialogHash: deterministic, 32 bytes, and unambiguous', async (t) => {
+  const h = dialogHash('a84b4c76e66710@pc33.example.com', '1928301774', 'a6c85cf');
+  t.equal(h.length, 32);
+  t.same(dialogHash('a84b4c76e66710@pc33.example.com', '1928301774', 'a6c85cf'), h);
+  t.notSame(dialogHash('a84b4c76e66710@pc33.example.com', '1928301774', 'a6c85cg'), h, 'to tag');
+  t.notSame(dialogHash('a84b4c76e66710@pc33.example.com', '1928301775', 'a6c85cf'), h, 'from tag');
+  t.notSame(dialogHash('b84b4c76e66710@pc33.example.com', '1928301774', 'a6c85cf'), h, 'call id');
+  t.notSame(dialogHash('ab', 'c', 'd'), dialogHash('a', 'bc', 'd'), 'moving a character across a boundary');
+  t.notSame(dialogHash('a', 'bc', 'd'), dialogHash('a', 'b', 'cd'));
+  t.notSame(dialogHash('a', 'b', ''), dialogHash('a', '', 'b'), 'empty parts');
+  t.notSame(dialogHash('x', 'y', 'z'), dialogHash('y', 'x', 'z'), 'the caller and callee tags are not interchangeable');
+  t.notSame(dialogHash('é', '', ''), dialogHash('e\u0301', '', ''), 'bytes, not normalised text');
+});
+
+t.test('a call ended at both nodes becomes a countersigned receipt the chain accepts', async (t) => {
+  const w = await world(t);
+  const c = call(w, 60);
+  w.term.calls.callEnded(c.term);
+  w.orig.calls.callEnded(c.orig);
+  const o = await outcome(w.orig);
+  if (o.status !== 'receipted') throw new Error(`not receipted: ${JSON.stringify(o)}`);
+  t.same(o.callId, dialogHash(c.orig.callId, c.orig.fromTag, c.orig.toTag));
+  const entry = w.orig.chain.pool.get(toHex(o.recordId));
+  t.ok(entry, 'the record is pending at the originating node');
+  const body = entry?.rec.body as CallReceipt;
+  t.equal(body.kind, Kind.CallReceipt);
+  t.same(body.callId, o.callId);
+  t.same(body.orig, w.orig.key.address);
+  t.same(body.term, w.term.key.address);
+  t.same(body.termPubkey, w.term.key.pub, 'the terminating key comes from its announcement');
+  t.equal(body.answered, c.orig.answered);
+  t.equal(body.ended, c.orig.ended);
+  const tag = sigTag(NET, Kind.CallReceipt);
+  t.ok(verifyTagged(body.pubkey, tag, signingMessage(body), body.sig), 'originating signature');
+  t.ok(verifyTagged(body.termPubkey, tag, signingMessage(body), body.termSig), 'terminating signature');
+  t.doesNotThrow(() => checkRecordSignature(NET, body));
+  t.ok(w.orig.lines.some((l) => l.startsWith('info') && l.includes(toHex(o.recordId))), 'success is logged with the record id');
+  t.equal(w.term.asked, 1);
+
+  // A block with the receipt is valid: the coinbase gives up what the receipt pays both nodes.
+  const paid = 2 * 60 * w.orig.chain.params.receiptRate;
+  const height = w.orig.chain.tip.height + 1;
+  // Block time now: the test chain's blocks are stamped just after genesis, before the call ended.
+  const b = blockOn(w.orig.chain, w.orig.chain.tip, [entry?.rec as Rec], { amount: w.orig.chain.params.subsidy(height) - paid, time: Math.floor(Date.now() / 1000) });
+  t.match(await w.orig.chain.processBlock(b), { status: 'connected' });
+  t.equal(w.orig.chain.pool.has(toHex(o.recordId)), false, 'mined');
+
+  // The proxy reporting the call again: the chain refuses a second receipt; logged, not retried.
+  w.orig.calls.callEnded(c.orig);
+  const again = await outcome(w.orig, 2);
+  t.match(again, { status: 'failed', code: 'duplicate-receipt' });
+  t.equal(w.term.asked, 1, 'the terminating node answered from what it countersigned before');
+  t.ok(w.orig.lines.some((l) => l.startsWith('warn') && l.includes('the chain refused')));
+});
+
+t.test('a terminating node that never saw the call refuses it', async (t) => {
+  const w = await world(t);
+  const c = call(w);
+  w.orig.calls.callEnded(c.orig);
+  t.match(await outcome(w.orig), { status: 'failed', code: 'unknown-call' });
+  t.equal(w.term.asked, 1);
+  t.equal(
+    w.orig.chain.pool.list().filter((e) => e.rec.body.kind === Kind.CallReceipt).length,
+    0,
+    'nothing pending',
+  );
+  t.ok(w.orig.lines.some((l) => l.startsWith('warn') && l.includes('did not countersign')));
+  t.notOk(w.orig.lines.some((l) => l.includes('attempt 2')), 'a refusal is not retried');
+});
+
+t.test('answer and end times must agree within 2 seconds', async (t) => {
+  const w = await world(t);
+  const off = call(w);
+  w.term.calls.callEnded(off.term);
+  w.orig.calls.callEnded({ ...off.orig, answered: off.orig.answered - 3 });
+  t.match(await outcome(w.orig, 1), { status: 'failed', code: 'unknown-call' }, 'answer 3 s apart');
+  const late = call(w);
+  w.term.calls.callEnded(late.term);
+  w.orig.calls.callEnded({ ...late.orig, ended: late.orig.ended + 3 });
+  t.match(await outcome(w.orig, 2), { status: 'failed', code: 'unknown-call' }, 'end 3 s apart');
+  const near = call(w);
+  w.term.calls.callEnded(near.term);
+  w.orig.calls.callEnded({ ...near.orig, answered: near.orig.answered + 2, ended: near.orig.ended - 2 });
+  t.match(await outcome(w.orig, 3), { status: 'receipted' }, '2 s apart on both is the same call');
+  // A term call names the node it came from: a receipt from another originator is not it.
+  const stranger = call(w);
+  w.term.calls.callEnded({ ...stranger.term, peerNodeId: newKey().address });
+  w.orig.calls.callEnded(stranger.orig);
+  t.match(await outcome(w.orig, 4), { status: 'failed', code: 'unknown-call' }, 'another originating node');
+});
+
+t.test('calls the chain would not pay are never asked for', async (t) => {
+  const w = await world(t);
+  const short = call(w, 0);
+  w.term.calls.callEnded(short.term);
+  w.orig.calls.callEnded(short.orig);
+  t.match(await outcome(w.orig, 1), { status: 'skipped', reason: 'duration' }, 'under a second');
+  const long = call(w, w.orig.chain.params.maxCallSeconds + 1);
+  w.orig.calls.callEnded(long.orig);
+  t.match(await outcome(w.orig, 2), { status: 'skipped', reason: 'duration' }, 'over maxCallSeconds');
+  const back = call(w, 10);
+  w.orig.calls.callEnded({ ...back.orig, ended: back.orig.answered - 1 });
+  t.match(await outcome(w.orig, 3), { status: 'skipped', reason: 'duration' }, 'ended before answered');
+  const unnamed = call(w);
+  w.orig.calls.callEnded({ ...unnamed.orig, peerNodeId: null });
+  t.match(await outcome(w.orig, 4), { status: 'skipped', reason: 'no-peer' });
+  const stranger = call(w);
+  w.orig.calls.callEnded({ ...stranger.orig, peerNodeId: newKey().address });
+  t.match(await outcome(w.orig, 5), { status: 'skipped', reason: 'peer-not-announced' });
+  const self = call(w);
+  w.orig.calls.callEnded({ ...self.orig, peerNodeId: w.orig.key.address });
+  t.match(await outcome(w.orig, 6), { status: 'skipped', reason: 'self' });
+  t.equal(w.term.asked, 0, 'no request reached the terminating node');
+});
+
+t.test('an unreachable address is skipped and an absent exchange is retried after a pause', async (t) => {
+  const w = await world(t, {
+    // A dead port first: the announcement's order is followed, and a failure moves on at once.
+    termAddrs: (real, peerId) => [`/ip4/127.0.0.1/tcp/1/p2p/${peerId}`, ...real, 'not a multiaddr'],
+    startTerm: false,
+    retryDelaysMs: [300, 300, 300],
+  });
+  const c = call(w);
+  w.term.calls.callEnded(c.term);
+  w.orig.calls.callEnded(c.orig);
+  // The terminating node comes up after the first round failed.
+  await until('the first failed round', () => w.orig.lines.some((l) => l.includes('attempt 1') && !l.includes('tcp/1/')));
+  t.ok(w.orig.lines.some((l) => l.includes('tcp/1/') && l.includes('attempt 1')), 'the dead address was tried');
+  await w.term.ex.start(w.term.net.libp2p);
+  t.match(await outcome(w.orig), { status: 'receipted' });
+  t.equal(w.orig.outcomes.length, 1);
+});
+
+t.test('gives up after the last retry; stop() ends retries', async (t) => {
+  const w = await world(t, { startTerm: false, retryDelaysMs: [50, 50] });
+  const c = call(w);
+  w.orig.calls.callEnded(c.orig);
+  const o = await outcome(w.orig);
+  t.match(o, { status: 'failed', code: 'unreachable' });
+  t.ok(w.orig.lines.some((l) => l.startsWith('warn') && l.includes('after 3 attempts')));
+
+  const slow = await world(t, { startTerm: false, retryDelaysMs: [60_000] });
+  const d = call(slow);
+  slow.orig.calls.callEnded(d.orig);
+  await until('the first attempt', () => slow.orig.lines.some((l) => l.includes('attempt 1')));
+  slow.orig.calls.stop();
+  t.match(await outcome(slow.orig), { status: 'skipped', reason: 'stopped' }, 'a pending retry ends at once');
+  slow.orig.calls.callEnded(call(slow).orig);
+  await new Promise((r) => setTimeout(r, 50));
+  t.equal(slow.orig.outcomes.length, 1, 'a stopped log takes no more calls');
+});
+
+t.test('the terminating log: what it knows, for how long, and how much', async (t) => {
+  const { chain } = await openChain(t);
+  const me = newKey();
+  const them = newKey();
+  let now = 1_000_000;
+  let settled = 0;
+  // The exchange seen through the two members CallLog uses; nothing goes on the wire here.
+  const exchange: Pick<ReceiptExchange, 'settle' | 'knowsCall'> = {
+    knowsCall: () => false,
+    settle: () => {
+      settled++;
+      return Promise.reject(new ReceiptError('refused', 'no network in this test'));
+    },
+  };
+  const log = new CallLog({ chain, secret: me.secret, log: silentLogger, exchange, maxCalls: 2, maxAgeMs: 3600_000, now: () => now });
+  const ended = 1_795_000_000;
+  const end = (callId: string, peer: Uint8Array | null = them.address): CallEnd => ({ callId, fromTag: 'f', toTag: 't', role: 'term', peerNodeId: peer, answered: ended - 30, ended });
+  const receipt = (callId: string, o: Partial<UnsignedReceipt> = {}): UnsignedReceipt => ({
+    kind: Kind.CallReceipt,
+    callId: dialogHash(callId, 'f', 't'),
+    orig: them.address,
+    term: me.address,
+    answered: ended - 30,
+    ended,
+    pubkey: them.pub,
+    termPubkey: me.pub,
+    ...o,
+  });
+  log.callEnded(end('one'));
+  t.equal(log.knowsCall(receipt('one')), true);
+  t.equal(await exchange.knowsCall(receipt('one')), true, 'the log answers for the exchange');
+  t.equal(log.knowsCall(receipt('two')), false, 'another dialog');
+  t.equal(log.knowsCall(receipt('one', { term: newKey().address })), false, 'another terminating node');
+  t.equal(log.knowsCall(receipt('one', { orig: newKey().address })), false, 'another originating node than the proxy saw');
+  t.equal(log.knowsCall(receipt('one', { answered: ended - 32, ended: ended + 2 })), true, 'within 2 s');
+  t.equal(log.knowsCall(receipt('one', { answered: ended - 33 })), false, 'answered 3 s apart');
+  t.equal(log.knowsCall(receipt('one', { ended: ended - 3 })), false, 'ended 3 s apart');
+  log.callEnded(end('anon', null));
+  t.equal(log.knowsCall(receipt('anon', { orig: newKey().address })), true, 'no originating node named: any');
+  log.callEnded({ ...end('out'), role: 'orig', peerNodeId: them.address });
+  t.equal(log.knowsCall(receipt('out')), false, 'an originated call is not a terminated one');
+  // Bounded: a third call pushes out the oldest.
+  log.callEnded(end('three'));
+  t.equal(log.size, 2);
+  t.equal(log.knowsCall(receipt('one')), false, 'the oldest is forgotten');
+  t.equal(log.knowsCall(receipt('three')), true);
+  // Aged out.
+  now += 3600_000;
+  t.equal(log.knowsCall(receipt('three')), false, 'forgotten after maxAgeMs');
+  t.equal(log.size, 0);
+  t.equal(settled, 0, 'the originated call named unannounced nodes: never sent');
+  log.stop();
+});
+
+t.test('nodes announced too recently are not asked', async (t) => {
+  const { chain } = await openChain(t);
+  const me = newKey();
+  const them = newKey();
+  await mineAll([chain], 1, [announce(me, []), announce(them, ['/ip4/127.0.0.1/tcp/9/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN'])]);
+  const outcomes: ReceiptOutcome[] = [];
+  let settled = 0;
+  const exchange: Pick<ReceiptExchange, 'settle' | 'knowsCall'> = {
+    knowsCall: () => false,
+    settle: () => {
+      settled++;
+      return Promise.reject(new ReceiptError('refused', 'no network in this test'));
+    },
+  };
+  const log = new CallLog({ chain, secret: me.secret, log: silentLogger, exchange, onOutcome: (o) => outcomes.push(o) });
+  const ended = Math.floor(Date.now() / 1000);
+  log.callEnded({ callId: 'x', fromTag: 'f', toTag: 't', role: 'orig', peerNodeId: them.address, answered: ended - 10, ended });
+  t.match(outcomes, [{ status: 'skipped', reason: 'too-new' }]);
+  t.equal(settled, 0);
+  // Once both are old enough the same call is asked for (and refused by this stand-in).
+  await mineAll([chain], chain.params.receiptMinNodeAge);
+  log.callEnded({ callId: 'x', fromTag: 'f', toTag: 't', role: 'orig', peerNodeId: them.address, answered: ended - 10, ended });
+  await until('the refusal', () => outcomes.length === 2);
+  t.match(outcomes[1], { status: 'failed', code: 'refused' });
+  t.equal(settled, 1);
+  t.ok(bytesEqual(outcomes[1].callId, dialogHash('x', 'f', 't')));
+  log.stop();
+});
