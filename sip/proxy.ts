@@ -406,11 +406,22 @@ export class Proxy {
     this.relay(p, best);
   }
 
-  /** Sends a response upstream without our Via (16.7 step 9). */
+  /**
+   * Sends a response upstream without our Via (16.7 step 9). The Vias below ours are by rule the
+   * request's own; they are taken from the request, so a sloppy phone that builds its 487 from
+   * the CANCEL (which carries our Via only) is still answered.
+   */
   private relay(p: ProxyTx, res: SipResponse): void {
-    const up = withoutTopVia(res);
-    if (up === null) return;
-    const buf = serializeMessage(up);
+    const headers: SipHeader[] = [];
+    let vias = false;
+    for (const h of res.headers) {
+      if (h.key !== 'via') headers.push(h);
+      else if (!vias) {
+        vias = true;
+        for (const v of p.inc.req.headers) if (v.key === 'via') headers.push(v);
+      }
+    }
+    const buf = serializeMessage({ ...res, headers });
     if (p.server.completed || p.server.lastStatus >= 200) this.host.tx.sendResponse(p.server.flow, buf, p.server.viaPort);
     else p.server.respondBytes(buf, res.status);
   }

@@ -372,7 +372,7 @@ export class SipService {
     const contacts = this.registrar.lookup(name).filter((b) => b.state !== ContactState.Dead);
     if (contacts.length > 0) {
       const role: CallRole['role'] = this.fromLocalPhone(inc, parsed) ? 'local' : 'term';
-      this.proxy.forward(inc, { groups: contactGroups(contacts), recordRoute: req.method === 'INVITE', call: req.method === 'INVITE' ? { role, peer: null } : undefined });
+      void this.contactGroups(contacts).then((groups) => this.proxy.forward(inc, { groups, recordRoute: req.method === 'INVITE', call: req.method === 'INVITE' ? { role, peer: null } : undefined }));
       return;
     }
     const at = this.opts.locator?.locate(name) ?? ({ kind: 'unknown' } as const);
@@ -395,6 +395,21 @@ export class SipService {
     const known = at.kind === 'local' || (ours && (this.registrar.has(name) || this.users.lookup(user) !== undefined));
     if (known) this.reply(inc, 480, 'Temporarily Unavailable');
     else this.reply(inc, 404, 'Not Found');
+  }
+
+  /** A user's contacts as forking groups: the highest q first, equal q in parallel (RFC 3261 16.6). */
+  private async contactGroups(contacts: ContactBinding[]): Promise<Hop[][]> {
+    const sorted = [...contacts].sort((a, b) => qOf(b) - qOf(a));
+    const groups: Hop[][] = [];
+    let q = NaN;
+    for (let i = 0; i < sorted.length; i++) {
+      const b = sorted[i];
+      const hop: Hop = { ruri: b.uriText, route: b.path, flow: b.path.length > 0 ? null : await this.contactFlow(b), label: `contact ${i + 1} of ${b.aor}` };
+      if (qOf(b) !== q) groups.push([hop]);
+      else groups[groups.length - 1].push(hop);
+      q = qOf(b);
+    }
+    return groups;
   }
 
   /** What the presence agent tells watchers of `name`. */
@@ -567,21 +582,33 @@ export class SipService {
   // -------------------------------------------------------------------------
   // keepalive pings (client transactions)
 
-  private async ping(b: ContactBinding): Promise<boolean> {
-    let flow = b.flow;
-    if (!this.transport.isOpen(flow)) {
-      // the phone's TCP connection is gone: reach the contact itself if it is an address
-      const u = b.uri;
-      if (u.kind !== 'sip') return false;
-      const host = u.host.charCodeAt(0) === 91 ? u.host.slice(1, -1) : u.host;
-      if (isIP(host) === 0) return false;
-      try {
-        flow = await this.transport.connect(host, u.port ?? 5060, this.registrar.keepalive.timeoutMs);
-      } catch {
-        return false;
-      }
-      b.flow = flow; // later pings reuse this connection
+  /**
+   * How to reach a registered contact: the flow it registered on when that is all that works
+   * (a TCP connection, RFC 5626 outbound, a contact that is a name or a private address seen
+   * from another address: a phone behind NAT, like Kamailio's fix_nated_register), else the
+   * address in the contact itself (a phone registering for another device, as SIPp tests do).
+   */
+  private async contactFlow(b: ContactBinding): Promise<Flow | null> {
+    const u = b.uri;
+    const host = u.kind === 'sip' ? (u.host.charCodeAt(0) === 91 ? u.host.slice(1, -1) : u.host) : '';
+    if (b.flow.proto === 'udp') {
+      if (b.outbound || isIP(host) === 0 || (isPrivate(host) && host !== b.flow.address) || u.kind !== 'sip') return b.flow;
+      return { proto: 'udp', address: host, port: u.port ?? 5060, conn: 0 };
     }
+    if (this.transport.isOpen(b.flow)) return b.flow;
+    // the phone's TCP connection is gone: reach the contact itself if it is an address
+    if (isIP(host) === 0 || u.kind !== 'sip') return null;
+    try {
+      b.flow = await this.transport.connect(host, u.port ?? 5060, this.registrar.keepalive.timeoutMs); // later pings reuse it
+      return b.flow;
+    } catch {
+      return null;
+    }
+  }
+
+  private async ping(b: ContactBinding): Promise<boolean> {
+    const flow = b.path.length > 0 ? b.flow : await this.contactFlow(b);
+    if (flow === null) return false;
     const branch = newBranch();
     const proto = flow.proto === 'udp' ? 'UDP' : 'TCP';
     const headers: SipHeader[] = [
@@ -603,18 +630,9 @@ export class SipService {
   }
 }
 
-/** A user's contacts as forking groups: the highest q first, equal q in parallel (RFC 3261 16.6). */
-function contactGroups(contacts: ContactBinding[]): Hop[][] {
-  const sorted = [...contacts].sort((a, b) => qOf(b) - qOf(a));
-  const groups: Hop[][] = [];
-  let q = NaN;
-  sorted.forEach((b, i) => {
-    const hop: Hop = { ruri: b.uriText, route: b.path, flow: b.path.length > 0 ? null : b.flow, label: `contact ${i + 1} of ${b.aor}` };
-    if (qOf(b) !== q) groups.push([hop]);
-    else groups[groups.length - 1].push(hop);
-    q = qOf(b);
-  });
-  return groups;
+/** RFC 1918, CGNAT, link-local and unique-local addresses: a contact there is behind NAT if seen from elsewhere. */
+function isPrivate(ip: string): boolean {
+  return /^(10\.|192\.168\.|172\.(1[6-9]|2[0-9]|3[01])\.|100\.(6[4-9]|[7-9][0-9]|1[01][0-9]|12[0-7])\.|169\.254\.|f[cd]|fe80:)/i.test(ip);
 }
 
 /** q in thousandths; a contact without one counts as 1.0 */

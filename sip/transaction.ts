@@ -63,6 +63,8 @@ export class ServerTransaction {
   state: State = State.Trying;
   lastResponse: Buffer | null = null;
   lastStatus = 0;
+  /** the INVITE's key in the layer's branch index (see TransactionLayer.inviteIndex) */
+  indexKey: string | null = null;
   private timerG: NodeJS.Timeout | null = null;
   private timerH: NodeJS.Timeout | null = null;
   private gInterval = 0;
@@ -213,6 +215,12 @@ export class TransactionLayer {
   /** how many entries of `server` are completed (Buffer) */
   private doneCount = 0;
   private readonly client = new Map<string, ClientTx>();
+  /**
+   * Live INVITE server transactions by their RFC 3261 17.2.3 key (branch, sent-by, method): a
+   * CANCEL or ACK matches its INVITE by branch even when its Via is written differently (a
+   * client that copies the Via of a response brings received and rport along).
+   */
+  private readonly inviteIndex = new Map<string, ServerTransaction>();
   // FIFO of `done` keys in completion order (= Timer J order)
   private fifoKey: Array<string | undefined> = [];
   private fifoAt: number[] = [];
@@ -251,9 +259,20 @@ export class TransactionLayer {
     const via = topVia(req, flow, parsedVia);
     if (key !== null) {
       // absorb() has looked this key up already: it is a new request
-      if (method === 'ACK') return { req, flow, via, tx: null };
+      if (method === 'ACK') {
+        const inv = this.inviteIndex.get(serverKey(req, via, 'INVITE'));
+        if (inv !== undefined) {
+          inv.acked();
+          return null;
+        }
+        return { req, flow, via, tx: null };
+      }
       const ntx = new ServerTransaction(this, key, method, flow, via.port);
       this.server.set(key, ntx);
+      if (method === 'INVITE') {
+        ntx.indexKey = serverKey(req, via, 'INVITE');
+        this.inviteIndex.set(ntx.indexKey, ntx);
+      }
       return { req, flow, via, tx: ntx, inviteKey };
     }
     const k = serverKey(req, via, method === 'ACK' ? 'INVITE' : method);
@@ -321,7 +340,8 @@ export class TransactionLayer {
   /** The INVITE transaction a CANCEL refers to (same branch and sent-by, RFC 3261 9.2). */
   findInviteFor(inc: IncomingRequest): ServerTransaction | undefined {
     const tx = this.server.get(inc.inviteKey ?? serverKey(inc.req, inc.via, 'INVITE'));
-    return tx instanceof ServerTransaction ? tx : undefined;
+    if (tx instanceof ServerTransaction) return tx;
+    return this.inviteIndex.get(serverKey(inc.req, inc.via, 'INVITE'));
   }
 
   /** @internal called by a non-INVITE server transaction entering Completed */
@@ -350,6 +370,7 @@ export class TransactionLayer {
   /** @internal */
   forget(tx: ServerTransaction): void {
     if (this.server.get(tx.key) === tx) this.server.delete(tx.key);
+    if (tx.indexKey !== null && this.inviteIndex.get(tx.indexKey) === tx) this.inviteIndex.delete(tx.indexKey);
   }
 
   /** @internal */
@@ -543,6 +564,7 @@ export class TransactionLayer {
     }
     for (const tx of [...this.server.values()]) if (tx instanceof ServerTransaction) tx.terminate();
     this.server.clear();
+    this.inviteIndex.clear();
     this.doneCount = 0;
     this.fifoKey = [];
     this.fifoAt = [];

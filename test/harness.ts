@@ -41,6 +41,8 @@ export class NodeProc {
   readonly lines: string[] = [];
   p2p = '';
   api = '';
+  /** the node's SIP URI, sip:127.0.0.1:PORT */
+  sip = '';
   private exited: Promise<number | null>;
   private running = true;
 
@@ -57,6 +59,10 @@ export class NodeProc {
 
   get alive(): boolean {
     return this.running;
+  }
+
+  get sipPort(): number {
+    return Number(/:(\d+)$/.exec(this.sip)?.[1] ?? 0);
   }
 
   get peerId(): string {
@@ -150,7 +156,8 @@ export class Harness {
         reject(new Error(`${name} exited with ${code} at start:\n${node.log()}`));
       });
       createInterface({ input: proc.stdout as NodeJS.ReadableStream }).on('line', (l) => {
-        const m = /^(p2p|api):\s+(\S+)/.exec(l);
+        const m = /^(p2p|api|sip):\s+(\S+)/.exec(l);
+        if (m?.[1] === 'sip') node.sip = m[2];
         if (m?.[1] === 'p2p') node.p2p = m[2];
         if (m?.[1] === 'api') node.api = m[2].replace(/\/api\/status$/, '');
         if (node.p2p !== '' && node.api !== '') {

@@ -170,9 +170,9 @@ export class TestPhone {
     const text = [
       `${method} ${uri} SIP/2.0`,
       `Via: SIP/2.0/${this.transport} 127.0.0.1:${this.port};rport;branch=${branch}`,
-      `From: <sip:tester@example.org>;tag=t${this.port}`,
-      `To: <${uri}>`,
-      `Call-ID: ${this.callId}-${this.seq}`,
+      ...(headers.some((h) => /^From:/i.test(h)) ? [] : [`From: <sip:tester@example.org>;tag=t${this.port}`]),
+      ...(headers.some((h) => /^To:/i.test(h)) ? [] : [`To: <${uri}>`]),
+      ...(headers.some((h) => /^Call-ID:/i.test(h)) ? [] : [`Call-ID: ${this.callId}-${this.seq}`]),
       `CSeq: ${this.seq++} ${method}`,
       ...headers,
       `Content-Length: ${Buffer.byteLength(body, 'latin1')}`,
@@ -181,6 +181,16 @@ export class TestPhone {
     ].join('\r\n');
     this.sendRaw(text);
     return this.response(branch);
+  }
+
+  /** Answers a request the node sent this phone (MESSAGE, NOTIFY, ...). */
+  answer(req: SipRequest, status: number, reason = 'OK'): void {
+    this.sendRaw(serializeMessage(buildResponse(req, status, reason, undefined, { toTag: 'ph' + this.port })));
+  }
+
+  /** Waits for a request of `method` from the node. */
+  async incoming(method: string, timeoutMs = 5000): Promise<SipRequest> {
+    return (await this.wait((m) => m.kind === 'request' && m.method === method, timeoutMs)) as SipRequest;
   }
 
   close(): void {

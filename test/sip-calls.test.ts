@@ -1,0 +1,230 @@
+// Calls, messages and presence across two nodes that know each other only through the chain and
+// the peer network. Node A serves a.test, node B serves b.test; SIPp is the caller at B and the
+// callee registered at A. B reads from the chain (tip plus pending) that A serves the callee and
+// forwards there; A forwards to the phone. Covered: a call completes (INVITE, 200, ACK, BYE along
+// both nodes' Record-Route) and both nodes are paid for it by a receipt they countersigned; an
+// unknown name is 404; a ringing call is CANCELled (487); MESSAGE reaches the phone with its body
+// untouched; a SUBSCRIBE at B to a user of A gets NOTIFY when the user registers and unregisters;
+// an offline user is 480; and with node A down the caller gets 480 within seconds.
+import t from 'tap';
+import { spawn, spawnSync } from 'node:child_process';
+import { createSocket } from 'node:dgram';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Harness, waitFor, type NodeProc } from './harness.ts';
+import { tmpDir } from './helpers.ts';
+import { TestPhone } from './sip-client.ts';
+import { getHeader } from '../sip/message.ts';
+
+const FIX = fileURLToPath(new URL('./fixtures/sipp/', import.meta.url));
+const HAVE_SIPP = spawnSync('sh', ['-c', 'command -v sipp'], { stdio: 'ignore' }).status === 0;
+
+interface Binding {
+  node: string;
+  status: string;
+  confirmed: boolean;
+}
+
+async function bindingAt(n: NodeProc, name: string): Promise<Binding | null> {
+  const r = await n.get<{ binding: Binding | null }>(`/api/names/${encodeURIComponent(name)}`);
+  return r.status === 200 ? r.body.binding : null;
+}
+
+/** Mines on `miner` until `fn` holds (the bridge needs blocks for commit, reveal and binding). */
+async function mineUntil<T>(miner: NodeProc, what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
+  return waitFor(
+    what,
+    async () => {
+      const v = await fn();
+      if (v !== undefined && v !== false) return v;
+      await miner.mine(1);
+      await new Promise((r) => setTimeout(r, 200));
+      return undefined;
+    },
+    timeoutMs,
+    0,
+  );
+}
+
+function freeUdpPort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createSocket('udp4');
+    s.bind(0, '127.0.0.1', () => {
+      const p = s.address().port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+type Teardown = { teardown(fn: () => void): void };
+
+interface Sipp {
+  done: Promise<{ code: number | null; out: string }>;
+  stop(): void;
+}
+
+function sipp(args: string[]): Sipp {
+  const c = spawn('sipp', [...args, '-i', '127.0.0.1', '-nostdin', '-max_recv_loops', '1000'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  c.stdout.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-4000)));
+  c.stderr.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-4000)));
+  return {
+    done: new Promise((resolve) => c.on('exit', (code) => resolve({ code, out }))),
+    stop: () => {
+      if (c.exitCode === null) c.kill('SIGKILL');
+    },
+  };
+}
+
+/** A SIPp caller at `node` dialling user@domain as bob@b.test. */
+function caller(t: Teardown, node: NodeProc, scenario: string, user: string, extra: string[] = []): Sipp {
+  const s = sipp([`127.0.0.1:${node.sipPort}`, '-sf', scenario, '-s', user, '-key', 'domain', 'a.test', '-key', 'caller', 'bob', '-key', 'caller_domain', 'b.test', '-p', '0', '-m', '1', '-timeout', '40', '-timeout_error', ...extra]);
+  t.teardown(() => s.stop());
+  return s;
+}
+
+/**
+ * A SIPp callee listening on `port`, answering the node's OPTIONS pings (-aa). SIPp counts each
+ * ping as a call of its own, so it runs without a call limit until the test stops it; the
+ * caller's scenario completing (the 200 to INVITE and to BYE come from here) is the proof.
+ */
+function callee(t: Teardown, scenario: string, port: number): Sipp {
+  const s = sipp(['-sf', join(FIX, scenario), '-p', String(port), '-aa']);
+  t.teardown(() => s.stop());
+  return s;
+}
+
+function rejectScenario(dir: string, status: number): string {
+  const f = join(dir, `uac-${status}.xml`);
+  writeFileSync(f, readFileSync(join(FIX, 'uac-reject.xml'), 'utf8').replace('response="STATUS"', `response="${status}"`));
+  return f;
+}
+
+t.test('calls, messages and presence across two nodes', { skip: HAVE_SIPP ? false : 'sipp is not installed (apt-get install sip-tester)' }, async (t) => {
+  const dir = tmpDir(t);
+  const h = new Harness(t);
+  const a = await h.start('A', { args: ['--domain', 'a.test', '--open-registration', '--sip-keepalive', '2'] });
+  const b = await h.start('B', { bootstrap: [a.p2p], args: ['--domain', 'b.test', '--open-registration'] });
+  t.ok(a.sipPort > 0 && b.sipPort > 0, 'both nodes listen for SIP');
+
+  // the callees at A: SIPp UASes registered by a phone on their behalf, and a phone for MESSAGE
+  const alicePort = await freeUdpPort();
+  const carolPort = await freeUdpPort();
+  const aliceUas = callee(t, 'uas-call.xml', alicePort);
+  const carolUas = callee(t, 'uas-ring.xml', carolPort);
+  const regA = await new TestPhone({ host: '127.0.0.1', port: a.sipPort }).open();
+  const dave = await new TestPhone({ host: '127.0.0.1', port: a.sipPort }).open();
+  const bob = await new TestPhone({ host: '127.0.0.1', port: b.sipPort }).open();
+  t.teardown(() => {
+    regA.close();
+    dave.close();
+    bob.close();
+  });
+  for (const [user, contact] of [
+    ['alice', `sip:alice@127.0.0.1:${alicePort}`],
+    ['carol', `sip:carol@127.0.0.1:${carolPort}`],
+  ]) {
+    const r = await regA.register({ user, domain: 'a.test', contact, expires: 600, callId: `reg-${user}` });
+    t.equal(r.status, 200, `${user} registered at A`);
+  }
+  t.equal((await dave.register({ user: 'dave', domain: 'a.test', expires: 600 })).status, 200, 'dave registered at A');
+
+  // A claims the names and binds them; B learns it from the chain
+  const names = ['alice', 'carol', 'dave'].map((u) => `sip:${u}@a.test`);
+  await mineUntil(a, 'B sees alice, carol and dave online at A', async () => {
+    const bs = await Promise.all(names.map((n) => bindingAt(b, n)));
+    return bs.every((x) => x?.status === 'online') ? bs : undefined;
+  }, 60_000);
+  const aId = (await bindingAt(b, names[0]))?.node as string;
+  t.match(aId, /^[0-9a-f]{40}$/, 'the chain names node A');
+
+  await t.test('a call from B to alice at A completes through both nodes', async (t) => {
+    const c = caller(t, b, join(FIX, 'uac-call.xml'), 'alice', ['-d', '2000']);
+    const uac = await c.done;
+    t.equal(uac.code, 0, `INVITE, 200 from the callee, ACK, BYE, 200 from the callee${uac.code === 0 ? '' : '\n' + uac.out}`);
+  });
+
+  await t.test('both nodes are paid for the call by a countersigned receipt', async (t) => {
+    type Pending = { records: Array<{ id: string; kind: string; body?: Record<string, unknown> }> };
+    const receipt = await waitFor('the receipt pending at A', async () => {
+      const r = await a.get<Pending>('/api/pending');
+      return r.body.records.find((x) => x.kind === 'call-receipt');
+    }, 30_000).catch((e: unknown) => {
+      throw new Error(`${(e as Error).message}\n--- B\n${b.log(30)}\n--- A\n${a.log(30)}`);
+    });
+    const nodes = (await b.get<{ nodes: Array<{ id: string }> }>('/api/nodes')).body.nodes.map((n) => n.id);
+    const bId = nodes.find((id) => id !== aId) as string;
+    const before = (await a.get<{ earned: { balance: number } }>(`/api/nodes/${bId}`)).body.earned.balance;
+    t.equal(before, 0, 'B has earned nothing before (it never mined)');
+    await a.mine(1);
+    const rec = await waitFor('the receipt confirmed at B', async () => {
+      const r = await b.get<{ confirmed: boolean; record: { answered: number; ended: number } }>(`/api/records/${receipt.id}`);
+      return r.status === 200 && r.body.confirmed ? r.body : undefined;
+    });
+    const seconds = rec.record.ended - rec.record.answered;
+    t.ok(seconds >= 1 && seconds <= 4, `the receipt covers the call (${seconds} s)`);
+    const earned = (await b.get<{ earned: { balance: number } }>(`/api/nodes/${bId}`)).body.earned.balance;
+    t.equal(earned, seconds * 1000, 'B (the originating node) earned 1,000 units per second of the call');
+    // A mines too: what it holds beyond its coinbases is what the call paid it
+    const aEarned = (await b.get<{ earned: { balance: number; mined: number } }>(`/api/nodes/${aId}`)).body.earned;
+    t.equal(aEarned.balance - aEarned.mined, seconds * 1000, 'A (the terminating node) earned the same for the call');
+  });
+
+  await t.test('an unknown name is 404 from B at once', async (t) => {
+    const c = caller(t, b, rejectScenario(dir, 404), 'nobody');
+    const r = await c.done;
+    t.equal(r.code, 0, `404 Not Found${r.code === 0 ? '' : '\n' + r.out}`);
+  });
+
+  await t.test('a ringing call across the nodes is cancelled', async (t) => {
+    const c = caller(t, b, join(FIX, 'uac-cancel.xml'), 'carol');
+    const uac = await c.done;
+    t.equal(uac.code, 0, `180 from the callee, CANCEL, 200, 487 from the callee, ACK${uac.code === 0 ? '' : '\n' + uac.out}`);
+    carolUas.stop();
+  });
+
+  await t.test('a MESSAGE reaches dave at A with its body untouched', async (t) => {
+    const body = '-----BEGIN PGP MESSAGE-----\r\nhQEMA0xyz\r\n=abcd\r\n-----END PGP MESSAGE-----\r\n';
+    const sent = bob.request('MESSAGE', 'sip:dave@a.test', ['From: <sip:bob@b.test>;tag=m1', 'Max-Forwards: 70', 'Content-Type: application/pgp-encrypted'], body);
+    const got = await dave.incoming('MESSAGE');
+    t.equal(got.body.toString('latin1'), body, 'the body arrived byte for byte');
+    t.equal(getHeader(got, 'content-type'), 'application/pgp-encrypted');
+    t.equal(got.uri, `sip:dave@127.0.0.1:${dave.port}`, 'retargeted to the registered contact');
+    dave.answer(got, 200);
+    t.equal((await sent).status, 200, 'the sender gets the 200');
+  });
+
+  await t.test('a SUBSCRIBE at B to alice gets NOTIFY when she unregisters and registers', async (t) => {
+    const callId = 'sub-' + Date.now();
+    const sub = bob.request('SUBSCRIBE', 'sip:alice@a.test', ['From: <sip:bob@b.test>;tag=s1', `Call-ID: ${callId}`, 'Max-Forwards: 70', 'Event: presence', 'Accept: application/pidf+xml', 'Expires: 600', `Contact: <sip:bob@127.0.0.1:${bob.port}>`]);
+    t.equal((await sub).status, 200, 'subscribed at B');
+    const basic = async (): Promise<string> => {
+      const n = await bob.incoming('NOTIFY', 15_000);
+      bob.answer(n, 200);
+      t.equal(getHeader(n, 'call-id'), callId);
+      return /<basic>(\w+)<\/basic>/.exec(n.body.toString('utf8'))?.[1] ?? '';
+    };
+    t.equal(await basic(), 'open', 'the first NOTIFY: alice is online');
+    // alice's phone unregisters at A: the offline binding is pending at A, gossiped to B
+    t.equal((await regA.register({ user: 'alice', domain: 'a.test', contact: `sip:alice@127.0.0.1:${alicePort}`, expires: 0, callId: 'reg-alice' })).status, 200);
+    t.equal(await basic(), 'closed', 'NOTIFY at B: alice went offline at A');
+
+    const c = caller(t, b, rejectScenario(dir, 480), 'alice');
+    const r = await c.done;
+    t.equal(r.code, 0, `an offline user is 480 from B${r.code === 0 ? '' : '\n' + r.out}`);
+
+    t.equal((await regA.register({ user: 'alice', domain: 'a.test', contact: `sip:alice@127.0.0.1:${alicePort}`, expires: 600, callId: 'reg-alice' })).status, 200);
+    t.equal(await basic(), 'open', 'NOTIFY at B: alice is back online');
+    aliceUas.stop();
+  });
+
+  await t.test('with node A down, a call to alice fails quickly with 480', async (t) => {
+    await a.stop();
+    const t0 = Date.now();
+    const c = caller(t, b, rejectScenario(dir, 480), 'alice');
+    const r = await c.done;
+    t.equal(r.code, 0, `480 Temporarily Unavailable${r.code === 0 ? '' : '\n' + r.out}`);
+    t.comment(`answered after ${Date.now() - t0} ms`);
+  });
+});
