@@ -34,6 +34,11 @@ const BENCHES: Record<string, (o: BenchOptions) => Promise<Row[]>> = {
     // a rate counts as sustained over a 20 s window unless a longer one is asked for
     return benchSip({ seconds: o.seconds >= 5 ? o.seconds : 20 });
   },
+  calls: async (o) => {
+    const { benchCalls } = await import('./sip-calls.ts');
+    // a rate counts as sustained over a 10 s window unless a longer one is asked for
+    return benchCalls({ json: o.json, seconds: o.seconds >= 5 ? o.seconds : 10 });
+  },
   sync: async (o) => {
     const { benchSync } = await import('./sync.ts');
     return benchSync(o);

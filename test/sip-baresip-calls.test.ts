@@ -1,0 +1,332 @@
+// Issue 5 with real phones: a baresip at each of two nodes, one calls the other across the nodes,
+// the call is answered, media flows, and the call is hung up on both sides.
+//
+// Node A serves a.test (alice), node B serves b.test (bob); each has the phone's account with a
+// password (digest authentication). The nodes know each other only through the peer network and
+// the chain: once each phone is registered and has answered its node's OPTIONS pings, its binding
+// goes online on the chain, and blocks are mined until each node sees the other's user online.
+// Then bob dials sip:alice@a.test through ctrl_tcp: B reads from the chain that A serves alice and
+// forwards the INVITE to A, A forwards it to alice's phone, which answers by itself
+// (answermode=auto). Both phones report the call established and SRTP media flowing (directly
+// between them: the nodes carry no media), alice hangs up after 2 s (her BYE follows the route set
+// of both nodes' Record-Route back to bob), and both phones report the call closed. The INVITE
+// alice received carries both nodes' Record-Route, and B, the originating node, gets the call
+// receipt countersigned by A.
+//
+// baresip opens DNS and RTP sockets on every interface, so the whole test runs in a network
+// namespace of its own (unshare -n, loopback only): the file re-runs itself there.
+import t from 'tap';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Harness, waitFor, type NodeProc } from './harness.ts';
+import { runDots } from './proc.ts';
+import { tmpDir } from './helpers.ts';
+
+const has = (cmd: string): boolean => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+type Teardown = { teardown(fn: () => void | Promise<void>): void };
+
+interface Binding {
+  node: string;
+  status: string;
+  confirmed: boolean;
+}
+
+async function bindingAt(n: NodeProc, name: string): Promise<Binding | null> {
+  const r = await n.get<{ binding: Binding | null }>(`/api/names/${encodeURIComponent(name)}`);
+  return r.status === 200 ? r.body.binding : null;
+}
+
+/** A baresip event or command response, as ctrl_tcp sends it (one JSON object per netstring). */
+interface CtrlMessage {
+  event?: boolean;
+  response?: boolean;
+  type?: string;
+  class?: string;
+  ok?: boolean;
+  data?: string;
+  token?: string;
+  accountaor?: string;
+  direction?: string;
+  peeruri?: string;
+  param?: string;
+  id?: string;
+}
+
+/** A baresip phone configured as ../shared/phones/README.md says, driven over ctrl_tcp. */
+class Phone {
+  readonly messages: CtrlMessage[] = [];
+  private out = '';
+  private sock: Socket | null = null;
+  private buf = Buffer.alloc(0);
+  private readonly exited: Promise<void>;
+  private tokens = 0;
+
+  private constructor(
+    readonly user: string,
+    readonly domain: string,
+    readonly child: ChildProcess,
+    readonly ctrlPort: number,
+  ) {
+    child.stdout?.on('data', (d: Buffer) => (this.out += d.toString()));
+    child.stderr?.on('data', (d: Buffer) => (this.out += d.toString()));
+    this.exited = new Promise((r) => child.once('exit', () => r()));
+  }
+
+  /** Writes the config folder and starts baresip (with a SIP trace: `-s`). */
+  static start(t: Teardown, dir: string, o: { user: string; domain: string; password: string; nodePort: number; sipPort: number; ctrlPort: number }): Phone {
+    const cfg = join(dir, `baresip-${o.user}`);
+    mkdirSync(cfg, { recursive: true });
+    writeFileSync(
+      join(cfg, 'config'),
+      [
+        'poll_method epoll',
+        `sip_listen 127.0.0.1:${o.sipPort}`,
+        'audio_source ausine,440',
+        `audio_player aubridge,${o.user}`,
+        'module_path /usr/lib/baresip/modules',
+        'module g711.so',
+        'module opus.so',
+        'module ausine.so',
+        'module aubridge.so',
+        'module srtp.so',
+        'module account.so',
+        'module uuid.so',
+        'module_app menu.so',
+        'module_app ctrl_tcp.so',
+        `ctrl_tcp_listen 127.0.0.1:${o.ctrlPort}`,
+        '',
+      ].join('\n'),
+    );
+    writeFileSync(
+      join(cfg, 'accounts'),
+      `<sip:${o.user}@${o.domain};transport=udp>;auth_pass=${o.password};outbound="sip:127.0.0.1:${o.nodePort};transport=udp";regint=600;answermode=auto;mediaenc=srtp-mand;audio_codecs=opus/48000/2\n`,
+    );
+    const child = spawn('baresip', ['-f', cfg, '-n', '127.0.0.1', '-s', '-t', '120'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const phone = new Phone(o.user, o.domain, child, o.ctrlPort);
+    t.teardown(() => phone.stop());
+    return phone;
+  }
+
+  /** What baresip printed (the SIP trace included). */
+  output(): string {
+    return this.out;
+  }
+
+  get aor(): string {
+    return `sip:${this.user}@${this.domain}`;
+  }
+
+  /** Connects to ctrl_tcp (retrying while baresip starts). */
+  async control(): Promise<void> {
+    this.sock = await waitFor(
+      `${this.user}'s ctrl_tcp on port ${this.ctrlPort}`,
+      () =>
+        new Promise<Socket | undefined>((resolve) => {
+          const s = connect(this.ctrlPort, '127.0.0.1');
+          s.once('connect', () => resolve(s));
+          s.once('error', () => resolve(undefined));
+        }),
+      10_000,
+      100,
+    );
+    this.sock.on('data', (d: Buffer) => this.onData(d));
+    this.sock.on('error', () => undefined);
+  }
+
+  /** Netstrings: LENGTH ":" JSON ",". */
+  private onData(d: Buffer): void {
+    this.buf = Buffer.concat([this.buf, d]);
+    for (;;) {
+      const colon = this.buf.indexOf(0x3a);
+      if (colon < 0) return;
+      const len = Number(this.buf.subarray(0, colon).toString('latin1'));
+      if (!Number.isInteger(len) || len < 0) throw new Error(`${this.user}: bad netstring from ctrl_tcp: ${this.buf.toString('latin1').slice(0, 80)}`);
+      if (this.buf.length < colon + 1 + len + 1) return;
+      const text = this.buf.subarray(colon + 1, colon + 1 + len).toString('utf8');
+      this.buf = this.buf.subarray(colon + 1 + len + 1);
+      try {
+        this.messages.push(JSON.parse(text) as CtrlMessage);
+      } catch {
+        this.messages.push({ type: 'UNPARSABLE', param: text });
+      }
+    }
+  }
+
+  /** Sends a command; resolves with its response. */
+  async command(command: string, params = ''): Promise<CtrlMessage> {
+    if (this.sock === null) throw new Error(`${this.user}: not connected to ctrl_tcp`);
+    const token = `${this.user}-${++this.tokens}`;
+    const json = Buffer.from(JSON.stringify({ command, params, token }), 'utf8');
+    this.sock.write(Buffer.concat([Buffer.from(`${json.length}:`), json, Buffer.from(',')]));
+    return waitFor(`${this.user}: response to ${command}`, async () => this.messages.find((m) => m.response === true && m.token === token), 5000);
+  }
+
+  /** The first event of `type` (for the call, if one is named). */
+  event(type: string): CtrlMessage | undefined {
+    return this.messages.find((m) => m.event === true && m.type === type);
+  }
+
+  async waitEvent(type: string, timeoutMs = 10_000): Promise<CtrlMessage> {
+    return waitFor(`${this.user}: ${type}`, async () => this.event(type), timeoutMs).catch((e: unknown) => {
+      throw new Error(`${(e as Error).message}; events so far: ${this.events().join(' ')}\n--- ${this.user}'s output (tail)\n${this.out.slice(-3000)}`);
+    });
+  }
+
+  events(): string[] {
+    return this.messages.filter((m) => m.event === true).map((m) => m.type ?? '?');
+  }
+
+  async stop(): Promise<void> {
+    this.sock?.destroy();
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    this.child.kill('SIGTERM');
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), 2000);
+    await this.exited;
+    clearTimeout(timer);
+  }
+}
+
+/** One SIP message of a baresip trace (`-s`): "ESC[36;1m#", "UDP SRC -> DST", the message, "ESC[;m". */
+interface Traced {
+  src: string;
+  dst: string;
+  text: string;
+}
+
+function traced(out: string): Traced[] {
+  const msgs: Traced[] = [];
+  for (const part of out.split('\x1b[36;1m#\n').slice(1)) {
+    const m = /^\w+ (\S+) -> (\S+)\n([\s\S]*?)(?:\x1b\[;m|$)/.exec(part);
+    if (m !== null) msgs.push({ src: m[1], dst: m[2], text: m[3] });
+  }
+  return msgs;
+}
+
+/** The first traced message matching `start` (its first line) and `o`. */
+function find(out: string, start: RegExp, o: { src?: string; dst?: string; cseq?: RegExp } = {}): Traced | undefined {
+  return traced(out).find((m) => start.test(m.text) && (o.src === undefined || m.src === o.src) && (o.dst === undefined || m.dst === o.dst) && (o.cseq === undefined || o.cseq.test(/^CSeq:(.*)$/im.exec(m.text)?.[1] ?? '')));
+}
+
+/** The audio port of an SDP body in a traced message. */
+function audioPort(m: Traced | undefined): number {
+  return Number(/^m=audio (\d+) /m.exec(m?.text ?? '')?.[1] ?? NaN);
+}
+
+if (process.env.DOTS_IN_NETNS !== '1') {
+  const missing = ['baresip', 'unshare', 'ip'].filter((c) => !has(c));
+  const canUnshare = missing.length === 0 && spawnSync('unshare', ['-n', 'true'], { stdio: 'ignore' }).status === 0;
+  const skip = missing.length > 0 ? `${missing.join(', ')} not installed (apt-get install baresip)` : !canUnshare ? 'cannot create a network namespace (unshare -n needs root)' : false;
+  t.test('baresip calls across two nodes (in a network namespace)', { skip }, async (t) => {
+    const self = fileURLToPath(import.meta.url);
+    await t.spawn('unshare', ['-n', '--', 'sh', '-c', 'ip link set lo up && exec "$@"', 'sh', process.execPath, ...process.execArgv, self], {
+      env: { ...process.env, DOTS_IN_NETNS: '1' },
+    });
+  });
+} else {
+  t.test('baresip at each node: bob at B calls alice at A, she answers, both hang up', async (t) => {
+    const t0 = Date.now();
+    const dir = tmpDir(t);
+    const h = new Harness(t);
+    const accounts = [
+      { user: 'alice', domain: 'a.test', password: 'alice-secret', name: 'A' },
+      { user: 'bob', domain: 'b.test', password: 'bob-secret', name: 'B' },
+    ];
+    const datadirs: string[] = [];
+    for (const acc of accounts) {
+      const datadir = join(dir, `node-${acc.name}`);
+      const r = await runDots(['user', 'add', acc.user, '--password', acc.password, '--datadir', datadir, '--domain', acc.domain]);
+      t.equal(r.code, 0, `account ${acc.user}@${acc.domain} created${r.code === 0 ? '' : ': ' + r.stderr}`);
+      datadirs.push(datadir);
+    }
+    const a = await h.start('A', { datadir: datadirs[0], args: ['--domain', 'a.test', '--sip-keepalive', '2'] });
+    const b = await h.start('B', { datadir: datadirs[1], bootstrap: [a.p2p], args: ['--domain', 'b.test', '--sip-keepalive', '2'] });
+    t.ok(a.sipPort > 0 && b.sipPort > 0, `both nodes listen for SIP (A ${a.sip}, B ${b.sip})`);
+
+    const alice = Phone.start(t, dir, { ...accounts[0], nodePort: a.sipPort, sipPort: 20_000, ctrlPort: 20_010 });
+    const bob = Phone.start(t, dir, { ...accounts[1], nodePort: b.sipPort, sipPort: 20_002, ctrlPort: 20_012 });
+    await Promise.all([alice.control(), bob.control()]);
+    // registration may finish before ctrl_tcp is connected: read it from baresip's own output
+    for (const p of [alice, bob]) await waitFor(`${p.user} registered`, async () => p.event('REGISTER_OK') !== undefined || p.output().includes(`${p.user}@${p.domain}: {0/UDP/v4} 200 OK`), 10_000);
+    for (const [p, node, contact] of [[alice, a, '127.0.0.1:20000'], [bob, b, '127.0.0.1:20002']] as const) {
+      const at = `127.0.0.1:${node.sipPort}`;
+      const challenge = find(p.output(), /^SIP\/2\.0 401 /, { src: at, dst: contact, cseq: /REGISTER/ });
+      t.match(challenge?.text ?? '', new RegExp(`^WWW-Authenticate: Digest realm="${p.domain.replace(/\./g, '\\.')}"`, 'm'), `${p.user}'s first REGISTER is challenged (401, realm ${p.domain})`);
+      const withCredentials = traced(p.output()).some((m) => m.src === contact && m.dst === at && /^REGISTER /.test(m.text) && new RegExp(`^Authorization: Digest username="${p.user}"`, 'm').test(m.text));
+      t.ok(withCredentials && find(p.output(), /^SIP\/2\.0 200 /, { src: at, dst: contact, cseq: /REGISTER/ }), `${p.user} registered at ${node.name} with digest credentials (200)`);
+    }
+
+    // A and B claim their names and bind their phones; each learns the other's from the chain
+    const aliceName = 'sip:alice@a.test';
+    const bobName = 'sip:bob@b.test';
+    let blocks = 0;
+    const [atB, atA] = await waitFor(
+      'B to see alice online and A to see bob online',
+      async () => {
+        const v = await Promise.all([bindingAt(b, aliceName), bindingAt(a, bobName)]);
+        if (v[0]?.status === 'online' && v[1]?.status === 'online') return v as [Binding, Binding];
+        // both mine: each node's own records are in its pool first, the other's arrive by gossip
+        await (blocks++ % 2 === 0 ? a : b).mine(1);
+        await sleep(150);
+        return undefined;
+      },
+      45_000,
+      0,
+    ).catch((e: unknown) => {
+      throw new Error(`${(e as Error).message}\n--- A\n${a.log(20)}\n--- B\n${b.log(20)}`);
+    });
+    t.not(atB.node, atA.node, `alice is served by A (${atB.node.slice(0, 12)}), bob by B (${atA.node.slice(0, 12)}), after ${blocks} blocks`);
+
+    // bob dials alice across the nodes; alice's phone answers by itself
+    const dialed = await bob.command('dial', aliceName);
+    t.equal(dialed.ok, true, `bob dials ${aliceName}`);
+    const [estBob, estAlice] = await Promise.all([bob.waitEvent('CALL_ESTABLISHED', 15_000), alice.waitEvent('CALL_ESTABLISHED', 15_000)]).catch((e: unknown) => {
+      throw new Error(`${(e as Error).message}\n--- A\n${a.log(20)}\n--- B\n${b.log(20)}`);
+    });
+    t.match(estBob, { direction: 'outgoing', peeruri: aliceName }, 'the call is established at bob (outgoing, to alice)');
+    t.match(estAlice, { direction: 'incoming', peeruri: bobName }, 'the call is established at alice (incoming, from bob)');
+    await Promise.all([bob.waitEvent('CALL_RTPESTAB'), alice.waitEvent('CALL_RTPESTAB')]);
+    t.pass('SRTP media flows both ways between the phones');
+
+    t.equal(estAlice.id, estBob.id, 'one call: the same Call-ID at both ends');
+
+    // the signalling went through both nodes: bob -> B -> A -> alice, both nodes record-routing
+    const A = `127.0.0.1:${a.sipPort}`;
+    const B = `127.0.0.1:${b.sipPort}`;
+    t.ok(find(bob.output(), /^INVITE sip:alice@a\.test\b/, { src: '127.0.0.1:20002', dst: B }), 'bob sent the INVITE to B, his node');
+    const invite = find(alice.output(), /^INVITE sip:alice-\S+@127\.0\.0\.1:20000\b/, { src: A, dst: '127.0.0.1:20000' });
+    t.ok(invite, 'alice got it from A, at her registered contact');
+    const rr = invite?.text.match(/^Record-Route:.*$/gim)?.map((l) => l.trim()) ?? [];
+    t.same(rr, [`Record-Route: <sip:${A};lr>`, `Record-Route: <sip:${B};lr>`], 'both nodes record-routed the INVITE (A on top of B)');
+    t.match(invite?.text ?? '', new RegExp(`^Via: SIP/2\\.0/UDP ${B};[^\\r\\n]*\\r?\\nRecord-Route[^\\r\\n]*\\r?\\nVia: SIP/2\\.0/UDP 127\\.0\\.0\\.1:20002;`, 'm'), 'it passed B after leaving bob\'s phone');
+    const answer = find(bob.output(), /^SIP\/2\.0 200 /, { src: B, dst: '127.0.0.1:20002', cseq: /INVITE/ });
+    t.ok(answer, 'bob got alice\'s 200 OK back through B');
+    t.ok(find(bob.output(), /^ACK /, { src: '127.0.0.1:20002', dst: B }) && find(alice.output(), /^ACK /, { src: A, dst: '127.0.0.1:20000' }), 'the ACK went the same way, bob -> B -> A -> alice');
+
+    // media went straight between the phones (the nodes carry signalling only)
+    const rtpFrom = (p: Phone): number => Number(/incoming rtp for 'audio' established, receiving from 127\.0\.0\.1:(\d+)/.exec(p.output())?.[1] ?? NaN);
+    t.equal(rtpFrom(alice), audioPort(invite), `alice receives SRTP from bob's phone (port ${audioPort(invite)} of his offer)`);
+    t.equal(rtpFrom(bob), audioPort(answer), `bob receives SRTP from alice's phone (port ${audioPort(answer)} of her answer)`);
+    t.match(bob.event('CALL_MENC'), { param: /AES_CM_128_HMAC_SHA1_80/ }, 'SRTP with AES_CM_128_HMAC_SHA1_80');
+
+    await sleep(2000);
+    const hung = await alice.command('hangup');
+    t.equal(hung.ok, true, 'alice hangs up');
+    await Promise.all([alice.waitEvent('CALL_CLOSED'), bob.waitEvent('CALL_CLOSED')]);
+    t.pass('the call is closed at both phones');
+    t.ok(find(alice.output(), /^BYE /, { src: '127.0.0.1:20000', dst: A }), 'alice sent her BYE to A (the route set)');
+    t.ok(find(bob.output(), /^BYE sip:bob-\S+@127\.0\.0\.1:20002\b/, { src: B, dst: '127.0.0.1:20002' }), 'bob got it from B');
+    t.ok(find(alice.output(), /^SIP\/2\.0 200 /, { src: A, dst: '127.0.0.1:20000', cseq: /BYE/ }), 'alice got bob\'s 200 to the BYE back through A');
+
+    // B originated the call, A terminated it: B gets A's countersignature on the receipt
+    const line = await waitFor('B to log the call receipt', async () => b.lines.find((l) => /receipts: call \S+ with node \S+ \(\d+ s\) receipted/.test(l)), 15_000).catch((e: unknown) => {
+      throw new Error(`${(e as Error).message}\n--- A\n${a.log(20)}\n--- B\n${b.log(20)}`);
+    });
+    t.pass(`the nodes exchanged the call receipt: ${line.replace(/^.*receipts: /, '')}`);
+    t.comment(`took ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  });
+}
