@@ -56,6 +56,8 @@ export interface CallsBenchOptions {
   startRate?: number;
   /** re-registrations timed for the third figure (default 5) */
   reachRuns?: number;
+  /** only these parts (rate, latency, reach); also DOTS_BENCH_CALLS_ONLY=rate,latency */
+  only?: string[];
 }
 
 // ---------------------------------------------------------------------------
@@ -65,8 +67,11 @@ function has(cmd: string): boolean {
   return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
 }
 
-/** [cpu of the SIPp caller and callee, cpu of the nodes], or null on one core or without taskset. */
-const PIN: [number, number] | null = availableParallelism() >= 2 && has('taskset') ? [0, 1] : null;
+/**
+ * [cpu of the SIPp caller and callee, cpu of the nodes], or null on one core, without taskset,
+ * or with DOTS_BENCH_CALLS_PIN=none (every process wherever the scheduler puts it).
+ */
+const PIN: [number, number] | null = process.env.DOTS_BENCH_CALLS_PIN !== 'none' && availableParallelism() >= 2 && has('taskset') ? [0, 1] : null;
 
 function pinned(cpu: number | undefined, cmd: string, args: string[]): [string, string[]] {
   return PIN === null || cpu === undefined ? [cmd, args] : ['taskset', ['-c', String(cpu), cmd, ...args]];
@@ -269,7 +274,7 @@ interface Got {
   at: bigint;
 }
 
-class Ua {
+export class Ua {
   private sock: Socket | null = null;
   port = 0;
   /** branch -> who waits for the final response */
@@ -391,7 +396,7 @@ function hostPort(uri: string): { port: number } | null {
  * One call from `ua` to `ruri`, sent to 127.0.0.1:`port`: INVITE, and on a 2xx ACK and BYE
  * along the route set the 200 recorded (Record-Route reversed); on a failure, its ACK.
  */
-async function call(ua: Ua, port: number, ruri: string, fromUser: string, fromDomain: string, timeoutMs = 4000): Promise<CallResult> {
+export async function call(ua: Ua, port: number, ruri: string, fromUser: string, fromDomain: string, timeoutMs = 4000): Promise<CallResult> {
   const branch = 'z9hG4bK' + rnd();
   const callId = rnd() + '@bench';
   const fromTag = rnd();
@@ -456,18 +461,26 @@ interface Ctx {
 }
 
 /** Calls at `rate` per second for `seconds` to `port`, each call to ruri(i); INVITE->final times of the answered ones. */
-async function timedCalls(ua: Ua, port: number, ruri: (i: number) => string, rate: number, seconds: number): Promise<{ ms: number[]; failed: number; calls: number }> {
+export async function timedCalls(ua: Ua, port: number, ruri: (i: number) => string, rate: number, seconds: number): Promise<{ ms: number[]; failed: number; calls: number; slowest: string }> {
   const n = Math.round(rate * seconds);
   const start = Date.now();
-  const runs: Array<Promise<CallResult>> = [];
+  const runs: Array<Promise<CallResult & { at: number }>> = [];
   for (let i = 0; i < n; i++) {
     const wait = start + (i * 1000) / rate - Date.now();
     if (wait > 0) await sleep(wait);
-    runs.push(call(ua, port, ruri(i), 'bob', DOMAIN_B));
+    const at = Date.now() - start;
+    runs.push(call(ua, port, ruri(i), 'bob', DOMAIN_B).then((r) => ({ ...r, at })));
   }
   const rs = await Promise.all(runs);
   const ms = rs.filter((r) => r.ok).map((r) => r.ms).sort((x, y) => x - y);
-  return { ms, failed: rs.filter((r) => !r.ok).length, calls: n };
+  // the slowest calls and when they were made (s into the run): a pattern tells GC from timers
+  const slowest = rs
+    .filter((r) => r.ok)
+    .sort((x, y) => y.ms - x.ms)
+    .slice(0, 5)
+    .map((r) => `${r.ms.toFixed(1)} ms at ${(r.at / 1000).toFixed(2)} s`)
+    .join(', ');
+  return { ms, failed: rs.filter((r) => !r.ok).length, calls: n, slowest };
 }
 
 interface Latency {
@@ -483,6 +496,8 @@ async function latency(c: Ctx, rate: number, seconds: number): Promise<Latency> 
     await timedCalls(ua, c.b.sipPort, (i) => `sip:${user(i)}@${DOMAIN_A}`, rate, 1);
     const d = await timedCalls(ua, c.uas.port, (i) => `sip:${user(i)}@127.0.0.1:${c.uas.port}`, rate, seconds);
     const t = await timedCalls(ua, c.b.sipPort, (i) => `sip:${user(i)}@${DOMAIN_A}`, rate, seconds);
+    c.log(`  slowest direct: ${d.slowest}`);
+    c.log(`  slowest through B and A: ${t.slowest}`);
     const sum = (x: { ms: number[]; failed: number }): Latency['direct'] => ({ median: quantile(x.ms, 0.5), p99: quantile(x.ms, 0.99), n: x.ms.length, failed: x.failed });
     return { direct: sum(d), through: sum(t) };
   } finally {
@@ -615,7 +630,7 @@ async function trial(c: Ctx, rate: number, seconds: number, callMs: number): Pro
   const child = spawn(cmd, argv, { stdio: 'ignore' });
   let uacCpu = 0;
   let why = '';
-  const limit = seconds * 1.05 + 5;
+  const limit = seconds * 1.05 + 2;
   const watch = setInterval(() => {
     uacCpu = cpuSeconds(child.pid);
     const s = lastStats(stats);
@@ -631,6 +646,12 @@ async function trial(c: Ctx, rate: number, seconds: number, callMs: number): Pro
   await waitExit(child, 600_000);
   clearInterval(watch);
   const elapsed = (Date.now() - start) / 1000;
+  const cores = {
+    a: (cpuSeconds(pids.a) - before.a) / elapsed,
+    b: (cpuSeconds(pids.b) - before.b) / elapsed,
+    uac: uacCpu / elapsed,
+    uas: (cpuSeconds(pids.uas) - before.uas) / elapsed,
+  };
   await sleep(1100); // the callee's stats line for the last second
   const s = lastStats(stats);
   rmSync(stats, { force: true });
@@ -641,12 +662,6 @@ async function trial(c: Ctx, rate: number, seconds: number, callMs: number): Pro
   const ok = why === '' && bad < total * 0.01 && elapsed <= seconds * 1.05 + 1.5;
   if (why === '' && !ok) why = bad >= total * 0.01 ? `${bad} of ${total} failed or unfinished` : `took ${elapsed.toFixed(1)} s`;
   const uasAfter = c.uas.counters();
-  const cores = {
-    a: (cpuSeconds(pids.a) - before.a) / elapsed,
-    b: (cpuSeconds(pids.b) - before.b) / elapsed,
-    uac: uacCpu / elapsed,
-    uas: (cpuSeconds(pids.uas) - before.uas) / elapsed,
-  };
   const nodeProblems = c.a.counts.warn + c.a.counts.error + c.b.counts.warn + c.b.counts.error - problemsBefore;
   const r: Trial = { rate, ok, success, failed, unfinished, retransmissions: s?.['Retransmissions(C)'] ?? 0, uasRetransmissions: uasAfter.retransmissions - uasBefore.retransmissions, elapsed, cores, nodeProblems, why };
   c.log(
@@ -762,23 +777,36 @@ export async function benchCalls(o: CallsBenchOptions): Promise<Row[]> {
     }
     log(`pending records: A ${await a.pending()}, B ${await b.pending()}`);
 
+    const only = o.only ?? process.env.DOTS_BENCH_CALLS_ONLY?.split(',');
+    const want = (part: string): boolean => only === undefined || only.includes(part);
+    const none = { median: NaN, p99: NaN, n: 0, failed: 0 };
+
     // ---- 2: latency
-    log('INVITE -> 200 at 50 calls/s: straight to the callee, then through B and A');
-    const lat = await latency(c, 50, 5);
-    log(`  direct: median ${lat.direct.median.toFixed(3)} ms, p99 ${lat.direct.p99.toFixed(3)} ms (${lat.direct.n} calls, ${lat.direct.failed} failed); through B and A: median ${lat.through.median.toFixed(3)} ms, p99 ${lat.through.p99.toFixed(3)} ms (${lat.through.n} calls, ${lat.through.failed} failed)`);
+    let lat: Latency = { direct: none, through: none };
+    if (want('latency')) {
+      log('INVITE -> 200 at 50 calls/s: straight to the callee, then through B and A');
+      lat = await latency(c, 50, 5);
+      log(`  direct: median ${lat.direct.median.toFixed(3)} ms, p99 ${lat.direct.p99.toFixed(3)} ms (${lat.direct.n} calls, ${lat.direct.failed} failed); through B and A: median ${lat.through.median.toFixed(3)} ms, p99 ${lat.through.p99.toFixed(3)} ms (${lat.through.n} calls, ${lat.through.failed} failed)`);
+    }
 
     // ---- 3: registration to reachable
-    log(`registration at A to a call from B reaching the phone, ${reachRuns} runs`);
-    const reach = await reachability(c, phone, late, reachRuns, 10);
-    for (let i = 0; i < 5 && ((await a.pending()) > 0 || (await b.pending()) > 0); i++) {
-      await a.mine(1);
-      await sleep(300);
+    let reach: Reach = { ms: [], optionsMs: [], registerMs: [], refused: 0, failedRuns: 0 };
+    if (want('reach')) {
+      log(`registration at A to a call from B reaching the phone, ${reachRuns} runs`);
+      reach = await reachability(c, phone, late, reachRuns, 10);
+      for (let i = 0; i < 5 && ((await a.pending()) > 0 || (await b.pending()) > 0); i++) {
+        await a.mine(1);
+        await sleep(300);
+      }
     }
 
     // ---- 1: rate search
     const seconds = o.seconds;
-    log(`calls per second from B to ${nUsers} users at A, ${seconds} s windows, BYE ${callMs} ms after ACK`);
-    const sr = await search(c, seconds, callMs, o.startRate ?? 500);
+    let sr: Awaited<ReturnType<typeof search>> = { best: null, failedAt: null, trials: 0 };
+    if (want('rate')) {
+      log(`calls per second from B to ${nUsers} users at A, ${seconds} s windows, BYE ${callMs} ms after ACK`);
+      sr = await search(c, seconds, callMs, o.startRate ?? 500);
+    }
     const best = sr.best;
     log(`node A: ${a.counts.warn} warnings, ${a.counts.error} errors; node B: ${b.counts.warn} warnings, ${b.counts.error} errors`);
     for (const n of [a, b]) for (const l of n.problems.slice(-10)) log(`  ${n.name}: ${l}`);

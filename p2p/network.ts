@@ -46,6 +46,8 @@ import { DEFAULT_RATE_LIMITS, PeerLimits, PeerScores, TokenBucket, type Offence,
 import { SigPool } from './sigpool.ts';
 import { Synchronizer, short, type SyncOptions, type SyncPeer, type SyncProgress } from './sync.ts';
 
+/** pending records handed to a peer when it connects (the rest travel by gossip or in blocks) */
+const MAX_PENDING_PUSH = 1000; // half the records burst a peer allows (score.ts), leaving room for gossip
 export const AGENT = 'dots/0.1.0';
 
 export interface P2POptions {
@@ -427,6 +429,10 @@ export class P2PNetwork {
     if (!p.ready && this.peersById.has(p.id)) {
       p.ready = true;
       this.o.log.info(`p2p: connected to ${short(p.id)} (${s.agent}, height ${s.height}); ${this.readyCount()} peer(s)`);
+      // Gossip reaches only peers subscribed at the time: what was pending before this peer came
+      // (a node's own announcement at start-up, say) would never reach it. Hand it over now.
+      const pending = this.chain.pool.list().slice(0, MAX_PENDING_PUSH).map((e) => e.rec.bytes);
+      if (pending.length > 0) this.pushRecords(p, pending);
     }
     if (s.work > this.chain.tip.work) this.sync.wake();
     return true;
@@ -702,11 +708,13 @@ export class P2PNetwork {
     this.o.log.info(`p2p: offering ${returned.length} record(s) of disconnected blocks to peers again`);
     // Peers saw these by gossip before (their seen-caches would drop a republication), so push
     // them directly; a peer that did not have them relays them on by gossip.
-    for (const p of this.peersById.values()) {
-      if (!p.ready) continue;
-      for (let i = 0; i < returned.length; i += MAX_PUSH_RECORDS) {
-        void this.request(p, { type: 'records', records: returned.slice(i, i + MAX_PUSH_RECORDS) }, 30_000);
-      }
+    for (const p of this.peersById.values()) if (p.ready) this.pushRecords(p, returned);
+  }
+
+  /** Sends records straight to one peer, in batches the protocol allows. */
+  private pushRecords(p: PeerState, records: Uint8Array[]): void {
+    for (let i = 0; i < records.length; i += MAX_PUSH_RECORDS) {
+      void this.request(p, { type: 'records', records: records.slice(i, i + MAX_PUSH_RECORDS) }, 30_000);
     }
   }
 }

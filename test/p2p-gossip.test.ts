@@ -52,3 +52,13 @@ t.test('three nodes converge and relay records', async (t) => {
   t.ok(ms < 5000, `a stopped node exits promptly (${ms} ms)`);
   await waitFor('A to notice C left', async () => (await a.status()).peers === 1);
 });
+
+t.test('records pending before a peer connects reach it when it does', async (t) => {
+  const h = new Harness(t);
+  const a = await h.start('A');
+  // gossip now would reach nobody: A has no peer yet
+  const id = await a.submit(nameCommit());
+  const b = await h.start('B', { bootstrap: [a.p2p] });
+  const got = await waitFor('the record pending at B, with no block mined', () => b.record(id), 10_000);
+  t.equal(got.confirmed, false, 'A handed its pending records to B when B connected');
+});
