@@ -11,7 +11,7 @@
 // The bridge is dormant on a node that serves nobody (no accounts and no open registration):
 // such a node has nothing to announce, and it keeps the chain free of empty announcements.
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { UserError, ValidationError } from './errors.ts';
 import { bytesEqual, fromHex, isHex, toHex } from './hash.ts';
@@ -503,8 +503,27 @@ export async function startSip(config: SipStackConfig, chain: Chain, secret: Uin
     } catch (e) {
       log.warn(`sip: ignoring unreadable ${regFile}: ${(e as Error).message}`);
     }
-    rmSync(regFile, { force: true }); // a crash later must not bring back stale ones
   }
+  // Registrations are written out within a second of a contact coming or going, and refreshes
+  // once a minute, so a node that crashes (not only one that stops cleanly) gets its phones
+  // back: restored contacts are pinged before they count, and expired ones are dropped.
+  const reg = sip.registrar;
+  let savedChanges = -1;
+  let savedRegisters = reg.stats.registers;
+  let lastSave = Date.now();
+  const saveRegistrations = (): void => {
+    savedChanges = reg.stats.changes;
+    savedRegisters = reg.stats.registers;
+    lastSave = Date.now();
+    try {
+      writeOwnerOnly(regFile, JSON.stringify({ version: 1, contacts: reg.snapshot() }) + '\n');
+    } catch (e) {
+      log.warn(`sip: cannot save registrations: ${(e as Error).message}`);
+    }
+  };
+  const saver = setInterval(() => {
+    if (reg.stats.changes !== savedChanges || (reg.stats.registers !== savedRegisters && Date.now() - lastSave >= 60_000)) saveRegistrations();
+  }, 1000).unref();
   presence.start();
   if (users.size === 0 && !config.openRegistration) log.info('sip: no accounts yet (dots user add NAME --password PW), and registration is not open');
   let stopped = false;
@@ -521,14 +540,8 @@ export async function startSip(config: SipStackConfig, chain: Chain, secret: Uin
       chain.off('record', onRecord);
       chain.off('tip', onTip);
       await presence?.stop();
-      const contacts = sip.registrar.snapshot();
-      if (contacts.length > 0) {
-        try {
-          writeOwnerOnly(regFile, JSON.stringify({ version: 1, contacts }) + '\n');
-        } catch (e) {
-          log.warn(`sip: cannot save registrations: ${(e as Error).message}`);
-        }
-      }
+      clearInterval(saver);
+      saveRegistrations();
       users.stop();
       await sip.stop();
     },

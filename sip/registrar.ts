@@ -172,8 +172,8 @@ export class Registrar {
   private contacts = 0;
   onPresence: PresenceListener | null = null;
   pinger: Pinger | null = null;
-  /** counters for logs and tests */
-  stats = { registers: 0, pings: 0, pingFailures: 0 };
+  /** counters for logs and tests; `changes` counts contacts added and removed (what a snapshot must catch) */
+  stats = { registers: 0, pings: 0, pingFailures: 0, changes: 0 };
 
   constructor(opts: RegistrarOptions, keepalive: KeepaliveOptions = {}) {
     this.domain = opts.domain.toLowerCase();
@@ -413,6 +413,7 @@ export class Registrar {
       };
       next.push(nb);
       this.contacts++;
+      this.stats.changes++;
       this.scheduleExpiry(nb);
       this.pingNow(nb);
     }
@@ -442,6 +443,7 @@ export class Registrar {
     if (!b.live) return;
     b.live = false;
     this.contacts--;
+    this.stats.changes++;
   }
 
   private remove(b: ContactBinding): void {
@@ -594,6 +596,7 @@ export class Registrar {
       list.push(b);
       this.aors.set(c.aor, list);
       this.contacts++;
+      this.stats.changes++;
       this.scheduleExpiry(b);
       this.pingNow(b);
       n++;
