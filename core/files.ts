@@ -1,7 +1,8 @@
 // Files that hold secrets (keys, credentials, pending name claims): created owner-only and
 // written atomically (temp file, fsync, rename), so a crash never leaves a half-written file and
 // no other user can read it even for a moment.
-import { openSync, writeSync, fsyncSync, closeSync, renameSync, chmodSync, unlinkSync } from 'node:fs';
+import { openSync, writeSync, fsyncSync, closeSync, renameSync, chmodSync, unlinkSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { UserError } from './errors.ts';
 
 export function writeOwnerOnly(path: string, data: string | Uint8Array): void {
   const tmp = `${path}.tmp-${process.pid}`;
@@ -19,5 +20,56 @@ export function writeOwnerOnly(path: string, data: string | Uint8Array): void {
   } catch (e) {
     unlinkSync(tmp);
     throw e;
+  }
+}
+
+/**
+ * Runs `fn` holding an exclusive lock file next to `path` (`PATH.lock`, created with O_EXCL), so
+ * two processes doing read-modify-write on one file (`dots user add` twice at once) cannot lose
+ * each other's change. A lock left by a process that died is taken over; waiting is bounded.
+ */
+export function withFileLock<T>(path: string, fn: () => T, timeoutMs = 10_000): T {
+  const lock = `${path}.lock`;
+  const deadline = Date.now() + timeoutMs;
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (;;) {
+    try {
+      const fd = openSync(lock, 'wx', 0o600);
+      writeSync(fd, String(process.pid));
+      closeSync(fd);
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      if (lockIsStale(lock)) {
+        rmSync(lock, { force: true });
+        continue;
+      }
+      if (Date.now() > deadline) throw new UserError(`${path} is locked by another process (remove ${lock} if no dots command is running)`);
+      Atomics.wait(pause, 0, 0, 20);
+    }
+  }
+  try {
+    return fn();
+  } finally {
+    rmSync(lock, { force: true });
+  }
+}
+
+/** A lock whose process is gone (or unreadable after a few seconds) is stale. */
+function lockIsStale(lock: string): boolean {
+  let pid = NaN;
+  let age = 0;
+  try {
+    pid = Number(readFileSync(lock, 'utf8').trim());
+    age = Date.now() - statSync(lock).mtimeMs;
+  } catch {
+    return false; // gone already, or being written: try again
+  }
+  if (!Number.isSafeInteger(pid) || pid <= 0) return age > 5000;
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'ESRCH';
   }
 }

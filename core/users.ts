@@ -6,7 +6,8 @@
 import { readFileSync, statSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { UserError } from './errors.ts';
-import { writeOwnerOnly } from '../wallet/keys.ts';
+import { writeOwnerOnly } from './files.ts';
+import { withFileLock } from './files.ts';
 import { credentialsFor, type DigestCredentials } from '../sip/digest.ts';
 
 export const USERS_FILE = 'users.json';
@@ -43,25 +44,23 @@ function readUsersFile(path: string): UsersFile {
 
 /** Adds (or replaces the password of) an account; returns whether it existed. */
 export function addUser(datadir: string, name: string, password: string, realm: string): boolean {
-  if (!isValidUserName(name)) throw new UserError(`user name "${name}" must be 1-64 lower-case letters, digits, ".", "_", "-" or "+"`);
   if (password.length === 0) throw new UserError('the password must not be empty');
-  const path = join(datadir, USERS_FILE);
-  const f = readUsersFile(path);
-  const existed = Object.hasOwn(f.users, name);
-  f.users[name] = { realm, ...credentialsFor(name, realm, password) };
-  writeOwnerOnly(path, JSON.stringify(f, null, 2) + '\n');
-  return existed;
+  return addUsers(datadir, [{ name, password }], realm).length > 0;
 }
 
-/** Adds many accounts in one write (the benchmark creates thousands). */
-export function addUsers(datadir: string, entries: Array<{ name: string; password: string }>, realm: string): void {
+/** Adds or replaces many accounts in one write (the benchmark creates thousands); returns those that existed. */
+export function addUsers(datadir: string, entries: Array<{ name: string; password: string }>, realm: string): string[] {
+  for (const { name } of entries) if (!isValidUserName(name)) throw new UserError(`user name "${name}" must be 1-64 lower-case letters, digits, ".", "_", "-" or "+"`);
+  const creds = entries.map(({ name, password }) => [name, { realm, ...credentialsFor(name, realm, password) }] as const);
   const path = join(datadir, USERS_FILE);
-  const f = readUsersFile(path);
-  for (const { name, password } of entries) {
-    if (!isValidUserName(name)) throw new UserError(`user name "${name}" is not valid`);
-    f.users[name] = { realm, ...credentialsFor(name, realm, password) };
-  }
-  writeOwnerOnly(path, JSON.stringify(f) + '\n');
+  // read, change and write under a lock: two `dots user add` at once must both land
+  return withFileLock(path, () => {
+    const f = readUsersFile(path);
+    const existed = creds.filter(([name]) => Object.hasOwn(f.users, name)).map(([name]) => name);
+    for (const [name, c] of creds) f.users[name] = c;
+    writeOwnerOnly(path, JSON.stringify(f, null, 2) + '\n');
+    return existed;
+  });
 }
 
 /** The accounts as a running node sees them, reloaded when the file changes. */

@@ -2,7 +2,7 @@
 // atomic writes, accounts added while running picked up without a restart, clear errors.
 import t from 'tap';
 import { createHash } from 'node:crypto';
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runDots } from './proc.ts';
 import { tmpDir } from './helpers.ts';
@@ -64,4 +64,14 @@ t.test('UserStore: reloads on change, warns about another realm, survives a brok
   await new Promise((r) => setTimeout(r, 200));
   t.ok(store.lookup('alice'), 'a broken file keeps the accounts loaded before');
   t.match(warnings.join('\n'), /keeping the accounts loaded before/);
+});
+
+t.test('dots user add, eight at once: every account lands (the file is locked while it changes)', async (t) => {
+  const dir = tmpDir(t);
+  const names = Array.from({ length: 8 }, (_, i) => `u${i}`);
+  const runs = await Promise.all(names.map((n) => runDots(['user', 'add', n, '--password', `pw-${n}`, '--datadir', dir, '--domain', 'lock.test'])));
+  for (const r of runs) t.equal(r.code, 0, r.stderr);
+  const file = JSON.parse(readFileSync(join(dir, 'users.json'), 'utf8')) as { users: Record<string, unknown> };
+  t.same(Object.keys(file.users).sort(), names, 'all eight accounts are in users.json');
+  t.notOk(existsSync(join(dir, 'users.json.lock')), 'no lock left behind');
 });
