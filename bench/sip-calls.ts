@@ -15,16 +15,28 @@
 //    caller at B tries every 10 ms until an INVITE reaches the phone. That is REGISTER, A's
 //    OPTIONS check of the contact, the binding signed and pending at A, gossiped to B.
 //
-// The calls are short (-d 0 by default: BYE right after ACK), so they earn no call receipts
-// (those pay whole seconds, and a call must last one): this measures SIP routing only.
-// The SIPp caller and callee are pinned to the first CPU, both nodes to the second (taskset)
-// when there are two: each process gets the CPU it would have on its own machine's share, and
-// the figure is "two nodes on one core". The nodes get --sip-keepalive 60 so OPTIONS pings
-// stay out of the way. Processes are stopped through their own handles, never by name.
+// The calls are short (-d 0 by default: BYE right after ACK). Call receipts pay whole seconds
+// (unix times of the 200 and the BYE at the node), so only the calls whose 200 and BYE fall on
+// both sides of a second boundary earn one: a few per second normally, many more once the nodes
+// fall behind. Those receipts are part of what the nodes do here (B asks A to countersign).
+//
+// CPUs (DOTS_BENCH_CALLS_PIN, see PIN below): by default nothing is pinned, so the two nodes and
+// SIPp share the machine's cores as the scheduler sees fit, the conditions of the Kamailio figure
+// in shared/phones (7,000 calls/s with Record-Route, SIPp on the same 2 cores). `split` gives
+// the nodes one core between them and SIPp the other (a per-core figure, about 60% of the
+// default on 2 cores). Each window's log line says how many cores each process used and how
+// much went to other processes on the machine: other work there moves the figure.
+// The nodes get --sip-keepalive 60 so OPTIONS pings stay out of the way. Processes are stopped
+// through their own handles, never by name.
+//
+// Knobs for looking closer (environment): DOTS_BENCH_CALLS_ONLY=rate,latency,reach;
+// DOTS_BENCH_CALLS_RATES=800,1000 (these windows, no search); DOTS_BENCH_CALLS_CALL_MS=1500 (ms
+// from ACK to BYE; calls of a second or more all earn receipts); DOTS_BENCH_CALLS_LOGS=DIR (keep
+// the node logs); DOTS_BENCH_CALLS_NODE_ARGS="--trace-gc" (flags for the nodes' Node.js).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -67,14 +79,21 @@ function has(cmd: string): boolean {
   return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
 }
 
-/**
- * [cpu of the SIPp caller and callee, cpu of the nodes], or null on one core, without taskset,
- * or with DOTS_BENCH_CALLS_PIN=none (every process wherever the scheduler puts it).
- */
-const PIN: [number, number] | null = process.env.DOTS_BENCH_CALLS_PIN !== 'none' && availableParallelism() >= 2 && has('taskset') ? [0, 1] : null;
+type Role = 'sipp' | 'a' | 'b';
 
-function pinned(cpu: number | undefined, cmd: string, args: string[]): [string, string[]] {
-  return PIN === null || cpu === undefined ? [cmd, args] : ['taskset', ['-c', String(cpu), cmd, ...args]];
+/**
+ * Which CPU each process runs on (taskset), by DOTS_BENCH_CALLS_PIN:
+ * - none (default): wherever the scheduler puts them;
+ * - split: the SIPp caller and callee on cpu 0, nodes A and B on cpu 1;
+ * - each: SIPp and node A on cpu 0, node B on cpu 1.
+ * Nothing is pinned on one core or without taskset.
+ */
+const PIN_ASKED = process.env.DOTS_BENCH_CALLS_PIN ?? 'none';
+const PIN_MODE = availableParallelism() >= 2 && has('taskset') ? PIN_ASKED : 'none';
+const PIN: Record<Role, number> | null = PIN_MODE === 'split' ? { sipp: 0, a: 1, b: 1 } : PIN_MODE === 'each' ? { sipp: 0, a: 0, b: 1 } : null;
+
+function pinned(role: Role, cmd: string, args: string[]): [string, string[]] {
+  return PIN === null ? [cmd, args] : ['taskset', ['-c', String(PIN[role]), cmd, ...args]];
 }
 
 function sleep(ms: number): Promise<void> {
@@ -124,32 +143,58 @@ class NodeProc {
   readonly counts = { warn: 0, error: 0, other: 0 };
   /** the last warn/error lines, for the report */
   readonly problems: string[] = [];
+  /** warn/error lines by what they say (hex ids, peer ids and numbers blanked) */
+  readonly kinds = new Map<string, number>();
   p2p = '';
   api = '';
   sipPort = 0;
+  /** resolves once the log file is complete (the node's stderr closed) */
+  logged: Promise<void> = Promise.resolve();
 
   private constructor(
     readonly name: string,
     readonly proc: ChildProcess,
   ) {}
 
-  static async start(name: string, datadir: string, domain: string, extra: string[]): Promise<NodeProc> {
-    const args = [DOTS_BIN, 'node', '--network', 'regtest', '--datadir', datadir, '--domain', domain, '--open-registration', '--p2p-port', '0', '--sip-port', '0', '--api-port', '0', '--sip-keepalive', '60', ...extra];
-    const [cmd, argv] = pinned(PIN?.[1], process.execPath, args);
+  static async start(name: 'A' | 'B', datadir: string, domain: string, extra: string[], logFile: string): Promise<NodeProc> {
+    // DOTS_BENCH_CALLS_NODE_ARGS: flags for the nodes' Node.js (--trace-gc, --cpu-prof, ...)
+    const nodeArgs = (process.env.DOTS_BENCH_CALLS_NODE_ARGS ?? '').split(/\s+/).filter((x) => x !== '');
+    const args = [...nodeArgs, DOTS_BIN, 'node', '--network', 'regtest', '--datadir', datadir, '--domain', domain, '--open-registration', '--p2p-port', '0', '--sip-port', '0', '--api-port', '0', '--sip-keepalive', '60', ...extra];
+    const [cmd, argv] = pinned(name === 'A' ? 'a' : 'b', process.execPath, args);
     const proc = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
     const n = new NodeProc(name, proc);
-    createInterface({ input: proc.stderr as NodeJS.ReadableStream }).on('line', (l) => {
+    const file = createWriteStream(logFile);
+    file.on('error', () => undefined);
+    n.logged = new Promise((resolve) => file.once('close', () => resolve()));
+    const write = (l: string): void => {
+      if (!file.writableEnded) file.write(l + '\n');
+    };
+    // what the node prints on stdout goes to its log file too (addresses; --trace-gc lines)
+    createInterface({ input: proc.stdout as NodeJS.ReadableStream }).on('line', (l) => write(`${new Date().toISOString()} stdout ${l}`));
+    const errLines = createInterface({ input: proc.stderr as NodeJS.ReadableStream });
+    errLines.once('close', () => file.end());
+    errLines.on('line', (l) => {
+      write(l);
       const lv = / (warn|error) /.exec(l.slice(0, 40))?.[1];
       if (lv === 'warn' || lv === 'error') {
         n.counts[lv]++;
         n.problems.push(l);
         if (n.problems.length > 50) n.problems.shift();
+        const kind = l
+          .replace(/^\S+\s+/, '')
+          .replace(/12D3KooW[.\w]*/g, 'PEER')
+          .replace(/[0-9a-f]{8,}/g, 'ID')
+          .replace(/\d+/g, 'N');
+        n.kinds.set(kind, (n.kinds.get(kind) ?? 0) + 1);
       } else n.counts.other++;
       n.lines.push(l);
       if (n.lines.length > 2000) n.lines.splice(0, 500);
     });
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`node ${name} did not start in 60 s:\n${n.lines.slice(-20).join('\n')}`)), 60_000);
+      const timer = setTimeout(() => {
+        proc.kill('SIGKILL');
+        reject(new Error(`node ${name} did not start in 60 s:\n${n.lines.slice(-20).join('\n')}`));
+      }, 60_000);
       proc.once('exit', (code) => {
         clearTimeout(timer);
         reject(new Error(`node ${name} exited with ${code} at start:\n${n.lines.slice(-20).join('\n')}`));
@@ -191,10 +236,56 @@ class NodeProc {
     return (await this.get<{ pending: number }>('/api/status')).body.pending;
   }
 
+  /**
+   * The node's own view of a window, from GET /metrics (prom-client resets the event loop
+   * histogram at each scrape, so a scrape before the window and one after bracket it): the
+   * longest event loop delay, its p99, and seconds spent in GC so far.
+   */
+  async health(): Promise<{ lagMaxMs: number; lagP99Ms: number; gcSeconds: number }> {
+    try {
+      const text = await (await fetch(this.api + '/metrics', { signal: AbortSignal.timeout(5000) })).text();
+      const one = (name: string): number => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+      let gc = 0;
+      for (const m of text.matchAll(/^nodejs_gc_duration_seconds_sum\{[^}]*\} (\S+)$/gm)) gc += Number(m[1]);
+      return { lagMaxMs: one('nodejs_eventloop_lag_max_seconds') * 1000, lagP99Ms: one('nodejs_eventloop_lag_p99_seconds') * 1000, gcSeconds: gc };
+    } catch {
+      return { lagMaxMs: NaN, lagP99Ms: NaN, gcSeconds: NaN };
+    }
+  }
+
   async stop(): Promise<void> {
-    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return;
-    this.proc.kill('SIGTERM');
-    await waitExit(this.proc, 10_000);
+    if (this.proc.exitCode === null && this.proc.signalCode === null) {
+      this.proc.kill('SIGTERM');
+      await waitExit(this.proc, 10_000);
+    }
+    await Promise.race([this.logged, sleep(2000)]);
+  }
+}
+
+/** [busy, total] jiffies of all CPUs so far (/proc/stat), for the machine's load during a window. */
+function machineTicks(): [number, number] {
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+    const total = f.reduce((x, y) => x + y, 0);
+    const idle = f[3] + (f[4] ?? 0);
+    return [total - idle, total];
+  } catch {
+    return [NaN, NaN];
+  }
+}
+
+/** Datagrams the kernel dropped on the UDP sockets bound to `port` (their receive buffer was full). */
+function udpDrops(port: number): number {
+  try {
+    const hex = ':' + port.toString(16).toUpperCase().padStart(4, '0');
+    let drops = 0;
+    for (const line of readFileSync('/proc/net/udp', 'utf8').split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f.length > 12 && f[1].endsWith(hex)) drops += Number(f[f.length - 1]);
+    }
+    return drops;
+  } catch {
+    return NaN;
   }
 }
 
@@ -211,7 +302,7 @@ class Uas {
     const stats = join(dir, 'uas-stats.csv');
     // no -m: SIPp counts every OPTIONS ping as a call of its own
     const args = ['-sf', UAS_SCENARIO, '-i', '127.0.0.1', '-p', String(port), '-aa', '-nostdin', '-buff_size', '8388608', '-max_recv_loops', '100000', '-max_sched_loops', '100000', '-trace_stat', '-stf', stats, '-fd', '1'];
-    const [cmd, argv] = pinned(PIN?.[0], 'sipp', args);
+    const [cmd, argv] = pinned('sipp', 'sipp', args);
     const proc = spawn(cmd, argv, { stdio: 'ignore' });
     const u = new Uas(port, proc, stats);
     // ready when it answers OPTIONS (-aa)
@@ -224,6 +315,9 @@ class Uas {
         if (r !== null) break;
         if (i > 50) throw new Error('the SIPp callee does not answer');
       }
+    } catch (e) {
+      await u.stop();
+      throw e;
     } finally {
       probe.close();
     }
@@ -274,7 +368,7 @@ interface Got {
   at: bigint;
 }
 
-export class Ua {
+class Ua {
   private sock: Socket | null = null;
   port = 0;
   /** branch -> who waits for the final response */
@@ -396,7 +490,7 @@ function hostPort(uri: string): { port: number } | null {
  * One call from `ua` to `ruri`, sent to 127.0.0.1:`port`: INVITE, and on a 2xx ACK and BYE
  * along the route set the 200 recorded (Record-Route reversed); on a failure, its ACK.
  */
-export async function call(ua: Ua, port: number, ruri: string, fromUser: string, fromDomain: string, timeoutMs = 4000): Promise<CallResult> {
+async function call(ua: Ua, port: number, ruri: string, fromUser: string, fromDomain: string, timeoutMs = 4000): Promise<CallResult> {
   const branch = 'z9hG4bK' + rnd();
   const callId = rnd() + '@bench';
   const fromTag = rnd();
@@ -461,7 +555,7 @@ interface Ctx {
 }
 
 /** Calls at `rate` per second for `seconds` to `port`, each call to ruri(i); INVITE->final times of the answered ones. */
-export async function timedCalls(ua: Ua, port: number, ruri: (i: number) => string, rate: number, seconds: number): Promise<{ ms: number[]; failed: number; calls: number; slowest: string }> {
+async function timedCalls(ua: Ua, port: number, ruri: (i: number) => string, rate: number, seconds: number): Promise<{ ms: number[]; failed: number; calls: number; slowest: string }> {
   const n = Math.round(rate * seconds);
   const start = Date.now();
   const runs: Array<Promise<CallResult & { at: number }>> = [];
@@ -478,14 +572,69 @@ export async function timedCalls(ua: Ua, port: number, ruri: (i: number) => stri
     .filter((r) => r.ok)
     .sort((x, y) => y.ms - x.ms)
     .slice(0, 5)
-    .map((r) => `${r.ms.toFixed(1)} ms at ${(r.at / 1000).toFixed(2)} s`)
+    .map((r) => `${r.ms.toFixed(1)} ms at ${(r.at / 1000).toFixed(2)} s (${new Date(start + r.at).toISOString().slice(11, 23)})`)
     .join(', ');
   return { ms, failed: rs.filter((r) => !r.ok).length, calls: n, slowest };
 }
 
+interface LatencySummary {
+  median: number;
+  p99: number;
+  n: number;
+  failed: number;
+}
+
 interface Latency {
-  direct: { median: number; p99: number; n: number; failed: number };
-  through: { median: number; p99: number; n: number; failed: number };
+  direct: LatencySummary;
+  through: LatencySummary;
+  /** through one Kamailio (record-routing, one worker, on the nodes' cpu), when installed */
+  kamailio: LatencySummary | null;
+}
+
+function summary(x: { ms: number[]; failed: number }): LatencySummary {
+  return { median: quantile(x.ms, 0.5), p99: quantile(x.ms, 0.99), n: x.ms.length, failed: x.failed };
+}
+
+/**
+ * The same measurement through Kamailio 5.6 (test/fixtures/sipp/kamailio-registrar.cfg: lookup,
+ * record_route, t_relay; one worker, on node B's CPU when pinned) with u0 registered to the same
+ * callee: what a C proxy adds on this machine, for scale.
+ */
+async function kamailioLatency(c: Ctx, ua: Ua, rate: number, seconds: number): Promise<LatencySummary | null> {
+  if (!has('kamailio')) return null;
+  const port = await freeUdpPort();
+  const kdir = join(c.dir, 'kamailio');
+  mkdirSync(kdir, { recursive: true });
+  const cfg = readFileSync(join(ROOT, 'test', 'fixtures', 'sipp', 'kamailio-registrar.cfg'), 'utf8')
+    .replaceAll('@CHILDREN@', '1')
+    .replaceAll('@RUNDIR@', kdir)
+    .replaceAll('127.0.0.1:5070', `127.0.0.1:${port}`);
+  writeFileSync(join(kdir, 'kamailio.cfg'), cfg);
+  const [cmd, argv] = pinned('b', 'kamailio', ['-f', join(kdir, 'kamailio.cfg'), '-DD', '-E', '-m', '256', '-M', '16', '-P', join(kdir, 'kamailio.pid')]);
+  const k = spawn(cmd, argv, { stdio: 'ignore' });
+  try {
+    let up = false;
+    for (let i = 0; i < 50 && !up && k.exitCode === null; i++) {
+      const branch = 'z9hG4bK' + rnd();
+      up = (await ua.transact(optionsText(`sip:127.0.0.1:${port}`, ua.port, branch), branch, port, 200)) !== null;
+    }
+    if (!up) {
+      c.log('  kamailio did not start; no reference');
+      return null;
+    }
+    const reg = await ua.register(port, 'u0', 'bench.local', `sip:u0@127.0.0.1:${c.uas.port}`, 3600, `k-${rnd()}`, 1);
+    if (reg !== 200) {
+      c.log(`  kamailio answered REGISTER with ${reg}; no reference`);
+      return null;
+    }
+    await timedCalls(ua, port, () => 'sip:u0@bench.local', rate, 1);
+    const t = await timedCalls(ua, port, () => 'sip:u0@bench.local', rate, seconds);
+    c.log(`  slowest through Kamailio: ${t.slowest}`);
+    return summary(t);
+  } finally {
+    if (k.exitCode === null) k.kill('SIGTERM');
+    await waitExit(k, 5000);
+  }
 }
 
 async function latency(c: Ctx, rate: number, seconds: number): Promise<Latency> {
@@ -498,8 +647,8 @@ async function latency(c: Ctx, rate: number, seconds: number): Promise<Latency> 
     const t = await timedCalls(ua, c.b.sipPort, (i) => `sip:${user(i)}@${DOMAIN_A}`, rate, seconds);
     c.log(`  slowest direct: ${d.slowest}`);
     c.log(`  slowest through B and A: ${t.slowest}`);
-    const sum = (x: { ms: number[]; failed: number }): Latency['direct'] => ({ median: quantile(x.ms, 0.5), p99: quantile(x.ms, 0.99), n: x.ms.length, failed: x.failed });
-    return { direct: sum(d), through: sum(t) };
+    const k = await kamailioLatency(c, ua, rate, seconds);
+    return { direct: summary(d), through: summary(t), kamailio: k };
   } finally {
     ua.close();
   }
@@ -591,17 +740,48 @@ interface Trial {
   retransmissions: number;
   uasRetransmissions: number;
   elapsed: number;
-  /** cores used per wall second: node A, node B, SIPp caller, SIPp callee */
-  cores: { a: number; b: number; uac: number; uas: number };
+  /** cores used per wall second: node A, node B, SIPp caller, SIPp callee, and all processes */
+  cores: { a: number; b: number; uac: number; uas: number; machine: number };
   /** log lines at warn/error level the nodes wrote during the window */
   nodeProblems: number;
+  /** per node: longest event loop delay (ms), GC seconds, datagrams dropped on its SIP socket */
+  health: { a: Health; b: Health };
   why: string;
+}
+
+interface Health {
+  lagMaxMs: number;
+  gcSeconds: number;
+  drops: number;
+}
+
+/**
+ * What SIPp's -trace_err file says about failed calls, by kind, most frequent first: the
+ * response received instead of the one expected (with its Warning, which says which node gave
+ * up and why), or the other reason SIPp gives.
+ */
+function failureKinds(file: string): string {
+  if (!existsSync(file)) return '';
+  const kinds = new Map<string, number>();
+  for (const chunk of readFileSync(file, 'latin1').split(/(?=^.*Aborting call)/m)) {
+    if (!chunk.includes('Aborting call')) continue;
+    const got = /received '(SIP\/2\.0 \d{3}[^\r\n']*|[A-Z]+ )/.exec(chunk)?.[1];
+    const expecting = /while expecting '([^']+)'/.exec(chunk)?.[1];
+    const warning = /^Warning:\s*(.*)$/im.exec(chunk)?.[1]?.trim();
+    const k =
+      got !== undefined
+        ? `got ${got.trim()}${warning !== undefined ? ` (Warning: ${warning})` : ''}${expecting !== undefined ? ` expecting ${expecting}` : ''}`
+        : chunk.split('\n')[0].replace(/^.*?Aborting/, 'Aborting').replace(/'[^']*'/g, "'..'").replace(/\d+/g, 'N').slice(0, 100);
+    kinds.set(k, (kinds.get(k) ?? 0) + 1);
+  }
+  return [...kinds].sort((x, y) => y[1] - x[1]).slice(0, 4).map(([k, n]) => `${n} x ${k}`).join('; ');
 }
 
 /** One window: `rate` calls/s for `seconds` from SIPp at B; stopped early once it has clearly failed. */
 async function trial(c: Ctx, rate: number, seconds: number, callMs: number): Promise<Trial> {
   const total = Math.round(rate * seconds);
   const stats = join(c.dir, `uac-${rate}-${Date.now()}.csv`);
+  const errors = join(c.dir, `uac-${rate}-${Date.now()}-errors.log`);
   const args = [
     `127.0.0.1:${c.b.sipPort}`,
     '-sf', UAC_SCENARIO,
@@ -620,13 +800,17 @@ async function trial(c: Ctx, rate: number, seconds: number, callMs: number): Pro
     '-max_recv_loops', '100000',
     '-max_sched_loops', '100000',
     '-trace_stat', '-stf', stats, '-fd', '1',
+    '-trace_err', '-error_file', errors,
   ];
   const pids = { a: c.a.pid, b: c.b.pid, uas: c.uas.proc.pid };
+  const [ha0, hb0] = await Promise.all([c.a.health(), c.b.health()]);
+  const drops0 = { a: udpDrops(c.a.sipPort), b: udpDrops(c.b.sipPort) };
+  const ticks0 = machineTicks();
   const before = { a: cpuSeconds(pids.a), b: cpuSeconds(pids.b), uas: cpuSeconds(pids.uas) };
   const uasBefore = c.uas.counters();
   const problemsBefore = c.a.counts.warn + c.a.counts.error + c.b.counts.warn + c.b.counts.error;
   const start = Date.now();
-  const [cmd, argv] = pinned(PIN?.[0], 'sipp', args);
+  const [cmd, argv] = pinned('sipp', 'sipp', args);
   const child = spawn(cmd, argv, { stdio: 'ignore' });
   let uacCpu = 0;
   let why = '';
@@ -651,10 +835,20 @@ async function trial(c: Ctx, rate: number, seconds: number, callMs: number): Pro
     b: (cpuSeconds(pids.b) - before.b) / elapsed,
     uac: uacCpu / elapsed,
     uas: (cpuSeconds(pids.uas) - before.uas) / elapsed,
+    machine: 0,
+  };
+  const ticks1 = machineTicks();
+  cores.machine = ((ticks1[0] - ticks0[0]) / (ticks1[1] - ticks0[1])) * availableParallelism();
+  const [ha1, hb1] = await Promise.all([c.a.health(), c.b.health()]);
+  const health = {
+    a: { lagMaxMs: ha1.lagMaxMs, gcSeconds: ha1.gcSeconds - ha0.gcSeconds, drops: udpDrops(c.a.sipPort) - drops0.a },
+    b: { lagMaxMs: hb1.lagMaxMs, gcSeconds: hb1.gcSeconds - hb0.gcSeconds, drops: udpDrops(c.b.sipPort) - drops0.b },
   };
   await sleep(1100); // the callee's stats line for the last second
   const s = lastStats(stats);
   rmSync(stats, { force: true });
+  const errorKinds = failureKinds(errors);
+  rmSync(errors, { force: true });
   const success = s?.['SuccessfulCall(C)'] ?? 0;
   const failed = s?.['FailedCall(C)'] ?? 0;
   const unfinished = Math.max(0, total - success - failed);
@@ -663,11 +857,34 @@ async function trial(c: Ctx, rate: number, seconds: number, callMs: number): Pro
   if (why === '' && !ok) why = bad >= total * 0.01 ? `${bad} of ${total} failed or unfinished` : `took ${elapsed.toFixed(1)} s`;
   const uasAfter = c.uas.counters();
   const nodeProblems = c.a.counts.warn + c.a.counts.error + c.b.counts.warn + c.b.counts.error - problemsBefore;
-  const r: Trial = { rate, ok, success, failed, unfinished, retransmissions: s?.['Retransmissions(C)'] ?? 0, uasRetransmissions: uasAfter.retransmissions - uasBefore.retransmissions, elapsed, cores, nodeProblems, why };
+  const r: Trial = { rate, ok, success, failed, unfinished, retransmissions: s?.['Retransmissions(C)'] ?? 0, uasRetransmissions: uasAfter.retransmissions - uasBefore.retransmissions, elapsed, cores, nodeProblems, health, why };
+  const h = (x: Health): string => `loop delay max ${x.lagMaxMs.toFixed(0)} ms, GC ${x.gcSeconds.toFixed(2)} s, ${x.drops} dropped`;
   c.log(
-    `  ${rate} calls/s for ${seconds} s: ${success} ok, ${failed} failed, ${unfinished} unfinished, retransmissions ${r.retransmissions} (caller) ${r.uasRetransmissions} (callee), ${elapsed.toFixed(1)} s; cores A ${cores.a.toFixed(2)} B ${cores.b.toFixed(2)} caller ${cores.uac.toFixed(2)} callee ${cores.uas.toFixed(2)}; node warnings ${nodeProblems}: ${ok ? 'sustained' : `not sustained (${why})`}`,
+    `  ${rate} calls/s for ${seconds} s: ${success} ok, ${failed} failed, ${unfinished} unfinished, retransmissions ${r.retransmissions} (caller) ${r.uasRetransmissions} (callee), ${elapsed.toFixed(1)} s; cores A ${cores.a.toFixed(2)} B ${cores.b.toFixed(2)} caller ${cores.uac.toFixed(2)} callee ${cores.uas.toFixed(2)}, all other processes ${Math.max(0, cores.machine - cores.a - cores.b - cores.uac - cores.uas).toFixed(2)}; A: ${h(health.a)}; B: ${h(health.b)}; node warnings ${nodeProblems}: ${ok ? 'sustained' : `not sustained (${why})`}`,
   );
+  if (failed > 0 && errorKinds !== '') c.log(`    why SIPp failed calls: ${errorKinds}`);
   return r;
+}
+
+/**
+ * Waits (at least `minMs`) until the nodes are quiet again: after a window that failed, the
+ * callee goes on retransmitting the 200s of the calls SIPp left open (up to 32 s), and they
+ * cross both nodes; the next window should not start in that storm.
+ */
+async function settle(c: Ctx, minMs: number): Promise<void> {
+  const t0 = Date.now();
+  await sleep(minMs);
+  for (;;) {
+    const before = cpuSeconds(c.a.pid) + cpuSeconds(c.b.pid);
+    await sleep(1000);
+    const used = cpuSeconds(c.a.pid) + cpuSeconds(c.b.pid) - before;
+    if (used < 0.1) break;
+    if (Date.now() - t0 > 40_000) {
+      c.log(`  the nodes are still busy (${used.toFixed(2)} cores) ${((Date.now() - t0) / 1000).toFixed(0)} s after the window`);
+      return;
+    }
+  }
+  if (Date.now() - t0 > minMs + 1500) c.log(`  quiet again after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 }
 
 async function search(c: Ctx, seconds: number, callMs: number, startRate: number): Promise<{ best: Trial | null; failedAt: Trial | null; trials: number }> {
@@ -680,8 +897,7 @@ async function search(c: Ctx, seconds: number, callMs: number, startRate: number
   const run = async (r: number): Promise<Trial> => {
     trials++;
     const t = await trial(c, r, seconds, callMs);
-    // let queues drain and retransmissions die down before the next window
-    await sleep(t.ok ? 1000 : 3000);
+    await settle(c, t.ok ? 1000 : 3000);
     return t;
   };
   for (;;) {
@@ -717,24 +933,26 @@ async function search(c: Ctx, seconds: number, callMs: number, startRate: number
 
 export async function benchCalls(o: CallsBenchOptions): Promise<Row[]> {
   if (!has('sipp')) throw new UserError('dots bench calls needs SIPp: apt-get install sip-tester');
+  if (!['none', 'split', 'each'].includes(PIN_ASKED)) throw new UserError(`DOTS_BENCH_CALLS_PIN must be none, split or each, got "${PIN_ASKED}"`);
   const verbose = o.verbose !== false;
   const t0 = Date.now();
   const log = (s: string): void => {
     if (verbose) process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(0).padStart(3)} s] ${s}\n`);
   };
   const nUsers = o.users ?? 100;
-  const callMs = o.callMs ?? 0;
+  const callMs = o.callMs ?? Number(process.env.DOTS_BENCH_CALLS_CALL_MS ?? 0);
+  if (!(Number.isInteger(callMs) && callMs >= 0)) throw new UserError('DOTS_BENCH_CALLS_CALL_MS must be a whole number of ms');
   const reachRuns = o.reachRuns ?? 5;
   const load0 = loadavg()[0];
   const dir = mkdtempSync(join(tmpdir(), 'dots-bench-calls-'));
   const started: Array<{ stop(): Promise<void> }> = [];
   const uas: Ua[] = [];
-  log(PIN === null ? 'no CPU pinning (one core or no taskset)' : `SIPp caller and callee on cpu ${PIN[0]}, nodes A and B on cpu ${PIN[1]}`);
+  log(PIN === null ? 'no CPU pinning' : `pinning (${PIN_MODE}): SIPp caller and callee on cpu ${PIN.sipp}, node A on cpu ${PIN.a}, node B on cpu ${PIN.b}`);
   try {
     // ---- setup: two nodes, the callee, 100 users and one phone registered at A, names bound
-    const a = await NodeProc.start('A', join(dir, 'a'), DOMAIN_A, []);
+    const a = await NodeProc.start('A', join(dir, 'a'), DOMAIN_A, [], join(dir, 'node-a.log'));
     started.push(a);
-    const b = await NodeProc.start('B', join(dir, 'b'), DOMAIN_B, ['--bootstrap', a.p2p]);
+    const b = await NodeProc.start('B', join(dir, 'b'), DOMAIN_B, ['--bootstrap', a.p2p], join(dir, 'node-b.log'));
     started.push(b);
     log(`node A sip:127.0.0.1:${a.sipPort} ${a.api}, node B sip:127.0.0.1:${b.sipPort} ${b.api}`);
     const callee = await Uas.start(dir);
@@ -782,11 +1000,12 @@ export async function benchCalls(o: CallsBenchOptions): Promise<Row[]> {
     const none = { median: NaN, p99: NaN, n: 0, failed: 0 };
 
     // ---- 2: latency
-    let lat: Latency = { direct: none, through: none };
+    let lat: Latency = { direct: none, through: none, kamailio: null };
     if (want('latency')) {
       log('INVITE -> 200 at 50 calls/s: straight to the callee, then through B and A');
       lat = await latency(c, 50, 5);
       log(`  direct: median ${lat.direct.median.toFixed(3)} ms, p99 ${lat.direct.p99.toFixed(3)} ms (${lat.direct.n} calls, ${lat.direct.failed} failed); through B and A: median ${lat.through.median.toFixed(3)} ms, p99 ${lat.through.p99.toFixed(3)} ms (${lat.through.n} calls, ${lat.through.failed} failed)`);
+      if (lat.kamailio !== null) log(`  through one Kamailio: median ${lat.kamailio.median.toFixed(3)} ms, p99 ${lat.kamailio.p99.toFixed(3)} ms (${lat.kamailio.n} calls, ${lat.kamailio.failed} failed)`);
     }
 
     // ---- 3: registration to reachable
@@ -805,11 +1024,22 @@ export async function benchCalls(o: CallsBenchOptions): Promise<Row[]> {
     let sr: Awaited<ReturnType<typeof search>> = { best: null, failedAt: null, trials: 0 };
     if (want('rate')) {
       log(`calls per second from B to ${nUsers} users at A, ${seconds} s windows, BYE ${callMs} ms after ACK`);
-      sr = await search(c, seconds, callMs, o.startRate ?? 500);
+      // DOTS_BENCH_CALLS_RATES=800,900: just these windows, no search (to look at one rate)
+      const fixed = process.env.DOTS_BENCH_CALLS_RATES?.split(',').map(Number).filter((x) => x > 0);
+      if (fixed !== undefined && fixed.length > 0) {
+        for (const r of fixed) {
+          const t = await trial(c, r, seconds, callMs);
+          sr.trials++;
+          if (t.ok && (sr.best === null || r > sr.best.rate)) sr.best = t;
+          if (!t.ok) sr.failedAt = t;
+          await sleep(2000);
+        }
+      } else sr = await search(c, seconds, callMs, o.startRate ?? 500);
     }
     const best = sr.best;
     log(`node A: ${a.counts.warn} warnings, ${a.counts.error} errors; node B: ${b.counts.warn} warnings, ${b.counts.error} errors`);
-    for (const n of [a, b]) for (const l of n.problems.slice(-10)) log(`  ${n.name}: ${l}`);
+    for (const n of [a, b]) for (const [k, count] of [...n.kinds].sort((x, y) => y[1] - x[1]).slice(0, 8)) log(`  ${n.name}: ${count} x ${k}`);
+    for (const n of [a, b]) for (const l of n.problems.slice(-3)) log(`  ${n.name} (last): ${l}`);
 
     // ---- the table
     const load1 = loadavg()[0];
@@ -817,38 +1047,62 @@ export async function benchCalls(o: CallsBenchOptions): Promise<Row[]> {
     const med = (xs: number[]): number => quantile([...xs].sort((x, y) => x - y), 0.5);
     const perNodeMedian = (lat.through.median - lat.direct.median) / 2;
     const perNodeP99 = (lat.through.p99 - lat.direct.p99) / 2;
-    const coreNote = (t: Trial): string => `cores: A ${t.cores.a.toFixed(2)}, B ${t.cores.b.toFixed(2)}, SIPp caller ${t.cores.uac.toFixed(2)}, callee ${t.cores.uas.toFixed(2)}`;
+    const coreNote = (t: Trial): string =>
+      `pinning ${PIN_MODE}; cores: A ${t.cores.a.toFixed(2)}, B ${t.cores.b.toFixed(2)}, SIPp caller ${t.cores.uac.toFixed(2)}, callee ${t.cores.uas.toFixed(2)}, other processes ${Math.max(0, t.cores.machine - t.cores.a - t.cores.b - t.cores.uac - t.cores.uas).toFixed(2)} (of ${availableParallelism()})`;
     const f = (x: number, d = 2): string => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
-    const rows: Array<{ metric: string; value: number; unit: string; notes: string }> = [
-      {
+    const round = (x: number, d: number): number => (Number.isFinite(x) ? Number(x.toFixed(d)) : NaN);
+    const rows: Array<{ metric: string; value: number; unit: string; notes: string }> = [];
+    if (want('rate')) {
+      rows.push({
         metric: 'calls/s through B and A, < 1% failed',
         value: best?.rate ?? 0,
         unit: 'calls/s',
         notes:
-          best === null
-            ? `not even ${o.startRate ?? 500}/s (${sr.failedAt?.why ?? ''})`
-            : `${seconds} s window, ${nUsers} callees at A, BYE ${callMs} ms after ACK; ${best.success} ok, ${best.failed} failed, ${best.unfinished} unfinished, ${best.retransmissions} retransmissions; ${coreNote(best)}` +
-              (sr.failedAt !== null ? `; ${sr.failedAt.rate}/s failed: ${sr.failedAt.why}` : ''),
-      },
-      { metric: 'INVITE->200, straight to the callee: median', value: Number(f(lat.direct.median, 3)), unit: 'ms', notes: `p99 ${f(lat.direct.p99, 3)} ms; ${lat.direct.n} calls at 50/s, ${lat.direct.failed} failed` },
-      { metric: 'INVITE->200, through B and A: median', value: Number(f(lat.through.median, 3)), unit: 'ms', notes: `p99 ${f(lat.through.p99, 3)} ms; ${lat.through.n} calls at 50/s, ${lat.through.failed} failed` },
-      { metric: 'latency a node adds to an INVITE: median', value: Number(f(perNodeMedian, 3)), unit: 'ms', notes: '(through - direct) / 2' },
-      { metric: 'latency a node adds to an INVITE: p99', value: Number(f(perNodeP99, 3)), unit: 'ms', notes: '(through p99 - direct p99) / 2' },
-      {
+          (best === null
+            ? `not even ${o.startRate ?? 500}/s`
+            : `${seconds} s window, ${nUsers} callees at A, BYE ${callMs} ms after ACK; ${best.success} ok, ${best.failed} failed, ${best.unfinished} unfinished, ${best.retransmissions} retransmissions; ${coreNote(best)}`) +
+          (sr.failedAt !== null ? `; ${sr.failedAt.rate}/s failed: ${sr.failedAt.why}` : ''),
+      });
+    }
+    if (want('latency')) {
+      rows.push(
+        { metric: 'INVITE->200 straight to the callee: median', value: round(lat.direct.median, 3), unit: 'ms', notes: `p99 ${f(lat.direct.p99, 3)} ms; ${lat.direct.n} calls at 50/s, ${lat.direct.failed} failed` },
+        { metric: 'INVITE->200 through B and A: median', value: round(lat.through.median, 3), unit: 'ms', notes: `p99 ${f(lat.through.p99, 3)} ms; ${lat.through.n} calls at 50/s, ${lat.through.failed} failed` },
+        { metric: 'latency a node adds to an INVITE: median', value: round(perNodeMedian, 3), unit: 'ms', notes: '(through - direct) / 2: the INVITE in and out, and its 200 back' },
+        { metric: 'latency a node adds to an INVITE: p99', value: round(perNodeP99, 3), unit: 'ms', notes: '(through p99 - direct p99) / 2' },
+      );
+      if (lat.kamailio !== null) {
+        const k = lat.kamailio;
+        rows.push({ metric: 'for scale: latency Kamailio adds: median', value: round(k.median - lat.direct.median, 3), unit: 'ms', notes: `p99 ${f(k.p99 - lat.direct.p99, 3)} ms; one Kamailio 5.6 (1 worker, record-routing) placed like node B, same client and callee; ${k.n} calls, ${k.failed} failed` });
+      }
+    }
+    if (want('reach')) {
+      rows.push({
         metric: 'REGISTER at A to a call from B reaching the phone: median',
-        value: Number(f(med(reach.ms), 0)),
+        value: round(med(reach.ms), 0),
         unit: 'ms',
         notes:
-          `${reach.ms.length} runs, min ${f(sortedReach[0] ?? NaN, 0)} max ${f(sortedReach[sortedReach.length - 1] ?? NaN, 0)} ms; a call every 10 ms; name bound once before, binding pending and gossiped; ` +
+          `${reach.ms.length} runs, min ${f(sortedReach[0] ?? NaN, 0)} max ${f(sortedReach[sortedReach.length - 1] ?? NaN, 0)} ms; a call from B every 10 ms; name bound once before, binding pending and gossiped; ` +
           `REGISTER 200 after ${f(med(reach.registerMs), 1)} ms, A's OPTIONS check after ${f(med(reach.optionsMs), 1)} ms (medians)${reach.failedRuns > 0 ? `; ${reach.failedRuns} runs failed` : ''}`,
-      },
-      { metric: 'node log warnings / errors', value: a.counts.warn + b.counts.warn + a.counts.error + b.counts.error, unit: 'lines', notes: `A ${a.counts.warn}/${a.counts.error}, B ${b.counts.warn}/${b.counts.error}; load average ${load0.toFixed(2)} -> ${load1.toFixed(2)}; ${sr.trials} rate windows; ${((Date.now() - t0) / 1000).toFixed(0)} s in all` },
-    ];
+      });
+    }
+    const kinds = [a, b].flatMap((n) => [...n.kinds].sort((x, y) => y[1] - x[1]).slice(0, 3).map(([k, count]) => `${n.name}: ${count} x "${k.slice(0, 100)}"`));
+    rows.push({
+      metric: 'node log warnings + errors',
+      value: a.counts.warn + b.counts.warn + a.counts.error + b.counts.error,
+      unit: 'lines',
+      notes: `A ${a.counts.warn}/${a.counts.error}, B ${b.counts.warn}/${b.counts.error}${kinds.length > 0 ? ` (${kinds.join('; ')})` : ''}; load average ${load0.toFixed(2)} -> ${load1.toFixed(2)}; ${sr.trials} rate windows; ${((Date.now() - t0) / 1000).toFixed(0)} s in all`,
+    });
     if (o.json) return rows;
     return rows.map((r) => ({ metric: r.metric, value: `${r.unit === 'calls/s' || r.unit === 'lines' ? r.value.toLocaleString('en-US') : f(r.value, r.unit === 'ms' && r.value >= 100 ? 0 : 3)} ${r.unit}`, notes: r.notes }));
   } finally {
     for (const u of uas) u.close();
     for (const s of started.reverse()) await s.stop().catch(() => undefined);
+    const keep = process.env.DOTS_BENCH_CALLS_LOGS;
+    if (keep !== undefined && keep !== '') {
+      for (const f of ['node-a.log', 'node-b.log']) if (existsSync(join(dir, f))) cpSync(join(dir, f), join(keep, f));
+      log(`node logs copied to ${keep}`);
+    }
     rmSync(dir, { recursive: true, force: true });
   }
 }

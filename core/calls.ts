@@ -96,6 +96,9 @@ interface LoggedCall {
 /** Codes worth asking again: the peer may come back, or it was only busy. */
 const RETRYABLE = new Set(['unreachable', 'timeout', 'rate-limited', 'internal']);
 
+/** receipt requests in flight at once (below the 8 streams a connection allows) */
+const MAX_CONCURRENT_REQUESTS = 4;
+
 /**
  * The node's memory of calls that crossed to another node, and the receipts they earn.
  *
@@ -124,13 +127,19 @@ export class CallLog {
   private readonly settling = new Set<string>();
   private readonly timers = new Set<{ timer: NodeJS.Timeout; wake: () => void }>();
   private stopped = false;
+  /**
+   * Requests on the wire at once: the exchange takes 8 streams per connection, and a burst of
+   * calls ending together would otherwise open hundreds (the extras fail on a closed stream).
+   */
+  private active = 0;
+  private readonly queue: Array<() => void> = [];
 
   constructor(private readonly o: CallLogOptions) {
     this.chain = o.chain;
     this.log = o.log;
     this.pub = publicKeyOf(o.secret);
     this.nodeId = addressOf(this.pub);
-    this.maxCalls = o.maxCalls ?? 10_000;
+    this.maxCalls = o.maxCalls ?? 100_000;
     this.maxAgeMs = o.maxAgeMs ?? 6 * 3600_000;
     this.tolerance = o.toleranceSeconds ?? 2;
     this.retryDelaysMs = o.retryDelaysMs ?? [5_000, 30_000, 120_000];
@@ -284,7 +293,7 @@ export class CallLog {
       for (const target of targets) {
         if (this.stopped) break;
         try {
-          const rec = await this.o.exchange.settle(target, r);
+          const rec = await this.oneAtATime(() => this.o.exchange.settle(target, r));
           this.log.info(`receipts: call ${id} with node ${who} (${r.ended - r.answered} s) receipted, record ${toHex(rec.id)}`);
           this.outcome({ status: 'receipted', callId: r.callId, recordId: rec.id });
           return;
@@ -321,6 +330,19 @@ export class CallLog {
     const message = last?.message ?? 'no attempt made';
     this.log.warn(`receipts: call ${id}: gave up asking node ${who} for a countersignature after ${this.retryDelaysMs.length + 1} attempts: ${message}`);
     this.outcome({ status: 'failed', callId: r.callId, code, message });
+  }
+
+  private async oneAtATime<T>(fn: () => Promise<T>): Promise<T> {
+    // a finishing request hands its slot straight to the next in line
+    if (this.active >= MAX_CONCURRENT_REQUESTS) await new Promise<void>((resolve) => this.queue.push(resolve));
+    else this.active++;
+    try {
+      return await fn();
+    } finally {
+      const next = this.queue.shift();
+      if (next !== undefined) next();
+      else this.active--;
+    }
   }
 
   /** Waits ms; false when stopped meanwhile. */

@@ -9,23 +9,90 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 export const registry = new Registry();
 collectDefaultMetrics({ register: registry });
 
-/** Counters and gauges the SIP registrar and proxy set (see sip/). */
+/**
+ * What the SIP service counts, read at scrape time: the SIP hot path only bumps plain integers
+ * (a prom-client call per REGISTER would cost more than the counting is worth).
+ */
+export interface SipStatsSource {
+  registrations(): number;
+  /** REGISTER answers by result: ok, challenged, refused, error */
+  registerRequests(): Record<string, number>;
+  /** INVITEs routed, by result: answered, failed, cancelled, not-found, offline, shed */
+  calls(): Record<string, number>;
+  activeCalls(): number;
+  /** MESSAGEs routed, by result: delivered, failed */
+  messages(): Record<string, number>;
+  /** keepalive pings by result: sent, failed */
+  keepalives(): Record<string, number>;
+}
+
+let sipSource: SipStatsSource | null = null;
+
+/** The node's SIP service, read by the dots_sip_* metrics (null: the metrics keep what was set by hand). */
+export function setSipStatsSource(s: SipStatsSource | null): void {
+  sipSource = s;
+}
+
+function countsFrom(c: Counter<'result'>, get: (s: SipStatsSource) => Record<string, number>): void {
+  if (sipSource === null) return;
+  c.reset();
+  for (const [result, n] of Object.entries(get(sipSource))) c.inc({ result }, n);
+}
+
+/** Counters and gauges of the SIP registrar and proxy (see sip/), filled from the source at scrape time. */
 export const sipMetrics = {
-  /** contacts currently registered at this node (set it, do not inc, so restarts never drift) */
-  registrations: new Gauge({ name: 'dots_sip_registrations', help: 'SIP contacts currently registered at this node.', registers: [registry] }),
-  /** REGISTER requests answered, by result: ok, auth-challenge, forbidden, bad-request, error */
+  registrations: new Gauge({
+    name: 'dots_sip_registrations',
+    help: 'SIP contacts currently registered at this node.',
+    registers: [registry],
+    collect() {
+      if (sipSource !== null) this.set(sipSource.registrations());
+    },
+  }),
   registerRequests: new Counter({
     name: 'dots_sip_register_requests_total',
     help: 'SIP REGISTER requests answered, by result.',
     labelNames: ['result'] as const,
     registers: [registry],
+    collect() {
+      countsFrom(this, (s) => s.registerRequests());
+    },
   }),
-  /** calls (INVITE transactions) this node routed, by result: answered, busy, no-answer, failed, not-found */
-  calls: new Counter({ name: 'dots_sip_calls_total', help: 'SIP calls routed by this node, by result.', labelNames: ['result'] as const, registers: [registry] }),
-  activeCalls: new Gauge({ name: 'dots_sip_active_calls', help: 'SIP calls in progress through this node.', registers: [registry] }),
-  messages: new Counter({ name: 'dots_sip_messages_total', help: 'SIP MESSAGE requests routed, by result.', labelNames: ['result'] as const, registers: [registry] }),
-  /** OPTIONS keepalives sent to registered contacts, by result: ok, timeout */
-  keepalives: new Counter({ name: 'dots_sip_keepalives_total', help: 'SIP OPTIONS keepalives to registered contacts, by result.', labelNames: ['result'] as const, registers: [registry] }),
+  calls: new Counter({
+    name: 'dots_sip_calls_total',
+    help: 'SIP calls routed by this node, by result.',
+    labelNames: ['result'] as const,
+    registers: [registry],
+    collect() {
+      countsFrom(this, (s) => s.calls());
+    },
+  }),
+  activeCalls: new Gauge({
+    name: 'dots_sip_active_calls',
+    help: 'SIP calls in progress through this node (answered, not yet ended).',
+    registers: [registry],
+    collect() {
+      if (sipSource !== null) this.set(sipSource.activeCalls());
+    },
+  }),
+  messages: new Counter({
+    name: 'dots_sip_messages_total',
+    help: 'SIP MESSAGE requests routed, by result.',
+    labelNames: ['result'] as const,
+    registers: [registry],
+    collect() {
+      countsFrom(this, (s) => s.messages());
+    },
+  }),
+  keepalives: new Counter({
+    name: 'dots_sip_keepalives_total',
+    help: 'SIP OPTIONS keepalives to registered contacts, by result.',
+    labelNames: ['result'] as const,
+    registers: [registry],
+    collect() {
+      countsFrom(this, (s) => s.keepalives());
+    },
+  }),
 };
 
 /** What the per-API gauges read at scrape time. */

@@ -26,6 +26,7 @@ import { UserStore } from './users.ts';
 import { SipService, type Locator } from '../sip/service.ts';
 import { resolveName } from './routing.ts';
 import type { CallEnd } from './calls.ts';
+import { setSipStatsSource } from './metrics.ts';
 import type { SavedContact } from '../sip/registrar.ts';
 
 export const PRESENCE_FILE = 'presence.json';
@@ -478,6 +479,21 @@ export async function startSip(config: SipStackConfig, chain: Chain, secret: Uin
     locator: chainLocator(chain, addressOf(publicKeyOf(secret))),
     onCallEnd: hooks.onCallEnd,
   });
+  setSipStatsSource({
+    registrations: () => sip.registrar.contactCount,
+    registerRequests: () => ({ ok: sip.results.registerOk, challenged: sip.results.registerChallenged, refused: sip.results.registerRefused, error: sip.results.registerError }),
+    calls: () => ({
+      answered: sip.proxy.stats.answered,
+      failed: sip.proxy.stats.callsFailed,
+      cancelled: sip.proxy.stats.callsCancelled,
+      'not-found': sip.results.callsNotFound,
+      offline: sip.results.callsOffline,
+      shed: sip.proxy.stats.shed,
+    }),
+    activeCalls: () => sip.proxy.activeCalls,
+    messages: () => ({ delivered: sip.proxy.stats.messagesDelivered, failed: sip.proxy.stats.messagesFailed }),
+    keepalives: () => ({ sent: sip.registrar.stats.pings, failed: sip.registrar.stats.pingFailures }),
+  });
   // watchers hear of bindings as soon as they are pending, and of whatever a new tip settled
   const onRecord = (rec: Rec): void => {
     const b = rec.body;
@@ -537,8 +553,10 @@ export async function startSip(config: SipStackConfig, chain: Chain, secret: Uin
       stopped = true;
       chain.off('record', onRecord);
       chain.off('tip', onTip);
+      setSipStatsSource(null);
       chain.off('record', onRecord);
       chain.off('tip', onTip);
+      setSipStatsSource(null);
       await presence?.stop();
       clearInterval(saver);
       saveRegistrations();

@@ -199,7 +199,7 @@ export class ReceiptExchange {
   private take(id: string): boolean {
     let b = this.buckets.get(id);
     if (b === undefined) {
-      const [rate, burst] = this.o.rate ?? [20, 100];
+      const [rate, burst] = this.o.rate ?? [500, 2000];
       b = new TokenBucket(rate, burst);
       this.buckets.set(id, b);
       if (this.buckets.size > 10_000) this.buckets.delete(this.buckets.keys().next().value as string);
@@ -218,7 +218,8 @@ export class ReceiptExchange {
       if (this.o.penalize === undefined && this.scores.isBanned(id)) {
         res = { ok: false, code: 'refused', message: 'banned' };
       } else if (!this.take(id)) {
-        this.penalize(id, 'flood', 'receipt requests over the rate limit');
+        // Refused before anything is read or verified, so it costs us nothing; an honest node
+        // with a burst of calls ends up here too, and retries later: no charge.
         res = { ok: false, code: 'rate-limited', message: 'too many receipt requests' };
       } else {
         const buf = await lp.read({ signal });
@@ -307,7 +308,7 @@ export class ReceiptExchange {
         if (remote !== undefined) this.penalize(remote, 'timeout', 'receipt request timed out');
         throw new ReceiptError('timeout', `no answer within ${this.timeoutMs} ms`);
       }
-      throw new ReceiptError(stream === undefined ? 'unreachable' : 'malformed', (e as Error).message.split('\n')[0]);
+      throw new ReceiptError(stream === undefined ? 'unreachable' : 'malformed', String((e as Error | undefined)?.message ?? e).split('\n')[0]);
     }
     if (!res.ok) throw new ReceiptError(isCode(res.code) ? res.code : 'refused', res.message);
     const rec = makeRec({ ...receipt, sig, termSig: res.termSig });

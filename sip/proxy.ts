@@ -64,6 +64,13 @@ export interface ProxyOptions {
   maxDialogs?: number;
   /** longest call tracked (seconds); a dialog older than this is forgotten (default 24 h) */
   maxCallSeconds?: number;
+  /**
+   * forwarded requests in progress beyond which new calls and messages get 503 with Retry-After
+   * (default 2,000): past its capacity a proxy that keeps accepting work falls behind on all of
+   * it, its socket drops datagrams and retransmissions pile up; refusing early keeps the calls
+   * it has working (in-dialog requests are never refused)
+   */
+  maxActive?: number;
   /** a call between this node's phone and another node ended */
   onCallEnd?: (e: CallEnd) => void;
 }
@@ -122,6 +129,8 @@ class ProxyTx {
   cancelled = false;
   /** why the last hop failed without a response, for the Warning of our own 480 */
   failure = '';
+  /** every branch ended and the proxy let go of it */
+  done = false;
 
   constructor(
     readonly inc: IncomingRequest,
@@ -140,13 +149,15 @@ export class Proxy {
   private readonly ringMs: number;
   private readonly maxDialogs: number;
   private readonly maxCallMs: number;
+  private readonly maxActive: number;
+  private active = 0;
   /** INVITE server transaction key -> its context, for CANCEL */
   private readonly invites = new Map<string, ProxyTx>();
   private readonly dialogs = new Map<string, Dialog>();
   private readonly sweeper: NodeJS.Timeout;
   onCallEnd: ((e: CallEnd) => void) | null;
   /** counters for logs, tests and the metrics */
-  stats = { forwarded: 0, answered: 0, failed: 0, cancelled: 0, loops: 0, callsEnded: 0, strays: 0, inDialog: 0 };
+  stats = { forwarded: 0, answered: 0, failed: 0, cancelled: 0, loops: 0, callsEnded: 0, strays: 0, inDialog: 0, shed: 0, callsFailed: 0, callsCancelled: 0, messagesDelivered: 0, messagesFailed: 0 };
 
   constructor(
     private readonly host: ProxyHost,
@@ -156,6 +167,7 @@ export class Proxy {
     this.ringMs = opts.ringMs ?? 180_000;
     this.maxDialogs = opts.maxDialogs ?? 100_000;
     this.maxCallMs = (opts.maxCallSeconds ?? 86_400) * 1000;
+    this.maxActive = opts.maxActive ?? 2000;
     this.onCallEnd = opts.onCallEnd ?? null;
     this.sweeper = setInterval(() => this.sweep(Date.now()), 10_000).unref();
   }
@@ -164,6 +176,11 @@ export class Proxy {
     clearInterval(this.sweeper);
     for (const p of this.invites.values()) for (const b of p.branches) this.endBranch(b);
     this.invites.clear();
+  }
+
+  /** forwarded requests in progress */
+  get activeCount(): number {
+    return this.active;
   }
 
   get dialogCount(): number {
@@ -206,10 +223,15 @@ export class Proxy {
   // forwarding (16.6)
 
   /** Forwards `inc` along `plan`; answers 100 Trying to an INVITE first. */
-  forward(inc: IncomingRequest, plan: ForwardPlan): void {
+  forward(inc: IncomingRequest, plan: ForwardPlan, inDialog = false): void {
     const server = inc.tx;
     if (server === null) return;
     const req = inc.req;
+    if (!inDialog && this.active >= this.maxActive) {
+      this.stats.shed++;
+      server.respondBytes(responseBytes(req, 503, 'Service Unavailable', [['Retry-After', '1']], newTag()), 503);
+      return;
+    }
     if (this.isLoop(req)) {
       this.stats.loops++;
       server.respondBytes(responseBytes(req, 482, 'Loop Detected', undefined, newTag()), 482);
@@ -220,6 +242,7 @@ export class Proxy {
       return;
     }
     const p = new ProxyTx(inc, server, plan, this.loopHash(req));
+    this.active++;
     if (p.invite) {
       server.respondBytes(responseBytes(req, 100, 'Trying', undefined, null), 100);
       this.invites.set(server.key, p);
@@ -351,6 +374,7 @@ export class Proxy {
       // every 2xx goes upstream, even a second fork's or a retransmission (16.7 step 5)
       if (!b.done) this.endBranch(b);
       if (p.invite) this.answered(p, res);
+      else if (!p.finished && p.inc.req.method === 'MESSAGE') this.stats.messagesDelivered++;
       if (!p.finished || p.invite) this.relay(p, res);
       p.finished = true;
       if (p.invite) for (const o of p.branches) if (o !== b && !o.done) this.cancelBranch(o);
@@ -378,11 +402,19 @@ export class Proxy {
     this.finish(p);
   }
 
+  /** Every branch is done: the request leaves the proxy (with its best response, unless one went already). */
   private finish(p: ProxyTx): void {
+    if (p.done) return;
+    p.done = true;
+    this.active--;
     if (p.invite) this.invites.delete(p.server.key);
     if (p.finished) return;
     p.finished = true;
     this.stats.failed++;
+    if (p.plan.call !== undefined) {
+      if (p.cancelled) this.stats.callsCancelled++;
+      else this.stats.callsFailed++;
+    } else if (p.inc.req.method === 'MESSAGE') this.stats.messagesFailed++;
     const req = p.inc.req;
     if (p.plan.call !== undefined) {
       const callId = getHeader(req, 'call-id') ?? '';
@@ -470,6 +502,13 @@ export class Proxy {
     this.stats.answered++;
   }
 
+  /** Calls answered and not yet ended. */
+  get activeCalls(): number {
+    let n = 0;
+    for (const d of this.dialogs.values()) if (d.answeredAt !== 0 && d.endedAt === 0) n++;
+    return n;
+  }
+
   /** Whether an in-dialog request belongs to a dialog this node record-routed. */
   knowsDialog(callId: string): boolean {
     return this.dialogs.has(callId);
@@ -487,7 +526,7 @@ export class Proxy {
       this.forwardAck(req);
       return;
     }
-    this.forward(inc, { groups: [[{ ruri: null, route: [], flow: null, label: 'the next hop' }]], recordRoute: false });
+    this.forward(inc, { groups: [[{ ruri: null, route: [], flow: null, label: 'the next hop' }]], recordRoute: false }, true);
   }
 
   private forwardAck(req: SipRequest): void {

@@ -103,6 +103,8 @@ export class SipService {
   private pingSeq = 0;
   /** counters for logs and tests */
   stats = { requests: 0, responses: 0, malformed: 0, errors: 0 };
+  /** REGISTER answers and calls answered here without forwarding, by result (for the metrics) */
+  results = { registerOk: 0, registerChallenged: 0, registerRefused: 0, registerError: 0, callsNotFound: 0, callsOffline: 0 };
 
   constructor(private readonly opts: SipServiceOptions) {
     this.domain = opts.domain.toLowerCase();
@@ -270,6 +272,12 @@ export class SipService {
     }
     if (method === 'REGISTER') {
       this.register(inc, ruri, parsed);
+      const st = inc.tx.lastStatus;
+      const r = this.results;
+      if (st === 200) r.registerOk++;
+      else if (st === 401) r.registerChallenged++;
+      else if (st === 403 || st === 404) r.registerRefused++;
+      else r.registerError++;
       return;
     }
     if (inc.toTagged === true && this.inDialog(inc, forNode)) return;
@@ -378,6 +386,7 @@ export class SipService {
     const at = this.opts.locator?.locate(name) ?? ({ kind: 'unknown' } as const);
     if (at.kind === 'remote') {
       if (!at.online) {
+        if (req.method === 'INVITE') this.results.callsOffline++;
         this.reply(inc, 480, 'Temporarily Unavailable', [['Warning', `399 ${this.domain} "offline"`]]);
         return;
       }
@@ -393,6 +402,10 @@ export class SipService {
       return;
     }
     const known = at.kind === 'local' || (ours && (this.registrar.has(name) || this.users.lookup(user) !== undefined));
+    if (req.method === 'INVITE') {
+      if (known) this.results.callsOffline++;
+      else this.results.callsNotFound++;
+    }
     if (known) this.reply(inc, 480, 'Temporarily Unavailable');
     else this.reply(inc, 404, 'Not Found');
   }

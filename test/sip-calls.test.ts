@@ -195,6 +195,19 @@ t.test('calls, messages and presence across two nodes', { skip: HAVE_SIPP ? fals
     t.equal((await sent).status, 200, 'the sender gets the 200');
   });
 
+  await t.test("the nodes' SIP metrics count what they routed", async (t) => {
+    const text = async (n: NodeProc): Promise<string> => (await fetch(`${n.api}/metrics`)).text();
+    const [ma, mb] = await Promise.all([text(a), text(b)]);
+    t.match(mb, /^dots_sip_calls_total\{result="answered"\} [1-9]/m, 'B: the call answered');
+    t.match(mb, /^dots_sip_calls_total\{result="not-found"\} [1-9]/m, 'B: the 404');
+    t.match(mb, /^dots_sip_calls_total\{result="cancelled"\} [1-9]/m, 'B: the cancelled call');
+    t.match(mb, /^dots_sip_messages_total\{result="delivered"\} [1-9]/m, 'B: the MESSAGE');
+    t.match(ma, /^dots_sip_registrations 3$/m, 'A: three contacts registered');
+    t.match(ma, /^dots_sip_register_requests_total\{result="ok"\} [3-9]/m, 'A: the REGISTERs');
+    t.match(ma, /^dots_sip_keepalives_total\{result="sent"\} [1-9]/m, 'A: its keepalive pings');
+    t.match(ma, /^dots_sip_active_calls 0$/m, 'A: no call in progress');
+  });
+
   await t.test('a SUBSCRIBE at B to alice gets NOTIFY when she unregisters and registers', async (t) => {
     const callId = 'sub-' + Date.now();
     const sub = bob.request('SUBSCRIBE', 'sip:alice@a.test', ['From: <sip:bob@b.test>;tag=s1', `Call-ID: ${callId}`, 'Max-Forwards: 70', 'Event: presence', 'Accept: application/pidf+xml', 'Expires: 600', `Contact: <sip:bob@127.0.0.1:${bob.port}>`]);

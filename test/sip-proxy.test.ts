@@ -18,7 +18,7 @@ const USERS = new Map([
   ['carol', credentialsFor('carol', DOMAIN, 'singer')],
 ]);
 
-async function node(t: Test): Promise<{ svc: SipService; phone(): Promise<TestPhone> }> {
+async function node(t: Test, maxActive?: number): Promise<{ svc: SipService; phone(): Promise<TestPhone> }> {
   const svc = new SipService({
     host: '127.0.0.1',
     port: 0,
@@ -27,7 +27,7 @@ async function node(t: Test): Promise<{ svc: SipService; phone(): Promise<TestPh
     users: { lookup: (u) => USERS.get(u) },
     keepalive: { intervalMs: 60_000, timeoutMs: 1000 },
     timers: { t1: 100, t2: 400, t4: 500 },
-    proxy: { noAnswerMs: 400 },
+    proxy: { noAnswerMs: 400, maxActive },
   });
   await svc.start();
   const phones: TestPhone[] = [];
@@ -194,4 +194,18 @@ t.test('presence: PUBLISH by the user, SUBSCRIBE by anyone, NOTIFY on change, er
   const brief = await watcher.request('SUBSCRIBE', `sip:alice@${DOMAIN}`, ['Event: presence', 'Expires: 5', `Contact: <sip:w@127.0.0.1:${watcher.port}>`]);
   t.equal(brief.status, 423, 'too brief: 423');
   t.equal(getHeader(brief, 'min-expires'), '60');
+});
+
+t.test('overload: past maxActive forwarded requests, new calls get 503 with Retry-After', async (t) => {
+  const { svc, phone } = await node(t, 1);
+  const [silent, caller] = [await phone(), await phone()];
+  await registered(silent, 'alice', 'wonderland');
+  await registered(caller, 'bob', 'builder');
+  const first = invite(caller, `sip:alice@${DOMAIN}`, `sip:bob@${DOMAIN}`);
+  await silent.incoming('INVITE');
+  const second = await invite(caller, `sip:alice@${DOMAIN}`, `sip:bob@${DOMAIN}`).final;
+  t.equal(second.status, 503, 'the second call while the first is in progress: 503');
+  t.equal(getHeader(second, 'retry-after'), '1');
+  t.equal((await first.final).status, 480, 'the first one still ends properly (its contact never answered)');
+  t.equal(svc.proxy.activeCount, 0, 'nothing left in progress');
 });
