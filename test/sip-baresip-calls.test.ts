@@ -16,30 +16,12 @@
 // baresip opens DNS and RTP sockets on every interface, so the whole test runs in a network
 // namespace of its own (unshare -n, loopback only): the file re-runs itself there.
 import t from 'tap';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { Harness, waitFor, type NodeProc } from './harness.ts';
+import { Harness, waitFor } from './harness.ts';
 import { runDots } from './proc.ts';
 import { tmpDir } from './helpers.ts';
-
-const has = (cmd: string): boolean => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-type Teardown = { teardown(fn: () => void | Promise<void>): void };
-
-interface Binding {
-  node: string;
-  status: string;
-  confirmed: boolean;
-}
-
-async function bindingAt(n: NodeProc, name: string): Promise<Binding | null> {
-  const r = await n.get<{ binding: Binding | null }>(`/api/names/${encodeURIComponent(name)}`);
-  return r.status === 200 ? r.body.binding : null;
-}
+import { bindingAt, inNetworkNamespace, mineUntil, sleep, startBaresip, type Baresip, type Binding, type Teardown } from './phones.ts';
 
 /** A baresip event or command response, as ctrl_tcp sends it (one JSON object per netstring). */
 interface CtrlMessage {
@@ -60,61 +42,27 @@ interface CtrlMessage {
 /** A baresip phone configured as ../shared/phones/README.md says, driven over ctrl_tcp. */
 class Phone {
   readonly messages: CtrlMessage[] = [];
-  private out = '';
   private sock: Socket | null = null;
   private buf = Buffer.alloc(0);
-  private readonly exited: Promise<void>;
   private tokens = 0;
 
   private constructor(
     readonly user: string,
     readonly domain: string,
-    readonly child: ChildProcess,
+    private readonly baresip: Baresip,
     readonly ctrlPort: number,
-  ) {
-    child.stdout?.on('data', (d: Buffer) => (this.out += d.toString()));
-    child.stderr?.on('data', (d: Buffer) => (this.out += d.toString()));
-    this.exited = new Promise((r) => child.once('exit', () => r()));
-  }
+  ) {}
 
   /** Writes the config folder and starts baresip (with a SIP trace: `-s`). */
   static start(t: Teardown, dir: string, o: { user: string; domain: string; password: string; nodePort: number; sipPort: number; ctrlPort: number }): Phone {
-    const cfg = join(dir, `baresip-${o.user}`);
-    mkdirSync(cfg, { recursive: true });
-    writeFileSync(
-      join(cfg, 'config'),
-      [
-        'poll_method epoll',
-        `sip_listen 127.0.0.1:${o.sipPort}`,
-        'audio_source ausine,440',
-        `audio_player aubridge,${o.user}`,
-        'module_path /usr/lib/baresip/modules',
-        'module g711.so',
-        'module opus.so',
-        'module ausine.so',
-        'module aubridge.so',
-        'module srtp.so',
-        'module account.so',
-        'module uuid.so',
-        'module_app menu.so',
-        'module_app ctrl_tcp.so',
-        `ctrl_tcp_listen 127.0.0.1:${o.ctrlPort}`,
-        '',
-      ].join('\n'),
-    );
-    writeFileSync(
-      join(cfg, 'accounts'),
-      `<sip:${o.user}@${o.domain};transport=udp>;auth_pass=${o.password};outbound="sip:127.0.0.1:${o.nodePort};transport=udp";regint=600;answermode=auto;mediaenc=srtp-mand;audio_codecs=opus/48000/2\n`,
-    );
-    const child = spawn('baresip', ['-f', cfg, '-n', '127.0.0.1', '-s', '-t', '120'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const phone = new Phone(o.user, o.domain, child, o.ctrlPort);
+    const phone = new Phone(o.user, o.domain, startBaresip(t, dir, { ...o, trace: true }), o.ctrlPort);
     t.teardown(() => phone.stop());
     return phone;
   }
 
   /** What baresip printed (the SIP trace included). */
   output(): string {
-    return this.out;
+    return this.baresip.out();
   }
 
   get aor(): string {
@@ -173,7 +121,7 @@ class Phone {
 
   async waitEvent(type: string, timeoutMs = 10_000): Promise<CtrlMessage> {
     return waitFor(`${this.user}: ${type}`, async () => this.event(type), timeoutMs).catch((e: unknown) => {
-      throw new Error(`${(e as Error).message}; events so far: ${this.events().join(' ')}\n--- ${this.user}'s output (tail)\n${this.out.slice(-3000)}`);
+      throw new Error(`${(e as Error).message}; events so far: ${this.events().join(' ')}\n--- ${this.user}'s output (tail)\n${this.output().slice(-3000)}`);
     });
   }
 
@@ -183,11 +131,7 @@ class Phone {
 
   async stop(): Promise<void> {
     this.sock?.destroy();
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
-    this.child.kill('SIGTERM');
-    const timer = setTimeout(() => this.child.kill('SIGKILL'), 2000);
-    await this.exited;
-    clearTimeout(timer);
+    await this.baresip.stop();
   }
 }
 
@@ -217,17 +161,7 @@ function audioPort(m: Traced | undefined): number {
   return Number(/^m=audio (\d+) /m.exec(m?.text ?? '')?.[1] ?? NaN);
 }
 
-if (process.env.DOTS_IN_NETNS !== '1') {
-  const missing = ['baresip', 'unshare', 'ip'].filter((c) => !has(c));
-  const canUnshare = missing.length === 0 && spawnSync('unshare', ['-n', 'true'], { stdio: 'ignore' }).status === 0;
-  const skip = missing.length > 0 ? `${missing.join(', ')} not installed (apt-get install baresip)` : !canUnshare ? 'cannot create a network namespace (unshare -n needs root)' : false;
-  t.test('baresip calls across two nodes (in a network namespace)', { skip }, async (t) => {
-    const self = fileURLToPath(import.meta.url);
-    await t.spawn('unshare', ['-n', '--', 'sh', '-c', 'ip link set lo up && exec "$@"', 'sh', process.execPath, ...process.execArgv, self], {
-      env: { ...process.env, DOTS_IN_NETNS: '1' },
-    });
-  });
-} else {
+inNetworkNamespace({ file: import.meta.url, title: 'baresip calls across two nodes (in a network namespace)', needs: ['baresip'], install: 'baresip' }, () => {
   t.test('baresip at each node: bob at B calls alice at A, she answers, both hang up', async (t) => {
     const t0 = Date.now();
     const dir = tmpDir(t);
@@ -264,18 +198,15 @@ if (process.env.DOTS_IN_NETNS !== '1') {
     const aliceName = 'sip:alice@a.test';
     const bobName = 'sip:bob@b.test';
     let blocks = 0;
-    const [atB, atA] = await waitFor(
+    const [atB, atA] = await mineUntil(
+      // both mine: each node's own records are in its pool first, the other's arrive by gossip
+      () => (blocks++ % 2 === 0 ? a : b).mine(1),
       'B to see alice online and A to see bob online',
       async () => {
         const v = await Promise.all([bindingAt(b, aliceName), bindingAt(a, bobName)]);
-        if (v[0]?.status === 'online' && v[1]?.status === 'online') return v as [Binding, Binding];
-        // both mine: each node's own records are in its pool first, the other's arrive by gossip
-        await (blocks++ % 2 === 0 ? a : b).mine(1);
-        await sleep(150);
-        return undefined;
+        return v[0]?.status === 'online' && v[1]?.status === 'online' ? (v as [Binding, Binding]) : undefined;
       },
-      45_000,
-      0,
+      { timeoutMs: 45_000 },
     ).catch((e: unknown) => {
       throw new Error(`${(e as Error).message}\n--- A\n${a.log(20)}\n--- B\n${b.log(20)}`);
     });
@@ -329,4 +260,4 @@ if (process.env.DOTS_IN_NETNS !== '1') {
     t.pass(`the nodes exchanged the call receipt: ${line.replace(/^.*receipts: /, '')}`);
     t.comment(`took ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   });
-}
+});

@@ -7,7 +7,7 @@
 // untouched; a SUBSCRIBE at B to a user of A gets NOTIFY when the user registers and unregisters;
 // an offline user is 480; and with node A down the caller gets 480 within seconds.
 import t from 'tap';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -16,36 +16,10 @@ import { Harness, waitFor, type NodeProc } from './harness.ts';
 import { tmpDir } from './helpers.ts';
 import { TestPhone } from './sip-client.ts';
 import { getHeader } from '../sip/message.ts';
+import { bindingAt, has, mineUntil, type Teardown } from './phones.ts';
 
 const FIX = fileURLToPath(new URL('./fixtures/sipp/', import.meta.url));
-const HAVE_SIPP = spawnSync('sh', ['-c', 'command -v sipp'], { stdio: 'ignore' }).status === 0;
-
-interface Binding {
-  node: string;
-  status: string;
-  confirmed: boolean;
-}
-
-async function bindingAt(n: NodeProc, name: string): Promise<Binding | null> {
-  const r = await n.get<{ binding: Binding | null }>(`/api/names/${encodeURIComponent(name)}`);
-  return r.status === 200 ? r.body.binding : null;
-}
-
-/** Mines on `miner` until `fn` holds (the bridge needs blocks for commit, reveal and binding). */
-async function mineUntil<T>(miner: NodeProc, what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
-  return waitFor(
-    what,
-    async () => {
-      const v = await fn();
-      if (v !== undefined && v !== false) return v;
-      await miner.mine(1);
-      await new Promise((r) => setTimeout(r, 200));
-      return undefined;
-    },
-    timeoutMs,
-    0,
-  );
-}
+const HAVE_SIPP = has('sipp');
 
 function freeUdpPort(): Promise<number> {
   return new Promise((resolve) => {
@@ -56,8 +30,6 @@ function freeUdpPort(): Promise<number> {
     });
   });
 }
-
-type Teardown = { teardown(fn: () => void): void };
 
 interface Sipp {
   done: Promise<{ code: number | null; out: string }>;
@@ -132,10 +104,10 @@ t.test('calls, messages and presence across two nodes', { skip: HAVE_SIPP ? fals
 
   // A claims the names and binds them; B learns it from the chain
   const names = ['alice', 'carol', 'dave'].map((u) => `sip:${u}@a.test`);
-  await mineUntil(a, 'B sees alice, carol and dave online at A', async () => {
+  await mineUntil(() => a.mine(1), 'B sees alice, carol and dave online at A', async () => {
     const bs = await Promise.all(names.map((n) => bindingAt(b, n)));
     return bs.every((x) => x?.status === 'online') ? bs : undefined;
-  }, 60_000);
+  }, { timeoutMs: 60_000, pauseMs: 200 });
   const aId = (await bindingAt(b, names[0]))?.node as string;
   t.match(aId, /^[0-9a-f]{40}$/, 'the chain names node A');
 

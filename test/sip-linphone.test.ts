@@ -22,30 +22,13 @@
 // the network as down and drops its registration without unregistering; so the namespace gets
 // 10.255.0.1 on lo and a default route through lo (nothing can leave the namespace anyway).
 import t from 'tap';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { Harness, waitFor, type NodeProc } from './harness.ts';
+import { Harness, waitFor } from './harness.ts';
 import { runDots } from './proc.ts';
 import { tmpDir } from './helpers.ts';
-
-const has = (cmd: string): boolean => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-type Teardown = { teardown(fn: () => void | Promise<void>): void };
-
-interface Binding {
-  node: string;
-  status: string;
-  confirmed: boolean;
-  seq: number;
-}
-
-async function bindingAt(n: NodeProc, name: string): Promise<Binding | null> {
-  const r = await n.get<{ binding: Binding | null }>(`/api/names/${encodeURIComponent(name)}`);
-  return r.status === 200 ? r.body.binding : null;
-}
+import { bindingAt, has, inNetworkNamespace, mineUntil, sleep, startBaresip, stopProcess, type Binding, type Teardown } from './phones.ts';
 
 /** One SIP message in Linphone's log: sent to or received from `peer`. */
 interface Traced {
@@ -161,74 +144,13 @@ class Linphone {
     return Promise.race([this.exited.then(() => true), sleep(timeoutMs).then(() => false)]);
   }
 
-  get alive(): boolean {
-    return this.child.exitCode === null && this.child.signalCode === null;
-  }
-
   async stop(): Promise<void> {
-    if (!this.alive) return;
-    this.child.kill('SIGTERM');
-    const timer = setTimeout(() => this.child.kill('SIGKILL'), 2000);
-    await this.exited;
-    clearTimeout(timer);
+    await stopProcess(this.child, this.exited);
   }
 }
 
-/** A baresip (config as in ../shared/phones/README.md) that answers calls by itself. */
-function startBaresip(t: Teardown, dir: string, o: { user: string; domain: string; password: string; nodePort: number; sipPort: number }): { child: ChildProcess; out: () => string } {
-  const cfg = join(dir, `baresip-${o.user}`);
-  mkdirSync(cfg, { recursive: true });
-  writeFileSync(
-    join(cfg, 'config'),
-    [
-      'poll_method epoll',
-      `sip_listen 127.0.0.1:${o.sipPort}`,
-      'rtp_ports 30000-30100',
-      'audio_source ausine,440',
-      `audio_player aubridge,${o.user}`,
-      'module_path /usr/lib/baresip/modules',
-      'module g711.so',
-      'module opus.so',
-      'module ausine.so',
-      'module aubridge.so',
-      'module srtp.so',
-      'module account.so',
-      'module uuid.so',
-      'module_app menu.so',
-      '',
-    ].join('\n'),
-  );
-  writeFileSync(
-    join(cfg, 'accounts'),
-    `<sip:${o.user}@${o.domain};transport=udp>;auth_pass=${o.password};outbound="sip:127.0.0.1:${o.nodePort};transport=udp";regint=600;answermode=auto;mediaenc=srtp-mand;audio_codecs=opus/48000/2\n`,
-  );
-  const child = spawn('baresip', ['-f', cfg, '-n', '127.0.0.1', '-s', '-t', '120'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  t.teardown(async () => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 2000);
-    await exited;
-    clearTimeout(timer);
-  });
-  return { child, out: () => out };
-}
-
-if (process.env.DOTS_IN_NETNS !== '1') {
-  const missing = ['linphonec', 'unshare', 'ip'].filter((c) => !has(c));
-  const canUnshare = missing.length === 0 && spawnSync('unshare', ['-n', 'true'], { stdio: 'ignore' }).status === 0;
-  const skip = missing.length > 0 ? `${missing.join(', ')} not installed (apt-get install linphone-cli)` : !canUnshare ? 'cannot create a network namespace (unshare -n needs root)' : false;
-  t.test('Linphone registers to a node (in a network namespace)', { skip }, async (t) => {
-    const self = fileURLToPath(import.meta.url);
-    const setup = 'ip link set lo up && ip addr add 10.255.0.1/32 dev lo && ip route add default dev lo src 10.255.0.1 && exec "$@"';
-    await t.spawn('unshare', ['-n', '--', 'sh', '-c', setup, 'sh', process.execPath, ...process.execArgv, self], {
-      env: { ...process.env, DOTS_IN_NETNS: '1' },
-    });
-  });
-} else {
+const setup = ['ip addr add 10.255.0.1/32 dev lo', 'ip route add default dev lo src 10.255.0.1'];
+inNetworkNamespace({ file: import.meta.url, title: 'Linphone registers to a node (in a network namespace)', needs: ['linphonec'], install: 'linphone-cli', setup }, () => {
   t.test('Linphone: SHA-256 digest, outbound, verified online, a call across nodes, offline on quit', async (t) => {
     const t0 = Date.now();
     const withCall = has('baresip');
@@ -248,7 +170,7 @@ if (process.env.DOTS_IN_NETNS !== '1') {
     const nodeLogs = (): string => `\n--- A\n${a.log(20)}${b === undefined ? '' : `\n--- B\n${b.log(20)}`}`;
 
     const carol = Linphone.start(t, dir, { ...carolAcc, nodePort: a.sipPort, sipPort: 20_000, rtpPort: 20_100 });
-    const bob = b === undefined ? undefined : startBaresip(t, dir, { ...bobAcc, nodePort: b.sipPort, sipPort: 20_002 });
+    const bob = b === undefined ? undefined : startBaresip(t, dir, { ...bobAcc, nodePort: b.sipPort, sipPort: 20_002, rtpPorts: '30000-30100', trace: true });
     const carolTail = (): string => `\n--- linphonec console\n${carol.output().slice(-1500)}\n--- Linphone's SIP log (last messages)\n${carol.traced().slice(-6).map((m) => `[${m.dir} ${m.peer}]\n${m.text}`).join('\n')}`;
 
     // 1. registration with SHA-256 digest
@@ -304,19 +226,18 @@ if (process.env.DOTS_IN_NETNS !== '1') {
     // learns the other's binding from the chain. Both mine, each node's own records being in its
     // pool first.
     let blocks = 0;
-    const carolAtA = await waitFor(
+    const carolAtA = await mineUntil(
+      async () => {
+        await (b === undefined || blocks % 2 === 0 ? a : b).mine(1);
+        blocks++;
+      },
       `carol online and confirmed${b === undefined ? '' : ', and each node to see the other\'s user online'}`,
       async () => {
         const v = await Promise.all([bindingAt(a, carolName), b === undefined ? null : bindingAt(b, carolName), b === undefined ? null : bindingAt(a, bobName)]);
         const up = (x: Binding | null): boolean => x?.status === 'online' && x.confirmed;
-        if (up(v[0]) && (b === undefined || (up(v[1]) && up(v[2])))) return v[0] as Binding;
-        await (b === undefined || blocks % 2 === 0 ? a : b).mine(1);
-        blocks++;
-        await sleep(150);
-        return undefined;
+        return up(v[0]) && (b === undefined || (up(v[1]) && up(v[2]))) ? (v[0] as Binding) : undefined;
       },
-      30_000,
-      0,
+      { timeoutMs: 30_000 },
     ).catch((e: unknown) => {
       throw new Error(`${(e as Error).message}${nodeLogs()}${bob === undefined ? '' : `\n--- baresip\n${bob.out().slice(-2000)}`}`);
     });
@@ -394,4 +315,4 @@ if (process.env.DOTS_IN_NETNS !== '1') {
     t.pass('carol\'s binding is offline in a block');
     t.comment(`took ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   });
-}
+});

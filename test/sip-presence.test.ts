@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { runDots, startNode, getJson, postJson, waitFor, type NodeProc } from './proc.ts';
 import { tmpDir } from './helpers.ts';
 import { TestPhone } from './sip-client.ts';
+import { mineUntil, sleep } from './phones.ts';
 
 const DOMAIN = 'pres.test';
 
@@ -34,22 +35,6 @@ const mine = async (api: string, count = 1): Promise<void> => {
 };
 const pendingKinds = async (api: string): Promise<string[]> => (await getJson<{ records: Array<{ kind: string }> }>(`${api}/api/pending`)).body.records.map((r) => r.kind);
 
-/** Mines one block at a time until `fn` holds. */
-async function mineUntil<T>(api: string, what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 15_000): Promise<T> {
-  return waitFor(
-    what,
-    async () => {
-      const v = await fn();
-      if (v !== undefined && v !== false) return v;
-      await mine(api);
-      await new Promise((r) => setTimeout(r, 150)); // the bridge batches for 100 ms
-      return undefined;
-    },
-    timeoutMs,
-    0,
-  );
-}
-
 t.test('presence on the chain follows the phone', async (t) => {
   const dir = tmpDir(t);
   const datadir = join(dir, 'node');
@@ -70,7 +55,7 @@ t.test('presence on the chain follows the phone', async (t) => {
     return k.filter((x) => x === 'name-commit').length === 3 && k.includes('node-announce');
   });
   // commitments confirmed, then the reveals, then the names are the node's
-  const owned = await mineUntil(api, 'names claimed', async () => {
+  const owned = await mineUntil(() => mine(api), 'names claimed', async () => {
     const [d, a, b] = await Promise.all([name(api, DOMAIN), name(api, `sip:alice@${DOMAIN}`), name(api, `sip:bob@${DOMAIN}`)]);
     return d?.owner && a?.owner && b?.owner ? [d, a, b] : undefined;
   });
@@ -108,7 +93,7 @@ t.test('presence on the chain follows the phone', async (t) => {
 
   // refreshes write nothing to the chain
   for (let i = 0; i < 3; i++) t.equal((await phone.registerWithAuth({ user: 'alice', domain: DOMAIN, password: 'alice-secret', expires: 600 })).status, 200);
-  await new Promise((res) => setTimeout(res, 600));
+  await sleep(600);
   t.notOk((await pendingKinds(api)).includes('binding'), 'no new binding for a refresh');
   t.equal((await name(api, `sip:alice@${DOMAIN}`))?.binding?.seq, pending.seq);
 
@@ -172,7 +157,7 @@ t.test('commit-then-reveal resumes after a restart', async (t) => {
   await node.exited;
   node = await startNode(t, ['--network', 'regtest', '--datadir', datadir, '--domain', DOMAIN]);
   const api = node.api;
-  const owned = await mineUntil(api, 'claims revealed after the restart', async () => {
+  const owned = await mineUntil(() => mine(api), 'claims revealed after the restart', async () => {
     const n = await name(api, `sip:dora@${DOMAIN}`);
     return n?.owner ? n : undefined;
   });
