@@ -272,20 +272,30 @@ t.test('gives up after the last retry; stop() ends retries', async (t) => {
   t.equal(slow.orig.outcomes.length, 1, 'a stopped log takes no more calls');
 });
 
+/**
+ * The exchange seen through the two members CallLog uses, refusing every settlement; nothing
+ * goes on the wire (for tests of what the log itself decides). `settled()` counts the attempts.
+ */
+function refusingExchange(): { exchange: Pick<ReceiptExchange, 'settle' | 'knowsCall'>; settled: () => number } {
+  let n = 0;
+  return {
+    exchange: {
+      knowsCall: () => false,
+      settle: () => {
+        n++;
+        return Promise.reject(new ReceiptError('refused', 'no network in this test'));
+      },
+    },
+    settled: () => n,
+  };
+}
+
 t.test('the terminating log: what it knows, for how long, and how much', async (t) => {
   const { chain } = await openChain(t);
   const me = newKey();
   const them = newKey();
   let now = 1_000_000;
-  let settled = 0;
-  // The exchange seen through the two members CallLog uses; nothing goes on the wire here.
-  const exchange: Pick<ReceiptExchange, 'settle' | 'knowsCall'> = {
-    knowsCall: () => false,
-    settle: () => {
-      settled++;
-      return Promise.reject(new ReceiptError('refused', 'no network in this test'));
-    },
-  };
+  const { exchange, settled: count } = refusingExchange();
   const log = new CallLog({ chain, secret: me.secret, log: silentLogger, exchange, maxCalls: 2, maxAgeMs: 3600_000, now: () => now });
   const ended = 1_795_000_000;
   const end = (callId: string, peer: Uint8Array | null = them.address): CallEnd => ({ callId, fromTag: 'f', toTag: 't', role: 'term', peerNodeId: peer, answered: ended - 30, ended });
@@ -322,7 +332,7 @@ t.test('the terminating log: what it knows, for how long, and how much', async (
   now += 3600_000;
   t.equal(log.knowsCall(receipt('three')), false, 'forgotten after maxAgeMs');
   t.equal(log.size, 0);
-  t.equal(settled, 0, 'the originated call named unannounced nodes: never sent');
+  t.equal(count(), 0, 'the originated call named unannounced nodes: never sent');
   log.stop();
 });
 
@@ -332,25 +342,18 @@ t.test('nodes announced too recently are not asked', async (t) => {
   const them = newKey();
   await mineAll([chain], 1, [announce(me, []), announce(them, ['/ip4/127.0.0.1/tcp/9/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN'])]);
   const outcomes: ReceiptOutcome[] = [];
-  let settled = 0;
-  const exchange: Pick<ReceiptExchange, 'settle' | 'knowsCall'> = {
-    knowsCall: () => false,
-    settle: () => {
-      settled++;
-      return Promise.reject(new ReceiptError('refused', 'no network in this test'));
-    },
-  };
+  const { exchange, settled: count } = refusingExchange();
   const log = new CallLog({ chain, secret: me.secret, log: silentLogger, exchange, onOutcome: (o) => outcomes.push(o) });
   const ended = Math.floor(Date.now() / 1000);
   log.callEnded({ callId: 'x', fromTag: 'f', toTag: 't', role: 'orig', peerNodeId: them.address, answered: ended - 10, ended });
   t.match(outcomes, [{ status: 'skipped', reason: 'too-new' }]);
-  t.equal(settled, 0);
+  t.equal(count(), 0);
   // Once both are old enough the same call is asked for (and refused by this stand-in).
   await mineAll([chain], chain.params.receiptMinNodeAge);
   log.callEnded({ callId: 'x', fromTag: 'f', toTag: 't', role: 'orig', peerNodeId: them.address, answered: ended - 10, ended });
   await until('the refusal', () => outcomes.length === 2);
   t.match(outcomes[1], { status: 'failed', code: 'refused' });
-  t.equal(settled, 1);
+  t.equal(count(), 1);
   t.ok(bytesEqual(outcomes[1].callId, dialogHash('x', 'f', 't')));
   log.stop();
 });
