@@ -80,6 +80,12 @@ export interface CallLogOptions {
   retryDelaysMs?: number[];
   /** receipts being settled at once; more calls ending meanwhile are skipped (default 1,000) */
   maxInFlight?: number;
+  /**
+   * receipt requests started per second at most (default 100). Each costs both nodes a signature
+   * and verifications on the thread that also serves SIP; unpaced, a burst of calls ending
+   * together made both nodes spend whole cores on receipts and drop SIP traffic.
+   */
+  maxPerSecond?: number;
   onOutcome?: (o: ReceiptOutcome) => void;
   /** the clock, ms (tests) */
   now?: () => number;
@@ -93,8 +99,12 @@ interface LoggedCall {
   at: number;
 }
 
-/** Codes worth asking again: the peer may come back, or it was only busy. */
-const RETRYABLE = new Set(['unreachable', 'timeout', 'rate-limited', 'internal']);
+/**
+ * Codes worth asking again: the peer may come back, or it was only busy; and `unknown-call`,
+ * because the two nodes log a call when the BYE's 200 passes each of them, so when the callee
+ * hangs up the originating node may ask a moment before the other has logged it.
+ */
+const RETRYABLE = new Set(['unreachable', 'timeout', 'rate-limited', 'internal', 'unknown-call']);
 
 /** receipt requests in flight at once (below the 8 streams a connection allows) */
 const MAX_CONCURRENT_REQUESTS = 4;
@@ -120,6 +130,8 @@ export class CallLog {
   private readonly tolerance: number;
   private readonly retryDelaysMs: number[];
   private readonly maxInFlight: number;
+  private readonly spacingMs: number;
+  private nextStartAt = 0;
   private readonly now: () => number;
   /** dialog hash hex -> terminated call, oldest first (Map keeps insertion order) */
   private readonly terminated = new Map<string, LoggedCall>();
@@ -144,6 +156,7 @@ export class CallLog {
     this.tolerance = o.toleranceSeconds ?? 2;
     this.retryDelaysMs = o.retryDelaysMs ?? [5_000, 30_000, 120_000];
     this.maxInFlight = o.maxInFlight ?? 1_000;
+    this.spacingMs = 1000 / (o.maxPerSecond ?? 100);
     this.now = o.now ?? Date.now;
     // The exchange countersigns only what this log knows; without it, it countersigns nothing.
     o.exchange.knowsCall = (r) => this.knowsCall(r);
@@ -293,6 +306,7 @@ export class CallLog {
       for (const target of targets) {
         if (this.stopped) break;
         try {
+          if (!(await this.paced())) break;
           const rec = await this.oneAtATime(() => this.o.exchange.settle(target, r));
           this.log.info(`receipts: call ${id} with node ${who} (${r.ended - r.answered} s) receipted, record ${toHex(rec.id)}`);
           this.outcome({ status: 'receipted', callId: r.callId, recordId: rec.id });
@@ -330,6 +344,14 @@ export class CallLog {
     const message = last?.message ?? 'no attempt made';
     this.log.warn(`receipts: call ${id}: gave up asking node ${who} for a countersignature after ${this.retryDelaysMs.length + 1} attempts: ${message}`);
     this.outcome({ status: 'failed', callId: r.callId, code, message });
+  }
+
+  /** Waits for this request's turn at maxPerSecond; false when stopped meanwhile. */
+  private async paced(): Promise<boolean> {
+    const now = Date.now();
+    const at = Math.max(now, this.nextStartAt);
+    this.nextStartAt = at + this.spacingMs;
+    return at <= now || (await this.sleep(at - now));
   }
 
   private async oneAtATime<T>(fn: () => Promise<T>): Promise<T> {

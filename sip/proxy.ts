@@ -44,6 +44,8 @@ export interface ForwardPlan {
   recordRoute: boolean;
   /** for an initial INVITE */
   call?: CallRole;
+  /** told the final status once (0 when no hop answered and the proxy made its own) */
+  onFinal?: (status: number) => void;
 }
 
 export interface ProxyHost {
@@ -376,6 +378,7 @@ export class Proxy {
       if (p.invite) this.answered(p, res);
       else if (!p.finished && p.inc.req.method === 'MESSAGE') this.stats.messagesDelivered++;
       if (!p.finished || p.invite) this.relay(p, res);
+      if (!p.finished) p.plan.onFinal?.(status);
       p.finished = true;
       if (p.invite) for (const o of p.branches) if (o !== b && !o.done) this.cancelBranch(o);
       this.afterBranch(p);
@@ -422,6 +425,7 @@ export class Proxy {
       if (d !== undefined && d.answeredAt === 0) this.dialogs.delete(callId);
     }
     const best = p.best;
+    p.plan.onFinal?.(best?.status ?? 0);
     if (best === null) {
       if (p.cancelled) p.server.respondBytes(responseBytes(req, 487, 'Request Terminated', undefined, newTag()), 487);
       else {
@@ -521,12 +525,17 @@ export class Proxy {
   forwardInDialog(inc: IncomingRequest): void {
     const req = inc.req;
     this.stats.inDialog++;
-    if (req.method === 'BYE') this.ended(req);
     if (inc.tx === null) {
       this.forwardAck(req);
       return;
     }
-    this.forward(inc, { groups: [[{ ruri: null, route: [], flow: null, label: 'the next hop' }]], recordRoute: false }, true);
+    const end = req.method === 'BYE' ? this.ended(req) : null;
+    // a call ends for the receipts only once the far side took the BYE: a BYE lost on the way
+    // would leave the other node with no end to countersign
+    const onFinal = end === null ? undefined : (status: number): void => {
+      if (status >= 200 && status < 300) this.reportEnd(end);
+    };
+    this.forward(inc, { groups: [[{ ruri: null, route: [], flow: null, label: 'the next hop' }]], recordRoute: false, onFinal }, true);
   }
 
   private forwardAck(req: SipRequest): void {
@@ -542,18 +551,24 @@ export class Proxy {
       .catch(() => undefined);
   }
 
-  private ended(bye: SipRequest): void {
+  /** The BYE of an answered call: marks it ended (at the BYE's arrival); the call end to report, if any. */
+  private ended(bye: SipRequest): CallEnd | null {
     const callId = getHeader(bye, 'call-id') ?? '';
     const d = this.dialogs.get(callId);
-    if (d === undefined || d.answeredAt === 0 || d.endedAt !== 0) return;
+    if (d === undefined || d.answeredAt === 0 || d.endedAt !== 0) return null;
     const a = fromTagOf(bye);
     const b = toTagOf(bye);
-    if (!((a === d.fromTag && b === d.toTag) || (a === d.toTag && b === d.fromTag))) return;
+    if (!((a === d.fromTag && b === d.toTag) || (a === d.toTag && b === d.fromTag))) return null;
     d.endedAt = Date.now();
     this.stats.callsEnded++;
-    if (d.role === 'local' || this.onCallEnd === null) return;
+    if (d.role === 'local') return null;
+    return { callId, fromTag: d.fromTag, toTag: d.toTag, role: d.role, peerNodeId: d.peer, answered: Math.floor(d.answeredAt / 1000), ended: Math.floor(d.endedAt / 1000) };
+  }
+
+  private reportEnd(e: CallEnd): void {
+    if (this.onCallEnd === null) return;
     try {
-      this.onCallEnd({ callId, fromTag: d.fromTag, toTag: d.toTag, role: d.role, peerNodeId: d.peer, answered: Math.floor(d.answeredAt / 1000), ended: Math.floor(d.endedAt / 1000) });
+      this.onCallEnd(e);
     } catch (e) {
       this.host.debug(`sip proxy: call-end listener failed: ${(e as Error).message}`);
     }

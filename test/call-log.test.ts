@@ -14,6 +14,7 @@ import { CallLog, dialogHash, type CallEnd, type ReceiptOutcome } from '../core/
 import { ReceiptExchange, ReceiptError, type UnsignedReceipt } from '../p2p/receipts.ts';
 import { P2PNetwork } from '../p2p/network.ts';
 import type { Chain } from '../consensus/chain.ts';
+import { waitFor } from './proc.ts';
 
 const NET = 'regtest';
 
@@ -175,19 +176,27 @@ t.test('a call ended at both nodes becomes a countersigned receipt the chain acc
   t.ok(w.orig.lines.some((l) => l.startsWith('warn') && l.includes('the chain refused')));
 });
 
-t.test('a terminating node that never saw the call refuses it', async (t) => {
+t.test('a terminating node that never saw the call refuses it (asked again in case it logged it late)', async (t) => {
   const w = await world(t);
   const c = call(w);
   w.orig.calls.callEnded(c.orig);
   t.match(await outcome(w.orig), { status: 'failed', code: 'unknown-call' });
-  t.equal(w.term.asked, 1);
+  t.equal(w.term.asked, 3, 'asked, then again after each retry delay');
   t.equal(
     w.orig.chain.pool.list().filter((e) => e.rec.body.kind === Kind.CallReceipt).length,
     0,
     'nothing pending',
   );
-  t.ok(w.orig.lines.some((l) => l.startsWith('warn') && l.includes('did not countersign')));
-  t.notOk(w.orig.lines.some((l) => l.includes('attempt 2')), 'a refusal is not retried');
+  t.ok(w.orig.lines.some((l) => l.startsWith('warn') && l.includes('gave up')));
+});
+
+t.test('a call the terminating node logs a moment late is receipted on the retry', async (t) => {
+  const w = await world(t);
+  const c = call(w);
+  w.orig.calls.callEnded(c.orig);
+  await waitFor('the first request refused', async () => w.term.asked >= 1);
+  w.term.calls.callEnded(c.term);
+  t.match(await outcome(w.orig), { status: 'receipted' });
 });
 
 t.test('answer and end times must agree within 2 seconds', async (t) => {
