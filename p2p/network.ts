@@ -675,14 +675,25 @@ export class P2PNetwork {
     }
   }
 
-  private publish(topic: string, data: Uint8Array): void {
-    if (this.stopping) return;
-    this.node.services.pubsub.publish(topic, data).catch((e: unknown) => this.o.log.debug(`p2p: publish failed: ${(e as Error).message}`));
+  /** Publishes by gossip; resolves with how many peers it went to (0 on failure). */
+  private publish(topic: string, data: Uint8Array): Promise<number> {
+    if (this.stopping) return Promise.resolve(0);
+    return this.node.services.pubsub.publish(topic, data).then(
+      (r) => r.recipients.length,
+      (e: unknown) => {
+        this.o.log.debug(`p2p: publish failed: ${(e as Error).message}`);
+        return 0;
+      },
+    );
   }
 
   private announceRecord(r: Rec): void {
     if (this.fromNet.has(toHex(r.id))) return;
-    this.publish(this.recordsTopic, r.bytes);
+    void this.publish(this.recordsTopic, r.bytes).then((n) => {
+      // Gossip reached nobody: a peer that connected a moment ago has not told us its topics
+      // yet (the push at connect time covered only what was pending then). Hand it over.
+      if (n === 0 && !this.stopping) for (const p of this.peersById.values()) if (p.ready) this.pushRecords(p, [r.bytes]);
+    });
   }
 
   /** Publishes blocks this node made; re-offers records a reorganisation put back in the pool. */
@@ -696,7 +707,7 @@ export class P2PNetwork {
         continue;
       }
       const bytes = await this.chain.getBlockBytes(e.hex);
-      if (bytes !== undefined) this.publish(this.blocksTopic, bytes);
+      if (bytes !== undefined) void this.publish(this.blocksTopic, bytes);
     }
     if (c.disconnected.length === 0) return;
     const returned: Uint8Array[] = [];
