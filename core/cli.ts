@@ -15,7 +15,7 @@ Usage:
   dots node [options]              run a node
   dots wallet new|address|balance|send|history ...
   dots name claim|renew|transfer|delegate|show ...
-  dots user add NAME --password PW [--datadir DIR] [--domain D]
+  dots user add NAME --password PW [--alias NAME]... [--datadir DIR] [--domain D]
                                    a SIP account for a phone at this node
   dots bench hash [--json]         hashing benchmark
   dots help                        this text

@@ -142,8 +142,12 @@ export class PresenceBridge {
     this.kick();
   }
 
-  /** From the registrar: `aor` has (or no longer has) a verified contact, until `untilSec`. */
-  presence(aor: string, online: boolean, untilSec: number): void {
+  /**
+   * From the registrar: `aor` has (or no longer has) a verified contact, until `untilSec`. The
+   * user's aliases follow with `claim` false: the user claims those with a wallet and delegates
+   * them to this node; the node only binds them.
+   */
+  presence(aor: string, online: boolean, untilSec: number, claim = true): void {
     const d = this.desired.get(aor);
     const flipped = d === undefined || d.online !== online;
     if (!flipped && (!online || d.until === untilSec)) return;
@@ -152,7 +156,7 @@ export class PresenceBridge {
       d.online = online;
       d.until = untilSec;
     }
-    if (online && this.o.openRegistration) this.want(aor);
+    if (online && claim && this.o.openRegistration) this.want(aor);
     // a mere extension of an online registration waits for the periodic pass
     if (flipped) {
       this.waiting.delete(aor);
@@ -475,7 +479,11 @@ export async function startSip(config: SipStackConfig, chain: Chain, secret: Uin
     keepalive: { intervalMs: interval, timeoutMs: Math.min(8000, Math.max(1000, interval)) },
     digest: { algorithms: config.sipDigest },
     log,
-    onPresence: (aor, online, until) => presence?.presence(aor, online, until),
+    onPresence: (aor, online, until) => {
+      presence?.presence(aor, online, until);
+      const user = aor.slice(4, aor.length - config.domain.length - 1);
+      for (const alias of users.aliasesOf(user)) presence?.presence(alias, online, until, false);
+    },
     locator: chainLocator(chain, addressOf(publicKeyOf(secret))),
     onCallEnd: hooks.onCallEnd,
   });

@@ -9,6 +9,7 @@ import { UserError } from './errors.ts';
 import { writeOwnerOnly } from './files.ts';
 import { withFileLock } from './files.ts';
 import { credentialsFor, type DigestCredentials } from '../sip/digest.ts';
+import { isValidName } from './records.ts';
 
 export const USERS_FILE = 'users.json';
 
@@ -19,10 +20,20 @@ export function isValidUserName(name: string): boolean {
   return USER_RE.test(name);
 }
 
+/** An alias is a chain name a phone can be dialled by: an E.164 number or a sip:/sips: address. */
+export function isAliasName(name: string): boolean {
+  return isValidName(name) && (name.startsWith('+') || name.startsWith('sip'));
+}
+
 interface UserEntry {
   realm: string;
   md5: string;
   sha256: string;
+  /**
+   * other chain names that reach this user (an E.164 number, a sip: name in another domain),
+   * claimed by the user's own wallet and delegated to this node
+   */
+  aliases?: string[];
 }
 
 interface UsersFile {
@@ -42,16 +53,19 @@ function readUsersFile(path: string): UsersFile {
   return f;
 }
 
-/** Adds (or replaces the password of) an account; returns whether it existed. */
-export function addUser(datadir: string, name: string, password: string, realm: string): boolean {
+/** Adds (or replaces the password and aliases of) an account; returns whether it existed. */
+export function addUser(datadir: string, name: string, password: string, realm: string, aliases: string[] = []): boolean {
   if (password.length === 0) throw new UserError('the password must not be empty');
-  return addUsers(datadir, [{ name, password }], realm).length > 0;
+  return addUsers(datadir, [{ name, password, aliases }], realm).length > 0;
 }
 
 /** Adds or replaces many accounts in one write (the benchmark creates thousands); returns those that existed. */
-export function addUsers(datadir: string, entries: Array<{ name: string; password: string }>, realm: string): string[] {
-  for (const { name } of entries) if (!isValidUserName(name)) throw new UserError(`user name "${name}" must be 1-64 lower-case letters, digits, ".", "_", "-" or "+"`);
-  const creds = entries.map(({ name, password }) => [name, { realm, ...credentialsFor(name, realm, password) }] as const);
+export function addUsers(datadir: string, entries: Array<{ name: string; password: string; aliases?: string[] }>, realm: string): string[] {
+  for (const { name, aliases } of entries) {
+    if (!isValidUserName(name)) throw new UserError(`user name "${name}" must be 1-64 lower-case letters, digits, ".", "_", "-" or "+"`);
+    for (const a of aliases ?? []) if (!isAliasName(a)) throw new UserError(`alias "${a}" is not a name: use an E.164 number like +15551234567 or sip:user@domain, in lower case`);
+  }
+  const creds = entries.map(({ name, password, aliases }) => [name, { realm, ...credentialsFor(name, realm, password), ...(aliases !== undefined && aliases.length > 0 ? { aliases } : {}) }] as const);
   const path = join(datadir, USERS_FILE);
   // read, change and write under a lock: two `dots user add` at once must both land
   return withFileLock(path, () => {
@@ -67,6 +81,9 @@ export function addUsers(datadir: string, entries: Array<{ name: string; passwor
 export class UserStore {
   readonly path: string;
   private users = new Map<string, DigestCredentials>();
+  /** alias name -> user, and user -> its aliases */
+  private aliasOwner = new Map<string, string>();
+  private aliasesByUser = new Map<string, string[]>();
   private stamp = '';
   private lastCheck = 0;
   private readonly timer: NodeJS.Timeout;
@@ -105,6 +122,15 @@ export class UserStore {
     return this.users.get(name);
   }
 
+  /** The user an alias reaches (an E.164 number or another sip: name), if any. */
+  userOfAlias(name: string): string | undefined {
+    return this.aliasOwner.get(name);
+  }
+
+  aliasesOf(user: string): readonly string[] {
+    return this.aliasesByUser.get(user) ?? [];
+  }
+
   /** Re-reads the file if it changed since the last read. */
   refresh(): void {
     let stamp = '';
@@ -135,6 +161,8 @@ export class UserStore {
     }
     this.stamp = stamp;
     const next = new Map<string, DigestCredentials>();
+    const owners = new Map<string, string>();
+    const byUser = new Map<string, string[]>();
     const foreign: string[] = [];
     for (const [name, e] of Object.entries(f.users)) {
       if (!isValidUserName(name) || typeof e?.md5 !== 'string' || typeof e.sha256 !== 'string') continue;
@@ -143,7 +171,12 @@ export class UserStore {
         continue;
       }
       next.set(name, { md5: e.md5, sha256: e.sha256 });
+      const aliases = Array.isArray(e.aliases) ? e.aliases.filter((a) => typeof a === 'string' && isAliasName(a) && !owners.has(a)) : [];
+      for (const a of aliases) owners.set(a, name);
+      if (aliases.length > 0) byUser.set(name, aliases);
     }
+    this.aliasOwner = owners;
+    this.aliasesByUser = byUser;
     if (foreign.length > 0 && foreign.join() !== this.foreignRealm.join()) {
       this.warn(`users: ${foreign.length} account(s) were added for another SIP domain and cannot log in here (re-add them with --domain ${this.realm}): ${foreign.slice(0, 5).join(', ')}`);
     }
@@ -160,16 +193,16 @@ export class UserStore {
 
 const DOMAIN_RE = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/;
 
-/** `dots user add NAME --password PW [--datadir DIR] [--network N] [--domain D]` */
+/** `dots user add NAME --password PW [--alias NAME]... [--datadir DIR] [--network N] [--domain D]` */
 export async function runUser(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
   const { parse, networkOf } = await import('./args.ts');
   const { resolve } = await import('node:path');
   const { mkdirSync } = await import('node:fs');
-  const { values: v, positionals } = parse(rest, { password: { type: 'string' }, datadir: { type: 'string' }, network: { type: 'string' }, domain: { type: 'string' } }, 1);
+  const { values: v, positionals } = parse(rest, { password: { type: 'string' }, datadir: { type: 'string' }, network: { type: 'string' }, domain: { type: 'string' }, alias: { type: 'string', multiple: true } }, 1);
   if (sub !== 'add') throw new UserError(`unknown user command "${sub ?? ''}" (add)`);
   const name = positionals[0];
-  if (name === undefined) throw new UserError('usage: dots user add NAME --password PW [--datadir DIR] [--domain D]');
+  if (name === undefined) throw new UserError('usage: dots user add NAME --password PW [--alias NAME]... [--datadir DIR] [--domain D]');
   const password = (v.password as string | undefined) ?? process.env.DOTS_USER_PASSWORD;
   if (password === undefined) throw new UserError('give the password with --password PW (or DOTS_USER_PASSWORD)');
   const network = networkOf(v.network);
@@ -181,7 +214,8 @@ export async function runUser(args: string[]): Promise<number> {
   } catch (e) {
     throw new UserError(`cannot create data directory ${datadir}: ${(e as Error).message}`);
   }
-  const existed = addUser(datadir, name, password, domain);
-  process.stdout.write(`${existed ? 'updated' : 'added'} sip:${name}@${domain} in ${join(datadir, USERS_FILE)} (a running node picks it up)\n`);
+  const aliases = ((v.alias as string[] | undefined) ?? []).map((a) => a.toLowerCase());
+  const existed = addUser(datadir, name, password, domain, aliases);
+  process.stdout.write(`${existed ? 'updated' : 'added'} sip:${name}@${domain}${aliases.length > 0 ? ` (also ${aliases.join(', ')})` : ''} in ${join(datadir, USERS_FILE)} (a running node picks it up)\n`);
   return 0;
 }

@@ -47,6 +47,8 @@ export interface Locator {
 export interface UserDirectory {
   /** HA1 values for a user name (lower case), for realm = the domain */
   lookup(user: string): DigestCredentials | undefined;
+  /** the user a chain name of theirs reaches (an E.164 number, a sip: name elsewhere), if any */
+  userOfAlias?(name: string): string | undefined;
 }
 
 export interface SipLogger {
@@ -358,26 +360,37 @@ export class SipService {
   /** A request for a user: this node's phones, another node's user, or the presence agent. */
   private toUser(inc: IncomingRequest, ruri: Uri, parsed: ParsedRequest, presenceUas: boolean): void {
     const req = inc.req;
-    if (ruri.kind !== 'sip' || ruri.user === null) {
+    const phone = e164Of(ruri);
+    if (phone === null && (ruri.kind !== 'sip' || ruri.user === null)) {
       this.reply(inc, 416, 'Unsupported URI Scheme');
       return;
     }
-    const user = canonicalUser(ruri.user);
-    const host = ruri.host.toLowerCase();
-    const ours = host === this.domain || (this.isOurHost(host) && (ruri.port ?? 5060) === this.port);
-    if (!ours && isIP(host.charCodeAt(0) === 91 ? host.slice(1, -1) : host) !== 0) {
-      // a phone's address (outside a dialog): only this node's own phones may send there
-      if (this.mayRelay(inc, parsed)) this.proxy.forward(inc, { groups: [[{ ruri: null, route: [], flow: null, label: 'the addressed phone' }]], recordRoute: req.method === 'INVITE' });
-      return;
+    let name: string;
+    let ours = false;
+    let user = '';
+    if (phone !== null) name = phone;
+    else {
+      const u = ruri as SipUri;
+      user = canonicalUser(u.user as string);
+      const host = u.host.toLowerCase();
+      ours = host === this.domain || (this.isOurHost(host) && (u.port ?? 5060) === this.port);
+      if (!ours && isIP(host.charCodeAt(0) === 91 ? host.slice(1, -1) : host) !== 0) {
+        // a phone's address (outside a dialog): only this node's own phones may send there
+        if (this.mayRelay(inc, parsed)) this.proxy.forward(inc, { groups: [[{ ruri: null, route: [], flow: null, label: 'the addressed phone' }]], recordRoute: req.method === 'INVITE' });
+        return;
+      }
+      name = ours ? this.aorOf(user) : `sip:${user}@${host}`;
     }
-    const name = ours ? this.aorOf(user) : `sip:${user}@${host}`;
+    // a name a user of this node claimed and delegated here (a number, another domain's address)
+    const aliasOf = ours ? undefined : this.users.userOfAlias?.(name);
+    const aor = aliasOf !== undefined ? this.aorOf(aliasOf) : name;
     if (presenceUas) {
       if (req.method === 'SUBSCRIBE') this.presence.subscribe(inc, name);
       else if (!ours) this.reply(inc, 403, 'Forbidden', [['Warning', `399 ${this.domain} "publish at the node that serves you"`]]);
       else if (this.callerIs(inc, parsed, user)) this.presence.publish(inc, name);
       return;
     }
-    const contacts = this.registrar.lookup(name).filter((b) => b.state !== ContactState.Dead);
+    const contacts = this.registrar.lookup(aor).filter((b) => b.state !== ContactState.Dead);
     if (contacts.length > 0) {
       const role: CallRole['role'] = this.fromLocalPhone(inc, parsed) ? 'local' : 'term';
       void this.contactGroups(contacts).then((groups) => this.proxy.forward(inc, { groups, recordRoute: req.method === 'INVITE', call: req.method === 'INVITE' ? { role, peer: null } : undefined }));
@@ -401,7 +414,7 @@ export class SipService {
       this.proxy.forward(inc, { groups, recordRoute: req.method === 'INVITE', call: req.method === 'INVITE' ? { role: 'orig', peer: at.nodeId } : undefined });
       return;
     }
-    const known = at.kind === 'local' || (ours && (this.registrar.has(name) || this.users.lookup(user) !== undefined));
+    const known = at.kind === 'local' || aliasOf !== undefined || (ours && (this.registrar.has(name) || this.users.lookup(user) !== undefined));
     if (req.method === 'INVITE') {
       if (known) this.results.callsOffline++;
       else this.results.callsNotFound++;
@@ -427,6 +440,8 @@ export class SipService {
 
   /** What the presence agent tells watchers of `name`. */
   private presenceOf(name: string): Basic | undefined {
+    const alias = this.users.userOfAlias?.(name);
+    if (alias !== undefined && this.registrar.presence(this.aorOf(alias)).online) return 'open';
     if (this.registrar.presence(name).online) return 'open';
     const at = this.opts.locator?.locate(name);
     if (at !== undefined && at.kind === 'remote') return at.online ? 'open' : 'closed';
@@ -651,6 +666,19 @@ function isPrivate(ip: string): boolean {
 /** q in thousandths; a contact without one counts as 1.0 */
 function qOf(b: ContactBinding): number {
   return b.q < 0 ? 1000 : b.q;
+}
+
+/**
+ * The E.164 number a Request-URI dials, as a chain name: `tel:+15551234567` (RFC 3966, visual
+ * separators dropped) or `sip:+15551234567@host;user=phone`; null for anything else.
+ */
+function e164Of(u: Uri): string | null {
+  let digits: string | null = null;
+  if (u.kind === 'other' && u.scheme === 'tel') digits = u.value.split(';')[0];
+  else if (u.kind === 'sip' && u.user !== null && u.user.charCodeAt(0) === 43 && u.params.some((p) => p.name.toLowerCase() === 'user' && p.value?.toLowerCase() === 'phone')) digits = u.user;
+  if (digits === null) return null;
+  const n = digits.replace(/[-.()]/g, '');
+  return /^\+[1-9][0-9]{1,14}$/.test(n) ? n : null;
 }
 
 function isPresenceEvent(req: SipRequest): boolean {

@@ -14,11 +14,13 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Harness, waitFor, type NodeProc } from './harness.ts';
 import { tmpDir } from './helpers.ts';
+import { runDots } from './proc.ts';
 import { TestPhone } from './sip-client.ts';
 import { getHeader } from '../sip/message.ts';
 import { bindingAt, has, mineUntil, type Teardown } from './phones.ts';
 
 const FIX = fileURLToPath(new URL('./fixtures/sipp/', import.meta.url));
+const DAVE_NUMBER = '+15551230000';
 const HAVE_SIPP = has('sipp');
 
 function freeUdpPort(): Promise<number> {
@@ -76,7 +78,11 @@ function rejectScenario(dir: string, status: number): string {
 t.test('calls, messages and presence across two nodes', { skip: HAVE_SIPP ? false : 'sipp is not installed (apt-get install sip-tester)' }, async (t) => {
   const dir = tmpDir(t);
   const h = new Harness(t);
-  const a = await h.start('A', { args: ['--domain', 'a.test', '--open-registration', '--sip-keepalive', '2'] });
+  // dave's account at A also answers to a number his own wallet claims and delegates to A
+  const datadirA = join(dir, 'node-A');
+  const added = await runDots(['user', 'add', 'dave', '--password', 'dave-pw', '--alias', DAVE_NUMBER, '--datadir', datadirA, '--domain', 'a.test']);
+  t.equal(added.code, 0, added.stderr);
+  const a = await h.start('A', { datadir: datadirA, args: ['--domain', 'a.test', '--open-registration', '--sip-keepalive', '2'] });
   const b = await h.start('B', { bootstrap: [a.p2p], args: ['--domain', 'b.test', '--open-registration'] });
   t.ok(a.sipPort > 0 && b.sipPort > 0, 'both nodes listen for SIP');
 
@@ -165,6 +171,29 @@ t.test('calls, messages and presence across two nodes', { skip: HAVE_SIPP ? fals
     t.equal(got.uri, `sip:dave@127.0.0.1:${dave.port}`, 'retargeted to the registered contact');
     dave.answer(got, 200);
     t.equal((await sent).status, 200, 'the sender gets the 200');
+  });
+
+  await t.test("a number dave's wallet claimed and delegated to A reaches him from B (tel: URI)", async (t) => {
+    const wallet = join(dir, 'dave.key');
+    const w = ['--wallet', wallet, '--network', 'regtest', '--api', a.api];
+    const env = { DOTS_PASSPHRASE: 'dave wallet passphrase' };
+    t.equal((await runDots(['wallet', 'new', ...w], 20_000, env)).code, 0, 'dots wallet new');
+    let r = await runDots(['name', 'claim', DAVE_NUMBER, '--no-wait', ...w], 20_000, env);
+    t.equal(r.code, 0, r.stderr);
+    await a.mine(2);
+    r = await runDots(['name', 'claim', DAVE_NUMBER, ...w], 20_000, env);
+    t.equal(r.code, 0, `dots name claim (reveal): ${r.stderr}`);
+    await a.mine(1);
+    r = await runDots(['name', 'delegate', DAVE_NUMBER, aId, ...w], 20_000, env);
+    t.equal(r.code, 0, `dots name delegate: ${r.stderr}`);
+    await mineUntil(() => a.mine(1), 'B sees the number bound to A, online', async () => (await bindingAt(b, DAVE_NUMBER))?.status === 'online', { timeoutMs: 30_000 });
+    t.equal((await bindingAt(b, DAVE_NUMBER))?.node, aId, 'node A binds the delegated number for dave');
+    const sent = bob.request('MESSAGE', `tel:${DAVE_NUMBER}`, ['From: <sip:bob@b.test>;tag=m2', 'Max-Forwards: 70', 'Content-Type: text/plain'], 'by number');
+    const got = await dave.incoming('MESSAGE');
+    t.equal(got.body.toString('utf8'), 'by number', 'B routed the number to A, A to dave');
+    t.equal(got.uri, `sip:dave@127.0.0.1:${dave.port}`, 'retargeted to his registered contact');
+    dave.answer(got, 200);
+    t.equal((await sent).status, 200);
   });
 
   await t.test("the nodes' SIP metrics count what they routed", async (t) => {

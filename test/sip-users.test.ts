@@ -30,6 +30,7 @@ t.test('dots user add', async (t) => {
     [['user', 'add', 'bob', '--password', '', '--datadir', dir], /must not be empty/],
     [['user', 'add', 'bob', '--password', 'x', '--domain', 'bad domain', '--datadir', dir], /--domain must be a domain name/],
     [['user', 'remove', 'bob'], /unknown user command "remove"/],
+    [['user', 'add', 'bob', '--password', 'x', '--alias', '555-1234', '--datadir', dir], /alias "555-1234" is not a name: use an E.164 number/],
   ] as Array<[string[], RegExp]>) {
     const e = await runDots(args);
     t.equal(e.code, 2, args.join(' '));
