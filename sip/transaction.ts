@@ -221,10 +221,15 @@ export class TransactionLayer {
    * client that copies the Via of a response brings received and rport along).
    */
   private readonly inviteIndex = new Map<string, ServerTransaction>();
-  // FIFO of `done` keys in completion order (= Timer J order)
-  private fifoKey: Array<string | undefined> = [];
-  private fifoAt: number[] = [];
-  private fifoHead = 0;
+  /**
+   * Keys of completed transactions in completion order, one queue per wait (so each is in
+   * expiry order): REGISTER waits T4, every other request Timer J (64*T1). The registrar
+   * recognises a REGISTER retransmitted later by the binding's branch and answers it the same,
+   * so keeping its response 32 s buys nothing, and at tens of thousands a second those entries
+   * are what the garbage collector spends its time copying (Kamailio's wait timer is 5 s too).
+   */
+  private readonly doneShort = new DoneQueue();
+  private readonly doneLong = new DoneQueue();
   private readonly sweeper: NodeJS.Timeout;
   private readonly maxServer: number;
   /** counters for logs and tests */
@@ -354,8 +359,8 @@ export class TransactionLayer {
     }
     this.server.set(tx.key, tx.lastResponse);
     this.doneCount++;
-    this.fifoKey.push(tx.key);
-    this.fifoAt.push(Date.now() + 64 * this.timers.t1);
+    if (tx.method === 'REGISTER') this.doneShort.push(tx.key, Date.now() + this.timers.t4);
+    else this.doneLong.push(tx.key, Date.now() + 64 * this.timers.t1);
     if (this.doneCount > this.maxServer) this.evict();
   }
 
@@ -384,35 +389,24 @@ export class TransactionLayer {
   }
 
   private evict(): void {
-    // the oldest completed transactions go first; live ones are never evicted
+    // the oldest completed transactions go first, REGISTERs (safe to forget) before the others;
+    // live ones are never evicted
     let n = this.doneCount - this.maxServer;
-    while (n > 0 && this.fifoHead < this.fifoKey.length) {
-      const k = this.fifoKey[this.fifoHead];
-      this.fifoKey[this.fifoHead] = undefined;
-      this.fifoHead++;
-      if (k !== undefined && this.dropDone(k)) {
-        n--;
-        this.stats.evicted++;
+    for (const q of [this.doneShort, this.doneLong]) {
+      while (n > 0) {
+        const k = q.shift(Infinity);
+        if (k === null) break;
+        if (this.dropDone(k)) {
+          n--;
+          this.stats.evicted++;
+        }
       }
     }
-    this.compact();
   }
 
   private sweep(now: number): void {
-    while (this.fifoHead < this.fifoKey.length && this.fifoAt[this.fifoHead] <= now) {
-      const k = this.fifoKey[this.fifoHead];
-      this.fifoKey[this.fifoHead] = undefined;
-      this.fifoHead++;
-      if (k !== undefined) this.dropDone(k);
-    }
-    this.compact();
-  }
-
-  private compact(): void {
-    if (this.fifoHead > 4096 && this.fifoHead * 2 > this.fifoKey.length) {
-      this.fifoKey = this.fifoKey.slice(this.fifoHead);
-      this.fifoAt = this.fifoAt.slice(this.fifoHead);
-      this.fifoHead = 0;
+    for (const q of [this.doneShort, this.doneLong]) {
+      for (let k = q.shift(now); k !== null; k = q.shift(now)) this.dropDone(k);
     }
   }
 
@@ -566,9 +560,39 @@ export class TransactionLayer {
     this.server.clear();
     this.inviteIndex.clear();
     this.doneCount = 0;
-    this.fifoKey = [];
-    this.fifoAt = [];
-    this.fifoHead = 0;
+    this.doneShort.clear();
+    this.doneLong.clear();
+  }
+}
+
+/** Keys with expiry times, pushed in expiry order, taken from the head. */
+class DoneQueue {
+  private keys: Array<string | undefined> = [];
+  private at: number[] = [];
+  private head = 0;
+
+  push(key: string, at: number): void {
+    this.keys.push(key);
+    this.at.push(at);
+  }
+
+  /** The oldest key if it expires at or before `now` (Infinity: the oldest whatever its time), else null. */
+  shift(now: number): string | null {
+    if (this.head >= this.keys.length || this.at[this.head] > now) return null;
+    const k = this.keys[this.head] as string;
+    this.keys[this.head++] = undefined; // let the key go now, not at the next compaction
+    if (this.head > 4096 && this.head * 2 > this.keys.length) {
+      this.keys = this.keys.slice(this.head);
+      this.at = this.at.slice(this.head);
+      this.head = 0;
+    }
+    return k;
+  }
+
+  clear(): void {
+    this.keys = [];
+    this.at = [];
+    this.head = 0;
   }
 }
 
