@@ -192,10 +192,14 @@ export class PresenceBridge {
   }
 
   private scheduled: NodeJS.Timeout | null = null;
+  private lastPassEnd = 0;
+  private lastPassWrote = false;
+  /** the pass under way wrote the salts file */
+  private wroteSalts = false;
 
   /**
-   * Runs a pass soon: changes within 100 ms share one pass, so a burst of registrations costs
-   * one write of the salts file and signatures in batches, not one pass each.
+   * Runs a pass soon (see the delay below): a burst of new registrations costs one write of the
+   * salts file per 100 ms and signatures in batches, not one pass each.
    */
   private kick(): void {
     if (this.stopped) return;
@@ -204,6 +208,10 @@ export class PresenceBridge {
       return;
     }
     if (this.scheduled !== null) return;
+    // a change goes out almost at once (a phone registering is routable from other nodes within
+    // milliseconds); passes that had to write the salts file (new names) are spaced 100 ms
+    // apart, so in a burst of new users the changes of each 100 ms share a pass and a write
+    const delay = Math.max(5, this.lastPassEnd + (this.lastPassWrote ? 100 : 10) - Date.now());
     this.scheduled = setTimeout(() => {
       this.scheduled = null;
       this.running = true;
@@ -211,12 +219,15 @@ export class PresenceBridge {
         .catch((e: unknown) => this.o.log.warn(`presence: ${(e as Error).message}`))
         .finally(() => {
           this.running = false;
+          this.lastPassEnd = Date.now();
+          this.lastPassWrote = this.wroteSalts;
+          this.wroteSalts = false;
           if (this.again && !this.stopped) {
             this.again = false;
             this.kick();
           }
         });
-    }, 100);
+    }, delay);
   }
 
   private async submit(rec: Rec, what: string): Promise<boolean> {
@@ -279,6 +290,7 @@ export class PresenceBridge {
     if (this.claimsDirty) {
       this.save();
       this.claimsDirty = false;
+      this.wroteSalts = true;
     }
     for (const { name, rec } of commits) {
       if (await this.submit(rec, `commitment to ${name}`)) this.stats.commits++;
