@@ -2,7 +2,7 @@
 // Block encoding on disk and on the wire: msgpack [header (80 bytes), [record bytes, ...]].
 import { encode, decode, asArray, asBytes } from './encoding.ts';
 import { EncodingError, ValidationError } from './errors.ts';
-import { sha256d, toHex } from './hash.ts';
+import { sha256d } from './hash.ts';
 import { asValidationError, decodeRec, type Rec } from './records.ts';
 
 export const HEADER_BYTES = 80;

@@ -33,66 +33,41 @@ export function setSipStatsSource(s: SipStatsSource | null): void {
   sipSource = s;
 }
 
-function countsFrom(c: Counter<'result'>, get: (s: SipStatsSource) => Record<string, number>): void {
-  if (sipSource === null) return;
-  c.reset();
-  for (const [result, n] of Object.entries(get(sipSource))) c.inc({ result }, n);
+/** A gauge read from the SIP source at scrape time. */
+function sipGauge(name: string, help: string, get: (s: SipStatsSource) => number): Gauge {
+  return new Gauge({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      if (sipSource !== null) this.set(get(sipSource));
+    },
+  });
+}
+
+/** A counter by result, read from the SIP source at scrape time (kept as set by hand without one). */
+function sipCounter(name: string, help: string, get: (s: SipStatsSource) => Record<string, number>): Counter<'result'> {
+  return new Counter({
+    name,
+    help,
+    labelNames: ['result'] as const,
+    registers: [registry],
+    collect() {
+      if (sipSource === null) return;
+      this.reset();
+      for (const [result, n] of Object.entries(get(sipSource))) this.inc({ result }, n);
+    },
+  });
 }
 
 /** Counters and gauges of the SIP registrar and proxy (see sip/), filled from the source at scrape time. */
 export const sipMetrics = {
-  registrations: new Gauge({
-    name: 'dots_sip_registrations',
-    help: 'SIP contacts currently registered at this node.',
-    registers: [registry],
-    collect() {
-      if (sipSource !== null) this.set(sipSource.registrations());
-    },
-  }),
-  registerRequests: new Counter({
-    name: 'dots_sip_register_requests_total',
-    help: 'SIP REGISTER requests answered, by result.',
-    labelNames: ['result'] as const,
-    registers: [registry],
-    collect() {
-      countsFrom(this, (s) => s.registerRequests());
-    },
-  }),
-  calls: new Counter({
-    name: 'dots_sip_calls_total',
-    help: 'SIP calls routed by this node, by result.',
-    labelNames: ['result'] as const,
-    registers: [registry],
-    collect() {
-      countsFrom(this, (s) => s.calls());
-    },
-  }),
-  activeCalls: new Gauge({
-    name: 'dots_sip_active_calls',
-    help: 'SIP calls in progress through this node (answered, not yet ended).',
-    registers: [registry],
-    collect() {
-      if (sipSource !== null) this.set(sipSource.activeCalls());
-    },
-  }),
-  messages: new Counter({
-    name: 'dots_sip_messages_total',
-    help: 'SIP MESSAGE requests routed, by result.',
-    labelNames: ['result'] as const,
-    registers: [registry],
-    collect() {
-      countsFrom(this, (s) => s.messages());
-    },
-  }),
-  keepalives: new Counter({
-    name: 'dots_sip_keepalives_total',
-    help: 'SIP OPTIONS keepalives to registered contacts, by result.',
-    labelNames: ['result'] as const,
-    registers: [registry],
-    collect() {
-      countsFrom(this, (s) => s.keepalives());
-    },
-  }),
+  registrations: sipGauge('dots_sip_registrations', 'SIP contacts currently registered at this node.', (s) => s.registrations()),
+  registerRequests: sipCounter('dots_sip_register_requests_total', 'SIP REGISTER requests answered, by result.', (s) => s.registerRequests()),
+  calls: sipCounter('dots_sip_calls_total', 'SIP calls routed by this node, by result.', (s) => s.calls()),
+  activeCalls: sipGauge('dots_sip_active_calls', 'SIP calls in progress through this node (answered, not yet ended).', (s) => s.activeCalls()),
+  messages: sipCounter('dots_sip_messages_total', 'SIP MESSAGE requests routed, by result.', (s) => s.messages()),
+  keepalives: sipCounter('dots_sip_keepalives_total', 'SIP OPTIONS keepalives to registered contacts, by result.', (s) => s.keepalives()),
 };
 
 /** What the per-API gauges read at scrape time. */

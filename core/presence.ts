@@ -499,6 +499,12 @@ export async function startSip(config: SipStackConfig, chain: Chain, secret: Uin
     locator: chainLocator(chain, addressOf(publicKeyOf(secret))),
     onCallEnd: hooks.onCallEnd,
   });
+  try {
+    await sip.start();
+  } catch (e) {
+    users.stop();
+    throw new UserError(`cannot listen for SIP on ${config.sipHost}:${config.sipPort}: ${(e as Error).message} (pass another --sip-port)`);
+  }
   setSipStatsSource({
     registrations: () => sip.registrar.contactCount,
     registerRequests: () => ({ ok: sip.results.registerOk, challenged: sip.results.registerChallenged, refused: sip.results.registerRefused, error: sip.results.registerError }),
@@ -523,12 +529,6 @@ export async function startSip(config: SipStackConfig, chain: Chain, secret: Uin
   const onTip = (): void => sip.routingChanged();
   chain.on('record', onRecord);
   chain.on('tip', onTip);
-  try {
-    await sip.start();
-  } catch (e) {
-    users.stop();
-    throw new UserError(`cannot listen for SIP on ${config.sipHost}:${config.sipPort}: ${(e as Error).message} (pass another --sip-port)`);
-  }
   presence = new PresenceBridge({ chain, secret, datadir: config.datadir, domain: config.domain, sipUri: () => sip.uri, p2pAddrs, users, openRegistration: config.openRegistration, log });
   const regFile = join(config.datadir, REGISTRATIONS_FILE);
   if (existsSync(regFile)) {
@@ -544,7 +544,7 @@ export async function startSip(config: SipStackConfig, chain: Chain, secret: Uin
   // once a minute, so a node that crashes (not only one that stops cleanly) gets its phones
   // back: restored contacts are pinged before they count, and expired ones are dropped.
   const reg = sip.registrar;
-  let savedChanges = -1;
+  let savedChanges = reg.stats.changes; // the file holds what was just restored
   let savedRegisters = reg.stats.registers;
   let lastSave = Date.now();
   const saveRegistrations = (): void => {
@@ -571,9 +571,6 @@ export async function startSip(config: SipStackConfig, chain: Chain, secret: Uin
     stop: async () => {
       if (stopped) return;
       stopped = true;
-      chain.off('record', onRecord);
-      chain.off('tip', onTip);
-      setSipStatsSource(null);
       chain.off('record', onRecord);
       chain.off('tip', onTip);
       setSipStatsSource(null);

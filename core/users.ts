@@ -6,8 +6,7 @@
 import { readFileSync, statSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { UserError } from './errors.ts';
-import { writeOwnerOnly } from './files.ts';
-import { withFileLock } from './files.ts';
+import { withFileLock, writeOwnerOnly } from './files.ts';
 import { credentialsFor, type DigestCredentials } from '../sip/digest.ts';
 import { isValidName } from './records.ts';
 

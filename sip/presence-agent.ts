@@ -7,11 +7,11 @@
 // PUBLISH (RFC 3903) lets a phone set its own status (closed while it is registered means
 // "do not disturb") and a note; a node keeps it for its own users and puts it in their NOTIFYs.
 import { getHeader, getHeaders, headerKey, splitHeaderList, type SipHeader, type SipRequest } from './message.ts';
-import { newBranch, newTag, responseBytes } from './serialize.ts';
-import { getParam, parseExpires, parseNameAddr, parseNameAddrList, parseSipUri, type NameAddr } from './uri.ts';
+import { newBranch, newTag } from './serialize.ts';
+import { formatUri, getParam, parseExpires, parseNameAddr, parseNameAddrList, type NameAddr } from './uri.ts';
 import { buildPidf, overallBasic, parsePidf, PidfError, PIDF_CONTENT_TYPE, type Basic } from './pidf.ts';
-import type { Flow, SipTransport } from './transport.ts';
-import type { IncomingRequest, TransactionLayer } from './transaction.ts';
+import { viaFor, type Flow, type SipTransport } from './transport.ts';
+import { replyTo, type IncomingRequest, type TransactionLayer } from './transaction.ts';
 
 /** What the node knows of a name's presence; undefined when it knows no such name (404). */
 export type PresenceLookup = (aor: string) => Basic | undefined;
@@ -111,15 +111,11 @@ export class PresenceAgent {
     if (set !== undefined) for (const s of set) this.notify(s, false);
   }
 
-  private reply(inc: IncomingRequest, status: number, reason: string, headers?: Array<[string, string]>, toTag: string | null = inc.toTagged === true ? null : newTag()): void {
-    inc.tx?.respondBytes(responseBytes(inc.req, status, reason, headers, status === 100 ? null : toTag), status);
-  }
-
   /** Event: presence (parameters aside); 489 otherwise. */
   private presenceEvent(inc: IncomingRequest): boolean {
     const ev = getHeader(inc.req, 'event');
     if (ev !== undefined && ev.split(';')[0].trim().toLowerCase() === 'presence') return true;
-    this.reply(inc, 489, 'Bad Event', [['Allow-Events', 'presence']]);
+    replyTo(inc, 489, 'Bad Event', [['Allow-Events', 'presence']]);
     return false;
   }
 
@@ -130,13 +126,13 @@ export class PresenceAgent {
     if (h !== undefined) {
       const e = parseExpires(h);
       if (e === null) {
-        this.reply(inc, 400, 'Bad Request');
+        replyTo(inc, 400, 'Bad Request');
         return null;
       }
       v = e;
     }
     if (v !== 0 && v < this.minExpires) {
-      this.reply(inc, 423, 'Interval Too Brief', [['Min-Expires', String(this.minExpires)]]);
+      replyTo(inc, 423, 'Interval Too Brief', [['Min-Expires', String(this.minExpires)]]);
       return null;
     }
     return Math.min(v, this.maxExpires);
@@ -148,7 +144,7 @@ export class PresenceAgent {
     const req = inc.req;
     const accept = getHeaders(req, 'accept');
     if (accept.length > 0 && !accept.some((a) => splitHeaderList(a).some((t) => /^(application\/pidf\+xml|application\/\*|\*\/\*)\s*(;|$)/i.test(t)))) {
-      this.reply(inc, 406, 'Not Acceptable', [['Accept', PIDF_CONTENT_TYPE]]);
+      replyTo(inc, 406, 'Not Acceptable', [['Accept', PIDF_CONTENT_TYPE]]);
       return;
     }
     const exp = this.expires(inc);
@@ -161,7 +157,7 @@ export class PresenceAgent {
       from = parseNameAddr(getHeader(req, 'from') ?? '');
       to = parseNameAddr(getHeader(req, 'to') ?? '');
     } catch {
-      this.reply(inc, 400, 'Bad Request');
+      replyTo(inc, 400, 'Bad Request');
       return;
     }
     const remoteTag = getParam(from.params, 'tag') ?? '';
@@ -170,18 +166,18 @@ export class PresenceAgent {
     if (typeof toTag === 'string') {
       const s = this.subs.get(subKey(callId, remoteTag, toTag));
       if (s === undefined) {
-        this.reply(inc, 481, 'Subscription Does Not Exist');
+        replyTo(inc, 481, 'Subscription Does Not Exist');
         return;
       }
       s.expiresAt = now + exp * 1000;
-      this.reply(inc, 200, 'OK', [['Expires', String(exp)], ['Contact', `<sip:${this.host.hostport}>`]]);
+      replyTo(inc, 200, 'OK', [['Expires', String(exp)], ['Contact', `<sip:${this.host.hostport}>`]]);
       if (exp === 0) this.end(s, 'timeout');
       else this.notify(s, true);
       return;
     }
     const status = this.statusOf(aor, now);
     if (status === undefined) {
-      this.reply(inc, 404, 'Not Found');
+      replyTo(inc, 404, 'Not Found');
       return;
     }
     let contact: NameAddr | undefined;
@@ -191,20 +187,19 @@ export class PresenceAgent {
       contact = c === undefined ? undefined : parseNameAddrList(c)[0];
       routes = getHeaders(req, 'record-route').flatMap((r) => splitHeaderList(r));
     } catch {
-      this.reply(inc, 400, 'Bad Request');
+      replyTo(inc, 400, 'Bad Request');
       return;
     }
     if (contact === undefined || contact.uri.kind !== 'sip') {
-      this.reply(inc, 400, 'Bad Request', [['Warning', '399 - "a SUBSCRIBE needs a SIP Contact"']]);
+      replyTo(inc, 400, 'Bad Request', [['Warning', '399 - "a SUBSCRIBE needs a SIP Contact"']]);
       return;
     }
     if (this.subs.size >= this.maxSubs) {
-      this.reply(inc, 503, 'Service Unavailable', [['Retry-After', '60']]);
+      replyTo(inc, 503, 'Service Unavailable', [['Retry-After', '60']]);
       return;
     }
     const localTag = newTag();
-    this.reply(inc, 200, 'OK', [['Expires', String(exp)], ['Contact', `<sip:${this.host.hostport}>`]], localTag);
-    const target = getHeader(req, 'contact') as string;
+    replyTo(inc, 200, 'OK', [['Expires', String(exp)], ['Contact', `<sip:${this.host.hostport}>`]], localTag);
     const s: Subscription = {
       key: subKey(callId, remoteTag, localTag),
       aor,
@@ -212,7 +207,7 @@ export class PresenceAgent {
       localTag,
       remoteTag,
       watcher: getHeader(req, 'from') as string,
-      target: contactUriText(target),
+      target: formatUri(contact.uri),
       routes,
       flow: inc.flow,
       cseq: 0,
@@ -242,12 +237,12 @@ export class PresenceAgent {
     const now = Date.now();
     const cur = this.pubs.get(aor);
     if (match !== undefined && (cur === undefined || cur.etag !== match.trim() || cur.expiresAt <= now)) {
-      this.reply(inc, 412, 'Conditional Request Failed');
+      replyTo(inc, 412, 'Conditional Request Failed');
       return;
     }
     if (exp === 0) {
       if (cur !== undefined) this.pubs.delete(aor);
-      this.reply(inc, 200, 'OK', [['Expires', '0']]);
+      replyTo(inc, 200, 'OK', [['Expires', '0']]);
       this.changed(aor);
       return;
     }
@@ -256,7 +251,7 @@ export class PresenceAgent {
     if (req.body.length > 0) {
       const ct = (getHeader(req, 'content-type') ?? '').split(';')[0].trim().toLowerCase();
       if (ct !== PIDF_CONTENT_TYPE) {
-        this.reply(inc, 415, 'Unsupported Media Type', [['Accept', PIDF_CONTENT_TYPE]]);
+        replyTo(inc, 415, 'Unsupported Media Type', [['Accept', PIDF_CONTENT_TYPE]]);
         return;
       }
       try {
@@ -265,16 +260,16 @@ export class PresenceAgent {
         note = doc.notes[0] ?? doc.tuples.find((t) => t.notes.length > 0)?.notes[0];
       } catch (e) {
         if (!(e instanceof PidfError)) throw e;
-        this.reply(inc, 400, 'Bad Request', [['Warning', `399 - "${e.message.replace(/["\\]/g, '')}"`]]);
+        replyTo(inc, 400, 'Bad Request', [['Warning', `399 - "${e.message.replace(/["\\]/g, '')}"`]]);
         return;
       }
     } else if (match === undefined) {
-      this.reply(inc, 400, 'Bad Request', [['Warning', '399 - "an initial PUBLISH needs a PIDF body"']]);
+      replyTo(inc, 400, 'Bad Request', [['Warning', '399 - "an initial PUBLISH needs a PIDF body"']]);
       return;
     }
     const etag = newTag();
     this.pubs.set(aor, { etag, basic, note, expiresAt: now + exp * 1000 });
-    this.reply(inc, 200, 'OK', [['SIP-ETag', etag], ['Expires', String(exp)]]);
+    replyTo(inc, 200, 'OK', [['SIP-ETag', etag], ['Expires', String(exp)]]);
     this.changed(aor);
   }
 
@@ -307,21 +302,27 @@ export class PresenceAgent {
   }
 
   private send(s: Subscription, state: string, body: string): void {
-    const flow = this.flowFor(s);
-    if (flow === null) {
-      this.forget(s);
-      return;
-    }
+    s.cseq++; // numbered now: NOTIFYs keep their order even when a flow takes a moment to open
+    void this.flowFor(s).then(
+      (flow) => {
+        if (flow === null) this.forget(s);
+        else this.sendOn(flow, s, state, body, s.cseq);
+      },
+      () => this.forget(s),
+    );
+  }
+
+  private sendOn(flow: Flow, s: Subscription, state: string, body: string, cseq: number): void {
     const branch = newBranch();
     const h = (name: string, value: string): SipHeader => ({ name, key: headerKey(name), value });
-    const headers: SipHeader[] = [h('Via', `SIP/2.0/${flow.proto === 'udp' ? 'UDP' : 'TCP'} ${this.host.hostport};branch=${branch};rport`), h('Max-Forwards', '70')];
+    const headers: SipHeader[] = [h('Via', viaFor(flow, this.host.hostport, branch, true)), h('Max-Forwards', '70')];
     for (const r of s.routes) headers.push(h('Route', r));
     const bytes = Buffer.from(body, 'utf8');
     headers.push(
       h('From', `<${s.aor}>;tag=${s.localTag}`),
-      h('To', withTag(s.watcher, s.remoteTag)),
+      h('To', s.watcher),
       h('Call-ID', s.callId),
-      h('CSeq', `${++s.cseq} NOTIFY`),
+      h('CSeq', `${cseq} NOTIFY`),
       h('Contact', `<sip:${this.host.hostport}>`),
       h('Event', 'presence'),
       h('Subscription-State', state),
@@ -343,16 +344,10 @@ export class PresenceAgent {
   }
 
   /** The first Route of the route set, else the flow the SUBSCRIBE came on (works behind NAT). */
-  private flowFor(s: Subscription): Flow | null {
+  private async flowFor(s: Subscription): Promise<Flow | null> {
     if (s.routes.length === 0) return this.host.transport.isOpen(s.flow) ? s.flow : null;
-    try {
-      const u = parseNameAddr(s.routes[0]).uri;
-      if (u.kind !== 'sip') return null;
-      const host = u.host.charCodeAt(0) === 91 ? u.host.slice(1, -1) : u.host;
-      return /^[0-9.]+$/.test(host) || host.includes(':') ? { proto: 'udp', address: host, port: u.port ?? 5060, conn: 0 } : null;
-    } catch {
-      return null;
-    }
+    const u = parseNameAddr(s.routes[0]).uri;
+    return u.kind === 'sip' ? this.host.transport.flowTo(u) : null;
   }
 
   private expire(now: number): void {
@@ -368,19 +363,4 @@ export class PresenceAgent {
 
 function subKey(callId: string, remoteTag: string, localTag: string): string {
   return callId + '\n' + remoteTag + '\n' + localTag;
-}
-
-/** The URI of a Contact value (the NOTIFY's Request-URI). */
-function contactUriText(contact: string): string {
-  const v = splitHeaderList(contact)[0];
-  const lt = v.indexOf('<');
-  if (lt >= 0) return v.slice(lt + 1, v.indexOf('>', lt));
-  const semi = v.indexOf(';');
-  const uri = (semi < 0 ? v : v.slice(0, semi)).trim();
-  parseSipUri(uri);
-  return uri;
-}
-
-function withTag(nameAddr: string, tag: string): string {
-  return /;\s*tag=/i.test(nameAddr) ? nameAddr : `${nameAddr};tag=${tag}`;
 }

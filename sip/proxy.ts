@@ -12,10 +12,10 @@
 // another node ends, it reports who, which nodes and when (the call receipts are built from it).
 import { createHash } from 'node:crypto';
 import { getHeader, getHeaderValues, splitHeaderList, type SipHeader, type SipRequest, type SipResponse } from './message.ts';
-import { responseBytes, newTag, serializeMessage } from './serialize.ts';
-import { getParam, parseCSeq, parseNameAddr, parseSipUri, parseVia, uriParam, type SipUri } from './uri.ts';
-import type { Flow, SipTransport } from './transport.ts';
-import { hopRequest, type ClientTransaction, type IncomingRequest, type ServerTransaction, type TransactionLayer } from './transaction.ts';
+import { newTag, serializeMessage } from './serialize.ts';
+import { bareHost, getParam, parseCSeq, parseMaxForwards, parseNameAddr, parseSipUri, parseVia, type SipUri } from './uri.ts';
+import { viaFor, type Flow, type SipTransport } from './transport.ts';
+import { hopRequest, replyTo, type ClientTransaction, type IncomingRequest, type ServerTransaction, type TransactionLayer } from './transaction.ts';
 import type { CallEnd } from '../core/calls.ts';
 
 /** One place to send a request to. */
@@ -93,6 +93,8 @@ interface Dialog {
 
 interface Branch {
   hop: Hop;
+  /** the branch parameter of our Via on it ('' until sent) */
+  branch: string;
   req: SipRequest | null;
   flow: Flow | null;
   ctx: ClientTransaction | null;
@@ -197,26 +199,18 @@ export class Proxy {
    * with our Via and the same hash has looped; with another hash (a new Request-URI) it spirals.
    */
   private loopHash(req: SipRequest): string {
-    let from = '';
-    let to = '';
-    try {
-      from = getParam(parseNameAddr(getHeader(req, 'from') ?? '').params, 'tag') ?? '';
-      to = getParam(parseNameAddr(getHeader(req, 'to') ?? '').params, 'tag') ?? '';
-    } catch {
-      // validated before; an empty part only weakens the hash
-    }
     const cseq = getHeader(req, 'cseq') ?? '';
-    const h = createHash('sha256').update(`${req.uri}\n${from}\n${to}\n${getHeader(req, 'call-id') ?? ''}\n${cseq.split(/\s/)[0]}\n${getHeader(req, 'proxy-require') ?? ''}`);
+    const h = createHash('sha256').update(`${req.uri}\n${tagOf(req, 'from')}\n${tagOf(req, 'to')}\n${getHeader(req, 'call-id') ?? ''}\n${cseq.split(/\s/)[0]}\n${getHeader(req, 'proxy-require') ?? ''}`);
     return h.digest('base64url').slice(0, 12);
   }
 
-  /** True when the request carries a Via of ours with the same loop hash: it came round. */
-  isLoop(req: SipRequest): boolean {
+  /** True when the request carries a Via of ours with its loop hash `loop`: it came round. */
+  private isLoop(req: SipRequest, loop: string): boolean {
     const me = ' ' + this.host.hostport;
     let ours = false;
     for (const h of req.headers) if (h.key === 'via' && h.value.includes(me)) ours = true;
     if (!ours) return false;
-    const mark = 'branch=z9hG4bK' + this.loopHash(req) + '.';
+    const mark = 'branch=z9hG4bK' + loop + '.';
     for (const v of getHeaderValues(req, 'via')) if (v.includes(me) && v.includes(mark)) return true;
     return false;
   }
@@ -231,27 +225,28 @@ export class Proxy {
     const req = inc.req;
     if (!inDialog && this.active >= this.maxActive) {
       this.stats.shed++;
-      server.respondBytes(responseBytes(req, 503, 'Service Unavailable', [['Retry-After', '1']], newTag()), 503);
+      replyTo(inc, 503, 'Service Unavailable', [['Retry-After', '1']]);
       return;
     }
-    if (this.isLoop(req)) {
+    const loop = this.loopHash(req);
+    if (this.isLoop(req, loop)) {
       this.stats.loops++;
-      server.respondBytes(responseBytes(req, 482, 'Loop Detected', undefined, newTag()), 482);
+      replyTo(inc, 482, 'Loop Detected');
       return;
     }
     if (plan.call !== undefined && this.dialogs.size >= this.maxDialogs) {
-      server.respondBytes(responseBytes(req, 503, 'Service Unavailable', [['Retry-After', '30']], newTag()), 503);
+      replyTo(inc, 503, 'Service Unavailable', [['Retry-After', '30']]);
       return;
     }
-    const p = new ProxyTx(inc, server, plan, this.loopHash(req));
+    const p = new ProxyTx(inc, server, plan, loop);
     this.active++;
     if (p.invite) {
-      server.respondBytes(responseBytes(req, 100, 'Trying', undefined, null), 100);
+      replyTo(inc, 100, 'Trying');
       this.invites.set(server.key, p);
     }
     if (plan.call !== undefined) {
       const callId = getHeader(req, 'call-id') ?? '';
-      if (!this.dialogs.has(callId)) this.dialogs.set(callId, { callId, fromTag: fromTagOf(req), toTag: '', role: plan.call.role, peer: plan.call.peer, answeredAt: 0, endedAt: 0, createdAt: Date.now() });
+      if (!this.dialogs.has(callId)) this.dialogs.set(callId, { callId, fromTag: tagOf(req, 'from'), toTag: '', role: plan.call.role, peer: plan.call.peer, answeredAt: 0, endedAt: 0, createdAt: Date.now() });
     }
     this.stats.forwarded++;
     this.nextGroup(p);
@@ -262,7 +257,7 @@ export class Proxy {
       const hops = p.plan.groups[p.group++];
       if (hops.length === 0) continue;
       for (const hop of hops) {
-        const b: Branch = { hop, req: null, flow: null, ctx: null, done: false, cancel: false, cancelSent: false, timer: null };
+        const b: Branch = { hop, branch: '', req: null, flow: null, ctx: null, done: false, cancel: false, cancelSent: false, timer: null };
         p.branches.push(b);
         this.startBranch(p, b);
       }
@@ -283,7 +278,7 @@ export class Proxy {
       this.branchFailed(p, b, 'the next hop is not a SIP URI');
       return;
     }
-    void this.flowTo(uri).then(
+    void this.host.transport.flowTo(uri, this.noAnswerMs).then(
       (flow) => {
         if (b.done) return;
         if (flow === null) this.branchFailed(p, b, `cannot reach ${uri.host}`);
@@ -291,16 +286,6 @@ export class Proxy {
       },
       () => this.branchFailed(p, b, `cannot connect to ${uri.host}`),
     );
-  }
-
-  /** A flow to the host of `uri`: IP literals only (the chain announces addresses, not names). */
-  private async flowTo(uri: SipUri): Promise<Flow | null> {
-    const host = uri.host.charCodeAt(0) === 91 ? uri.host.slice(1, -1) : uri.host;
-    if (!/^[0-9.]+$/.test(host) && !host.includes(':')) return null;
-    const port = uri.port ?? 5060;
-    const t = uriParam(uri, 'transport');
-    if (typeof t === 'string' && t.toLowerCase() === 'tcp') return this.host.transport.connect(host, port, this.noAnswerMs);
-    return { proto: 'udp', address: host, port, conn: 0 };
   }
 
   /** The request as it leaves for one hop (16.6 steps 1 to 8). */
@@ -311,8 +296,8 @@ export class Proxy {
     for (const h of src.headers) {
       if (h.key === 'max-forwards') {
         mf = true;
-        const n = Number(h.value.trim());
-        headers.push({ name: h.name, key: h.key, value: String(Number.isFinite(n) && n > 0 ? Math.min(n - 1, 255) : 0) });
+        // validated before (0 was answered 483)
+        headers.push({ name: h.name, key: h.key, value: String(Math.max(0, Math.min(parseMaxForwards(h.value) - 1, 255))) });
         continue;
       }
       if (h.key === 'route' && routesAt < 0) routesAt = headers.length;
@@ -329,7 +314,8 @@ export class Proxy {
 
   private sendBranch(p: ProxyTx, b: Branch, req: SipRequest, flow: Flow): void {
     const branch = `z9hG4bK${p.loop}.${newTag()}`;
-    req.headers.unshift({ name: 'Via', key: 'via', value: `SIP/2.0/${flow.proto === 'udp' ? 'UDP' : 'TCP'} ${this.host.hostport};branch=${branch}` });
+    req.headers.unshift({ name: 'Via', key: 'via', value: viaFor(flow, this.host.hostport, branch) });
+    b.branch = branch;
     b.req = req;
     b.flow = flow;
     b.ctx = this.host.tx.send(req, flow, branch, { response: (r) => this.onResponse(p, b, r), timeout: () => this.branchFailed(p, b, `${b.hop.label} did not answer`) });
@@ -427,11 +413,8 @@ export class Proxy {
     const best = p.best;
     p.plan.onFinal?.(best?.status ?? 0);
     if (best === null) {
-      if (p.cancelled) p.server.respondBytes(responseBytes(req, 487, 'Request Terminated', undefined, newTag()), 487);
-      else {
-        const warn = `399 ${this.host.domain} "${(p.failure || 'no reachable contact').replace(/["\\]/g, '')}"`;
-        p.server.respondBytes(responseBytes(req, 480, 'Temporarily Unavailable', [['Warning', warn]], newTag()), 480);
-      }
+      if (p.cancelled) replyTo(p.inc, 487, 'Request Terminated');
+      else replyTo(p.inc, 480, 'Temporarily Unavailable', [['Warning', `399 ${this.host.domain} "${(p.failure || 'no reachable contact').replace(/["\\]/g, '')}"`]]);
       return;
     }
     // 16.7 step 6: a 503 from downstream is this proxy's 500 (it says nothing of this node's load)
@@ -468,10 +451,7 @@ export class Proxy {
     b.cancel = true;
     if (b.cancelSent || b.ctx === null || !b.ctx.proceeding) return;
     b.cancelSent = true;
-    const c = hopRequest(b.req, 'CANCEL');
-    const top = splitHeaderList(getHeader(b.req, 'via') as string)[0];
-    const branch = parseVia(top).branch as string;
-    this.host.tx.send(c, b.flow, branch, { response: () => undefined, timeout: () => undefined });
+    this.host.tx.send(hopRequest(b.req, 'CANCEL'), b.flow, b.branch, { response: () => undefined, timeout: () => undefined });
   }
 
   /** A CANCEL for an INVITE this proxy forwarded: true when one was found (the service answers 481 otherwise). */
@@ -501,7 +481,7 @@ export class Proxy {
     const callId = getHeader(res, 'call-id') ?? '';
     const d = this.dialogs.get(callId);
     if (d === undefined || d.answeredAt !== 0) return;
-    d.toTag = toTagOf(res);
+    d.toTag = tagOf(res, 'to');
     d.answeredAt = Date.now();
     this.stats.answered++;
   }
@@ -542,10 +522,11 @@ export class Proxy {
     const out = this.forwardedRequest(req, { ruri: null, route: [], flow: null, label: 'ack' }, false);
     const uri = nextHop(out);
     if (uri === null) return;
-    void this.flowTo(uri)
+    void this.host.transport
+      .flowTo(uri, this.noAnswerMs)
       .then((flow) => {
         if (flow === null) return;
-        out.headers.unshift({ name: 'Via', key: 'via', value: `SIP/2.0/${flow.proto === 'udp' ? 'UDP' : 'TCP'} ${this.host.hostport};branch=z9hG4bK${newTag()}` });
+        out.headers.unshift({ name: 'Via', key: 'via', value: viaFor(flow, this.host.hostport, `z9hG4bK${newTag()}`) });
         this.host.transport.send(flow, serializeMessage(out));
       })
       .catch(() => undefined);
@@ -556,8 +537,8 @@ export class Proxy {
     const callId = getHeader(bye, 'call-id') ?? '';
     const d = this.dialogs.get(callId);
     if (d === undefined || d.answeredAt === 0 || d.endedAt !== 0) return null;
-    const a = fromTagOf(bye);
-    const b = toTagOf(bye);
+    const a = tagOf(bye, 'from');
+    const b = tagOf(bye, 'to');
     if (!((a === d.fromTag && b === d.toTag) || (a === d.toTag && b === d.fromTag))) return null;
     d.endedAt = Date.now();
     this.stats.callsEnded++;
@@ -597,7 +578,7 @@ export class Proxy {
     const up = withoutTopVia(res);
     if (up === null || next.transport !== 'UDP') return;
     this.stats.strays++;
-    const address = next.received ?? (next.host.charCodeAt(0) === 91 ? next.host.slice(1, -1) : next.host);
+    const address = next.received ?? bareHost(next.host);
     this.host.transport.send({ proto: 'udp', address, port: next.rport ?? next.port ?? 5060, conn: 0 }, serializeMessage(up));
   }
 
@@ -612,17 +593,10 @@ export class Proxy {
   }
 }
 
-function fromTagOf(m: SipRequest | SipResponse): string {
+/** The tag of the From or To ('' when it has none, or cannot be read: the message was validated). */
+function tagOf(m: SipRequest | SipResponse, header: 'from' | 'to'): string {
   try {
-    return getParam(parseNameAddr(getHeader(m, 'from') ?? '').params, 'tag') ?? '';
-  } catch {
-    return '';
-  }
-}
-
-function toTagOf(m: SipRequest | SipResponse): string {
-  try {
-    return getParam(parseNameAddr(getHeader(m, 'to') ?? '').params, 'tag') ?? '';
+    return getParam(parseNameAddr(getHeader(m, header) ?? '').params, 'tag') ?? '';
   } catch {
     return '';
   }

@@ -71,22 +71,11 @@ export interface ContactBinding {
   deadSince: number;
 }
 
-/** A registration as kept across restarts (DATADIR/registrations.json). */
-export interface SavedContact {
-  aor: string;
+/** A registration as kept across restarts (DATADIR/registrations.json): what the phone asked for, not the keepalive state. */
+export type SavedContact = Pick<ContactBinding, 'aor' | 'params' | 'q' | 'expiresAt' | 'callId' | 'cseq' | 'instance' | 'regId' | 'path' | 'flow' | 'outbound' | 'userAgent'> & {
+  /** the contact URI as the phone wrote it */
   uri: string;
-  params: string;
-  q: number;
-  expiresAt: number;
-  callId: string;
-  cseq: number;
-  instance: string | null;
-  regId: number | null;
-  path: string[];
-  flow: Flow;
-  outbound: boolean;
-  userAgent: string;
-}
+};
 
 export interface RegistrarOptions {
   domain: string;

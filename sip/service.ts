@@ -21,10 +21,10 @@ import {
   type SipRequest,
 } from './message.ts';
 import { emptyParsed, validateRequest, validateResponse, type ParsedRequest } from './validate.ts';
-import { buildResponse, newBranch, newTag, responseBytes, serializeMessage } from './serialize.ts';
-import { getParam, normalizeEscapes, parseMaxForwards, parseNameAddr, parseUri, type SipUri, type Uri } from './uri.ts';
-import { SipTransport, type Flow } from './transport.ts';
-import { TransactionLayer, topVia, type IncomingRequest, type Timers } from './transaction.ts';
+import { buildResponse, newBranch, newTag, serializeMessage } from './serialize.ts';
+import { bareHost, getParam, normalizeEscapes, parseMaxForwards, parseNameAddr, parseUri, type SipUri, type Uri } from './uri.ts';
+import { SipTransport, viaFor, type Flow } from './transport.ts';
+import { TransactionLayer, replyTo, topVia, type IncomingRequest, type Timers } from './transaction.ts';
 import { DigestAuth, type DigestCredentials, type DigestOptions } from './digest.ts';
 import { ContactState, Registrar, type ContactBinding, type KeepaliveOptions, type PresenceListener, type RegistrarOptions } from './registrar.ts';
 import { Proxy, type CallRole, type Hop, type ProxyOptions } from './proxy.ts';
@@ -226,12 +226,6 @@ export class SipService {
     this.tx.sendResponse(flow, serializeMessage(res), viaPort);
   }
 
-  private reply(inc: IncomingRequest, status: number, reason: string, headers?: Array<[string, string]>): void {
-    const tx = inc.tx;
-    if (tx === null) return;
-    tx.respondBytes(responseBytes(inc.req, status, reason, headers, status === 100 || inc.toTagged === true ? null : newTag()), status);
-  }
-
   private handle(inc: IncomingRequest, parsed: ParsedRequest): void {
     const { req } = inc;
     const method = req.method;
@@ -249,27 +243,27 @@ export class SipService {
     if (!forNode && method !== 'REGISTER' && !presenceUas) {
       const mf = getHeader(req, 'max-forwards');
       if (mf !== undefined && parseMaxForwards(mf) === 0) {
-        this.reply(inc, 483, 'Too Many Hops');
+        replyTo(inc, 483, 'Too Many Hops');
         return;
       }
     }
     if (!KNOWN_METHODS.has(method)) {
-      this.reply(inc, 501, 'Not Implemented', [['Allow', ALLOW]]);
+      replyTo(inc, 501, 'Not Implemented', [['Allow', ALLOW]]);
       return;
     }
     if (method === 'CANCEL') {
       // RFC 3261 9.2 and 16.10: answer the CANCEL, then cancel what the INVITE was forwarded to
       const inv = this.tx.findInviteFor(inc);
-      if (inv === undefined) this.reply(inc, 481, 'Call/Transaction Does Not Exist');
+      if (inv === undefined) replyTo(inc, 481, 'Call/Transaction Does Not Exist');
       else {
-        this.reply(inc, 200, 'OK');
+        replyTo(inc, 200, 'OK');
         this.proxy.cancel(inv.key);
       }
       return;
     }
     const unsupported = this.unsupported(req, !forNode && !presenceUas);
     if (unsupported.length > 0) {
-      this.reply(inc, 420, 'Bad Extension', [['Unsupported', unsupported.join(', ')]]);
+      replyTo(inc, 420, 'Bad Extension', [['Unsupported', unsupported.join(', ')]]);
       return;
     }
     if (method === 'REGISTER') {
@@ -285,11 +279,11 @@ export class SipService {
     if (inc.toTagged === true && this.inDialog(inc, forNode)) return;
     if (forNode) {
       if (method !== 'OPTIONS') {
-        this.reply(inc, 405, 'Method Not Allowed', [['Allow', ALLOW]]);
+        replyTo(inc, 405, 'Method Not Allowed', [['Allow', ALLOW]]);
         return;
       }
       if (!this.acceptableBody(inc)) return;
-      this.reply(inc, 200, 'OK', [
+      replyTo(inc, 200, 'OK', [
         ['Allow', ALLOW],
         ['Accept', 'application/sdp'],
         ['Supported', SUPPORTED_HEADER],
@@ -299,7 +293,7 @@ export class SipService {
     if (routed) {
       // a preloaded route to elsewhere: the node forwards to its phones and to the nodes the
       // chain names, not wherever a request asks (no open relay)
-      this.reply(inc, 403, 'Forbidden', [['Warning', `399 ${this.domain} "a preloaded Route is not relayed"`]]);
+      replyTo(inc, 403, 'Forbidden', [['Warning', `399 ${this.domain} "a preloaded Route is not relayed"`]]);
       return;
     }
     this.toUser(inc, ruri, parsed, presenceUas);
@@ -337,10 +331,13 @@ export class SipService {
     } catch {
       return false;
     }
-    if (u.kind !== 'sip' || u.user !== null) return false;
+    return u.kind === 'sip' && u.user === null && this.namesUs(u);
+  }
+
+  /** The URI's host is this node's domain, or its address with its port. */
+  private namesUs(u: SipUri): boolean {
     const h = u.host.toLowerCase();
-    if (h === this.domain) return true;
-    return this.isOurHost(h) && (u.port ?? 5060) === this.port;
+    return h === this.domain || (this.isOurHost(h) && (u.port ?? 5060) === this.port);
   }
 
   /**
@@ -352,7 +349,7 @@ export class SipService {
     const req = inc.req;
     if (req.method === 'SUBSCRIBE' && forNode) this.presence.subscribe(inc, '');
     else if (!forNode && this.proxy.knowsDialog(getHeader(req, 'call-id') ?? '')) this.proxy.forwardInDialog(inc);
-    else if (forNode) this.reply(inc, 481, 'Call/Transaction Does Not Exist');
+    else if (forNode) replyTo(inc, 481, 'Call/Transaction Does Not Exist');
     else return false;
     return true;
   }
@@ -362,7 +359,7 @@ export class SipService {
     const req = inc.req;
     const phone = e164Of(ruri);
     if (phone === null && (ruri.kind !== 'sip' || ruri.user === null)) {
-      this.reply(inc, 416, 'Unsupported URI Scheme');
+      replyTo(inc, 416, 'Unsupported URI Scheme');
       return;
     }
     let name: string;
@@ -373,8 +370,8 @@ export class SipService {
       const u = ruri as SipUri;
       user = canonicalUser(u.user as string);
       const host = u.host.toLowerCase();
-      ours = host === this.domain || (this.isOurHost(host) && (u.port ?? 5060) === this.port);
-      if (!ours && isIP(host.charCodeAt(0) === 91 ? host.slice(1, -1) : host) !== 0) {
+      ours = this.namesUs(u);
+      if (!ours && isIP(bareHost(host)) !== 0) {
         // a phone's address (outside a dialog): only this node's own phones may send there
         if (this.mayRelay(inc, parsed)) this.proxy.forward(inc, { groups: [[{ ruri: null, route: [], flow: null, label: 'the addressed phone' }]], recordRoute: req.method === 'INVITE' });
         return;
@@ -386,7 +383,7 @@ export class SipService {
     const aor = aliasOf !== undefined ? this.aorOf(aliasOf) : name;
     if (presenceUas) {
       if (req.method === 'SUBSCRIBE') this.presence.subscribe(inc, name);
-      else if (!ours) this.reply(inc, 403, 'Forbidden', [['Warning', `399 ${this.domain} "publish at the node that serves you"`]]);
+      else if (!ours) replyTo(inc, 403, 'Forbidden', [['Warning', `399 ${this.domain} "publish at the node that serves you"`]]);
       else if (this.callerIs(inc, parsed, user)) this.presence.publish(inc, name);
       return;
     }
@@ -400,12 +397,12 @@ export class SipService {
     if (at.kind === 'remote') {
       if (!at.online) {
         if (req.method === 'INVITE') this.results.callsOffline++;
-        this.reply(inc, 480, 'Temporarily Unavailable', [['Warning', `399 ${this.domain} "offline"`]]);
+        replyTo(inc, 480, 'Temporarily Unavailable', [['Warning', `399 ${this.domain} "offline"`]]);
         return;
       }
       // a request from another node for a name this node does not serve is no one's to relay
-      if (!this.fromOurDomain(parsed)) {
-        this.reply(inc, 480, 'Temporarily Unavailable', [['Warning', `399 ${this.domain} "not served by this node"`]]);
+      if (this.localUserOf(parsed) === null) {
+        replyTo(inc, 480, 'Temporarily Unavailable', [['Warning', `399 ${this.domain} "not served by this node"`]]);
         return;
       }
       if (!this.mayRelay(inc, parsed)) return;
@@ -419,8 +416,8 @@ export class SipService {
       if (known) this.results.callsOffline++;
       else this.results.callsNotFound++;
     }
-    if (known) this.reply(inc, 480, 'Temporarily Unavailable');
-    else this.reply(inc, 404, 'Not Found');
+    if (known) replyTo(inc, 480, 'Temporarily Unavailable');
+    else replyTo(inc, 404, 'Not Found');
   }
 
   /** A user's contacts as forking groups: the highest q first, equal q in parallel (RFC 3261 16.6). */
@@ -454,17 +451,18 @@ export class SipService {
     return undefined;
   }
 
-  private fromOurDomain(parsed: ParsedRequest): boolean {
+  /** The user of this node's domain the request's From names (escapes decoded, lower case), or null. */
+  private localUserOf(parsed: ParsedRequest): string | null {
     const f = parsed.from?.uri;
-    return f !== undefined && f.kind === 'sip' && f.user !== null && f.host.toLowerCase() === this.domain;
+    return f !== undefined && f.kind === 'sip' && f.user !== null && f.host.toLowerCase() === this.domain ? canonicalUser(f.user) : null;
   }
 
   /** The request came from a phone registered here as its From user (the flow it registered on). */
   private fromLocalPhone(inc: IncomingRequest, parsed: ParsedRequest): boolean {
-    const f = parsed.from?.uri;
-    if (f === undefined || f.kind !== 'sip' || f.user === null || f.host.toLowerCase() !== this.domain) return false;
+    const user = this.localUserOf(parsed);
+    if (user === null) return false;
     const flow = inc.flow;
-    for (const b of this.registrar.lookup(this.aorOf(canonicalUser(f.user)))) {
+    for (const b of this.registrar.lookup(this.aorOf(user))) {
       const bf = b.flow;
       if (bf.proto === flow.proto && (flow.proto === 'udp' ? bf.address === flow.address && bf.port === flow.port : bf.conn === flow.conn)) return true;
     }
@@ -477,19 +475,18 @@ export class SipService {
    * is open (devnet). Answers 403 or 407 itself when not.
    */
   private mayRelay(inc: IncomingRequest, parsed: ParsedRequest): boolean {
-    const f = parsed.from?.uri;
-    if (f === undefined || f.kind !== 'sip' || f.user === null || !this.fromOurDomain(parsed)) {
-      this.reply(inc, 403, 'Forbidden', [['Warning', `399 ${this.domain} "relaying denied"`]]);
+    const user = this.localUserOf(parsed);
+    if (user === null) {
+      replyTo(inc, 403, 'Forbidden', [['Warning', `399 ${this.domain} "relaying denied"`]]);
       return false;
     }
-    return this.callerIs(inc, parsed, canonicalUser(f.user));
+    return this.callerIs(inc, parsed, user);
   }
 
   /** The request is from `user` of this node (see mayRelay); answers 407 or 403 when it cannot tell. */
   private callerIs(inc: IncomingRequest, parsed: ParsedRequest, user: string): boolean {
-    const f = parsed.from?.uri;
-    if (f === undefined || f.kind !== 'sip' || f.user === null || canonicalUser(f.user) !== user) {
-      this.reply(inc, 403, 'Forbidden');
+    if (this.localUserOf(parsed) !== user) {
+      replyTo(inc, 403, 'Forbidden');
       return false;
     }
     if (this.fromLocalPhone(inc, parsed)) return true;
@@ -497,19 +494,19 @@ export class SipService {
     const authz = getHeaders(req, 'proxy-authorization');
     if (authz.length === 0 && this.open) return true;
     if (this.users.lookup(user) === undefined) {
-      this.reply(inc, 403, 'Forbidden', [['Warning', `399 ${this.domain} "no such account"`]]);
+      replyTo(inc, 403, 'Forbidden', [['Warning', `399 ${this.domain} "no such account"`]]);
       return false;
     }
     const r = this.digest.verify(authz, req.method, req.uri, req.body, inc.flow.address, (u) => this.users.lookup(u.toLowerCase()));
     if (r.ok && r.user.toLowerCase() === user) return true;
     if (r.ok) {
-      this.reply(inc, 403, 'Forbidden');
+      replyTo(inc, 403, 'Forbidden');
       return false;
     }
     if (r.status === 401) {
       const ch = this.digest.challenges(r.stale, this.digest.algorithmsFor(getHeader(req, 'user-agent')));
-      this.reply(inc, 407, 'Proxy Authentication Required', ch.map((c) => ['Proxy-Authenticate', c] as [string, string]));
-    } else this.reply(inc, r.status, r.reason);
+      replyTo(inc, 407, 'Proxy Authentication Required', ch.map((c) => ['Proxy-Authenticate', c] as [string, string]));
+    } else replyTo(inc, r.status, r.reason);
     return false;
   }
 
@@ -530,7 +527,7 @@ export class SipService {
     const type = ct === undefined ? '' : ct.split(';')[0].trim().toLowerCase();
     const disp = getHeader(req, 'content-disposition');
     if (ACCEPTED_BODIES.has(type) || (disp !== undefined && /handling\s*=\s*optional/i.test(disp))) return true;
-    this.reply(inc, 415, 'Unsupported Media Type', [['Accept', 'application/sdp']]);
+    replyTo(inc, 415, 'Unsupported Media Type', [['Accept', 'application/sdp']]);
     return false;
   }
 
@@ -542,7 +539,7 @@ export class SipService {
   private isOurHost(host: string): boolean {
     const h = host.toLowerCase();
     if (h === this.domain || h === 'localhost') return true;
-    const bare = h.charCodeAt(0) === 91 ? h.slice(1, -1) : h;
+    const bare = bareHost(h);
     const mine = this.opts.host;
     if (bare === mine) return true;
     // bound to every address: any IP literal that reached us is ours
@@ -560,7 +557,7 @@ export class SipService {
     const { req, flow, via } = inc;
     // step 1: the Request-URI names this registrar's domain
     if (ruri.kind !== 'sip' || !this.isOurHost(ruri.host)) {
-      this.reply(inc, 404, 'Not Found');
+      replyTo(inc, 404, 'Not Found');
       return;
     }
     if (!this.acceptableBody(inc)) return;
@@ -579,8 +576,8 @@ export class SipService {
         if (r.status === 401) {
           if (r.failure) this.log.debug(`sip: failed authentication from ${flow.address}`);
           const ch = this.digest.challenges(r.stale, this.digest.algorithmsFor(getHeader(req, 'user-agent')));
-          this.reply(inc, 401, 'Unauthorized', ch.map((c) => ['WWW-Authenticate', c] as [string, string]));
-        } else this.reply(inc, r.status, r.reason);
+          replyTo(inc, 401, 'Unauthorized', ch.map((c) => ['WWW-Authenticate', c] as [string, string]));
+        } else replyTo(inc, r.status, r.reason);
         return;
       }
       authUser = r.user.toLowerCase();
@@ -590,21 +587,21 @@ export class SipService {
     try {
       to = (parsed.to ?? parseNameAddr(getHeader(req, 'to') as string)).uri;
     } catch {
-      this.reply(inc, 400, 'Bad Request');
+      replyTo(inc, 400, 'Bad Request');
       return;
     }
     if (to.kind !== 'sip' || to.user === null || to.host.toLowerCase() !== this.domain) {
-      this.reply(inc, 404, 'Not Found');
+      replyTo(inc, 404, 'Not Found');
       return;
     }
     const user = canonicalUser((to as SipUri).user as string);
     // step 4: an authenticated user registers its own address of record only
     if (authUser !== null && authUser !== user) {
-      this.reply(inc, 403, 'Forbidden');
+      replyTo(inc, 403, 'Forbidden');
       return;
     }
     const r = this.registrar.register(req, flow, via, this.aorOf(user), parsed);
-    this.reply(inc, r.status, r.reason, r.headers);
+    replyTo(inc, r.status, r.reason, r.headers);
   }
 
   // -------------------------------------------------------------------------
@@ -618,7 +615,7 @@ export class SipService {
    */
   private async contactFlow(b: ContactBinding): Promise<Flow | null> {
     const u = b.uri;
-    const host = u.kind === 'sip' ? (u.host.charCodeAt(0) === 91 ? u.host.slice(1, -1) : u.host) : '';
+    const host = u.kind === 'sip' ? bareHost(u.host) : '';
     if (b.flow.proto === 'udp') {
       if (b.outbound || isIP(host) === 0 || (isPrivate(host) && host !== b.flow.address) || u.kind !== 'sip') return b.flow;
       return { proto: 'udp', address: host, port: u.port ?? 5060, conn: 0 };
@@ -638,9 +635,8 @@ export class SipService {
     const flow = b.path.length > 0 ? b.flow : await this.contactFlow(b);
     if (flow === null) return false;
     const branch = newBranch();
-    const proto = flow.proto === 'udp' ? 'UDP' : 'TCP';
     const headers: SipHeader[] = [
-      hdr('Via', `SIP/2.0/${proto} ${this.hostport};branch=${branch};rport`),
+      hdr('Via', viaFor(flow, this.hostport, branch, true)),
       hdr('Max-Forwards', '70'),
     ];
     for (const p of b.path) headers.push(hdr('Route', p));

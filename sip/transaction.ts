@@ -12,8 +12,9 @@
 // is still recognised by the registrar from the binding's branch (see registrar.ts).
 
 import { getHeader, type SipRequest, type SipResponse } from './message.ts';
-import { serializeMessage } from './serialize.ts';
+import { newTag, responseBytes, serializeMessage } from './serialize.ts';
 import {
+  bareHost,
   formatVia,
   getParam,
   isRfc3261Branch,
@@ -57,6 +58,14 @@ export interface IncomingRequest {
   inviteKey?: string | null;
   /** the To already has a tag (set by the TU after validation; responses then add none) */
   toTagged?: boolean;
+}
+
+/**
+ * Answers a request in its transaction with a body-less response; a To without a tag gets a new
+ * one (RFC 3261 8.2.6.2), a To that has one (a request inside a dialog) keeps it alone.
+ */
+export function replyTo(inc: IncomingRequest, status: number, reason: string, headers?: ReadonlyArray<readonly [string, string]>, toTag: string | null = status === 100 || inc.toTagged === true ? null : newTag()): void {
+  inc.tx?.respondBytes(responseBytes(inc.req, status, reason, headers, toTag), status);
 }
 
 export class ServerTransaction {
@@ -617,7 +626,7 @@ export function topVia(req: SipRequest, flow: Flow, parsed?: Via): Via {
   }
   const via = parsed ?? parseVia(first);
   let add = '';
-  if (via.host !== flow.address && !(via.host.charCodeAt(0) === 91 && via.host.slice(1, -1) === flow.address)) {
+  if (bareHost(via.host) !== flow.address) {
     setParam(via.params, 'received', flow.address);
     via.received = flow.address;
     add = ';received=' + flow.address;

@@ -11,6 +11,7 @@ import { createSocket, type Socket as UdpSocket, type RemoteInfo, type SocketOpt
 import { createServer, connect as tcpConnect, isIP, type Server, type Socket } from 'node:net';
 import { SipStreamFramer, isKeepalive, parseMessage, type SipMessage, type SipParseError } from './message.ts';
 import { isStunRequest, stunBindingResponse } from './stun.ts';
+import { bareHost, uriParam, type SipUri } from './uri.ts';
 
 export type Proto = 'udp' | 'tcp';
 
@@ -40,6 +41,11 @@ export interface TransportOptions {
   idleTimeoutMs?: number;
   /** largest message accepted on TCP */
   maxMessageSize?: number;
+}
+
+/** The value of a Via this node puts on a request it sends on `flow`. */
+export function viaFor(flow: Flow, hostport: string, branch: string, rport = false): string {
+  return `SIP/2.0/${flow.proto === 'udp' ? 'UDP' : 'TCP'} ${hostport};branch=${branch}${rport ? ';rport' : ''}`;
 }
 
 export class TransportError extends Error {
@@ -263,6 +269,19 @@ export class SipTransport {
       });
     });
     return this.adopt(socket).flow;
+  }
+
+  /**
+   * A flow to the host and port of `uri`: UDP, or a new TCP connection for `;transport=tcp`.
+   * IP literals only (the chain announces addresses, not names): null for a name.
+   */
+  async flowTo(uri: SipUri, timeoutMs = 5000): Promise<Flow | null> {
+    const host = bareHost(uri.host);
+    if (isIP(host) === 0) return null;
+    const port = uri.port ?? 5060;
+    const t = uriParam(uri, 'transport');
+    if (typeof t === 'string' && t.toLowerCase() === 'tcp') return this.connect(host, port, timeoutMs);
+    return { proto: 'udp', address: host, port, conn: 0 };
   }
 
   get connections(): number {

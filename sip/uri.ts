@@ -227,6 +227,11 @@ function parseSipParts(s: string, i0: number, scheme: 'sip' | 'sips'): SipUri {
   return { kind: 'sip', scheme, user, password, host, port, params, headers };
 }
 
+/** A host as an address: an IPv6 reference without its brackets, anything else as it is. */
+export function bareHost(host: string): string {
+  return host.charCodeAt(0) === 91 ? host.slice(1, -1) : host;
+}
+
 /** hostname / IPv4address / IPv6reference (RFC 3261 25.1) */
 export function isValidHost(h: string): boolean {
   const len = h.length;
