@@ -114,6 +114,11 @@ export type PresenceListener = (aor: string, online: boolean, untilSec: number) 
 /** Sends one OPTIONS to the contact; resolves true when anything answered. */
 export type Pinger = (b: ContactBinding) => Promise<boolean>;
 
+/** The keepalive state of a contact just registered or restored: not yet pinged. */
+function unverified(): Pick<ContactBinding, 'state' | 'failures' | 'pinging' | 'nextPingAt' | 'live' | 'verifiedAt' | 'expiryAt' | 'deadSince'> {
+  return { state: ContactState.Unverified, failures: 0, pinging: false, nextPingAt: 0, live: true, verifiedAt: 0, expiryAt: 0, deadSince: 0 };
+}
+
 /** keepalive intervals a contact may stay dead before it is removed */
 const DEAD_LIMIT = 30;
 
@@ -391,14 +396,7 @@ export class Registrar {
         flow,
         outbound: p.regId !== null,
         userAgent: ua,
-        state: ContactState.Unverified,
-        failures: 0,
-        pinging: false,
-        nextPingAt: 0,
-        live: true,
-        verifiedAt: 0,
-        expiryAt: 0,
-        deadSince: 0,
+        ...unverified(),
       };
       next.push(nb);
       this.contacts++;
@@ -573,14 +571,7 @@ export class Registrar {
         uri,
         uriText: c.uri,
         branch: '',
-        state: ContactState.Unverified,
-        failures: 0,
-        pinging: false,
-        nextPingAt: 0,
-        live: true,
-        verifiedAt: 0,
-        expiryAt: 0,
-        deadSince: 0,
+        ...unverified(),
       };
       list.push(b);
       this.aors.set(c.aor, list);
