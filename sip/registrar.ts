@@ -136,6 +136,22 @@ export function httpDate(nowMs = Date.now()): string {
   return dateStr;
 }
 
+/**
+ * A copy of `s` that shares no memory with the message it was cut from. V8 represents a
+ * substring as a slice of its parent, so a Call-ID kept in a binding would keep the whole
+ * datagram's text alive (and promoted) until the next refresh; concatenating and slicing again
+ * flattens a private copy.
+ */
+function detached(s: string): string {
+  return s.length < 13 ? s : (' ' + s).slice(1); // V8 copies strings shorter than 13 anyway
+}
+
+function sameStrings(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 function fail(status: number, reason: string, headers: Array<[string, string]> = []): RegisterResult {
   return { status, reason, headers };
 }
@@ -353,18 +369,24 @@ export class Registrar {
       const expiresAt = now + p.expires * 1000;
       if (p.regId !== null) outbound = true;
       if (b !== null) {
-        b.uri = p.uri;
-        b.uriText = p.uriText;
-        b.params = p.params;
+        // A refresh: only what changed is replaced. A binding is long-lived (old generation),
+        // so every new object stored in it survives the next young collection and is copied
+        // and promoted; a phone refreshing keeps its contact, parameters, Call-ID, path,
+        // address and User-Agent, so usually only the CSeq, branch and expiry change.
+        if (b.uriText !== p.uriText) {
+          b.uri = p.uri;
+          b.uriText = p.uriText;
+        }
+        if (b.params !== p.params) b.params = p.params;
         b.q = p.q;
-        b.callId = callId;
+        if (b.callId !== callId) b.callId = detached(callId);
         b.cseq = cseq;
-        b.branch = branch;
-        b.path = paths;
+        b.branch = detached(branch);
+        if (!sameStrings(b.path, paths)) b.path = paths;
         b.outbound = p.regId !== null;
-        b.userAgent = ua;
+        if (b.userAgent !== ua) b.userAgent = detached(ua);
         const moved = b.flow.proto !== flow.proto || b.flow.address !== flow.address || b.flow.port !== flow.port || b.flow.conn !== flow.conn;
-        b.flow = flow;
+        if (moved) b.flow = flow;
         if (expiresAt !== b.expiresAt) {
           b.expiresAt = expiresAt;
           if (expiresAt < b.expiryAt) this.scheduleExpiry(b);
@@ -387,15 +409,15 @@ export class Registrar {
         params: p.params,
         q: p.q,
         expiresAt,
-        callId,
+        callId: detached(callId),
         cseq,
-        branch,
+        branch: detached(branch),
         instance: p.instance,
         regId: p.regId,
         path: paths,
         flow,
         outbound: p.regId !== null,
-        userAgent: ua,
+        userAgent: detached(ua),
         ...unverified(),
       };
       next.push(nb);

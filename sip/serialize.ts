@@ -136,6 +136,43 @@ export function newTag(): string {
   return randomOctets(9);
 }
 
+// this node's part of every stateless tag: tags of two nodes never collide by construction
+const TAG_PREFIX = randomOctets(6);
+
+/**
+ * The To tag of a stateless answer (RFC 3261 8.2.7): the same for every retransmission of the
+ * request, so it is derived from what identifies the request, its top Via branch (or the whole
+ * top Via without one), Call-ID and CSeq, by two 32-bit FNV-1a hashes with different seeds
+ * behind a random per-node prefix. A REGISTER makes no dialog, so 60 bits are plenty.
+ */
+export function statelessTag(req: SipRequest, via: { branch: string | null; host: string; port: number | null }): string {
+  ha = 0x811c9dc5;
+  hb = 0x2f1c9dc5;
+  mix(via.branch ?? via.host + ':' + (via.port ?? ''));
+  const hs = req.headers;
+  for (let i = 0; i < hs.length; i++) {
+    const k = hs[i].key;
+    if (k === 'call-id' || k === 'cseq') mix(hs[i].value);
+  }
+  // 30-bit halves are small integers, which V8 turns into decimal fast (other radixes, and
+  // numbers past 2^31, go through its slow double formatting)
+  return TAG_PREFIX + (ha & 0x3fffffff) + '.' + (hb & 0x3fffffff);
+}
+
+let ha = 0;
+let hb = 0;
+function mix(s: string): void {
+  let a = ha;
+  let b = hb;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    a = Math.imul(a ^ c, 0x01000193);
+    b = (Math.imul(b ^ c, 0x01000193) + 0x9e3779b9) | 0;
+  }
+  ha = Math.imul(a ^ 10, 0x01000193); // a separator, so "ab"+"c" and "a"+"bc" differ
+  hb = b;
+}
+
 /** New RFC 3261 branch: magic cookie + 128 random bits. */
 export function newBranch(): string {
   return 'z9hG4bK' + randomOctets(16);

@@ -182,8 +182,13 @@ export class SipService {
         return;
       }
       this.stats.requests++;
+      // A REGISTER without credentials is answered statelessly: processing it again gives the
+      // same answer (the registrar knows a retransmission by the binding's branch), so nothing
+      // is kept for it. One with credentials keeps its answer, since its nonce count may not be
+      // used twice.
+      const stateless = msg.method === 'REGISTER' && getHeader(msg, 'authorization') === undefined;
       // a retransmission (same bytes) is answered from its transaction before anything else
-      const quick = this.tx.quickKey(msg);
+      const quick = stateless ? null : this.tx.quickKey(msg);
       if (quick !== null && this.tx.absorb(quick, msg, flow)) return;
       const parsed = emptyParsed();
       const err = validateRequest(msg, undefined, parsed);
@@ -191,7 +196,7 @@ export class SipService {
         this.stateless(msg, flow, err.status, err.reason, err.detail);
         return;
       }
-      const inc = this.tx.receiveRequest(msg, flow, parsed.via ?? undefined, quick);
+      const inc = this.tx.receiveRequest(msg, flow, parsed.via ?? undefined, quick, stateless);
       if (inc === null) return;
       inc.toTagged = parsed.to !== null && getParam(parsed.to.params, 'tag') !== undefined;
       this.handle(inc, parsed);

@@ -10,9 +10,16 @@
 // interval rather than a timer each, and bounded: past `maxServerTransactions` the oldest go
 // first (Kamailio bounds its wait timer the same way). A retransmission that arrives after that
 // is still recognised by the registrar from the binding's branch (see registrar.ts).
+//
+// A request the TU marks stateless (a REGISTER without credentials: see SipService) gets a
+// transaction object for its answer but is never kept (RFC 3261 8.2.7): a retransmission is
+// processed again and answered the same, with the same To tag (`statelessTag`). At tens of
+// thousands of REGISTERs a second, a completed entry kept even for T4 lives through several
+// young-generation collections and is promoted, and copying those was most of the garbage
+// collector's time.
 
 import { getHeader, type SipRequest, type SipResponse } from './message.ts';
-import { newTag, responseBytes, serializeMessage } from './serialize.ts';
+import { newTag, responseBytes, serializeMessage, statelessTag } from './serialize.ts';
 import {
   bareHost,
   formatVia,
@@ -64,7 +71,7 @@ export interface IncomingRequest {
  * Answers a request in its transaction with a body-less response; a To without a tag gets a new
  * one (RFC 3261 8.2.6.2), a To that has one (a request inside a dialog) keeps it alone.
  */
-export function replyTo(inc: IncomingRequest, status: number, reason: string, headers?: ReadonlyArray<readonly [string, string]>, toTag: string | null = status === 100 || inc.toTagged === true ? null : newTag()): void {
+export function replyTo(inc: IncomingRequest, status: number, reason: string, headers?: ReadonlyArray<readonly [string, string]>, toTag: string | null = status === 100 || inc.toTagged === true ? null : inc.tx?.stateless === true ? statelessTag(inc.req, inc.via) : newTag()): void {
   inc.tx?.respondBytes(responseBytes(inc.req, status, reason, headers, toTag), status);
 }
 
@@ -85,6 +92,8 @@ export class ServerTransaction {
     readonly flow: Flow,
     /** sent-by port of the top Via (where a response goes if the TCP connection is gone) */
     readonly viaPort: number | null,
+    /** answered without keeping any state (RFC 3261 8.2.7); its key is empty */
+    readonly stateless = false,
   ) {}
 
   get isInvite(): boolean {
@@ -266,8 +275,12 @@ export class TransactionLayer {
    * the branch lacks the magic cookie). Returns the new request for the TU, or null when it was a
    * retransmission or an ACK the transaction layer consumed. Throws SipParseError on a bad Via.
    */
-  receiveRequest(req: SipRequest, flow: Flow, parsedVia?: Via, quick?: string | null): IncomingRequest | null {
+  receiveRequest(req: SipRequest, flow: Flow, parsedVia?: Via, quick?: string | null, stateless = false): IncomingRequest | null {
     const method = req.method;
+    if (stateless && method !== 'ACK' && method !== 'INVITE' && method !== 'CANCEL') {
+      const via = topVia(req, flow, parsedVia);
+      return { req, flow, via, tx: new ServerTransaction(this, '', method, flow, via.port, true) };
+    }
     const key = quick ?? null;
     const inviteKey = method === 'CANCEL' ? this.quickKey(req, 'INVITE') : null;
     const via = topVia(req, flow, parsedVia);
@@ -360,7 +373,7 @@ export class TransactionLayer {
 
   /** @internal called by a non-INVITE server transaction entering Completed */
   completed(tx: ServerTransaction): void {
-    if (this.server.get(tx.key) !== tx) return;
+    if (tx.stateless || this.server.get(tx.key) !== tx) return;
     // reliable transports: Timer J is zero
     if (tx.flow.proto !== 'udp' || tx.lastResponse === null) {
       this.server.delete(tx.key);
@@ -383,6 +396,7 @@ export class TransactionLayer {
 
   /** @internal */
   forget(tx: ServerTransaction): void {
+    if (tx.stateless) return;
     if (this.server.get(tx.key) === tx) this.server.delete(tx.key);
     if (tx.indexKey !== null && this.inviteIndex.get(tx.indexKey) === tx) this.inviteIndex.delete(tx.indexKey);
   }

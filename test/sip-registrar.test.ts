@@ -124,14 +124,21 @@ t.test('Call-ID and CSeq ordering, the wildcard, retransmissions', async (t) => 
   r = await p.register({ user: 'dave', domain: DOMAIN, cseq: 5, callId: 'another-call' });
   t.equal(r.status, 200, 'another Call-ID may use any CSeq');
 
-  // a retransmission (same branch) is absorbed by the transaction: the same bytes come back
+  // a REGISTER without credentials is answered statelessly (RFC 3261 8.2.7): its retransmission
+  // is processed again, recognised by the binding's branch, and gets the same answer and To tag
   const { text, branch } = p.registerText({ user: 'dave', domain: DOMAIN, cseq: 6, callId: 'another-call' });
   p.sendRaw(text);
   const a = await p.response(branch);
   p.sendRaw(text);
   const b = await p.response(branch);
-  t.equal(getHeader(b, 'to'), getHeader(a, 'to'), 'same To tag: the stored response');
-  t.ok(svc.tx.stats.retransmissionsAbsorbed >= 1);
+  t.equal(b.status, 200, 'the retransmission is answered 200, not as a CSeq error');
+  t.match(getHeader(a, 'to'), /;tag=\S+/);
+  t.equal(getHeader(b, 'to'), getHeader(a, 'to'), 'same To tag');
+  t.equal(svc.tx.serverCount, 0, 'nothing kept for it');
+  t.equal(svc.tx.stats.retransmissionsAbsorbed, 0);
+  // another request gets another tag
+  const c = await p.register({ user: 'dave', domain: DOMAIN, cseq: 7, callId: 'another-call' });
+  t.not(getHeader(c, 'to'), getHeader(a, 'to'), 'a new request, a new To tag');
 
   // the wildcard needs Expires: 0 and no other contact
   r = await p.register({ user: 'dave', domain: DOMAIN, contactHeaders: ['*'], cseq: 20 });
@@ -222,7 +229,17 @@ t.test('digest authentication: MD5, SHA-256, stale and replayed nonces, failures
   const first = await p.register({ user: 'alice', domain: DOMAIN });
   const chal = getHeaders(first, 'www-authenticate')[0];
   const authz = authorize(chal, { user: 'alice', password: 'wonderland', method: 'REGISTER', uri: `sip:${DOMAIN}` });
-  t.equal((await p.register({ user: 'alice', domain: DOMAIN, authorization: authz })).status, 200);
+  const signed = p.registerText({ user: 'alice', domain: DOMAIN, authorization: authz });
+  p.sendRaw(signed.text);
+  const ok = await p.response(signed.branch);
+  t.equal(ok.status, 200);
+  // its retransmission (same branch) is answered from the transaction, not refused as a replay
+  const absorbed = svc.tx.stats.retransmissionsAbsorbed;
+  p.sendRaw(signed.text);
+  const again = await p.response(signed.branch);
+  t.equal(again.status, 200, 'a retransmitted REGISTER with credentials gets its answer again');
+  t.equal(getHeader(again, 'to'), getHeader(ok, 'to'), 'the stored response');
+  t.equal(svc.tx.stats.retransmissionsAbsorbed, absorbed + 1);
   r = await p.register({ user: 'alice', domain: DOMAIN, authorization: authz });
   t.equal(r.status, 401, 'replayed nonce-count refused');
   t.match(getHeader(r, 'www-authenticate'), /stale=true/);
