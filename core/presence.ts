@@ -493,6 +493,7 @@ export async function startSip(config: SipStackConfig, chain: Chain, secret: Uin
     log,
     onPresence: (aor, online, until) => {
       presence?.presence(aor, online, until);
+      if (!users.hasAliases) return;
       const user = aor.slice(4, aor.length - config.domain.length - 1);
       for (const alias of users.aliasesOf(user)) presence?.presence(alias, online, until, false);
     },

@@ -127,7 +127,12 @@ export class UserStore {
   }
 
   aliasesOf(user: string): readonly string[] {
-    return this.aliasesByUser.get(user) ?? [];
+    return this.aliasesByUser.get(user) ?? NO_ALIASES;
+  }
+
+  /** Whether any account has an alias (the registrar's hot path skips the lookup when none has). */
+  get hasAliases(): boolean {
+    return this.aliasesByUser.size > 0;
   }
 
   /** Re-reads the file if it changed since the last read. */
@@ -218,3 +223,5 @@ export async function runUser(args: string[]): Promise<number> {
   process.stdout.write(`${existed ? 'updated' : 'added'} sip:${name}@${domain}${aliases.length > 0 ? ` (also ${aliases.join(', ')})` : ''} in ${join(datadir, USERS_FILE)} (a running node picks it up)\n`);
   return 0;
 }
+
+const NO_ALIASES: readonly string[] = [];

@@ -170,6 +170,13 @@ const KEY_CACHE_MAX = 4096;
 
 /** Canonical key of a header name: lowercase, compact forms expanded. */
 export function headerKey(name: string): string {
+  // callers mostly pass a key already ('call-id'): a scan of a few chars beats a map lookup,
+  // and the registrar asks for half a dozen headers per REGISTER
+  if (name.length > 1) {
+    let i = 0;
+    while (i < name.length && (name.charCodeAt(i) < 65 || name.charCodeAt(i) > 90)) i++;
+    if (i === name.length) return name;
+  }
   let k = KEY_CACHE.get(name);
   if (k !== undefined) return k;
   k = name.toLowerCase();
@@ -313,11 +320,10 @@ export function utf8ToBinary(s: string): string {
 // Numbers
 
 /** 1*DIGIT with no sign/space, value <= max; -1 otherwise. Leading zeros allowed. */
-export function parseDigits(s: string, max: number): number {
-  const len = s.length;
-  if (len === 0) return -1;
+export function parseDigits(s: string, max: number, from = 0, to = s.length): number {
+  if (to <= from) return -1;
   let n = 0;
-  for (let i = 0; i < len; i++) {
+  for (let i = from; i < to; i++) {
     const c = s.charCodeAt(i) - 48;
     if (c < 0 || c > 9) return -1;
     n = n * 10 + c;

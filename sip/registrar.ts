@@ -11,7 +11,6 @@
 import { getHeader, getHeaderValues, getHeaders, type SipRequest } from './message.ts';
 import {
   formatHeaderParams,
-  formatUri,
   parseContact,
   parseCSeq,
   parseExpires,
@@ -286,7 +285,7 @@ export class Registrar {
     const list = current ?? [];
     const plan: Planned[] = [];
     let retransmission = true;
-    for (const { uri, params } of parsedContacts) {
+    for (const { uri, uriText, params } of parsedContacts) {
       // one pass over the header parameters: the ones the registrar reads, and the rest kept
       let ep: string | null | undefined;
       let qv: string | null | undefined;
@@ -320,7 +319,6 @@ export class Registrar {
         if (!/^[0-9]{1,10}$/.test(rid) || Number(rid) < 1 || Number(rid) > 0xffffffff) return fail(400, 'Invalid reg-id');
         if (inst !== null && obCapable) regId = Number(rid);
       }
-      const uriText = formatUri(uri);
       let existing: ContactBinding | null = null;
       for (const b of list) {
         if (inst !== null && b.instance === inst && b.regId === regId) {
@@ -375,7 +373,7 @@ export class Registrar {
         // address and User-Agent, so usually only the CSeq, branch and expiry change.
         if (b.uriText !== p.uriText) {
           b.uri = p.uri;
-          b.uriText = p.uriText;
+          b.uriText = detached(p.uriText);
         }
         if (b.params !== p.params) b.params = p.params;
         b.q = p.q;
@@ -405,7 +403,7 @@ export class Registrar {
       const nb: ContactBinding = {
         aor,
         uri: p.uri,
-        uriText: p.uriText,
+        uriText: detached(p.uriText),
         params: p.params,
         q: p.q,
         expiresAt,

@@ -567,7 +567,8 @@ export class SipService {
     }
     if (!this.acceptableBody(inc)) return;
     // step 3: who is asking
-    const authz = getHeaders(req, 'authorization');
+    // (a stateless REGISTER carries none: see onMessage)
+    const authz = inc.tx?.stateless === true ? NO_CREDENTIALS : getHeaders(req, 'authorization');
     let authUser: string | null = null;
     if (!this.open || authz.length > 0) {
       const r = this.digest.verify(authz, 'REGISTER', req.uri, req.body, flow.address, (u) => this.users.lookup(u.toLowerCase()), undefined, (u) => {
@@ -692,6 +693,8 @@ function hdr(name: string, value: string): SipHeader {
 }
 
 /** A user part as an address-of-record key: escapes of unreserved characters decoded, lower case. */
+const NO_CREDENTIALS: string[] = [];
+
 export function canonicalUser(user: string): string {
   return normalizeEscapes(user).toLowerCase();
 }

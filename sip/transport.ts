@@ -63,6 +63,17 @@ const CRLF = Buffer.from('\r\n');
 
 /** true for addresses nothing may be sent to: broadcast, multicast, unspecified */
 export function isForbiddenDestination(address: string): boolean {
+  // answers mostly go back to the address the last one went to: skip the IP parse then
+  if (address === lastChecked) return lastForbidden;
+  lastForbidden = forbidden(address);
+  lastChecked = address;
+  return lastForbidden;
+}
+
+let lastChecked = '';
+let lastForbidden = true;
+
+function forbidden(address: string): boolean {
   if (address === '255.255.255.255' || address === '0.0.0.0' || address === '::' || address === '') return true;
   const v = isIP(address);
   if (v === 4) {

@@ -78,6 +78,8 @@ export interface NameAddr {
   uri: Uri;
   /** written in name-addr form (<...>) */
   bracketed: boolean;
+  /** the URI as written (what formatUri(uri) gives, up to how numbers were written) */
+  uriText: string;
   /** header parameters (tag, expires, q, +sip.instance, reg-id, ...) in order */
   params: HeaderParam[];
 }
@@ -175,7 +177,7 @@ function parseSipParts(s: string, i0: number, scheme: 'sip' | 'sips'): SipUri {
       if (c < 48 || c > 57) break;
       j++;
     }
-    const p = parseDigits(s.slice(i + 1, j), 65535);
+    const p = parseDigits(s, 65535, i + 1, j);
     if (p < 0) throw badRequest('Malformed URI port');
     port = p;
     i = j;
@@ -565,6 +567,7 @@ export function parseNameAddr(value: string, opts?: NameAddrOptions): NameAddr {
     }
   }
   let uri: Uri;
+  let uriText: string;
   let bracketed: boolean;
   c = s.charCodeAt(i);
   if (c === 60) {
@@ -576,6 +579,7 @@ export function parseNameAddr(value: string, opts?: NameAddrOptions): NameAddr {
       if (ch <= 32 || ch === 127) throw badRequest('Whitespace in addr-spec');
     }
     uri = parseUri(u);
+    uriText = u;
     bracketed = true;
     i = close + 1;
   } else {
@@ -589,12 +593,13 @@ export function parseNameAddr(value: string, opts?: NameAddrOptions): NameAddr {
       if (ch <= 32 || ch === 127) throw badRequest('Whitespace in addr-spec');
       if (ch === 44 || ch === 63) throw badRequest('addr-spec with "," or "?" must be enclosed in <>');
     }
-    uri = parseUri(s.slice(i, ue));
+    uriText = s.slice(i, ue);
+    uri = parseUri(uriText);
     bracketed = false;
     i = e;
   }
   const params = parseHeaderParams(s, i);
-  return { displayName, uri, bracketed, params };
+  return { displayName, uri, bracketed, uriText, params };
 }
 
 /** Comma-separated list of name-addr/addr-spec (Route, Record-Route, Contact...). */
@@ -640,6 +645,11 @@ export function formatNameAddr(na: NameAddr): string {
 // ---------------------------------------------------------------------------
 // Via
 
+/** s[from, to), as the constant `usual` when it is that (every Via says SIP/2.0: no copy each time). */
+function token(s: string, from: number, to: number, usual: string): string {
+  return to - from === usual.length && s.startsWith(usual, from) ? usual : s.slice(from, to);
+}
+
 /** One via-parm: sent-protocol LWS sent-by *( SEMI via-params ). */
 export function parseVia(value: string): Via {
   const s = value;
@@ -647,19 +657,19 @@ export function parseVia(value: string): Via {
   let i = skipWs(s, 0);
   let e = readTokenEnd(s, i);
   if (e === i) throw badRequest('Malformed Via protocol');
-  const protocol = s.slice(i, e);
+  const protocol = token(s, i, e, 'SIP');
   i = skipWs(s, e);
   if (s.charCodeAt(i) !== 47) throw badRequest('Malformed Via protocol');
   i = skipWs(s, i + 1);
   e = readTokenEnd(s, i);
   if (e === i) throw badRequest('Malformed Via protocol');
-  const version = s.slice(i, e);
+  const version = token(s, i, e, '2.0');
   i = skipWs(s, e);
   if (s.charCodeAt(i) !== 47) throw badRequest('Malformed Via protocol');
   i = skipWs(s, i + 1);
   e = readTokenEnd(s, i);
   if (e === i) throw badRequest('Malformed Via transport');
-  const transport = s.slice(i, e).toUpperCase();
+  const transport = e - i === 3 && s.startsWith('UDP', i) ? 'UDP' : e - i === 3 && s.startsWith('TCP', i) ? 'TCP' : s.slice(i, e).toUpperCase();
   i = skipWs(s, e);
   if (i === e || i >= end) throw badRequest('Malformed Via sent-by');
   const hs = i;
@@ -682,7 +692,7 @@ export function parseVia(value: string): Via {
     j = skipWs(s, j + 1);
     const ps = j;
     while (j < end && s.charCodeAt(j) >= 48 && s.charCodeAt(j) <= 57) j++;
-    const p = parseDigits(s.slice(ps, j), 65535);
+    const p = parseDigits(s, 65535, ps, j);
     if (p < 0) throw badRequest('Malformed Via port');
     port = p;
     i = j;
@@ -771,7 +781,7 @@ export function parseCSeq(value: string): CSeq {
   let i = skipWs(s, 0);
   const ds = i;
   while (i < s.length && s.charCodeAt(i) >= 48 && s.charCodeAt(i) <= 57) i++;
-  const seq = parseDigits(s.slice(ds, i), MAX_U32);
+  const seq = parseDigits(s, MAX_U32, ds, i);
   if (seq < 0) throw badRequest('Malformed CSeq number');
   const ms = skipWs(s, i);
   if (ms === i) throw badRequest('Malformed CSeq');

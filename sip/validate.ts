@@ -110,13 +110,14 @@ function slotName(s: number): string {
 }
 
 /** Checks shared by requests and responses (call scan() first); throws SipParseError. */
-function checkCommon(msg: SipMessage, out?: ParsedRequest): void {
+function checkCommon(msg: SipMessage, out?: ParsedRequest): CSeq | null {
   for (const s of REQUIRED) if (counts[s] === 0) throw badRequest(`Missing ${slotName(s)} header`);
   for (let s = 0; s < S_VIA; s++) if (counts[s] > 1) throw badRequest(`Multiple ${slotName(s)} headers`);
-  const cseq = first(S_CSEQ);
-  if (cseq !== undefined) {
-    const c = parseCSeq(cseq);
-    if (out !== undefined) out.cseq = c;
+  const cseqValue = first(S_CSEQ);
+  let cseq: CSeq | null = null;
+  if (cseqValue !== undefined) {
+    cseq = parseCSeq(cseqValue);
+    if (out !== undefined) out.cseq = cseq;
   }
   const callId = first(S_CALLID);
   if (callId !== undefined && !isValidCallId(callId)) throw badRequest('Malformed Call-ID');
@@ -165,6 +166,7 @@ function checkCommon(msg: SipMessage, out?: ParsedRequest): void {
       }
     }
   }
+  return cseq;
 }
 
 function asError(e: unknown): SipParseError {
@@ -191,9 +193,8 @@ export function validateRequest(req: SipRequest, opts?: ValidateOptions, parsed?
   if (req.version !== 'SIP/2.0') return new SipParseError(505, 'SIP version not supported');
   try {
     scan(req);
-    checkCommon(req, parsed);
+    const cseq = checkCommon(req, parsed) as CSeq; // present: checkCommon throws without it
     if (opts?.requireMaxForwards && counts[S_MAXFWD] === 0) throw badRequest('Missing Max-Forwards header');
-    const cseq = parseCSeq(firsts[S_CSEQ]);
     if (cseq.method !== req.method) throw badRequest('CSeq method does not match Request-Line');
     const uri = parseUri(req.uri); // 400 for "<...>", bad scheme syntax, bad sip URI
     if (parsed !== undefined) parsed.uri = uri;
