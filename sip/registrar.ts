@@ -498,7 +498,9 @@ export class Registrar {
       b.state = ContactState.Alive;
       b.deadSince = 0;
       b.verifiedAt = now;
-      this.schedule(b, this.ka.intervalMs, now);
+      // somewhere in the last quarter of the interval: contacts registered in one burst (a node
+      // restart, a bench warm-up) drift apart instead of being pinged in a burst every interval
+      this.schedule(b, this.ka.intervalMs - Math.floor(Math.random() * (this.ka.intervalMs / 4)), now);
     } else {
       this.stats.pingFailures++;
       b.failures++;
