@@ -2,10 +2,13 @@
 // written atomically (temp file, fsync, rename), so a crash never leaves a half-written file and
 // no other user can read it even for a moment.
 import { openSync, writeSync, fsyncSync, closeSync, renameSync, chmodSync, unlinkSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { open, rename, rm } from 'node:fs/promises';
 import { UserError } from './errors.ts';
 
+let tmpSeq = 0;
+
 export function writeOwnerOnly(path: string, data: string | Uint8Array): void {
-  const tmp = `${path}.tmp-${process.pid}`;
+  const tmp = `${path}.tmp-${process.pid}-${tmpSeq++}`;
   const fd = openSync(tmp, 'wx', 0o600);
   try {
     if (typeof data === 'string') writeSync(fd, data);
@@ -19,6 +22,29 @@ export function writeOwnerOnly(path: string, data: string | Uint8Array): void {
     renameSync(tmp, path);
   } catch (e) {
     unlinkSync(tmp);
+    throw e;
+  }
+}
+
+/**
+ * writeOwnerOnly off the event loop (the write and fsync run on libuv's thread pool): for files
+ * a busy node rewrites while it serves SIP, where a synchronous fsync would stall every message
+ * behind it. Two writes of one file must not overlap (the caller serialises them).
+ */
+export async function writeOwnerOnlyAsync(path: string, data: string): Promise<void> {
+  const tmp = `${path}.tmp-${process.pid}-${tmpSeq++}`;
+  const fh = await open(tmp, 'wx', 0o600);
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+    await fh.chmod(0o600);
+  } finally {
+    await fh.close();
+  }
+  try {
+    await rename(tmp, path);
+  } catch (e) {
+    await rm(tmp, { force: true });
     throw e;
   }
 }
