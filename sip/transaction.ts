@@ -241,10 +241,10 @@ export class TransactionLayer {
   private readonly inviteIndex = new Map<string, ServerTransaction>();
   /**
    * Keys of completed transactions in completion order, one queue per wait (so each is in
-   * expiry order): REGISTER waits T4, every other request Timer J (64*T1). The registrar
-   * recognises a REGISTER retransmitted later by the binding's branch and answers it the same,
-   * so keeping its response 32 s buys nothing, and at tens of thousands a second those entries
-   * are what the garbage collector spends its time copying (Kamailio's wait timer is 5 s too).
+   * expiry order): a REGISTER that is kept (one with credentials) waits T4, every other request
+   * Timer J (64*T1). The registrar recognises a REGISTER retransmitted later by the binding's
+   * branch and answers it the same, so keeping its response 32 s buys nothing (Kamailio's wait
+   * timer is 5 s too).
    */
   private readonly doneShort = new DoneQueue();
   private readonly doneLong = new DoneQueue();
