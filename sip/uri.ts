@@ -182,7 +182,7 @@ function parseSipParts(s: string, i0: number, scheme: 'sip' | 'sips'): SipUri {
     port = p;
     i = j;
   }
-  const params: UriParam[] = [];
+  let params: UriParam[] | null = null; // a literal of the first one, as in parseHeaderParams
   while (i < end && s.charCodeAt(i) === 59 /* ; */) {
     const ns = ++i;
     while (i < end) {
@@ -203,7 +203,8 @@ function parseSipParts(s: string, i0: number, scheme: 'sip' | 'sips'): SipUri {
       if (i === vs || !isEscapedPart(s, C_PARAM, vs, i)) throw badRequest('Malformed URI parameter');
       value = s.slice(vs, i);
     }
-    params.push({ name, value });
+    if (params === null) params = [{ name, value }];
+    else params.push({ name, value });
   }
   const headers: UriHeader[] = [];
   if (i < end && s.charCodeAt(i) === 63 /* ? */) {
@@ -226,7 +227,7 @@ function parseSipParts(s: string, i0: number, scheme: 'sip' | 'sips'): SipUri {
     }
   }
   if (i !== end) throw badRequest('Malformed URI');
-  return { kind: 'sip', scheme, user, password, host, port, params, headers };
+  return { kind: 'sip', scheme, user, password, host, port, params: params ?? [], headers };
 }
 
 /** A host as an address: an IPv6 reference without its brackets, anything else as it is. */
@@ -452,34 +453,38 @@ function isGenValueChar(c: number): boolean {
  * generic-param = token [ SWS "=" SWS ( token / host / quoted-string ) ]
  */
 export function parseHeaderParams(s: string, i = 0): HeaderParam[] {
-  const out: HeaderParam[] = [];
   const end = s.length;
+  // most values carry one or two parameters: the array starts as a literal of the first one,
+  // where pushing onto [] would allocate room for 17
+  let out: HeaderParam[] | null = null;
   for (;;) {
     i = skipWs(s, i);
-    if (i >= end) return out;
+    if (i >= end) return out ?? [];
     if (s.charCodeAt(i) !== 59) throw badRequest('Malformed header parameters');
     i = skipWs(s, i + 1);
     const ns = i;
     i = readTokenEnd(s, i);
     if (i === ns) throw badRequest('Malformed header parameter');
     const name = s.slice(ns, i);
+    let p: HeaderParam;
     let j = skipWs(s, i);
     if (j < end && s.charCodeAt(j) === 61 /* = */) {
       j = skipWs(s, j + 1);
       if (j < end && s.charCodeAt(j) === 34) {
-        const value = readQuoted(s, j);
-        out.push({ name, value, quoted: true });
+        p = { name, value: readQuoted(s, j), quoted: true };
         i = qEnd;
       } else {
         const vs = j;
         while (j < end && isGenValueChar(s.charCodeAt(j))) j++;
         if (j === vs) throw badRequest('Malformed header parameter value');
-        out.push({ name, value: s.slice(vs, j), quoted: false });
+        p = { name, value: s.slice(vs, j), quoted: false };
         i = j;
       }
     } else {
-      out.push({ name, value: null, quoted: false });
+      p = { name, value: null, quoted: false };
     }
+    if (out === null) out = [p];
+    else out.push(p);
   }
 }
 
@@ -604,6 +609,7 @@ export function parseNameAddr(value: string, opts?: NameAddrOptions): NameAddr {
 
 /** Comma-separated list of name-addr/addr-spec (Route, Record-Route, Contact...). */
 export function parseNameAddrList(value: string, opts?: NameAddrOptions): NameAddr[] {
+  if (value.length > 0 && value.indexOf(',') < 0) return [parseNameAddr(value, opts)]; // the usual single value, no list built
   const parts = value.indexOf(',') < 0 ? [value] : splitHeaderList(value);
   const out: NameAddr[] = [];
   for (const p of parts) {
