@@ -319,7 +319,7 @@ export function utf8ToBinary(s: string): string {
 // ---------------------------------------------------------------------------
 // Numbers
 
-/** 1*DIGIT with no sign/space, value <= max; -1 otherwise. Leading zeros allowed. */
+/** s[from, to) (all of s by default) as 1*DIGIT with no sign/space, value <= max; -1 otherwise. Leading zeros allowed. */
 export function parseDigits(s: string, max: number, from = 0, to = s.length): number {
   if (to <= from) return -1;
   let n = 0;

@@ -3,7 +3,7 @@
 import { randomFillSync } from 'node:crypto';
 import { headerKey } from './message.ts';
 import type { SipHeader, SipMessage, SipRequest, SipResponse } from './message.ts';
-import { parseNameAddr, getParam } from './uri.ts';
+import { parseNameAddr, getParam, type Via } from './uri.ts';
 
 const EMPTY = Buffer.alloc(0);
 
@@ -145,7 +145,7 @@ const TAG_PREFIX = randomOctets(6);
  * top Via without one), Call-ID and CSeq, by two 32-bit FNV-1a hashes with different seeds
  * behind a random per-node prefix. A REGISTER makes no dialog, so 60 bits are plenty.
  */
-export function statelessTag(req: SipRequest, via: { branch: string | null; host: string; port: number | null }): string {
+export function statelessTag(req: SipRequest, via: Pick<Via, 'branch' | 'host' | 'port'>): string {
   ha = 0x811c9dc5;
   hb = 0x2f1c9dc5;
   mix(via.branch ?? via.host + ':' + (via.port ?? ''));

@@ -609,10 +609,13 @@ export function parseNameAddr(value: string, opts?: NameAddrOptions): NameAddr {
 
 /** Comma-separated list of name-addr/addr-spec (Route, Record-Route, Contact...). */
 export function parseNameAddrList(value: string, opts?: NameAddrOptions): NameAddr[] {
-  if (value.length > 0 && value.indexOf(',') < 0) return [parseNameAddr(value, opts)]; // the usual single value, no list built
-  const parts = value.indexOf(',') < 0 ? [value] : splitHeaderList(value);
+  if (value.indexOf(',') < 0) {
+    // the usual single value: no list of parts built
+    if (value.length === 0) throw badRequest('Empty list element');
+    return [parseNameAddr(value, opts)];
+  }
   const out: NameAddr[] = [];
-  for (const p of parts) {
+  for (const p of splitHeaderList(value)) {
     if (p.length === 0) throw badRequest('Empty list element');
     out.push(parseNameAddr(p, opts));
   }

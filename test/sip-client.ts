@@ -7,6 +7,8 @@ import { randomBytes } from 'node:crypto';
 import { SipStreamFramer, getHeader, getHeaders, parseMessage, type SipMessage, type SipRequest, type SipResponse } from '../sip/message.ts';
 import { authorize } from '../sip/digest.ts';
 import { buildResponse, serializeMessage } from '../sip/serialize.ts';
+import type { Test } from 'tap';
+import type { SipService } from '../sip/service.ts';
 
 export interface RegisterOpts {
   user: string;
@@ -205,3 +207,21 @@ export function contactsOf(m: SipMessage): string[] {
 }
 
 export type { SipRequest };
+
+/**
+ * Starts `svc` for the test `t`; returns a factory of phones pointed at it. The phones and the
+ * service are closed when the test ends.
+ */
+export async function serve(t: Test, svc: SipService): Promise<(proto?: 'udp' | 'tcp') => Promise<TestPhone>> {
+  await svc.start();
+  const phones: TestPhone[] = [];
+  t.teardown(async () => {
+    for (const p of phones) p.close();
+    await svc.stop();
+  });
+  return async (proto = 'udp') => {
+    const p = await new TestPhone({ host: '127.0.0.1', port: svc.port }, proto).open();
+    phones.push(p);
+    return p;
+  };
+}

@@ -9,7 +9,7 @@ import { SipService } from '../sip/service.ts';
 import { authorize, credentialsFor } from '../sip/digest.ts';
 import { getHeader, getHeaders, type SipRequest, type SipResponse } from '../sip/message.ts';
 import { buildPidf } from '../sip/pidf.ts';
-import { TestPhone } from './sip-client.ts';
+import { TestPhone, serve } from './sip-client.ts';
 
 const DOMAIN = 'proxy.test';
 const USERS = new Map([
@@ -29,20 +29,7 @@ async function node(t: Test, maxActive?: number): Promise<{ svc: SipService; pho
     timers: { t1: 100, t2: 400, t4: 500 },
     proxy: { noAnswerMs: 400, maxActive },
   });
-  await svc.start();
-  const phones: TestPhone[] = [];
-  t.teardown(async () => {
-    for (const p of phones) p.close();
-    await svc.stop();
-  });
-  return {
-    svc,
-    phone: async () => {
-      const p = await new TestPhone({ host: '127.0.0.1', port: svc.port }).open();
-      phones.push(p);
-      return p;
-    },
-  };
+  return { svc, phone: await serve(t, svc) };
 }
 
 async function registered(p: TestPhone, user: string, password: string, extra: Partial<Parameters<TestPhone['register']>[0]> = {}): Promise<void> {

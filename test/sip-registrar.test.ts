@@ -9,7 +9,7 @@ import { connect } from 'node:net';
 import { SipService } from '../sip/service.ts';
 import { credentialsFor, authorize, DigestAuth } from '../sip/digest.ts';
 import { getHeader, getHeaders, type SipResponse } from '../sip/message.ts';
-import { TestPhone, contactsOf } from './sip-client.ts';
+import { TestPhone, contactsOf, serve } from './sip-client.ts';
 
 const DOMAIN = 'reg.test';
 const USERS = new Map([
@@ -36,21 +36,7 @@ async function service(t: Test, open: boolean, extra: Partial<ConstructorParamet
     onPresence: (aor, online, until) => presence.push([aor, online, until]),
     ...extra,
   });
-  await svc.start();
-  const phones: TestPhone[] = [];
-  t.teardown(async () => {
-    for (const p of phones) p.close();
-    await svc.stop();
-  });
-  return {
-    svc,
-    presence,
-    phone: async (proto = 'udp') => {
-      const p = await new TestPhone({ host: '127.0.0.1', port: svc.port }, proto).open();
-      phones.push(p);
-      return p;
-    },
-  };
+  return { svc, presence, phone: await serve(t, svc) };
 }
 
 const expiresOf = (c: string): number => Number(/;expires=(\d+)/.exec(c)?.[1] ?? -1);
