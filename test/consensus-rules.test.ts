@@ -154,7 +154,7 @@ t.test('claim by a non-owner', async (t) => {
   const t2 = await extend(chain, tip, 1, { recs: [commit(thief, 'sip:alice@test', salt)] });
   await rejects(t, chain, blockOn(chain, t2, [claim(thief, 'sip:alice@test', salt)]), 'name-taken');
   // A binding signed by someone who is neither owner nor delegate.
-  await rejects(t, chain, blockOn(chain, t2, [binding(thief, 'sip:alice@test', thief, 1, chain.clock() + 600)]), 'not-authorized');
+  await rejects(t, chain, blockOn(chain, t2, [binding(thief, 'sip:alice@test', thief, 1, t2.header.time + 600)]), 'not-authorized');
   t.ok(owner);
 });
 
@@ -169,11 +169,21 @@ t.test('claim without a matured commitment', async (t) => {
 
 t.test('stale binding sequence', async (t) => {
   const { chain, owner, node, tip } = await withName(t);
-  const exp = chain.clock() + 3600;
+  // Expiry from the chain's own time: these blocks are timed just after genesis, whatever day
+  // the test runs (the wall clock would put it past maxBindingTtl a week after genesis).
+  const exp = tip.header.time + 3600;
   const t2 = await extend(chain, tip, 1, { recs: [binding(owner, 'sip:alice@test', node, 5, exp)] });
   await rejects(t, chain, blockOn(chain, t2, [binding(owner, 'sip:alice@test', node, 5, exp + 1)]), 'stale-binding-seq');
   await rejects(t, chain, blockOn(chain, t2, [binding(owner, 'sip:alice@test', node, 4, exp + 1)]), 'stale-binding-seq');
   t.equal((await chain.processBlock(blockOn(chain, t2, [binding(owner, 'sip:alice@test', node, 6, exp + 1)]))).status, 'connected');
+});
+
+t.test('binding expiry too far ahead of the block', async (t) => {
+  const { chain, owner, node, tip } = await withName(t);
+  const time = tip.header.time + 1;
+  const ttl = chain.params.maxBindingTtl;
+  await rejects(t, chain, blockOn(chain, tip, [binding(owner, 'sip:alice@test', node, 1, time + ttl + 1)], { time }), 'binding-too-long');
+  t.equal((await chain.processBlock(blockOn(chain, tip, [binding(owner, 'sip:alice@test', node, 1, time + ttl)], { time }))).status, 'connected', 'exactly maxBindingTtl ahead is fine');
 });
 
 t.test('unknown parent', async (t) => {
