@@ -16,22 +16,9 @@ import { nodeAddresses } from './routing.ts';
 import { ValidationError } from './errors.ts';
 import type { Chain } from '../consensus/chain.ts';
 import type { Logger } from './log.ts';
+import type { CallEnd } from '../sip/proxy.ts';
 
-/** One answered call between a phone of this node and a phone of another node, ended by BYE. */
-export interface CallEnd {
-  /** the SIP Call-ID */
-  callId: string;
-  /** tag of the caller (From) and of the callee (To): with the Call-ID they name the dialog */
-  fromTag: string;
-  toTag: string;
-  /** orig: this node's phone called out; term: a call from elsewhere reached this node's phone */
-  role: 'orig' | 'term';
-  /** the other node's id (20 bytes) when the chain named it (always for orig), else null */
-  peerNodeId: Uint8Array | null;
-  /** unix seconds the 2xx to the INVITE passed this node, and the BYE */
-  answered: number;
-  ended: number;
-}
+export type { CallEnd };
 
 // ---- the call log and the receipts it drives ---------------------------------------------------
 

@@ -16,7 +16,6 @@ import { newTag, serializeMessage } from './serialize.ts';
 import { bareHost, getParam, parseCSeq, parseMaxForwards, parseNameAddr, parseSipUri, parseVia, type SipUri } from './uri.ts';
 import { viaFor, type Flow, type SipTransport } from './transport.ts';
 import { hopRequest, replyTo, type ClientTransaction, type IncomingRequest, type ServerTransaction, type TransactionLayer } from './transaction.ts';
-import type { CallEnd } from '../core/calls.ts';
 
 /** One place to send a request to. */
 export interface Hop {
@@ -55,6 +54,22 @@ export interface ProxyHost {
   readonly hostport: string;
   readonly domain: string;
   debug(msg: string): void;
+}
+
+/** One answered call between a phone of this node and a phone of another node, ended by BYE. */
+export interface CallEnd {
+  /** the SIP Call-ID */
+  callId: string;
+  /** tag of the caller (From) and of the callee (To): with the Call-ID they name the dialog */
+  fromTag: string;
+  toTag: string;
+  /** orig: this node's phone called out; term: a call from elsewhere reached this node's phone */
+  role: 'orig' | 'term';
+  /** the other node's id (20 bytes) when the chain named it (always for orig), else null */
+  peerNodeId: Uint8Array | null;
+  /** unix seconds the 2xx to the INVITE passed this node, and the BYE */
+  answered: number;
+  ended: number;
 }
 
 export interface ProxyOptions {

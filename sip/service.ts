@@ -27,10 +27,9 @@ import { SipTransport, viaFor, type Flow } from './transport.ts';
 import { TransactionLayer, replyTo, topVia, type IncomingRequest, type Timers } from './transaction.ts';
 import { DigestAuth, type DigestCredentials, type DigestOptions } from './digest.ts';
 import { ContactState, Registrar, type ContactBinding, type KeepaliveOptions, type PresenceListener, type RegistrarOptions } from './registrar.ts';
-import { Proxy, type CallRole, type Hop, type ProxyOptions } from './proxy.ts';
+import { Proxy, type CallEnd, type CallRole, type Hop, type ProxyOptions } from './proxy.ts';
 import { PresenceAgent, type PresenceAgentOptions } from './presence-agent.ts';
 import type { Basic } from './pidf.ts';
-import type { CallEnd } from '../core/calls.ts';
 
 /** Where the chain (tip plus pending records) says a name is served. */
 export type Located =
