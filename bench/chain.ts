@@ -10,14 +10,14 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Store } from '../core/store.ts';
 import { Chain } from '../consensus/chain.ts';
-import { Miner } from '../consensus/miner.ts';
+import { Miner } from '../mining/miner.ts';
 import { NETWORKS } from '../consensus/params.ts';
 import { decodeBlock } from '../core/block.ts';
 import { signRecord, Kind, type NameCommit, type Transfer } from '../core/records.ts';
 import { generateSecretKey, publicKeyOf } from '../core/sig.ts';
 import { addressOf } from '../core/address.ts';
 import { silentLogger } from '../core/log.ts';
-import { SigPool } from '../p2p/sigpool.ts';
+import { SigPool } from '../consensus/sigpool.ts';
 import type { BenchOptions } from './index.ts';
 
 function dirBytes(dir: string): number {

@@ -17,9 +17,9 @@ import { availableParallelism, loadavg } from 'node:os';
 import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { sha256d } from '../consensus/pow.ts';
-import { HeaderHasher } from '../consensus/hasher.ts';
-import { WasmHeaderHasher } from '../consensus/wasm-hasher.ts';
-import { MinerPool } from '../consensus/miner-pool.ts';
+import { HeaderHasher } from '../mining/hasher.ts';
+import { WasmHeaderHasher } from '../mining/wasm-hasher.ts';
+import { MinerPool } from '../mining/miner-pool.ts';
 
 export interface HashBenchRow {
   name: string;

@@ -17,7 +17,7 @@ import { createSocket } from 'node:dgram';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { addUsers } from '../core/users.ts';
+import { addUsers } from '../telecom/users.ts';
 import { UserError } from '../core/errors.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));

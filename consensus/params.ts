@@ -18,7 +18,6 @@ export interface NetworkParams extends StateRules, AsertParams {
   maxBlockRecords: number;
   initialSubsidy: number;
   halvingInterval: number;
-  defaultP2pPort: number;
 }
 
 export type NetworkName = 'mainnet' | 'testnet' | 'devnet' | 'regtest';
@@ -61,7 +60,6 @@ export const NETWORKS: Record<NetworkName, NetworkParams> = {
     maxCommitAge: 10_080,
     maxBindingTtl: 7 * 86_400,
     receiptMinNodeAge: 1440,
-    defaultP2pPort: 7070,
   }),
   testnet: net({
     name: 'testnet',
@@ -81,7 +79,6 @@ export const NETWORKS: Record<NetworkName, NetworkParams> = {
     maxCommitAge: 10_080,
     maxBindingTtl: 7 * 86_400,
     receiptMinNodeAge: 120,
-    defaultP2pPort: 17070,
   }),
   devnet: net({
     name: 'devnet',
@@ -104,7 +101,6 @@ export const NETWORKS: Record<NetworkName, NetworkParams> = {
     maxCommitAge: 1000,
     maxBindingTtl: 7 * 86_400,
     receiptMinNodeAge: 12,
-    defaultP2pPort: 27070,
   }),
   regtest: net({
     name: 'regtest',
@@ -124,8 +120,35 @@ export const NETWORKS: Record<NetworkName, NetworkParams> = {
     maxCommitAge: 100,
     maxBindingTtl: 7 * 86_400,
     receiptMinNodeAge: 2,
-    defaultP2pPort: 37070,
   }),
+};
+
+/**
+ * What a node of each network listens on and serves unless told otherwise. None of it is
+ * consensus (changing it makes no other network), so it lives beside NETWORKS rather than in it:
+ * one place for the defaults the node, `dots user add` and the wallet commands share.
+ */
+export interface NodeDefaults {
+  /** peer-to-peer TCP port; 0 picks a free one */
+  p2pPort: number;
+  /** SIP UDP and TCP port; 0 picks a free one */
+  sipPort: number;
+  /** HTTP API and explorer port */
+  apiPort: number;
+  /** the SIP domain a node serves */
+  domain: string;
+  /** the data directory, relative to the working directory */
+  datadir: string;
+}
+
+const LOCAL_DOMAIN = 'dots.local';
+
+export const NODE_DEFAULTS: Record<NetworkName, NodeDefaults> = {
+  mainnet: { p2pPort: 7070, sipPort: 5060, apiPort: 8080, domain: LOCAL_DOMAIN, datadir: 'data/mainnet' },
+  testnet: { p2pPort: 17070, sipPort: 5060, apiPort: 8080, domain: LOCAL_DOMAIN, datadir: 'data/testnet' },
+  devnet: { p2pPort: 27070, sipPort: 5060, apiPort: 8080, domain: LOCAL_DOMAIN, datadir: 'data/devnet' },
+  // regtest is for tests, which run many nodes at once: free ports unless some are asked for
+  regtest: { p2pPort: 0, sipPort: 0, apiPort: 8080, domain: LOCAL_DOMAIN, datadir: 'data/regtest' },
 };
 
 export function isNetworkName(s: string): s is NetworkName {

@@ -3,8 +3,9 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
-import { DotsNode, defaultConfig } from '../core/node.ts';
-import { buildApi, EventHub } from '../core/api.ts';
+import { DotsNode } from '../node/node.ts';
+import { defaultConfig } from '../node/config.ts';
+import { buildApi, EventHub } from '../node/api/server.ts';
 import { silentLogger } from '../core/log.ts';
 import { tmpDir, newKey, openChain } from './helpers.ts';
 import { getJson, postJson, waitFor } from './proc.ts';
@@ -13,7 +14,7 @@ import { toHex, fromHex, sha256d, hashToHex } from '../core/hash.ts';
 import { encodeAddress, addressOf } from '../core/address.ts';
 import { verifyInclusion } from '../core/merkle.ts';
 import { publicKeyOf } from '../core/sig.ts';
-import { sipMetrics } from '../core/metrics.ts';
+import { sipMetrics } from '../node/metrics.ts';
 
 type Body = Record<string, unknown>;
 

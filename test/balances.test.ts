@@ -4,7 +4,7 @@ import { openChain, blockOn, newKey } from './helpers.ts';
 import { signRecord, Kind, type Transfer } from '../core/records.ts';
 import { getAccount } from '../core/state.ts';
 import type { IndexEntry } from '../consensus/chain.ts';
-import { Miner } from '../consensus/miner.ts';
+import { Miner } from '../mining/miner.ts';
 
 t.test('balances across a reorganisation', async (t) => {
   const { chain } = await openChain(t);

@@ -10,7 +10,7 @@ import { signRecord, sigTag, signingMessage, checkRecordSignature, Kind, type No
 import { bytesEqual, toHex } from '../core/hash.ts';
 import { verifyTagged } from '../core/sig.ts';
 import { silentLogger, type Logger } from '../core/log.ts';
-import { CallLog, dialogHash, type CallEnd, type ReceiptOutcome } from '../core/calls.ts';
+import { CallLog, dialogHash, type CallEnd, type ReceiptOutcome } from '../telecom/calls.ts';
 import { ReceiptExchange, ReceiptError, type UnsignedReceipt } from '../p2p/receipts.ts';
 import { P2PNetwork } from '../p2p/network.ts';
 import type { Chain } from '../consensus/chain.ts';

@@ -13,7 +13,7 @@ import { generateSecretKey, publicKeyOf, signTagged, verifyTagged } from '../cor
 import { encodeAddress, decodeAddress, addressOf } from '../core/address.ts';
 import { NETWORKS, NETWORK_NAMES } from '../consensus/params.ts';
 import { genesisBlock } from '../consensus/genesis.ts';
-import { findGenesisNonce } from '../core/genesis-build.ts';
+import { findGenesisNonce } from '../tools/genesis.ts';
 import { compactToTarget, hashMeetsTarget } from '../consensus/pow.ts';
 import { tmpDir, newKey } from './helpers.ts';
 

@@ -1,7 +1,7 @@
 // The explorer's history index follows the main chain exactly: it catches up from genesis on
 // start, and a reorganisation takes the refs of disconnected blocks away and adds the new ones.
 import t from 'tap';
-import { History, historyKey } from '../core/history.ts';
+import { History, historyKey } from '../node/api/history.ts';
 import { openChain, extend, newKey } from './helpers.ts';
 import { toHex } from '../core/hash.ts';
 import { signRecord, Kind, type NodeAnnounce } from '../core/records.ts';

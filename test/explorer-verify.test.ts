@@ -9,7 +9,7 @@ import { recordId } from '../core/records.ts';
 import { addressOf, encodeAddress } from '../core/address.ts';
 import { compactToTarget } from '../consensus/pow.ts';
 import { signRecord, Kind, type NodeAnnounce } from '../core/records.ts';
-import { buildApi } from '../core/api.ts';
+import { buildApi } from '../node/api/server.ts';
 import { openChain, extend, newKey } from './helpers.ts';
 
 interface Step {
@@ -30,7 +30,7 @@ interface VerifyModule {
 }
 
 // Loaded by URL: it is a browser module without TypeScript types.
-const v = (await import(new URL('../core/explorer/verify.js', import.meta.url).href)) as VerifyModule;
+const v = (await import(new URL('../node/explorer/verify.js', import.meta.url).href)) as VerifyModule;
 
 t.test('SHA-256 without WebCrypto matches node:crypto', async (t) => {
   for (let n = 0; n <= 200; n++) {

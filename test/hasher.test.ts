@@ -1,10 +1,12 @@
 import t from 'tap';
 import { readHeaderFixtures, withNonce } from './helpers.ts';
 import { readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
-import { HeaderHasher } from '../consensus/hasher.ts';
-import { WASM_FILE, WasmHeaderHasher, type HeaderScanner } from '../consensus/wasm-hasher.ts';
-import { buildSha256dWasm, DEFAULT_BUILD } from '../consensus/wasm-gen.ts';
+import { HeaderHasher } from '../mining/hasher.ts';
+import { WASM_FILE, WasmHeaderHasher, type HeaderScanner } from '../mining/wasm-hasher.ts';
+import { buildSha256dWasm, DEFAULT_BUILD } from '../mining/wasm-gen.ts';
 import { compactToTarget, hashMeetsTarget, hashToHex, sha256d, targetToBytesLE } from '../consensus/pow.ts';
 
 const GENESIS_NONCE = 2083236893;
@@ -160,5 +162,13 @@ t.test('the installed wasm module is the generator output (reproducible build)',
   if (installed !== undefined) t.ok(Buffer.from(fresh).equals(installed), 'installed file equals a fresh build (else: npm run build:wasm)');
   t.throws(() => buildSha256dWasm({ stages: 0 }), RangeError);
   t.throws(() => buildSha256dWasm({ batch: 0 }), RangeError);
+  t.end();
+});
+
+t.test('mining/hasher.ts is what its generator writes (tools/gen-hasher)', (t) => {
+  const dir = fileURLToPath(new URL('../tools/gen-hasher/', import.meta.url));
+  const kernels = execFileSync(process.execPath, ['emit2.mjs'], { cwd: dir, maxBuffer: 64 * 1024 * 1024 });
+  const generated = Buffer.concat([readFileSync(dir + 'head.ts'), kernels]);
+  t.ok(generated.equals(readFileSync(new URL('../mining/hasher.ts', import.meta.url))), 'regenerate it: cd tools/gen-hasher && cat head.ts <(node emit2.mjs) > ../../mining/hasher.ts');
   t.end();
 });

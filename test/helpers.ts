@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { Store } from '../core/store.ts';
 import { Chain, type ChainOptions } from '../consensus/chain.ts';
 import { NETWORKS, type NetworkName, type NetworkParams } from '../consensus/params.ts';
-import { Miner } from '../consensus/miner.ts';
+import { Miner } from '../mining/miner.ts';
 import { generateSecretKey, publicKeyOf } from '../core/sig.ts';
 import { addressOf } from '../core/address.ts';
 import { randomBytes } from 'node:crypto';

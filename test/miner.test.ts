@@ -1,9 +1,9 @@
 import t from 'tap';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createHash } from 'node:crypto';
-import { MinerPool, MinerPoolError } from '../consensus/miner-pool.ts';
-import { Miner, MinerStoppedError } from '../consensus/miner.ts';
-import { WasmHeaderHasher } from '../consensus/wasm-hasher.ts';
+import { MinerPool, MinerPoolError } from '../mining/miner-pool.ts';
+import { Miner, MinerStoppedError } from '../mining/miner.ts';
+import { WasmHeaderHasher } from '../mining/wasm-hasher.ts';
 import { compactToTarget, hashMeetsTarget, hashToBigInt, sha256d, targetToBytesLE } from '../consensus/pow.ts';
 import { makeBlock, type Block, type Header } from '../core/block.ts';
 import type { Chain, ProcessResult, Template } from '../consensus/chain.ts';

@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { openChain, extend, newKey, type Key } from './helpers.ts';
 import { signRecord, Kind, commitmentOf, BindingStatus, type NameCommit, type NameClaim, type Binding, type NodeAnnounce, type Rec } from '../core/records.ts';
 import { keys, type StateReader } from '../core/state.ts';
-import { resolveName, isServedBy, nodeAddresses, type RoutingSource } from '../core/routing.ts';
+import { resolveName, isServedBy, nodeAddresses, type RoutingSource } from '../telecom/routing.ts';
 import type { Chain } from '../consensus/chain.ts';
 
 const NET = 'regtest';

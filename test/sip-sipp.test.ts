@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runDots, startNode } from './proc.ts';
 import { tmpDir } from './helpers.ts';
-import { addUsers } from '../core/users.ts';
+import { addUsers } from '../telecom/users.ts';
 
 const FIX = fileURLToPath(new URL('./fixtures/sipp/', import.meta.url));
 const HAVE_SIPP = spawnSync('sh', ['-c', 'command -v sipp'], { stdio: 'ignore' }).status === 0;

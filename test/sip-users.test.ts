@@ -6,7 +6,7 @@ import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runDots } from './proc.ts';
 import { tmpDir } from './helpers.ts';
-import { UserStore, addUser } from '../core/users.ts';
+import { UserStore, addUser } from '../telecom/users.ts';
 
 t.test('dots user add', async (t) => {
   const dir = tmpDir(t);

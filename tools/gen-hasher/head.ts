@@ -1,3 +1,6 @@
+// GENERATED FILE, do not edit: tools/gen-hasher writes it (cat head.ts <(node emit2.mjs)), and
+// test/hasher.test.ts checks it is what the generator makes. Change the generator, then rebuild.
+//
 // Mining-speed SHA-256d for 80-byte Bitcoin-layout headers.
 //
 // Why this exists: a generic sha256d over 80 bytes costs three compressions
@@ -25,7 +28,7 @@
 // word 7 byte-swapped. Comparing that one word rejects all but ~top/2^32 of the
 // nonces; survivors (including ties) get a full 32-byte comparison.
 
-import { hashMeetsTargetBytes } from './pow.ts';
+import { hashMeetsTargetBytes } from '../consensus/pow.ts';
 
 export const IV = new Int32Array([
   0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,

@@ -13,21 +13,16 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { UserError, ValidationError } from './errors.ts';
-import { bytesEqual, fromHex, isHex, toHex } from './hash.ts';
-import { addressOf } from './address.ts';
-import { publicKeyOf } from './sig.ts';
-import { BindingStatus, Kind, commitmentOf, isValidName, signRecord, type Binding, type NameClaim, type NameCommit, type NameRenew, type NodeAnnounce, type Rec } from './records.ts';
-import { getBinding, getName, getNode, keys, type CommitEntry } from './state.ts';
-import { writeOwnerOnly, writeOwnerOnlyAsync } from './files.ts';
+import { ValidationError } from '../core/errors.ts';
+import { bytesEqual, fromHex, isHex, toHex } from '../core/hash.ts';
+import { addressOf } from '../core/address.ts';
+import { publicKeyOf } from '../core/sig.ts';
+import { BindingStatus, Kind, commitmentOf, isValidName, signRecord, type Binding, type NameClaim, type NameCommit, type NameRenew, type NodeAnnounce, type Rec } from '../core/records.ts';
+import { getBinding, getName, getNode, keys, type CommitEntry } from '../core/state.ts';
+import { writeOwnerOnlyAsync } from '../core/files.ts';
 import type { Chain } from '../consensus/chain.ts';
-import type { Logger } from './log.ts';
-import { UserStore } from './users.ts';
-import { SipService, type Locator } from '../sip/service.ts';
-import { resolveName } from './routing.ts';
-import type { CallEnd } from './calls.ts';
-import { setSipStatsSource } from './metrics.ts';
-import type { SavedContact } from '../sip/registrar.ts';
+import type { Logger } from '../core/log.ts';
+import type { UserStore } from './users.ts';
 
 export const PRESENCE_FILE = 'presence.json';
 
@@ -140,6 +135,18 @@ export class PresenceBridge {
       }
     }
     this.kick();
+  }
+
+  /**
+   * From the registrar: a phone of `aor` (a user of this node) is, or no longer is, verified
+   * online until `untilSec`; the names the user's wallet claimed and delegated here follow it.
+   */
+  phone(aor: string, online: boolean, untilSec: number): void {
+    this.presence(aor, online, untilSec);
+    const users = this.o.users;
+    if (!users.hasAliases) return;
+    const user = aor.slice(4, aor.length - this.o.domain.length - 1);
+    for (const alias of users.aliasesOf(user)) this.presence(alias, online, untilSec, false);
   }
 
   /**
@@ -449,174 +456,4 @@ function sameList(a: readonly string[], b: readonly string[]): boolean {
 
 function yieldNow(): Promise<void> {
   return new Promise((r) => setImmediate(r));
-}
-
-// ---------------------------------------------------------------------------
-// The SIP stack of a node: account store, SIP service and this bridge, started and stopped
-// together (DotsNode calls these two).
-
-export const REGISTRATIONS_FILE = 'registrations.json';
-
-export interface SipStackConfig {
-  network: string;
-  datadir: string;
-  sipHost: string;
-  sipPort: number;
-  domain: string;
-  openRegistration: boolean;
-  /** seconds between keepalive pings of a live contact (default 30) */
-  sipKeepalive?: number;
-  sipDigest?: Array<'MD5' | 'SHA-256'>;
-}
-
-export interface SipStack {
-  sip: SipService;
-  users: UserStore;
-  presence: PresenceBridge;
-  /** what `dots node` prints: sip:HOST:PORT and how it is served */
-  describe(): string;
-  stop(): Promise<void>;
-}
-
-export interface SipHooks {
-  /** a call between this node's phone and another node's ended (for the call receipts) */
-  onCallEnd?: (e: CallEnd) => void;
-}
-
-export async function startSip(config: SipStackConfig, chain: Chain, secret: Uint8Array, log: Logger, p2pAddrs: () => string[] = () => [], hooks: SipHooks = {}): Promise<SipStack> {
-  const users = new UserStore(config.datadir, config.domain, (m) => log.warn(m));
-  let presence: PresenceBridge | null = null;
-  const interval = (config.sipKeepalive ?? 30) * 1000;
-  const sip = new SipService({
-    host: config.sipHost,
-    port: config.sipPort,
-    domain: config.domain,
-    openRegistration: config.openRegistration,
-    users,
-    keepalive: { intervalMs: interval, timeoutMs: Math.min(8000, Math.max(1000, interval)) },
-    digest: { algorithms: config.sipDigest },
-    log,
-    onPresence: (aor, online, until) => {
-      presence?.presence(aor, online, until);
-      if (!users.hasAliases) return;
-      const user = aor.slice(4, aor.length - config.domain.length - 1);
-      for (const alias of users.aliasesOf(user)) presence?.presence(alias, online, until, false);
-    },
-    locator: chainLocator(chain, addressOf(publicKeyOf(secret))),
-    onCallEnd: hooks.onCallEnd,
-  });
-  try {
-    await sip.start();
-  } catch (e) {
-    users.stop();
-    throw new UserError(`cannot listen for SIP on ${config.sipHost}:${config.sipPort}: ${(e as Error).message} (pass another --sip-port)`);
-  }
-  setSipStatsSource({
-    registrations: () => sip.registrar.contactCount,
-    registerRequests: () => ({ ok: sip.results.registerOk, challenged: sip.results.registerChallenged, refused: sip.results.registerRefused, error: sip.results.registerError }),
-    calls: () => ({
-      answered: sip.proxy.stats.answered,
-      failed: sip.proxy.stats.callsFailed,
-      cancelled: sip.proxy.stats.callsCancelled,
-      'not-found': sip.results.callsNotFound,
-      offline: sip.results.callsOffline,
-      shed: sip.proxy.stats.shed,
-    }),
-    activeCalls: () => sip.proxy.activeCalls,
-    messages: () => ({ delivered: sip.proxy.stats.messagesDelivered, failed: sip.proxy.stats.messagesFailed }),
-    keepalives: () => ({ sent: sip.registrar.stats.pings, failed: sip.registrar.stats.pingFailures }),
-  });
-  // watchers hear of bindings as soon as they are pending, and of whatever a new tip settled
-  const onRecord = (rec: Rec): void => {
-    const b = rec.body;
-    if (b.kind === Kind.Binding) sip.routingChanged(b.name);
-    else if (b.kind === Kind.NodeAnnounce) sip.routingChanged();
-  };
-  const onTip = (): void => sip.routingChanged();
-  chain.on('record', onRecord);
-  chain.on('tip', onTip);
-  presence = new PresenceBridge({ chain, secret, datadir: config.datadir, domain: config.domain, sipUri: () => sip.uri, p2pAddrs, users, openRegistration: config.openRegistration, log });
-  const regFile = join(config.datadir, REGISTRATIONS_FILE);
-  if (existsSync(regFile)) {
-    try {
-      const saved = JSON.parse(readFileSync(regFile, 'utf8')) as { version: number; contacts: SavedContact[] };
-      const n = sip.registrar.restore(saved.contacts ?? []);
-      if (n > 0) log.info(`sip: ${n} registration(s) restored, verifying them`);
-    } catch (e) {
-      log.warn(`sip: ignoring unreadable ${regFile}: ${(e as Error).message}`);
-    }
-  }
-  // Registrations are written out within a second of a contact coming or going, and refreshes
-  // once a minute, so a node that crashes (not only one that stops cleanly) gets its phones
-  // back: restored contacts are pinged before they count, and expired ones are dropped.
-  const reg = sip.registrar;
-  let savedChanges = reg.stats.changes; // the file holds what was just restored
-  let savedRegisters = reg.stats.registers;
-  let lastSave = Date.now();
-  // the snapshot is taken at once; the write and fsync go to the thread pool, one at a time
-  // (tens of milliseconds for 10,000 phones that would otherwise hold up SIP)
-  let writing: Promise<void> | null = null;
-  let writeAgain = false;
-  const registrationsText = (): string => {
-    savedChanges = reg.stats.changes;
-    savedRegisters = reg.stats.registers;
-    lastSave = Date.now();
-    return JSON.stringify({ version: 1, contacts: reg.snapshot() }) + '\n';
-  };
-  const saveRegistrations = (): void => {
-    if (writing !== null) {
-      writeAgain = true;
-      return;
-    }
-    writing = writeOwnerOnlyAsync(regFile, registrationsText())
-      .catch((e: unknown) => log.warn(`sip: cannot save registrations: ${(e as Error).message}`))
-      .finally(() => {
-        writing = null;
-        if (writeAgain) {
-          writeAgain = false;
-          saveRegistrations();
-        }
-      });
-  };
-  const saver = setInterval(() => {
-    if (reg.stats.changes !== savedChanges || (reg.stats.registers !== savedRegisters && Date.now() - lastSave >= 60_000)) saveRegistrations();
-  }, 1000).unref();
-  presence.start();
-  if (users.size === 0 && !config.openRegistration) log.info('sip: no accounts yet (dots user add NAME --password PW), and registration is not open');
-  let stopped = false;
-  return {
-    sip,
-    users,
-    presence,
-    describe: () => `${sip.uri} (UDP and TCP) for domain ${config.domain}${config.openRegistration ? ', open registration' : ''}`,
-    stop: async () => {
-      if (stopped) return;
-      stopped = true;
-      chain.off('record', onRecord);
-      chain.off('tip', onTip);
-      setSipStatsSource(null);
-      await presence?.stop();
-      clearInterval(saver);
-      writeAgain = false;
-      await writing;
-      try {
-        writeOwnerOnly(regFile, registrationsText());
-      } catch (e) {
-        log.warn(`sip: cannot save registrations: ${(e as Error).message}`);
-      }
-      users.stop();
-      await sip.stop();
-    },
-  };
-}
-
-/** The SIP proxy's view of the chain: where a name is served, read from the tip plus pending records. */
-export function chainLocator(chain: Chain, self: Uint8Array): Locator {
-  return {
-    locate(name) {
-      const r = resolveName(chain, name, chain.clock(), self);
-      if (r.kind === 'remote') return { kind: 'remote', nodeId: r.nodeId, uris: r.sipUris, online: r.status === 'online' };
-      return r.kind === 'local' ? { kind: 'local' } : { kind: 'unknown' };
-    },
-  };
 }

@@ -11,10 +11,10 @@
 // chains) are searched on the event loop instead, in slices.
 import { setImmediate as yieldToLoop, setTimeout as sleep } from 'node:timers/promises';
 import { encodeHeader } from '../core/block.ts';
-import { compactToTarget, targetToBytesLE, workFromTarget } from './pow.ts';
+import { compactToTarget, targetToBytesLE, workFromTarget } from '../consensus/pow.ts';
 import { createHeaderScanner, type HeaderScanner } from './wasm-hasher.ts';
 import { FULL_RANGE, MinerPool, type PoolSearch } from './miner-pool.ts';
-import type { Chain, ProcessResult, Template } from './chain.ts';
+import type { Chain, ProcessResult, Template } from '../consensus/chain.ts';
 
 const NONCE_SPACE = 0x1_0000_0000;
 const TEMPLATE_MAX_AGE_MS = 2000;

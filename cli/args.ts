@@ -1,7 +1,8 @@
 // Command-line argument helpers shared by every `dots` command: strict parsing, and value
 // checks that fail with one line naming the flag and what it expects.
+import { mkdirSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { UserError } from './errors.ts';
+import { UserError } from '../core/errors.ts';
 import { isNetworkName, NETWORK_NAMES, type NetworkName } from '../consensus/params.ts';
 
 export function parse(args: string[], options: ParseArgsConfig['options'], positionals = 0): { values: Record<string, unknown>; positionals: string[] } {
@@ -33,3 +34,21 @@ export function networkOf(v: unknown): NetworkName {
   return s;
 }
 
+
+const DOMAIN_RE = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/;
+
+/** A SIP domain, lower-cased: letters, digits and inner hyphens, dot-separated labels. */
+export function domain(v: unknown, flag: string): string {
+  const d = String(v).toLowerCase();
+  if (!DOMAIN_RE.test(d)) throw new UserError(`${flag} must be a domain name like example.org, got "${String(v)}"`);
+  return d;
+}
+
+/** Creates the data directory (owner-only) or says in one line why it cannot. */
+export function makeDatadir(dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+  } catch (e) {
+    throw new UserError(`cannot create data directory ${dir}: ${(e as Error).message}`);
+  }
+}

@@ -7,15 +7,15 @@
 import '../p2p/polyfill.ts';
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr';
 import { ReceiptError, type ReceiptExchange, type UnsignedReceipt } from '../p2p/receipts.ts';
-import { bytesEqual, taggedHash, toHex } from './hash.ts';
-import { addressOf } from './address.ts';
-import { publicKeyOf } from './sig.ts';
-import { Kind } from './records.ts';
-import { getNode } from './state.ts';
+import { bytesEqual, taggedHash, toHex } from '../core/hash.ts';
+import { addressOf } from '../core/address.ts';
+import { publicKeyOf } from '../core/sig.ts';
+import { Kind } from '../core/records.ts';
+import { getNode } from '../core/state.ts';
 import { nodeAddresses } from './routing.ts';
-import { ValidationError } from './errors.ts';
+import { ValidationError } from '../core/errors.ts';
 import type { Chain } from '../consensus/chain.ts';
-import type { Logger } from './log.ts';
+import type { Logger } from '../core/log.ts';
 import type { CallEnd } from '../sip/proxy.ts';
 
 export type { CallEnd };

@@ -5,10 +5,10 @@
 // miss and every few seconds), so no restart is needed.
 import { readFileSync, statSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { UserError } from './errors.ts';
-import { withFileLock, writeOwnerOnly } from './files.ts';
+import { UserError } from '../core/errors.ts';
+import { withFileLock, writeOwnerOnly } from '../core/files.ts';
 import { credentialsFor, type DigestCredentials } from '../sip/digest.ts';
-import { isValidName } from './records.ts';
+import { isValidName } from '../core/records.ts';
 
 export const USERS_FILE = 'users.json';
 
@@ -193,35 +193,6 @@ export class UserStore {
   stop(): void {
     clearInterval(this.timer);
   }
-}
-
-const DOMAIN_RE = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/;
-
-/** `dots user add NAME --password PW [--alias NAME]... [--datadir DIR] [--network N] [--domain D]` */
-export async function runUser(args: string[]): Promise<number> {
-  const [sub, ...rest] = args;
-  const { parse, networkOf } = await import('./args.ts');
-  const { resolve } = await import('node:path');
-  const { mkdirSync } = await import('node:fs');
-  const { values: v, positionals } = parse(rest, { password: { type: 'string' }, datadir: { type: 'string' }, network: { type: 'string' }, domain: { type: 'string' }, alias: { type: 'string', multiple: true } }, 1);
-  if (sub !== 'add') throw new UserError(`unknown user command "${sub ?? ''}" (add)`);
-  const name = positionals[0];
-  if (name === undefined) throw new UserError('usage: dots user add NAME --password PW [--alias NAME]... [--datadir DIR] [--domain D]');
-  const password = (v.password as string | undefined) ?? process.env.DOTS_USER_PASSWORD;
-  if (password === undefined) throw new UserError('give the password with --password PW (or DOTS_USER_PASSWORD)');
-  const network = networkOf(v.network);
-  const datadir = resolve(String(v.datadir ?? join('data', network)));
-  const domain = String(v.domain ?? 'dots.local').toLowerCase();
-  if (!DOMAIN_RE.test(domain)) throw new UserError(`--domain must be a domain name like example.org, got "${String(v.domain)}"`);
-  try {
-    mkdirSync(datadir, { recursive: true, mode: 0o700 });
-  } catch (e) {
-    throw new UserError(`cannot create data directory ${datadir}: ${(e as Error).message}`);
-  }
-  const aliases = ((v.alias as string[] | undefined) ?? []).map((a) => a.toLowerCase());
-  const existed = addUser(datadir, name, password, domain, aliases);
-  process.stdout.write(`${existed ? 'updated' : 'added'} sip:${name}@${domain}${aliases.length > 0 ? ` (also ${aliases.join(', ')})` : ''} in ${join(datadir, USERS_FILE)} (a running node picks it up)\n`);
-  return 0;
 }
 
 const NO_ALIASES: readonly string[] = [];

@@ -6,11 +6,12 @@
 // that re-registers at another node is reachable there as soon as the new binding is pending,
 // well before it is mined. The chain settles conflicts later; until then the highest sequence
 // number wins, which is the binding the owner (or its delegate) signed last.
-import { bytesEqual } from './hash.ts';
-import { BindingStatus, Kind, type Binding, type NodeAnnounce } from './records.ts';
-import { nodeIdOf } from './address.ts';
-import { getBinding, getName, getNode, type StateReader } from './state.ts';
-import type { PoolEntry } from './mempool.ts';
+import { bytesEqual } from '../core/hash.ts';
+import { BindingStatus, Kind, type Binding, type NodeAnnounce } from '../core/records.ts';
+import { nodeIdOf } from '../core/address.ts';
+import { getBinding, getName, getNode, type StateReader } from '../core/state.ts';
+import type { PoolEntry } from '../core/mempool.ts';
+import type { Locator } from '../sip/service.ts';
 
 /** What routing needs of a chain; `Chain` satisfies it, tests may wrap one. */
 export interface RoutingSource {
@@ -118,4 +119,18 @@ export function isServedBy(src: RoutingSource, name: string, nodeId: Uint8Array)
   if (conf !== undefined && bytesEqual(conf.node, nodeId)) return true;
   const pend = src.pool.pendingBinding(name);
   return pend !== undefined && (conf === undefined || pend.seq > conf.seq) && bytesEqual(pend.node, nodeId);
+}
+
+/**
+ * The SIP proxy's view of the chain (sip/ reaches the chain only through this interface): where
+ * a name is served, read from the tip plus pending records at the time `clock` gives.
+ */
+export function chainLocator(src: RoutingSource, clock: () => number, self: Uint8Array): Locator {
+  return {
+    locate(name) {
+      const r = resolveName(src, name, clock(), self);
+      if (r.kind === 'remote') return { kind: 'remote', nodeId: r.nodeId, uris: r.sipUris, online: r.status === 'online' };
+      return r.kind === 'local' ? { kind: 'local' } : { kind: 'unknown' };
+    },
+  };
 }

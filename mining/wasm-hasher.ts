@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { HeaderHasher } from './hasher.ts';
-import { hashMeetsTargetBytes } from './pow.ts';
+import { hashMeetsTargetBytes } from '../consensus/pow.ts';
 import { buildSha256dWasm } from './wasm-gen.ts';
 
 // The tsconfig's libraries (ES2023 and @types/node 20) do not declare the WebAssembly global,

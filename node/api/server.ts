@@ -7,18 +7,18 @@ import { fileURLToPath } from 'node:url';
 import type { ServerResponse } from 'node:http';
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import fastifyStatic from '@fastify/static';
-import { ValidationError } from './errors.ts';
-import { toHex, fromHex, isHex, hashToHex, bytesEqual } from './hash.ts';
-import { decode } from './encoding.ts';
-import { decodeRec, recordJson, isValidName, KIND_NAMES, type Rec } from './records.ts';
-import { getAccount, getBinding, getName, getNode, type BindingEntry, type NodeEntry } from './state.ts';
-import { addressOf, encodeAddress, decodeAddress, nodeIdOf } from './address.ts';
+import { ValidationError } from '../../core/errors.ts';
+import { toHex, fromHex, isHex, hashToHex, bytesEqual } from '../../core/hash.ts';
+import { decode } from '../../core/encoding.ts';
+import { decodeRec, recordJson, isValidName, KIND_NAMES, type Rec } from '../../core/records.ts';
+import { getAccount, getBinding, getName, getNode, type BindingEntry, type NodeEntry } from '../../core/state.ts';
+import { addressOf, encodeAddress, decodeAddress, nodeIdOf } from '../../core/address.ts';
 import { History, historyKey, keysOf, type Ref } from './history.ts';
-import { apiMetrics } from './metrics.ts';
-import { workFromBits } from '../consensus/pow.ts';
-import type { Chain, IndexEntry, TipChange } from '../consensus/chain.ts';
-import type { Block } from './block.ts';
-import type { Logger } from './log.ts';
+import { apiMetrics } from '../metrics.ts';
+import { workFromBits } from '../../consensus/pow.ts';
+import type { Chain, IndexEntry, TipChange } from '../../consensus/chain.ts';
+import type { Block } from '../../core/block.ts';
+import type { Logger } from '../../core/log.ts';
 
 export interface ApiContext {
   chain: Chain;
@@ -45,7 +45,7 @@ export interface ApiOptions {
   onRoute?: (method: string, url: string) => void;
 }
 
-const EXPLORER_DIR = fileURLToPath(new URL('./explorer/', import.meta.url));
+const EXPLORER_DIR = fileURLToPath(new URL('../explorer/', import.meta.url));
 const MAX_PAGE = 100;
 const MAX_LIST = 1000;
 const IMMUTABLE = 'public, max-age=31536000, immutable';
@@ -332,7 +332,7 @@ export async function buildApi(ctx: ApiContext, opts: ApiOptions = {}): Promise<
     },
   });
 
-  const openapi = readFileSync(new URL('./explorer/openapi.json', import.meta.url), 'utf8');
+  const openapi = readFileSync(new URL('../explorer/openapi.json', import.meta.url), 'utf8');
   app.get('/api/openapi.json', async (_req, reply) => {
     void reply.header('content-type', 'application/json; charset=utf-8').header('cache-control', 'no-cache');
     return openapi;

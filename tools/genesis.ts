@@ -3,11 +3,11 @@
 // in params.ts. Run with `npm run genesis [-- --write]`; the output is the same on every machine.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { encodeHeader } from './block.ts';
-import { hashToHex } from './hash.ts';
+import { encodeHeader } from '../core/block.ts';
+import { hashToHex } from '../core/hash.ts';
 import { genesisHeader } from '../consensus/genesis.ts';
 import { NETWORKS, NETWORK_NAMES } from '../consensus/params.ts';
-import { HeaderHasher } from '../consensus/hasher.ts';
+import { HeaderHasher } from '../mining/hasher.ts';
 import { compactToTarget, targetToBytesLE } from '../consensus/pow.ts';
 
 export function findGenesisNonce(name: (typeof NETWORK_NAMES)[number]): number {

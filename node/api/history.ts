@@ -6,11 +6,11 @@
 // reflected exactly. Memory is about one small object per (record, key) pair; a persistent index
 // written in the chain's own batches is the way to go once chains are long.
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
-import { toHex } from './hash.ts';
-import { addressOf } from './address.ts';
-import { Kind, type KindCode, type RecordBody } from './records.ts';
-import type { Chain, IndexEntry } from '../consensus/chain.ts';
-import type { Block } from './block.ts';
+import { toHex } from '../../core/hash.ts';
+import { addressOf } from '../../core/address.ts';
+import { Kind, type KindCode, type RecordBody } from '../../core/records.ts';
+import type { Chain, IndexEntry } from '../../consensus/chain.ts';
+import type { Block } from '../../core/block.ts';
 
 export interface Ref {
   height: number;

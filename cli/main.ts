@@ -1,0 +1,109 @@
+// The `dots` command line: one command per file in this folder, dispatched here. Every user
+// mistake (bad flag, bad value, locked data directory) ends in one line on stderr saying what to
+// fix and exit code 2; nothing prints a stack trace unless DOTS_DEBUG is set.
+import { UserError, ValidationError } from '../core/errors.ts';
+import { runNode } from './node.ts';
+import { runWallet } from './wallet.ts';
+import { runName } from './name.ts';
+import { runUser, USER_USAGE } from './user.ts';
+import { runBench } from './bench.ts';
+
+const INTRO = `dots: a DOTS node (SIP registrar, presence agent and proxy on a proof-of-work chain)
+
+Usage:
+  dots node [options]              run a node
+  dots wallet new|address|balance|send|history ...
+  dots name claim|renew|transfer|delegate|show ...
+  dots user add NAME --password PW ...   a SIP account for a phone at this node
+  dots bench hash|chain|sync|sip|calls|all [--json] [--seconds N]
+  dots help | dots COMMAND --help  this text, or one command's part of it
+`;
+
+/** Each command's part of the help, shown by `dots COMMAND --help` and all together by `dots --help`. */
+const SECTIONS: Record<string, string> = {
+  node: `Node options (dots node):
+  --network devnet|testnet|mainnet|regtest   network (default devnet)
+  --datadir DIR          data directory (default ./data/NETWORK)
+  --mine                 mine blocks
+  --miner-threads N      mining threads (default 1)
+  --p2p-port N           peer-to-peer TCP port (0 picks a free one)
+  --p2p-host H           peer-to-peer listen address (default 127.0.0.1)
+  --bootstrap MULTIADDR  peer to join (repeatable)
+  --mdns                 find peers on the local network (mDNS)
+  --sip-host H           SIP listen address (default 127.0.0.1)
+  --sip-port N           SIP UDP/TCP port (default 5060)
+  --domain D             SIP domain this node serves (default dots.local)
+  --api-host H           API and explorer address (default 127.0.0.1)
+  --api-port N           API and explorer port (default 8080)
+  --open-registration    let any user register without a password (devnet)
+  --sip-keepalive N      seconds between OPTIONS pings to each phone (default 30)
+  --sip-digest LIST      digest algorithms offered, preferred first: md5, sha-256 or both
+                         (default: sha-256 first, md5 alone to phones known to need it)
+`,
+  wallet: `Wallet (dots wallet):
+  dots wallet new [--wallet FILE] [--passphrase P]   create an encrypted key file
+  dots wallet address [--wallet FILE]                show its address
+  dots wallet balance [--wallet FILE] [--api URL]    balance from a running node
+  dots wallet history [--wallet FILE] [--api URL]    what came and went
+  dots wallet send ADDRESS AMOUNT [--fee N] [--wallet FILE] [--api URL]
+  (the passphrase may also come from DOTS_PASSPHRASE; --network picks the address prefix)
+`,
+  name: `Names (dots name; sip:user@domain, +E164 or a domain; signed with the wallet key):
+  dots name claim NAME [--no-wait]     commit, wait for the commitment to mature, reveal
+  dots name renew NAME
+  dots name transfer NAME PUBKEY       to the owner of another key (66 hex digits)
+  dots name delegate NAME NODE-ID|none let a node sign presence bindings for the name
+  dots name show NAME
+  (each takes --wallet FILE, --api URL, --network N like the wallet commands)
+`,
+  user: `Accounts (dots user):
+  ${USER_USAGE}
+                         a SIP account for a phone at this node (a running node picks it up);
+                         --alias adds a number or name the user's wallet claimed and delegated
+`,
+  bench: `Benchmarks (dots bench NAME [--json] [--seconds N]):
+  hash     double-SHA-256 header hashes per second for each hasher
+  chain    validate and connect 10,000 records: blocks/s, records/s, bytes on disk per record
+  sync     initial sync of 5,000 blocks from a peer; record propagation along 3 nodes
+  sip      REGISTER transactions per second, the node against Kamailio (needs sipp, kamailio)
+  calls    calls/s two nodes route, latency a node adds to an INVITE, registration to reachable
+  all      every one of them (the default)
+`,
+};
+
+const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
+  node: runNode,
+  wallet: runWallet,
+  name: runName,
+  user: runUser,
+  bench: runBench,
+};
+
+function wantsHelp(args: string[]): boolean {
+  return args.includes('--help') || args.includes('-h');
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  try {
+    if (cmd === undefined || cmd === 'help' || cmd === '--help' || cmd === '-h') {
+      process.stdout.write([INTRO, ...Object.values(SECTIONS)].join('\n'));
+      return cmd === undefined ? 2 : 0;
+    }
+    const run = COMMANDS[cmd];
+    if (run === undefined) throw new UserError(`unknown command "${cmd}" (see dots --help)`);
+    if (wantsHelp(rest)) {
+      process.stdout.write(SECTIONS[cmd]);
+      return 0;
+    }
+    return await run(rest);
+  } catch (e) {
+    if (e instanceof UserError || e instanceof ValidationError) {
+      process.stderr.write(`dots: ${e.message}\n`);
+      return 2;
+    }
+    if (process.env.DOTS_DEBUG !== undefined) throw e;
+    process.stderr.write(`dots: unexpected error: ${(e as Error).message} (set DOTS_DEBUG=1 for details)\n`);
+    return 1;
+  }
+}

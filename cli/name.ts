@@ -1,0 +1,93 @@
+// `dots name ...`: names claimed, renewed, transferred and delegated with the wallet's key,
+// through a running node's API. A claim is commit, wait until the commitment matured, reveal; the
+// salt in between is kept beside the wallet (wallet/claims.ts).
+import { randomBytes } from 'node:crypto';
+import { UserError } from '../core/errors.ts';
+import { NETWORKS } from '../consensus/params.ts';
+import { publicKeyOf, isValidPublicKey } from '../core/sig.ts';
+import { signRecord, commitmentOf, isValidName, Kind, type NameCommit, type NameClaim, type NameRenew, type NameTransfer, type NameDelegate } from '../core/records.ts';
+import { toHex, fromHex, isHex } from '../core/hash.ts';
+import { readKeyFile } from '../wallet/keys.ts';
+import { ClaimsFile } from '../wallet/claims.ts';
+import { parse } from './args.ts';
+import { WALLET_FLAGS, walletOpts } from './wallet.ts';
+
+function nameArg(s: string | undefined): string {
+  const n = (s ?? '').toLowerCase();
+  if (!isValidName(n)) throw new UserError(`"${s ?? ''}" is not a name: use sip:user@domain, an E.164 number like +15551234567, or a domain`);
+  return n;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+export async function runName(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  const wantPositionals = sub === 'transfer' || sub === 'delegate' ? 2 : 1;
+  const { values, positionals } = parse(rest, { ...WALLET_FLAGS, 'no-wait': { type: 'boolean' } }, wantPositionals);
+  const w = walletOpts(values);
+  const name = nameArg(positionals[0]);
+  const p = NETWORKS[w.network];
+  if (sub === 'show') {
+    const r = await w.api.name(name);
+    console.log(r.body === null ? `${name} is not claimed` : JSON.stringify(r.body, null, 2));
+    return 0;
+  }
+  const secret = readKeyFile(w.file, w.passphrase);
+  const pub = publicKeyOf(secret);
+  const mustOwn = async (): Promise<number> => {
+    const c = await w.api.name(name);
+    if (c.owner !== toHex(pub)) throw new UserError(`${name} is not owned by this wallet${c.owner === null ? ' (not claimed)' : ''}`);
+    return c.seq;
+  };
+  switch (sub) {
+    case 'claim': {
+      const c = await w.api.name(name);
+      if (c.owner !== null && (c.expiry ?? 0) >= (await w.api.height()) + 1) throw new UserError(`${name} is owned until height ${String(c.expiry)}`);
+      const file = new ClaimsFile(w.file);
+      const claims = file.load();
+      let entry = claims[name];
+      if (entry === undefined) {
+        const salt = randomBytes(32);
+        const rec = signRecord<NameCommit>(w.network, secret, { kind: Kind.NameCommit, pubkey: pub, commitment: commitmentOf(name, salt, pub) });
+        entry = { salt: toHex(salt), commit: await w.api.submit(rec, 'commitment') };
+        claims[name] = entry;
+        file.save(claims);
+        console.log(`committed to ${name} (record ${entry.commit}); the reveal needs ${p.minCommitAge} block(s) on top`);
+      }
+      if (values['no-wait'] === true) return 0;
+      // Wait for the commitment to be buried deep enough, then reveal.
+      for (;;) {
+        const r = await w.api.request(`/api/records/${entry.commit}`);
+        const tip = await w.api.height();
+        if (r.status === 200 && r.body.confirmed === true && tip + 1 >= Number(r.body.height) + p.minCommitAge) break;
+        await sleep(250);
+      }
+      const reveal = signRecord<NameClaim>(w.network, secret, { kind: Kind.NameClaim, name, pubkey: pub, salt: fromHex(entry.salt) });
+      console.log(`claim of ${name} pending, record ${await w.api.submit(reveal, 'claim')}`);
+      delete claims[name];
+      file.save(claims);
+      return 0;
+    }
+    case 'renew': {
+      const rec = signRecord<NameRenew>(w.network, secret, { kind: Kind.NameRenew, name, pubkey: pub, nameSeq: await mustOwn() });
+      console.log(`renewal of ${name} pending, record ${await w.api.submit(rec, 'renewal')}`);
+      return 0;
+    }
+    case 'transfer': {
+      const to = positionals[1] ?? '';
+      if (!isHex(to, 33) || !isValidPublicKey(fromHex(to))) throw new UserError('the new owner must be a public key, 66 hex digits (dots wallet address shows it)');
+      const rec = signRecord<NameTransfer>(w.network, secret, { kind: Kind.NameTransfer, name, pubkey: pub, newOwner: fromHex(to), nameSeq: await mustOwn() });
+      console.log(`transfer of ${name} pending, record ${await w.api.submit(rec, 'transfer')}`);
+      return 0;
+    }
+    case 'delegate': {
+      const node = positionals[1] ?? '';
+      if (node !== 'none' && !isHex(node, 20)) throw new UserError('the node must be a node id, 40 hex digits (GET /api/nodes lists them), or "none"');
+      const rec = signRecord<NameDelegate>(w.network, secret, { kind: Kind.NameDelegate, name, pubkey: pub, node: node === 'none' ? new Uint8Array(0) : fromHex(node), nameSeq: await mustOwn() });
+      console.log(`delegation of ${name} pending, record ${await w.api.submit(rec, 'delegation')}`);
+      return 0;
+    }
+    default:
+      throw new UserError(`unknown name command "${sub ?? ''}" (claim, renew, transfer, delegate, show)`);
+  }
+}

@@ -1,0 +1,86 @@
+// `dots node`: the flags of a node, checked one by one (a bad one ends in one line naming it),
+// and the node run until SIGINT or SIGTERM.
+import { resolve } from 'node:path';
+import { UserError } from '../core/errors.ts';
+import { createLogger } from '../core/log.ts';
+import { DotsNode } from '../node/node.ts';
+import { defaultConfig, type NodeConfig } from '../node/config.ts';
+import { domain, host, networkOf, parse, port } from './args.ts';
+
+export function parseNodeArgs(args: string[]): NodeConfig {
+  const { values: v } = parse(args, {
+    network: { type: 'string' },
+    datadir: { type: 'string' },
+    mine: { type: 'boolean' },
+    'miner-threads': { type: 'string' },
+    'p2p-port': { type: 'string' },
+    'p2p-host': { type: 'string' },
+    mdns: { type: 'boolean' },
+    bootstrap: { type: 'string', multiple: true },
+    'sip-host': { type: 'string' },
+    'sip-port': { type: 'string' },
+    domain: { type: 'string' },
+    'api-host': { type: 'string' },
+    'api-port': { type: 'string' },
+    'open-registration': { type: 'boolean' },
+    'sip-keepalive': { type: 'string' },
+    'sip-digest': { type: 'string' },
+  });
+  const network = networkOf(v.network);
+  const c = defaultConfig(network);
+  if (v.datadir !== undefined) c.datadir = resolve(String(v.datadir));
+  c.mine = v.mine === true;
+  if (v['miner-threads'] !== undefined) {
+    const n = Number(v['miner-threads']);
+    if (!/^[0-9]+$/.test(String(v['miner-threads'])) || n < 1 || n > 256) throw new UserError(`--miner-threads must be a whole number from 1 to 256, got "${String(v['miner-threads'])}"`);
+    c.minerThreads = n;
+  }
+  if (v['p2p-port'] !== undefined) c.p2pPort = port(v['p2p-port'], '--p2p-port');
+  if (v['p2p-host'] !== undefined) c.p2pHost = host(v['p2p-host'], '--p2p-host');
+  c.mdns = v.mdns === true;
+  if (v.bootstrap !== undefined) {
+    for (const b of v.bootstrap as string[]) if (!/^\/(ip4|ip6|dns4|dns6|dns)\/[^/]+\/tcp\/[0-9]+\/p2p\/[1-9A-HJ-NP-Za-km-z]+$/.test(b)) throw new UserError(`--bootstrap must be a multiaddr like /ip4/127.0.0.1/tcp/27070/p2p/PEER-ID, got "${b}"`);
+    c.bootstrap = v.bootstrap as string[];
+  }
+  if (v['sip-host'] !== undefined) c.sipHost = host(v['sip-host'], '--sip-host');
+  if (v['sip-port'] !== undefined) c.sipPort = port(v['sip-port'], '--sip-port');
+  if (v.domain !== undefined) c.domain = domain(v.domain, '--domain');
+  if (v['api-host'] !== undefined) c.apiHost = host(v['api-host'], '--api-host');
+  if (v['api-port'] !== undefined) c.apiPort = port(v['api-port'], '--api-port');
+  c.openRegistration = v['open-registration'] === true;
+  if (v['sip-keepalive'] !== undefined) {
+    const k = String(v['sip-keepalive']);
+    if (!/^[0-9]+$/.test(k) || Number(k) < 1 || Number(k) > 3600) throw new UserError(`--sip-keepalive must be a whole number of seconds from 1 to 3600, got "${k}"`);
+    c.sipKeepalive = Number(k);
+  }
+  if (v['sip-digest'] !== undefined) {
+    const algs = String(v['sip-digest']).toUpperCase().split(',').map((a) => a.trim());
+    if (algs.length === 0 || algs.length > 2 || new Set(algs).size !== algs.length || !algs.every((a) => a === 'MD5' || a === 'SHA-256')) throw new UserError(`--sip-digest must be md5, sha-256 or both separated by a comma, got "${String(v['sip-digest'])}"`);
+    c.sipDigest = algs as Array<'MD5' | 'SHA-256'>;
+  }
+  return c;
+}
+
+export async function runNode(args: string[]): Promise<number> {
+  const config = parseNodeArgs(args);
+  const log = createLogger(process.env.DOTS_LOG === 'debug' ? 'debug' : 'info');
+  const node = await DotsNode.start(config, log);
+  const out = (s: string): void => void process.stdout.write(s + '\n');
+  out(`DOTS node on ${config.network}, data in ${config.datadir}`);
+  out(`p2p:      ${node.p2p?.multiaddrs()[0] ?? 'not listening'}`);
+  out(`sip:      ${node.describeSip()}`);
+  out(`explorer: ${node.apiUrl}/`);
+  out(`api:      ${node.apiUrl}/api/status`);
+  await new Promise<void>((resolveStop) => {
+    let stopping = false;
+    const stop = (sig: string): void => {
+      if (stopping) return;
+      stopping = true;
+      log.info(`${sig}: stopping`);
+      void node.stop().then(resolveStop);
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+  return 0;
+}

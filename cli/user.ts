@@ -1,0 +1,27 @@
+// `dots user add`: a SIP account for a phone at this node (telecom/users.ts keeps the accounts).
+import { join, resolve } from 'node:path';
+import { UserError } from '../core/errors.ts';
+import { NODE_DEFAULTS } from '../consensus/params.ts';
+import { addUser, USERS_FILE } from '../telecom/users.ts';
+import { domain, makeDatadir, networkOf, parse } from './args.ts';
+
+export const USER_USAGE = 'dots user add NAME --password PW [--alias NAME]... [--datadir DIR] [--network N] [--domain D]';
+
+export async function runUser(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  const { values: v, positionals } = parse(rest, { password: { type: 'string' }, datadir: { type: 'string' }, network: { type: 'string' }, domain: { type: 'string' }, alias: { type: 'string', multiple: true } }, 1);
+  if (sub !== 'add') throw new UserError(`unknown user command "${sub ?? ''}" (add)`);
+  const name = positionals[0];
+  if (name === undefined) throw new UserError(`usage: ${USER_USAGE}`);
+  const password = (v.password as string | undefined) ?? process.env.DOTS_USER_PASSWORD;
+  if (password === undefined) throw new UserError('give the password with --password PW (or DOTS_USER_PASSWORD)');
+  const network = networkOf(v.network);
+  const defaults = NODE_DEFAULTS[network];
+  const datadir = resolve(String(v.datadir ?? defaults.datadir));
+  const realm = domain(v.domain ?? defaults.domain, '--domain');
+  makeDatadir(datadir);
+  const aliases = ((v.alias as string[] | undefined) ?? []).map((a) => a.toLowerCase());
+  const existed = addUser(datadir, name, password, realm, aliases);
+  process.stdout.write(`${existed ? 'updated' : 'added'} sip:${name}@${realm}${aliases.length > 0 ? ` (also ${aliases.join(', ')})` : ''} in ${join(datadir, USERS_FILE)} (a running node picks it up)\n`);
+  return 0;
+}

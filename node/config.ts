@@ -1,0 +1,51 @@
+// What a node is told to be: the network, where it keeps its data, what it listens on and serves.
+// The defaults per network come from consensus/params.ts (NODE_DEFAULTS), the one place that
+// names them; the command line (cli/node.ts) overrides them flag by flag.
+import { resolve } from 'node:path';
+import { NODE_DEFAULTS, type NetworkName } from '../consensus/params.ts';
+
+export interface NodeConfig {
+  network: NetworkName;
+  datadir: string;
+  mine: boolean;
+  minerThreads: number;
+  p2pPort: number;
+  /** p2p listen address (default 127.0.0.1) */
+  p2pHost?: string;
+  bootstrap: string[];
+  /** local-network peer discovery by mDNS (default off) */
+  mdns?: boolean;
+  sipHost: string;
+  sipPort: number;
+  domain: string;
+  apiHost: string;
+  apiPort: number;
+  openRegistration: boolean;
+  /** seconds between OPTIONS keepalives to each registered phone (default 30) */
+  sipKeepalive?: number;
+  /** digest algorithms offered to phones, preferred first (default: chosen per phone) */
+  sipDigest?: Array<'MD5' | 'SHA-256'>;
+  /** worker threads that check block signatures while blocks connect (default: one per core; 0: main thread only) */
+  sigWorkers?: number;
+}
+
+/** The loopback address every service listens on unless told otherwise. */
+export const LOCALHOST = '127.0.0.1';
+
+export function defaultConfig(network: NetworkName = 'devnet'): NodeConfig {
+  const d = NODE_DEFAULTS[network];
+  return {
+    network,
+    datadir: resolve(d.datadir),
+    mine: false,
+    minerThreads: 1,
+    p2pPort: d.p2pPort,
+    bootstrap: [],
+    sipHost: LOCALHOST,
+    sipPort: d.sipPort,
+    domain: d.domain,
+    apiHost: LOCALHOST,
+    apiPort: d.apiPort,
+    openRegistration: false,
+  };
+}
