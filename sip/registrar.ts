@@ -155,6 +155,7 @@ function fail(status: number, reason: string, headers: Array<[string, string]> =
   return { status, reason, headers };
 }
 
+/** What one Contact of a REGISTER asks for, and the binding it changes (null: a new one). */
 interface Planned {
   existing: ContactBinding | null;
   uri: Uri;
@@ -164,6 +165,37 @@ interface Planned {
   expires: number;
   instance: string | null;
   regId: number | null;
+}
+
+/** The Contact values of a REGISTER the validator has not parsed. */
+function contactsOf(req: SipRequest): Pick<ParsedRequest, 'star' | 'contacts'> {
+  let star = false;
+  const contacts: NameAddr[] = [];
+  for (const v of getHeaders(req, 'contact')) {
+    const c = parseContact(v);
+    if (c === '*') star = true;
+    else for (const na of c) contacts.push(na);
+  }
+  return { star, contacts };
+}
+
+/** The Expires header in seconds, -1 when absent; RFC 3261 20.19: a malformed one means 3600. */
+function expiresHeaderOf(req: SipRequest): number {
+  const eh = getHeader(req, 'expires');
+  return eh === undefined ? -1 : (parseExpires(eh) ?? 3600);
+}
+
+/**
+ * The binding a contact refreshes or removes: the same outbound flow (instance and reg-id,
+ * RFC 5626), else the same URI as written or, without an instance on either, an equal URI.
+ */
+function bindingOf(list: readonly ContactBinding[], p: Planned): ContactBinding | null {
+  const inst = p.instance;
+  for (const b of list) {
+    if (inst !== null && b.instance === inst && b.regId === p.regId) return b;
+    if (b.uriText === p.uriText || (inst === null && b.instance === null && uriEquals(b.uri, p.uri))) return b;
+  }
+  return null;
 }
 
 export class Registrar {
@@ -243,102 +275,117 @@ export class Registrar {
     const callId = getHeader(req, 'call-id') as string;
     const cseq = (parsed?.cseq ?? parseCSeq(getHeader(req, 'cseq') as string)).seq;
     const branch = via.branch ?? '';
-    let star = false;
-    let parsedContacts: NameAddr[];
-    if (parsed !== undefined) {
-      star = parsed.star;
-      parsedContacts = parsed.contacts;
-    } else {
-      parsedContacts = [];
-      for (const v of getHeaders(req, 'contact')) {
-        const c = parseContact(v);
-        if (c === '*') star = true;
-        else for (const na of c) parsedContacts.push(na);
-      }
-    }
+    const { star, contacts } = parsed ?? contactsOf(req);
     const current = this.aors.get(aor);
-    if (!star && parsedContacts.length === 0) return this.ok(req, aor, current ?? [], false, now);
-
-    const eh = getHeader(req, 'expires');
-    // RFC 3261 20.19: a malformed Expires means 3600
-    const headerExpires = eh === undefined ? -1 : (parseExpires(eh) ?? 3600);
-
+    const list = current ?? [];
+    // no Contact: a query
+    if (!star && contacts.length === 0) return this.ok(req, list, false, now);
+    const headerExpires = expiresHeaderOf(req);
     // the wildcard: alone, with Expires: 0 (RFC 3261 10.2.2)
     if (star) {
-      if (parsedContacts.length > 0 || headerExpires !== 0) return fail(400, 'Invalid Wildcard Contact');
-      const list = current ?? [];
-      for (const b of list) {
-        if (b.callId === callId && cseq <= b.cseq) {
-          if (cseq === b.cseq && b.branch === branch) return this.ok(req, aor, list, false, now);
-          return fail(400, 'CSeq Out Of Order');
-        }
-      }
-      for (const b of list) this.unlink(b);
-      this.aors.delete(aor);
-      if (list.length > 0) this.report(aor);
-      return this.ok(req, aor, [], false, now);
+      if (contacts.length > 0 || headerExpires !== 0) return fail(400, 'Invalid Wildcard Contact');
+      return this.removeAll(req, aor, list, callId, cseq, branch, now);
     }
-
     const paths = getHeaderValues(req, 'path');
+    const plan: Planned[] = [];
+    const planned = this.planChanges(contacts, list, headerExpires, paths, callId, cseq, branch, plan);
+    // a late retransmission of the REGISTER that made these bindings: answer as then
+    if (planned === true) return this.ok(req, list, list.some((b) => b.outbound), now);
+    if (planned !== false) return planned;
+    const refused = this.checkLimits(list, current, plan);
+    if (refused !== null) return refused;
+    return this.commit(req, aor, list, current, plan, flow, paths, callId, cseq, branch, now);
+  }
+
+  // The steps of a REGISTER take its Call-ID, CSeq, branch and the rest as arguments: an object
+  // to carry them would be one more allocation per REGISTER, on the benchmarked path.
+
+  /** `Contact: *` with `Expires: 0`: every binding of the address of record goes. */
+  private removeAll(req: SipRequest, aor: string, list: ContactBinding[], callId: string, cseq: number, branch: string, now: number): RegisterResult {
+    for (const b of list) {
+      if (b.callId === callId && cseq <= b.cseq) {
+        if (cseq === b.cseq && b.branch === branch) return this.ok(req, list, false, now);
+        return fail(400, 'CSeq Out Of Order');
+      }
+    }
+    for (const b of list) this.unlink(b);
+    this.aors.delete(aor);
+    if (list.length > 0) this.report(aor);
+    return this.ok(req, [], false, now);
+  }
+
+  /**
+   * Puts in `plan` what each contact asks for and which binding it changes. Returns the refusal
+   * of the first contact refused (in the order the checks come for each contact), else whether
+   * every contact repeats the REGISTER that last updated its binding (a late retransmission).
+   */
+  private planChanges(
+    contacts: readonly NameAddr[],
+    list: readonly ContactBinding[],
+    headerExpires: number,
+    paths: readonly string[],
+    callId: string,
+    cseq: number,
+    branch: string,
+    plan: Planned[],
+  ): RegisterResult | boolean {
     // RFC 5626 5.2/6: outbound applies when the UA is directly connected or the edge proxy marked the flow with ;ob
     const obCapable = paths.length === 0 || /;\s*ob\b/i.test(paths[0]);
-    const list = current ?? [];
-    const plan: Planned[] = [];
     let retransmission = true;
-    for (const { uri, uriText, params } of parsedContacts) {
-      // one pass over the header parameters: the ones the registrar reads, and the rest kept
-      let ep: string | null | undefined;
-      let qv: string | null | undefined;
-      let inst: string | null = null;
-      let rid: string | null | undefined;
-      let keptText = '';
-      for (let k = 0; k < params.length; k++) {
-        const p = params[k];
-        const n = p.name.length <= 13 ? p.name.toLowerCase() : '';
-        if (n === 'expires') {
-          if (ep === undefined) ep = p.value;
-          continue;
-        }
-        if (n === 'q' && qv === undefined) qv = p.value;
-        else if (n === '+sip.instance' && inst === null) inst = p.value;
-        else if (n === 'reg-id' && rid === undefined) rid = p.value;
-        keptText += formatHeaderParams([p]);
-      }
-      let expires: number;
-      if (ep !== undefined) expires = ep === null ? 3600 : (parseExpires(ep) ?? 3600);
-      else expires = headerExpires >= 0 ? headerExpires : this.defaultExpires;
-      if (expires > 0 && expires < this.minExpires) return fail(423, 'Interval Too Brief', [['Min-Expires', String(this.minExpires)]]);
-      if (expires > this.maxExpires) expires = this.maxExpires;
-      let q = -1;
-      if (qv !== undefined) {
-        if (qv === null || !Q_RE.test(qv)) return fail(400, 'Invalid q-value');
-        q = Math.round(Number(qv) * 1000);
-      }
-      let regId: number | null = null;
-      if (rid !== undefined && rid !== null) {
-        if (!/^[0-9]{1,10}$/.test(rid) || Number(rid) < 1 || Number(rid) > 0xffffffff) return fail(400, 'Invalid reg-id');
-        if (inst !== null && obCapable) regId = Number(rid);
-      }
-      let existing: ContactBinding | null = null;
-      for (const b of list) {
-        if (inst !== null && b.instance === inst && b.regId === regId) {
-          existing = b;
-          break;
-        }
-        if (b.uriText === uriText || (inst === null && b.instance === null && uriEquals(b.uri, uri))) {
-          existing = b;
-          break;
-        }
-      }
-      for (const p of plan) if (p.existing !== null && p.existing === existing) return fail(400, 'Duplicate Contact');
+    for (const contact of contacts) {
+      const p = this.readContact(contact, headerExpires, obCapable);
+      if (!('existing' in p)) return p;
+      const existing = bindingOf(list, p);
+      for (const q of plan) if (q.existing !== null && q.existing === existing) return fail(400, 'Duplicate Contact');
       if (existing !== null && existing.callId === callId && cseq <= existing.cseq) {
         if (!(cseq === existing.cseq && existing.branch === branch)) return fail(400, 'CSeq Out Of Order');
       } else retransmission = false;
-      plan.push({ existing, uri, uriText, params: keptText, q, expires, instance: inst, regId });
+      p.existing = existing;
+      plan.push(p);
     }
-    // a late retransmission of the REGISTER that made these bindings: answer as then
-    if (retransmission) return this.ok(req, aor, list, list.some((b) => b.outbound), now);
+    return retransmission;
+  }
 
+  /** What one contact asks for (expiry, q, outbound's instance and reg-id), or why it is refused (423, 400). */
+  private readContact({ uri, uriText, params }: NameAddr, headerExpires: number, obCapable: boolean): Planned | RegisterResult {
+    // one pass over the header parameters: the ones the registrar reads, and the rest kept
+    let ep: string | null | undefined;
+    let qv: string | null | undefined;
+    let inst: string | null = null;
+    let rid: string | null | undefined;
+    let keptText = '';
+    for (let k = 0; k < params.length; k++) {
+      const p = params[k];
+      const n = p.name.length <= 13 ? p.name.toLowerCase() : '';
+      if (n === 'expires') {
+        if (ep === undefined) ep = p.value;
+        continue;
+      }
+      if (n === 'q' && qv === undefined) qv = p.value;
+      else if (n === '+sip.instance' && inst === null) inst = p.value;
+      else if (n === 'reg-id' && rid === undefined) rid = p.value;
+      keptText += formatHeaderParams([p]);
+    }
+    let expires: number;
+    if (ep !== undefined) expires = ep === null ? 3600 : (parseExpires(ep) ?? 3600);
+    else expires = headerExpires >= 0 ? headerExpires : this.defaultExpires;
+    if (expires > 0 && expires < this.minExpires) return fail(423, 'Interval Too Brief', [['Min-Expires', String(this.minExpires)]]);
+    if (expires > this.maxExpires) expires = this.maxExpires;
+    let q = -1;
+    if (qv !== undefined) {
+      if (qv === null || !Q_RE.test(qv)) return fail(400, 'Invalid q-value');
+      q = Math.round(Number(qv) * 1000);
+    }
+    let regId: number | null = null;
+    if (rid !== undefined && rid !== null) {
+      if (!/^[0-9]{1,10}$/.test(rid) || Number(rid) < 1 || Number(rid) > 0xffffffff) return fail(400, 'Invalid reg-id');
+      if (inst !== null && obCapable) regId = Number(rid);
+    }
+    return { existing: null, uri, uriText, params: keptText, q, expires, instance: inst, regId };
+  }
+
+  /** The contact limits: per address of record (403), and addresses of record in all (503). */
+  private checkLimits(list: readonly ContactBinding[], current: ContactBinding[] | undefined, plan: readonly Planned[]): RegisterResult | null {
     let adds = 0;
     let removes = 0;
     for (const p of plan) {
@@ -347,90 +394,121 @@ export class Registrar {
     }
     if (list.length + adds - removes > this.maxContacts) return fail(403, 'Too Many Contacts');
     if (current === undefined && adds > 0 && this.aors.size >= this.maxAors) return fail(503, 'Service Unavailable', [['Retry-After', '60']]);
+    return null;
+  }
 
-    // commit
+  /** Applies the plan (removals, refreshes, new bindings), reports a change of presence, and answers 200. */
+  private commit(
+    req: SipRequest,
+    aor: string,
+    list: ContactBinding[],
+    current: ContactBinding[] | undefined,
+    plan: readonly Planned[],
+    flow: Flow,
+    paths: string[],
+    callId: string,
+    cseq: number,
+    branch: string,
+    now: number,
+  ): RegisterResult {
     const ua = getHeader(req, 'user-agent') ?? '';
     let outbound = false;
     let changed = false;
-    // the list is changed in place when nothing is added or removed (a refresh: the common case)
-    const next = adds > 0 || removes > 0 || current === undefined ? list.slice() : list;
+    let next = list;
     for (const p of plan) {
       const b = p.existing;
-      if (p.expires === 0) {
-        if (b !== null) {
-          this.unlink(b);
-          next.splice(next.indexOf(b), 1);
-          changed = true;
-        }
-        continue;
-      }
       const expiresAt = now + p.expires * 1000;
-      if (p.regId !== null) outbound = true;
-      if (b !== null) {
-        // A refresh: only what changed is replaced. A binding is long-lived (old generation),
-        // so every new object stored in it survives the next young collection and is copied
-        // and promoted; a phone refreshing keeps its contact, parameters, Call-ID, path,
-        // address and User-Agent, so usually only the CSeq, branch and expiry change.
-        if (b.uriText !== p.uriText) {
-          b.uri = p.uri;
-          b.uriText = detached(p.uriText);
-        }
-        if (b.params !== p.params) b.params = p.params;
-        b.q = p.q;
-        if (b.callId !== callId) b.callId = detached(callId);
-        b.cseq = cseq;
-        b.branch = detached(branch);
-        if (!sameStrings(b.path, paths)) b.path = paths;
-        b.outbound = p.regId !== null;
-        if (b.userAgent !== ua) b.userAgent = detached(ua);
-        const moved = b.flow.proto !== flow.proto || b.flow.address !== flow.address || b.flow.port !== flow.port || b.flow.conn !== flow.conn;
-        if (moved) b.flow = flow;
-        if (expiresAt !== b.expiresAt) {
-          b.expiresAt = expiresAt;
-          if (expiresAt < b.expiryAt) this.scheduleExpiry(b);
-          if (b.state === ContactState.Alive) changed = true;
-        }
-        if (b.state === ContactState.Dead || (moved && b.state !== ContactState.Unverified)) {
-          // it speaks again, or from elsewhere: verify before trusting it again
-          const wasAlive = b.state === ContactState.Alive;
-          b.state = ContactState.Unverified;
-          b.failures = 0;
-          if (wasAlive) changed = true;
-          this.pingNow(b);
-        }
+      if (p.expires > 0 && p.regId !== null) outbound = true;
+      if (b !== null && p.expires > 0) {
+        if (this.refresh(b, p, expiresAt, callId, cseq, branch, paths, flow, ua)) changed = true;
         continue;
       }
-      const nb: ContactBinding = {
-        aor,
-        uri: p.uri,
-        uriText: detached(p.uriText),
-        params: p.params,
-        q: p.q,
-        expiresAt,
-        callId: detached(callId),
-        cseq,
-        branch: detached(branch),
-        instance: p.instance,
-        regId: p.regId,
-        path: paths,
-        flow,
-        outbound: p.regId !== null,
-        userAgent: detached(ua),
-        ...unverified(),
-      };
-      next.push(nb);
-      this.contacts++;
-      this.stats.changes++;
-      this.scheduleExpiry(nb);
-      this.pingNow(nb);
+      if (b === null && p.expires === 0) continue; // removes what is not there
+      // A binding comes or goes: that is done on a copy of the list (a new address of record's
+      // list is new anyway), while a refresh, the common case, changes the list in place.
+      if (next === current) next = list.slice();
+      if (b === null) next.push(this.bind(aor, p, expiresAt, callId, cseq, branch, paths, flow, ua));
+      else {
+        this.unlink(b);
+        next.splice(next.indexOf(b), 1);
+        changed = true;
+      }
     }
     if (next.length === 0) this.aors.delete(aor);
     else if (next !== current) this.aors.set(aor, next);
     if (changed) this.report(aor, next);
-    return this.ok(req, aor, next, outbound, now);
+    return this.ok(req, next, outbound, now);
   }
 
-  private ok(req: SipRequest, aor: string, list: ContactBinding[], outbound: boolean, now: number): RegisterResult {
+  /**
+   * Refreshes a binding in place; true when the address of record's presence may have changed
+   * (an alive contact's expiry moved, or it must be verified again).
+   */
+  private refresh(b: ContactBinding, p: Planned, expiresAt: number, callId: string, cseq: number, branch: string, paths: string[], flow: Flow, ua: string): boolean {
+    // Only what changed is replaced. A binding is long-lived (old generation), so every new
+    // object stored in it survives the next young collection and is copied and promoted; a
+    // phone refreshing keeps its contact, parameters, Call-ID, path, address and User-Agent, so
+    // usually only the CSeq, branch and expiry change.
+    let changed = false;
+    if (b.uriText !== p.uriText) {
+      b.uri = p.uri;
+      b.uriText = detached(p.uriText);
+    }
+    if (b.params !== p.params) b.params = p.params;
+    b.q = p.q;
+    if (b.callId !== callId) b.callId = detached(callId);
+    b.cseq = cseq;
+    b.branch = detached(branch);
+    if (!sameStrings(b.path, paths)) b.path = paths;
+    b.outbound = p.regId !== null;
+    if (b.userAgent !== ua) b.userAgent = detached(ua);
+    const moved = b.flow.proto !== flow.proto || b.flow.address !== flow.address || b.flow.port !== flow.port || b.flow.conn !== flow.conn;
+    if (moved) b.flow = flow;
+    if (expiresAt !== b.expiresAt) {
+      b.expiresAt = expiresAt;
+      if (expiresAt < b.expiryAt) this.scheduleExpiry(b);
+      if (b.state === ContactState.Alive) changed = true;
+    }
+    if (b.state === ContactState.Dead || (moved && b.state !== ContactState.Unverified)) {
+      // it speaks again, or from elsewhere: verify before trusting it again
+      const wasAlive = b.state === ContactState.Alive;
+      b.state = ContactState.Unverified;
+      b.failures = 0;
+      if (wasAlive) changed = true;
+      this.pingNow(b);
+    }
+    return changed;
+  }
+
+  /** A new binding, unverified: pinged at once, counted, and put on the expiry wheel. */
+  private bind(aor: string, p: Planned, expiresAt: number, callId: string, cseq: number, branch: string, paths: string[], flow: Flow, ua: string): ContactBinding {
+    const nb: ContactBinding = {
+      aor,
+      uri: p.uri,
+      uriText: detached(p.uriText),
+      params: p.params,
+      q: p.q,
+      expiresAt,
+      callId: detached(callId),
+      cseq,
+      branch: detached(branch),
+      instance: p.instance,
+      regId: p.regId,
+      path: paths,
+      flow,
+      outbound: p.regId !== null,
+      userAgent: detached(ua),
+      ...unverified(),
+    };
+    this.contacts++;
+    this.stats.changes++;
+    this.scheduleExpiry(nb);
+    this.pingNow(nb);
+    return nb;
+  }
+
+  /** The 200 of RFC 3261 10.3 step 8: every binding with the seconds it has left, and the Date. */
+  private ok(req: SipRequest, list: ContactBinding[], outbound: boolean, now: number): RegisterResult {
     const headers: Array<[string, string]> = [];
     // highest preference first; a contact without q counts as 1.0
     const sorted = list.length > 1 ? [...list].sort((a, b) => (b.q < 0 ? 1000 : b.q) - (a.q < 0 ? 1000 : a.q)) : list;
@@ -442,7 +520,6 @@ export class Registrar {
     if (list.length > 0 && list[0].path.length > 0 && supports(req, 'path')) for (const p of list[0].path) headers.push(['Path', p]);
     if (outbound) headers.push(['Require', 'outbound']);
     headers.push(['Date', httpDate(now)]);
-    void aor;
     return { status: 200, reason: 'OK', headers };
   }
 

@@ -155,32 +155,15 @@ function parseSipParts(s: string, i0: number, scheme: 'sip' | 'sips'): SipUri {
     }
     i = at + 1;
   }
-  const hs = i;
-  if (s.charCodeAt(i) === 91 /* [ */) {
-    const close = s.indexOf(']', i);
-    if (close < 0) throw badRequest('Malformed URI host');
-    i = close + 1;
-  } else {
-    while (i < end) {
-      const c = s.charCodeAt(i);
-      if (c > 255 || (CHARS[c] & C_HOST) === 0) break;
-      i++;
-    }
-  }
-  const host = s.slice(hs, i);
-  if (!isValidHost(host)) throw badRequest('Malformed URI host');
+  const he = hostEnd(s, i, end);
+  if (he < 0) throw badRequest('Malformed URI host');
+  const host = s.slice(i, he);
+  i = he;
   let port: number | null = null;
   if (i < end && s.charCodeAt(i) === 58 /* : */) {
-    let j = i + 1;
-    while (j < end) {
-      const c = s.charCodeAt(j);
-      if (c < 48 || c > 57) break;
-      j++;
-    }
-    const p = parseDigits(s, 65535, i + 1, j);
-    if (p < 0) throw badRequest('Malformed URI port');
-    port = p;
-    i = j;
+    port = readPort(s, i + 1, end);
+    if (port < 0) throw badRequest('Malformed URI port');
+    i = portEnd;
   }
   let params: UriParam[] | null = null; // a literal of the first one, as in parseHeaderParams
   while (i < end && s.charCodeAt(i) === 59 /* ; */) {
@@ -237,24 +220,49 @@ export function bareHost(host: string): string {
 
 /** hostname / IPv4address / IPv6reference (RFC 3261 25.1) */
 export function isValidHost(h: string): boolean {
-  const len = h.length;
-  if (len === 0) return false;
-  if (h.charCodeAt(0) === 91) {
-    if (len < 4 || h.charCodeAt(len - 1) !== 93) return false;
-    const inner = h.slice(1, len - 1);
-    return inner.indexOf('%') < 0 && isIPv6(inner);
+  return hostEnd(h, 0, h.length) === h.length;
+}
+
+/**
+ * Where the host starting at s[i] ends (before `end`), or -1 when no valid host starts there.
+ * A hostname's labels are checked in the same pass that finds its end: the host of every URI
+ * and Via of every request goes through here, so its characters are read once.
+ */
+function hostEnd(s: string, i: number, end: number): number {
+  if (s.charCodeAt(i) === 91 /* [ */) {
+    const close = s.indexOf(']', i);
+    if (close < 0 || close - i < 3) return -1;
+    const inner = s.slice(i + 1, close);
+    return inner.indexOf('%') < 0 && isIPv6(inner) ? close + 1 : -1;
   }
   // hostname labels (IPv4 addresses pass the same rules)
-  let ls = 0;
-  for (let i = 0; i <= len; i++) {
-    const c = i < len ? h.charCodeAt(i) : 46;
+  let ls = i;
+  let j = i;
+  for (; j < end; j++) {
+    const c = s.charCodeAt(j);
     if (c === 46 /* . */) {
-      if (i === ls) return i === len && i > 0; // empty label only as trailing dot
-      if (h.charCodeAt(ls) === 45 || h.charCodeAt(i - 1) === 45) return false;
-      ls = i + 1;
-    } else if (c > 255 || (CHARS[c] & C_HOST) === 0) return false;
+      if (j === ls || s.charCodeAt(ls) === 45 || s.charCodeAt(j - 1) === 45) return -1;
+      ls = j + 1;
+    } else if (c > 255 || (CHARS[c] & C_HOST) === 0) break;
   }
-  return true;
+  if (j === ls) return j > i ? j : -1; // an empty label only as a trailing dot
+  return s.charCodeAt(ls) === 45 || s.charCodeAt(j - 1) === 45 ? -1 : j;
+}
+
+let portEnd = 0; // end offset of the last readPort() (single-threaded scratch, as qEnd)
+
+/** The port at s[i] (1*DIGIT, at most 65535; its end in portEnd), or -1 when there is none or it is larger. */
+function readPort(s: string, i: number, end: number): number {
+  let n = 0;
+  let j = i;
+  for (; j < end; j++) {
+    const d = s.charCodeAt(j) - 48;
+    if (d < 0 || d > 9) break;
+    n = n * 10 + d;
+    if (n > 65535) return -1;
+  }
+  portEnd = j;
+  return j === i ? -1 : n;
 }
 
 // ---------------------------------------------------------------------------
@@ -681,30 +689,16 @@ export function parseVia(value: string): Via {
   const transport = e - i === 3 && s.startsWith('UDP', i) ? 'UDP' : e - i === 3 && s.startsWith('TCP', i) ? 'TCP' : s.slice(i, e).toUpperCase();
   i = skipWs(s, e);
   if (i === e || i >= end) throw badRequest('Malformed Via sent-by');
-  const hs = i;
-  if (s.charCodeAt(i) === 91) {
-    const close = s.indexOf(']', i);
-    if (close < 0) throw badRequest('Malformed Via host');
-    i = close + 1;
-  } else {
-    while (i < end) {
-      const c = s.charCodeAt(i);
-      if (c > 255 || (CHARS[c] & C_HOST) === 0) break;
-      i++;
-    }
-  }
-  const host = s.slice(hs, i);
-  if (!isValidHost(host)) throw badRequest('Malformed Via host');
+  const he = hostEnd(s, i, end);
+  if (he < 0) throw badRequest('Malformed Via host');
+  const host = s.slice(i, he);
+  i = he;
   let port: number | null = null;
-  let j = skipWs(s, i);
-  if (j < end && s.charCodeAt(j) === 58) {
-    j = skipWs(s, j + 1);
-    const ps = j;
-    while (j < end && s.charCodeAt(j) >= 48 && s.charCodeAt(j) <= 57) j++;
-    const p = parseDigits(s, 65535, ps, j);
-    if (p < 0) throw badRequest('Malformed Via port');
-    port = p;
-    i = j;
+  const colon = skipWs(s, i);
+  if (colon < end && s.charCodeAt(colon) === 58) {
+    port = readPort(s, skipWs(s, colon + 1), end);
+    if (port < 0) throw badRequest('Malformed Via port');
+    i = portEnd;
   }
   const params = parseHeaderParams(s, i);
   const via: Via = {

@@ -1,0 +1,71 @@
+// Which names mean this node: its domain, and its address with its port (RFC 3261 16.4 for the
+// Route entries it removes, 10.3 step 1 for the registrar's domain); and the address-of-record
+// keys of its users.
+
+import { isIP } from 'node:net';
+import { bareHost, normalizeEscapes, parseNameAddr, parseUri, type SipUri, type Uri } from './uri.ts';
+
+export class NodeIdentity {
+  readonly domain: string;
+
+  /** `host` is the address the node listens on; the port is the transport's, known once it listens. */
+  constructor(
+    domain: string,
+    private readonly host: string,
+    private readonly transport: { readonly port: number },
+  ) {
+    this.domain = domain;
+  }
+
+  get port(): number {
+    return this.transport.port;
+  }
+
+  /** host:port to put in URIs (IPv6 in brackets) */
+  get hostport(): string {
+    const h = this.host;
+    return (isIP(h) === 6 ? `[${h}]` : h) + ':' + this.port;
+  }
+
+  /** The address of record of this node's user (`user` as canonicalUser gives it). */
+  aorOf(user: string): string {
+    return 'sip:' + user + '@' + this.domain;
+  }
+
+  /** The Request-URI names this node (its domain or its address) rather than a user. */
+  isForNode(u: Uri): boolean {
+    return u.kind === 'sip' && u.user === null && this.isOurHost(u.host);
+  }
+
+  isOurHost(host: string): boolean {
+    const h = host.toLowerCase();
+    if (h === this.domain || h === 'localhost') return true;
+    const bare = bareHost(h);
+    const mine = this.host;
+    if (bare === mine) return true;
+    // bound to every address: any IP literal that reached us is ours
+    return isIP(bare) !== 0 && (mine === '0.0.0.0' || mine === '::');
+  }
+
+  /** The URI's host is this node's domain, or its address with its port. */
+  namesUs(u: SipUri): boolean {
+    const h = u.host.toLowerCase();
+    return h === this.domain || (this.isOurHost(h) && (u.port ?? 5060) === this.port);
+  }
+
+  /** Whether a URI (a Route entry, a name-addr or a bare URI) names this node: its domain, or its address and port. */
+  isUs(value: string): boolean {
+    let u: Uri;
+    try {
+      u = value.indexOf('<') >= 0 ? parseNameAddr(value).uri : parseUri(value);
+    } catch {
+      return false;
+    }
+    return u.kind === 'sip' && u.user === null && this.namesUs(u);
+  }
+}
+
+/** A user part as an address-of-record key: escapes of unreserved characters decoded, lower case. */
+export function canonicalUser(user: string): string {
+  return normalizeEscapes(user).toLowerCase();
+}

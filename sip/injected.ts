@@ -1,0 +1,31 @@
+// What the node hands the SIP stack: its view of the chain, its accounts and its log. sip/
+// imports nothing from the folders above it; these interfaces (and the onPresence and onCallEnd
+// callbacks of SipServiceOptions) are the only way between them, so the stack runs and is tested
+// with a map in place of the chain.
+
+import type { DigestCredentials } from './digest.ts';
+
+/** Where the chain (tip plus pending records) says a name is served. */
+export type Located =
+  | { kind: 'local' }
+  | { kind: 'remote'; nodeId: Uint8Array; uris: string[]; online: boolean }
+  | { kind: 'unknown' };
+
+/** The chain's view of names, supplied by the node (its `chainLocator`). */
+export interface Locator {
+  locate(name: string): Located;
+}
+
+/** Where digest credentials come from (the node's account store). */
+export interface UserDirectory {
+  /** HA1 values for a user name (lower case), for realm = the domain */
+  lookup(user: string): DigestCredentials | undefined;
+  /** the user a chain name of theirs reaches (an E.164 number, a sip: name elsewhere), if any */
+  userOfAlias?(name: string): string | undefined;
+}
+
+export interface SipLogger {
+  debug(msg: string): void;
+  info(msg: string): void;
+  warn(msg: string): void;
+}

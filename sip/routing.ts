@@ -1,0 +1,184 @@
+// Where a request for a user goes (RFC 3261 16.5 and 16.6, docs/routing.md): to the user's phones
+// registered here (forking by q), to the node the chain names for another node's user, to the
+// presence agent, or nowhere (404 for a name nobody serves, 480 for one that is offline). The
+// same view answers what the presence agent tells watchers. The chain is reached only through
+// the injected Locator, so this file decides, the node supplies the facts.
+
+import { isIP } from 'node:net';
+import { replyTo, type IncomingRequest } from './transaction.ts';
+import type { ParsedRequest } from './validate.ts';
+import { bareHost, type SipUri, type Uri } from './uri.ts';
+import type { SipTransport } from './transport.ts';
+import { ContactState, type ContactBinding, type Registrar } from './registrar.ts';
+import type { CallRole, Hop, Proxy } from './proxy.ts';
+import type { PresenceAgent } from './presence-agent.ts';
+import type { Basic } from './pidf.ts';
+import type { Locator, UserDirectory } from './injected.ts';
+import { canonicalUser, type NodeIdentity } from './identity.ts';
+import type { RelayPolicy } from './relay-policy.ts';
+import { contactFlow } from './contact-flow.ts';
+
+/** INVITEs answered here without forwarding, by result (for the metrics). */
+export interface CallResults {
+  callsNotFound: number;
+  callsOffline: number;
+}
+
+/** What the router works with; the service builds each of them once. */
+export interface RouterParts {
+  self: NodeIdentity;
+  registrar: Registrar;
+  users: UserDirectory;
+  /** without it only this node's users are reachable */
+  locator: Locator | undefined;
+  relay: RelayPolicy;
+  proxy: Proxy;
+  presence: PresenceAgent;
+  transport: SipTransport;
+  /** registration is open (devnet): any user of the domain exists */
+  open: boolean;
+  results: CallResults;
+}
+
+const UNKNOWN = { kind: 'unknown' } as const;
+
+export class Router {
+  private readonly self: NodeIdentity;
+  private readonly registrar: Registrar;
+  private readonly users: UserDirectory;
+  private readonly locator: Locator | undefined;
+  private readonly relay: RelayPolicy;
+  private readonly proxy: Proxy;
+  private readonly presence: PresenceAgent;
+  private readonly transport: SipTransport;
+  private readonly open: boolean;
+  private readonly results: CallResults;
+
+  constructor(p: RouterParts) {
+    this.self = p.self;
+    this.registrar = p.registrar;
+    this.users = p.users;
+    this.locator = p.locator;
+    this.relay = p.relay;
+    this.proxy = p.proxy;
+    this.presence = p.presence;
+    this.transport = p.transport;
+    this.open = p.open;
+    this.results = p.results;
+  }
+
+  /** A request for a user: this node's phones, another node's user, or the presence agent. */
+  toUser(inc: IncomingRequest, ruri: Uri, parsed: ParsedRequest, presenceUas: boolean): void {
+    const req = inc.req;
+    const phone = e164Of(ruri);
+    if (phone === null && (ruri.kind !== 'sip' || ruri.user === null)) {
+      replyTo(inc, 416, 'Unsupported URI Scheme');
+      return;
+    }
+    let name: string;
+    let ours = false;
+    let user = '';
+    if (phone !== null) name = phone;
+    else {
+      const u = ruri as SipUri;
+      user = canonicalUser(u.user as string);
+      const host = u.host.toLowerCase();
+      ours = this.self.namesUs(u);
+      if (!ours && isIP(bareHost(host)) !== 0) {
+        // a phone's address (outside a dialog): only this node's own phones may send there
+        if (this.relay.mayRelay(inc, parsed)) this.proxy.forward(inc, { groups: [[{ ruri: null, route: [], flow: null, label: 'the addressed phone' }]], recordRoute: req.method === 'INVITE' });
+        return;
+      }
+      name = ours ? this.self.aorOf(user) : `sip:${user}@${host}`;
+    }
+    // a name a user of this node claimed and delegated here (a number, another domain's address)
+    const aliasOf = ours ? undefined : this.users.userOfAlias?.(name);
+    const aor = aliasOf !== undefined ? this.self.aorOf(aliasOf) : name;
+    if (presenceUas) {
+      if (req.method === 'SUBSCRIBE') this.presence.subscribe(inc, name);
+      else if (!ours) replyTo(inc, 403, 'Forbidden', [['Warning', `399 ${this.self.domain} "publish at the node that serves you"`]]);
+      else if (this.relay.callerIs(inc, parsed, user)) this.presence.publish(inc, name);
+      return;
+    }
+    const contacts = this.registrar.lookup(aor).filter((b) => b.state !== ContactState.Dead);
+    if (contacts.length > 0) {
+      const role: CallRole['role'] = this.relay.fromLocalPhone(inc, parsed) ? 'local' : 'term';
+      void this.contactGroups(contacts).then((groups) => this.proxy.forward(inc, { groups, recordRoute: req.method === 'INVITE', call: req.method === 'INVITE' ? { role, peer: null } : undefined }));
+      return;
+    }
+    const at = this.locator?.locate(name) ?? UNKNOWN;
+    if (at.kind === 'remote') {
+      if (!at.online) {
+        if (req.method === 'INVITE') this.results.callsOffline++;
+        replyTo(inc, 480, 'Temporarily Unavailable', [['Warning', `399 ${this.self.domain} "offline"`]]);
+        return;
+      }
+      // a request from another node for a name this node does not serve is no one's to relay
+      if (this.relay.localUserOf(parsed) === null) {
+        replyTo(inc, 480, 'Temporarily Unavailable', [['Warning', `399 ${this.self.domain} "not served by this node"`]]);
+        return;
+      }
+      if (!this.relay.mayRelay(inc, parsed)) return;
+      const label = 'node ' + Buffer.from(at.nodeId).toString('hex').slice(0, 12);
+      const groups: Hop[][] = at.uris.map((u) => [{ ruri: null, route: [`<${u};lr>`], flow: null, label }]);
+      this.proxy.forward(inc, { groups, recordRoute: req.method === 'INVITE', call: req.method === 'INVITE' ? { role: 'orig', peer: at.nodeId } : undefined });
+      return;
+    }
+    const known = at.kind === 'local' || aliasOf !== undefined || (ours && (this.registrar.has(name) || this.users.lookup(user) !== undefined));
+    if (req.method === 'INVITE') {
+      if (known) this.results.callsOffline++;
+      else this.results.callsNotFound++;
+    }
+    if (known) replyTo(inc, 480, 'Temporarily Unavailable');
+    else replyTo(inc, 404, 'Not Found');
+  }
+
+  /** A user's contacts as forking groups: the highest q first, equal q in parallel (RFC 3261 16.6). */
+  private async contactGroups(contacts: ContactBinding[]): Promise<Hop[][]> {
+    const sorted = [...contacts].sort((a, b) => qOf(b) - qOf(a));
+    const groups: Hop[][] = [];
+    let q = NaN;
+    for (let i = 0; i < sorted.length; i++) {
+      const b = sorted[i];
+      const hop: Hop = { ruri: b.uriText, route: b.path, flow: b.path.length > 0 ? null : await contactFlow(b, this.transport, this.registrar.keepalive.timeoutMs), label: `contact ${i + 1} of ${b.aor}` };
+      if (qOf(b) !== q) groups.push([hop]);
+      else groups[groups.length - 1].push(hop);
+      q = qOf(b);
+    }
+    return groups;
+  }
+
+  /** What the presence agent tells watchers of `name`. */
+  presenceOf(name: string): Basic | undefined {
+    const alias = this.users.userOfAlias?.(name);
+    if (alias !== undefined && this.registrar.presence(this.self.aorOf(alias)).online) return 'open';
+    if (this.registrar.presence(name).online) return 'open';
+    const at = this.locator?.locate(name);
+    if (at !== undefined && at.kind === 'remote') return at.online ? 'open' : 'closed';
+    if (at !== undefined && at.kind === 'local') return 'closed';
+    const domain = '@' + this.self.domain;
+    if (name.endsWith(domain)) {
+      const user = name.slice(4, -domain.length);
+      if (this.registrar.has(name) || this.users.lookup(user) !== undefined || this.open) return 'closed';
+    }
+    return undefined;
+  }
+}
+
+/** q in thousandths; a contact without one counts as 1.0 */
+function qOf(b: ContactBinding): number {
+  return b.q < 0 ? 1000 : b.q;
+}
+
+/**
+ * The E.164 number a Request-URI dials, as a chain name: `tel:+15551234567` (RFC 3966, visual
+ * separators dropped) or `sip:+15551234567@host;user=phone`; null for anything else.
+ */
+function e164Of(u: Uri): string | null {
+  let digits: string | null = null;
+  if (u.kind === 'other' && u.scheme === 'tel') digits = u.value.split(';')[0];
+  else if (u.kind === 'sip' && u.user !== null && u.user.charCodeAt(0) === 43 && u.params.some((p) => p.name.toLowerCase() === 'user' && p.value?.toLowerCase() === 'phone')) digits = u.user;
+  if (digits === null) return null;
+  const n = digits.replace(/[-.()]/g, '');
+  return /^\+[1-9][0-9]{1,14}$/.test(n) ? n : null;
+}
