@@ -8,16 +8,14 @@ import { mkdtempSync, rmSync, readdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { Store } from '../core/store.ts';
-import { Chain } from '../consensus/chain.ts';
-import { Miner } from '../mining/miner.ts';
+import { Miner, chainWork } from '../mining/miner.ts';
+import { openChainStack } from '../node/chain-stack.ts';
 import { NETWORKS } from '../consensus/params.ts';
 import { decodeBlock } from '../core/block.ts';
 import { signRecord, Kind, type NameCommit, type Transfer } from '../core/records.ts';
 import { generateSecretKey, publicKeyOf } from '../core/sig.ts';
 import { addressOf } from '../core/address.ts';
-import { silentLogger } from '../core/log.ts';
-import { SigPool } from '../consensus/sigpool.ts';
+import { availableParallelism } from 'node:os';
 import type { BenchOptions } from './index.ts';
 
 function dirBytes(dir: string): number {
@@ -35,11 +33,11 @@ export async function benchChain(o: BenchOptions & { records?: number; perBlock?
   const p = NETWORKS.regtest;
   const root = mkdtempSync(join(tmpdir(), 'dots-bench-chain-'));
   try {
-    const srcStore = await Store.open(join(root, 'src'));
-    const src = await Chain.open(srcStore, p);
+    const srcStack = await openChainStack(join(root, 'src'), p);
+    const { chain: src, pool } = srcStack;
     const minerKey = generateSecretKey();
     const minerPub = publicKeyOf(minerKey);
-    const miner = new Miner(src, addressOf(minerPub));
+    const miner = new Miner(chainWork(src, pool), addressOf(minerPub));
     await miner.mineBlocks(2); // funds for transfers
     let nonce = 0;
     let made = 0;
@@ -48,16 +46,16 @@ export async function benchChain(o: BenchOptions & { records?: number; perBlock?
       for (let i = 0; i < n; i++, made++) {
         if (i % 2 === 0) {
           const sk = generateSecretKey();
-          await src.submitRecord(signRecord<NameCommit>(p.name, sk, { kind: Kind.NameCommit, pubkey: publicKeyOf(sk), commitment: randomBytes(32) }));
+          pool.add(signRecord<NameCommit>(p.name, sk, { kind: Kind.NameCommit, pubkey: publicKeyOf(sk), commitment: randomBytes(32) }));
         } else {
-          await src.submitRecord(signRecord<Transfer>(p.name, minerKey, { kind: Kind.Transfer, pubkey: minerPub, to: randomBytes(20), amount: 1000, fee: 1, nonce: nonce++ }));
+          pool.add(signRecord<Transfer>(p.name, minerKey, { kind: Kind.Transfer, pubkey: minerPub, to: randomBytes(20), amount: 1000, fee: 1, nonce: nonce++ }));
         }
       }
       await miner.mineBlocks(1);
     }
     const blocks: Uint8Array[] = [];
     for (let h = 1; h <= src.tip.height; h++) blocks.push((await src.getBlockBytes(src.main[h].hex)) as Uint8Array);
-    await srcStore.close();
+    await srcStack.close();
 
     const workers = await replay(join(root, 'dst'), blocks, true);
     const mainOnly = await replay(join(root, 'dst-main-thread'), blocks, false);
@@ -78,16 +76,14 @@ export async function benchChain(o: BenchOptions & { records?: number; perBlock?
 /** A fresh node in `dir` processes every block in order; seconds taken and bytes on disk. */
 async function replay(dir: string, blocks: Uint8Array[], sigWorkers: boolean): Promise<{ secs: number; disk: number }> {
   const p = NETWORKS.regtest;
-  const store = await Store.open(dir);
-  const chain = await Chain.open(store, p);
-  const pool = sigWorkers ? new SigPool(p.name, chain.sigs, silentLogger) : null;
+  const { chain, close } = await openChainStack(dir, p, { sigWorkers: sigWorkers ? availableParallelism() : 0 });
   let secs: number;
   try {
     const t0 = process.hrtime.bigint();
     const decoded = blocks.map((bytes) => decodeBlock(bytes, p.maxBlockBytes));
     // As sync does: every block's signatures go to the workers at once, and each block connects
     // when its own are done, so connecting overlaps the checks of the blocks after it.
-    const verified = decoded.map((b) => pool?.preverify(b));
+    const verified = decoded.map((b) => chain.preverify(b));
     for (let i = 0; i < decoded.length; i++) {
       await verified[i];
       const r = await chain.processBlock(decoded[i]);
@@ -95,8 +91,7 @@ async function replay(dir: string, blocks: Uint8Array[], sigWorkers: boolean): P
     }
     secs = Number(process.hrtime.bigint() - t0) / 1e9;
   } finally {
-    await pool?.close();
-    await store.close();
+    await close();
   }
   return { secs, disk: dirBytes(dir) };
 }

@@ -9,9 +9,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { Store } from '../core/store.ts';
-import { Chain } from '../consensus/chain.ts';
-import { Miner } from '../mining/miner.ts';
+import { Miner, chainWork } from '../mining/miner.ts';
+import { openChainStack } from '../node/chain-stack.ts';
 import { NETWORKS } from '../consensus/params.ts';
 import { DotsNode } from '../node/node.ts';
 import { defaultConfig } from '../node/config.ts';
@@ -38,12 +37,11 @@ function nameCommit(): Rec {
 
 /** Builds the source chain in `dir`: `blocks` blocks, records in every tenth one. */
 export async function buildChain(dir: string, blocks: number, records: number): Promise<void> {
-  const store = await Store.open(join(dir, 'chain'));
+  const { chain, pool, close } = await openChainStack(dir, NETWORKS.regtest);
   try {
-    const chain = await Chain.open(store, NETWORKS.regtest);
     const minerKey = generateSecretKey();
     const minerPub = publicKeyOf(minerKey);
-    const miner = new Miner(chain, addressOf(minerPub));
+    const miner = new Miner(chainWork(chain, pool), addressOf(minerPub));
     await miner.mineBlocks(2);
     const carriers = Math.max(1, Math.floor((blocks - 2) / 10));
     const perCarrier = Math.ceil(records / carriers);
@@ -52,7 +50,7 @@ export async function buildChain(dir: string, blocks: number, records: number): 
     while (chain.tip.height < blocks) {
       if ((chain.tip.height + 1) % 10 === 0 && made < records) {
         for (let i = 0; i < perCarrier && made < records; i++, made++) {
-          await chain.submitRecord(
+          pool.add(
             i % 2 === 0 ? nameCommit() : signRecord<Transfer>('regtest', minerKey, { kind: Kind.Transfer, pubkey: minerPub, to: randomBytes(20), amount: 1000, fee: 1, nonce: nonce++ }),
           );
         }
@@ -60,7 +58,7 @@ export async function buildChain(dir: string, blocks: number, records: number): 
       await miner.mineBlocks(1);
     }
   } finally {
-    await store.close();
+    await close();
   }
 }
 
@@ -113,7 +111,7 @@ export async function benchSync(o: SyncBenchOptions): Promise<Row[]> {
     const c = await DotsNode.start({ ...defaultConfig('regtest'), datadir: join(root, 'c'), apiPort: 0, p2pPort: 0, sipPort: 0, bootstrap: [b.p2p] }, log);
     inProcess.push(c);
     const waiting = new Map<string, () => void>();
-    c.chain.on('record', (r) => waiting.get(toHex(r.id))?.());
+    c.pool.on('record', (r) => waiting.get(toHex(r.id))?.());
     // Wait until the line carries gossip end to end (meshes form within a heartbeat).
     for (;;) {
       const probe = nameCommit();

@@ -1,34 +1,26 @@
-// The chain: block index, most-work fork choice, reorganisation through undo data, the orphan
-// pool, and the pending-record pool kept consistent with the tip. All mutations run one at a
-// time through a queue, and each tip change is one atomic store batch (see core/store.ts): a
-// block on the tip goes into the store with its connection in one write (writes bound sync
-// speed), and processBlocks connects a run of them with one write.
+// The chain: the block index, most-work fork choice and reorganisation through undo data. Blocks
+// whose parent is unknown wait in the orphan pool (orphans.ts); signatures may be checked ahead
+// on worker threads by the verifier the chain owns (sigpool.ts). All mutations run one at a time
+// through a queue, and each tip change is one atomic store batch (core/store.ts): a block on the
+// tip goes into the store with its connection in one write (writes bound sync speed), and
+// processBlocks connects a run of them with one write.
+//
+// What the chain does not do: keep pending records (core/mempool.ts, which the node keeps in
+// step with the 'tip' event), build block templates (mining/template.ts), or spell store keys
+// (core/layout.ts, used by core/store.ts alone).
 import { EventEmitter } from 'node:events';
-import { ValidationError } from '../core/errors.ts';
-import { toHex, fromHex, hashToHex, hexToHash, bytesEqual } from '../core/hash.ts';
-import { encode, decode, asArray, asBytes, asUint } from '../core/encoding.ts';
-import { decodeBlock, encodeBlock, makeBlock, type Block, type Header } from '../core/block.ts';
-import { decodeHeader } from '../core/block.ts';
-import { merkleRoot, inclusionProof } from '../core/merkle.ts';
-import { Kind, makeRec, type Rec } from '../core/records.ts';
-import {
-  ChainState,
-  StateView,
-  applyBlockRecords,
-  commitTo,
-  decodeEntry,
-  decodeUndo,
-  encodeEntry,
-  encodeUndo,
-  type ApplyContext,
-} from '../core/state.ts';
-import { Mempool } from '../core/mempool.ts';
+import { ValidationError, UserError } from '../core/errors.ts';
+import { hashToHex, hexToHash, bytesEqual } from '../core/hash.ts';
+import { decodeBlock, decodeHeader, type Block, type Header } from '../core/block.ts';
+import { silentLogger, type Logger } from '../core/log.ts';
+import { ChainState, StateView, applyBlockRecords, commitTo, type ApplyContext } from '../core/state.ts';
 import { SigCache } from '../core/sig.ts';
-import { Store, decodeIndexEntry, encodeIndexEntry, encodeMeta, decodeMeta, type BlockStatus, type Op } from '../core/store.ts';
-import { UserError } from '../core/errors.ts';
+import type { Store, BlockStatus, StoreBatch } from '../core/store.ts';
 import { workFromBits } from './pow.ts';
-import { checkBlockSanity, checkHeaderContext, medianOf, nextBits, type Anchor, type ParentInfo } from './validate.ts';
+import { checkBlockSanity, checkHeaderContext, medianOf, type Anchor, type ParentInfo } from './validate.ts';
 import { genesisBlock } from './genesis.ts';
+import { OrphanPool } from './orphans.ts';
+import { MAIN_THREAD_VERIFIER, SigPool, type SignatureVerifier } from './sigpool.ts';
 import type { NetworkParams } from './params.ts';
 
 export interface IndexEntry {
@@ -51,21 +43,27 @@ export type ProcessResult =
 
 export interface TipChange {
   tip: IndexEntry;
+  /** blocks that joined the main chain, oldest first */
   connected: IndexEntry[];
+  /** their bodies, in the same order */
+  connectedBlocks: Block[];
+  /** blocks that left the main chain, newest first (the order they were disconnected in) */
   disconnected: IndexEntry[];
+  /** their bodies, in the same order */
+  disconnectedBlocks: Block[];
 }
 
 export interface ChainOptions {
   /** clock in unix seconds; injectable so tests can check the future-time rule */
   now?: () => number;
   maxOrphans?: number;
-}
-
-export interface Template {
-  header: Header;
-  records: Rec[];
-  height: number;
-  fees: number;
+  /**
+   * worker threads that check block signatures ahead of processBlock (chain.preverify); 0 or
+   * absent checks them on the main thread inside processBlock
+   */
+  sigWorkers?: number;
+  /** where the verifier reports that its workers failed (it then leaves the checks to the main thread) */
+  log?: Logger;
 }
 
 const MTP_SPAN = 11;
@@ -76,19 +74,17 @@ interface RunItem {
   block: Block;
 }
 
-export class Chain extends EventEmitter<{ tip: [TipChange]; record: [Rec] }> {
+export class Chain extends EventEmitter<{ tip: [TipChange] }> {
   readonly index = new Map<string, IndexEntry>();
   readonly main: IndexEntry[] = [];
   readonly state = new ChainState();
+  /** ids of records whose signatures were verified: shared with the pending pool and the verifier */
   readonly sigs = new SigCache();
-  readonly pool: Mempool;
-  private readonly orphans = new Map<string, Block>();
-  /** orphan hashes by the hash of their missing parent, so connecting a block finds its waiting children without a scan */
-  private readonly orphansByParent = new Map<string, Set<string>>();
+  private readonly verifier: SignatureVerifier;
+  private readonly orphans: OrphanPool;
   private readonly blockCache = new Map<string, Block>();
   private queue: Promise<unknown> = Promise.resolve();
   private readonly now: () => number;
-  private readonly maxOrphans: number;
   readonly anchor: Anchor;
   tip!: IndexEntry;
 
@@ -99,15 +95,35 @@ export class Chain extends EventEmitter<{ tip: [TipChange]; record: [Rec] }> {
   ) {
     super();
     this.now = opts.now ?? ((): number => Math.floor(Date.now() / 1000));
-    this.maxOrphans = opts.maxOrphans ?? 256;
-    this.pool = new Mempool(params.name, this.sigs);
+    this.orphans = new OrphanPool(opts.maxOrphans ?? 256);
+    const workers = opts.sigWorkers ?? 0;
+    this.verifier = workers > 0 ? new SigPool(params.name, this.sigs, opts.log ?? silentLogger, workers) : MAIN_THREAD_VERIFIER;
     this.anchor = { height: 0, parentTime: params.genesis.time - params.idealBlockTime, bits: params.powLimitBits };
   }
 
   static async open(store: Store, params: NetworkParams, opts: ChainOptions = {}): Promise<Chain> {
     const c = new Chain(store, params, opts);
-    await c.load();
+    try {
+      await c.load();
+    } catch (e) {
+      await c.close();
+      throw e;
+    }
     return c;
+  }
+
+  /** Stops the signature workers (the store is the caller's to close). */
+  async close(): Promise<void> {
+    await this.verifier.close();
+  }
+
+  /**
+   * Checks a block's signatures ahead of processBlock on the verifier's workers, so a syncing node
+   * verifies later blocks while it connects earlier ones. Optional: processBlock checks whatever
+   * this did not.
+   */
+  preverify(block: Block): Promise<void> {
+    return this.verifier.preverify(block);
   }
 
   get genesis(): IndexEntry {
@@ -117,47 +133,29 @@ export class Chain extends EventEmitter<{ tip: [TipChange]; record: [Rec] }> {
   private async load(): Promise<void> {
     const g = genesisBlock(this.params);
     const gHex = hashToHex(g.hash);
-    const meta = await this.store.get('V');
+    const meta = await this.store.meta();
     if (meta === undefined) {
       const gEntry: IndexEntry = { hash: g.hash, hex: gHex, header: g.header, headerBytes: g.headerBytes, height: 0, work: workFromBits(g.header.bits), status: 'valid', prev: null };
-      await this.store.write([
-        { type: 'put', key: 'B' + gHex, value: encodeBlock(g) },
-        { type: 'put', key: 'H' + gHex, value: this.encodeEntry(gEntry) },
-        { type: 'put', key: 'U' + gHex, value: encodeUndo([]) },
-        { type: 'put', key: 'R' + toHex(g.records[0].id), value: encode([g.hash, 0]) },
-        { type: 'put', key: 'T', value: fromHex(gHex) },
-        { type: 'put', key: 'V', value: encodeMeta(this.params.name, gHex) },
-      ]);
-    } else {
-      const m = decodeMeta(meta);
-      if (m.network !== this.params.name || m.genesis !== gHex) {
-        throw new UserError(`data directory ${this.store.path} holds the ${m.network} chain (genesis ${m.genesis.slice(0, 16)}...), not ${this.params.name}: pass another --datadir`);
-      }
+      const batch = this.store.batch().putBlock(gHex, g);
+      this.putIndex(batch, gEntry);
+      await batch.putUndo(gHex, []).putRecords(g).putTip(gHex).putMeta(this.params.name, gHex).write();
+    } else if (meta.network !== this.params.name || meta.genesis !== gHex) {
+      throw new UserError(`data directory ${this.store.path} holds the ${meta.network} chain (genesis ${meta.genesis.slice(0, 16)}...), not ${this.params.name}: pass another --datadir`);
     }
     // Index: every stored header, linked to its parent.
-    const raw = new Map<string, ReturnType<typeof decodeIndexEntry>>();
-    for await (const [k, v] of this.store.range('H')) raw.set(k.slice(1), decodeIndexEntry(v));
-    const link = (hex: string): IndexEntry | null => {
-      const existing = this.index.get(hex);
-      if (existing !== undefined) return existing;
-      const r = raw.get(hex);
-      if (r === undefined) return null;
-      const header = decodeHeader(r.header);
-      const entry: IndexEntry = { hash: hexToHash(hex), hex, header, headerBytes: r.header, height: r.height, work: r.work, status: r.status, prev: null };
-      this.index.set(hex, entry);
-      return entry;
-    };
-    for (const hex of raw.keys()) link(hex);
+    for await (const [hex, r] of this.store.indexEntries()) {
+      this.index.set(hex, { hash: hexToHash(hex), hex, header: decodeHeader(r.header), headerBytes: r.header, height: r.height, work: r.work, status: r.status, prev: null });
+    }
     for (const e of this.index.values()) if (e.height > 0) e.prev = this.index.get(hashToHex(e.header.prev)) ?? null;
-    const tipBytes = await this.store.get('T');
-    const tip = tipBytes === undefined ? undefined : this.index.get(toHex(tipBytes));
+    const tipHex = await this.store.tip();
+    const tip = tipHex === undefined ? undefined : this.index.get(tipHex);
     if (tip === undefined) throw new UserError(`data directory ${this.store.path} is damaged: no chain tip`);
     this.setMain(tip);
-    for await (const [k, v] of this.store.range('S')) this.state.map.set(k.slice(1), decodeEntry(k.slice(1), v));
+    for await (const [k, e] of this.store.stateEntries()) this.state.map.set(k, e);
   }
 
-  private encodeEntry(e: IndexEntry): Uint8Array {
-    return encodeIndexEntry({ header: e.headerBytes, height: e.height, work: e.work, status: e.status });
+  private putIndex(batch: StoreBatch, e: IndexEntry): StoreBatch {
+    return batch.putIndex(e.hex, { header: e.headerBytes, height: e.height, work: e.work, status: e.status });
   }
 
   private setMain(tip: IndexEntry): void {
@@ -202,14 +200,6 @@ export class Chain extends EventEmitter<{ tip: [TipChange]; record: [Rec] }> {
    */
   processBlocks(blocks: readonly Block[]): Promise<ProcessResult[]> {
     return this.serial(() => this.acceptMany(blocks));
-  }
-
-  /** Validates a record against the tip and adds it to the pending pool (throws ValidationError). */
-  submitRecord(rec: Rec): Promise<void> {
-    return this.serial(async () => {
-      this.pool.add(rec, this.state, this.nextContext());
-      this.emit('record', rec);
-    });
   }
 
   private invalid(hex: string, e: ValidationError): ProcessResult {
@@ -257,7 +247,7 @@ export class Chain extends EventEmitter<{ tip: [TipChange]; record: [Rec] }> {
     const prevHex = hashToHex(block.header.prev);
     const parent = this.index.get(prevHex);
     if (parent === undefined) {
-      this.addOrphan(hex, prevHex, block);
+      this.orphans.add(hex, block);
       return { status: 'orphan', hex, code: 'unknown-parent', message: `parent ${prevHex} is unknown` };
     }
     if (parent.status === 'invalid') return { status: 'invalid', hex, code: 'bad-parent', message: 'block builds on an invalid block' };
@@ -272,10 +262,7 @@ export class Chain extends EventEmitter<{ tip: [TipChange]; record: [Rec] }> {
     // adopts the orphans waiting for it).
     if (parent === this.tip) return (await this.extendTip([{ entry, block }]))[0];
 
-    await this.store.write([
-      { type: 'put', key: 'B' + hex, value: encodeBlock(block) },
-      { type: 'put', key: 'H' + hex, value: this.encodeEntry(entry) },
-    ]);
+    await this.putIndex(this.store.batch().putBlock(hex, block), entry).write();
     this.index.set(hex, entry);
     this.cacheBlock(hex, block);
     let result: ProcessResult = { status: 'side', hex, height: entry.height };
@@ -333,7 +320,7 @@ export class Chain extends EventEmitter<{ tip: [TipChange]; record: [Rec] }> {
    */
   private async extendTip(run: RunItem[]): Promise<ProcessResult[]> {
     const view = new StateView(this.state);
-    const ops: Op[] = [];
+    const batch = this.store.batch();
     const results: ProcessResult[] = [];
     const connected: RunItem[] = [];
     let failed: RunItem | null = null;
@@ -347,29 +334,21 @@ export class Chain extends EventEmitter<{ tip: [TipChange]; record: [Rec] }> {
         if (!(err instanceof ValidationError)) throw err;
         failed = item;
         entry.status = 'invalid';
-        ops.push({ type: 'put', key: 'B' + entry.hex, value: encodeBlock(block) }, { type: 'put', key: 'H' + entry.hex, value: this.encodeEntry(entry) });
+        this.putIndex(batch.putBlock(entry.hex, block), entry);
         results.push(this.invalid(entry.hex, err));
         break;
       }
       entry.status = 'valid';
-      ops.push(
-        { type: 'put', key: 'B' + entry.hex, value: encodeBlock(block) },
-        { type: 'put', key: 'H' + entry.hex, value: this.encodeEntry(entry) },
-        { type: 'put', key: 'U' + entry.hex, value: encodeUndo(child.list()) },
-      );
-      const records = block.records;
-      for (let i = 0; i < records.length; i++) ops.push({ type: 'put', key: 'R' + toHex(records[i].id), value: encode([entry.hash, i]) });
+      this.putIndex(batch.putBlock(entry.hex, block), entry).putUndo(entry.hex, child.list()).putRecords(block);
       if (child !== view) view.merge(child);
       connected.push(item);
       results.push({ status: 'connected', hex: entry.hex, height: entry.height, disconnected: 0 });
     }
     const changes = connected.length > 0 ? view.list() : [];
-    for (const c of changes) {
-      ops.push(c.after === undefined ? { type: 'del', key: 'S' + c.key } : { type: 'put', key: 'S' + c.key, value: encodeEntry(c.after) });
-    }
+    batch.putState(changes);
     const last = connected.length > 0 ? connected[connected.length - 1].entry : null;
-    if (last !== null) ops.push({ type: 'put', key: 'T', value: fromHex(last.hex) });
-    await this.store.write(ops);
+    if (last !== null) batch.putTip(last.hex);
+    await batch.write();
 
     for (const { entry, block } of connected) {
       this.index.set(entry.hex, entry);
@@ -383,10 +362,7 @@ export class Chain extends EventEmitter<{ tip: [TipChange]; record: [Rec] }> {
       commitTo(this.state, changes);
       this.setMain(last);
       this.lastDisconnected = 0;
-      // Pool: mined records leave it; what is left is checked once against the new tip.
-      for (const { block } of connected) for (const r of block.records) this.pool.remove(toHex(r.id));
-      this.pool.revalidate(this.state, this.nextContext());
-      this.emit('tip', { tip: last, connected: connected.map((c) => c.entry), disconnected: [] });
+      this.emit('tip', { tip: last, connected: connected.map((c) => c.entry), connectedBlocks: connected.map((c) => c.block), disconnected: [], disconnectedBlocks: [] });
     }
     for (const { entry } of connected) await this.adoptOrphans(entry.hex);
     if (failed !== null) await this.adoptOrphans(failed.entry.hex);
@@ -395,41 +371,8 @@ export class Chain extends EventEmitter<{ tip: [TipChange]; record: [Rec] }> {
 
   private lastDisconnected = 0;
 
-  private addOrphan(hex: string, prevHex: string, block: Block): void {
-    if (this.orphans.size >= this.maxOrphans) {
-      // Oldest out first: an attacker filling the pool only evicts its own junk over time.
-      const oldest = this.orphans.keys().next().value as string;
-      this.dropOrphan(oldest);
-    }
-    this.orphans.set(hex, block);
-    let siblings = this.orphansByParent.get(prevHex);
-    if (siblings === undefined) this.orphansByParent.set(prevHex, (siblings = new Set()));
-    siblings.add(hex);
-  }
-
-  private dropOrphan(hex: string): Block | undefined {
-    const b = this.orphans.get(hex);
-    if (b === undefined) return undefined;
-    this.orphans.delete(hex);
-    const prevHex = hashToHex(b.header.prev);
-    const siblings = this.orphansByParent.get(prevHex);
-    siblings?.delete(hex);
-    if (siblings?.size === 0) this.orphansByParent.delete(prevHex);
-    return b;
-  }
-
-  /** Hashes of orphans, for asking peers for their missing parents. */
-  orphanParents(): string[] {
-    return [...this.orphansByParent.keys()].filter((h) => !this.index.has(h) && !this.orphans.has(h));
-  }
-
   private async adoptOrphans(parentHex: string): Promise<void> {
-    const children = this.orphansByParent.get(parentHex);
-    if (children === undefined) return;
-    for (const hex of [...children]) {
-      const b = this.dropOrphan(hex);
-      if (b !== undefined) await this.accept(b);
-    }
+    for (const b of this.orphans.takeChildren(parentHex)) await this.accept(b);
   }
 
   private cacheBlock(hex: string, b: Block): void {
@@ -440,7 +383,7 @@ export class Chain extends EventEmitter<{ tip: [TipChange]; record: [Rec] }> {
   async getBlock(hex: string): Promise<Block | undefined> {
     const c = this.blockCache.get(hex);
     if (c !== undefined) return c;
-    const bytes = await this.store.get('B' + hex);
+    const bytes = await this.store.blockBytes(hex);
     if (bytes === undefined) return undefined;
     const b = decodeBlock(bytes, Number.MAX_SAFE_INTEGER);
     this.cacheBlock(hex, b);
@@ -448,7 +391,7 @@ export class Chain extends EventEmitter<{ tip: [TipChange]; record: [Rec] }> {
   }
 
   async getBlockBytes(hex: string): Promise<Uint8Array | undefined> {
-    return this.store.get('B' + hex);
+    return this.store.blockBytes(hex);
   }
 
   /**
@@ -469,19 +412,17 @@ export class Chain extends EventEmitter<{ tip: [TipChange]; record: [Rec] }> {
     branch.reverse();
 
     const view = new StateView(this.state);
-    const ops: Op[] = [];
-    const returned: Rec[] = [];
+    const batch = this.store.batch();
     const disconnected: IndexEntry[] = [];
+    const disconnectedBlocks: Block[] = [];
     for (let e = oldTip; e !== fork; e = e.prev as IndexEntry) {
-      const undoBytes = await this.store.get('U' + e.hex);
+      const undo = await this.store.undo(e.hex);
       const block = await this.getBlock(e.hex);
-      if (undoBytes === undefined || block === undefined) throw new Error(`store is missing undo data or body of main-chain block ${e.hex}`);
-      const undo = decodeUndo(undoBytes);
+      if (undo === undefined || block === undefined) throw new Error(`store is missing undo data or body of main-chain block ${e.hex}`);
       for (let i = undo.length - 1; i >= 0; i--) view.set(undo[i].key, undo[i].before);
-      for (const r of block.records) ops.push({ type: 'del', key: 'R' + toHex(r.id) });
-      for (let i = block.records.length - 1; i >= 1; i--) returned.unshift(block.records[i]);
-      ops.push({ type: 'del', key: 'U' + e.hex });
+      batch.delRecords(block).delUndo(e.hex);
       disconnected.push(e);
+      disconnectedBlocks.push(block);
     }
 
     let last = fork;
@@ -498,101 +439,45 @@ export class Chain extends EventEmitter<{ tip: [TipChange]; record: [Rec] }> {
         failure = { entry: e, error: err };
         break;
       }
-      ops.push({ type: 'put', key: 'U' + e.hex, value: encodeUndo(child.list()) });
-      block.records.forEach((r, i) => ops.push({ type: 'put', key: 'R' + toHex(r.id), value: encode([e.hash, i]) }));
+      batch.putUndo(e.hex, child.list()).putRecords(block);
       view.merge(child);
       connected.push({ entry: e, block });
       last = e;
     }
 
-    const invalidOps: Op[] = [];
-    if (failure !== null) {
-      // The failed block and everything built on it in this branch are invalid for good.
-      for (const e of branch.slice(branch.indexOf(failure.entry))) {
-        e.status = 'invalid';
-        invalidOps.push({ type: 'put', key: 'H' + e.hex, value: this.encodeEntry(e) });
-      }
-    }
+    // The failed block and everything built on it in this branch are invalid for good.
+    const invalid = failure === null ? [] : branch.slice(branch.indexOf(failure.entry));
+    for (const e of invalid) e.status = 'invalid';
     if (last.work <= oldTip.work) {
-      await this.store.write(invalidOps);
+      const marks = this.store.batch();
+      for (const e of invalid) this.putIndex(marks, e);
+      await marks.write();
       return failure;
     }
 
-    for (const c of view.list()) {
-      ops.push(c.after === undefined ? { type: 'del', key: 'S' + c.key } : { type: 'put', key: 'S' + c.key, value: encodeEntry(c.after) });
-    }
+    batch.putState(view.list());
     for (const { entry } of connected) {
       if (entry.status !== 'valid') {
         entry.status = 'valid';
-        ops.push({ type: 'put', key: 'H' + entry.hex, value: this.encodeEntry(entry) });
+        this.putIndex(batch, entry);
       }
     }
-    ops.push({ type: 'put', key: 'T', value: fromHex(last.hex) }, ...invalidOps);
-    await this.store.write(ops);
+    batch.putTip(last.hex);
+    for (const e of invalid) this.putIndex(batch, e);
+    await batch.write();
 
     commitTo(this.state, view.list());
     this.setMain(last);
     this.lastDisconnected = disconnected.length;
-
-    // Pool: mined records leave it, records of disconnected blocks come back if still valid.
-    for (const { block } of connected) for (const r of block.records) this.pool.remove(toHex(r.id));
-    const ctx = this.nextContext();
-    this.pool.revalidate(this.state, ctx);
-    for (const r of returned) {
-      const hex = toHex(r.id);
-      // A record the new branch also confirmed fails its own replay rule (nonce, sequence, commitment) here.
-      if (this.pool.has(hex)) continue;
-      try {
-        this.pool.add(r, this.state, ctx);
-      } catch (err) {
-        if (!(err instanceof ValidationError)) throw err;
-      }
-    }
-    this.emit('tip', { tip: last, connected: connected.map((c) => c.entry), disconnected });
+    this.emit('tip', { tip: last, connected: connected.map((c) => c.entry), connectedBlocks: connected.map((c) => c.block), disconnected, disconnectedBlocks });
     return failure;
   }
 
-  /** Where a record is confirmed on the main chain, with its Merkle inclusion proof. */
-  async findRecord(idHex: string): Promise<{ rec: Rec; entry: IndexEntry; index: number; proof: Uint8Array[]; root: Uint8Array; count: number } | undefined> {
-    const loc = await this.store.get('R' + idHex);
-    if (loc === undefined) return undefined;
-    const a = asArray(decode(loc), 2, 'record location');
-    const entry = this.index.get(hashToHex(asBytes(a[0], 'block')));
-    const index = asUint(a[1], 'index');
-    if (entry === undefined) return undefined;
-    const block = await this.getBlock(entry.hex);
-    if (block === undefined) return undefined;
-    const ids = block.records.map((r) => r.id);
-    return { rec: block.records[index], entry, index, proof: inclusionProof(ids, index), root: block.header.merkleRoot, count: ids.length };
-  }
-
-  /** A block template on the tip: coinbase paying `rewardAddress`, then pending records. */
-  template(rewardAddress: Uint8Array, extraNonce: Uint8Array): Template {
-    const parent = this.tip;
-    const ctx = this.nextContext();
-    const { recs, fees } = this.pool.select(this.state, ctx, this.params.maxBlockBytes - 512, this.params.maxBlockRecords - 1);
-    const coinbase = makeRec({
-      kind: Kind.Coinbase,
-      height: ctx.height,
-      rewardAddress,
-      amount: this.params.subsidy(ctx.height) + fees,
-      extraNonce,
-      note: '',
-    });
-    const records = [coinbase, ...recs];
-    const header: Header = {
-      version: 1,
-      prev: parent.hash,
-      merkleRoot: merkleRoot(records.map((r) => r.id)),
-      time: ctx.time,
-      bits: nextBits(this.params, this.anchor, { height: parent.height, time: parent.header.time }),
-      nonce: 0,
-    };
-    return { header, records, height: ctx.height, fees };
-  }
-
-  makeBlock(t: Template, nonce: number): Block {
-    return makeBlock({ ...t.header, nonce }, t.records);
+  /** The main-chain block holding a record, and the record's position in it. */
+  async locateRecord(idHex: string): Promise<{ entry: IndexEntry; index: number } | undefined> {
+    const loc = await this.store.recordLocation(idHex);
+    const entry = loc === undefined ? undefined : this.index.get(loc.block);
+    return entry === undefined || loc === undefined ? undefined : { entry, index: loc.index };
   }
 
   byHeight(h: number): IndexEntry | undefined {

@@ -1,9 +1,10 @@
-// Block signature checks on worker threads. Signature verification is most of the cost of
-// validating a block full of records (OpenSSL verify is ~4,000/s per core here, against ~6,000
-// records/s for everything else processBlock does), so sync hands each block's records to a pool
-// of workers as soon as the block arrives and connects blocks on the main thread while later ones
-// are verified: both cores work. Results only ever add to the chain's signature cache, which
-// processBlock consults; a record a worker did not vouch for is verified again on the main thread.
+// Block signature checks on worker threads, the chain's SignatureVerifier (the chain owns it and
+// closes it; see consensus/chain.ts). Signature verification is most of the cost of validating a
+// block full of records (OpenSSL verify is ~4,000/s per core here, against ~6,000 records/s for
+// everything else processBlock does), so sync hands each block to chain.preverify as soon as it
+// arrives and connects blocks on the main thread while later ones are verified: both cores work.
+// Results only ever add to the chain's signature cache, which processBlock consults; a record a
+// worker did not vouch for is verified again on the main thread.
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
@@ -17,7 +18,22 @@ const MIN_RECORDS = 16;
 /** Records per task: big blocks are split so every worker gets a share. */
 const CHUNK = 256;
 
-export class SigPool {
+/**
+ * Checks a block's record signatures ahead of processBlock, adding the good ones to the chain's
+ * signature cache. It never rejects anything: what it did not vouch for, processBlock checks.
+ */
+export interface SignatureVerifier {
+  preverify(block: Block): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** No workers: processBlock checks every signature on the main thread. */
+export const MAIN_THREAD_VERIFIER: SignatureVerifier = {
+  preverify: () => Promise.resolve(),
+  close: () => Promise.resolve(),
+};
+
+export class SigPool implements SignatureVerifier {
   private readonly pool: Piscina;
   private broken = false;
 

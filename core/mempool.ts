@@ -2,12 +2,25 @@
 // source of block templates. Each record is checked alone against the tip state, so two
 // conflicting bindings for one name are both kept; the template takes them in arrival order
 // and whichever the chain confirms first settles the conflict (the other then drops out).
+//
+// The pool reads the chain through PoolChain (the tip's state and the next block's context) and
+// follows it through update(), which the node calls on every tip change: the chain knows nothing
+// of the pool. add() and update() are synchronous, and the chain swaps its state and tip in one
+// step after each store write, so a record is always checked against one whole tip.
+import { EventEmitter } from 'node:events';
 import { ValidationError } from './errors.ts';
 import { toHex } from './hash.ts';
 import { Kind, checkRecordSignature, type Rec, type Binding } from './records.ts';
 import { StateView, applyRecord, getAccount, keys, newTally, type ApplyContext, type StateReader } from './state.ts';
 import { addressOf } from './address.ts';
 import type { SigCache } from './sig.ts';
+import type { Block } from './block.ts';
+
+/** What the pool reads of the chain: the tip's state, and the context a next block would have. */
+export interface PoolChain {
+  readonly state: StateReader;
+  nextContext(): ApplyContext;
+}
 
 export interface PoolEntry {
   rec: Rec;
@@ -15,16 +28,19 @@ export interface PoolEntry {
   added: number;
 }
 
-export class Mempool {
+export class Mempool extends EventEmitter<{ record: [Rec] }> {
   private readonly entries = new Map<string, PoolEntry>();
   /** bumped on every change, so a miner knows when its template is stale */
   version = 0;
 
   constructor(
+    private readonly chain: PoolChain,
     private readonly network: string,
     private readonly sigs: SigCache,
     readonly maxRecords = 50_000,
-  ) {}
+  ) {
+    super();
+  }
 
   get size(): number {
     return this.entries.size;
@@ -43,7 +59,7 @@ export class Mempool {
   }
 
   /** Checks a record against the state it would be mined on; throws ValidationError with the reason. */
-  check(rec: Rec, state: StateReader, ctx: ApplyContext): void {
+  private check(rec: Rec, state: StateReader, ctx: ApplyContext): void {
     const b = rec.body;
     if (b.kind === Kind.Coinbase) throw new ValidationError('bad-coinbase-position', 'a coinbase cannot be pending');
     if (!this.sigs.has(rec.id)) {
@@ -76,7 +92,42 @@ export class Mempool {
     else this.senders.set(k, s);
   }
 
-  add(rec: Rec, state: StateReader, ctx: ApplyContext): void {
+  /**
+   * A record from outside (a peer, the API, this node's own services): checked against the tip,
+   * added, and announced with a 'record' event. Throws ValidationError with the reason.
+   */
+  add(rec: Rec): void {
+    this.insert(rec, this.chain.state, this.chain.nextContext());
+    this.emit('record', rec);
+  }
+
+  /**
+   * The tip moved: records mined in the connected blocks leave the pool, the rest are checked
+   * again, and records of disconnected blocks come back if they still apply (a transfer of money
+   * that no longer exists does not). Blocks in TipChange order: connected oldest first,
+   * disconnected newest first.
+   */
+  update(connected: readonly Block[], disconnected: readonly Block[]): void {
+    for (const b of connected) for (const r of b.records) this.remove(toHex(r.id));
+    const state = this.chain.state;
+    const ctx = this.chain.nextContext();
+    this.revalidate(state, ctx);
+    // oldest first, so a sender's transfers come back in nonce order
+    for (let i = disconnected.length - 1; i >= 0; i--) {
+      const records = disconnected[i].records;
+      for (let j = 1; j < records.length; j++) {
+        // A record the new branch also confirmed fails its own replay rule (nonce, sequence, commitment) here.
+        if (this.entries.has(toHex(records[j].id))) continue;
+        try {
+          this.insert(records[j], state, ctx);
+        } catch (err) {
+          if (!(err instanceof ValidationError)) throw err;
+        }
+      }
+    }
+  }
+
+  private insert(rec: Rec, state: StateReader, ctx: ApplyContext): void {
     const hex = toHex(rec.id);
     if (this.entries.has(hex)) throw new ValidationError('already-pending', 'record is already pending');
     this.check(rec, state, ctx);
@@ -96,7 +147,7 @@ export class Mempool {
   }
 
   /** After the tip moved: drop what no longer applies on its own; returns what was dropped. */
-  revalidate(state: StateReader, ctx: ApplyContext): Rec[] {
+  private revalidate(state: StateReader, ctx: ApplyContext): Rec[] {
     const dropped: Rec[] = [];
     // Transfers are checked cumulatively (nonce chains), everything else on its own.
     const transfers = new StateView(state);

@@ -68,10 +68,13 @@ export interface ReceiptEntry {
 }
 export type Entry = NameEntry | BindingEntry | NodeEntry | AccountEntry | CommitEntry | ReceiptEntry;
 
+const BINDING_PREFIX = 'b:';
+const NODE_PREFIX = 'd:';
+
 export const keys = {
   name: (name: string): string => `n:${name}`,
-  binding: (name: string): string => `b:${name}`,
-  node: (id: Uint8Array): string => `d:${toHex(id)}`,
+  binding: (name: string): string => BINDING_PREFIX + name,
+  node: (id: Uint8Array): string => NODE_PREFIX + toHex(id),
   account: (addr: Uint8Array): string => `a:${toHex(addr)}`,
   commit: (c: Uint8Array): string => `c:${toHex(c)}`,
   receipt: (callId: Uint8Array): string => `r:${toHex(callId)}`,
@@ -185,7 +188,7 @@ export class StateView implements StateReader {
   }
 }
 
-export function commitTo(state: ChainState, changes: Change[]): void {
+export function commitTo(state: ChainState, changes: readonly Change[]): void {
   for (const c of changes) {
     if (c.after === undefined) state.map.delete(c.key);
     else state.map.set(c.key, c.after);
@@ -193,11 +196,17 @@ export function commitTo(state: ChainState, changes: Change[]): void {
 }
 
 /** Undo data: the previous encoding of every touched key (absent keys as a one-element entry). */
-export function encodeUndo(changes: Change[]): Uint8Array {
+/** One key's value before a block touched it (undefined: the key was absent). */
+export interface UndoEntry {
+  key: string;
+  before: Entry | undefined;
+}
+
+export function encodeUndo(changes: readonly Change[]): Uint8Array {
   return encode(changes.map((c) => (c.before === undefined ? [c.key] : [c.key, encodeEntry(c.before)])));
 }
 
-export function decodeUndo(bytes: Uint8Array): Array<{ key: string; before: Entry | undefined }> {
+export function decodeUndo(bytes: Uint8Array): UndoEntry[] {
   const a = decode(bytes) as Value[][];
   return a.map((e) => {
     const key = asString(e[0], 'key', 300);
@@ -237,6 +246,16 @@ export function getNode(s: StateReader, id: Uint8Array): NodeEntry | undefined {
 }
 export function getAccount(s: StateReader, addr: Uint8Array): AccountEntry {
   return (s.get(keys.account(addr)) as AccountEntry | undefined) ?? { t: 'account', balance: 0, nonce: 0 };
+}
+
+/** Every announced node, in no particular order. */
+export function* allNodes(s: ChainState): Generator<NodeEntry> {
+  for (const [k, e] of s.map) if (k.startsWith(NODE_PREFIX)) yield e as NodeEntry;
+}
+
+/** Every current binding with the name it binds, in no particular order. */
+export function* allBindings(s: ChainState): Generator<[string, BindingEntry]> {
+  for (const [k, e] of s.map) if (k.startsWith(BINDING_PREFIX)) yield [k.slice(BINDING_PREFIX.length), e as BindingEntry];
 }
 
 function credit(v: StateView, addr: Uint8Array, amount: number): void {

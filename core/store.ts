@@ -1,14 +1,18 @@
-// Persistent storage on LevelDB (classic-level). Key space, all string keys with one-letter prefixes:
-//   B<hash>  block bytes            H<hash>  index entry [header, height, work hex, status]
-//   U<hash>  undo data              S<key>   state entry (see state.ts keys)
-//   R<id>    [block hash, position] for records on the main chain
-//   T        main-chain tip hash    V        [store version, network, genesis hash]
-// A connected block (or a run of them, or a whole reorganisation) is one atomic batch of all of
-// these, a block on the tip together with its own B and H entries, so a process killed at any
-// moment leaves either the old tip with its state or the new one.
+// Persistent storage on LevelDB (classic-level): the chain's only way to disk. Keys come from
+// core/layout.ts; values are encoded here, so callers deal in blocks, index entries, state
+// changes and undo data, never in key strings or bytes.
+//
+// Writes go through a StoreBatch: a connected block (or a run of them, or a whole
+// reorganisation) is one atomic batch of its body, index entry, undo data, record locations,
+// state changes and the tip pointer, so a process killed at any moment leaves either the old tip
+// with its state or the new one.
 import { ClassicLevel } from 'classic-level';
 import { UserError } from './errors.ts';
 import { encode, decode, asArray, asUint, asString, asBytes } from './encoding.ts';
+import { encodeBlock, type Block } from './block.ts';
+import { decodeEntry, decodeUndo, encodeEntry, encodeUndo, type Change, type Entry, type UndoEntry } from './state.ts';
+import { fromHex, hashToHex, toHex } from './hash.ts';
+import { layout } from './layout.ts';
 
 export const STORE_VERSION = 1;
 
@@ -19,6 +23,20 @@ export interface StoredIndexEntry {
   height: number;
   work: bigint;
   status: BlockStatus;
+}
+
+export interface StoreMeta {
+  version: number;
+  network: string;
+  genesis: string;
+}
+
+/** Where a record sits on the main chain. */
+export interface RecordLocation {
+  /** block hash, display hex */
+  block: string;
+  /** position of the record in the block */
+  index: number;
 }
 
 export type Op = { type: 'put'; key: string; value: Uint8Array } | { type: 'del'; key: string };
@@ -46,40 +64,136 @@ export class Store {
     await this.db.close();
   }
 
-  async get(key: string): Promise<Uint8Array | undefined> {
-    return this.db.get(key);
+  /** A batch of writes, applied atomically by its write(). */
+  batch(): StoreBatch {
+    return new StoreBatch(this);
   }
 
-  async getMany(keys: string[]): Promise<Array<Uint8Array | undefined>> {
-    return this.db.getMany(keys);
-  }
-
+  /** Applies ops atomically (StoreBatch.write comes here: the one place the store is written). */
   async write(ops: Op[]): Promise<void> {
     if (ops.length > 0) await this.db.batch(ops);
   }
 
-  async *range(prefix: string): AsyncGenerator<[string, Uint8Array]> {
+  async meta(): Promise<StoreMeta | undefined> {
+    const b = await this.db.get(layout.meta);
+    if (b === undefined) return undefined;
+    const a = asArray(decode(b), 3, 'meta');
+    return { version: asUint(a[0], 'version'), network: asString(a[1], 'network', 20), genesis: asString(a[2], 'genesis', 64) };
+  }
+
+  /** The main chain's tip hash (display hex). */
+  async tip(): Promise<string | undefined> {
+    const b = await this.db.get(layout.tip);
+    return b === undefined ? undefined : toHex(b);
+  }
+
+  async blockBytes(hashHex: string): Promise<Uint8Array | undefined> {
+    return this.db.get(layout.block(hashHex));
+  }
+
+  async undo(hashHex: string): Promise<UndoEntry[] | undefined> {
+    const b = await this.db.get(layout.undo(hashHex));
+    return b === undefined ? undefined : decodeUndo(b);
+  }
+
+  async recordLocation(idHex: string): Promise<RecordLocation | undefined> {
+    const b = await this.db.get(layout.record(idHex));
+    if (b === undefined) return undefined;
+    const a = asArray(decode(b), 2, 'record location');
+    return { block: hashToHex(asBytes(a[0], 'block')), index: asUint(a[1], 'index') };
+  }
+
+  /** Every stored index entry with its block hash (display hex). */
+  async *indexEntries(): AsyncGenerator<[string, StoredIndexEntry]> {
+    for await (const [k, v] of this.scan(layout.indexPrefix)) yield [k, decodeIndexEntry(v)];
+  }
+
+  /** Every state entry with its state key. */
+  async *stateEntries(): AsyncGenerator<[string, Entry]> {
+    for await (const [k, v] of this.scan(layout.statePrefix)) yield [k, decodeEntry(k, v)];
+  }
+
+  /** Keys under a prefix, the prefix taken off. */
+  private async *scan(prefix: string): AsyncGenerator<[string, Uint8Array]> {
     // '\xff' sorts after every character our keys use after a prefix.
-    for await (const [k, v] of this.db.iterator({ gte: prefix, lt: prefix + '\xff' })) yield [k, v];
+    for await (const [k, v] of this.db.iterator({ gte: prefix, lt: prefix + '\xff' })) yield [k.slice(prefix.length), v];
   }
 }
 
-export function encodeIndexEntry(e: StoredIndexEntry): Uint8Array {
+/** Writes gathered for one atomic store write. */
+export class StoreBatch {
+  private readonly ops: Op[] = [];
+
+  constructor(private readonly store: Store) {}
+
+  get size(): number {
+    return this.ops.length;
+  }
+
+  putBlock(hashHex: string, block: Block): this {
+    this.ops.push({ type: 'put', key: layout.block(hashHex), value: encodeBlock(block) });
+    return this;
+  }
+
+  putIndex(hashHex: string, e: StoredIndexEntry): this {
+    this.ops.push({ type: 'put', key: layout.index(hashHex), value: encodeIndexEntry(e) });
+    return this;
+  }
+
+  putUndo(hashHex: string, changes: readonly Change[]): this {
+    this.ops.push({ type: 'put', key: layout.undo(hashHex), value: encodeUndo(changes) });
+    return this;
+  }
+
+  delUndo(hashHex: string): this {
+    this.ops.push({ type: 'del', key: layout.undo(hashHex) });
+    return this;
+  }
+
+  /** Where each record of a main-chain block sits. */
+  putRecords(block: Block): this {
+    const records = block.records;
+    for (let i = 0; i < records.length; i++) this.ops.push({ type: 'put', key: layout.record(toHex(records[i].id)), value: encode([block.hash, i]) });
+    return this;
+  }
+
+  /** A block left the main chain: its records are no longer located. */
+  delRecords(block: Block): this {
+    for (const r of block.records) this.ops.push({ type: 'del', key: layout.record(toHex(r.id)) });
+    return this;
+  }
+
+  /** State changes, each key put or deleted as it ends up. */
+  putState(changes: readonly Change[]): this {
+    for (const c of changes) {
+      this.ops.push(c.after === undefined ? { type: 'del', key: layout.state(c.key) } : { type: 'put', key: layout.state(c.key), value: encodeEntry(c.after) });
+    }
+    return this;
+  }
+
+  putTip(hashHex: string): this {
+    this.ops.push({ type: 'put', key: layout.tip, value: fromHex(hashHex) });
+    return this;
+  }
+
+  putMeta(network: string, genesisHex: string): this {
+    this.ops.push({ type: 'put', key: layout.meta, value: encode([STORE_VERSION, network, genesisHex]) });
+    return this;
+  }
+
+  async write(): Promise<void> {
+    await this.store.write(this.ops);
+    this.ops.length = 0;
+  }
+}
+
+function encodeIndexEntry(e: StoredIndexEntry): Uint8Array {
   return encode([e.header, e.height, e.work.toString(16), e.status]);
 }
 
-export function decodeIndexEntry(b: Uint8Array): StoredIndexEntry {
+function decodeIndexEntry(b: Uint8Array): StoredIndexEntry {
   const a = asArray(decode(b), 4, 'index entry');
   const status = asString(a[3], 'status', 10);
   if (status !== 'valid' && status !== 'invalid' && status !== 'stored') throw new Error(`bad block status ${status}`);
   return { header: asBytes(a[0], 'header', 80), height: asUint(a[1], 'height'), work: BigInt('0x' + asString(a[2], 'work', 70)), status };
-}
-
-export function encodeMeta(network: string, genesisHash: string): Uint8Array {
-  return encode([STORE_VERSION, network, genesisHash]);
-}
-
-export function decodeMeta(b: Uint8Array): { version: number; network: string; genesis: string } {
-  const a = asArray(decode(b), 3, 'meta');
-  return { version: asUint(a[0], 'version'), network: asString(a[1], 'network', 20), genesis: asString(a[2], 'genesis', 64) };
 }

@@ -14,7 +14,10 @@ import { encodeHeader } from '../core/block.ts';
 import { compactToTarget, targetToBytesLE, workFromTarget } from '../consensus/pow.ts';
 import { createHeaderScanner, type HeaderScanner } from './wasm-hasher.ts';
 import { FULL_RANGE, MinerPool, type PoolSearch } from './miner-pool.ts';
-import type { Chain, ProcessResult, Template } from '../consensus/chain.ts';
+import type { Block } from '../core/block.ts';
+import type { Mempool } from '../core/mempool.ts';
+import type { Chain, ProcessResult } from '../consensus/chain.ts';
+import { blockTemplate, templateBlock, type Template } from './template.ts';
 
 const NONCE_SPACE = 0x1_0000_0000;
 const TEMPLATE_MAX_AGE_MS = 2000;
@@ -29,6 +32,30 @@ const RATE_REPORT_MS = 30_000;
 /** the first report comes this soon after mining starts */
 const FIRST_REPORT_MS = 5_000;
 const ERROR_BACKOFF_MS = 250;
+
+/**
+ * What the miner mines on: a tip and a set of pending records that change (either makes the
+ * current template stale), the templates built on them, and where found blocks go. A chain and
+ * its pending pool provide it (chainWork); tests give the miner templates of their own.
+ */
+export interface MiningWork {
+  /** the tip: a new object whenever the tip moves */
+  tip(): object;
+  /** a number that changes whenever the pending records do */
+  version(): number;
+  template(rewardAddress: Uint8Array, extraNonce: Uint8Array): Template;
+  submit(block: Block): Promise<ProcessResult>;
+}
+
+/** Mining on a chain's tip with the records of its pending pool. */
+export function chainWork(chain: Chain, pool: Mempool): MiningWork {
+  return {
+    tip: () => chain.tip,
+    version: () => pool.version,
+    template: (reward, extra) => blockTemplate(chain, pool, reward, extra),
+    submit: (block) => chain.processBlock(block),
+  };
+}
 
 export class MinerStoppedError extends Error {
   constructor() {
@@ -81,9 +108,11 @@ export class Miner {
   private lastReport = 0;
   /** hashes per second over the last second (0 when not mining) */
   hashrate = 0;
+  /** nonces found by each search path: the worker pool, and the event loop (easy templates, or after the pool failed) */
+  readonly found = { pool: 0, eventLoop: 0 };
 
   constructor(
-    private readonly chain: Chain,
+    private readonly work: MiningWork,
     private readonly rewardAddress: Uint8Array,
     private readonly events: MinerEvents = {},
     opts: MinerOptions = {},
@@ -152,16 +181,16 @@ export class Miner {
       }
       try {
         await this.withLock(async () => {
-          const tip = this.chain.tip;
-          const poolVersion = this.chain.pool.version;
+          const tip = this.work.tip();
+          const version = this.work.version();
           const built = Date.now();
           await this.mineOne(
             () =>
               this.running &&
               this.epoch === epoch &&
               this.exclusive === 0 &&
-              this.chain.tip === tip &&
-              this.chain.pool.version === poolVersion &&
+              this.work.tip() === tip &&
+              this.work.version() === version &&
               Date.now() - built < this.templateMaxAgeMs,
           );
         });
@@ -188,10 +217,10 @@ export class Miner {
 
   /** One template: searched until a block is found and processed, or it goes stale or runs out. */
   private async mineOne(stillGood: () => boolean): Promise<ProcessResult | undefined> {
-    const t = this.chain.template(this.rewardAddress, this.nextExtraNonce());
+    const t = this.work.template(this.rewardAddress, this.nextExtraNonce());
     const nonce = await this.search(t, stillGood);
     if (nonce < 0) return undefined;
-    const r = await this.chain.processBlock(this.chain.makeBlock(t, nonce));
+    const r = await this.work.submit(templateBlock(t, nonce));
     this.events.onBlock?.(r, t.height);
     return r;
   }
@@ -216,7 +245,9 @@ export class Miner {
       const inline = this.threads === 0 || this.poolFailed || workFromTarget(target) < INLINE_WORK;
       if (!inline) {
         try {
-          return await this.searchPool(header, targetLE, stillGood);
+          const nonce = await this.searchPool(header, targetLE, stillGood);
+          if (nonce >= 0) this.found.pool++;
+          return nonce;
         } catch (e) {
           // A pool that cannot run (a worker that fails to load) must not stop a node from
           // mining: report it once and hash on the event loop from now on.
@@ -225,7 +256,9 @@ export class Miner {
           this.events.onError?.(e as Error);
         }
       }
-      return await this.searchInline(header, targetLE, stillGood);
+      const nonce = await this.searchInline(header, targetLE, stillGood);
+      if (nonce >= 0) this.found.eventLoop++;
+      return nonce;
     } finally {
       this.endSearch();
     }

@@ -1,31 +1,41 @@
-// The node: the one place that constructs the parts and wires them together (store, chain,
-// miner, API, the peer network, the call-receipt exchange, and the SIP service with the presence
-// bridge, accounts and call log that connect it to the chain). Everything it starts, stop()
-// stops, in reverse order.
+// The node: the one place that constructs the parts and wires them together, so "what talks to
+// what" is answered in this file alone:
+//   store -> chain (consensus; owns its signature workers) -> pending pool (follows the chain's
+//   tip events; chain-stack.ts opens these three) -> miner (templates from both) -> HTTP API -> peer network (gossips the pool and
+//   the chain) -> receipt exchange (on the same libp2p node) -> SIP: the accounts, the SIP service
+//   (reading the chain through the routing locator), the presence bridge that turns what the
+//   registrar verified into chain records, and the call log that receipts calls.
+// Everything it starts, stop() stops, in reverse order.
 import { mkdirSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { Store } from '../core/store.ts';
-import { buildApi } from './api/server.ts';
-import { loadOrCreateKey } from '../wallet/keys.ts';
+import type { Store } from '../core/store.ts';
+import type { Mempool } from '../core/mempool.ts';
 import { publicKeyOf } from '../core/sig.ts';
 import { addressOf, encodeAddress } from '../core/address.ts';
 import { UserError } from '../core/errors.ts';
+import { Kind, type Rec } from '../core/records.ts';
 import type { Logger } from '../core/log.ts';
-import { Chain, type ChainOptions } from '../consensus/chain.ts';
-import { Miner } from '../mining/miner.ts';
+import type { Chain, ChainOptions, TipChange } from '../consensus/chain.ts';
 import { NETWORKS, type NetworkParams } from '../consensus/params.ts';
-import type { NodeConfig } from './config.ts';
+import { Miner, chainWork } from '../mining/miner.ts';
 import { P2PNetwork } from '../p2p/network.ts';
 import { ReceiptExchange } from '../p2p/receipts.ts';
-import { CallLog, type CallEnd } from '../telecom/calls.ts';
+import { SipService } from '../sip/service.ts';
+import { CallLog } from '../telecom/calls.ts';
 import { PresenceBridge } from '../telecom/presence.ts';
 import { UserStore } from '../telecom/users.ts';
-import { chainLocator } from '../telecom/routing.ts';
-import { SipService } from '../sip/service.ts';
-import { Kind, type Rec } from '../core/records.ts';
+import { chainLocator, routingSource } from '../telecom/routing.ts';
+import { loadOrCreateKey } from '../wallet/keys.ts';
+import { buildApi } from './api/server.ts';
+import type { NodeConfig } from './config.ts';
 import { setSipStatsSource } from './metrics.ts';
 import { RegistrationsFile } from './registrations.ts';
+
+import { openChainStack, type ChainStack } from './chain-stack.ts';
+
+export const NODE_KEY_FILE = 'node.key';
 
 export class DotsNode {
   private api?: FastifyInstance;
@@ -37,20 +47,29 @@ export class DotsNode {
   users?: UserStore;
   presence?: PresenceBridge;
   private registrations?: RegistrationsFile;
+  /** undoes the event wiring between parts, at stop */
   private readonly unwire: Array<() => void> = [];
   apiUrl = '';
+  readonly nodeId: Uint8Array;
+
+  readonly store: Store;
+  readonly chain: Chain;
+  readonly pool: Mempool;
 
   private constructor(
     readonly config: NodeConfig,
     readonly params: NetworkParams,
-    readonly store: Store,
-    readonly chain: Chain,
+    private readonly stack: ChainStack,
     readonly secret: Uint8Array,
     private readonly log: Logger,
-  ) {}
+  ) {
+    ({ store: this.store, chain: this.chain, pool: this.pool } = stack);
+    this.nodeId = addressOf(publicKeyOf(secret));
+  }
 
+  /** The node mines to its own key: its reward address is its node id. */
   get rewardAddress(): Uint8Array {
-    return addressOf(publicKeyOf(this.secret));
+    return this.nodeId;
   }
 
   static async start(config: NodeConfig, log: Logger, chainOpts: ChainOptions = {}): Promise<DotsNode> {
@@ -60,33 +79,45 @@ export class DotsNode {
     } catch (e) {
       throw new UserError(`cannot create data directory ${config.datadir}: ${(e as Error).message}`);
     }
-    const store = await Store.open(join(config.datadir, 'chain'));
-    let node: DotsNode;
+    // The store first: its lock is what keeps a second node off this data directory.
+    const stack = await openChainStack(config.datadir, params, { sigWorkers: config.sigWorkers ?? availableParallelism(), log, ...chainOpts });
+    let secret: Uint8Array;
     try {
-      const { secret, created } = loadOrCreateKey(join(config.datadir, 'node.key'));
-      if (created) log.info(`created node key ${join(config.datadir, 'node.key')}`);
-      const chain = await Chain.open(store, params, chainOpts);
-      node = new DotsNode(config, params, store, chain, secret, log);
+      const keyFile = join(config.datadir, NODE_KEY_FILE);
+      const key = loadOrCreateKey(keyFile);
+      if (key.created) log.info(`created node key ${keyFile}`);
+      secret = key.secret;
     } catch (e) {
-      await store.close();
+      await stack.close();
       throw e;
     }
+    const node = new DotsNode(config, params, stack, secret, log);
     await node.startServices();
     return node;
   }
 
+  /** Runs `fn`; if it throws, stops what was started so far and throws on. */
+  private async orStop(fn: () => Promise<void>): Promise<void> {
+    try {
+      await fn();
+    } catch (e) {
+      await this.stop();
+      throw e;
+    }
+  }
+
   private async startServices(): Promise<void> {
-    const { chain, log, config, params } = this;
+    const { chain, pool, log, config, params } = this;
     log.info(`${params.name} chain at height ${chain.tip.height}, tip ${chain.tip.hex}`);
-    chain.on('tip', (c) => {
+    this.onTip((c) => {
       const n = c.connected.length;
       if (c.disconnected.length > 0) log.info(`reorganised: ${c.disconnected.length} block(s) disconnected, ${n} connected`);
       // While syncing, p2p logs progress lines instead of one line per block.
       if (this.p2p?.syncing() === true) return;
-      log.info(`new tip ${c.tip.height} ${c.tip.hex} (${c.connected.length} connected, ${chain.pool.size} pending)`);
+      log.info(`new tip ${c.tip.height} ${c.tip.hex} (${n} connected, ${pool.size} pending)`);
     });
-    this.miner = new Miner(
-      chain,
+    const miner = new Miner(
+      chainWork(chain, pool),
       this.rewardAddress,
       {
         onBlock: (r, height) => {
@@ -98,50 +129,54 @@ export class DotsNode {
       },
       { threads: config.minerThreads },
     );
-    this.api = await buildApi({
+    this.miner = miner;
+    const api = await buildApi({
       chain,
-      hashrate: () => this.miner?.hashrate ?? 0,
+      pool,
+      hashrate: () => miner.hashrate,
       peers: () => this.p2p?.peers() ?? [],
       syncing: () => this.p2p?.syncing() ?? false,
       syncProgress: () => this.p2p?.progress(),
-      mine: (n) => (this.miner as Miner).mineBlocks(n),
+      mine: (n) => miner.mineBlocks(n),
+      log,
     });
-    try {
-      await this.api.listen({ host: config.apiHost, port: config.apiPort });
-    } catch (e) {
-      await this.stop();
-      throw new UserError(`cannot listen for the API on ${config.apiHost}:${config.apiPort}: ${(e as Error).message} (pass another --api-port)`);
-    }
-    const addr = this.api.server.address();
-    const port = typeof addr === 'object' && addr !== null ? addr.port : config.apiPort;
-    this.apiUrl = `http://${config.apiHost}:${port}`;
-    this.p2p = new P2PNetwork(chain, { host: config.p2pHost, port: config.p2pPort, bootstrap: config.bootstrap, mdns: config.mdns, datadir: config.datadir, log });
-    try {
-      await this.p2p.start();
-    } catch (e) {
-      await this.stop();
-      throw e;
-    }
-    const p2p = this.p2p;
-    try {
+    this.api = api;
+    await this.orStop(async () => {
+      try {
+        await api.listen({ host: config.apiHost, port: config.apiPort });
+      } catch (e) {
+        throw new UserError(`cannot listen for the API on ${config.apiHost}:${config.apiPort}: ${(e as Error).message} (pass another --api-port)`);
+      }
+    });
+    const addr = api.server.address();
+    this.apiUrl = `http://${config.apiHost}:${typeof addr === 'object' && addr !== null ? addr.port : config.apiPort}`;
+    const p2p = new P2PNetwork(chain, pool, { host: config.p2pHost, port: config.p2pPort, bootstrap: config.bootstrap, mdns: config.mdns, datadir: config.datadir, log });
+    this.p2p = p2p;
+    await this.orStop(() => p2p.start());
+    await this.orStop(async () => {
       // The exchange rides on the p2p node: same peer identity, connections and bans.
-      this.receipts = new ReceiptExchange({ chain, secret: this.secret, log, penalize: (id, o, w) => p2p.penalize(id, o, w) });
-      this.calls = new CallLog({ chain, secret: this.secret, log, exchange: this.receipts });
+      this.receipts = new ReceiptExchange({ params, pool, secret: this.secret, log, penalize: (id, o, w) => p2p.penalize(id, o, w) });
+      this.calls = new CallLog({ chain, pool, secret: this.secret, log, exchange: this.receipts });
       await this.receipts.start(p2p.libp2p);
-    } catch (e) {
-      await this.stop();
-      throw e;
-    }
-    try {
-      await this.startSip(this.calls);
-    } catch (e) {
-      await this.stop();
-      throw e;
-    }
+    });
+    const calls = this.calls as CallLog;
+    await this.orStop(() => this.startSip(calls));
     if (config.mine) {
-      this.miner.start();
+      miner.start();
       log.info(`mining to ${encodeAddress(params.addressPrefix, this.rewardAddress)}`);
     }
+  }
+
+  /** Follows the chain's tip changes for as long as the node runs. */
+  private onTip(fn: (c: TipChange) => void): void {
+    this.chain.on('tip', fn);
+    this.unwire.push(() => this.chain.off('tip', fn));
+  }
+
+  /** Hears of every record the pending pool accepts, for as long as the node runs. */
+  private onRecord(fn: (r: Rec) => void): void {
+    this.pool.on('record', fn);
+    this.unwire.push(() => this.pool.off('record', fn));
   }
 
   /**
@@ -149,7 +184,7 @@ export class DotsNode {
    * presence bridge that turns what the registrar verified into chain records.
    */
   private async startSip(calls: CallLog): Promise<void> {
-    const { chain, config, log } = this;
+    const { chain, pool, config, log } = this;
     const users = new UserStore(config.datadir, config.domain, (m) => log.warn(m));
     this.users = users;
     const interval = (config.sipKeepalive ?? 30) * 1000;
@@ -163,13 +198,12 @@ export class DotsNode {
       digest: { algorithms: config.sipDigest },
       log,
       onPresence: (aor, online, until) => this.presence?.phone(aor, online, until),
-      locator: chainLocator(chain, () => chain.clock(), this.nodeId),
-      onCallEnd: (e: CallEnd) => calls.callEnded(e),
+      locator: chainLocator(routingSource(chain, pool), () => chain.clock(), this.nodeId),
+      onCallEnd: (e) => calls.callEnded(e),
     });
     try {
       await sip.start();
     } catch (e) {
-      users.stop();
       throw new UserError(`cannot listen for SIP on ${config.sipHost}:${config.sipPort}: ${(e as Error).message} (pass another --sip-port)`);
     }
     this.sip = sip;
@@ -190,19 +224,24 @@ export class DotsNode {
     });
     this.unwire.push(() => setSipStatsSource(null));
     // watchers hear of bindings as soon as they are pending, and of whatever a new tip settled
-    const onRecord = (rec: Rec): void => {
+    this.onRecord((rec) => {
       const b = rec.body;
       if (b.kind === Kind.Binding) sip.routingChanged(b.name);
       else if (b.kind === Kind.NodeAnnounce) sip.routingChanged();
-    };
-    const onTip = (): void => sip.routingChanged();
-    chain.on('record', onRecord);
-    chain.on('tip', onTip);
-    this.unwire.push(() => {
-      chain.off('record', onRecord);
-      chain.off('tip', onTip);
     });
-    this.presence = new PresenceBridge({ chain, secret: this.secret, datadir: config.datadir, domain: config.domain, sipUri: () => sip.uri, p2pAddrs: () => this.p2p?.multiaddrs() ?? [], users, openRegistration: config.openRegistration, log });
+    this.onTip(() => sip.routingChanged());
+    this.presence = new PresenceBridge({
+      chain,
+      pool,
+      secret: this.secret,
+      datadir: config.datadir,
+      domain: config.domain,
+      sipUri: () => sip.uri,
+      p2pAddrs: () => this.p2p?.multiaddrs() ?? [],
+      users,
+      openRegistration: config.openRegistration,
+      log,
+    });
     this.registrations = new RegistrationsFile(config.datadir, sip.registrar, log);
     this.registrations.start();
     this.presence.start();
@@ -215,18 +254,16 @@ export class DotsNode {
     return `${this.sip.uri} (UDP and TCP) for domain ${this.config.domain}${this.config.openRegistration ? ', open registration' : ''}`;
   }
 
-  get nodeId(): Uint8Array {
-    return this.rewardAddress;
-  }
-
   private stopped = false;
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
     await this.miner?.stop();
+    // Nothing passes events between the parts while they stop (a tip that p2p still brings in
+    // must not reach a SIP service that is closing).
+    for (const undo of this.unwire.splice(0)) undo();
     // SIP first, so no call ends after the call log stopped; the exchange before p2p, whose
     // libp2p node it borrows.
-    for (const undo of this.unwire.splice(0)) undo();
     await this.presence?.stop();
     await this.registrations?.stop();
     this.users?.stop();
@@ -235,6 +272,6 @@ export class DotsNode {
     await this.receipts?.stop();
     await this.p2p?.stop();
     await this.api?.close();
-    await this.store.close();
+    await this.stack.close();
   }
 }

@@ -3,8 +3,8 @@
 // handshake (status), header-first sync and record pushes.
 //
 // Rules every message follows here:
-// - gossip is validated before it is forwarded: a record goes through chain.submitRecord, a block
-//   through decode, proof of work and chain.processBlock; the verdict (accept / ignore / reject)
+// - gossip is validated before it is forwarded: a record goes through the pending pool's add, a
+//   block through decode, proof of work and chain.processBlock; the verdict (accept / ignore / reject)
 //   goes back to gossipsub, so invalid data stops at the first honest node;
 // - a peer of another network (genesis) is refused at the handshake and kept out for a while;
 // - misbehaviour costs score (p2p/score.ts); a peer at the threshold is disconnected and banned;
@@ -23,6 +23,7 @@ import { decodeBlock, type Block } from '../core/block.ts';
 import { decodeRec, type Rec } from '../core/records.ts';
 import type { Logger } from '../core/log.ts';
 import type { Chain, TipChange } from '../consensus/chain.ts';
+import type { Mempool } from '../core/mempool.ts';
 import { checkProofOfWork } from '../consensus/validate.ts';
 import { loadOrCreateIdentity, IDENTITY_FILE } from './identity.ts';
 import { headersAfter } from './locator.ts';
@@ -68,8 +69,6 @@ export interface P2POptions {
   /** how often each peer's status is polled, which repairs anything gossip lost */
   statusIntervalMs?: number;
   maxConnections?: number;
-  /** worker threads for block signature checks (default: one per core; 0 = main thread only) */
-  sigWorkers?: number;
 }
 
 export interface PeerInfo {
@@ -134,7 +133,6 @@ export class P2PNetwork {
   private readonly blocksTopic: string;
   private timers: NodeJS.Timeout[] = [];
   private readonly bootstrapState = new Map<string, { addr: string; nextDial: number; backoff: number; warned: boolean }>();
-  private sigPool?: SigPool;
   /** our own block announcements stay well inside what peers accept (DEFAULT_RATE_LIMITS.blocks) */
   private readonly ownBlocks = new TokenBucket(20, 200);
   private statusDirty = false;
@@ -147,6 +145,7 @@ export class P2PNetwork {
 
   constructor(
     readonly chain: Chain,
+    readonly pool: Mempool,
     private readonly o: P2POptions,
   ) {
     this.scores = new PeerScores(o.score);
@@ -162,7 +161,6 @@ export class P2PNetwork {
         request: (peer, req, ms) => this.request(peer as PeerState, req, ms),
         penalize: (id, offence, why) => this.penalize(id, offence, why),
         fromPeers: (hex) => this.fromNet.add(hex),
-        preverify: (block) => this.sigPool?.preverify(block) ?? Promise.resolve(),
         // Throttled to one push a second (the status rate limit peers apply is 2/s).
         onProgress: () => {
           this.statusDirty = true;
@@ -266,7 +264,6 @@ export class P2PNetwork {
       throw new UserError(`cannot start the p2p network on ${where}: ${msg.split('\n')[0]}`);
     }
     this.started = true;
-    if (o.sigWorkers !== 0) this.sigPool = new SigPool(params.name, this.chain.sigs, o.log, o.sigWorkers);
     await this.node.handle(SYNC_PROTOCOL, (stream, conn) => this.serveStream(stream, conn), {
       maxInboundStreams: MAX_STREAMS_PER_CONNECTION,
       maxOutboundStreams: MAX_STREAMS_PER_CONNECTION,
@@ -279,7 +276,7 @@ export class P2PNetwork {
     this.node.addEventListener('peer:connect', (e) => this.onConnect(e.detail));
     this.node.addEventListener('peer:disconnect', (e) => this.onDisconnect(e.detail));
     this.chain.on('tip', this.onTip);
-    this.chain.on('record', this.onRecord);
+    this.pool.on('record', this.onRecord);
     this.sync.start();
     for (const addr of bootstrapList) {
       const id = addr.split('/p2p/')[1];
@@ -306,10 +303,9 @@ export class P2PNetwork {
     this.stopping = true;
     for (const t of this.timers) clearInterval(t);
     this.chain.off('tip', this.onTip);
-    this.chain.off('record', this.onRecord);
+    this.pool.off('record', this.onRecord);
     await this.sync.stop();
     await this.node.stop();
-    await this.sigPool?.close();
   }
 
   /** Full multiaddrs with /p2p/PEER-ID, loopback first. */
@@ -431,7 +427,7 @@ export class P2PNetwork {
       this.o.log.info(`p2p: connected to ${short(p.id)} (${s.agent}, height ${s.height}); ${this.readyCount()} peer(s)`);
       // Gossip reaches only peers subscribed at the time: what was pending before this peer came
       // (a node's own announcement at start-up, say) would never reach it. Hand it over now.
-      const pending = this.chain.pool.list().slice(0, MAX_PENDING_PUSH).map((e) => e.rec.bytes);
+      const pending = this.pool.list().slice(0, MAX_PENDING_PUSH).map((e) => e.rec.bytes);
       if (pending.length > 0) this.pushRecords(p, pending);
     }
     if (s.work > this.chain.tip.work) this.sync.wake();
@@ -600,7 +596,7 @@ export class P2PNetwork {
     // Gossipsub forwards what we accept by gossip; records pushed to us directly are ours to relay.
     if (gossiped) this.fromNet.add(toHex(rec.id));
     try {
-      await this.chain.submitRecord(rec);
+      this.pool.add(rec);
       return 'accept';
     } catch (e) {
       if (!(e instanceof ValidationError)) throw e;
@@ -647,7 +643,7 @@ export class P2PNetwork {
     const hex = hashToHex(block.hash);
     this.fromNet.add(hex);
     try {
-      await this.sigPool?.preverify(block);
+      await this.chain.preverify(block);
       const r = await this.chain.processBlock(block);
       const p = this.peersById.get(id);
       switch (r.status) {
@@ -711,10 +707,7 @@ export class P2PNetwork {
     }
     if (c.disconnected.length === 0) return;
     const returned: Uint8Array[] = [];
-    for (const e of c.disconnected) {
-      const b = await this.chain.getBlock(e.hex);
-      for (const r of b?.records.slice(1) ?? []) if (this.chain.pool.has(toHex(r.id))) returned.push(r.bytes);
-    }
+    for (const b of c.disconnectedBlocks) for (const r of b.records.slice(1)) if (this.pool.has(toHex(r.id))) returned.push(r.bytes);
     if (returned.length === 0) return;
     this.o.log.info(`p2p: offering ${returned.length} record(s) of disconnected blocks to peers again`);
     // Peers saw these by gossip before (their seen-caches would drop a republication), so push

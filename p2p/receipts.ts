@@ -12,14 +12,15 @@
 // call it did not carry, and nobody but the originating node can start the exchange.
 import './polyfill.ts';
 import type { Libp2p, PeerId, Stream, Connection } from '@libp2p/interface';
-import type { Multiaddr } from '@multiformats/multiaddr';
+import { multiaddr, type Multiaddr } from '@multiformats/multiaddr';
 import { encode, decode, asArray, asBytes, asString, asUint } from '../core/encoding.ts';
 import { DotsError, EncodingError } from '../core/errors.ts';
 import { bytesEqual, toHex } from '../core/hash.ts';
 import { addressOf } from '../core/address.ts';
 import { publicKeyOf, verifyTagged, PUBKEY_BYTES, SIG_BYTES } from '../core/sig.ts';
 import { Kind, checkRecordSignature, makeRec, sigTag, signReceipt, signingMessage, type CallReceipt, type Rec } from '../core/records.ts';
-import type { Chain } from '../consensus/chain.ts';
+import type { Mempool } from '../core/mempool.ts';
+import type { NetworkParams } from '../consensus/params.ts';
 import type { Logger } from '../core/log.ts';
 import { PeerScores, TokenBucket, type Offence } from './score.ts';
 
@@ -132,7 +133,9 @@ function checkShape(r: UnsignedReceipt, maxCallSeconds: number): void {
 }
 
 export interface ReceiptExchangeOptions {
-  chain: Chain;
+  params: NetworkParams;
+  /** where a settled receipt goes (the pending pool, which gossip spreads from) */
+  pool: Pick<Mempool, 'add'>;
   /** this node's key (its node id is the address of its public key) */
   secret: Uint8Array;
   log: Logger;
@@ -167,7 +170,7 @@ export class ReceiptExchange {
   constructor(private readonly o: ReceiptExchangeOptions) {
     this.pub = publicKeyOf(o.secret);
     this.nodeId = addressOf(this.pub);
-    this.network = o.chain.params.name;
+    this.network = o.params.name;
     this.timeoutMs = o.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.knowsCall = o.knowsCall ?? ((): boolean => false);
   }
@@ -256,7 +259,7 @@ export class ReceiptExchange {
 
   private async countersign(r: ProposedReceipt): Promise<Uint8Array> {
     if (!bytesEqual(r.term, this.nodeId) || !bytesEqual(r.termPubkey, this.pub)) throw new ReceiptError('not-for-us', 'the receipt names another terminating node');
-    checkShape(r, this.o.chain.params.maxCallSeconds);
+    checkShape(r, this.o.params.maxCallSeconds);
     const msg = messageOf(r);
     if (!verifyTagged(r.pubkey, sigTag(this.network, Kind.CallReceipt), msg, r.sig)) throw new ReceiptError('bad-signature', 'the originating node signature does not verify');
     const key = toHex(r.callId);
@@ -285,7 +288,7 @@ export class ReceiptExchange {
     const node = this.node;
     if (node === undefined) throw new ReceiptError('internal', 'the receipt exchange is not started');
     if (!bytesEqual(receipt.orig, this.nodeId) || !bytesEqual(receipt.pubkey, this.pub)) throw new ReceiptError('bad-receipt', 'this node is not the receipt\'s originating node');
-    checkShape(receipt, this.o.chain.params.maxCallSeconds);
+    checkShape(receipt, this.o.params.maxCallSeconds);
     const sig = signReceipt(this.network, this.o.secret, receipt);
     const signal = AbortSignal.timeout(this.timeoutMs);
     let stream: Stream | undefined;
@@ -322,10 +325,10 @@ export class ReceiptExchange {
     return rec;
   }
 
-  /** requestCountersign, then submits the record to the chain (which gossips it); chain rejections throw ValidationError. */
+  /** requestCountersign, then adds the record to the pending pool (which gossips it); the pool's refusals throw ValidationError. */
   async settle(peer: PeerId | Multiaddr, receipt: UnsignedReceipt): Promise<Rec> {
     const rec = await this.requestCountersign(peer, receipt);
-    await this.o.chain.submitRecord(rec);
+    this.o.pool.add(rec);
     return rec;
   }
 }
@@ -333,6 +336,26 @@ export class ReceiptExchange {
 const CODES = new Set<string>(['malformed', 'bad-signature', 'bad-receipt', 'not-for-us', 'unknown-call', 'conflict', 'rate-limited', 'internal', 'refused']);
 function isCode(c: string): c is ReceiptCode {
   return CODES.has(c);
+}
+
+/**
+ * A node's announced p2p addresses as dial targets, those naming its peer id first (the
+ * connection then proves who answers). What does not parse is skipped: an announcement may carry
+ * garbage, and that only costs its author the calls.
+ */
+export function dialTargets(addrs: readonly string[]): Multiaddr[] {
+  const withId: Multiaddr[] = [];
+  const bare: Multiaddr[] = [];
+  for (const s of addrs) {
+    let a: Multiaddr;
+    try {
+      a = multiaddr(s);
+    } catch {
+      continue;
+    }
+    (a.getComponents().some((c) => c.name === 'p2p') ? withId : bare).push(a);
+  }
+  return [...withId, ...bare];
 }
 
 /** The peer id a dial target names, if it names one (a multiaddr may end without /p2p/). */

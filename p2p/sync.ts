@@ -45,8 +45,6 @@ export interface SyncHost {
   penalize(peerId: string, offence: Offence, why: string): void;
   /** a block came from peers (so the network layer does not announce it as its own) */
   fromPeers(hex: string): void;
-  /** starts checking a block's signatures off the main thread; awaited before it is connected */
-  preverify?(block: Block): Promise<void>;
   /** the tip moved because of a session: tell peers */
   onProgress?(): void;
 }
@@ -507,7 +505,7 @@ export class Synchronizer {
           return;
         }
         it.state = 'have';
-        s.buffered.set(it.hex, { block, from: peer.id, verified: this.host.preverify?.(block) ?? Promise.resolve() });
+        s.buffered.set(it.hex, { block, from: peer.id, verified: this.host.chain.preverify(block) });
         s.bufferedBytes += block.size;
       });
     }

@@ -3,16 +3,14 @@
 // terminated (so it countersigns only those) and receipts the calls it originated, through the
 // receipt exchange (p2p/receipts.ts, docs/routing.md).
 
-// The polyfill must run before any libp2p module, @multiformats/multiaddr included (see p2p/polyfill.ts).
-import '../p2p/polyfill.ts';
-import { multiaddr, type Multiaddr } from '@multiformats/multiaddr';
-import { ReceiptError, type ReceiptExchange, type UnsignedReceipt } from '../p2p/receipts.ts';
+import type { Multiaddr } from '@multiformats/multiaddr';
+import { ReceiptError, dialTargets, type ReceiptExchange, type UnsignedReceipt } from '../p2p/receipts.ts';
 import { bytesEqual, taggedHash, toHex } from '../core/hash.ts';
 import { addressOf } from '../core/address.ts';
 import { publicKeyOf } from '../core/sig.ts';
 import { Kind } from '../core/records.ts';
 import { getNode } from '../core/state.ts';
-import { nodeAddresses } from './routing.ts';
+import { nodeAddresses, routingSource, type PendingRecords, type RoutingSource } from './routing.ts';
 import { ValidationError } from '../core/errors.ts';
 import type { Chain } from '../consensus/chain.ts';
 import type { Logger } from '../core/log.ts';
@@ -52,6 +50,8 @@ export type SkipReason = 'no-peer' | 'self' | 'duration' | 'not-announced' | 'pe
 
 export interface CallLogOptions {
   chain: Chain;
+  /** the pending records, which routing reads with the chain (a node that moved announces its new address) */
+  pool: PendingRecords;
   /** this node's key: its node id is the address of its public key */
   secret: Uint8Array;
   log: Logger;
@@ -109,6 +109,7 @@ const MAX_CONCURRENT_REQUESTS = 4;
  */
 export class CallLog {
   private readonly chain: Chain;
+  private readonly routing: RoutingSource;
   private readonly log: Logger;
   private readonly pub: Uint8Array;
   readonly nodeId: Uint8Array;
@@ -135,6 +136,7 @@ export class CallLog {
 
   constructor(private readonly o: CallLogOptions) {
     this.chain = o.chain;
+    this.routing = routingSource(o.chain, o.pool);
     this.log = o.log;
     this.pub = publicKeyOf(o.secret);
     this.nodeId = addressOf(this.pub);
@@ -262,18 +264,7 @@ export class CallLog {
 
   /** The peer's announced p2p addresses, those naming its peer id first (they are authenticated). */
   private targets(peer: Uint8Array): Multiaddr[] {
-    const withId: Multiaddr[] = [];
-    const bare: Multiaddr[] = [];
-    for (const s of nodeAddresses(this.chain, peer)?.p2pAddrs ?? []) {
-      let a: Multiaddr;
-      try {
-        a = multiaddr(s);
-      } catch {
-        continue; // an announcement may carry garbage; it only costs its author the calls
-      }
-      (a.getComponents().some((c) => c.name === 'p2p') ? withId : bare).push(a);
-    }
-    return [...withId, ...bare];
+    return dialTargets(nodeAddresses(this.routing, peer)?.p2pAddrs ?? []);
   }
 
   private async settle(r: UnsignedReceipt): Promise<void> {

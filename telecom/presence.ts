@@ -18,9 +18,10 @@ import { bytesEqual, fromHex, isHex, toHex } from '../core/hash.ts';
 import { addressOf } from '../core/address.ts';
 import { publicKeyOf } from '../core/sig.ts';
 import { BindingStatus, Kind, commitmentOf, isValidName, signRecord, type Binding, type NameClaim, type NameCommit, type NameRenew, type NodeAnnounce, type Rec } from '../core/records.ts';
-import { getBinding, getName, getNode, keys, type CommitEntry } from '../core/state.ts';
+import { allBindings, getBinding, getName, getNode, keys, type CommitEntry } from '../core/state.ts';
 import { writeOwnerOnlyAsync } from '../core/files.ts';
 import type { Chain } from '../consensus/chain.ts';
+import type { Mempool } from '../core/mempool.ts';
 import type { Logger } from '../core/log.ts';
 import type { UserStore } from './users.ts';
 
@@ -28,6 +29,8 @@ export const PRESENCE_FILE = 'presence.json';
 
 export interface PresenceOptions {
   chain: Chain;
+  /** where the bridge's records go, and where it sees which of them are still pending */
+  pool: Pick<Mempool, 'add' | 'has'>;
   secret: Uint8Array;
   datadir: string;
   domain: string;
@@ -125,9 +128,8 @@ export class PresenceBridge {
     for (const u of this.o.users.names()) this.want(this.nameOf(u));
     // bindings this node left online before a restart, for phones it no longer knows: offline
     const now = this.chain.clock();
-    for (const [k, e] of this.chain.state.map) {
-      if (k.startsWith('b:') && e.t === 'binding' && e.status === BindingStatus.Online && e.expires > now && bytesEqual(e.node, this.nodeId)) {
-        const name = k.slice(2);
+    for (const [name, e] of allBindings(this.chain.state)) {
+      if (e.status === BindingStatus.Online && e.expires > now && bytesEqual(e.node, this.nodeId)) {
         if (!this.desired.has(name)) {
           this.desired.set(name, { online: false, until: 0 });
           this.dirty.add(name);
@@ -239,7 +241,7 @@ export class PresenceBridge {
 
   private async submit(rec: Rec, what: string): Promise<boolean> {
     try {
-      await this.chain.submitRecord(rec);
+      this.o.pool.add(rec);
       return true;
     } catch (e) {
       if (e instanceof ValidationError) {
@@ -254,7 +256,7 @@ export class PresenceBridge {
   }
 
   private pending(id: string): boolean {
-    return id !== '' && this.chain.pool.has(id);
+    return id !== '' && this.o.pool.has(id);
   }
 
   private async reconcile(): Promise<void> {

@@ -13,13 +13,27 @@ import { getBinding, getName, getNode, type StateReader } from '../core/state.ts
 import type { PoolEntry } from '../core/mempool.ts';
 import type { Locator } from '../sip/service.ts';
 
-/** What routing needs of a chain; `Chain` satisfies it, tests may wrap one. */
+/** What routing reads of the pending pool; `Mempool` satisfies it. */
+export interface PendingRecords {
+  pendingBinding(name: string): Binding | undefined;
+  list(): PoolEntry[];
+}
+
+/** What routing needs: the tip's state and height, and the pending records. */
 export interface RoutingSource {
   readonly state: StateReader;
   readonly tip: { readonly height: number };
-  readonly pool: {
-    pendingBinding(name: string): Binding | undefined;
-    list(): PoolEntry[];
+  readonly pool: PendingRecords;
+}
+
+/** A routing source that follows a chain's tip (`Chain` and `Mempool` as the node has them). */
+export function routingSource(chain: { readonly state: StateReader; readonly tip: { readonly height: number } }, pool: PendingRecords): RoutingSource {
+  return {
+    state: chain.state,
+    get tip() {
+      return chain.tip;
+    },
+    pool,
   };
 }
 
@@ -104,21 +118,6 @@ export function resolveName(src: RoutingSource, name: string, now: number, self:
   // An expired binding is a phone that stopped being refreshed: its node would not find it.
   const online = w.status === BindingStatus.Online && w.expires > now && addrs.sipUris.length > 0;
   return { kind: 'remote', nodeId: w.node, sipUris: addrs.sipUris, p2pAddrs: addrs.p2pAddrs, status: online ? 'online' : 'offline', confirmed: w.confirmed };
-}
-
-/**
- * Whether `nodeId` serves `name`: the rule for requests that arrive from other nodes (a node is
- * no open relay). The confirmed binding or the newest pending one may name the node: while a
- * phone moves between nodes, callers that read either view must not be refused, and a node that
- * no longer has the phone answers 480 from its registrar. The proxy also accepts names of its own
- * users whose binding is not on the chain yet (it knows those from its registrar).
- */
-export function isServedBy(src: RoutingSource, name: string, nodeId: Uint8Array): boolean {
-  if (!nameLive(src, name)) return false;
-  const conf = getBinding(src.state, name);
-  if (conf !== undefined && bytesEqual(conf.node, nodeId)) return true;
-  const pend = src.pool.pendingBinding(name);
-  return pend !== undefined && (conf === undefined || pend.seq > conf.seq) && bytesEqual(pend.node, nodeId);
 }
 
 /**

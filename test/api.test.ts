@@ -348,9 +348,9 @@ t.test('HTTP API', async (t) => {
 });
 
 t.test('the page and the OpenAPI document', async (t) => {
-  const { chain } = await openChain(t);
+  const { chain, pool } = await openChain(t);
   const routes: Array<[string, string]> = [];
-  const app = await buildApi({ chain, hashrate: () => 0, peers: () => [], syncing: () => false, mine: async () => [] }, { onRoute: (m, u) => routes.push([m, u]) });
+  const app = await buildApi({ chain, pool, hashrate: () => 0, peers: () => [], syncing: () => false, mine: async () => [] }, { onRoute: (m, u) => routes.push([m, u]) });
   t.teardown(() => app.close());
   await app.ready();
 
@@ -428,8 +428,10 @@ t.test('event stream limits', async (t) => {
   t.equal(hub.size, 0, 'a disconnect frees the slot');
 
   // Over HTTP: a full hub answers 503.
-  const { chain } = await openChain(t);
-  const app = await buildApi({ chain, hashrate: () => 0, peers: () => [], syncing: () => false }, { maxEventClients: 1 });
+  const { chain, pool } = await openChain(t);
+  // the pool follows the chain already; the API must add listeners and take them all back
+  const before = { tip: chain.listenerCount('tip'), record: pool.listenerCount('record') };
+  const app = await buildApi({ chain, pool, hashrate: () => 0, peers: () => [], syncing: () => false }, { maxEventClients: 1 });
   t.teardown(() => app.close());
   await app.listen({ host: '127.0.0.1', port: 0 });
   const addr = app.server.address();
@@ -446,8 +448,9 @@ t.test('event stream limits', async (t) => {
     await r.body?.cancel();
     return true;
   });
-  t.equal(chain.listenerCount('tip') > 0, true);
+  t.ok(chain.listenerCount('tip') > before.tip, 'the API follows the tip');
+  t.ok(pool.listenerCount('record') > before.record, 'and the pending records');
   await app.close();
-  t.equal(chain.listenerCount('tip'), 0, 'closing the API leaves no chain listeners');
-  t.equal(chain.listenerCount('record'), 0);
+  t.equal(chain.listenerCount('tip'), before.tip, 'closing the API leaves no chain listeners');
+  t.equal(pool.listenerCount('record'), before.record, 'nor pool listeners');
 });

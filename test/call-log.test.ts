@@ -14,6 +14,7 @@ import { CallLog, dialogHash, type CallEnd, type ReceiptOutcome } from '../telec
 import { ReceiptExchange, ReceiptError, type UnsignedReceipt } from '../p2p/receipts.ts';
 import { P2PNetwork } from '../p2p/network.ts';
 import type { Chain } from '../consensus/chain.ts';
+import type { Mempool } from '../core/mempool.ts';
 import { waitFor } from './proc.ts';
 
 const NET = 'regtest';
@@ -37,6 +38,7 @@ async function mineAll(chains: Chain[], n: number, recs: Rec[] = [], amount?: nu
 interface Side {
   key: Key;
   chain: Chain;
+  pool: Mempool;
   net: P2PNetwork;
   ex: ReceiptExchange;
   calls: CallLog;
@@ -63,15 +65,15 @@ function capture(lines: string[]): Logger {
 async function world(t: Test, o: { termAddrs?: (real: string[], peerId: string) => string[]; startTerm?: boolean; retryDelaysMs?: number[] } = {}): Promise<World> {
   const make = async (): Promise<Side> => {
     const dir = tmpDir(t);
-    const { chain, close } = await openChain(t, { dir });
+    const { chain, pool, close } = await openChain(t, { dir });
     const key = newKey();
     const lines: string[] = [];
     const log = capture(lines);
-    const net = new P2PNetwork(chain, { port: 0, datadir: dir, log: silentLogger, sigWorkers: 0 });
+    const net = new P2PNetwork(chain, pool, { port: 0, datadir: dir, log: silentLogger });
     await net.start();
-    const ex = new ReceiptExchange({ chain, secret: key.secret, log, timeoutMs: 2000, penalize: (id, off, why) => net.penalize(id, off, why) });
-    const side: Side = { key, chain, net, ex, calls: undefined as unknown as CallLog, outcomes: [], lines, asked: 0 };
-    side.calls = new CallLog({ chain, secret: key.secret, log, exchange: ex, retryDelaysMs: o.retryDelaysMs ?? [100, 200], onOutcome: (x) => side.outcomes.push(x) });
+    const ex = new ReceiptExchange({ params: chain.params, pool, secret: key.secret, log, timeoutMs: 2000, penalize: (id, off, why) => net.penalize(id, off, why) });
+    const side: Side = { key, chain, pool, net, ex, calls: undefined as unknown as CallLog, outcomes: [], lines, asked: 0 };
+    side.calls = new CallLog({ chain, pool, secret: key.secret, log, exchange: ex, retryDelaysMs: o.retryDelaysMs ?? [100, 200], onOutcome: (x) => side.outcomes.push(x) });
     const known = ex.knowsCall;
     ex.knowsCall = (r) => {
       side.asked++;
@@ -143,7 +145,7 @@ t.test('a call ended at both nodes becomes a countersigned receipt the chain acc
   const o = await outcome(w.orig);
   if (o.status !== 'receipted') throw new Error(`not receipted: ${JSON.stringify(o)}`);
   t.same(o.callId, dialogHash(c.orig.callId, c.orig.fromTag, c.orig.toTag));
-  const entry = w.orig.chain.pool.get(toHex(o.recordId));
+  const entry = w.orig.pool.get(toHex(o.recordId));
   t.ok(entry, 'the record is pending at the originating node');
   const body = entry?.rec.body as CallReceipt;
   t.equal(body.kind, Kind.CallReceipt);
@@ -166,7 +168,7 @@ t.test('a call ended at both nodes becomes a countersigned receipt the chain acc
   // Block time now: the test chain's blocks are stamped just after genesis, before the call ended.
   const b = blockOn(w.orig.chain, w.orig.chain.tip, [entry?.rec as Rec], { amount: w.orig.chain.params.subsidy(height) - paid, time: Math.floor(Date.now() / 1000) });
   t.match(await w.orig.chain.processBlock(b), { status: 'connected' });
-  t.equal(w.orig.chain.pool.has(toHex(o.recordId)), false, 'mined');
+  t.equal(w.orig.pool.has(toHex(o.recordId)), false, 'mined');
 
   // The proxy reporting the call again: the chain refuses a second receipt; logged, not retried.
   w.orig.calls.callEnded(c.orig);
@@ -183,7 +185,7 @@ t.test('a terminating node that never saw the call refuses it (asked again in ca
   t.match(await outcome(w.orig), { status: 'failed', code: 'unknown-call' });
   t.equal(w.term.asked, 3, 'asked, then again after each retry delay');
   t.equal(
-    w.orig.chain.pool.list().filter((e) => e.rec.body.kind === Kind.CallReceipt).length,
+    w.orig.pool.list().filter((e) => e.rec.body.kind === Kind.CallReceipt).length,
     0,
     'nothing pending',
   );
@@ -300,12 +302,12 @@ function refusingExchange(): { exchange: Pick<ReceiptExchange, 'settle' | 'knows
 }
 
 t.test('the terminating log: what it knows, for how long, and how much', async (t) => {
-  const { chain } = await openChain(t);
+  const { chain, pool } = await openChain(t);
   const me = newKey();
   const them = newKey();
   let now = 1_000_000;
   const { exchange, settled: count } = refusingExchange();
-  const log = new CallLog({ chain, secret: me.secret, log: silentLogger, exchange, maxCalls: 2, maxAgeMs: 3600_000, now: () => now });
+  const log = new CallLog({ chain, pool, secret: me.secret, log: silentLogger, exchange, maxCalls: 2, maxAgeMs: 3600_000, now: () => now });
   const ended = 1_795_000_000;
   const end = (callId: string, peer: Uint8Array | null = them.address): CallEnd => ({ callId, fromTag: 'f', toTag: 't', role: 'term', peerNodeId: peer, answered: ended - 30, ended });
   const receipt = (callId: string, o: Partial<UnsignedReceipt> = {}): UnsignedReceipt => ({
@@ -346,13 +348,13 @@ t.test('the terminating log: what it knows, for how long, and how much', async (
 });
 
 t.test('nodes announced too recently are not asked', async (t) => {
-  const { chain } = await openChain(t);
+  const { chain, pool } = await openChain(t);
   const me = newKey();
   const them = newKey();
   await mineAll([chain], 1, [announce(me, []), announce(them, ['/ip4/127.0.0.1/tcp/9/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN'])]);
   const outcomes: ReceiptOutcome[] = [];
   const { exchange, settled: count } = refusingExchange();
-  const log = new CallLog({ chain, secret: me.secret, log: silentLogger, exchange, onOutcome: (o) => outcomes.push(o) });
+  const log = new CallLog({ chain, pool, secret: me.secret, log: silentLogger, exchange, onOutcome: (o) => outcomes.push(o) });
   const ended = Math.floor(Date.now() / 1000);
   log.callEnded({ callId: 'x', fromTag: 'f', toTag: 't', role: 'orig', peerNodeId: them.address, answered: ended - 10, ended });
   t.match(outcomes, [{ status: 'skipped', reason: 'too-new' }]);

@@ -3,25 +3,24 @@
 // first invalid block ends the run with the valid blocks before it connected.
 import t, { type Test } from 'tap';
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
 import { openChain, blockOn, newKey, stateDump, type TestChain } from './helpers.ts';
 import { signRecord, Kind, type NameCommit, type Transfer } from '../core/records.ts';
 import { decodeBlock, encodeBlock, type Block } from '../core/block.ts';
 import { hashToHex, toHex } from '../core/hash.ts';
-import { Store } from '../core/store.ts';
-import { Chain, type IndexEntry, type ProcessResult, type TipChange } from '../consensus/chain.ts';
+import type { Chain, IndexEntry, ProcessResult, TipChange } from '../consensus/chain.ts';
+import { openChainStack } from '../node/chain-stack.ts';
 
 /** Blocks 1..n of a source chain, every block after the second carrying transfers and commitments. */
 async function sourceBlocks(t: Test, n: number): Promise<{ src: TestChain; blocks: Block[] }> {
   const src = await openChain(t);
-  const { chain, miner, key } = src;
+  const { chain, pool, miner, key } = src;
   await miner.mineBlocks(2);
   let nonce = 0;
   while (chain.tip.height < n) {
     for (let i = 0; i < 3; i++) {
-      await chain.submitRecord(signRecord<Transfer>('regtest', key.secret, { kind: Kind.Transfer, pubkey: key.pub, to: randomBytes(20), amount: 1000 + i, fee: 1, nonce: nonce++ }));
+      pool.add(signRecord<Transfer>('regtest', key.secret, { kind: Kind.Transfer, pubkey: key.pub, to: randomBytes(20), amount: 1000 + i, fee: 1, nonce: nonce++ }));
       const k = newKey();
-      await chain.submitRecord(signRecord<NameCommit>('regtest', k.secret, { kind: Kind.NameCommit, pubkey: k.pub, commitment: randomBytes(32) }));
+      pool.add(signRecord<NameCommit>('regtest', k.secret, { kind: Kind.NameCommit, pubkey: k.pub, commitment: randomBytes(32) }));
     }
     await miner.mineBlocks(1);
   }
@@ -57,9 +56,9 @@ async function oneByOne(chain: Chain, blocks: Block[]): Promise<ProcessResult[]>
 /** Reopens a chain's data directory, as a restarted process would. */
 async function reopen(t: Test, c: TestChain): Promise<Chain> {
   await c.close();
-  const store = await Store.open(join(c.dir, 'chain'));
-  t.teardown(() => store.close());
-  return Chain.open(store, c.chain.params);
+  const again = await openChainStack(c.dir, c.chain.params);
+  t.teardown(() => again.close());
+  return again.chain;
 }
 
 /** A stand-in index entry for a block the chain never accepted, so blockOn can build on it. */
@@ -86,9 +85,9 @@ t.test('a run of blocks connects in one batch and one tip event, with the state 
   t.equal(w.tips[0].disconnected.length, 0);
   t.equal(b.chain.tip.hex, a.chain.tip.hex);
   t.same(stateDump(b.chain), stateDump(a.chain), 'same state');
-  t.equal(b.chain.pool.size, 0);
+  t.equal(b.pool.size, 0);
   const rec = blocks[5].records[2];
-  const found = await b.chain.findRecord(toHex(rec.id));
+  const found = await b.chain.locateRecord(toHex(rec.id));
   t.equal(found?.entry.height, 6, 'record index written for the run');
 
   // What was written is what one-by-one processing writes: a restart sees the same chain.

@@ -87,11 +87,11 @@ t.test('record ids, block hashes, targets and addresses', async (t) => {
 });
 
 t.test('a record answer from the API verifies, and tampering is caught', async (t) => {
-  const { chain } = await openChain(t);
+  const { chain, pool } = await openChain(t);
   const keys = [newKey(), newKey(), newKey()];
   const recs = keys.map((k) => signRecord<NodeAnnounce>('regtest', k.secret, { kind: Kind.NodeAnnounce, pubkey: k.pub, sipUris: ['sip:x.test'], p2pAddrs: [], rewardAddress: k.address, seq: 1 }));
   await extend(chain, chain.tip, 1, { recs });
-  const app = await buildApi({ chain, hashrate: () => 0, peers: () => [], syncing: () => false });
+  const app = await buildApi({ chain, pool, hashrate: () => 0, peers: () => [], syncing: () => false });
   t.teardown(() => app.close());
   const res = await app.inject({ url: `/api/records/${toHex(recs[1].id)}` });
   const answer = JSON.parse(res.body) as { proof: { path: string[]; merkleRoot: string; leafIndex: number }; header: string; bytes: string; block: string };

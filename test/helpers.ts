@@ -2,10 +2,12 @@
 import { mkdtempSync, rmSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Store } from '../core/store.ts';
-import { Chain, type ChainOptions } from '../consensus/chain.ts';
+import type { Store } from '../core/store.ts';
+import type { Mempool } from '../core/mempool.ts';
+import type { Chain, ChainOptions } from '../consensus/chain.ts';
+import { openChainStack } from '../node/chain-stack.ts';
 import { NETWORKS, type NetworkName, type NetworkParams } from '../consensus/params.ts';
-import { Miner } from '../mining/miner.ts';
+import { Miner, chainWork } from '../mining/miner.ts';
 import { generateSecretKey, publicKeyOf } from '../core/sig.ts';
 import { addressOf } from '../core/address.ts';
 import { randomBytes } from 'node:crypto';
@@ -39,6 +41,8 @@ export function newKey(): Key {
 export interface TestChain {
   chain: Chain;
   store: Store;
+  /** the pending pool, following the chain's tip as a node's does */
+  pool: Mempool;
   miner: Miner;
   key: Key;
   dir: string;
@@ -50,19 +54,19 @@ export async function openChain(
   opts: ChainOptions & { network?: NetworkName; params?: NetworkParams; dir?: string; key?: Key } = {},
 ): Promise<TestChain> {
   const dir = opts.dir ?? tmpDir(t);
-  const store = await Store.open(join(dir, 'chain'));
-  const chain = await Chain.open(store, opts.params ?? NETWORKS[opts.network ?? 'regtest'], opts);
+  const stack = await openChainStack(dir, opts.params ?? NETWORKS[opts.network ?? 'regtest'], opts);
+  const { chain, store, pool } = stack;
   const key = opts.key ?? newKey();
-  const miner = new Miner(chain, key.address);
+  const miner = new Miner(chainWork(chain, pool), key.address);
   let closed = false;
   const close = async (): Promise<void> => {
     if (closed) return;
     closed = true;
     await miner.stop();
-    await store.close();
+    await stack.close();
   };
   t.teardown(close);
-  return { chain, store, miner, key, dir, close };
+  return { chain, store, pool, miner, key, dir, close };
 }
 
 /** Options for hand-built blocks: every field a rule test may want to get wrong. */

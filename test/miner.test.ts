@@ -2,11 +2,12 @@ import t from 'tap';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createHash } from 'node:crypto';
 import { MinerPool, MinerPoolError } from '../mining/miner-pool.ts';
-import { Miner, MinerStoppedError } from '../mining/miner.ts';
+import { Miner, MinerStoppedError, chainWork, type MiningWork } from '../mining/miner.ts';
 import { WasmHeaderHasher } from '../mining/wasm-hasher.ts';
 import { compactToTarget, hashMeetsTarget, hashToBigInt, sha256d, targetToBytesLE } from '../consensus/pow.ts';
-import { makeBlock, type Block, type Header } from '../core/block.ts';
-import type { Chain, ProcessResult, Template } from '../consensus/chain.ts';
+import type { Block, Header } from '../core/block.ts';
+import type { ProcessResult } from '../consensus/chain.ts';
+import type { Template } from '../mining/template.ts';
 import { openChain, readHeaderFixtures, withNonce } from './helpers.ts';
 
 const GENESIS_NONCE = 2083236893;
@@ -86,20 +87,28 @@ t.test('an exhausted range, cancellation, and close', async (t) => {
 });
 
 /**
- * A stand-in for Chain with just what the miner uses: templates whose target is chosen per
- * template by `bitsFor`, and blocks collected instead of validated.
+ * Work for the miner without a chain: templates whose target is chosen per template by
+ * `bitsFor`, and blocks collected instead of validated.
  */
-class FakeChain {
-  tip = { height: 0 };
-  pool = { version: 0 };
+class FakeWork implements MiningWork {
+  current = { height: 0 };
+  records = 0;
   made: Array<{ extra: number; tip: object; bits: number }> = [];
   blocks: Block[] = [];
   constructor(private readonly bitsFor: (i: number) => number) {}
 
+  tip(): object {
+    return this.current;
+  }
+
+  version(): number {
+    return this.records;
+  }
+
   template(_reward: Uint8Array, extraNonce: Uint8Array): Template {
     const i = this.made.length;
     const bits = this.bitsFor(i);
-    this.made.push({ extra: new DataView(extraNonce.buffer, extraNonce.byteOffset).getUint32(0, true), tip: this.tip, bits });
+    this.made.push({ extra: new DataView(extraNonce.buffer, extraNonce.byteOffset).getUint32(0, true), tip: this.current, bits });
     const header: Header = {
       version: 1,
       prev: new Uint8Array(32),
@@ -110,15 +119,9 @@ class FakeChain {
     };
     return { header, records: [], height: 1, fees: 0 };
   }
-  makeBlock(tp: Template, nonce: number): Block {
-    return makeBlock({ ...tp.header, nonce }, tp.records);
-  }
-  async processBlock(b: Block): Promise<ProcessResult> {
+  async submit(b: Block): Promise<ProcessResult> {
     this.blocks.push(b);
     return { status: 'connected', hex: '', height: 1, disconnected: 0 };
-  }
-  asChain(): Chain {
-    return this as unknown as Chain;
   }
 }
 
@@ -127,8 +130,8 @@ const WORK_2_17_BITS = 0x1e7fffff; // about 2^17 hashes a block: above the event
 
 t.test('extra-nonce rollover when a template’s nonce space is used up', async (t) => {
   // Three templates nobody can solve, then ones that are easy within 2^20 nonces.
-  const chain = new FakeChain((i) => (i < 3 ? IMPOSSIBLE_BITS : WORK_2_17_BITS));
-  const miner = new Miner(chain.asChain(), new Uint8Array(20), {}, { threads: 2, nonceSpace: 1 << 20 });
+  const chain = new FakeWork((i) => (i < 3 ? IMPOSSIBLE_BITS : WORK_2_17_BITS));
+  const miner = new Miner(chain, new Uint8Array(20), {}, { threads: 2, nonceSpace: 1 << 20 });
   t.teardown(() => miner.stop());
   const [r] = await miner.mineBlocks(1);
   t.equal(r.status, 'connected');
@@ -146,9 +149,9 @@ t.test('extra-nonce rollover when a template’s nonce space is used up', async 
 });
 
 t.test('a new tip or new records restart the search; the hash rate shows; stop ends it all', async (t) => {
-  const chain = new FakeChain(() => IMPOSSIBLE_BITS);
+  const chain = new FakeWork(() => IMPOSSIBLE_BITS);
   const rates: number[] = [];
-  const miner = new Miner(chain.asChain(), new Uint8Array(20), { onHashrate: (h) => rates.push(h) }, { threads: 2, templateMaxAgeMs: 3_600_000 });
+  const miner = new Miner(chain, new Uint8Array(20), { onHashrate: (h) => rates.push(h) }, { threads: 2, templateMaxAgeMs: 3_600_000 });
   t.teardown(() => miner.stop());
   t.equal(miner.hashrate, 0, 'no hash rate before mining');
   miner.start();
@@ -156,10 +159,10 @@ t.test('a new tip or new records restart the search; the hash rate shows; stop e
   t.ok(await eventually(() => chain.made.length === 1 && miner.hashrate > 0), `hash rate reported while mining (${miner.hashrate}/s)`);
   t.equal(chain.made.length, 1, 'one template while nothing changes');
 
-  chain.tip = { height: 1 };
+  chain.current = { height: 1 };
   t.ok(await eventually(() => chain.made.length === 2), 'a new tip brings a new template');
-  t.equal(chain.made[1].tip, chain.tip, 'built on the new tip');
-  chain.pool.version++;
+  t.equal(chain.made[1].tip, chain.current, 'built on the new tip');
+  chain.records++;
   t.ok(await eventually(() => chain.made.length === 3), 'new pending records bring a new template');
 
   await miner.stop();
@@ -172,8 +175,8 @@ t.test('a new tip or new records restart the search; the hash rate shows; stop e
 });
 
 t.test('stop() interrupts mineBlocks', async (t) => {
-  const chain = new FakeChain(() => IMPOSSIBLE_BITS);
-  const miner = new Miner(chain.asChain(), new Uint8Array(20), {}, { threads: 1 });
+  const chain = new FakeWork(() => IMPOSSIBLE_BITS);
+  const miner = new Miner(chain, new Uint8Array(20), {}, { threads: 1 });
   const p = miner.mineBlocks(1);
   t.ok(await eventually(() => chain.made.length > 0));
   await sleep(100);
@@ -195,12 +198,21 @@ t.test('mining a real chain: event loop on regtest, worker pool on devnet, mineB
   await sleep(50);
   t.equal(reg.chain.tip.height, h, 'nothing mined after stop');
 
+  t.equal(reg.miner.found.pool, 0, 'regtest templates are too easy for the worker pool');
+  t.ok(reg.miner.found.eventLoop >= 4, 'they are searched on the event loop');
+
+  // Devnet's limit (bits 0x1e010000: target 2^232, so about 2^24 = 16.8 M hashes a block) is
+  // above the event-loop threshold: the blocks must come from the worker threads. Should the
+  // pool fail, the miner would fall back to the event loop and report it; both would show here.
   const dev = await openChain(t, { network: 'devnet' });
-  const miner = new Miner(dev.chain, dev.key.address, {}, { threads: 2 });
+  const errors: Error[] = [];
+  const miner = new Miner(chainWork(dev.chain, dev.pool), dev.key.address, { onError: (e) => errors.push(e) }, { threads: 2 });
   t.teardown(() => miner.stop());
   const blocks = await miner.mineBlocks(2);
-  t.same(blocks.map((r) => r.status), ['connected', 'connected'], 'devnet blocks (about 4 M hashes each) from the pool');
+  t.same(blocks.map((r) => r.status), ['connected', 'connected'], 'two devnet blocks');
   t.equal(dev.chain.tip.height, 2);
-  t.throws(() => new Miner(dev.chain, dev.key.address, {}, { threads: -1 }), RangeError);
-  t.throws(() => new Miner(dev.chain, dev.key.address, {}, { nonceSpace: 0 }), RangeError);
+  t.same(miner.found, { pool: 2, eventLoop: 0 }, 'both found by the worker pool, none on the event loop');
+  t.same(errors.map((e) => e.message), [], 'the pool never failed');
+  t.throws(() => new Miner(chainWork(dev.chain, dev.pool), dev.key.address, {}, { threads: -1 }), RangeError);
+  t.throws(() => new Miner(chainWork(dev.chain, dev.pool), dev.key.address, {}, { nonceSpace: 0 }), RangeError);
 });

@@ -94,5 +94,5 @@ t.test('SIGKILL while mining, many times: consistent restart, no confirmed recor
     if (r.status !== 'connected') t.fail(`replay of block ${h}: ${r.status}`);
   }
   t.same(stateDump(chain), stateDump(fresh.chain), 'stored state equals the state rebuilt from its blocks');
-  for (const id of confirmed) t.ok(await chain.findRecord(id), `record ${id.slice(0, 8)} still confirmed`);
+  for (const id of confirmed) t.ok(await chain.locateRecord(id), `record ${id.slice(0, 8)} still confirmed`);
 });

@@ -162,7 +162,7 @@ t.test('header-first sync: catches up, then follows a heavier fork', async (t) =
   const dst = await openChain(t);
   for (let i = 0; i < 20; i++) {
     const sk = generateSecretKey();
-    await src.chain.submitRecord(signRecord<NameCommit>('regtest', sk, { kind: Kind.NameCommit, pubkey: publicKeyOf(sk), commitment: randomBytes(32) }));
+    src.pool.add(signRecord<NameCommit>('regtest', sk, { kind: Kind.NameCommit, pubkey: publicKeyOf(sk), commitment: randomBytes(32) }));
   }
   await src.miner.mineBlocks(2500); // more than one batch of headers
   const { host, peer, peers, blockRequests } = fakeHost(dst.chain, src.chain, { peers: 2 });

@@ -11,6 +11,7 @@ import { toHex } from '../core/hash.ts';
 import { encode } from '../core/encoding.ts';
 import { silentLogger } from '../core/log.ts';
 import type { Chain } from '../consensus/chain.ts';
+import type { Mempool } from '../core/mempool.ts';
 import type { Offence } from '../p2p/score.ts';
 import {
   RECEIPT_PROTOCOL,
@@ -38,6 +39,7 @@ async function libp2pNode(t: Test): Promise<Libp2p> {
 
 interface Pair {
   chain: Chain;
+  pool: Mempool;
   a: Key;
   b: Key;
   origEx: ReceiptExchange;
@@ -50,7 +52,7 @@ interface Pair {
 
 /** Node a originates, node b terminates; both are announced and old enough to be paid. */
 async function pair(t: Test): Promise<Pair> {
-  const { chain } = await openChain(t);
+  const { chain, pool } = await openChain(t);
   const a = newKey();
   const b = newKey();
   const tip = await extend(chain, chain.tip, 1, { recs: [announce(a), announce(b)] });
@@ -58,9 +60,10 @@ async function pair(t: Test): Promise<Pair> {
   const [origNode, termNode] = await Promise.all([libp2pNode(t), libp2pNode(t)]);
   const known = new Set<string>();
   const charged: Array<[string, Offence]> = [];
-  const origEx = new ReceiptExchange({ chain, secret: a.secret, log: silentLogger, timeoutMs: 2000 });
+  const origEx = new ReceiptExchange({ params: chain.params, pool, secret: a.secret, log: silentLogger, timeoutMs: 2000 });
   const termEx = new ReceiptExchange({
-    chain,
+    params: chain.params,
+    pool,
     secret: b.secret,
     log: silentLogger,
     timeoutMs: 2000,
@@ -70,7 +73,7 @@ async function pair(t: Test): Promise<Pair> {
   await origEx.start(origNode);
   await termEx.start(termNode);
   await origNode.dial(termNode.getMultiaddrs()[0]);
-  return { chain, a, b, origEx, termEx, origNode, termNode, known, charged };
+  return { chain, pool, a, b, origEx, termEx, origNode, termNode, known, charged };
 }
 
 function unsigned(orig: Key, term: Key, seconds = 60, ended = 1_795_046_400): UnsignedReceipt {
@@ -114,7 +117,7 @@ t.test('a countersigned receipt becomes a record the chain accepts', async (t) =
   t.equal(body.kind, Kind.CallReceipt);
   t.same(body.orig, p.a.address);
   t.same(body.term, p.b.address);
-  t.ok(p.chain.pool.has(toHex(rec.id)), 'the record is pending, ready to be mined and gossiped');
+  t.ok(p.pool.has(toHex(rec.id)), 'the record is pending, ready to be mined and gossiped');
   // A retry (the answer was lost) gets the same countersignature, so the same record.
   const again = await p.origEx.requestCountersign(p.termNode.peerId, u);
   t.same(again.id, rec.id);
@@ -135,7 +138,7 @@ t.test('a request for an unknown call is refused', async (t) => {
   t.equal((err as ReceiptError).code, 'unknown-call');
   t.same(p.charged, [], 'an unknown call may be an honest race: no penalty');
   // Without a knowsCall hook nothing is countersigned at all.
-  const bare = new ReceiptExchange({ chain: p.chain, secret: p.b.secret, log: silentLogger });
+  const bare = new ReceiptExchange({ params: p.chain.params, pool: p.pool, secret: p.b.secret, log: silentLogger });
   t.equal(await bare.knowsCall(unsigned(p.a, p.b)), false);
 });
 
@@ -178,7 +181,7 @@ t.test('receipts for another node, bad shapes and garbage', async (t) => {
 
 t.test('own scores: a peer that keeps sending garbage is cut off; oversized frames are charged', async (t) => {
   const p = await pair(t);
-  const strict = new ReceiptExchange({ chain: p.chain, secret: p.b.secret, log: silentLogger, knowsCall: () => true });
+  const strict = new ReceiptExchange({ params: p.chain.params, pool: p.pool, secret: p.b.secret, log: silentLogger, knowsCall: () => true });
   const other = await libp2pNode(t);
   await strict.start(other);
   const { lpStream } = await import('@libp2p/utils');
@@ -202,7 +205,7 @@ t.test('own scores: a peer that keeps sending garbage is cut off; oversized fram
 
 t.test('an unreachable or unstarted peer is a clear error', async (t) => {
   const p = await pair(t);
-  const idle = new ReceiptExchange({ chain: p.chain, secret: p.a.secret, log: silentLogger });
+  const idle = new ReceiptExchange({ params: p.chain.params, pool: p.pool, secret: p.a.secret, log: silentLogger });
   await t.rejects(idle.requestCountersign(p.termNode.peerId, unsigned(p.a, p.b)), { code: 'internal' });
   const gone = await libp2pNode(t);
   const addr = gone.getMultiaddrs()[0];

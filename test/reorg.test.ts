@@ -39,7 +39,7 @@ async function scratchState(t: Test, params: NetworkParams, blocks: Uint8Array[]
 }
 
 t.test('the branch with more work wins, not the one with more blocks', async (t) => {
-  const { chain } = await openChain(t, { params: ASERT });
+  const { chain, pool } = await openChain(t, { params: ASERT });
   const g = chain.tip;
   const onlyA = commitRec();
   const both = announce();
@@ -65,15 +65,15 @@ t.test('the branch with more work wins, not the one with more blocks', async (t)
   t.ok(b.height < a.height, 'B has fewer blocks');
   t.same(results, ['side', 'side', 'connected'], 'switches when B overtakes A in work');
   t.equal(chain.tip, b);
-  t.ok(chain.pool.has(toHex(onlyA.id)), 'record only in A is pending again');
-  t.notOk(chain.pool.has(toHex(both.id)), 'record in both branches is not pending');
+  t.ok(pool.has(toHex(onlyA.id)), 'record only in A is pending again');
+  t.notOk(pool.has(toHex(both.id)), 'record in both branches is not pending');
   t.same(stateDump(chain), await scratchState(t, ASERT, await blocksOf(chain, b)), 'state equals state built from scratch on B');
-  t.equal((await chain.findRecord(toHex(onlyA.id))), undefined, 'A-only record is no longer confirmed');
-  t.ok(await chain.findRecord(toHex(both.id)), 'shared record is confirmed in B');
+  t.equal(await chain.locateRecord(toHex(onlyA.id)), undefined, 'A-only record is no longer confirmed');
+  t.ok(await chain.locateRecord(toHex(both.id)), 'shared record is confirmed in B');
 });
 
 t.test('a deep reorganisation of more than 100 blocks, with balances', async (t) => {
-  const { chain } = await openChain(t);
+  const { chain, pool } = await openChain(t);
   const g = chain.tip;
   const miner = newKey();
   // Main chain: 120 blocks paying `miner`, then transfers from it.
@@ -96,9 +96,9 @@ t.test('a deep reorganisation of more than 100 blocks, with balances', async (t)
   }
   t.equal(chain.tip, b, 'switched to the longer branch');
   t.same(stateDump(chain), await scratchState(t, NETWORKS.regtest, await blocksOf(chain, b)), 'state equals scratch build');
-  for (const c of commits) t.ok(chain.pool.has(toHex(c.id)), 'commitment back in the pool');
+  for (const c of commits) t.ok(pool.has(toHex(c.id)), 'commitment back in the pool');
   // Transfers spent coinbase money that no longer exists: they cannot return.
-  for (const x of transfers) t.notOk(chain.pool.has(toHex(x.id)), 'transfer of vanished money dropped');
+  for (const x of transfers) t.notOk(pool.has(toHex(x.id)), 'transfer of vanished money dropped');
   // And back again: extending A beyond B restores A's state exactly.
   let a2 = a;
   for (let i = 0; i < 2; i++) {

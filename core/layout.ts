@@ -1,0 +1,21 @@
+// The LevelDB key space: the one place keys are built (core/store.ts alone uses it). Keys are
+// strings with a one-letter prefix:
+//   B<hash>  block bytes               H<hash>  index entry [header, height, work hex, status]
+//   U<hash>  undo data of a connected  S<key>   state entry (core/state.ts keys: n:, b:, d:, a:,
+//            main-chain block                   c:, r:)
+//   R<id>    [block hash, position] of a record on the main chain
+//   T        main-chain tip hash        V        [store version, network, genesis hash]
+// Hashes are display hex (byte-reversed, as block explorers show them), record ids plain hex.
+
+export const layout = {
+  block: (hashHex: string): string => 'B' + hashHex,
+  index: (hashHex: string): string => 'H' + hashHex,
+  undo: (hashHex: string): string => 'U' + hashHex,
+  state: (stateKey: string): string => 'S' + stateKey,
+  record: (idHex: string): string => 'R' + idHex,
+  tip: 'T',
+  meta: 'V',
+  /** prefixes of the keys scanned at start-up */
+  indexPrefix: 'H',
+  statePrefix: 'S',
+} as const;
