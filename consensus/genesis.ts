@@ -1,5 +1,5 @@
 // The genesis block of each network, rebuilt from its parameters at start-up. `npm run genesis`
-// (core/genesis-build.ts) searches the nonces recorded in params.ts.
+// (tools/genesis.ts) searches the nonces recorded in params.ts.
 import { makeBlock, type Block, type Header } from '../core/block.ts';
 import { merkleRoot } from '../core/merkle.ts';
 import { makeRec, Kind } from '../core/records.ts';

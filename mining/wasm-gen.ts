@@ -1,4 +1,4 @@
-// Generator of the WebAssembly SIMD header hasher (consensus/wasm-sha256d.wasm).
+// Generator of the WebAssembly SIMD header hasher (mining/wasm-sha256d.wasm).
 //
 // Why a generator and not hand-written .wat: the kernel is ~6,000 straight-line vector
 // instructions (every SHA-256 round and schedule word unrolled, constants folded, dead rounds

@@ -1,7 +1,7 @@
 // The WebAssembly SIMD header hasher, the mining loop's hasher: 4 nonces per v128, the midstate
 // and every other header-only value computed once per header, early rejection on the hash's top
-// word. The module comes from consensus/wasm-gen.ts; the install writes it to
-// consensus/wasm-sha256d.wasm (tools/build-wasm.ts). A checkout without that file still works:
+// word. The module comes from mining/wasm-gen.ts; the install writes it to
+// mining/wasm-sha256d.wasm (tools/build-wasm.ts). A checkout without that file still works:
 // the module is then built in memory from the same generator, in about a tenth of a second.
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';

@@ -57,7 +57,7 @@ export interface CallLogOptions {
   log: Logger;
   /** the exchange to settle through; the call log becomes its `knowsCall` */
   exchange: Pick<ReceiptExchange, 'settle' | 'knowsCall'>;
-  /** terminated calls remembered (default 10,000; the oldest go first) */
+  /** terminated calls remembered (default 100,000; the oldest go first) */
   maxCalls?: number;
   /** how long a terminated call is remembered, ms (default 6 h) */
   maxAgeMs?: number;

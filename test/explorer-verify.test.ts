@@ -1,4 +1,4 @@
-// The explorer's own checks (core/explorer/verify.js, plain browser JavaScript) against the
+// The explorer's own checks (node/explorer/verify.js, plain browser JavaScript) against the
 // node's implementations: SHA-256 without WebCrypto, RFC 9162 inclusion proofs, record ids,
 // block hashes, targets and addresses, and a whole record answer from the API, intact and tampered.
 import t from 'tap';

@@ -29,6 +29,17 @@ t.test('bad flags get one line saying what to fix', async (t) => {
   const help = await runDots(['--help']);
   t.equal(help.code, 0);
   t.match(help.stdout, /dots node \[options\]/);
+  for (const b of ['hash', 'chain', 'sync', 'sip', 'calls']) t.match(help.stdout, new RegExp(`^  ${b} `, 'm'), `dots --help lists bench ${b}`);
+  // Each command explains itself, the benchmarks included (their --help was an option error).
+  for (const [cmd, re] of [['bench', /Benchmarks \(dots bench NAME/], ['node', /--sip-keepalive N/], ['wallet', /dots wallet send ADDRESS AMOUNT/], ['name', /dots name claim NAME/], ['user', /dots user add NAME --password PW/]] as const) {
+    const r = await runDots([cmd, '--help']);
+    t.equal(r.code, 0, `dots ${cmd} --help: exit code 0`);
+    t.match(r.stdout, re, `dots ${cmd} --help: its part of the help`);
+    t.equal(r.stderr, '', `dots ${cmd} --help: nothing on stderr`);
+  }
+  const none = await runDots([]);
+  t.equal(none.code, 2, 'no command: the help, and exit code 2');
+  t.match(none.stdout, /Usage:/);
 });
 
 t.test('a data directory is locked against a second process', async (t) => {
