@@ -200,7 +200,7 @@ export async function benchHash(opts: { seconds: number; threads?: number }): Pr
 
   const js = new HeaderHasher(header);
   measured.push({
-    name: 'JS midstate hasher (consensus/hasher.ts)',
+    name: 'JS midstate hasher (mining/hasher.ts)',
     threads: 1,
     rate: measure(seconds, 100_000, (n) => {
       sink ^= js.scan(nonce, n, IMPOSSIBLE);

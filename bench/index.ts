@@ -35,7 +35,7 @@ const BENCHES: Record<string, (o: BenchOptions) => Promise<Row[]>> = {
     return benchSip({ seconds: o.seconds >= 5 ? o.seconds : 20 });
   },
   calls: async (o) => {
-    const { benchCalls } = await import('./sip-calls.ts');
+    const { benchCalls } = await import('./calls.ts');
     // a rate counts as sustained over a 10 s window unless a longer one is asked for
     return benchCalls({ json: o.json, seconds: o.seconds >= 5 ? o.seconds : 10 });
   },

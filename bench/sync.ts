@@ -19,7 +19,8 @@ import { toHex } from '../core/hash.ts';
 import { signRecord, Kind, type NameCommit, type Transfer, type Rec } from '../core/records.ts';
 import { generateSecretKey, publicKeyOf } from '../core/sig.ts';
 import { addressOf } from '../core/address.ts';
-import { Harness } from '../test/harness.ts';
+import { Harness } from '../test/util/proc.ts';
+import { quantile } from './stats.ts';
 import type { BenchOptions } from './index.ts';
 
 type Row = Record<string, string | number>;
@@ -60,10 +61,6 @@ export async function buildChain(dir: string, blocks: number, records: number): 
   } finally {
     await close();
   }
-}
-
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
 }
 
 export async function benchSync(o: SyncBenchOptions): Promise<Row[]> {
@@ -136,8 +133,8 @@ export async function benchSync(o: SyncBenchOptions): Promise<Row[]> {
     lat.sort((x, y) => x - y);
     rows.push(
       { metric: 'record A->B->C: records', value: lat.length },
-      { metric: 'record A->B->C: median ms', value: percentile(lat, 50).toFixed(2) },
-      { metric: 'record A->B->C: p99 ms', value: percentile(lat, 99).toFixed(2) },
+      { metric: 'record A->B->C: median ms', value: quantile(lat, 0.5).toFixed(2) },
+      { metric: 'record A->B->C: p99 ms', value: quantile(lat, 0.99).toFixed(2) },
       { metric: 'record A->B->C: max ms', value: lat[lat.length - 1].toFixed(2) },
     );
     return rows;

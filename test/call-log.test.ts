@@ -5,7 +5,7 @@
 // are refused; calls the chain would not pay are never asked for.
 import '../p2p/polyfill.ts';
 import t, { type Test } from 'tap';
-import { openChain, blockOn, newKey, tmpDir, type Key } from './helpers.ts';
+import { openChain, blockOn, newKey, type Key } from './helpers.ts';
 import { signRecord, sigTag, signingMessage, checkRecordSignature, Kind, type NodeAnnounce, type Rec, type CallReceipt } from '../core/records.ts';
 import { bytesEqual, toHex } from '../core/hash.ts';
 import { verifyTagged } from '../core/sig.ts';
@@ -15,7 +15,8 @@ import { ReceiptExchange, ReceiptError, type UnsignedReceipt } from '../p2p/rece
 import { P2PNetwork } from '../p2p/network.ts';
 import type { Chain } from '../consensus/chain.ts';
 import type { Mempool } from '../core/mempool.ts';
-import { waitFor } from './proc.ts';
+import { tmpDir } from './util/tmp.ts';
+import { until, waitFor } from './util/wait.ts';
 
 const NET = 'regtest';
 
@@ -96,14 +97,6 @@ async function world(t: Test, o: { termAddrs?: (real: string[], peerId: string) 
   await orig.ex.start(orig.net.libp2p);
   if (o.startTerm !== false) await term.ex.start(term.net.libp2p);
   return { orig, term };
-}
-
-async function until(what: string, cond: () => boolean, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 /** The next outcome at the originating side. */

@@ -4,6 +4,7 @@
 import t, { type Test } from 'tap';
 import { randomBytes } from 'node:crypto';
 import { openChain, blockOn, newKey, stateDump, type TestChain } from './helpers.ts';
+import { eventually } from './util/wait.ts';
 import { signRecord, Kind, type NameCommit, type Transfer } from '../core/records.ts';
 import { decodeBlock, encodeBlock, type Block } from '../core/block.ts';
 import { hashToHex, toHex } from '../core/hash.ts';
@@ -246,8 +247,7 @@ t.test('sync hands runs of bodies to processBlocks and stops at an invalid one, 
   sync.start();
   t.teardown(() => sync.stop());
   sync.wake();
-  const t0 = Date.now();
-  while (penalties.length === 0 && Date.now() - t0 < 20_000) await new Promise((r) => setTimeout(r, 10));
+  await eventually(() => penalties.length > 0, 20_000, 10);
   t.match(penalties[0], /^peer-1 invalidBlock headers lead to invalid block .*bad-coinbase-amount/, 'source charged for the invalid body');
   t.equal(dst.chain.tip.hex, tip.hex, 'every valid block before it connected');
   t.same(stateDump(dst.chain), stateDump(src.chain));

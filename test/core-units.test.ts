@@ -15,7 +15,8 @@ import { NETWORKS, NETWORK_NAMES } from '../consensus/params.ts';
 import { genesisBlock } from '../consensus/genesis.ts';
 import { findGenesisNonce } from '../tools/genesis.ts';
 import { compactToTarget, hashMeetsTarget } from '../consensus/pow.ts';
-import { tmpDir, newKey } from './helpers.ts';
+import { newKey } from './helpers.ts';
+import { tmpDir } from './util/tmp.ts';
 
 t.test('canonical encoding', async (t) => {
   const v = [1, 0xffffffff, 0x100000000, Number.MAX_SAFE_INTEGER, 'text', new Uint8Array([1, 2, 3]), [[], ['x']]];

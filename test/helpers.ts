@@ -1,7 +1,5 @@
-// Shared test fixtures: temporary data directories, a chain on regtest, keys and records.
-import { mkdtempSync, rmSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+// Shared test fixtures: a chain on regtest (in a temporary directory), keys and records.
+import { readFileSync } from 'node:fs';
 import type { Store } from '../core/store.ts';
 import type { Mempool } from '../core/mempool.ts';
 import type { Chain, ChainOptions } from '../consensus/chain.ts';
@@ -19,12 +17,7 @@ import { toHex } from '../core/hash.ts';
 import { compactToTarget, hashMeetsTarget } from '../consensus/pow.ts';
 import { nextBits } from '../consensus/validate.ts';
 import type { IndexEntry } from '../consensus/chain.ts';
-
-export function tmpDir(t: { teardown(fn: () => void): void }, prefix = 'dots-test-'): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
+import { tmpDir } from './util/tmp.ts';
 
 export interface Key {
   secret: Uint8Array;

@@ -9,6 +9,7 @@ import type { Block, Header } from '../core/block.ts';
 import type { ProcessResult } from '../consensus/chain.ts';
 import type { Template } from '../mining/template.ts';
 import { openChain, readHeaderFixtures, withNonce } from './helpers.ts';
+import { eventually } from './util/wait.ts';
 
 const GENESIS_NONCE = 2083236893;
 const genesisRow = readHeaderFixtures().find((f) => f.name === 'bitcoin-genesis');
@@ -17,16 +18,6 @@ const GENESIS = genesisRow.header;
 const GENESIS_TARGET = targetToBytesLE(compactToTarget(0x1d00ffff));
 const IMPOSSIBLE = new Uint8Array(32); // only an all-zero hash would meet it
 
-
-/** Polls `cond` until it holds (or `ms` pass); returns whether it held. No timing is asserted. */
-async function eventually(cond: () => boolean, ms = 20_000): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) return false;
-    await sleep(10);
-  }
-  return true;
-}
 
 t.test('the worker pool mines the Bitcoin genesis header from a range containing its nonce', async (t) => {
   const range = { start: GENESIS_NONCE - (1 << 21), count: 1 << 22 };

@@ -3,8 +3,10 @@
 // with a consistent tip and state and without losing a confirmed record.
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { runDots, startNode, getJson, postJson, waitFor } from './proc.ts';
-import { tmpDir, openChain, newKey, stateDump } from './helpers.ts';
+import { runDots, startNode, getJson, postJson } from './util/proc.ts';
+import { tmpDir } from './util/tmp.ts';
+import { waitFor } from './util/wait.ts';
+import { openChain, newKey, stateDump } from './helpers.ts';
 import { signRecord, Kind, type NameCommit } from '../core/records.ts';
 import { toHex } from '../core/hash.ts';
 import { decodeBlock } from '../core/block.ts';
@@ -44,7 +46,7 @@ t.test('bad flags get one line saying what to fix', async (t) => {
 
 t.test('a data directory is locked against a second process', async (t) => {
   const dir = tmpDir(t);
-  const a = await startNode(t, ['--network', 'regtest', '--datadir', dir]);
+  const a = await startNode(t, { datadir: dir });
   const b = await runDots(['node', '--network', 'regtest', '--datadir', dir, '--api-port', '0']);
   t.equal(b.code, 2);
   t.match(b.stderr, /in use by another dots process/);
@@ -64,7 +66,7 @@ t.test('SIGKILL while mining, many times: consistent restart, no confirmed recor
   let lastHeight = 0;
   const rounds = 6;
   for (let round = 0; round < rounds; round++) {
-    const n = await startNode(t, ['--network', 'regtest', '--datadir', dir, '--mine']);
+    const n = await startNode(t, { datadir: dir, args: ['--mine'] });
     const s0 = await getJson<{ height: number; tip: string }>(`${n.api}/api/status`);
     t.ok(s0.body.height >= lastHeight, `round ${round}: restarted at ${s0.body.height}, not below ${lastHeight}`);
     for (const id of confirmed) {

@@ -4,7 +4,8 @@ import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { signRecord, Kind, type NameCommit } from '../core/records.ts';
 import { generateSecretKey, publicKeyOf } from '../core/sig.ts';
-import { Harness, converged, waitFor } from './harness.ts';
+import { Harness, converged } from './util/proc.ts';
+import { waitFor } from './util/wait.ts';
 
 function nameCommit(): ReturnType<typeof signRecord> {
   const sk = generateSecretKey();

@@ -17,7 +17,8 @@ import { NETWORKS } from '../consensus/params.ts';
 import { checkProofOfWork } from '../consensus/validate.ts';
 import { workFromBits } from '../consensus/pow.ts';
 import { SYNC_PROTOCOL, decodeRequest, encodeRequest, encodeResponse, type Status } from '../p2p/messages.ts';
-import { Harness, converged, waitFor, type NodeProc } from './harness.ts';
+import { Harness, converged, type NodeProc } from './util/proc.ts';
+import { waitFor } from './util/wait.ts';
 
 const P = NETWORKS.regtest;
 

@@ -30,7 +30,9 @@ import { forkPoint, headersAfter, locatorHeights, mainLocator } from '../p2p/loc
 import { loadOrCreateIdentity } from '../p2p/identity.ts';
 import { Synchronizer, type SyncHost, type SyncPeer } from '../p2p/sync.ts';
 import type { Offence } from '../p2p/score.ts';
-import { openChain, tmpDir } from './helpers.ts';
+import { openChain } from './helpers.ts';
+import { tmpDir } from './util/tmp.ts';
+import { until } from './util/wait.ts';
 
 t.test('wire messages round-trip and reject what is malformed or oversized', async (t) => {
   const h = randomBytes(32);
@@ -147,14 +149,6 @@ function fakeHost(dst: Chain, src: Chain, o: { tamperHeaders?: (h: Uint8Array[])
     },
   };
   return { host, peer, peers, penalties, blockRequests };
-}
-
-async function until(what: string, fn: () => boolean, ms = 20_000): Promise<void> {
-  const t0 = Date.now();
-  while (!fn()) {
-    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 t.test('header-first sync: catches up, then follows a heavier fork', async (t) => {

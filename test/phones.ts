@@ -8,15 +8,9 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { getJson, waitFor } from './proc.ts';
-
-/** Whether `cmd` is on the PATH. */
-export const has = (cmd: string): boolean => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
-
-export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/** A test (or anything) that runs clean-ups at its end. */
-export type Teardown = { teardown(fn: () => void | Promise<void>): void };
+import { getJson, has, stopProcess } from './util/proc.ts';
+import type { Teardown } from './util/tmp.ts';
+import { sleep, waitFor } from './util/wait.ts';
 
 /** A name's binding on the chain, as GET /api/names/NAME reports it. */
 export interface Binding {
@@ -78,15 +72,6 @@ export function inNetworkNamespace(o: { file: string; title: string; needs: stri
       env: { ...process.env, DOTS_IN_NETNS: '1' },
     });
   });
-}
-
-/** SIGTERM, then SIGKILL if it has not exited within 2 s. */
-export async function stopProcess(child: ChildProcess, exited: Promise<void>): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 2000);
-  await exited;
-  clearTimeout(timer);
 }
 
 export interface BaresipOptions {
@@ -153,7 +138,7 @@ export function startBaresip(t: Teardown, dir: string, o: BaresipOptions): Bares
   child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  const stop = (): Promise<void> => stopProcess(child, exited);
+  const stop = (): Promise<void> => stopProcess(child, 2000);
   t.teardown(stop);
   return { child, out: () => out, exited, stop };
 }

@@ -6,6 +6,7 @@ import t, { type Test } from 'tap';
 import { randomBytes } from 'node:crypto';
 import type { Libp2p } from '@libp2p/interface';
 import { openChain, extend, newKey, type Key } from './helpers.ts';
+import { eventually } from './util/wait.ts';
 import { signRecord, signReceipt, Kind, type NodeAnnounce, type Rec, type CallReceipt } from '../core/records.ts';
 import { toHex } from '../core/hash.ts';
 import { encode } from '../core/encoding.ts';
@@ -196,8 +197,7 @@ t.test('own scores: a peer that keeps sending garbage is cut off; oversized fram
   await send(randomBytes(50));
   await send(new Uint8Array(4096)); // over the frame limit: the stream is reset
   // Two 60-point offences reach the ban threshold: the connection is closed.
-  const deadline = Date.now() + 3000;
-  while (other.getConnections(p.origNode.peerId).length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  await eventually(() => other.getConnections(p.origNode.peerId).length === 0, 3000, 20);
   t.equal(other.getConnections(p.origNode.peerId).length, 0, 'disconnected');
   await strict.stop();
   await p.termEx.stop();

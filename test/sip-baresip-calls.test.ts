@@ -18,10 +18,10 @@
 import t from 'tap';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { Harness, waitFor } from './harness.ts';
-import { runDots } from './proc.ts';
-import { tmpDir } from './helpers.ts';
-import { bindingAt, inNetworkNamespace, mineUntil, sleep, startBaresip, type Baresip, type Binding, type Teardown } from './phones.ts';
+import { Harness, runDots } from './util/proc.ts';
+import { tmpDir, type Teardown } from './util/tmp.ts';
+import { sleep, waitFor } from './util/wait.ts';
+import { bindingAt, inNetworkNamespace, mineUntil, startBaresip, type Baresip, type Binding } from './phones.ts';
 
 /** A baresip event or command response, as ctrl_tcp sends it (one JSON object per netstring). */
 interface CtrlMessage {

@@ -6,8 +6,9 @@
 // namespace of its own (unshare -n, loopback only): the file re-runs itself there.
 import t from 'tap';
 import { join } from 'node:path';
-import { runDots, startNode, getJson, postJson, waitFor } from './proc.ts';
-import { tmpDir } from './helpers.ts';
+import { runDots, startNode, getJson, postJson } from './util/proc.ts';
+import { tmpDir } from './util/tmp.ts';
+import { waitFor } from './util/wait.ts';
 import { bindingAt, inNetworkNamespace, mineUntil, startBaresip, type Binding } from './phones.ts';
 
 const DOMAIN = 'bare.test';
@@ -17,9 +18,9 @@ inNetworkNamespace({ file: import.meta.url, title: 'baresip registers to a node 
     const dir = tmpDir(t);
     const datadir = join(dir, 'node');
     for (const u of ['alice', 'bob']) t.equal((await runDots(['user', 'add', u, '--password', `${u}-pw`, '--datadir', datadir, '--domain', DOMAIN])).code, 0);
-    const node = await startNode(t, ['--network', 'regtest', '--datadir', datadir, '--domain', DOMAIN, '--sip-keepalive', '1']);
+    const node = await startNode(t, { datadir, args: ['--domain', DOMAIN, '--sip-keepalive', '1'] });
     const api = node.api;
-    const port = Number(/sip:\s+sip:127\.0\.0\.1:(\d+)/.exec(node.stdout.join(''))?.[1]);
+    const port = node.sipPort;
     const binding = (user: string): Promise<Binding | null> => bindingAt(node, `sip:${user}@${DOMAIN}`);
     // names claimed: commitments, then reveals
     await mineUntil(() => postJson(`${api}/api/dev/mine`, { count: 1 }), 'names claimed', async () => {

@@ -8,30 +8,20 @@
 // an offline user is 480; and with node A down the caller gets 480 within seconds.
 import t from 'tap';
 import { spawn } from 'node:child_process';
-import { createSocket } from 'node:dgram';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Harness, waitFor, type NodeProc } from './harness.ts';
-import { tmpDir } from './helpers.ts';
-import { runDots } from './proc.ts';
+import { Harness, has, runDots, type NodeProc } from './util/proc.ts';
+import { freeUdpPort } from './util/ports.ts';
+import { tmpDir, type Teardown } from './util/tmp.ts';
+import { waitFor } from './util/wait.ts';
 import { TestPhone } from './sip-client.ts';
 import { getHeader } from '../sip/message.ts';
-import { bindingAt, has, mineUntil, type Teardown } from './phones.ts';
+import { bindingAt, mineUntil } from './phones.ts';
 
 const FIX = fileURLToPath(new URL('./fixtures/sipp/', import.meta.url));
 const DAVE_NUMBER = '+15551230000';
 const HAVE_SIPP = has('sipp');
-
-function freeUdpPort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createSocket('udp4');
-    s.bind(0, '127.0.0.1', () => {
-      const p = s.address().port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 interface Sipp {
   done: Promise<{ code: number | null; out: string }>;

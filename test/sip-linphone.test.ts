@@ -25,10 +25,10 @@ import t from 'tap';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Harness, waitFor } from './harness.ts';
-import { runDots } from './proc.ts';
-import { tmpDir } from './helpers.ts';
-import { bindingAt, has, inNetworkNamespace, mineUntil, sleep, startBaresip, stopProcess, type Binding, type Teardown } from './phones.ts';
+import { Harness, has, runDots, stopProcess } from './util/proc.ts';
+import { tmpDir, type Teardown } from './util/tmp.ts';
+import { sleep, waitFor } from './util/wait.ts';
+import { bindingAt, inNetworkNamespace, mineUntil, startBaresip, type Binding } from './phones.ts';
 
 /** One SIP message in Linphone's log: sent to or received from `peer`. */
 interface Traced {
@@ -145,7 +145,7 @@ class Linphone {
   }
 
   async stop(): Promise<void> {
-    await stopProcess(this.child, this.exited);
+    await stopProcess(this.child, 2000);
   }
 }
 

@@ -6,10 +6,11 @@
 import t from 'tap';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { runDots, startNode, getJson, postJson, waitFor, type NodeProc } from './proc.ts';
-import { tmpDir } from './helpers.ts';
+import { runDots, startNode, getJson, postJson } from './util/proc.ts';
+import { tmpDir } from './util/tmp.ts';
+import { sleep, waitFor } from './util/wait.ts';
 import { TestPhone } from './sip-client.ts';
-import { mineUntil, sleep } from './phones.ts';
+import { mineUntil } from './phones.ts';
 
 const DOMAIN = 'pres.test';
 
@@ -17,12 +18,6 @@ interface NameView {
   name: string;
   owner: string | null;
   binding: { node: string; status: string; expires: number; seq: number; confirmed: boolean; height: number | null } | null;
-}
-
-function sipPort(n: NodeProc): number {
-  const m = /sip:\s+sip:127\.0\.0\.1:(\d+) /.exec(n.stdout.join(''));
-  if (m === null) throw new Error('no SIP address printed');
-  return Number(m[1]);
 }
 
 const name = async (api: string, n: string): Promise<NameView | undefined> => {
@@ -47,7 +42,7 @@ t.test('presence on the chain follows the phone', async (t) => {
   t.notMatch(JSON.stringify(users), /alice-secret/, 'no password on disk, only HA1 values');
   t.match(users.users.alice, { realm: DOMAIN, md5: /^[0-9a-f]{32}$/, sha256: /^[0-9a-f]{64}$/ });
 
-  const node = await startNode(t, ['--network', 'regtest', '--datadir', datadir, '--domain', DOMAIN, '--sip-keepalive', '1']);
+  const node = await startNode(t, { datadir, args: ['--domain', DOMAIN, '--sip-keepalive', '1'] });
   const api = node.api;
   // first start: the node announces itself and commits to its domain and users' names
   await waitFor('announcement and commitments pending', async () => {
@@ -64,11 +59,11 @@ t.test('presence on the chain follows the phone', async (t) => {
   t.equal(nodes.body.nodes.length, 1);
   const me = nodes.body.nodes[0];
   t.equal(me.pubkey, owned[0].owner, 'the node announced itself with that key');
-  t.same(me.sipUris, [`sip:127.0.0.1:${sipPort(node)}`], 'with its SIP URI');
+  t.same(me.sipUris, [`sip:127.0.0.1:${node.sipPort}`], 'with its SIP URI');
   t.equal((await name(api, `sip:alice@${DOMAIN}`))?.binding, null, 'no binding before any phone registers');
 
   // a phone registers with digest credentials and answers the registrar's OPTIONS
-  const phone = await new TestPhone({ host: '127.0.0.1', port: sipPort(node) }).open();
+  const phone = await new TestPhone({ host: '127.0.0.1', port: node.sipPort }).open();
   t.teardown(() => phone.close());
   const r = await phone.registerWithAuth({ user: 'alice', domain: DOMAIN, password: 'alice-secret', expires: 600 });
   t.equal(r.status, 200);
@@ -98,7 +93,7 @@ t.test('presence on the chain follows the phone', async (t) => {
   t.equal((await name(api, `sip:alice@${DOMAIN}`))?.binding?.seq, pending.seq);
 
   // bob registers, then unregisters: offline
-  const bobPhone = await new TestPhone({ host: '127.0.0.1', port: sipPort(node) }).open();
+  const bobPhone = await new TestPhone({ host: '127.0.0.1', port: node.sipPort }).open();
   t.teardown(() => bobPhone.close());
   t.equal((await bobPhone.registerWithAuth({ user: 'bob', domain: DOMAIN, password: 'bob-secret', expires: 600 })).status, 200);
   await waitFor('bob online', async () => (await name(api, `sip:bob@${DOMAIN}`))?.binding?.status === 'online');
@@ -129,7 +124,7 @@ t.test('presence on the chain follows the phone', async (t) => {
   const add = await runDots(['user', 'add', 'carol', '--password', 'carol-secret', '--datadir', datadir, '--domain', DOMAIN]);
   t.equal(add.code, 0);
   await waitFor('commitment for the new account', async () => (await pendingKinds(api)).filter((k) => k === 'name-commit').length === before + 1, 8000);
-  const carol = await new TestPhone({ host: '127.0.0.1', port: sipPort(node) }).open();
+  const carol = await new TestPhone({ host: '127.0.0.1', port: node.sipPort }).open();
   t.teardown(() => carol.close());
   t.equal((await carol.registerWithAuth({ user: 'carol', domain: DOMAIN, password: 'carol-secret' })).status, 200, 'and can register');
 });
@@ -138,7 +133,7 @@ t.test('commit-then-reveal resumes after a restart', async (t) => {
   const dir = tmpDir(t);
   const datadir = join(dir, 'node');
   t.equal((await runDots(['user', 'add', 'dora', '--password', 'pw', '--datadir', datadir, '--domain', DOMAIN])).code, 0);
-  let node = await startNode(t, ['--network', 'regtest', '--datadir', datadir, '--domain', DOMAIN]);
+  let node = await startNode(t, { datadir, args: ['--domain', DOMAIN] });
   await waitFor('commitments pending', async () => (await pendingKinds(node.api)).filter((k) => k === 'name-commit').length === 2);
   const salts = JSON.parse(readFileSync(join(datadir, 'presence.json'), 'utf8')) as { claims: Record<string, { salt: string; commit: string }> };
   t.same(Object.keys(salts.claims).sort(), [DOMAIN, `sip:dora@${DOMAIN}`], 'salts saved before the commitments were sent');
@@ -146,7 +141,7 @@ t.test('commit-then-reveal resumes after a restart', async (t) => {
   node.child.kill('SIGTERM');
   t.equal(await node.exited, 0);
   // the pending commitments were lost with the process: the restarted node sends the same ones
-  node = await startNode(t, ['--network', 'regtest', '--datadir', datadir, '--domain', DOMAIN]);
+  node = await startNode(t, { datadir, args: ['--domain', DOMAIN] });
   await waitFor('commitments pending again', async () => (await pendingKinds(node.api)).filter((k) => k === 'name-commit').length === 2);
   const pend = await getJson<{ records: Array<{ id: string; kind: string }> }>(`${node.api}/api/pending`);
   t.same(pend.body.records.filter((r) => r.kind === 'name-commit').map((r) => r.id).sort(), Object.values(salts.claims).map((c) => c.commit).sort(), 'the same commitments, from the saved salts');
@@ -155,7 +150,7 @@ t.test('commit-then-reveal resumes after a restart', async (t) => {
   // stop between commitment and reveal
   node.child.kill('SIGTERM');
   await node.exited;
-  node = await startNode(t, ['--network', 'regtest', '--datadir', datadir, '--domain', DOMAIN]);
+  node = await startNode(t, { datadir, args: ['--domain', DOMAIN] });
   const api = node.api;
   const owned = await mineUntil(() => mine(api), 'claims revealed after the restart', async () => {
     const n = await name(api, `sip:dora@${DOMAIN}`);

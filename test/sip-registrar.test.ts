@@ -10,6 +10,7 @@ import { SipService } from '../sip/service.ts';
 import { credentialsFor, authorize, DigestAuth } from '../sip/digest.ts';
 import { getHeader, getHeaders, type SipResponse } from '../sip/message.ts';
 import { TestPhone, contactsOf, serve } from './sip-client.ts';
+import { eventually } from './util/wait.ts';
 
 const DOMAIN = 'reg.test';
 const USERS = new Map([
@@ -361,8 +362,7 @@ t.test('keepalive: a contact is verified by OPTIONS, and turns dead when it stop
   const p = await phone();
   t.equal((await p.register({ user: 'ivan', domain: DOMAIN, expires: 3600 })).status, 200);
   t.equal(svc.registrar.presence('sip:ivan@reg.test').online, false, 'unverified right after REGISTER');
-  const deadline = Date.now() + 3000;
-  while (!svc.registrar.presence('sip:ivan@reg.test').online && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  await eventually(() => svc.registrar.presence('sip:ivan@reg.test').online, 3000, 20);
   t.equal(svc.registrar.presence('sip:ivan@reg.test').online, true, 'online once it answered OPTIONS');
   t.ok(p.options >= 1);
   t.match(presence.find((x) => x[0] === 'sip:ivan@reg.test' && x[1]), ['sip:ivan@reg.test', true, Number]);
@@ -370,15 +370,13 @@ t.test('keepalive: a contact is verified by OPTIONS, and turns dead when it stop
   await new Promise((r) => setTimeout(r, 1000));
   t.ok(p.options > before, 'pinged on a schedule');
   p.answerOptions = false;
-  const d2 = Date.now() + 5000;
-  while (svc.registrar.presence('sip:ivan@reg.test').online && Date.now() < d2) await new Promise((r) => setTimeout(r, 20));
+  await eventually(() => !svc.registrar.presence('sip:ivan@reg.test').online, 5000, 20);
   t.equal(svc.registrar.presence('sip:ivan@reg.test').online, false, 'dead after failed pings');
   t.same(presence[presence.length - 1].slice(0, 2), ['sip:ivan@reg.test', false]);
   t.equal(svc.registrar.lookup('sip:ivan@reg.test').length, 1, 'still registered, still pinged with backoff');
   // it answers again: alive again
   p.answerOptions = true;
-  const d3 = Date.now() + 8000;
-  while (!svc.registrar.presence('sip:ivan@reg.test').online && Date.now() < d3) await new Promise((r) => setTimeout(r, 20));
+  await eventually(() => svc.registrar.presence('sip:ivan@reg.test').online, 8000, 20);
   t.equal(svc.registrar.presence('sip:ivan@reg.test').online, true, 'back online when it answers');
   // unregistering: offline at once
   t.equal((await p.register({ user: 'ivan', domain: DOMAIN, expires: 0 })).status, 200);
@@ -390,8 +388,7 @@ t.test('a contact dead for long is removed', async (t) => {
   const p = await phone();
   p.answerOptions = false;
   t.equal((await p.register({ user: 'lena', domain: DOMAIN, expires: 3600 })).status, 200);
-  const deadline = Date.now() + 5000;
-  while (svc.registrar.lookup('sip:lena@reg.test').length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  await eventually(() => svc.registrar.lookup('sip:lena@reg.test').length === 0, 5000, 50);
   t.equal(svc.registrar.lookup('sip:lena@reg.test').length, 0, 'removed although its registration has not ended');
 });
 

@@ -9,8 +9,8 @@ import { readFileSync } from 'node:fs';
 import { createSocket } from 'node:dgram';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startNode } from './proc.ts';
-import { tmpDir } from './helpers.ts';
+import { startNode } from './util/proc.ts';
+import { tmpDir } from './util/tmp.ts';
 import { getHeader, getHeaders, parseMessage, type SipResponse } from '../sip/message.ts';
 
 const DIR = fileURLToPath(new URL('./fixtures/rfc4475/', import.meta.url));
@@ -101,8 +101,8 @@ function exchange(port: number, msg: Buffer, waitMs: number): Promise<SipRespons
 }
 
 t.test('RFC 4475 over UDP to a running node', async (t) => {
-  const node = await startNode(t, ['--network', 'regtest', '--datadir', tmpDir(t), '--domain', 'example.com', '--open-registration']);
-  const port = Number(/sip:\s+sip:127\.0\.0\.1:(\d+)/.exec(node.stdout.join(''))?.[1]);
+  const node = await startNode(t, { datadir: tmpDir(t), args: ['--domain', 'example.com', '--open-registration'] });
+  const port = node.sipPort;
   t.ok(port > 0);
   const rows = readFileSync(join(DIR, 'index.tsv'), 'utf8').split('\n').slice(1).filter((l) => l.trim() !== '').map((l) => l.split('\t'));
   t.equal(rows.length, Object.keys(EXPECT).length, 'an expectation for every message in the index');

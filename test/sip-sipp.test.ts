@@ -2,16 +2,16 @@
 // does), refresh, unregister, the wildcard, and a too-brief expiry answered 423. Accounts are
 // made with `dots user add` as a node runner would.
 import t from 'tap';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { runDots, startNode } from './proc.ts';
-import { tmpDir } from './helpers.ts';
+import { has, runDots, startNode } from './util/proc.ts';
+import { tmpDir } from './util/tmp.ts';
 import { addUsers } from '../telecom/users.ts';
 
 const FIX = fileURLToPath(new URL('./fixtures/sipp/', import.meta.url));
-const HAVE_SIPP = spawnSync('sh', ['-c', 'command -v sipp'], { stdio: 'ignore' }).status === 0;
+const HAVE_SIPP = has('sipp');
 
 interface SippResult {
   code: number | null;
@@ -35,8 +35,8 @@ t.test('SIPp REGISTER scenarios against a running node', { skip: HAVE_SIPP ? fal
   const add = await runDots(['user', 'add', 'alice', '--password', 'wonder.land-7', '--datadir', datadir, '--domain', 'sipp.test']);
   t.equal(add.code, 0, add.stderr);
   t.match(add.stdout, /added sip:alice@sipp\.test/);
-  const node = await startNode(t, ['--network', 'regtest', '--datadir', datadir, '--domain', 'sipp.test', '--sip-port', '0']);
-  const m = /sip:\s+sip:127\.0\.0\.1:(\d+) \(UDP and TCP\) for domain sipp\.test/.exec(node.stdout.join(''));
+  const node = await startNode(t, { datadir, args: ['--domain', 'sipp.test'] });
+  const m = /sip:\s+sip:127\.0\.0\.1:(\d+) \(UDP and TCP\) for domain sipp\.test/.exec(node.stdout.join('\n'));
   t.ok(m, 'the node prints its SIP address');
   const port = Number(m?.[1]);
   const inf = join(dir, 'users.csv');

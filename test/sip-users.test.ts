@@ -4,8 +4,8 @@ import t from 'tap';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { runDots } from './proc.ts';
-import { tmpDir } from './helpers.ts';
+import { runDots } from './util/proc.ts';
+import { tmpDir } from './util/tmp.ts';
 import { UserStore, addUser } from '../telecom/users.ts';
 
 t.test('dots user add', async (t) => {

@@ -2,12 +2,13 @@
 import t from 'tap';
 import { join } from 'node:path';
 import { statSync } from 'node:fs';
-import { runDots, startNode, getJson, postJson, waitFor } from './proc.ts';
-import { tmpDir } from './helpers.ts';
+import { runDots, startNode, getJson, postJson } from './util/proc.ts';
+import { tmpDir } from './util/tmp.ts';
+import { waitFor } from './util/wait.ts';
 
 t.test('wallet and name commands end to end', async (t) => {
   const dir = tmpDir(t);
-  const node = await startNode(t, ['--network', 'regtest', '--datadir', join(dir, 'node')]);
+  const node = await startNode(t, { datadir: join(dir, 'node') });
   // A block every 200 ms: steady like a real network, unlike a regtest miner running flat out.
   let mining = true;
   const miner = (async (): Promise<void> => {

@@ -1,0 +1,135 @@
+// The network the call benchmarks (`dots bench calls`) run on: node A serving a.test and node B
+// serving b.test, both `dots node` processes on regtest that know each other only through the peer
+// network; the SIPp callee; the users u0..u(N-1)@a.test registered at A with the callee as their
+// contact, plus one phone of our own ("late"); and mining at A until B sees every one of them
+// online on the chain (commit, reveal, binding). Then "late" unregisters and B sees it offline,
+// for the reachability figure. The nodes get --sip-keepalive 60 so OPTIONS pings stay out of
+// the way.
+//
+// CPUs (DOTS_BENCH_CALLS_PIN): by default nothing is pinned, so the two nodes and SIPp share the
+// machine's cores as the scheduler sees fit, the conditions of the Kamailio figure in
+// shared/phones (7,000 calls/s with Record-Route, SIPp on the same 2 cores). `split` gives the
+// nodes one core between them and SIPp the other (a per-core figure, about 60% of the default on
+// 2 cores); `each` puts SIPp and node A on one core and node B on the other.
+// DOTS_BENCH_CALLS_NODE_ARGS="--trace-gc": flags for the nodes' Node.js.
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { waitFor, sleep } from '../test/util/wait.ts';
+import { CAN_PIN, onCpu } from './cpu.ts';
+import { BenchNode } from './node.ts';
+import { Uas } from './sipp.ts';
+import { Ua } from './ua.ts';
+
+export const DOMAIN_A = 'a.test';
+export const DOMAIN_B = 'b.test';
+
+export type Role = 'sipp' | 'a' | 'b';
+
+/** DOTS_BENCH_CALLS_PIN as asked (none, split or each) */
+export const PIN_ASKED = process.env.DOTS_BENCH_CALLS_PIN ?? 'none';
+/** what is pinned: nothing on one core or without taskset */
+export const PIN_MODE = CAN_PIN ? PIN_ASKED : 'none';
+/** the CPU of each role (SIPp caller and callee, node A, node B), null when nothing is pinned */
+export const PIN: Record<Role, number> | null = PIN_MODE === 'split' ? { sipp: 0, a: 1, b: 1 } : PIN_MODE === 'each' ? { sipp: 0, a: 0, b: 1 } : null;
+
+/** How a process of `role` is run: on its CPU when pinned. */
+export function pinned(role: Role): (cmd: string, args: string[]) => [string, string[]] {
+  return (cmd, args) => onCpu(PIN?.[role], cmd, args);
+}
+
+/** The network as the measurements use it. */
+export interface Ctx {
+  dir: string;
+  a: BenchNode;
+  b: BenchNode;
+  /** the SIPp callee every user of A is registered to */
+  uas: Uas;
+  /** u0, u1, ... */
+  users: string[];
+  /** the users as a SIPp -inf file */
+  usersFile: string;
+  /** our own phone, registered at A as `late` once, then unregistered (B has seen it offline) */
+  phone: Ua;
+  late: string;
+  log: (s: string) => void;
+}
+
+/** A row of the `dots bench calls` table, before it is formatted. */
+export type MetricRow = {
+  metric: string;
+  value: number;
+  unit: string;
+  notes: string;
+};
+
+/** Something to stop when the benchmark ends. */
+export type Closer = { stop(): Promise<unknown> };
+
+/**
+ * Starts the network in `dir` with `nUsers` users at A. What it starts is pushed on `open`, for
+ * the caller to stop in reverse order whether this succeeds or not.
+ */
+export async function startNetwork(dir: string, nUsers: number, log: (s: string) => void, open: Closer[]): Promise<Ctx> {
+  // DOTS_BENCH_CALLS_NODE_ARGS: flags for the nodes' Node.js (--trace-gc, --cpu-prof, ...)
+  const nodeArgs = (process.env.DOTS_BENCH_CALLS_NODE_ARGS ?? '').split(/\s+/).filter((x) => x !== '');
+  const node = (name: 'A' | 'B', domain: string, bootstrap: string[]): Promise<BenchNode> =>
+    BenchNode.start({
+      name,
+      datadir: join(dir, name.toLowerCase()),
+      logFile: join(dir, `node-${name.toLowerCase()}.log`),
+      bootstrap,
+      args: ['--domain', domain, '--open-registration', '--sip-keepalive', '60'],
+      nodeArgs,
+      wrap: pinned(name === 'A' ? 'a' : 'b'),
+      startMs: 60_000,
+    });
+  const a = await node('A', DOMAIN_A, []);
+  open.push(a);
+  const b = await node('B', DOMAIN_B, [a.p2p]);
+  open.push(b);
+  log(`node A sip:127.0.0.1:${a.sipPort} ${a.api}, node B sip:127.0.0.1:${b.sipPort} ${b.api}`);
+  const callee = await Uas.start(dir, pinned('sipp'));
+  open.push(callee);
+  const users = Array.from({ length: nUsers }, (_, i) => `u${i}`);
+  const usersFile = join(dir, 'users.csv');
+  writeFileSync(usersFile, ['SEQUENTIAL', ...users.map((u) => `${u};`)].join('\n') + '\n');
+  const registrar = await new Ua().open();
+  open.push({ stop: async () => registrar.close() });
+  const phone = await new Ua().open();
+  open.push({ stop: async () => phone.close() });
+  const late = 'late';
+  const regs = await Promise.all(users.map((u) => registrar.register(a.sipPort, u, DOMAIN_A, `sip:${u}@127.0.0.1:${callee.port}`, 3600, `reg-${u}`, 1)));
+  regs.push(await phone.register(a.sipPort, late, DOMAIN_A, `sip:${late}@127.0.0.1:${phone.port}`, 3600, `reach-${late}`, 1));
+  if (!regs.every((s) => s === 200)) throw new Error(`registrations at A: ${regs.filter((s) => s !== 200).length} not answered 200`);
+  const names = [...users, late].map((u) => `sip:${u}@${DOMAIN_A}`);
+  log(`${names.length} users registered at A; mining at A until B sees them online (commit, reveal, binding)`);
+  let blocks = 0;
+  await waitFor(
+    'B to see every user of A online',
+    async () => {
+      const st = await Promise.all(names.map((n) => b.binding(n)));
+      if (st.every((s) => s === 'online')) return true;
+      await a.mine(1);
+      blocks++;
+      await sleep(250);
+      return undefined;
+    },
+    90_000,
+    0,
+  );
+  log(`bound after ${blocks} blocks; the phone "${late}" unregisters, B must see it offline`);
+  await phone.register(a.sipPort, late, DOMAIN_A, `sip:${late}@127.0.0.1:${phone.port}`, 0, `reach-${late}`, 2);
+  await waitFor(`B to see ${late} offline`, async () => ((await b.binding(`sip:${late}@${DOMAIN_A}`)) === 'offline' ? true : undefined), 20_000, 50);
+  // confirm what is pending, so B's pool is (nearly) empty when the calls start
+  await confirmPending(a, b, 10);
+  log(`pending records: A ${await a.pending()}, B ${await b.pending()}`);
+  return { dir, a, b, uas: callee, users, usersFile, phone, late, log };
+}
+
+/** Mines at A (at most `blocks` blocks) until neither node has records pending. */
+export async function confirmPending(a: BenchNode, b: BenchNode, blocks: number): Promise<void> {
+  for (let i = 0; i < blocks && ((await a.pending()) > 0 || (await b.pending()) > 0); i++) {
+    await a.mine(1);
+    await sleep(300);
+  }
+}
