@@ -44,7 +44,6 @@ import {
   type Status,
 } from './messages.ts';
 import { DEFAULT_RATE_LIMITS, PeerLimits, PeerScores, TokenBucket, type Offence, type RateLimits, type ScoreOptions } from './score.ts';
-import { SigPool } from '../consensus/sigpool.ts';
 import { Synchronizer, short, type SyncOptions, type SyncPeer, type SyncProgress } from './sync.ts';
 
 /** pending records handed to a peer when it connects (the rest travel by gossip or in blocks) */
