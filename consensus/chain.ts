@@ -10,12 +10,13 @@
 // (core/layout.ts, used by core/store.ts alone).
 import { EventEmitter } from 'node:events';
 import { ValidationError, UserError } from '../core/errors.ts';
-import { hashToHex, hexToHash, bytesEqual } from '../core/hash.ts';
+import { hashToHex, hexToHash, bytesEqual, toHex } from '../core/hash.ts';
+import { merkleRoot } from '../core/merkle.ts';
 import { decodeBlock, decodeHeader, type Block, type Header } from '../core/block.ts';
 import { silentLogger, type Logger } from '../core/log.ts';
 import { ChainState, StateView, applyBlockRecords, commitTo, type ApplyContext } from '../core/state.ts';
 import { SigCache } from '../core/sig.ts';
-import type { Store, BlockStatus, StoreBatch } from '../core/store.ts';
+import { damagedStore, type Store, type BlockStatus, type StoreBatch } from '../core/store.ts';
 import { workFromBits } from './pow.ts';
 import { checkBlockSanity, checkHeaderContext, medianOf, type Anchor, type ParentInfo } from './validate.ts';
 import { genesisBlock } from './genesis.ts';
@@ -67,6 +68,10 @@ export interface ChainOptions {
 }
 
 const MTP_SPAN = 11;
+/** main-chain blocks whose undo data and bodies are checked at every start (a reorganisation's reach) */
+const CHECK_DEPTH = 100;
+/** older main-chain blocks whose bodies are checked at every start, picked at random */
+const CHECK_SAMPLE = 32;
 
 /** A block that passed the stateless and header checks, about to be connected on the tip. */
 interface RunItem {
@@ -133,25 +138,81 @@ export class Chain extends EventEmitter<{ tip: [TipChange] }> {
   private async load(): Promise<void> {
     const g = genesisBlock(this.params);
     const gHex = hashToHex(g.hash);
-    const meta = await this.store.meta();
+    const path = this.store.path;
+    // Whatever the store holds that does not read is damage: said in one line, nothing written.
+    const reading = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
+      try {
+        return await fn();
+      } catch (e) {
+        if (e instanceof UserError) throw e;
+        throw damagedStore(path, `${what} does not read (${(e as Error).message})`);
+      }
+    };
+    const meta = await reading('the network marker', () => this.store.meta());
     if (meta === undefined) {
+      if ((await reading('the block index', () => this.store.tip())) !== undefined) throw damagedStore(path, 'it has a chain tip but no network marker');
       const gEntry: IndexEntry = { hash: g.hash, hex: gHex, header: g.header, headerBytes: g.headerBytes, height: 0, work: workFromBits(g.header.bits), status: 'valid', prev: null };
       const batch = this.store.batch().putBlock(gHex, g);
       this.putIndex(batch, gEntry);
       await batch.putUndo(gHex, []).putRecords(g).putTip(gHex).putMeta(this.params.name, gHex).write();
     } else if (meta.network !== this.params.name || meta.genesis !== gHex) {
-      throw new UserError(`data directory ${this.store.path} holds the ${meta.network} chain (genesis ${meta.genesis.slice(0, 16)}...), not ${this.params.name}: pass another --datadir`);
+      throw new UserError(`data directory ${path} holds the ${meta.network} chain (genesis ${meta.genesis.slice(0, 16)}...), not ${this.params.name}: pass another --datadir`);
     }
     // Index: every stored header, linked to its parent.
-    for await (const [hex, r] of this.store.indexEntries()) {
-      this.index.set(hex, { hash: hexToHash(hex), hex, header: decodeHeader(r.header), headerBytes: r.header, height: r.height, work: r.work, status: r.status, prev: null });
+    await reading('the block index', async () => {
+      for await (const [hex, r] of this.store.indexEntries()) {
+        this.index.set(hex, { hash: hexToHash(hex), hex, header: decodeHeader(r.header), headerBytes: r.header, height: r.height, work: r.work, status: r.status, prev: null });
+      }
+    });
+    for (const e of this.index.values()) {
+      if (e.height === 0) continue;
+      e.prev = this.index.get(hashToHex(e.header.prev)) ?? null;
+      // Only blocks with a known parent are ever stored: a missing or misplaced parent is a hole.
+      if (e.prev === null || e.prev.height !== e.height - 1) throw damagedStore(path, `the block index has a hole below block ${e.height} (${e.hex})`);
     }
-    for (const e of this.index.values()) if (e.height > 0) e.prev = this.index.get(hashToHex(e.header.prev)) ?? null;
-    const tipHex = await this.store.tip();
+    const tipHex = await reading('the chain tip', () => this.store.tip());
     const tip = tipHex === undefined ? undefined : this.index.get(tipHex);
-    if (tip === undefined) throw new UserError(`data directory ${this.store.path} is damaged: no chain tip`);
+    if (tip === undefined) throw damagedStore(path, tipHex === undefined ? 'it has no chain tip' : `its chain tip ${tipHex} is not in the block index`);
     this.setMain(tip);
-    for await (const [k, e] of this.store.stateEntries()) this.state.map.set(k, e);
+    if (this.main[0]?.hex !== gHex) throw damagedStore(path, 'its main chain does not lead back to the genesis block');
+    for (const e of this.main) if (e.status !== 'valid') throw damagedStore(path, `main-chain block ${e.height} is marked ${e.status}`);
+    await reading('the chain state', async () => {
+      for await (const [k, e] of this.store.stateEntries()) this.state.map.set(k, e);
+    });
+    await this.checkRecentBlocks();
+  }
+
+  /**
+   * The start-up check of what a reorganisation and the API will read: the undo data and bodies
+   * of the last CHECK_DEPTH main-chain blocks, and the bodies of CHECK_SAMPLE older ones at
+   * random, each decoding to its own hash and Merkle root with its records located where it is.
+   */
+  private async checkRecentBlocks(): Promise<void> {
+    const path = this.store.path;
+    const top = this.tip.height;
+    const heights = new Set<number>();
+    for (let h = Math.max(1, top - CHECK_DEPTH + 1); h <= top; h++) heights.add(h);
+    const older = top - CHECK_DEPTH;
+    for (let i = 0; i < CHECK_SAMPLE && older >= 1; i++) heights.add(1 + Math.floor(Math.random() * older));
+    for (const h of heights) {
+      const e = this.main[h];
+      const where = `main-chain block ${h} (${e.hex})`;
+      let block: Block;
+      try {
+        const bytes = await this.store.blockBytes(e.hex);
+        if (bytes === undefined) throw damagedStore(path, `${where} has no body`);
+        block = decodeBlock(bytes, Number.MAX_SAFE_INTEGER);
+      } catch (err) {
+        if (err instanceof UserError) throw err;
+        throw damagedStore(path, `the body of ${where} does not read (${(err as Error).message})`);
+      }
+      if (!bytesEqual(block.hash, e.hash) || !bytesEqual(merkleRoot(block.records.map((r) => r.id)), block.header.merkleRoot)) throw damagedStore(path, `the body of ${where} is not that block`);
+      for (let i = 0; i < block.records.length; i++) {
+        const loc = await this.store.recordLocation(toHex(block.records[i].id)).catch(() => undefined);
+        if (loc?.block !== e.hex || loc.index !== i) throw damagedStore(path, `the record index does not locate record ${i} of ${where}`);
+      }
+      if (h > top - CHECK_DEPTH && (await this.store.undo(e.hex).catch(() => undefined)) === undefined) throw damagedStore(path, `the undo data of ${where} is missing or does not read`);
+    }
   }
 
   private putIndex(batch: StoreBatch, e: IndexEntry): StoreBatch {

@@ -6,6 +6,7 @@
 // reorganisation) is one atomic batch of its body, index entry, undo data, record locations,
 // state changes and the tip pointer, so a process killed at any moment leaves either the old tip
 // with its state or the new one.
+import { readdirSync } from 'node:fs';
 import { ClassicLevel } from 'classic-level';
 import { UserError } from './errors.ts';
 import { encode, decode, asArray, asUint, asString, asBytes } from './encoding.ts';
@@ -47,14 +48,21 @@ export class Store {
     this.db = new ClassicLevel<string, Uint8Array>(path, { keyEncoding: 'utf8', valueEncoding: 'view' });
   }
 
-  /** Opens the store; LevelDB's LOCK file keeps a second process out, which we report plainly. */
+  /**
+   * Opens the store, creating it only where there is nothing yet: a folder that holds files but
+   * no database that opens (its CURRENT file deleted, say) is refused, never replaced by an empty
+   * database (LevelDB would delete every table it does not know). LevelDB's LOCK file keeps a
+   * second process out, which we report plainly.
+   */
   static async open(path: string): Promise<Store> {
     const s = new Store(path);
+    const existing = hasFiles(path);
     try {
-      await s.db.open();
+      await s.db.open({ createIfMissing: !existing });
     } catch (e) {
       const cause = (e as { cause?: { message?: string } }).cause?.message ?? (e as Error).message;
       if (/lock/i.test(cause)) throw new UserError(`data directory ${path} is in use by another dots process (stop it or pass another --datadir)`);
+      if (existing) throw damagedStore(path, `it holds files but no database that opens (${cause.split('\n')[0]})`);
       throw new UserError(`cannot open the database in ${path}: ${cause}`);
     }
     return s;
@@ -185,6 +193,23 @@ export class StoreBatch {
     await this.store.write(this.ops);
     this.ops.length = 0;
   }
+}
+
+/** Whether `dir` exists and holds anything. */
+function hasFiles(dir: string): boolean {
+  try {
+    return readdirSync(dir).length > 0;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The one-line refusal for a store that is not what the node wrote: what is wrong, and how to
+ * recover. Nothing is repaired or recreated in place, so nothing more is lost.
+ */
+export function damagedStore(path: string, what: string): UserError {
+  return new UserError(`the chain database in ${path} is damaged: ${what}. Nothing was changed; to recover, stop the node, move ${path} away (keep it for inspection) and start again: the node syncs the chain from its peers`);
 }
 
 function encodeIndexEntry(e: StoredIndexEntry): Uint8Array {

@@ -6,6 +6,8 @@ import { openChain, extend, newKey } from './helpers.ts';
 import { toHex } from '../core/hash.ts';
 import { signRecord, Kind, type NodeAnnounce } from '../core/records.ts';
 import { addressOf } from '../core/address.ts';
+import { decodeBlock, type Block } from '../core/block.ts';
+import type { Chain } from '../consensus/chain.ts';
 
 t.test('history index: catch-up, live blocks and reorganisations', async (t) => {
   const { chain } = await openChain(t);
@@ -44,4 +46,40 @@ t.test('history index: catch-up, live blocks and reorganisations', async (t) => 
   t.same(h.all(keyB).map((r) => r.height), [2, 3, 4, 5]);
   t.same(h.all(historyKey.node(toHex(addressOf(n.pub)))), [], 'including the announcement');
   for (const r of h.all(keyB)) t.equal(r.block, chain.main[r.height].hex, `height ${r.height} points at the main-chain block`);
+});
+
+t.test('a block body the store lost or cannot read stops the index with a warning, not the node', async (t) => {
+  const { chain } = await openChain(t);
+  await extend(chain, chain.tip, 5);
+  const warnings: string[] = [];
+  const log = { debug() {}, info() {}, error() {}, warn: (m: string) => void warnings.push(m) };
+  // Damage after the start-up check, as the chain's reads would meet it: block 3's body is gone,
+  // then block 4's does not decode. (The chain keeps recent bodies in memory, so the damage is
+  // put where its reads happen: a view of the chain whose getBlock meets it.)
+  let damage: (height: number) => Promise<Block | undefined> = async () => undefined;
+  const view = Object.create(chain) as Chain;
+  view.getBlock = (hex) => {
+    const e = chain.index.get(hex);
+    return e !== undefined && e.height >= 3 ? damage(e.height) : chain.getBlock(hex);
+  };
+  const lost = new History(view, log);
+  lost.start();
+  t.teardown(() => lost.stop());
+  await lost.settled();
+  t.equal(lost.height, 2, 'indexed up to the lost block');
+  t.match(lost.failure, /block 3 .* has no body/);
+  t.match(warnings, [/history index stopped at height 2: block 3/]);
+  damage = async (h) => (h === 3 ? chain.getBlock(chain.main[3].hex) : decodeBlock(Uint8Array.of(1, 2, 3), 1000));
+  const garbled = new History(view, log);
+  garbled.start();
+  t.teardown(() => garbled.stop());
+  await garbled.settled();
+  t.equal(garbled.height, 3, 'indexed up to the unreadable block');
+  t.match(garbled.failure, /reading the chain failed/, 'the reason is kept');
+  // A new tip tries again, and once the store reads, the index catches up.
+  damage = (h) => chain.getBlock(chain.main[h].hex);
+  await extend(chain, chain.tip, 1);
+  await garbled.settled();
+  t.equal(garbled.height, 6, 'caught up after the next tip');
+  t.equal(garbled.failure, null);
 });

@@ -87,7 +87,7 @@ export class Api {
     this.chain = ctx.chain;
     this.pool = ctx.pool;
     this.params = ctx.chain.params;
-    this.history = new History(ctx.chain);
+    this.history = new History(ctx.chain, ctx.log);
     this.limitWork = Number(workFromBits(this.params.powLimitBits));
   }
 

@@ -11,6 +11,7 @@ import { addressOf } from '../../core/address.ts';
 import { Kind, type KindCode, type RecordBody } from '../../core/records.ts';
 import type { Chain, IndexEntry } from '../../consensus/chain.ts';
 import type { Block } from '../../core/block.ts';
+import { silentLogger, type Logger } from '../../core/log.ts';
 
 export interface Ref {
   height: number;
@@ -97,9 +98,20 @@ export class History {
   private running: Promise<void> | null = null;
   private again = false;
   private stopped = false;
-  private readonly onTip = (): void => this.kick();
+  /**
+   * Why indexing stopped short of the tip (a main-chain block whose body is missing or does not
+   * read: a damaged store). The index then serves what it has; the next tip change tries again.
+   */
+  failure: string | null = null;
+  private readonly onTip = (): void => {
+    this.failure = null;
+    this.kick();
+  };
 
-  constructor(private readonly chain: Chain) {}
+  constructor(
+    private readonly chain: Chain,
+    private readonly log: Logger = silentLogger,
+  ) {}
 
   start(): void {
     this.chain.on('tip', this.onTip);
@@ -123,9 +135,9 @@ export class History {
     return this.height === this.chain.tip.height && this.indexed[this.indexed.length - 1] === this.chain.tip;
   }
 
-  /** Resolves once the index has caught up with the tip as it is now (tests and first requests). */
+  /** Resolves once the index has caught up with the tip as it is now (tests and first requests), or cannot. */
   async settled(): Promise<void> {
-    while (!this.stopped && !this.complete) {
+    while (!this.stopped && !this.complete && this.failure === null) {
       this.kick();
       await this.running;
     }
@@ -154,7 +166,9 @@ export class History {
         do {
           this.again = false;
           await this.catchUp();
-        } while (this.again && !this.stopped);
+        } while (this.again && !this.stopped && this.failure === null);
+      } catch (e) {
+        this.fail(`reading the chain failed: ${(e as Error).message}`);
       } finally {
         this.running = null;
       }
@@ -176,12 +190,20 @@ export class History {
       if (this.stopped) return;
       // A main-chain block without a body cannot happen in a sound store; stop rather than spin,
       // and try again on the next tip change.
-      if (block === undefined) return;
+      if (block === undefined) {
+        this.fail(`block ${next.height} (${next.hex}) has no body in the store`);
+        return;
+      }
       // A reorganisation during the read: look again at what is main now.
       if (!this.chain.isMain(next) || this.indexed[this.indexed.length - 1] !== top) continue;
       this.connect(next, block);
       if (++steps % 64 === 0) await yieldToLoop();
     }
+  }
+
+  private fail(why: string): void {
+    if (this.failure === null) this.log.warn(`history index stopped at height ${this.height}: ${why}`);
+    this.failure = why;
   }
 
   private connect(e: IndexEntry, block: Block): void {
