@@ -28,7 +28,7 @@ import { PresenceBridge } from '../telecom/presence.ts';
 import { UserStore } from '../telecom/users.ts';
 import { chainLocator, routingSource } from '../telecom/routing.ts';
 import { loadOrCreateKey } from '../wallet/keys.ts';
-import { buildApi } from './api/server.ts';
+import { buildApi, LOOPBACK_HOSTS } from './api/server.ts';
 import type { NodeConfig } from './config.ts';
 import { setSipStatsSource } from './metrics.ts';
 import { RegistrationsFile } from './registrations.ts';
@@ -36,6 +36,12 @@ import { RegistrationsFile } from './registrations.ts';
 import { openChainStack, type ChainStack } from './chain-stack.ts';
 
 export const NODE_KEY_FILE = 'node.key';
+
+/** Whether a listen address is this machine only. */
+function isLoopback(host: string): boolean {
+  const h = host.toLowerCase();
+  return h === 'localhost' || h === '::1' || /^127\./.test(h);
+}
 
 export class DotsNode {
   private api?: FastifyInstance;
@@ -130,16 +136,21 @@ export class DotsNode {
       { threads: config.minerThreads },
     );
     this.miner = miner;
-    const api = await buildApi({
-      chain,
-      pool,
-      hashrate: () => miner.hashrate,
-      peers: () => this.p2p?.peers() ?? [],
-      syncing: () => this.p2p?.syncing() ?? false,
-      syncProgress: () => this.p2p?.progress(),
-      mine: (n) => miner.mineBlocks(n),
-      log,
-    });
+    const api = await buildApi(
+      {
+        chain,
+        pool,
+        hashrate: () => miner.hashrate,
+        peers: () => this.p2p?.peers() ?? [],
+        syncing: () => this.p2p?.syncing() ?? false,
+        syncProgress: () => this.p2p?.progress(),
+        mine: (n) => miner.mineBlocks(n),
+        log,
+      },
+      // On a loopback address only this machine's names are answered (no DNS rebinding); a node
+      // that listens on another address is meant to be reached by whatever name points at it.
+      { allowedHosts: isLoopback(config.apiHost) ? [...LOOPBACK_HOSTS, config.apiHost.toLowerCase()] : 'any' },
+    );
     this.api = api;
     await this.orStop(async () => {
       try {

@@ -390,7 +390,7 @@ t.test('the page and the OpenAPI document', async (t) => {
 
 t.test('event stream limits', async (t) => {
   // A client that cannot keep up is dropped once its queue passes the bound; the others go on.
-  const hub = new EventHub(2, 100, 60_000);
+  const hub = new EventHub({ maxClients: 3, maxPerAddress: 2, maxBuffer: 100, heartbeatMs: 60_000, maxStreamMs: 3_600_000 });
   t.teardown(() => hub.close());
   const fake = (): { res: ServerResponse; written: string[]; destroyed: () => boolean; close: () => void } => {
     const written: string[] = [];
@@ -414,10 +414,16 @@ t.test('event stream limits', async (t) => {
   };
   const fast = fake();
   const slow = fake();
-  hub.add(fast.res, 'hello\n\n');
-  hub.add(slow.res, 'hello\n\n');
+  t.equal(hub.refuse('10.0.0.1'), null);
+  hub.add(fast.res, '10.0.0.1', 'hello\n\n');
+  hub.add(slow.res, '10.0.0.1', 'hello\n\n');
   t.equal(hub.size, 2);
-  t.ok(hub.full, 'at most two clients');
+  t.match(hub.refuse('10.0.0.1'), /at most 2 event streams per client address/, 'one address gets its share, no more');
+  t.equal(hub.refuse('10.0.0.2'), null, 'another address still gets a slot');
+  const other = fake();
+  hub.add(other.res, '10.0.0.2', 'hello\n\n');
+  t.match(hub.refuse('10.0.0.3'), /too many event stream clients/, 'and the total is bounded');
+  other.close();
   hub.send('tip', { height: 1 });
   t.equal(fast.written.length, 2);
   t.match(fast.written[1], /^id: \d+\nevent: tip\ndata: \{"height":1\}\n\n$/);

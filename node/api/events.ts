@@ -12,22 +12,32 @@ import type { Api } from './context.ts';
 /** Blocks a tip event lists in full; the counts say how many there were. */
 const EVENT_BLOCKS = 20;
 
+export interface EventHubOptions {
+  /** clients at once, from everywhere */
+  maxClients: number;
+  /** clients at once from one address: a fair share, so one address cannot hold every slot */
+  maxPerAddress: number;
+  /** bytes a slow client may have queued before it is dropped (its EventSource reconnects) */
+  maxBuffer: number;
+  heartbeatMs: number;
+  /** a stream's longest life: then it ends, and the client's EventSource reconnects (slots never stay taken for good) */
+  maxStreamMs: number;
+}
+
 /**
  * Subscribers of GET /api/events. A client that reads slower than events arrive is dropped once
  * its socket buffer passes a bound (its EventSource reconnects and the page reloads its data), so
- * one stalled phone never makes the node hold an unbounded queue.
+ * one stalled phone never makes the node hold an unbounded queue; slots are shared out per
+ * address and streams end after a while, so nobody keeps them.
  */
 export class EventHub {
-  private readonly clients = new Set<ServerResponse>();
+  private readonly clients = new Map<ServerResponse, string>();
+  private readonly perAddress = new Map<string, number>();
   private seq = 0;
   private readonly heartbeat: NodeJS.Timeout;
 
-  constructor(
-    private readonly maxClients: number,
-    private readonly maxBuffer: number,
-    heartbeatMs: number,
-  ) {
-    this.heartbeat = setInterval(() => this.broadcast(': keep-alive\n\n'), heartbeatMs);
+  constructor(private readonly o: EventHubOptions) {
+    this.heartbeat = setInterval(() => this.broadcast(': keep-alive\n\n'), o.heartbeatMs);
     this.heartbeat.unref();
   }
 
@@ -35,13 +45,22 @@ export class EventHub {
     return this.clients.size;
   }
 
-  get full(): boolean {
-    return this.clients.size >= this.maxClients;
+  /** Why a client at `address` may not open a stream now, or null when it may. */
+  refuse(address: string): string | null {
+    if (this.clients.size >= this.o.maxClients) return 'too many event stream clients; try again later';
+    if ((this.perAddress.get(address) ?? 0) >= this.o.maxPerAddress) return `at most ${this.o.maxPerAddress} event streams per client address`;
+    return null;
   }
 
-  add(res: ServerResponse, hello: string): void {
-    this.clients.add(res);
-    res.on('close', () => this.clients.delete(res));
+  add(res: ServerResponse, address: string, hello: string): void {
+    this.clients.set(res, address);
+    this.perAddress.set(address, (this.perAddress.get(address) ?? 0) + 1);
+    const end = setTimeout(() => res.end(), this.o.maxStreamMs);
+    end.unref();
+    res.on('close', () => {
+      clearTimeout(end);
+      this.forget(res);
+    });
     res.write(hello);
   }
 
@@ -54,10 +73,19 @@ export class EventHub {
     return `id: ${++this.seq}\nevent: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
   }
 
+  private forget(res: ServerResponse): void {
+    const address = this.clients.get(res);
+    if (address === undefined) return;
+    this.clients.delete(res);
+    const left = (this.perAddress.get(address) ?? 1) - 1;
+    if (left <= 0) this.perAddress.delete(address);
+    else this.perAddress.set(address, left);
+  }
+
   private broadcast(msg: string): void {
-    for (const res of this.clients) {
-      if (res.writableLength > this.maxBuffer) {
-        this.clients.delete(res);
+    for (const res of this.clients.keys()) {
+      if (res.writableLength > this.o.maxBuffer) {
+        this.forget(res);
         res.destroy();
         continue;
       }
@@ -67,8 +95,9 @@ export class EventHub {
 
   close(): void {
     clearInterval(this.heartbeat);
-    for (const res of this.clients) res.end();
+    for (const res of this.clients.keys()) res.end();
     this.clients.clear();
+    this.perAddress.clear();
   }
 }
 
@@ -112,9 +141,11 @@ export function eventRoutes(app: FastifyInstance, api: Api, hub: EventHub, metri
   });
 
   app.get('/api/events', async (req, reply) => {
-    if (hub.full) {
+    const address = req.socket.remoteAddress ?? '';
+    const refusal = hub.refuse(address);
+    if (refusal !== null) {
       void reply.code(503).header('retry-after', '30');
-      return { error: 'too many event stream clients; try again later' };
+      return { error: refusal };
     }
     if (req.method === 'HEAD') {
       void reply.header('content-type', 'text/event-stream; charset=utf-8').header('cache-control', 'no-cache, no-transform');
@@ -131,6 +162,6 @@ export function eventRoutes(app: FastifyInstance, api: Api, hub: EventHub, metri
       'x-accel-buffering': 'no',
     });
     req.raw.socket.setNoDelay(true);
-    hub.add(reply.raw, `retry: 2000\n\n${hub.format('hello', api.status())}`);
+    hub.add(reply.raw, address, `retry: 2000\n\n${hub.format('hello', api.status())}`);
   });
 }

@@ -5,6 +5,8 @@
 // things a 404, never a 500. Everything served is documented in node/explorer/openapi.json,
 // which a test checks against the routes registered here.
 import { readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { isIP, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import fastifyStatic from '@fastify/static';
@@ -32,6 +34,64 @@ export interface ApiOptions {
   eventHeartbeatMs?: number;
   /** told of every route as it is registered (the documentation test lists them this way) */
   onRoute?: (method: string, url: string) => void;
+  /** live event streams one client address may hold (default 8) */
+  maxEventClientsPerAddress?: number;
+  /** how long a live event stream lasts before the node ends it and the client reconnects, ms (default 1 h) */
+  maxEventStreamMs?: number;
+  /** connections the API holds at once (default 1024), and from one address (default 64) */
+  maxConnections?: number;
+  maxConnectionsPerAddress?: number;
+  /** a request's headers and body must arrive within this, however slowly they trickle, ms (default 10 s) */
+  requestTimeoutMs?: number;
+  /** a connection that sends and receives nothing for this long is closed, ms (default 60 s) */
+  idleTimeoutMs?: number;
+  /**
+   * Host header values the API answers to (names without the port), or 'any'. A node on a
+   * loopback address answers only to loopback names (default), so a web page on another name
+   * that a DNS rebinding points at 127.0.0.1 cannot reach it.
+   */
+  allowedHosts?: readonly string[] | 'any';
+}
+
+/** Host names that mean this machine. */
+export const LOOPBACK_HOSTS: readonly string[] = ['localhost', '127.0.0.1', '::1'];
+
+/** The Host header's name part: without the port, brackets off an IPv6 address, lower case. */
+function hostName(header: string): string {
+  const h = header.trim().toLowerCase();
+  if (h.startsWith('[')) return h.slice(1, h.indexOf(']'));
+  const colon = h.lastIndexOf(':');
+  return colon >= 0 && isIP(h) === 0 ? h.slice(0, colon) : h;
+}
+
+/**
+ * The HTTP server under Fastify, with limits a stranger cannot stretch: headers and body within
+ * the request timeout however slowly they come (checked every second), idle connections closed,
+ * and connections capped overall and per client address, so one address cannot take every file
+ * handle the node has (21,000 stalled connections from one address once did).
+ */
+function limitedServer(o: Required<Pick<ApiOptions, 'maxConnections' | 'maxConnectionsPerAddress' | 'requestTimeoutMs' | 'idleTimeoutMs'>>): (handler: Parameters<typeof createServer>[1]) => Server {
+  return (handler) => {
+    const server = createServer({ requestTimeout: o.requestTimeoutMs, headersTimeout: o.requestTimeoutMs, connectionsCheckingInterval: 1000, keepAliveTimeout: 5000 }, handler);
+    server.setTimeout(o.idleTimeoutMs);
+    server.maxConnections = o.maxConnections;
+    const perAddress = new Map<string, number>();
+    server.on('connection', (socket: Socket) => {
+      const addr = socket.remoteAddress ?? '';
+      const n = (perAddress.get(addr) ?? 0) + 1;
+      if (n > o.maxConnectionsPerAddress) {
+        socket.destroy();
+        return;
+      }
+      perAddress.set(addr, n);
+      socket.once('close', () => {
+        const left = (perAddress.get(addr) ?? 1) - 1;
+        if (left <= 0) perAddress.delete(addr);
+        else perAddress.set(addr, left);
+      });
+    });
+    return server;
+  };
 }
 
 const EXPLORER_DIR = fileURLToPath(new URL('../explorer/', import.meta.url));
@@ -43,6 +103,12 @@ export async function buildApi(ctx: ApiContext, opts: ApiOptions = {}): Promise<
   // their clients among them) instead of waiting out keep-alive timeouts.
   const app = Fastify({
     logger: false,
+    serverFactory: limitedServer({
+      maxConnections: opts.maxConnections ?? 1024,
+      maxConnectionsPerAddress: opts.maxConnectionsPerAddress ?? 64,
+      requestTimeoutMs: opts.requestTimeoutMs ?? 10_000,
+      idleTimeoutMs: opts.idleTimeoutMs ?? 60_000,
+    }),
     bodyLimit: 256 * 1024,
     forceCloseConnections: true,
     routerOptions: { maxParamLength: 1024 },
@@ -60,7 +126,13 @@ export async function buildApi(ctx: ApiContext, opts: ApiOptions = {}): Promise<
   }
   const api = new Api(ctx);
   const { chain, pool, history } = api;
-  const hub = new EventHub(opts.maxEventClients ?? 256, opts.maxEventBuffer ?? 256 * 1024, opts.eventHeartbeatMs ?? 15_000);
+  const hub = new EventHub({
+    maxClients: opts.maxEventClients ?? 256,
+    maxPerAddress: opts.maxEventClientsPerAddress ?? 8,
+    maxBuffer: opts.maxEventBuffer ?? 256 * 1024,
+    heartbeatMs: opts.eventHeartbeatMs ?? 15_000,
+    maxStreamMs: opts.maxEventStreamMs ?? 3_600_000,
+  });
   const metrics = apiMetrics({
     height: () => chain.tip.height,
     tipTime: () => chain.tip.header.time,
@@ -77,14 +149,28 @@ export async function buildApi(ctx: ApiContext, opts: ApiOptions = {}): Promise<
     await history.stop();
   });
 
-  app.addHook('onRequest', async (req) => {
+  const allowed = opts.allowedHosts ?? LOOPBACK_HOSTS;
+  app.addHook('onRequest', async (req, reply) => {
     (req as { startedAt?: bigint }).startedAt = process.hrtime.bigint();
+    if (allowed !== 'any' && !allowed.includes(hostName(req.headers.host ?? ''))) {
+      return reply.code(403).send({ error: `this node's API does not answer to the host name "${req.headers.host ?? ''}"`, code: 'bad-host' });
+    }
   });
   app.addHook('onResponse', async (req, reply) => {
     const route = req.routeOptions.url ?? 'unmatched';
     const started = (req as { startedAt?: bigint }).startedAt;
     metrics.requests.inc({ method: req.method, route, status: String(reply.statusCode) });
     if (started !== undefined) metrics.latency.observe({ method: req.method, route }, Number(process.hrtime.bigint() - started) / 1e9);
+  });
+
+  // Query numbers must be finite. The schemas' integer coercion takes "Infinity" and "1e400" and
+  // they then pass every minimum and maximum (a page cap of Infinity answered 62 MB; a 500 on
+  // /api/stats): whatever a schema made a number is checked here, for every route.
+  app.addHook('preHandler', async (req, reply) => {
+    const query = req.query as Record<string, unknown> | undefined;
+    for (const [k, v] of Object.entries(query ?? {})) {
+      if (typeof v === 'number' && !Number.isFinite(v)) return reply.code(400).send({ error: `querystring/${k} must be a finite number`, code: 'bad-request' });
+    }
   });
 
   app.setErrorHandler((err: { statusCode?: number; message: string; stack?: string }, req, reply) => {
