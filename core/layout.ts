@@ -5,6 +5,7 @@
 //            main-chain block                   c:, r:)
 //   R<id>    [block hash, position] of a record on the main chain
 //   T        main-chain tip hash        V        [store version, network, genesis hash]
+//   P<id>    a pending record's bytes (the pool, kept across restarts)
 // Hashes are display hex (byte-reversed, as block explorers show them), record ids plain hex.
 
 export const layout = {
@@ -13,9 +14,11 @@ export const layout = {
   undo: (hashHex: string): string => 'U' + hashHex,
   state: (stateKey: string): string => 'S' + stateKey,
   record: (idHex: string): string => 'R' + idHex,
+  pending: (idHex: string): string => 'P' + idHex,
   tip: 'T',
   meta: 'V',
   /** prefixes of the keys scanned at start-up */
   indexPrefix: 'H',
   statePrefix: 'S',
+  pendingPrefix: 'P',
 } as const;

@@ -28,7 +28,17 @@ export interface PoolEntry {
   added: number;
 }
 
-export class Mempool extends EventEmitter<{ record: [Rec] }> {
+/**
+ * Events: `record`, a record from outside entered the pool (to be gossiped); `added` and
+ * `removed`, every change of what the pool holds, whatever caused it (what a copy on disk follows).
+ */
+export interface MempoolEvents {
+  record: [Rec];
+  added: [Rec];
+  removed: [idHex: string];
+}
+
+export class Mempool extends EventEmitter<MempoolEvents> {
   private readonly entries = new Map<string, PoolEntry>();
   /** bumped on every change, so a miner knows when its template is stale */
   version = 0;
@@ -127,6 +137,20 @@ export class Mempool extends EventEmitter<{ record: [Rec] }> {
     }
   }
 
+  /**
+   * A record the pool held before the node restarted: checked against the tip as any other,
+   * kept quietly (peers get the pending records when they connect); false when it no longer applies.
+   */
+  restore(rec: Rec): boolean {
+    try {
+      this.insert(rec, this.chain.state, this.chain.nextContext());
+      return true;
+    } catch (err) {
+      if (err instanceof ValidationError) return false;
+      throw err;
+    }
+  }
+
   private insert(rec: Rec, state: StateReader, ctx: ApplyContext): void {
     const hex = toHex(rec.id);
     if (this.entries.has(hex)) throw new ValidationError('already-pending', 'record is already pending');
@@ -135,6 +159,7 @@ export class Mempool extends EventEmitter<{ record: [Rec] }> {
     this.entries.set(hex, { rec, added: Date.now() });
     this.track(rec, 1);
     this.version++;
+    this.emit('added', rec);
   }
 
   remove(idHex: string): boolean {
@@ -143,6 +168,7 @@ export class Mempool extends EventEmitter<{ record: [Rec] }> {
     this.entries.delete(idHex);
     this.track(e.rec, -1);
     this.version++;
+    this.emit('removed', idHex);
     return true;
   }
 

@@ -121,6 +121,11 @@ export class Store {
     for await (const [k, v] of this.scan(layout.statePrefix)) yield [k, decodeEntry(k, v)];
   }
 
+  /** The bytes of every pending record kept, with its id (hex). */
+  async *pendingRecords(): AsyncGenerator<[string, Uint8Array]> {
+    yield* this.scan(layout.pendingPrefix);
+  }
+
   /** Keys under a prefix, the prefix taken off. */
   private async *scan(prefix: string): AsyncGenerator<[string, Uint8Array]> {
     // '\xff' sorts after every character our keys use after a prefix.
@@ -176,6 +181,17 @@ export class StoreBatch {
     for (const c of changes) {
       this.ops.push(c.after === undefined ? { type: 'del', key: layout.state(c.key) } : { type: 'put', key: layout.state(c.key), value: encodeEntry(c.after) });
     }
+    return this;
+  }
+
+  /** A record the pending pool accepted, kept until it is mined or dropped. */
+  putPending(idHex: string, bytes: Uint8Array): this {
+    this.ops.push({ type: 'put', key: layout.pending(idHex), value: bytes });
+    return this;
+  }
+
+  delPending(idHex: string): this {
+    this.ops.push({ type: 'del', key: layout.pending(idHex) });
     return this;
   }
 

@@ -146,6 +146,7 @@ export class DotsNode {
         syncProgress: () => this.p2p?.progress(),
         mine: (n) => miner.mineBlocks(n),
         log,
+        durable: () => this.stack.durable(),
       },
       // On a loopback address only this machine's names are answered (no DNS rebinding); a node
       // that listens on another address is meant to be reached by whatever name points at it.

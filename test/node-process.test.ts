@@ -109,3 +109,26 @@ t.test('SIGKILL while mining, many times: consistent restart, no confirmed recor
   t.same(stateDump(chain), stateDump(fresh.chain), 'stored state equals the state rebuilt from its blocks');
   for (const id of confirmed) t.ok(await chain.locateRecord(id), `record ${id.slice(0, 8)} still confirmed`);
 });
+
+t.test('records a node accepted stay pending across a SIGKILL and a restart; mined ones do not come back', async (t) => {
+  const dir = tmpDir(t);
+  const node = await startNode(t, { datadir: dir, args: ['--api-port', '0'] });
+  const ids: string[] = [];
+  for (let i = 0; i < 40; i++) {
+    const k = newKey();
+    ids.push(await node.submit(signRecord<NameCommit>('regtest', k.secret, { kind: Kind.NameCommit, pubkey: k.pub, commitment: randomBytes(32) })));
+  }
+  // Every 202 came after the record was on disk: kill at once, no chance to save anything more.
+  await node.kill();
+  const again = await startNode(t, { datadir: dir, args: ['--api-port', '0'] });
+  const pending = (await again.get<{ records: Array<{ id: string }>; total: number }>('/api/pending?limit=1000')).body;
+  t.equal(pending.total, 40, 'all 40 accepted records are pending after the restart');
+  t.same(pending.records.map((r) => r.id).sort(), [...ids].sort());
+  // Mined, they leave the kept pool: a clean restart shows none pending.
+  await again.mine(1);
+  for (const id of ids) t.equal((await again.record(id))?.confirmed, true, `record ${id.slice(0, 8)} mined`);
+  await again.stop();
+  const third = await startNode(t, { datadir: dir, args: ['--api-port', '0'] });
+  t.equal((await third.status()).pending, 0, 'nothing mined comes back as pending');
+  await third.stop();
+});

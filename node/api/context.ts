@@ -30,6 +30,8 @@ export interface ApiContext {
   mine?: (n: number) => Promise<unknown>;
   /** where unexpected errors are reported (they are answered as a plain 500) */
   log?: Logger;
+  /** resolves once the records the pool accepted are on disk: a submission is answered after it */
+  durable?: () => Promise<void>;
 }
 
 export type Json = Record<string, unknown>;

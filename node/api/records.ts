@@ -1,6 +1,7 @@
 // GET /api/records/{id}: a record where the main chain confirmed it, with its Merkle inclusion
 // proof (the explorer checks it in the browser), or as pending. POST /api/records: a signed
-// record from anyone, checked by the pending pool exactly as one from a peer would be.
+// record from anyone, checked by the pending pool exactly as one from a peer would be, and
+// answered once it is kept on disk.
 import type { FastifyInstance } from 'fastify';
 import { ValidationError } from '../../core/errors.ts';
 import { fromHex, isHex, toHex } from '../../core/hash.ts';
@@ -68,6 +69,8 @@ export function recordRoutes(app: FastifyInstance, api: Api): void {
     try {
       const rec = decodeRec(fromHex(hex));
       pool.add(rec);
+      // "pending" is a promise to the submitter: it holds across a crash once it is on disk
+      await api.ctx.durable?.();
       void reply.code(202);
       return { id: toHex(rec.id), pending: true };
     } catch (e) {
