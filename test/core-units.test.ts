@@ -1,7 +1,7 @@
 // Unit tests of the core building blocks: canonical encoding, tagged hashes, Merkle proofs,
 // record round trips, key files, and the genesis blocks of every network.
 import t from 'tap';
-import { statSync, writeFileSync, readFileSync } from 'node:fs';
+import { chmodSync, statSync, writeFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { encode, decode, NonCanonicalError } from '../core/encoding.ts';
 import { EncodingError, UserError } from '../core/errors.ts';
@@ -121,6 +121,21 @@ t.test('key files: owner-only, encrypted, wrong passphrase refused', async (t) =
   t.equal(statSync(nodeKey).mode & 0o777, 0o600);
   t.same(loadOrCreateKey(nodeKey).secret, first.secret, 'reloaded');
   t.same(publicKeyOf(first.secret).length, 33);
+  // A key others may read or change is not used (as ssh refuses such a private key), encrypted or not.
+  for (const [file, pass] of [[nodeKey, undefined], [f, 'correct horse']] as const) {
+    for (const mode of [0o644, 0o640, 0o606, 0o660]) {
+      chmodSync(file, mode);
+      t.throws(() => readKeyFile(file, pass), { message: new RegExp(`can be read or changed by other users \\(mode 0${mode.toString(8)}\\): run chmod 600 `) }, `mode 0${mode.toString(8)} refused`);
+    }
+    chmodSync(file, 0o600);
+  }
+  chmodSync(nodeKey, 0o644);
+  t.throws(() => loadOrCreateKey(nodeKey), /can be read or changed by other users/, 'a node will not start on a node key others can read');
+  chmodSync(nodeKey, 0o600);
+  // A new key file takes no short passphrase.
+  for (const short of ['', 'x', '1234567', 'äöüäöüä']) t.throws(() => writeKeyFile(join(dir, 'short.key'), secret, short), /at least 8 characters/, `"${short}" refused`);
+  writeKeyFile(join(dir, 'ok.key'), secret, '12345678');
+  t.same(readKeyFile(join(dir, 'ok.key'), '12345678'), secret, 'eight characters are enough');
 });
 
 t.test('genesis blocks are what the build script finds', async (t) => {

@@ -2,13 +2,15 @@
 // so a wrong passphrase or a tampered file is detected, never silently decrypted to garbage.
 // Every key file is created with owner-only permissions and written atomically (temp + rename).
 import { randomBytes, scryptSync, createCipheriv, createDecipheriv } from 'node:crypto';
-import { readFileSync, existsSync } from 'node:fs';
+import { readFileSync, existsSync, statSync } from 'node:fs';
 import { writeOwnerOnly } from '../core/files.ts';
 import { UserError } from '../core/errors.ts';
 import { toHex, fromHex, isHex } from '../core/hash.ts';
 import { generateSecretKey, publicKeyOf, isValidSecretKey } from '../core/sig.ts';
 
 // scrypt N=2^15, r=8: 32 MiB and ~0.1 s per unlock here, the usual interactive setting.
+/** The shortest passphrase a new key file takes: scrypt slows guessing, it cannot save a one-letter passphrase. */
+export const MIN_PASSPHRASE = 8;
 const SCRYPT = { N: 1 << 15, r: 8, p: 1, maxmem: 64 * 1024 * 1024 };
 
 interface PlainFile {
@@ -32,7 +34,7 @@ export function writeKeyFile(path: string, secret: Uint8Array, passphrase?: stri
   if (passphrase === undefined) {
     file = { version: 1, kind: 'dots-key', pubkey, secret: toHex(secret) };
   } else {
-    if (passphrase.length === 0) throw new UserError('the passphrase must not be empty');
+    if ([...passphrase].length < MIN_PASSPHRASE) throw new UserError(`the passphrase must be at least ${MIN_PASSPHRASE} characters long`);
     const salt = randomBytes(16);
     const iv = randomBytes(12);
     const key = scryptSync(passphrase, salt, 32, SCRYPT);
@@ -55,6 +57,9 @@ export function isEncryptedKeyFile(path: string): boolean {
 
 export function readKeyFile(path: string, passphrase?: string): Uint8Array {
   if (!existsSync(path)) throw new UserError(`no key file at ${path}`);
+  // As ssh does with private keys: a key others may read (or replace) is not used until it is the owner's alone.
+  const mode = statSync(path).mode & 0o777;
+  if ((mode & 0o077) !== 0) throw new UserError(`${path} can be read or changed by other users (mode ${mode.toString(8).padStart(4, '0')}): run chmod 600 ${path}, then try again`);
   let f: PlainFile | EncryptedFile;
   try {
     f = JSON.parse(readFileSync(path, 'utf8')) as PlainFile | EncryptedFile;
