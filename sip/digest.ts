@@ -8,7 +8,14 @@
 // does): a nonce whose slot has been reused, or that is older than its lifetime, is stale; a
 // nonce-count that does not rise is a replay. Without qop a nonce is good for one request.
 // A stale nonce with a correct digest gets a fresh challenge with stale=true (the phone retries
-// by itself); a wrong digest counts as a failure for its source.
+// by itself).
+//
+// Failures are counted only where the source is proven. A nonce is bound to the address it was
+// sent to (its MAC covers the address), so a wrong digest counts against a source only when it
+// carries a nonce that source received: a stranger who forges a phone's UDP source never sees
+// the phone's challenges, and so cannot lock the phone out. Guessing from many addresses meets a
+// limit per account: past it, the account is answered only from the addresses it last
+// authenticated from (the real phone keeps working; the guessers get 403).
 
 import { createHmac, hash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { uriEquals } from './uri.ts';
@@ -91,14 +98,19 @@ export interface DigestOptions {
   maxFailures?: number;
   /** seconds over which failures are counted, and for which a source is then refused (default 60) */
   failureWindow?: number;
+  /** failed attempts on one account, from any sources, within `failureWindow` before it is guarded (default 20) */
+  maxAccountFailures?: number;
 }
 
 export type AuthResult =
   | { ok: true; user: string }
   /** challenge again; `stale` when the digest was right but the nonce was not */
   | { ok: false; status: 401; stale: boolean; failure: boolean }
-  /** malformed credentials (400) or the source is refused for too many failures (403) */
+  /** malformed credentials (400), or the source or account is refused for too many failures (403) */
   | { ok: false; status: 400 | 403; reason: string };
+
+/** Addresses an account last authenticated from, kept while it is guarded. */
+const GOOD_SOURCES = 4;
 
 const SHA256_FIRST: readonly DigestAlgorithm[] = ['SHA-256', 'MD5'];
 const MD5_FIRST: readonly DigestAlgorithm[] = ['MD5', 'SHA-256'];
@@ -109,7 +121,20 @@ const MD5_ONLY_AGENTS = /\bbaresip v?[01]\.|\blibre\b|\bsipp\b/i;
 const RING_BITS = 20;
 const RING = 1 << RING_BITS;
 
-/** Nonce issuing and checking, digest verification, and the per-source failure limit. */
+/** Counts a failure of `key` within the window; past `max`, the key is refused for a window. */
+function count(m: Map<string, { count: number; since: number; blockedUntil: number }>, key: string, nowSec: number, window: number, max: number): void {
+  let f = m.get(key);
+  if (f === undefined || nowSec - f.since > window) {
+    if (f === undefined && m.size >= 100_000) {
+      for (const [k, g] of m) if (g.blockedUntil <= nowSec && nowSec - g.since > window) m.delete(k);
+    }
+    f = { count: 0, since: nowSec, blockedUntil: 0 };
+    m.set(key, f);
+  }
+  if (++f.count >= max) f.blockedUntil = nowSec + window;
+}
+
+/** Nonce issuing and checking, digest verification, and the failure limits per source and per account. */
 export class DigestAuth {
   readonly realm: string;
   private readonly key = randomBytes(32);
@@ -118,7 +143,11 @@ export class DigestAuth {
   private readonly owner = new Uint32Array(RING);
   private readonly lastNc = new Uint32Array(RING);
   private readonly failures = new Map<string, { count: number; since: number; blockedUntil: number }>();
+  private readonly accountFailures = new Map<string, { count: number; since: number; blockedUntil: number }>();
+  /** user -> the addresses it last authenticated from (most recent last) */
+  private readonly goodSources = new Map<string, string[]>();
   private readonly maxFailures: number;
+  private readonly maxAccountFailures: number;
   private readonly failureWindow: number;
   /** fixed algorithms, or null to choose per client */
   readonly algorithms: readonly DigestAlgorithm[] | null;
@@ -128,15 +157,18 @@ export class DigestAuth {
     this.algorithms = opts.algorithms !== undefined && opts.algorithms.length > 0 ? [...opts.algorithms] : null;
     this.lifetime = opts.nonceLifetime ?? 300;
     this.maxFailures = opts.maxFailures ?? 10;
+    this.maxAccountFailures = opts.maxAccountFailures ?? 20;
     this.failureWindow = opts.failureWindow ?? 60;
     this.owner.fill(0xffffffff);
   }
 
-  private mac(body: Buffer): Buffer {
-    return createHmac('sha256', this.key).update(body).digest().subarray(0, 12);
+  /** The nonce's MAC: its time and counter, and the address it is sent to. */
+  private mac(body: Buffer, source: string): Buffer {
+    return createHmac('sha256', this.key).update(body).update(source).digest().subarray(0, 12);
   }
 
-  newNonce(nowSec = Math.floor(Date.now() / 1000)): string {
+  /** A nonce for a challenge sent to `source` (the client's address). */
+  newNonce(nowSec = Math.floor(Date.now() / 1000), source = ''): string {
     const n = this.counter;
     this.counter = (this.counter + 1) >>> 0;
     const slot = n & (RING - 1);
@@ -145,8 +177,15 @@ export class DigestAuth {
     const b = Buffer.allocUnsafe(20);
     b.writeUInt32BE(nowSec >>> 0, 0);
     b.writeUInt32BE(n, 4);
-    this.mac(b.subarray(0, 8)).copy(b, 8);
+    this.mac(b.subarray(0, 8), source).copy(b, 8);
     return b.toString('base64url');
+  }
+
+  /** Whether this node issued `nonce` to `source` (however old): a client there saw the challenge. */
+  private issuedTo(nonce: string, source: string): boolean {
+    if (nonce.length !== 27) return false;
+    const b = Buffer.from(nonce, 'base64url');
+    return b.length === 20 && timingSafeEqual(this.mac(b.subarray(0, 8), source), b.subarray(8, 20));
   }
 
   /**
@@ -164,8 +203,8 @@ export class DigestAuth {
   }
 
   /** WWW-Authenticate values, one per algorithm in order of preference (RFC 8760 2.4), sharing one nonce. */
-  challenges(stale = false, algorithms: readonly DigestAlgorithm[] = this.algorithms ?? SHA256_FIRST): string[] {
-    const nonce = this.newNonce();
+  challenges(stale = false, algorithms: readonly DigestAlgorithm[] = this.algorithms ?? SHA256_FIRST, source = ''): string[] {
+    const nonce = this.newNonce(undefined, source);
     const tail = `, qop="auth"${stale ? ', stale=true' : ''}`;
     return algorithms.map((a) => `Digest realm="${this.realm}", nonce="${nonce}", algorithm=${a}${tail}`);
   }
@@ -176,18 +215,30 @@ export class DigestAuth {
     return f !== undefined && f.blockedUntil > nowSec;
   }
 
-  private fail(source: string, nowSec: number): void {
-    let f = this.failures.get(source);
-    if (f === undefined || nowSec - f.since > this.failureWindow) {
-      if (f === undefined && this.failures.size >= 100_000) this.pruneFailures(nowSec);
-      f = { count: 0, since: nowSec, blockedUntil: 0 };
-      this.failures.set(source, f);
-    }
-    if (++f.count >= this.maxFailures) f.blockedUntil = nowSec + this.failureWindow;
+  /** Whether `user` is guarded for now (too many failures) and `source` is not one it authenticated from. */
+  isGuarded(user: string, source: string, nowSec = Date.now() / 1000): boolean {
+    const f = this.accountFailures.get(user);
+    return f !== undefined && f.blockedUntil > nowSec && !(this.goodSources.get(user)?.includes(source) ?? false);
   }
 
-  private pruneFailures(nowSec: number): void {
-    for (const [k, f] of this.failures) if (f.blockedUntil <= nowSec && nowSec - f.since > this.failureWindow) this.failures.delete(k);
+  /** A failure proven to come from `source` (it answered a challenge sent there), for `user` when it exists. */
+  private fail(source: string, user: string | null, nowSec: number): void {
+    count(this.failures, source, nowSec, this.failureWindow, this.maxFailures);
+    if (user !== null) count(this.accountFailures, user, nowSec, this.failureWindow, this.maxAccountFailures);
+  }
+
+  private succeeded(user: string, source: string): void {
+    const good = this.goodSources.get(user);
+    if (good === undefined) {
+      if (this.goodSources.size >= 100_000) this.goodSources.delete(this.goodSources.keys().next().value as string);
+      this.goodSources.set(user, [source]);
+      return;
+    }
+    if (good[good.length - 1] === source) return;
+    const at = good.indexOf(source);
+    if (at >= 0) good.splice(at, 1);
+    good.push(source);
+    if (good.length > GOOD_SOURCES) good.shift();
   }
 
   /**
@@ -255,10 +306,15 @@ export class DigestAuth {
     if (qop !== undefined && qop !== 'auth' && qop !== 'auth-int') return { ok: false, status: 400, reason: 'Unsupported qop' };
     if (qop !== undefined && (nc === undefined || cnonce === undefined || !/^[0-9a-fA-F]{8}$/.test(nc))) return { ok: false, status: 400, reason: 'qop without nc or cnonce' };
     if (sess && cnonce === undefined) return { ok: false, status: 400, reason: '-sess without cnonce' };
+    const account = user.toLowerCase();
+    if (this.isGuarded(account, source, nowSec)) return { ok: false, status: 403, reason: 'Too many failed authentications' };
+    // Only a client that received the challenge counts as this source; anything else is just
+    // challenged again (a forged source must not cost the real one anything).
+    const proven = this.issuedTo(nonce, source);
     const cred = lookup(user);
     if (cred === undefined) {
-      this.fail(source, nowSec);
-      return { ok: false, status: 401, stale: false, failure: true };
+      if (proven) this.fail(source, null, nowSec);
+      return { ok: false, status: 401, stale: false, failure: proven };
     }
     let a1 = h === 'md5' ? cred.md5 : cred.sha256;
     if (sess) a1 = hash(h, a1 + ':' + nonce + ':' + cnonce, 'hex');
@@ -267,21 +323,20 @@ export class DigestAuth {
     const expected = qop === undefined ? hash(h, a1 + ':' + nonce + ':' + ha2, 'hex') : hash(h, a1 + ':' + nonce + ':' + nc + ':' + cnonce + ':' + qop + ':' + ha2, 'hex');
     const given = response.toLowerCase();
     if (given.length !== expected.length || !timingSafeEqual(Buffer.from(given, 'latin1'), Buffer.from(expected, 'latin1'))) {
-      this.fail(source, nowSec);
-      return { ok: false, status: 401, stale: false, failure: true };
+      if (proven) this.fail(source, account, nowSec);
+      return { ok: false, status: 401, stale: false, failure: proven };
     }
-    // the digest is right: now whether the nonce is ours, fresh and not replayed
-    if (!this.acceptNonce(nonce, qop === undefined ? -1 : parseInt(nc as string, 16), nowSec)) {
+    // the digest is right: now whether the nonce is ours, sent here, fresh and not replayed
+    if (!proven || !this.acceptNonce(nonce, qop === undefined ? -1 : parseInt(nc as string, 16), nowSec)) {
       return { ok: false, status: 401, stale: true, failure: false };
     }
+    this.succeeded(account, source);
     return { ok: true, user };
   }
 
+  /** Whether a nonce issued to the request's source (checked by the caller) is fresh and not replayed. */
   private acceptNonce(nonce: string, nc: number, nowSec: number): boolean {
-    if (nonce.length !== 27) return false;
     const b = Buffer.from(nonce, 'base64url');
-    if (b.length !== 20) return false;
-    if (!timingSafeEqual(this.mac(b.subarray(0, 8)), b.subarray(8, 20))) return false;
     const issued = b.readUInt32BE(0);
     if (nowSec - issued > this.lifetime || issued > nowSec + 5) return false;
     const n = b.readUInt32BE(4);

@@ -76,7 +76,7 @@ export class RegisterHandler {
       if (!r.ok) {
         if (r.status === 401) {
           if (r.failure) this.log.debug(`sip: failed authentication from ${flow.address}`);
-          const ch = this.digest.challenges(r.stale, this.digest.algorithmsFor(getHeader(req, 'user-agent')));
+          const ch = this.digest.challenges(r.stale, this.digest.algorithmsFor(getHeader(req, 'user-agent')), flow.address);
           replyTo(inc, 401, 'Unauthorized', ch.map((c) => ['WWW-Authenticate', c] as [string, string]));
         } else replyTo(inc, r.status, r.reason);
         return;

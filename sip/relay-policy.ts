@@ -78,7 +78,7 @@ export class RelayPolicy {
       return false;
     }
     if (r.status === 401) {
-      const ch = this.digest.challenges(r.stale, this.digest.algorithmsFor(getHeader(req, 'user-agent')));
+      const ch = this.digest.challenges(r.stale, this.digest.algorithmsFor(getHeader(req, 'user-agent')), inc.flow.address);
       replyTo(inc, 407, 'Proxy Authentication Required', ch.map((c) => ['Proxy-Authenticate', c] as [string, string]));
     } else replyTo(inc, r.status, r.reason);
     return false;

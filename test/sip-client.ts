@@ -13,7 +13,7 @@ import type { SipService } from '../sip/service.ts';
 export interface RegisterOpts {
   user: string;
   domain: string;
-  /** contact URI; default sip:USER@127.0.0.1:LOCALPORT */
+  /** contact URI; default sip:USER@LOCALADDRESS:LOCALPORT */
   contact?: string | string[];
   /** raw Contact header values (override `contact`) */
   contactHeaders?: string[];
@@ -43,6 +43,8 @@ export class TestPhone {
   constructor(
     readonly server: { host: string; port: number },
     readonly proto: 'udp' | 'tcp' = 'udp',
+    /** the phone's own address: any of 127.0.0.0/8 is this machine, so tests can have many sources */
+    readonly localAddress = '127.0.0.1',
   ) {}
 
   async open(): Promise<this> {
@@ -50,10 +52,10 @@ export class TestPhone {
       const s = createSocket('udp4');
       this.udp = s;
       s.on('message', (b) => this.onBytes(b));
-      await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
+      await new Promise<void>((r) => s.bind(0, this.localAddress, () => r()));
       this.port = s.address().port;
     } else {
-      const c = connect({ host: this.server.host, port: this.server.port });
+      const c = connect({ host: this.server.host, port: this.server.port, localAddress: this.localAddress });
       this.tcp = c;
       await new Promise<void>((r, j) => {
         c.once('connect', () => r());
@@ -130,10 +132,10 @@ export class TestPhone {
   registerText(o: RegisterOpts): { text: string; branch: string } {
     const branch = o.branch ?? 'z9hG4bK' + randomBytes(8).toString('hex');
     const cseq = o.cseq ?? this.seq++;
-    const contacts = o.contactHeaders ?? (Array.isArray(o.contact) ? o.contact : [o.contact ?? `sip:${o.user}@127.0.0.1:${this.port}`]).map((c) => `<${c}>${o.expires !== undefined ? `;expires=${o.expires}` : ''}`);
+    const contacts = o.contactHeaders ?? (Array.isArray(o.contact) ? o.contact : [o.contact ?? `sip:${o.user}@${this.localAddress}:${this.port}`]).map((c) => `<${c}>${o.expires !== undefined ? `;expires=${o.expires}` : ''}`);
     const lines = [
       `REGISTER ${o.requestUri ?? `sip:${o.domain}`} SIP/2.0`,
-      `Via: SIP/2.0/${this.transport} 127.0.0.1:${this.port};rport;branch=${branch}`,
+      `Via: SIP/2.0/${this.transport} ${this.localAddress}:${this.port};rport;branch=${branch}`,
       'Max-Forwards: 70',
       `From: <sip:${o.user}@${o.domain}>;tag=f${this.port}`,
       `To: <sip:${o.user}@${o.domain}>`,
@@ -171,7 +173,7 @@ export class TestPhone {
     const branch = 'z9hG4bK' + randomBytes(8).toString('hex');
     const text = [
       `${method} ${uri} SIP/2.0`,
-      `Via: SIP/2.0/${this.transport} 127.0.0.1:${this.port};rport;branch=${branch}`,
+      `Via: SIP/2.0/${this.transport} ${this.localAddress}:${this.port};rport;branch=${branch}`,
       ...(headers.some((h) => /^From:/i.test(h)) ? [] : [`From: <sip:tester@example.org>;tag=t${this.port}`]),
       ...(headers.some((h) => /^To:/i.test(h)) ? [] : [`To: <${uri}>`]),
       ...(headers.some((h) => /^Call-ID:/i.test(h)) ? [] : [`Call-ID: ${this.callId}-${this.seq}`]),
@@ -212,15 +214,15 @@ export type { SipRequest };
  * Starts `svc` for the test `t`; returns a factory of phones pointed at it. The phones and the
  * service are closed when the test ends.
  */
-export async function serve(t: Test, svc: SipService): Promise<(proto?: 'udp' | 'tcp') => Promise<TestPhone>> {
+export async function serve(t: Test, svc: SipService): Promise<(proto?: 'udp' | 'tcp', localAddress?: string) => Promise<TestPhone>> {
   await svc.start();
   const phones: TestPhone[] = [];
   t.teardown(async () => {
     for (const p of phones) p.close();
     await svc.stop();
   });
-  return async (proto = 'udp') => {
-    const p = await new TestPhone({ host: '127.0.0.1', port: svc.port }, proto).open();
+  return async (proto = 'udp', localAddress = '127.0.0.1') => {
+    const p = await new TestPhone({ host: '127.0.0.1', port: svc.port }, proto, localAddress).open();
     phones.push(p);
     return p;
   };

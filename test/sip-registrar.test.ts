@@ -7,7 +7,7 @@ import type { Test } from 'tap';
 import { createSocket } from 'node:dgram';
 import { connect } from 'node:net';
 import { SipService } from '../sip/service.ts';
-import { credentialsFor, authorize, DigestAuth } from '../sip/digest.ts';
+import { credentialsFor, authorize, DigestAuth, type DigestCredentials } from '../sip/digest.ts';
 import { getHeader, getHeaders, type SipResponse } from '../sip/message.ts';
 import { TestPhone, contactsOf, serve } from './sip-client.ts';
 import { eventually } from './util/wait.ts';
@@ -21,7 +21,7 @@ const USERS = new Map([
 interface Ctx {
   svc: SipService;
   presence: Array<[string, boolean, number]>;
-  phone(proto?: 'udp' | 'tcp'): Promise<TestPhone>;
+  phone(proto?: 'udp' | 'tcp', localAddress?: string): Promise<TestPhone>;
 }
 
 async function service(t: Test, open: boolean, extra: Partial<ConstructorParameters<typeof SipService>[0]> = {}): Promise<Ctx> {
@@ -430,4 +430,46 @@ t.test('responseBytes gives the same bytes as buildResponse + serializeMessage',
     const b = serializeMessage(buildResponse(req, status, reason, extra, tag === null ? undefined : { toTag: tag }));
     t.equal(a.toString('latin1'), b.toString('latin1'), `${status}`);
   }
+});
+
+t.test('a forged source cannot lock a phone out: failures count only where the challenge was received', async (t) => {
+  // The forger's wrong digests carry nonces the forger got at its own address; sent "from" the
+  // phone's address (what a forged UDP source is), they prove nothing about that address.
+  const auth = new DigestAuth({ realm: DOMAIN, maxFailures: 3, failureWindow: 60 });
+  const lookup = (u: string): DigestCredentials | undefined => USERS.get(u);
+  const nonceOf = (challenge: string): string => /nonce="([^"]+)"/.exec(challenge)?.[1] ?? '';
+  const creds = (nonce: string, password: string): string =>
+    authorize(`Digest realm="${DOMAIN}", nonce="${nonce}", algorithm=MD5, qop="auth"`, { user: 'alice', password, method: 'REGISTER', uri: `sip:${DOMAIN}` });
+  for (let i = 0; i < 10; i++) {
+    const forged = nonceOf(auth.challenges(false, ['MD5'], '203.0.113.66')[0]);
+    const r = auth.verify([creds(forged, 'guess' + i)], 'REGISTER', `sip:${DOMAIN}`, Buffer.alloc(0), '198.51.100.7', lookup);
+    t.match(r, { ok: false, status: 401, failure: false }, `forged attempt ${i + 1}: challenged, not counted`);
+  }
+  t.notOk(auth.isBlocked('198.51.100.7'), 'the phone\'s address is not refused');
+  const own = nonceOf(auth.challenges(false, ['MD5'], '198.51.100.7')[0]);
+  t.match(auth.verify([creds(own, 'wonderland')], 'REGISTER', `sip:${DOMAIN}`, Buffer.alloc(0), '198.51.100.7', lookup), { ok: true }, 'the phone, answering its own challenge, gets in');
+  // A right digest on a nonce sent elsewhere is not taken either: the client must have seen this challenge.
+  const elsewhere = nonceOf(auth.challenges(false, ['MD5'], '203.0.113.66')[0]);
+  t.match(auth.verify([creds(elsewhere, 'wonderland')], 'REGISTER', `sip:${DOMAIN}`, Buffer.alloc(0), '198.51.100.7', lookup), { ok: false, status: 401, stale: true });
+  // The real source's own failures still count.
+  for (let i = 0; i < 3; i++) auth.verify([creds(nonceOf(auth.challenges(false, ['MD5'], '192.0.2.9')[0]), 'nope')], 'REGISTER', `sip:${DOMAIN}`, Buffer.alloc(0), '192.0.2.9', lookup);
+  t.ok(auth.isBlocked('192.0.2.9'), 'three proven failures refuse that source');
+});
+
+t.test('guessing from many addresses meets a limit per account, which the real phone passes', async (t) => {
+  const { svc, phone } = await service(t, false, { digest: { maxFailures: 100, maxAccountFailures: 5, failureWindow: 30 } });
+  const real = await phone();
+  t.equal((await real.registerWithAuth({ user: 'alice', domain: DOMAIN, password: 'wonderland' })).status, 200, 'the phone registers from its address');
+  // Guessers, each from its own address on this machine (127.0.0.0/8), each answering its own challenge.
+  for (let i = 0; i < 5; i++) {
+    const g = await phone('udp', `127.0.0.${10 + i}`);
+    t.equal((await g.registerWithAuth({ user: 'alice', domain: DOMAIN, password: `guess${i}` })).status, 401, `guess ${i + 1} from 127.0.0.${10 + i}`);
+  }
+  const lucky = await phone('udp', '127.0.0.40');
+  const r = await lucky.registerWithAuth({ user: 'alice', domain: DOMAIN, password: 'wonderland' });
+  t.equal(r.status, 403, 'past the account\'s limit even the right password from a new address is refused');
+  t.equal((await real.registerWithAuth({ user: 'alice', domain: DOMAIN, password: 'wonderland' })).status, 200, 'the phone at its own address still registers');
+  const bob = await phone('udp', '127.0.0.41');
+  t.equal((await bob.registerWithAuth({ user: 'bob', domain: DOMAIN, password: 'builder' })).status, 200, 'other accounts are untouched');
+  t.ok(svc.registrar.lookup('sip:alice@reg.test').length >= 1);
 });
