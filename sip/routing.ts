@@ -129,7 +129,10 @@ export class Router {
       if (known) this.results.callsOffline++;
       else this.results.callsNotFound++;
     }
-    if (known) replyTo(inc, 480, 'Temporarily Unavailable');
+    // Toward a stranger, an account of this domain that is offline looks like one that does not
+    // exist (404 both, as Kamailio's lookup answers): which accounts exist is this node's to tell
+    // its own phones only. Names the chain knows are public, and keep their 480.
+    if (known && (at.kind === 'local' || aliasOf !== undefined || this.relay.fromLocalPhone(inc, parsed))) replyTo(inc, 480, 'Temporarily Unavailable');
     else replyTo(inc, 404, 'Not Found');
   }
 

@@ -141,7 +141,11 @@ t.test('who may relay: a stranger gets 403, a user not on its registered flow 40
   const wrong = authorize(ch, { user: 'carol', password: 'wrong', method: 'MESSAGE', uri: far });
   t.equal((await invite(carol, far, `sip:carol@${DOMAIN}`, [`Proxy-Authorization: ${wrong}`], 'MESSAGE').final).status, 407, 'a wrong password is challenged again');
   t.equal((await invite(stranger, `sip:nobody@${DOMAIN}`, 'sip:eve@elsewhere.test').final).status, 404, 'an unknown user of this node is 404');
-  t.equal((await invite(stranger, `sip:alice@${DOMAIN}`, 'sip:eve@elsewhere.test').final).status, 480, 'a known user without a phone is 480');
+  t.equal((await invite(stranger, `sip:alice@${DOMAIN}`, 'sip:eve@elsewhere.test').final).status, 404, 'toward a stranger, a known user without a phone is 404 too: which accounts exist is not told');
+  const bob = await phone();
+  await registered(bob, 'bob', 'builder');
+  t.equal((await invite(bob, `sip:alice@${DOMAIN}`, `sip:bob@${DOMAIN}`).final).status, 480, 'this node\'s own registered phone is told the user exists but is offline (480)');
+  t.equal((await invite(bob, `sip:nobody@${DOMAIN}`, `sip:bob@${DOMAIN}`).final).status, 404, 'and that an unknown user is unknown (404)');
   const bye = await invite(stranger, `sip:x@127.0.0.1:${target.port}`, 'sip:eve@elsewhere.test', ['Route: <sip:10.9.9.9;lr>'], 'BYE').final;
   t.equal(bye.status, 403, 'a preloaded Route to elsewhere is not relayed');
 });
