@@ -21,6 +21,14 @@ export class NodeIdentity {
     return this.transport.port;
   }
 
+  /**
+   * Whether a UDP request came from this node's own socket: a request it forwarded to an address
+   * that is its own (a spiral, RFC 3261 16.3), already authorized on its way in.
+   */
+  sentByUs(flow: { proto: string; address: string; port: number }): boolean {
+    return flow.proto === 'udp' && flow.port === this.port && flow.address === this.host;
+  }
+
   /** host:port to put in URIs (IPv6 in brackets) */
   get hostport(): string {
     const h = this.host;

@@ -63,7 +63,7 @@ export class RelayPolicy {
       replyTo(inc, 403, 'Forbidden');
       return false;
     }
-    if (this.fromLocalPhone(inc, parsed)) return true;
+    if (this.fromLocalPhone(inc, parsed) || this.self.sentByUs(inc.flow)) return true;
     const req = inc.req;
     const authz = getHeaders(req, 'proxy-authorization');
     if (authz.length === 0 && this.open) return true;

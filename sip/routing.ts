@@ -5,6 +5,7 @@
 // the injected Locator, so this file decides, the node supplies the facts.
 
 import { isIP } from 'node:net';
+import type { SipRequest } from './message.ts';
 import { replyTo, type IncomingRequest } from './transaction.ts';
 import type { ParsedRequest } from './validate.ts';
 import { bareHost, type SipUri, type Uri } from './uri.ts';
@@ -95,13 +96,25 @@ export class Router {
     const aliasOf = ours ? undefined : this.users.userOfAlias?.(name);
     const aor = aliasOf !== undefined ? this.self.aorOf(aliasOf) : name;
     if (presenceUas) {
-      if (req.method === 'SUBSCRIBE') this.presence.subscribe(inc, name);
+      // Presence is served to this node's own users only: NOTIFYs go where a SUBSCRIBE's Contact
+      // and Record-Route say, so a stranger's SUBSCRIBE would make the node send (and connect) to
+      // any address it names, several times the bytes it sent. A user proves itself by its
+      // registered flow or by digest (a nonce round trip, which a forged source cannot do).
+      if (req.method === 'SUBSCRIBE') {
+        if (this.relay.mayRelay(inc, parsed)) this.presence.subscribe(inc, name);
+      }
       else if (!ours) replyTo(inc, 403, 'Forbidden', [['Warning', `399 ${this.self.domain} "publish at the node that serves you"`]]);
       else if (this.relay.callerIs(inc, parsed, user)) this.presence.publish(inc, name);
       return;
     }
     const contacts = this.registrar.lookup(aor).filter((b) => b.state !== ContactState.Dead);
     if (contacts.length > 0) {
+      // A From naming one of this node's users must be that user (its flow, or digest: 407),
+      // else anyone could ring a phone as its neighbour; P-Asserted-Identity is believed only
+      // from this node's own users, and removed from anyone else's request.
+      const claimed = this.relay.localUserOf(parsed);
+      if (claimed !== null && !this.relay.callerIs(inc, parsed, claimed)) return;
+      if (claimed === null) removeHeader(req, 'p-asserted-identity');
       const role: CallRole['role'] = this.relay.fromLocalPhone(inc, parsed) ? 'local' : 'term';
       void this.contactGroups(contacts).then((groups) => this.proxy.forward(inc, { groups, recordRoute: req.method === 'INVITE', call: req.method === 'INVITE' ? { role, peer: null } : undefined }));
       return;
@@ -184,4 +197,9 @@ function e164Of(u: Uri): string | null {
   if (digits === null) return null;
   const n = digits.replace(/[-.()]/g, '');
   return /^\+[1-9][0-9]{1,14}$/.test(n) ? n : null;
+}
+
+/** Removes every value of a header (by its canonical key) from a request about to be forwarded. */
+function removeHeader(req: SipRequest, key: string): void {
+  if (req.headers.some((h) => h.key === key)) req.headers = req.headers.filter((h) => h.key !== key);
 }

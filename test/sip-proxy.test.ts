@@ -150,14 +150,21 @@ t.test('who may relay: a stranger gets 403, a user not on its registered flow 40
   t.equal(bye.status, 403, 'a preloaded Route to elsewhere is not relayed');
 });
 
-t.test('presence: PUBLISH by the user, SUBSCRIBE by anyone, NOTIFY on change, errors', async (t) => {
+t.test('presence: PUBLISH by the user, SUBSCRIBE by this node\'s users, NOTIFY on change, errors', async (t) => {
   const { phone } = await node(t);
   const alice = await phone();
   await registered(alice, 'alice', 'wonderland');
   await new Promise((r) => setTimeout(r, 100)); // the first keepalive ping makes her online
+  // A stranger's SUBSCRIBE would have the node send NOTIFYs (and open connections) wherever its
+  // Contact and Record-Route point: refused.
+  const stranger = await phone();
+  const victimRoute = `Record-Route: <sip:203.0.113.9:5060;transport=tcp;lr>`;
+  t.equal((await invite(stranger, `sip:alice@${DOMAIN}`, 'sip:w@elsewhere.test', ['Event: presence', 'Expires: 600', victimRoute], 'SUBSCRIBE').final).status, 403, 'a stranger may not watch');
+  t.equal((await invite(stranger, `sip:alice@${DOMAIN}`, `sip:bob@${DOMAIN}`, ['Event: presence', 'Expires: 600', victimRoute], 'SUBSCRIBE').final).status, 407, 'nor someone who only claims to be a user: it must authenticate');
   const watcher = await phone();
-  const sub = invite(watcher, `sip:alice@${DOMAIN}`, 'sip:w@elsewhere.test', ['Event: presence', 'Expires: 600'], 'SUBSCRIBE');
-  t.equal((await sub.final).status, 200, 'anyone may watch');
+  await registered(watcher, 'bob', 'builder');
+  const sub = invite(watcher, `sip:alice@${DOMAIN}`, `sip:bob@${DOMAIN}`, ['Event: presence', 'Expires: 600'], 'SUBSCRIBE');
+  t.equal((await sub.final).status, 200, 'this node\'s user watches');
   const basic = async (): Promise<[string, string]> => {
     const n = await watcher.incoming('NOTIFY');
     watcher.answer(n, 200);
@@ -175,16 +182,43 @@ t.test('presence: PUBLISH by the user, SUBSCRIBE by anyone, NOTIFY on change, er
   const other = await phone();
   const forged = await other.request('PUBLISH', `sip:alice@${DOMAIN}`, [`From: <sip:alice@${DOMAIN}>;tag=f`, 'Event: presence', 'Content-Type: application/pidf+xml'], doc);
   t.equal(forged.status, 407, 'someone else publishing for alice must authenticate');
-  const dialog = watcher.request('SUBSCRIBE', `sip:alice@${DOMAIN}`, ['Event: dialog', 'Max-Forwards: 70', `Contact: <sip:w@127.0.0.1:${watcher.port}>`]);
+  const asBob = `From: <sip:bob@${DOMAIN}>;tag=b${watcher.port}`;
+  const dialog = watcher.request('SUBSCRIBE', `sip:alice@${DOMAIN}`, ['Event: dialog', 'Max-Forwards: 70', `Contact: <sip:w@127.0.0.1:${watcher.port}>`, asBob]);
   const fwd = await alice.incoming('SUBSCRIBE');
   t.equal(getHeader(fwd, 'event'), 'dialog', 'another event package is the phone\'s to answer: forwarded');
   alice.answer(fwd, 489, 'Bad Event');
   t.equal((await dialog).status, 489, "and the phone's answer comes back");
-  const unknown = await watcher.request('SUBSCRIBE', `sip:nobody@${DOMAIN}`, ['Event: presence', `Contact: <sip:w@127.0.0.1:${watcher.port}>`]);
+  const unknown = await watcher.request('SUBSCRIBE', `sip:nobody@${DOMAIN}`, ['Event: presence', `Contact: <sip:w@127.0.0.1:${watcher.port}>`, asBob]);
   t.equal(unknown.status, 404, 'an unknown presentity: 404');
-  const brief = await watcher.request('SUBSCRIBE', `sip:alice@${DOMAIN}`, ['Event: presence', 'Expires: 5', `Contact: <sip:w@127.0.0.1:${watcher.port}>`]);
+  const brief = await watcher.request('SUBSCRIBE', `sip:alice@${DOMAIN}`, ['Event: presence', 'Expires: 5', `Contact: <sip:w@127.0.0.1:${watcher.port}>`, asBob]);
   t.equal(brief.status, 423, 'too brief: 423');
   t.equal(getHeader(brief, 'min-expires'), '60');
+});
+
+t.test('callers cannot be forged: a From of this node is its user, and P-Asserted-Identity is believed only from this node\'s users', async (t) => {
+  const { phone } = await node(t);
+  const alice = await phone();
+  await registered(alice, 'alice', 'wonderland');
+  const bob = await phone();
+  await registered(bob, 'bob', 'builder');
+  const stranger = await phone();
+  // From bob of this domain, but not from bob's phone nor with bob's digest: challenged, alice's phone stays silent.
+  const forged = invite(stranger, `sip:alice@${DOMAIN}`, `sip:bob@${DOMAIN}`);
+  t.equal((await forged.final).status, 407, 'a stranger claiming to be bob must authenticate as bob');
+  await t.rejects(alice.incoming('INVITE', 500), 'alice\'s phone never rang');
+  // A stranger from its own domain may call, but an identity it asserts is removed.
+  const m = stranger.request('MESSAGE', `sip:alice@${DOMAIN}`, ['From: <sip:eve@elsewhere.test>;tag=e', `P-Asserted-Identity: <sip:bob@${DOMAIN}>`, 'Content-Type: text/plain', 'Max-Forwards: 70'], 'hi');
+  const got = await alice.incoming('MESSAGE');
+  t.equal(getHeader(got, 'p-asserted-identity'), undefined, 'a stranger\'s P-Asserted-Identity does not reach the phone');
+  t.match(getHeader(got, 'from'), /eve@elsewhere\.test/, 'its own From does');
+  alice.answer(got, 200);
+  t.equal((await m).status, 200);
+  // bob, on his registered flow: his request goes through as he sent it.
+  const b = bob.request('MESSAGE', `sip:alice@${DOMAIN}`, [`From: <sip:bob@${DOMAIN}>;tag=b`, `P-Asserted-Identity: <sip:bob@${DOMAIN}>`, 'Content-Type: text/plain', 'Max-Forwards: 70'], 'hello');
+  const fromBob = await alice.incoming('MESSAGE');
+  t.match(getHeader(fromBob, 'p-asserted-identity'), /bob@/, 'this node\'s user keeps the identity it asserts');
+  alice.answer(fromBob, 200);
+  t.equal((await b).status, 200);
 });
 
 t.test('overload: past maxActive forwarded requests, new calls get 503 with Retry-After', async (t) => {
