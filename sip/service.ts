@@ -11,7 +11,7 @@ import { getHeader, splitHeaderList, type SipMessage, type SipParseError, type S
 import { emptyParsed, validateRequest, validateResponse, type ParsedRequest } from './validate.ts';
 import { buildResponse, newTag, serializeMessage } from './serialize.ts';
 import { getParam, parseMaxForwards, parseUri } from './uri.ts';
-import { SipTransport, type Flow } from './transport.ts';
+import { SipTransport, type Flow, type TransportOptions } from './transport.ts';
 import { TransactionLayer, replyTo, topVia, type IncomingRequest, type Timers } from './transaction.ts';
 import { DigestAuth, type DigestOptions } from './digest.ts';
 import { Registrar, type KeepaliveOptions, type PresenceListener, type RegistrarOptions } from './registrar.ts';
@@ -47,6 +47,8 @@ export interface SipServiceOptions {
   presence?: PresenceAgentOptions;
   /** a call between this node's phone and another node's ended */
   onCallEnd?: (e: CallEnd) => void;
+  /** TCP limits (connections per address, message and first-message timeouts, ...) */
+  transport?: Omit<TransportOptions, 'host' | 'port'>;
 }
 
 const SILENT: SipLogger = { debug() {}, info() {}, warn() {} };
@@ -73,7 +75,7 @@ export class SipService {
   constructor(opts: SipServiceOptions) {
     this.domain = opts.domain.toLowerCase();
     this.log = opts.log ?? SILENT;
-    this.transport = new SipTransport({ host: opts.host, port: opts.port }, { message: (m, f) => this.onMessage(m, f), malformed: (e, p, f) => this.onMalformed(e, p, f) });
+    this.transport = new SipTransport({ ...opts.transport, host: opts.host, port: opts.port }, { message: (m, f) => this.onMessage(m, f), malformed: (e, p, f) => this.onMalformed(e, p, f) });
     this.tx = new TransactionLayer(this.transport, { timers: opts.timers });
     const self = new NodeIdentity(this.domain, opts.host, this.transport);
     this.self = self;

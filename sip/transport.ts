@@ -37,8 +37,17 @@ export interface TransportOptions {
   port: number;
   /** most simultaneous TCP connections; further ones are refused */
   maxConnections?: number;
+  /** most simultaneous TCP connections from one address, so one source cannot take them all (default 64) */
+  maxConnectionsPerAddress?: number;
   /** a TCP connection with no traffic for this long is closed (ms) */
   idleTimeoutMs?: number;
+  /**
+   * a message begun on a TCP connection must be complete within this, however slowly its bytes
+   * trickle in (ms, default 10 s): a slowloris cannot keep a connection by sending a byte a minute
+   */
+  messageTimeoutMs?: number;
+  /** a new TCP connection must send a message (or a keepalive) within this (ms, default 30 s) */
+  firstMessageTimeoutMs?: number;
   /** largest message accepted on TCP */
   maxMessageSize?: number;
 }
@@ -57,7 +66,14 @@ interface Conn {
   socket: Socket;
   framer: SipStreamFramer;
   flow: Flow;
+  /** ms it was opened; 0 once it sent a whole message or a keepalive */
+  silentSince: number;
+  /** ms the message now being received began; 0 when none is partly received */
+  partialSince: number;
 }
+
+/** How often TCP connections are looked at for the message and first-message timeouts. */
+const SWEEP_MS = 500;
 
 const CRLF = Buffer.from('\r\n');
 
@@ -93,7 +109,13 @@ export class SipTransport {
   port = 0;
   readonly host: string;
   private readonly maxConnections: number;
+  private readonly maxPerAddress: number;
   private readonly idleTimeoutMs: number;
+  private readonly messageTimeoutMs: number;
+  private readonly firstMessageTimeoutMs: number;
+  /** TCP connections by remote address */
+  private readonly perAddress = new Map<string, number>();
+  private sweeper?: NodeJS.Timeout;
   private readonly maxMessageSize: number;
   /** datagrams and stream messages refused before parsing (counters for logs and tests) */
   stats = { udpIn: 0, udpOut: 0, tcpIn: 0, tcpOut: 0, dropped: 0, stun: 0 };
@@ -104,7 +126,10 @@ export class SipTransport {
   ) {
     this.host = opts.host;
     this.maxConnections = opts.maxConnections ?? 10_000;
+    this.maxPerAddress = opts.maxConnectionsPerAddress ?? 64;
     this.idleTimeoutMs = opts.idleTimeoutMs ?? 15 * 60_000;
+    this.messageTimeoutMs = opts.messageTimeoutMs ?? 10_000;
+    this.firstMessageTimeoutMs = opts.firstMessageTimeoutMs ?? 30_000;
     this.maxMessageSize = opts.maxMessageSize ?? 65_535;
   }
 
@@ -160,6 +185,16 @@ export class SipTransport {
     udp.on('error', () => undefined); // ICMP-driven errors on send must not take the node down
     (this.tcp as Server).on('connection', (s) => this.onConnection(s));
     (this.tcp as Server).on('error', () => undefined);
+    this.sweeper = setInterval(() => this.sweep(), SWEEP_MS);
+    this.sweeper.unref();
+  }
+
+  /** Closes connections that never sent a message in time, or whose message does not finish in time. */
+  private sweep(): void {
+    const now = Date.now();
+    for (const c of this.conns.values()) {
+      if ((c.silentSince !== 0 && now - c.silentSince > this.firstMessageTimeoutMs) || (c.partialSince !== 0 && now - c.partialSince > this.messageTimeoutMs)) c.socket.destroy();
+    }
   }
 
   private onDatagram(buf: Buffer, rinfo: RemoteInfo): void {
@@ -182,19 +217,22 @@ export class SipTransport {
   }
 
   private onConnection(socket: Socket): void {
-    if (this.closed || this.conns.size >= this.maxConnections || socket.remoteAddress === undefined) {
+    const addr = socket.remoteAddress === undefined ? undefined : socket.remoteAddress.replace(/^::ffff:/, '');
+    if (this.closed || this.conns.size >= this.maxConnections || addr === undefined || (this.perAddress.get(addr) ?? 0) >= this.maxPerAddress) {
       socket.destroy();
       return;
     }
-    this.adopt(socket);
+    // a connection a stranger opened must speak soon; ours (connect) start out trusted
+    this.adopt(socket).silentSince = Date.now();
   }
 
   private adopt(socket: Socket): Conn {
     const id = this.nextConn++;
     const addr = (socket.remoteAddress ?? '').replace(/^::ffff:/, '');
     const flow: Flow = { proto: 'tcp', address: addr, port: socket.remotePort ?? 0, conn: id };
-    const conn: Conn = { id, socket, framer: new SipStreamFramer({ maxMessageSize: this.maxMessageSize }), flow };
+    const conn: Conn = { id, socket, framer: new SipStreamFramer({ maxMessageSize: this.maxMessageSize }), flow, silentSince: 0, partialSince: 0 };
     this.conns.set(id, conn);
+    this.perAddress.set(addr, (this.perAddress.get(addr) ?? 0) + 1);
     socket.setNoDelay(true);
     socket.setTimeout(this.idleTimeoutMs, () => socket.destroy());
     socket.on('data', (chunk: Buffer) => {
@@ -205,13 +243,21 @@ export class SipTransport {
       }
     });
     socket.on('error', () => undefined);
-    socket.on('close', () => this.conns.delete(id));
+    socket.on('close', () => {
+      this.conns.delete(id);
+      const left = (this.perAddress.get(addr) ?? 1) - 1;
+      if (left <= 0) this.perAddress.delete(addr);
+      else this.perAddress.set(addr, left);
+    });
     return conn;
   }
 
   private onStream(conn: Conn, chunk: Buffer): void {
     this.stats.tcpIn++;
     const events = conn.framer.push(chunk);
+    if (events.length > 0) conn.silentSince = 0;
+    if (conn.framer.bufferedBytes === 0) conn.partialSince = 0;
+    else if (conn.partialSince === 0 || events.length > 0) conn.partialSince = Date.now();
     for (const ev of events) {
       switch (ev.type) {
         case 'message':
@@ -327,6 +373,7 @@ export class SipTransport {
     if (this.closed) return;
     this.flush(); // what was answered before stopping still goes out
     this.closed = true;
+    clearInterval(this.sweeper);
     for (const c of this.conns.values()) c.socket.destroy();
     this.conns.clear();
     await Promise.all([

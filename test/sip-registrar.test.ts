@@ -473,3 +473,37 @@ t.test('guessing from many addresses meets a limit per account, which the real p
   t.equal((await bob.registerWithAuth({ user: 'bob', domain: DOMAIN, password: 'builder' })).status, 200, 'other accounts are untouched');
   t.ok(svc.registrar.lookup('sip:alice@reg.test').length >= 1);
 });
+
+t.test('TCP edges a stranger cannot hold: per-address connections, slow messages, silent connections', async (t) => {
+  const { svc, phone } = await service(t, false, { transport: { maxConnectionsPerAddress: 3, messageTimeoutMs: 600, firstMessageTimeoutMs: 1200 } });
+  const open = (): Promise<{ socket: ReturnType<typeof connect>; closedAfter: Promise<number> }> =>
+    new Promise((resolve, reject) => {
+      const t0 = Date.now();
+      const socket = connect({ host: '127.0.0.1', port: svc.port, localAddress: '127.0.0.20' });
+      const closedAfter = new Promise<number>((r) => socket.once('close', () => r(Date.now() - t0)));
+      socket.on('error', () => undefined);
+      socket.once('connect', () => resolve({ socket, closedAfter }));
+      socket.once('error', reject);
+    });
+  // Silent: never a byte.
+  const silent = await open();
+  const silentMs = await silent.closedAfter;
+  t.ok(silentMs >= 1000 && silentMs < 3000, `a connection that never speaks is closed after the first-message timeout (${silentMs} ms)`);
+  // Slowloris: a message begun, a byte every 100 ms, never finished.
+  const slow = await open();
+  slow.socket.write('OPTIONS sip:reg.test SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.20:5;branch=z9hG4bKslow\r\n');
+  const drip = setInterval(() => slow.socket.write('X'), 100);
+  const slowMs = await slow.closedAfter;
+  clearInterval(drip);
+  t.ok(slowMs < 2500, `a message that trickles in is cut off at the message timeout (${slowMs} ms)`);
+  // One address: the fourth connection is refused at once while three are held.
+  const held = [await open(), await open(), await open()];
+  const fourth = await open();
+  t.ok((await fourth.closedAfter) < 300, 'the connection over the per-address cap is closed at once');
+  for (const h of held) h.socket.destroy();
+  // A phone on TCP from another address is untouched, and keeps its connection while it speaks.
+  const p = await phone('tcp');
+  t.equal((await p.registerWithAuth({ user: 'alice', domain: DOMAIN, password: 'wonderland' })).status, 200, 'a TCP phone registers');
+  await new Promise((r) => setTimeout(r, 1500));
+  t.equal((await p.registerWithAuth({ user: 'alice', domain: DOMAIN, password: 'wonderland' })).status, 200, 'and its connection outlives the first-message timeout');
+});
