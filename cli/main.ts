@@ -39,6 +39,8 @@ const SECTIONS: Record<string, string> = {
   --sip-keepalive N      seconds between OPTIONS pings to each phone (default 30)
   --sip-digest LIST      digest algorithms offered, preferred first: md5, sha-256 or both
                          (default: sha-256 first, md5 alone to phones known to need it)
+  --sip-ban CIDR         drop SIP from these addresses and refuse their connections
+                         (an IP or CIDR block; repeatable or comma-separated)
 `,
   wallet: `Wallet (dots wallet):
   dots wallet new [--wallet FILE] [--passphrase P]   create an encrypted key file

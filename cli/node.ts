@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import { UserError } from '../core/errors.ts';
 import { createLogger } from '../core/log.ts';
 import { DotsNode } from '../node/node.ts';
-import { defaultConfig, type NodeConfig } from '../node/config.ts';
+import { defaultConfig, sipBanList, type NodeConfig } from '../node/config.ts';
 import { domain, host, networkOf, parse, port } from './args.ts';
 
 export function parseNodeArgs(args: string[]): NodeConfig {
@@ -25,6 +25,7 @@ export function parseNodeArgs(args: string[]): NodeConfig {
     'open-registration': { type: 'boolean' },
     'sip-keepalive': { type: 'string' },
     'sip-digest': { type: 'string' },
+    'sip-ban': { type: 'string', multiple: true },
   });
   const network = networkOf(v.network);
   const c = defaultConfig(network);
@@ -57,6 +58,9 @@ export function parseNodeArgs(args: string[]): NodeConfig {
     const algs = String(v['sip-digest']).toUpperCase().split(',').map((a) => a.trim());
     if (algs.length === 0 || algs.length > 2 || new Set(algs).size !== algs.length || !algs.every((a) => a === 'MD5' || a === 'SHA-256')) throw new UserError(`--sip-digest must be md5, sha-256 or both separated by a comma, got "${String(v['sip-digest'])}"`);
     c.sipDigest = algs as Array<'MD5' | 'SHA-256'>;
+  }
+  if (v['sip-ban'] !== undefined) {
+    c.sipBan = sipBanList((v['sip-ban'] as string[]).flatMap((b) => b.split(',')), '--sip-ban');
   }
   return c;
 }

@@ -3,6 +3,8 @@
 // names them; the command line (cli/node.ts) overrides them flag by flag.
 import { resolve } from 'node:path';
 import { NODE_DEFAULTS, type NetworkName } from '../consensus/params.ts';
+import { UserError } from '../core/errors.ts';
+import { BanListError, banList } from '../sip/transport.ts';
 
 export interface NodeConfig {
   network: NetworkName;
@@ -25,8 +27,22 @@ export interface NodeConfig {
   sipKeepalive?: number;
   /** digest algorithms offered to phones, preferred first (default: chosen per phone) */
   sipDigest?: Array<'MD5' | 'SHA-256'>;
+  /** addresses whose SIP messages are dropped and connections refused: IPs or CIDR blocks */
+  sipBan?: string[];
   /** worker threads that check block signatures while blocks connect (default: one per core; 0: main thread only) */
   sigWorkers?: number;
+}
+
+/** The entries of a SIP ban list (IPs or CIDR blocks), checked; a bad one is a UserError naming `flag`. */
+export function sipBanList(entries: readonly string[], flag: string): string[] {
+  const list = entries.map((e) => e.trim()).filter((e) => e !== '');
+  try {
+    banList(list);
+  } catch (e) {
+    if (e instanceof BanListError) throw new UserError(`${flag}: ${e.message}`);
+    throw e;
+  }
+  return list;
 }
 
 /** The loopback address every service listens on unless told otherwise. */

@@ -212,6 +212,7 @@ export class DotsNode {
       onPresence: (aor, online, until) => this.presence?.phone(aor, online, until),
       locator: chainLocator(routingSource(chain, pool), () => chain.clock(), this.nodeId),
       onCallEnd: (e) => calls.callEnded(e),
+      transport: { banned: config.sipBan },
     });
     try {
       await sip.start();

@@ -12,6 +12,7 @@ import { formatUri, getParam, parseExpires, parseNameAddr, parseNameAddrList, ty
 import { buildPidf, overallBasic, parsePidf, PidfError, PIDF_CONTENT_TYPE, type Basic } from './pidf.ts';
 import { viaFor, type Flow, type SipTransport } from './transport.ts';
 import { replyTo, type IncomingRequest, type TransactionLayer } from './transaction.ts';
+import { FairShare } from './fair-share.ts';
 
 /** What the node knows of a name's presence; undefined when it knows no such name (404). */
 export type PresenceLookup = (aor: string) => Basic | undefined;
@@ -46,6 +47,8 @@ interface Subscription {
   target: string;
   routes: string[];
   flow: Flow;
+  /** the address that subscribed, whose share of the limit this holds */
+  source: string;
   cseq: number;
   expiresAt: number;
   /** what the last NOTIFY said ('' before the first) */
@@ -65,7 +68,8 @@ export class PresenceAgent {
   private readonly pubs = new Map<string, Publication>();
   private readonly minExpires: number;
   private readonly maxExpires: number;
-  private readonly maxSubs: number;
+  /** subscriptions by source address: one address may hold no more than are left free */
+  private shares: FairShare;
   private readonly timer: NodeJS.Timeout;
   /** counters for logs and tests */
   stats = { subscribes: 0, notifies: 0, notifyFailures: 0, publishes: 0 };
@@ -77,7 +81,7 @@ export class PresenceAgent {
   ) {
     this.minExpires = opts.minExpires ?? 60;
     this.maxExpires = opts.maxExpires ?? 3600;
-    this.maxSubs = opts.maxSubscriptions ?? 10_000;
+    this.shares = new FairShare(opts.maxSubscriptions ?? 10_000);
     this.timer = setInterval(() => this.expire(Date.now()), 1000).unref();
   }
 
@@ -85,6 +89,7 @@ export class PresenceAgent {
     clearInterval(this.timer);
     this.subs.clear();
     this.byAor.clear();
+    this.shares = new FairShare(this.shares.max);
   }
 
   get subscriptionCount(): number {
@@ -194,7 +199,8 @@ export class PresenceAgent {
       replyTo(inc, 400, 'Bad Request', [['Warning', '399 - "a SUBSCRIBE needs a SIP Contact"']]);
       return;
     }
-    if (this.subs.size >= this.maxSubs) {
+    // past the limit, or past this address's fair share of it: refused to this address only
+    if (!this.shares.take(inc.flow.address)) {
       replyTo(inc, 503, 'Service Unavailable', [['Retry-After', '60']]);
       return;
     }
@@ -210,6 +216,7 @@ export class PresenceAgent {
       target: formatUri(contact.uri),
       routes,
       flow: inc.flow,
+      source: inc.flow.address,
       cseq: 0,
       expiresAt: now + exp * 1000,
       last: '',
@@ -293,7 +300,9 @@ export class PresenceAgent {
   }
 
   private forget(s: Subscription): void {
+    if (this.subs.get(s.key) !== s) return;
     this.subs.delete(s.key);
+    this.shares.release(s.source);
     const set = this.byAor.get(s.aor);
     if (set !== undefined) {
       set.delete(s);

@@ -16,6 +16,7 @@ import { newTag, serializeMessage } from './serialize.ts';
 import { bareHost, getParam, parseCSeq, parseMaxForwards, parseNameAddr, parseSipUri, parseVia, type SipUri } from './uri.ts';
 import { viaFor, type Flow, type SipTransport } from './transport.ts';
 import { hopRequest, replyTo, type ClientTransaction, type IncomingRequest, type ServerTransaction, type TransactionLayer } from './transaction.ts';
+import { FairShare } from './fair-share.ts';
 
 /** One place to send a request to. */
 export interface Hop {
@@ -150,6 +151,8 @@ class ProxyTx {
   failure = '';
   /** every branch ended and the proxy let go of it */
   done = false;
+  /** the source address whose share of `maxActive` this holds (null: in-dialog, not counted) */
+  source: string | null = null;
 
   constructor(
     readonly inc: IncomingRequest,
@@ -170,6 +173,8 @@ export class Proxy {
   private readonly maxCallMs: number;
   private readonly maxActive: number;
   private active = 0;
+  /** new requests in progress by source: one address may hold no more than is left free */
+  private readonly shares: FairShare;
   /** INVITE server transaction key -> its context, for CANCEL */
   private readonly invites = new Map<string, ProxyTx>();
   private readonly dialogs = new Map<string, Dialog>();
@@ -187,6 +192,7 @@ export class Proxy {
     this.maxDialogs = opts.maxDialogs ?? 100_000;
     this.maxCallMs = (opts.maxCallSeconds ?? 86_400) * 1000;
     this.maxActive = opts.maxActive ?? 2000;
+    this.shares = new FairShare(this.maxActive);
     this.onCallEnd = opts.onCallEnd ?? null;
     this.sweeper = setInterval(() => this.sweep(Date.now()), 10_000).unref();
   }
@@ -238,11 +244,6 @@ export class Proxy {
     const server = inc.tx;
     if (server === null) return;
     const req = inc.req;
-    if (!inDialog && this.active >= this.maxActive) {
-      this.stats.shed++;
-      replyTo(inc, 503, 'Service Unavailable', [['Retry-After', '1']]);
-      return;
-    }
     const loop = this.loopHash(req);
     if (this.isLoop(req, loop)) {
       this.stats.loops++;
@@ -253,7 +254,16 @@ export class Proxy {
       replyTo(inc, 503, 'Service Unavailable', [['Retry-After', '30']]);
       return;
     }
+    // past the limit, or past its source's fair share of it, a new request is refused (to its
+    // sender only: the others' share is what is left)
+    const source = inc.flow.address;
+    if (!inDialog && (this.active >= this.maxActive || !this.shares.take(source))) {
+      this.stats.shed++;
+      replyTo(inc, 503, 'Service Unavailable', [['Retry-After', '1']]);
+      return;
+    }
     const p = new ProxyTx(inc, server, plan, loop);
+    if (!inDialog) p.source = source;
     this.active++;
     if (p.invite) {
       replyTo(inc, 100, 'Trying');
@@ -411,6 +421,7 @@ export class Proxy {
     if (p.done) return;
     p.done = true;
     this.active--;
+    if (p.source !== null) this.shares.release(p.source);
     if (p.invite) this.invites.delete(p.server.key);
     if (p.finished) return;
     p.finished = true;

@@ -12,7 +12,7 @@ import { emptyParsed, validateRequest, validateResponse, type ParsedRequest } fr
 import { buildResponse, newTag, serializeMessage } from './serialize.ts';
 import { getParam, parseMaxForwards, parseUri } from './uri.ts';
 import { SipTransport, type Flow, type TransportOptions } from './transport.ts';
-import { TransactionLayer, replyTo, topVia, type IncomingRequest, type Timers } from './transaction.ts';
+import { TransactionLayer, replyTo, topVia, type IncomingRequest, type Timers, type TransactionOptions } from './transaction.ts';
 import { DigestAuth, type DigestOptions } from './digest.ts';
 import { Registrar, type KeepaliveOptions, type PresenceListener, type RegistrarOptions } from './registrar.ts';
 import { Proxy, type CallEnd, type ProxyOptions } from './proxy.ts';
@@ -47,8 +47,10 @@ export interface SipServiceOptions {
   presence?: PresenceAgentOptions;
   /** a call between this node's phone and another node's ended */
   onCallEnd?: (e: CallEnd) => void;
-  /** TCP limits (connections per address, message and first-message timeouts, ...) */
+  /** TCP limits (connections per address, message and first-message timeouts, ...), the inbound queue, the ban list */
   transport?: Omit<TransportOptions, 'host' | 'port'>;
+  /** bounds on what the transaction layer keeps */
+  transactions?: Omit<TransactionOptions, 'timers'>;
 }
 
 const SILENT: SipLogger = { debug() {}, info() {}, warn() {} };
@@ -76,7 +78,7 @@ export class SipService {
     this.domain = opts.domain.toLowerCase();
     this.log = opts.log ?? SILENT;
     this.transport = new SipTransport({ ...opts.transport, host: opts.host, port: opts.port }, { message: (m, f) => this.onMessage(m, f), malformed: (e, p, f) => this.onMalformed(e, p, f) });
-    this.tx = new TransactionLayer(this.transport, { timers: opts.timers });
+    this.tx = new TransactionLayer(this.transport, { ...opts.transactions, timers: opts.timers });
     const self = new NodeIdentity(this.domain, opts.host, this.transport);
     this.self = self;
     this.registrar = new Registrar({ ...opts.registrar, domain: this.domain }, opts.keepalive);
@@ -264,6 +266,8 @@ export class SipService {
         return;
       }
       if (!acceptableBody(inc)) return;
+      // an OPTIONS to the node changes nothing: its retransmission is answered again, not kept
+      inc.tx.keep = false;
       replyTo(inc, 200, 'OK', [
         ['Allow', ALLOW],
         ['Accept', 'application/sdp'],

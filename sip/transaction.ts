@@ -84,6 +84,11 @@ export class ServerTransaction {
   private timerG: NodeJS.Timeout | null = null;
   private timerH: NodeJS.Timeout | null = null;
   private gInterval = 0;
+  /**
+   * whether the final response is kept for retransmissions (Timer J); false for a request
+   * answered without side effects, whose retransmission may as well be answered again
+   */
+  keep = true;
 
   constructor(
     private readonly layer: TransactionLayer,
@@ -121,7 +126,14 @@ export class ServerTransaction {
       this.state = State.Proceeding;
       return;
     }
-    if (this.isInvite) this.completeInvite(res.status);
+    // A request refused outright (a failure before any provisional response: 401, 403, 404,
+    // 407, 503, ...) keeps no state once answered, as a stateless UAS (RFC 3261 8.2.7): its
+    // retransmission passes the same checks and gets the same answer. An INVITE so refused is
+    // not retransmitted on Timer G nor held 32 s for its ACK. Keeping them let a flood grow the
+    // node's memory with every request, and from a forged source Timer G sent each refusal
+    // about ten times toward the victim.
+    if (res.status >= 300 && this.state === State.Trying) this.keep = false;
+    if (this.isInvite && this.keep) this.completeInvite(res.status);
     else {
       this.state = State.Completed;
       this.layer.completed(this);
@@ -220,6 +232,11 @@ export interface TransactionOptions {
   timers?: Partial<Timers>;
   /** bound on live server transactions (completed ones are evicted oldest first) */
   maxServerTransactions?: number;
+  /**
+   * bound on the bytes completed transactions keep (their keys and final responses, default
+   * 64 MB): a response echoes the request's Vias, so a count alone bounds nothing
+   */
+  maxCompletedBytes?: number;
 }
 
 /** Sends `res` toward the client: the flow's address and port, or a new TCP connection (RFC 3261 18.2.2). */
@@ -232,6 +249,9 @@ export class TransactionLayer {
   private readonly server = new Map<string, ServerTransaction | Buffer>();
   /** how many entries of `server` are completed (Buffer) */
   private doneCount = 0;
+  /** bytes the completed entries keep (key and response) */
+  private doneBytes = 0;
+  private readonly maxDoneBytes: number;
   private readonly client = new Map<string, ClientTx>();
   /**
    * Live INVITE server transactions by their RFC 3261 17.2.3 key (branch, sent-by, method): a
@@ -259,6 +279,7 @@ export class TransactionLayer {
   ) {
     this.timers = { ...DEFAULT_TIMERS, ...opts.timers };
     this.maxServer = opts.maxServerTransactions ?? 300_000;
+    this.maxDoneBytes = opts.maxCompletedBytes ?? 64 << 20;
     this.sweeper = setInterval(() => this.sweep(Date.now()), Math.max(50, Math.min(1000, this.timers.t1))).unref();
   }
 
@@ -371,19 +392,21 @@ export class TransactionLayer {
     return this.inviteIndex.get(serverKey(inc.req, inc.via, 'INVITE'));
   }
 
-  /** @internal called by a non-INVITE server transaction entering Completed */
+  /** @internal called by a non-INVITE server transaction entering Completed, or a request refused outright */
   completed(tx: ServerTransaction): void {
+    if (tx.indexKey !== null && this.inviteIndex.get(tx.indexKey) === tx) this.inviteIndex.delete(tx.indexKey);
     if (tx.stateless || this.server.get(tx.key) !== tx) return;
     // reliable transports: Timer J is zero
-    if (tx.flow.proto !== 'udp' || tx.lastResponse === null) {
+    if (tx.flow.proto !== 'udp' || tx.lastResponse === null || !tx.keep) {
       this.server.delete(tx.key);
       return;
     }
     this.server.set(tx.key, tx.lastResponse);
     this.doneCount++;
+    this.doneBytes += doneSize(tx.key, tx.lastResponse);
     if (tx.method === 'REGISTER') this.doneShort.push(tx.key, Date.now() + this.timers.t4);
     else this.doneLong.push(tx.key, Date.now() + 64 * this.timers.t1);
-    if (this.doneCount > this.maxServer) this.evict();
+    if (this.doneCount > this.maxServer || this.doneBytes > this.maxDoneBytes) this.evict();
   }
 
   private dropDone(k: string): boolean {
@@ -391,7 +414,13 @@ export class TransactionLayer {
     if (v === undefined || v instanceof ServerTransaction) return false;
     this.server.delete(k);
     this.doneCount--;
+    this.doneBytes -= doneSize(k, v);
     return true;
+  }
+
+  /** Bytes completed transactions keep now (for tests and metrics). */
+  get completedBytes(): number {
+    return this.doneBytes;
   }
 
   /** @internal */
@@ -414,15 +443,11 @@ export class TransactionLayer {
   private evict(): void {
     // the oldest completed transactions go first, REGISTERs (safe to forget) before the others;
     // live ones are never evicted
-    let n = this.doneCount - this.maxServer;
     for (const q of [this.doneShort, this.doneLong]) {
-      while (n > 0) {
+      while (this.doneCount > this.maxServer || this.doneBytes > this.maxDoneBytes) {
         const k = q.shift(Infinity);
         if (k === null) break;
-        if (this.dropDone(k)) {
-          n--;
-          this.stats.evicted++;
-        }
+        if (this.dropDone(k)) this.stats.evicted++;
       }
     }
   }
@@ -583,9 +608,15 @@ export class TransactionLayer {
     this.server.clear();
     this.inviteIndex.clear();
     this.doneCount = 0;
+    this.doneBytes = 0;
     this.doneShort.clear();
     this.doneLong.clear();
   }
+}
+
+/** What a completed transaction keeps: its key (UTF-16, two bytes a character) and its response, with the entry's own cost. */
+function doneSize(key: string, res: Buffer): number {
+  return 2 * key.length + res.length + 100;
 }
 
 /** Keys with expiry times, pushed in expiry order, taken from the head. */

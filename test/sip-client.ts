@@ -8,7 +8,7 @@ import { SipStreamFramer, getHeader, getHeaders, parseMessage, type SipMessage, 
 import { authorize } from '../sip/digest.ts';
 import { buildResponse, serializeMessage } from '../sip/serialize.ts';
 import type { Test } from 'tap';
-import type { SipService } from '../sip/service.ts';
+import { SipService, type SipServiceOptions, type UserDirectory } from '../sip/service.ts';
 
 export interface RegisterOpts {
   user: string;
@@ -209,6 +209,29 @@ export function contactsOf(m: SipMessage): string[] {
 }
 
 export type { SipRequest };
+
+/**
+ * A SIP service for the tests on 127.0.0.1 (a free port) serving `domain` to `users`, with
+ * short timers (T1 100 ms), started; `extra` overrides any option. Returns it and its phones.
+ */
+export async function sipNode(
+  t: Test,
+  domain: string,
+  users: ReadonlyMap<string, ReturnType<UserDirectory['lookup']>>,
+  extra: Partial<SipServiceOptions> = {},
+): Promise<{ svc: SipService; phone: (proto?: 'udp' | 'tcp', localAddress?: string) => Promise<TestPhone> }> {
+  const svc = new SipService({
+    host: '127.0.0.1',
+    port: 0,
+    domain,
+    openRegistration: false,
+    users: { lookup: (u) => users.get(u) },
+    keepalive: { intervalMs: 60_000, timeoutMs: 1000 },
+    timers: { t1: 100, t2: 400, t4: 500 },
+    ...extra,
+  });
+  return { svc, phone: await serve(t, svc) };
+}
 
 /**
  * Starts `svc` for the test `t`; returns a factory of phones pointed at it. The phones and the

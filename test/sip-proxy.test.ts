@@ -5,11 +5,11 @@
 // PUBLISH/SUBSCRIBE/NOTIFY for the node's own users.
 import t from 'tap';
 import type { Test } from 'tap';
-import { SipService } from '../sip/service.ts';
+import type { SipService } from '../sip/service.ts';
 import { authorize, credentialsFor } from '../sip/digest.ts';
 import { getHeader, getHeaders, type SipRequest, type SipResponse } from '../sip/message.ts';
 import { buildPidf } from '../sip/pidf.ts';
-import { TestPhone, serve } from './sip-client.ts';
+import { TestPhone, sipNode } from './sip-client.ts';
 
 const DOMAIN = 'proxy.test';
 const USERS = new Map([
@@ -19,17 +19,7 @@ const USERS = new Map([
 ]);
 
 async function node(t: Test, maxActive?: number): Promise<{ svc: SipService; phone(): Promise<TestPhone> }> {
-  const svc = new SipService({
-    host: '127.0.0.1',
-    port: 0,
-    domain: DOMAIN,
-    openRegistration: false,
-    users: { lookup: (u) => USERS.get(u) },
-    keepalive: { intervalMs: 60_000, timeoutMs: 1000 },
-    timers: { t1: 100, t2: 400, t4: 500 },
-    proxy: { noAnswerMs: 400, maxActive },
-  });
-  return { svc, phone: await serve(t, svc) };
+  return sipNode(t, DOMAIN, USERS, { proxy: { noAnswerMs: 400, maxActive } });
 }
 
 async function registered(p: TestPhone, user: string, password: string, extra: Partial<Parameters<TestPhone['register']>[0]> = {}): Promise<void> {
