@@ -34,6 +34,7 @@ import { setSipStatsSource } from './metrics.ts';
 import { RegistrationsFile } from './registrations.ts';
 
 import { openChainStack, type ChainStack } from './chain-stack.ts';
+import { followTip } from './tip-mark.ts';
 
 export const NODE_KEY_FILE = 'node.key';
 
@@ -115,6 +116,7 @@ export class DotsNode {
   private async startServices(): Promise<void> {
     const { chain, pool, log, config, params } = this;
     log.info(`${params.name} chain at height ${chain.tip.height}, tip ${chain.tip.hex}`);
+    this.unwire.push(followTip(config.datadir, chain, log));
     this.onTip((c) => {
       const n = c.connected.length;
       if (c.disconnected.length > 0) log.info(`reorganised: ${c.disconnected.length} block(s) disconnected, ${n} connected`);

@@ -2,7 +2,7 @@
 // damage it: the node must refuse to start with one line saying what is wrong and how to
 // recover, never recreate or repair the store in place (losing more), and never half-start.
 import t, { type Test } from 'tap';
-import { cpSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { cpSync, readdirSync, rmSync, statSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import { openChain, newKey } from './helpers.ts';
@@ -145,4 +145,28 @@ t.test('a record location deleted', async (t) => {
   // The records sit in blocks 6, 16, ...: the last ones within the recent blocks checked at every start.
   const id = src.recordIds[src.recordIds.length - 1];
   await refused(t, await damaged((db) => db.del(layout.record(id))), /the record index does not locate record 1 of main-chain block/);
+});
+
+t.test('a LevelDB log cut short: the node starts on the shorter chain the store still holds, and says how many blocks it lost', async (t) => {
+  const dir = tmpDir(t, 'dots-rollback-');
+  const first = await startNode(t, { datadir: dir, args: ['--api-port', '0'] });
+  for (let i = 0; i < 6; i++) await first.mine(10);
+  const reached = (await first.status()).height;
+  await first.stop();
+  // LevelDB replays its log at open and stops at the first damaged record: what came after is gone
+  const chain = join(dir, CHAIN_DIR);
+  const log = readdirSync(chain).filter((f) => f.endsWith('.log')).sort().pop();
+  if (log === undefined) throw new Error('no LevelDB log in the store');
+  const size = statSync(join(chain, log)).size;
+  truncateSync(join(chain, log), Math.floor(size * 0.6));
+  const second = await startNode(t, { datadir: dir, args: ['--api-port', '0'] });
+  const now = (await second.status()).height;
+  t.ok(now < reached, `the store holds a shorter chain (${now} of ${reached} blocks)`);
+  const said = second.lines.find((l) => /were lost from the store/.test(l));
+  t.ok(said, 'the node says so');
+  t.match(said ?? '', new RegExp(`ends at block ${now}, but this node had reached block ${reached} .*: ${reached - now} blocks were lost from the store .* synced from peers again`));
+  await second.stop();
+  const third = await startNode(t, { datadir: dir, args: ['--api-port', '0'] });
+  t.notOk(third.lines.some((l) => /were lost from the store/.test(l)), 'once said, the next start is quiet (the mark follows the chain again)');
+  await third.stop();
 });
