@@ -39,6 +39,11 @@ const BENCHES: Record<string, (o: BenchOptions) => Promise<Row[]>> = {
     // a rate counts as sustained over a 10 s window unless a longer one is asked for
     return benchCalls({ json: o.json, seconds: o.seconds >= 5 ? o.seconds : 10 });
   },
+  abuse: async (o) => {
+    const { benchAbuse } = await import('./abuse.ts');
+    // each flood lasts 20 s unless a longer one is asked for
+    return benchAbuse({ json: o.json, seconds: o.seconds >= 5 ? o.seconds : 20 });
+  },
   sync: async (o) => {
     const { benchSync } = await import('./sync.ts');
     return benchSync(o);
