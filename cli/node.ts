@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import { UserError } from '../core/errors.ts';
 import { createLogger } from '../core/log.ts';
 import { DotsNode } from '../node/node.ts';
-import { defaultConfig, sipBanList, type NodeConfig } from '../node/config.ts';
+import { datadirDomain, defaultConfig, sipBanList, type NodeConfig } from '../node/config.ts';
 import { domain, host, networkOf, parse, port } from './args.ts';
 
 export function parseNodeArgs(args: string[]): NodeConfig {
@@ -46,6 +46,7 @@ export function parseNodeArgs(args: string[]): NodeConfig {
   if (v['sip-host'] !== undefined) c.sipHost = host(v['sip-host'], '--sip-host');
   if (v['sip-port'] !== undefined) c.sipPort = port(v['sip-port'], '--sip-port');
   if (v.domain !== undefined) c.domain = domain(v.domain, '--domain');
+  else c.domain = datadirDomain(c.datadir) ?? c.domain;
   if (v['api-host'] !== undefined) c.apiHost = host(v['api-host'], '--api-host');
   if (v['api-port'] !== undefined) c.apiPort = port(v['api-port'], '--api-port');
   c.openRegistration = v['open-registration'] === true;

@@ -4,6 +4,7 @@ import { UserError } from '../core/errors.ts';
 import { NODE_DEFAULTS } from '../consensus/params.ts';
 import { addUser, USERS_FILE } from '../telecom/users.ts';
 import { domain, makeDatadir, networkOf, parse } from './args.ts';
+import { datadirDomain, recordDomain } from '../node/config.ts';
 
 export const USER_USAGE = 'dots user add NAME --password PW [--alias NAME]... [--datadir DIR] [--network N] [--domain D]';
 
@@ -18,8 +19,14 @@ export async function runUser(args: string[]): Promise<number> {
   const network = networkOf(v.network);
   const defaults = NODE_DEFAULTS[network];
   const datadir = resolve(String(v.datadir ?? defaults.datadir));
-  const realm = domain(v.domain ?? defaults.domain, '--domain');
+  // the data directory's domain unless told otherwise; told another, the account could not log in
+  const recorded = datadirDomain(datadir);
+  const realm = domain(v.domain ?? recorded ?? defaults.domain, '--domain');
+  if (recorded !== undefined && realm !== recorded) {
+    throw new UserError(`the node of ${datadir} serves the domain ${recorded}, so sip:${name}@${realm} could not log in there: leave out --domain (or start the node with --domain ${realm} first)`);
+  }
   makeDatadir(datadir);
+  if (recorded === undefined) recordDomain(datadir, realm);
   const aliases = ((v.alias as string[] | undefined) ?? []).map((a) => a.toLowerCase());
   const existed = addUser(datadir, name, password, realm, aliases);
   process.stdout.write(`${existed ? 'updated' : 'added'} sip:${name}@${realm}${aliases.length > 0 ? ` (also ${aliases.join(', ')})` : ''} in ${join(datadir, USERS_FILE)} (a running node picks it up)\n`);

@@ -1,7 +1,8 @@
 // What a node is told to be: the network, where it keeps its data, what it listens on and serves.
 // The defaults per network come from consensus/params.ts (NODE_DEFAULTS), the one place that
 // names them; the command line (cli/node.ts) overrides them flag by flag.
-import { resolve } from 'node:path';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { NODE_DEFAULTS, type NetworkName } from '../consensus/params.ts';
 import { UserError } from '../core/errors.ts';
 import { BanListError, banList } from '../sip/transport.ts';
@@ -43,6 +44,30 @@ export function sipBanList(entries: readonly string[], flag: string): string[] {
     throw e;
   }
   return list;
+}
+
+/**
+ * The SIP domain belongs to the data directory: its accounts' digests are made for it
+ * (realm = domain), so `dots user add` and `dots node` without --domain take it from
+ * DATADIR/domain, written by whichever of them first fixed it.
+ */
+export const DOMAIN_FILE = 'domain';
+
+/** The domain recorded in `datadir`, if any. */
+export function datadirDomain(datadir: string): string | undefined {
+  try {
+    const d = readFileSync(join(datadir, DOMAIN_FILE), 'utf8').trim().toLowerCase();
+    return d === '' ? undefined : d;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Records `domain` as the data directory's (a temporary file renamed into place). */
+export function recordDomain(datadir: string, domain: string): void {
+  const file = join(datadir, DOMAIN_FILE);
+  writeFileSync(file + '.new', domain.toLowerCase() + '\n');
+  renameSync(file + '.new', file);
 }
 
 /** The loopback address every service listens on unless told otherwise. */

@@ -29,7 +29,7 @@ import { UserStore } from '../telecom/users.ts';
 import { chainLocator, routingSource } from '../telecom/routing.ts';
 import { loadOrCreateKey } from '../wallet/keys.ts';
 import { buildApi, LOOPBACK_HOSTS } from './api/server.ts';
-import type { NodeConfig } from './config.ts';
+import { DOMAIN_FILE, datadirDomain, recordDomain, type NodeConfig } from './config.ts';
 import { setSipStatsSource } from './metrics.ts';
 import { RegistrationsFile } from './registrations.ts';
 
@@ -97,6 +97,13 @@ export class DotsNode {
     } catch (e) {
       await stack.close();
       throw e;
+    }
+    try {
+      // the domain this data directory serves from now on (dots user add reads it)
+      if (datadirDomain(config.datadir) !== config.domain) recordDomain(config.datadir, config.domain);
+    } catch (e) {
+      await stack.close();
+      throw new UserError(`cannot write ${join(config.datadir, DOMAIN_FILE)}: ${(e as Error).message}`);
     }
     const node = new DotsNode(config, params, stack, secret, log);
     await node.startServices();

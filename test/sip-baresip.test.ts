@@ -37,7 +37,10 @@ inNetworkNamespace({ file: import.meta.url, title: 'baresip registers to a node 
     t.equal(online.confirmed, false, 'pending at once');
     await postJson(`${api}/api/dev/mine`, { count: 1 });
     await waitFor('alice online confirmed', async () => (await binding('alice'))?.confirmed === true);
-    t.pass('baresip answered the OPTIONS pings; its binding is online and confirmed');
+    // baresip is the only phone so far: every ping was to it, and a ping not failed was answered
+    const metrics = await (await fetch(`${api}/metrics`)).text();
+    const pings = (result: string): number => Number(new RegExp(`^dots_sip_keepalives_total\\{result="${result}"\\} (\\d+)`, 'm').exec(metrics)?.[1] ?? NaN);
+    t.ok(pings('sent') >= 1 && pings('sent') > pings('failed'), `baresip answered the OPTIONS pings (${pings('sent')} sent, ${pings('failed')} failed); its binding is online and confirmed`);
 
     // killed: no unregistration, it just stops answering
     alice.child.kill('SIGKILL');

@@ -6,11 +6,11 @@
 import t from 'tap';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { runDots, startNode, getJson, postJson } from './util/proc.ts';
+import { Harness, converged, runDots, startNode, getJson, postJson } from './util/proc.ts';
 import { tmpDir } from './util/tmp.ts';
 import { sleep, waitFor } from './util/wait.ts';
 import { TestPhone } from './sip-client.ts';
-import { mineUntil } from './phones.ts';
+import { bindingAt, mineUntil } from './phones.ts';
 
 const DOMAIN = 'pres.test';
 
@@ -62,16 +62,20 @@ t.test('presence on the chain follows the phone', async (t) => {
   t.same(me.sipUris, [`sip:127.0.0.1:${node.sipPort}`], 'with its SIP URI');
   t.equal((await name(api, `sip:alice@${DOMAIN}`))?.binding, null, 'no binding before any phone registers');
 
-  // a phone registers with digest credentials and answers the registrar's OPTIONS
+  // a phone registers with digest credentials; it answers the registrar's OPTIONS only once it
+  // has been pinged, so the order is seen: no binding while the ping is unanswered
   const phone = await new TestPhone({ host: '127.0.0.1', port: node.sipPort }).open();
   t.teardown(() => phone.close());
+  phone.answerOptions = false;
   const r = await phone.registerWithAuth({ user: 'alice', domain: DOMAIN, password: 'alice-secret', expires: 600 });
   t.equal(r.status, 200);
-  const pending = await waitFor('binding pending at once', async () => {
+  await waitFor('the first ping', async () => phone.options >= 1 || undefined, 5000);
+  t.equal((await name(api, `sip:alice@${DOMAIN}`))?.binding, null, 'pinged, not yet answered: no binding');
+  phone.answerOptions = true;
+  const pending = await waitFor('binding pending once a ping is answered', async () => {
     const n = await name(api, `sip:alice@${DOMAIN}`);
     return n?.binding?.status === 'online' ? n.binding : undefined;
-  }, 5000);
-  t.ok(phone.options >= 1, 'the phone was pinged before it was trusted');
+  }, 8000);
   t.match(pending, { node: me.id, status: 'online', confirmed: false, height: null });
   const now = Math.floor(Date.now() / 1000);
   t.ok(pending.expires > now + 500 && pending.expires <= now + 601, 'expires with the registration');
@@ -158,4 +162,30 @@ t.test('commit-then-reveal resumes after a restart', async (t) => {
   });
   t.ok(owned.owner);
   t.same(JSON.parse(readFileSync(join(datadir, 'presence.json'), 'utf8')).claims, {}, 'salts dropped once the names are owned');
+});
+
+t.test('a phone that registers but never answers the pings never becomes an online binding, on its node or any other', async (t) => {
+  const h = new Harness(t);
+  const datadir = tmpDir(t, 'dots-silent-');
+  t.equal((await runDots(['user', 'add', 'mute', '--password', 'mute-secret', '--datadir', datadir, '--domain', DOMAIN])).code, 0);
+  const a = await h.start('A', { datadir, args: ['--domain', DOMAIN, '--sip-keepalive', '1'] });
+  const b = await h.start('B', { bootstrap: [a.p2p] });
+  const aor = `sip:mute@${DOMAIN}`;
+  await mineUntil(() => mine(a.api), 'the name claimed', async () => (await name(a.api, aor))?.owner ?? undefined);
+  const phone = await new TestPhone({ host: '127.0.0.1', port: a.sipPort }).open();
+  t.teardown(() => phone.close());
+  phone.answerOptions = false;
+  t.equal((await phone.registerWithAuth({ user: 'mute', domain: DOMAIN, password: 'mute-secret', expires: 600 })).status, 200, 'the registration itself succeeds');
+  // pings come every second; three unanswered make the contact dead
+  await waitFor('five pings', async () => phone.options >= 5 || undefined, 20_000);
+  for (let i = 0; i < 3; i++) {
+    await mine(a.api);
+    await sleep(300);
+  }
+  await converged([a, b]);
+  for (const n of [a, b]) {
+    const binding = await bindingAt(n, aor);
+    t.ok(binding === null || binding.status !== 'online', `${n.name}: no online binding (${binding === null ? 'none' : binding.status})`);
+  }
+  t.equal((await name(a.api, aor))?.binding ?? null, null, 'the node never wrote one');
 });

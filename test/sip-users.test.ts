@@ -4,7 +4,9 @@ import t from 'tap';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { runDots } from './util/proc.ts';
+import { runDots, startNode } from './util/proc.ts';
+import { waitFor } from './util/wait.ts';
+import { TestPhone } from './sip-client.ts';
 import { tmpDir } from './util/tmp.ts';
 import { UserStore, addUser } from '../telecom/users.ts';
 
@@ -75,4 +77,37 @@ t.test('dots user add, eight at once: every account lands (the file is locked wh
   const file = JSON.parse(readFileSync(join(dir, 'users.json'), 'utf8')) as { users: Record<string, unknown> };
   t.same(Object.keys(file.users).sort(), names, 'all eight accounts are in users.json');
   t.notOk(existsSync(join(dir, 'users.json.lock')), 'no lock left behind');
+});
+
+t.test('the domain belongs to the data directory: dots user add and dots node take it from there', async (t) => {
+  const dir = tmpDir(t);
+  let r = await runDots(['user', 'add', 'alice', '--password', 'alice-pw', '--datadir', dir, '--domain', 'a.test']);
+  t.equal(r.code, 0);
+  t.equal(readFileSync(join(dir, 'domain'), 'utf8'), 'a.test\n', 'the first to fix it records it');
+  r = await runDots(['user', 'add', 'bob', '--password', 'bob-pw', '--datadir', dir]);
+  t.equal(r.code, 0);
+  t.match(r.stdout, /^added sip:bob@a\.test /, 'without --domain a user gets the data directory\'s');
+  r = await runDots(['user', 'add', 'carol', '--password', 'pw', '--datadir', dir, '--domain', 'b.test']);
+  t.equal(r.code, 2, 'an account the node could not authenticate is refused');
+  t.equal(r.stderr.trim().split('\n').length, 1);
+  t.match(r.stderr, /serves the domain a\.test, so sip:carol@b\.test could not log in there: leave out --domain/);
+  // the node started without --domain serves the data directory's, and alice logs in
+  const node = await startNode(t, { datadir: dir, args: ['--sip-keepalive', '60'] });
+  t.match(node.stdout.join('\n'), /for domain a\.test/, 'the node serves a.test');
+  const phone = await new TestPhone({ host: '127.0.0.1', port: node.sipPort }).open();
+  t.teardown(() => phone.close());
+  t.equal((await phone.registerWithAuth({ user: 'alice', domain: 'a.test', password: 'alice-pw', expires: 600 })).status, 200, 'alice registers');
+  await node.stop();
+
+  // The order a new user tried: the account first (the default domain), then the node with
+  // another domain. The node says why the account cannot log in, and how to fix it.
+  const other = tmpDir(t);
+  t.equal((await runDots(['user', 'add', 'alice', '--password', 'pw', '--datadir', other])).code, 0);
+  const second = await startNode(t, { datadir: other, args: ['--domain', 'a.test'] });
+  await waitFor('the warning', async () => second.lines.find((l) => /another SIP domain/.test(l)), 5000);
+  t.match(second.lines.find((l) => /another SIP domain/.test(l)) ?? '', /1 account\(s\) were added for another SIP domain and cannot log in here \(re-add them with --domain a\.test\): alice/);
+  t.equal(readFileSync(join(other, 'domain'), 'utf8'), 'a.test\n', 'the node records the domain it now serves');
+  await second.stop();
+  r = await runDots(['user', 'add', 'alice', '--password', 'pw', '--datadir', other]);
+  t.match(r.stdout, /^updated sip:alice@a\.test /, 're-adding the account gives it the domain the node serves');
 });
