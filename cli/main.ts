@@ -32,7 +32,8 @@ const SECTIONS: Record<string, string> = {
   --mdns                 find peers on the local network (mDNS)
   --sip-host H           SIP listen address (default 127.0.0.1)
   --sip-port N           SIP UDP/TCP port (default 5060)
-  --domain D             SIP domain this node serves (default dots.local)
+  --domain D             SIP domain this node serves (default: the data directory's, else
+                         its own, n + 16 hex digits of its node id + .dots)
   --api-host H           API and explorer address (default 127.0.0.1)
   --api-port N           API and explorer port (default 8080)
   --open-registration    let any user register without a password (devnet)

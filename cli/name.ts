@@ -5,8 +5,9 @@ import { randomBytes } from 'node:crypto';
 import { UserError } from '../core/errors.ts';
 import { NETWORKS } from '../consensus/params.ts';
 import { publicKeyOf, isValidPublicKey } from '../core/sig.ts';
-import { signRecord, commitmentOf, isValidName, Kind, type NameCommit, type NameClaim, type NameRenew, type NameTransfer, type NameDelegate } from '../core/records.ts';
+import { signRecord, commitmentOf, domainOf, isValidName, Kind, type NameCommit, type NameClaim, type NameRenew, type NameTransfer, type NameDelegate } from '../core/records.ts';
 import { toHex, fromHex, isHex } from '../core/hash.ts';
+import { addressOf } from '../core/address.ts';
 import { readKeyFile } from '../wallet/keys.ts';
 import { ClaimsFile } from '../wallet/claims.ts';
 import { parse } from './args.ts';
@@ -42,7 +43,15 @@ export async function runName(args: string[]): Promise<number> {
   switch (sub) {
     case 'claim': {
       const c = await w.api.name(name);
-      if (c.owner !== null && (c.expiry ?? 0) >= (await w.api.height()) + 1) throw new UserError(`${name} is owned until height ${String(c.expiry)}`);
+      const next = (await w.api.height()) + 1;
+      if (c.owner !== null && (c.expiry ?? 0) >= next) throw new UserError(`${name} is owned until height ${String(c.expiry)}`);
+      // the chain takes an address only from its domain's owner or delegate: say so before committing
+      const domain = domainOf(name);
+      if (domain !== null) {
+        const d = await w.api.name(domain);
+        const held = d.owner === toHex(pub) || (d.body !== null && d.body.delegate === toHex(addressOf(pub)));
+        if (!held || (d.expiry ?? 0) < next) throw new UserError(`${name} is under ${domain}, which this wallet does not hold: claim ${domain} first (or have its owner claim ${name} and transfer it to this wallet)`);
+      }
       const file = new ClaimsFile(w.file);
       const claims = file.load();
       let entry = claims[name];

@@ -4,7 +4,12 @@ import { UserError } from '../core/errors.ts';
 import { NODE_DEFAULTS } from '../consensus/params.ts';
 import { addUser, USERS_FILE } from '../telecom/users.ts';
 import { domain, makeDatadir, networkOf, parse } from './args.ts';
-import { datadirDomain, recordDomain } from '../node/config.ts';
+import { NODE_KEY_FILE, datadirDomain, recordDomain } from '../node/config.ts';
+import { loadOrCreateKey } from '../wallet/keys.ts';
+import { ownDomainOf } from '../core/records.ts';
+import { toHex } from '../core/hash.ts';
+import { addressOf } from '../core/address.ts';
+import { publicKeyOf } from '../core/sig.ts';
 
 export const USER_USAGE = 'dots user add NAME --password PW [--alias NAME]... [--datadir DIR] [--network N] [--domain D]';
 
@@ -21,11 +26,12 @@ export async function runUser(args: string[]): Promise<number> {
   const datadir = resolve(String(v.datadir ?? defaults.datadir));
   // the data directory's domain unless told otherwise; told another, the account could not log in
   const recorded = datadirDomain(datadir);
-  const realm = domain(v.domain ?? recorded ?? defaults.domain, '--domain');
-  if (recorded !== undefined && realm !== recorded) {
-    throw new UserError(`the node of ${datadir} serves the domain ${recorded}, so sip:${name}@${realm} could not log in there: leave out --domain (or start the node with --domain ${realm} first)`);
+  if (recorded !== undefined && v.domain !== undefined && domain(v.domain, '--domain') !== recorded) {
+    throw new UserError(`the node of ${datadir} serves the domain ${recorded}, so sip:${name}@${String(v.domain).toLowerCase()} could not log in there: leave out --domain (or start the node with --domain ${String(v.domain).toLowerCase()} first)`);
   }
   makeDatadir(datadir);
+  // none given or recorded: the node's own domain, from its key (made now if the node never ran)
+  const realm = v.domain !== undefined ? domain(v.domain, '--domain') : (recorded ?? ownDomainOf(toHex(addressOf(publicKeyOf(loadOrCreateKey(join(datadir, NODE_KEY_FILE)).secret)))));
   if (recorded === undefined) recordDomain(datadir, realm);
   const aliases = ((v.alias as string[] | undefined) ?? []).map((a) => a.toLowerCase());
   const existed = addUser(datadir, name, password, realm, aliases);

@@ -135,20 +135,16 @@ export interface NodeDefaults {
   sipPort: number;
   /** HTTP API and explorer port */
   apiPort: number;
-  /** the SIP domain a node serves */
-  domain: string;
   /** the data directory, relative to the working directory */
   datadir: string;
 }
 
-const LOCAL_DOMAIN = 'dots.local';
-
 export const NODE_DEFAULTS: Record<NetworkName, NodeDefaults> = {
-  mainnet: { p2pPort: 7070, sipPort: 5060, apiPort: 8080, domain: LOCAL_DOMAIN, datadir: 'data/mainnet' },
-  testnet: { p2pPort: 17070, sipPort: 5060, apiPort: 8080, domain: LOCAL_DOMAIN, datadir: 'data/testnet' },
-  devnet: { p2pPort: 27070, sipPort: 5060, apiPort: 8080, domain: LOCAL_DOMAIN, datadir: 'data/devnet' },
+  mainnet: { p2pPort: 7070, sipPort: 5060, apiPort: 8080, datadir: 'data/mainnet' },
+  testnet: { p2pPort: 17070, sipPort: 5060, apiPort: 8080, datadir: 'data/testnet' },
+  devnet: { p2pPort: 27070, sipPort: 5060, apiPort: 8080, datadir: 'data/devnet' },
   // regtest is for tests, which run many nodes at once: free ports unless some are asked for
-  regtest: { p2pPort: 0, sipPort: 0, apiPort: 8080, domain: LOCAL_DOMAIN, datadir: 'data/regtest' },
+  regtest: { p2pPort: 0, sipPort: 0, apiPort: 8080, datadir: 'data/regtest' },
 };
 
 export function isNetworkName(s: string): s is NetworkName {

@@ -10,7 +10,7 @@
 import { EventEmitter } from 'node:events';
 import { ValidationError } from './errors.ts';
 import { toHex } from './hash.ts';
-import { Kind, checkRecordSignature, type Rec, type Binding } from './records.ts';
+import { Kind, checkRecordSignature, domainOf, type Rec, type RecordBody, type Binding } from './records.ts';
 import { StateView, applyRecord, getAccount, keys, newTally, type ApplyContext, type StateReader } from './state.ts';
 import { addressOf } from './address.ts';
 import type { SigCache } from './sig.ts';
@@ -86,13 +86,38 @@ export class Mempool extends EventEmitter<MempoolEvents> {
         view.set(keys.account(addr), { ...a, balance: Math.max(0, a.balance - s.spent), nonce: a.nonce + s.count });
       }
     }
+    this.afterDomain(view, b, ctx);
     applyRecord(view, b, ctx);
+  }
+
+  /** Pending claims by name: an address under a domain whose claim is pending applies after it. */
+  private readonly claims = new Map<string, Rec>();
+
+  /**
+   * A claim of a SIP address is checked on the state its block would have: after its domain's
+   * claim when that is pending too (the template takes records in arrival order, and a node
+   * reveals its domain and its users' addresses together).
+   */
+  private afterDomain(view: StateView, b: RecordBody, ctx: ApplyContext): void {
+    if (b.kind !== Kind.NameClaim) return;
+    const domain = domainOf(b.name);
+    const dc = domain === null ? undefined : this.claims.get(domain);
+    if (dc === undefined) return;
+    try {
+      applyRecord(view, dc.body, ctx);
+    } catch (err) {
+      if (!(err instanceof ValidationError)) throw err;
+    }
   }
 
   private readonly senders = new Map<string, { count: number; spent: number }>();
 
   private track(rec: Rec, sign: 1 | -1): void {
     const b = rec.body;
+    if (b.kind === Kind.NameClaim) {
+      if (sign === 1) this.claims.set(b.name, rec);
+      else if (this.claims.get(b.name) === rec) this.claims.delete(b.name);
+    }
     if (b.kind !== Kind.Transfer) return;
     const k = toHex(addressOf(b.pubkey));
     const s = this.senders.get(k) ?? { count: 0, spent: 0 };
@@ -181,6 +206,7 @@ export class Mempool extends EventEmitter<MempoolEvents> {
       const cumulative = e.rec.body.kind === Kind.Transfer;
       const view = cumulative ? transfers.child() : new StateView(state);
       try {
+        this.afterDomain(view, e.rec.body, ctx);
         applyRecord(view, e.rec.body, ctx);
         if (cumulative) transfers.merge(view);
       } catch (err) {

@@ -150,6 +150,32 @@ const SIP_NAME_RE = /^sips?:[a-z0-9\-_.!~*'()%&=+$,;?/]{1,64}@[a-z0-9]([a-z0-9-]
 const E164_RE = /^\+[1-9][0-9]{1,14}$/;
 const DOMAIN_RE = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/;
 
+/**
+ * The domain a `sip:user@domain` name lives under (whose owner alone may hand it out), or null
+ * for a name that is no SIP address (a domain, a number).
+ */
+export function domainOf(name: string): string | null {
+  if (!name.startsWith('sip:') && !name.startsWith('sips:')) return null;
+  const at = name.lastIndexOf('@');
+  return at < 0 ? null : name.slice(at + 1);
+}
+
+/**
+ * A node's own domain, `n` + the first 16 hex digits of its node id + `.dots`: what a node
+ * serves unless told another, so no two nodes share a default. The chain reserves it for that
+ * node (a claim of it by any other key is refused).
+ */
+export function ownDomainOf(nodeIdHex: string): string {
+  return `n${nodeIdHex.slice(0, 16)}.dots`;
+}
+
+const OWN_DOMAIN_RE = /^n([0-9a-f]{16})\.dots$/;
+
+/** For a node's own domain, the 16 hex digits its node id must begin with; null for any other name. */
+export function ownDomainPrefix(name: string): string | null {
+  return OWN_DOMAIN_RE.exec(name)?.[1] ?? null;
+}
+
 export function isValidName(name: string): boolean {
   return name.length <= MAX_NAME_LENGTH && (SIP_NAME_RE.test(name) || E164_RE.test(name) || DOMAIN_RE.test(name));
 }

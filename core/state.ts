@@ -6,7 +6,7 @@ import { encode, decode, asArray, asUint, asBytes, asString, asStringList, type 
 import { ValidationError } from './errors.ts';
 import { bytesEqual, toHex } from './hash.ts';
 import { addressOf } from './address.ts';
-import { Kind, KIND_NAMES, commitmentOf, type Rec, type RecordBody, type CallReceipt } from './records.ts';
+import { Kind, KIND_NAMES, commitmentOf, domainOf, ownDomainPrefix, type Rec, type RecordBody, type CallReceipt } from './records.ts';
 
 export interface StateRules {
   nameLifetime: number;
@@ -281,6 +281,11 @@ function ownedName(v: StateView, name: string, pubkey: Uint8Array, nameSeq: numb
  * allowance: a transfer's fee, or minus what a call receipt pays out of the block reward.
  * Signatures are checked elsewhere (they need no state and run in parallel).
  */
+/** Whether `pubkey` may act for the name: its owner, or the node it is delegated to. */
+export function actsFor(n: NameEntry, pubkey: Uint8Array): boolean {
+  return bytesEqual(n.owner, pubkey) || (n.delegate.length > 0 && bytesEqual(n.delegate, addressOf(pubkey)));
+}
+
 export function applyRecord(v: StateView, body: RecordBody, ctx: ApplyContext): number {
   const { height, rules } = ctx;
   switch (body.kind) {
@@ -315,6 +320,17 @@ export function applyRecord(v: StateView, body: RecordBody, ctx: ApplyContext): 
       if (c === undefined) fail('no-commit', `no commitment for this claim of ${body.name}`);
       if (c.height + rules.minCommitAge > height) fail('commit-too-recent', `commitment must be ${rules.minCommitAge} blocks old before the reveal`);
       if (height > c.height + rules.maxCommitAge) fail('commit-expired', `commitment older than ${rules.maxCommitAge} blocks`);
+      // Domain authority: a SIP address is handed out by its domain's owner (or the node the
+      // owner delegated the domain to), never taken by whoever reveals first. The owner may then
+      // transfer it to a user's key, which keeps it until it expires.
+      const reserved = ownDomainPrefix(body.name);
+      if (reserved !== null && !toHex(addressOf(body.pubkey)).startsWith(reserved)) fail('domain-reserved', `${body.name} is the own domain of the node whose id begins ${reserved}`);
+      const domain = domainOf(body.name);
+      if (domain !== null) {
+        const d = getName(v, domain);
+        if (d === undefined || d.expiry < height) fail('domain-unclaimed', `${body.name} is under ${domain}, which nobody holds: claim the domain first`);
+        if (!actsFor(d, body.pubkey)) fail('domain-not-held', `${body.name} is under ${domain}, which the claimant neither owns nor serves as its delegate`);
+      }
       v.set(ck, undefined);
       v.set(keys.name(body.name), { t: 'name', owner: body.pubkey, expiry: height + rules.nameLifetime, seq: 0, delegate: new Uint8Array(0), since: height });
       // The previous owner's binding stops holding, but its sequence stays so old records cannot be replayed.
@@ -341,9 +357,7 @@ export function applyRecord(v: StateView, body: RecordBody, ctx: ApplyContext): 
       const n = getName(v, body.name);
       if (n === undefined) fail('unknown-name', `${body.name} is not claimed`);
       if (n.expiry < height) fail('name-expired', `${body.name} expired at height ${n.expiry}`);
-      const byOwner = bytesEqual(n.owner, body.pubkey);
-      const byDelegate = n.delegate.length > 0 && bytesEqual(n.delegate, addressOf(body.pubkey));
-      if (!byOwner && !byDelegate) fail('not-authorized', `binding for ${body.name} is signed by neither its owner nor its delegate`);
+      if (!actsFor(n, body.pubkey)) fail('not-authorized', `binding for ${body.name} is signed by neither its owner nor its delegate`);
       const b = getBinding(v, body.name);
       if (b !== undefined && body.seq <= b.seq) fail('stale-binding-seq', `binding sequence ${body.seq} is not above ${b.seq}`);
       if (getNode(v, body.node) === undefined) fail('unknown-node', 'binding names a node that never announced itself');

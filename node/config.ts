@@ -20,6 +20,7 @@ export interface NodeConfig {
   mdns?: boolean;
   sipHost: string;
   sipPort: number;
+  /** the SIP domain it serves; empty: its own (`ownDomainOf` its node id) */
   domain: string;
   apiHost: string;
   apiPort: number;
@@ -53,6 +54,9 @@ export function sipBanList(entries: readonly string[], flag: string): string[] {
  */
 export const DOMAIN_FILE = 'domain';
 
+/** The node's key in its data directory (its identity, and where its rewards go). */
+export const NODE_KEY_FILE = 'node.key';
+
 /** The domain recorded in `datadir`, if any. */
 export function datadirDomain(datadir: string): string | undefined {
   try {
@@ -84,7 +88,7 @@ export function defaultConfig(network: NetworkName = 'devnet'): NodeConfig {
     bootstrap: [],
     sipHost: LOCALHOST,
     sipPort: d.sipPort,
-    domain: d.domain,
+    domain: '',
     apiHost: LOCALHOST,
     apiPort: d.apiPort,
     openRegistration: false,

@@ -15,7 +15,8 @@ import type { Mempool } from '../core/mempool.ts';
 import { publicKeyOf } from '../core/sig.ts';
 import { addressOf, encodeAddress } from '../core/address.ts';
 import { UserError } from '../core/errors.ts';
-import { Kind, type Rec } from '../core/records.ts';
+import { Kind, ownDomainOf, type Rec } from '../core/records.ts';
+import { toHex } from '../core/hash.ts';
 import type { Logger } from '../core/log.ts';
 import type { Chain, ChainOptions, TipChange } from '../consensus/chain.ts';
 import { NETWORKS, type NetworkParams } from '../consensus/params.ts';
@@ -29,14 +30,14 @@ import { UserStore } from '../telecom/users.ts';
 import { chainLocator, routingSource } from '../telecom/routing.ts';
 import { loadOrCreateKey } from '../wallet/keys.ts';
 import { buildApi, LOOPBACK_HOSTS } from './api/server.ts';
-import { DOMAIN_FILE, datadirDomain, recordDomain, type NodeConfig } from './config.ts';
+import { DOMAIN_FILE, NODE_KEY_FILE, datadirDomain, recordDomain, type NodeConfig } from './config.ts';
 import { setSipStatsSource } from './metrics.ts';
 import { RegistrationsFile } from './registrations.ts';
 
 import { openChainStack, type ChainStack } from './chain-stack.ts';
 import { followTip } from './tip-mark.ts';
 
-export const NODE_KEY_FILE = 'node.key';
+export { NODE_KEY_FILE } from './config.ts';
 
 /** Whether a listen address is this machine only. */
 function isLoopback(host: string): boolean {
@@ -98,6 +99,8 @@ export class DotsNode {
       await stack.close();
       throw e;
     }
+    // without --domain and none recorded, the node serves its own (no two nodes share a default)
+    if (config.domain === '') config = { ...config, domain: ownDomainOf(toHex(addressOf(publicKeyOf(secret)))) };
     try {
       // the domain this data directory serves from now on (dots user add reads it)
       if (datadirDomain(config.datadir) !== config.domain) recordDomain(config.datadir, config.domain);

@@ -17,8 +17,8 @@ import { ValidationError } from '../core/errors.ts';
 import { bytesEqual, fromHex, isHex, toHex } from '../core/hash.ts';
 import { addressOf } from '../core/address.ts';
 import { publicKeyOf } from '../core/sig.ts';
-import { BindingStatus, Kind, commitmentOf, isValidName, signRecord, type Binding, type NameClaim, type NameCommit, type NameRenew, type NodeAnnounce, type Rec } from '../core/records.ts';
-import { allBindings, getBinding, getName, getNode, keys, type CommitEntry } from '../core/state.ts';
+import { BindingStatus, Kind, commitmentOf, domainOf, isValidName, signRecord, type Binding, type NameClaim, type NameCommit, type NameRenew, type NodeAnnounce, type Rec } from '../core/records.ts';
+import { actsFor, allBindings, getBinding, getName, getNode, keys, type CommitEntry } from '../core/state.ts';
 import { writeOwnerOnlyAsync } from '../core/files.ts';
 import type { Chain } from '../consensus/chain.ts';
 import type { Mempool } from '../core/mempool.ts';
@@ -382,6 +382,12 @@ export class PresenceBridge {
       return null;
     }
     if (next < ce.height + p.minCommitAge || this.pending(this.pendingIds.get(name) ?? '')) return null;
+    // a user's address is revealed once the node holds its domain (the chain refuses it before)
+    const domain = domainOf(name);
+    if (domain !== null) {
+      const d = getName(st, domain);
+      if (d === undefined || d.expiry < next || !actsFor(d, this.pub)) return null;
+    }
     const rec = signRecord<NameClaim>(this.network, this.secret, { kind: Kind.NameClaim, name, pubkey: this.pub, salt: fromHex(c.salt) });
     if (await this.submit(rec, `claim of ${name}`)) {
       this.pendingIds.set(name, toHex(rec.id));

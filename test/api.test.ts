@@ -186,9 +186,18 @@ t.test('HTTP API', async (t) => {
   t.equal(pend.body.confirmed, false, 'pending record is found, unconfirmed');
   t.equal(pend.body.kind, 'name-commit');
   t.match((await getJson<Body>(`${api}/api/search?q=${toHex(commit.id)}`)).body, { results: [{ type: 'record', confirmed: false }] }, 'search finds a pending record');
+  // the address is handed out by its domain's owner: the owner holds dots.test too
+  t.equal((await post(signRecord<NameCommit>('regtest', owner.secret, { kind: Kind.NameCommit, pubkey: owner.pub, commitment: commitmentOf('dots.test', salt, owner.pub) }))).status, 202);
+  const stranger = newKey();
+  t.equal((await post(signRecord<NameCommit>('regtest', stranger.secret, { kind: Kind.NameCommit, pubkey: stranger.pub, commitment: commitmentOf('sip:bob@dots.test', salt, stranger.pub) }))).status, 202);
   await mine(1);
+  const early = await post(signRecord<NameClaim>('regtest', owner.secret, { kind: Kind.NameClaim, name, pubkey: owner.pub, salt }));
+  t.match(early, { status: 400, body: { code: 'domain-unclaimed' } }, 'an address under a domain nobody holds (yet) is refused');
+  t.equal((await post(signRecord<NameClaim>('regtest', owner.secret, { kind: Kind.NameClaim, name: 'dots.test', pubkey: owner.pub, salt }))).status, 202);
   const claim = signRecord<NameClaim>('regtest', owner.secret, { kind: Kind.NameClaim, name, pubkey: owner.pub, salt });
-  t.equal((await post(claim)).status, 202);
+  t.equal((await post(claim)).status, 202, 'after its domain, even while both are pending');
+  const hijack = await post(signRecord<NameClaim>('regtest', stranger.secret, { kind: Kind.NameClaim, name: 'sip:bob@dots.test', pubkey: stranger.pub, salt }));
+  t.match(hijack, { status: 400, body: { code: 'domain-not-held' } }, "a stranger's address under a domain it does not hold is refused");
   await mine(1);
   const expires = Math.floor(Date.now() / 1000) + 3600;
   const bind = signRecord<Binding>('regtest', owner.secret, { kind: Kind.Binding, name, node: addressOf(nodeKey.pub), status: 1, expires, seq: 1, pubkey: owner.pub });

@@ -2,12 +2,14 @@
 import t, { type Test } from 'tap';
 import { randomBytes } from 'node:crypto';
 import { openChain, blockOn, extend, newKey, type Key } from './helpers.ts';
-import { signRecord, Kind, commitmentOf, type NameCommit, type NameClaim, type NameRenew, type Binding, type NodeAnnounce, type Transfer, type Rec } from '../core/records.ts';
+import { signRecord, Kind, commitmentOf, ownDomainOf, type NameCommit, type NameClaim, type NameRenew, type NameDelegate, type NameTransfer, type Binding, type NodeAnnounce, type Transfer, type Rec } from '../core/records.ts';
 import { decodeBlock, encodeBlock } from '../core/block.ts';
 import { addressOf } from '../core/address.ts';
 import { encode } from '../core/encoding.ts';
 import { NETWORKS } from '../consensus/params.ts';
 import { ValidationError } from '../core/errors.ts';
+import { getName } from '../core/state.ts';
+import { toHex } from '../core/hash.ts';
 import type { Chain, IndexEntry } from '../consensus/chain.ts';
 
 const NET = 'regtest';
@@ -25,14 +27,14 @@ function binding(k: Key, name: string, node: Key, seq: number, expires: number):
   return signRecord<Binding>(NET, k.secret, { kind: Kind.Binding, name, node: addressOf(node.pub), status: 1, expires, seq, pubkey: k.pub });
 }
 
-/** A chain where `owner` owns sip:alice@test and node `node` is announced. */
+/** A chain where `owner` owns the domain `test` and sip:alice@test, and node `node` is announced. */
 async function withName(t: Test): Promise<{ chain: Chain; owner: Key; node: Key; tip: IndexEntry }> {
   const { chain } = await openChain(t);
   const owner = newKey();
   const node = newKey();
   const salt = randomBytes(32);
-  let tip = await extend(chain, chain.tip, 1, { recs: [commit(owner, 'sip:alice@test', salt), announce(node)] });
-  tip = await extend(chain, tip, 1, { recs: [claim(owner, 'sip:alice@test', salt)] });
+  let tip = await extend(chain, chain.tip, 1, { recs: [commit(owner, 'test', salt), commit(owner, 'sip:alice@test', salt), announce(node)] });
+  tip = await extend(chain, tip, 1, { recs: [claim(owner, 'test', salt), claim(owner, 'sip:alice@test', salt)] });
   return { chain, owner, node, tip };
 }
 
@@ -156,6 +158,52 @@ t.test('claim by a non-owner', async (t) => {
   // A binding signed by someone who is neither owner nor delegate.
   await rejects(t, chain, blockOn(chain, t2, [binding(thief, 'sip:alice@test', thief, 1, t2.header.time + 600)]), 'not-authorized');
   t.ok(owner);
+});
+
+t.test('domain authority: a SIP address is handed out by its domain\'s owner or delegate, never taken', async (t) => {
+  const { chain, owner, node, tip } = await withName(t);
+  const thief = newKey();
+  const salt = randomBytes(32);
+  // The hijack: a key that owns nothing commits and reveals an unclaimed address under a held domain.
+  const t2 = await extend(chain, tip, 1, { recs: [commit(thief, 'sip:bob@test', salt), commit(thief, 'sip:carol@nobody.test', salt), commit(owner, 'sip:dave@test', salt), commit(node, 'sip:erin@test', salt)] });
+  await rejects(t, chain, blockOn(chain, t2, [claim(thief, 'sip:bob@test', salt)]), 'domain-not-held');
+  // Under a domain nobody holds, nothing can be claimed at all.
+  await rejects(t, chain, blockOn(chain, t2, [claim(thief, 'sip:carol@nobody.test', salt)]), 'domain-unclaimed');
+  // The node the owner delegated the domain to may hand out addresses; before that it may not.
+  await rejects(t, chain, blockOn(chain, t2, [claim(node, 'sip:erin@test', salt)]), 'domain-not-held');
+  const del = signRecord<NameDelegate>(NET, owner.secret, { kind: Kind.NameDelegate, name: 'test', pubkey: owner.pub, node: addressOf(node.pub), nameSeq: 0 });
+  const t3 = await extend(chain, t2, 1, { recs: [del, claim(owner, 'sip:dave@test', salt), claim(node, 'sip:erin@test', salt)] });
+  t.equal(getName(chain.state, 'sip:dave@test')?.owner.length, 33, 'the owner claims under its domain');
+  t.ok(getName(chain.state, 'sip:erin@test') !== undefined, "and so does the domain's delegate");
+  // A user's key holds an address once the domain owner transfers it: the owner cannot take it back.
+  const user = newKey();
+  const give = signRecord<NameTransfer>(NET, owner.secret, { kind: Kind.NameTransfer, name: 'sip:dave@test', pubkey: owner.pub, newOwner: user.pub, nameSeq: 0 });
+  await extend(chain, t3, 1, { recs: [give] });
+  t.same(getName(chain.state, 'sip:dave@test')?.owner, user.pub, "the user's key owns it");
+  const back = signRecord<NameTransfer>(NET, owner.secret, { kind: Kind.NameTransfer, name: 'sip:dave@test', pubkey: owner.pub, newOwner: owner.pub, nameSeq: 1 });
+  await rejects(t, chain, blockOn(chain, chain.tip, [back]), 'not-owner');
+});
+
+t.test("a node's own domain is reserved for it", async (t) => {
+  const { chain } = await openChain(t);
+  const node = newKey();
+  const squatter = newKey();
+  const own = ownDomainOf(toHex(addressOf(node.pub)));
+  const salt = randomBytes(32);
+  const tip = await extend(chain, chain.tip, 1, { recs: [commit(squatter, own, salt), commit(node, own, salt)] });
+  await rejects(t, chain, blockOn(chain, tip, [claim(squatter, own, salt)]), 'domain-reserved');
+  await extend(chain, tip, 1, { recs: [claim(node, own, salt)] });
+  t.same(getName(chain.state, own)?.owner, node.pub, 'the node claims its own');
+});
+
+t.test('domain authority in one block: the domain must come before the address', async (t) => {
+  const { chain } = await openChain(t);
+  const k = newKey();
+  const salt = randomBytes(32);
+  const tip = await extend(chain, chain.tip, 1, { recs: [commit(k, 'late.test', salt), commit(k, 'sip:ann@late.test', salt)] });
+  await rejects(t, chain, blockOn(chain, tip, [claim(k, 'sip:ann@late.test', salt), claim(k, 'late.test', salt)]), 'domain-unclaimed');
+  await extend(chain, tip, 1, { recs: [claim(k, 'late.test', salt), claim(k, 'sip:ann@late.test', salt)] });
+  t.ok(getName(chain.state, 'sip:ann@late.test'), 'in that order the block connects');
 });
 
 t.test('claim without a matured commitment', async (t) => {

@@ -52,9 +52,10 @@ t.test('explorer in headless Chromium', async (t) => {
   const nodeKey = newKey();
   const salt = randomBytes(32);
   const name = 'sip:alice@dots.test';
-  await post(signRecord<NameCommit>('regtest', owner.secret, { kind: Kind.NameCommit, pubkey: owner.pub, commitment: commitmentOf(name, salt, owner.pub) }));
+  for (const n of ['dots.test', name]) await post(signRecord<NameCommit>('regtest', owner.secret, { kind: Kind.NameCommit, pubkey: owner.pub, commitment: commitmentOf(n, salt, owner.pub) }));
   await mine(1);
-  await post(signRecord<NameClaim>('regtest', owner.secret, { kind: Kind.NameClaim, name, pubkey: owner.pub, salt }));
+  // the domain first: its owner hands out the addresses under it
+  for (const n of ['dots.test', name]) await post(signRecord<NameClaim>('regtest', owner.secret, { kind: Kind.NameClaim, name: n, pubkey: owner.pub, salt }));
   await post(signRecord<NodeAnnounce>('regtest', nodeKey.secret, { kind: Kind.NodeAnnounce, pubkey: nodeKey.pub, sipUris: ['sip:dots.test'], p2pAddrs: [], rewardAddress: nodeKey.address, seq: 1 }));
   await mine(1);
   const bind = signRecord<Binding>('regtest', owner.secret, { kind: Kind.Binding, name, node: addressOf(nodeKey.pub), status: 1, expires: Math.floor(Date.now() / 1000) + 3600, seq: 1, pubkey: owner.pub });

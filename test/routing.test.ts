@@ -44,8 +44,8 @@ async function world(t: Test): Promise<World> {
   const a = newKey();
   const b = newKey();
   const salt = randomBytes(32);
-  const tip = await extend(chain, chain.tip, 1, { recs: [commit(owner, NAME, salt), announce(a, ['sip:10.0.0.1:5060', 'sip:10.0.0.1:5060;transport=tcp']), announce(b, ['sip:10.0.0.2:5060'])] });
-  await extend(chain, tip, 1, { recs: [claim(owner, NAME, salt)] });
+  const tip = await extend(chain, chain.tip, 1, { recs: [commit(owner, 'a.test', salt), commit(owner, NAME, salt), announce(a, ['sip:10.0.0.1:5060', 'sip:10.0.0.1:5060;transport=tcp']), announce(b, ['sip:10.0.0.2:5060'])] });
+  await extend(chain, tip, 1, { recs: [claim(owner, 'a.test', salt), claim(owner, NAME, salt)] });
   return { chain, pool, src: routingSource(chain, pool), owner, a, b, now: chain.params.genesis.time };
 }
 

@@ -102,7 +102,13 @@ t.test('the domain belongs to the data directory: dots user add and dots node ta
   // The order a new user tried: the account first (the default domain), then the node with
   // another domain. The node says why the account cannot log in, and how to fix it.
   const other = tmpDir(t);
-  t.equal((await runDots(['user', 'add', 'alice', '--password', 'pw', '--datadir', other])).code, 0);
+  const first = await runDots(['user', 'add', 'alice', '--password', 'pw', '--datadir', other]);
+  t.equal(first.code, 0);
+  const own = /sip:alice@(n[0-9a-f]{16}\.dots) /.exec(first.stdout)?.[1];
+  t.ok(own, `without any domain the account gets the node's own (${first.stdout.trim()})`);
+  const alone = await startNode(t, { datadir: other, args: ['--sip-keepalive', '60'] });
+  t.match(alone.stdout.join('\n'), new RegExp(`for domain ${own}`), 'and the node, started without --domain, serves that same domain');
+  await alone.stop();
   const second = await startNode(t, { datadir: other, args: ['--domain', 'a.test'] });
   await waitFor('the warning', async () => second.lines.find((l) => /another SIP domain/.test(l)), 5000);
   t.match(second.lines.find((l) => /another SIP domain/.test(l)) ?? '', /1 account\(s\) were added for another SIP domain and cannot log in here \(re-add them with --domain a\.test\): alice/);

@@ -55,7 +55,13 @@ t.test('wallet and name commands end to end', async (t) => {
   t.equal(r.code, 2);
   t.match(r.stderr, /insufficient-funds/);
 
-  // Claim, renew, delegate, transfer a name.
+  // Claim, renew, delegate, transfer a name: an address under a domain the wallet holds.
+  r = await dots(['name', 'claim', 'sip:alice@dots.test', '--wallet', wallet, ...common]);
+  t.equal(r.code, 2, 'not before the wallet holds the domain');
+  t.match(r.stderr.trim(), /^dots: sip:alice@dots\.test is under dots\.test, which this wallet does not hold: claim dots\.test first/);
+  r = await dots(['name', 'claim', 'dots.test', '--wallet', wallet, ...common]);
+  t.equal(r.code, 0, r.stderr);
+  await waitFor('the domain confirmed', async () => (await getJson<{ owner: string }>(`${node.api}/api/names/dots.test`)).body.owner === pubkey || undefined);
   r = await dots(['name', 'claim', 'sip:alice@dots.test', '--wallet', wallet, ...common]);
   t.equal(r.code, 0, r.stderr);
   t.match(r.stdout, /claim of sip:alice@dots.test pending/);
