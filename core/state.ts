@@ -66,7 +66,12 @@ export interface ReceiptEntry {
   t: 'receipt';
   height: number;
 }
-export type Entry = NameEntry | BindingEntry | NodeEntry | AccountEntry | CommitEntry | ReceiptEntry;
+/** The commitments made at one height, so the ones never revealed can leave the state when they can no longer be. */
+export interface CommitsAtEntry {
+  t: 'commits';
+  list: Uint8Array[];
+}
+export type Entry = NameEntry | BindingEntry | NodeEntry | AccountEntry | CommitEntry | ReceiptEntry | CommitsAtEntry;
 
 const BINDING_PREFIX = 'b:';
 const NODE_PREFIX = 'd:';
@@ -78,6 +83,7 @@ export const keys = {
   account: (addr: Uint8Array): string => `a:${toHex(addr)}`,
   commit: (c: Uint8Array): string => `c:${toHex(c)}`,
   receipt: (callId: Uint8Array): string => `r:${toHex(callId)}`,
+  commitsAt: (height: number): string => `h:${height}`,
 };
 
 export function encodeEntry(e: Entry): Uint8Array {
@@ -100,6 +106,9 @@ export function encodeEntry(e: Entry): Uint8Array {
       break;
     case 'receipt':
       f = [e.height];
+      break;
+    case 'commits':
+      f = [e.list];
       break;
   }
   return encode(f);
@@ -134,6 +143,9 @@ export function decodeEntry(key: string, bytes: Uint8Array): Entry {
     case 'r':
       asArray(a, 1, key);
       return { t: 'receipt', height: asUint(a[0], 'height') };
+    case 'h':
+      asArray(a, 1, key);
+      return { t: 'commits', list: asArray(a[0], [0, 1_000_000], 'commitments').map((c) => asBytes(c, 'commitment', 32)) };
     default:
       throw new Error(`unknown state key ${asString(key, 'key', 300)}`);
   }
@@ -310,6 +322,8 @@ export function applyRecord(v: StateView, body: RecordBody, ctx: ApplyContext): 
       const k = keys.commit(body.commitment);
       if (v.get(k) !== undefined) fail('duplicate-commit', 'this name commitment is already on the chain');
       v.set(k, { t: 'commit', pubkey: body.pubkey, height });
+      const at = v.get(keys.commitsAt(height)) as CommitsAtEntry | undefined;
+      v.set(keys.commitsAt(height), { t: 'commits', list: [...(at?.list ?? []), body.commitment] });
       return 0;
     }
     case Kind.NameClaim: {
@@ -412,6 +426,21 @@ function applyReceipt(v: StateView, r: CallReceipt, ctx: ApplyContext): number {
 }
 
 /**
+ * Commitments that can no longer be revealed leave the state: at height H those made at
+ * H - maxCommitAge - 1 (a reveal must come within maxCommitAge blocks). Nobody could use them,
+ * and without this every commitment ever made stayed in the state for good. A reorganisation
+ * undoes it like any other change.
+ */
+function pruneCommitments(v: StateView, ctx: ApplyContext): void {
+  const h = ctx.height - ctx.rules.maxCommitAge - 1;
+  if (h < 0) return;
+  const at = v.get(keys.commitsAt(h)) as CommitsAtEntry | undefined;
+  if (at === undefined) return;
+  for (const c of at.list) if (v.get(keys.commit(c)) !== undefined) v.set(keys.commit(c), undefined);
+  v.set(keys.commitsAt(h), undefined);
+}
+
+/**
  * Applies a whole block body to a view (coinbase first, then every record in order).
  * `height` and `time` come from the block; the coinbase may claim at most subsidy plus fees.
  */
@@ -420,6 +449,7 @@ export function applyBlockRecords(v: StateView, records: Rec[], ctx: ApplyContex
   const cb = records[0].body;
   if (cb.height !== ctx.height) fail('bad-coinbase-height', `coinbase says height ${cb.height}, block is at ${ctx.height}`);
   ctx = { ...ctx, tally: newTally() };
+  pruneCommitments(v, ctx);
   let fees = 0;
   for (let i = 1; i < records.length; i++) {
     try {

@@ -271,3 +271,28 @@ t.test('transfers: nonce, funds, fees', async (t) => {
   await rejects(t, chain, blockOn(chain, tip, [send(0, 10, 5)], { amount: p.subsidy(2) + 6 }), 'bad-coinbase-amount');
   t.equal((await chain.processBlock(blockOn(chain, tip, [send(0, 10, 5)], { amount: p.subsidy(2) + 5 }))).status, 'connected');
 });
+
+t.test('a commitment that can no longer be revealed leaves the state; a reorganisation brings it back', async (t) => {
+  const { chain } = await openChain(t);
+  const k = newKey();
+  const salt = randomBytes(32);
+  const maxAge = NETWORKS.regtest.maxCommitAge;
+  const kept = commit(k, 'kept.test', salt);
+  const tip = await extend(chain, chain.tip, 1, { recs: [commit(k, 'never.test', salt), kept] });
+  const at = tip.height;
+  await extend(chain, tip, 1, { recs: [claim(k, 'kept.test', salt)] });
+  const key = `c:${toHex(commitmentOf('never.test', salt, k.pub))}`;
+  const last = await extend(chain, chain.tip, at + maxAge - chain.tip.height);
+  t.ok(chain.state.get(key), `at height ${last.height} (made at ${at}, revealable until ${at + maxAge}) it is still there`);
+  const pruned = await extend(chain, last, 1);
+  t.equal(chain.state.get(key), undefined, `at height ${pruned.height} it has left the state`);
+  t.equal(chain.state.get(`h:${at}`), undefined, 'with the list of that height');
+  t.ok(getName(chain.state, 'kept.test'), 'the revealed name stays');
+  // A longer branch from the block that made it reveals it one block later: it connects only if
+  // switching undid the pruning (the commitment is back in the state it builds on).
+  const other = await extend(chain, tip, 1, { recs: [claim(k, 'never.test', salt)], time: tip.header.time + 3 });
+  await extend(chain, other, pruned.height - at, { time: tip.header.time + 4 });
+  t.equal(chain.tip.height, pruned.height + 1, 'the other branch won');
+  t.ok(getName(chain.state, 'never.test'), 'and its reveal of the commitment stands');
+  t.equal(getName(chain.state, 'kept.test'), undefined, 'while the first branch\'s claim is undone');
+});
