@@ -26,12 +26,13 @@ export async function runUser(args: string[]): Promise<number> {
   const datadir = resolve(String(v.datadir ?? defaults.datadir));
   // the data directory's domain unless told otherwise; told another, the account could not log in
   const recorded = datadirDomain(datadir);
-  if (recorded !== undefined && v.domain !== undefined && domain(v.domain, '--domain') !== recorded) {
-    throw new UserError(`the node of ${datadir} serves the domain ${recorded}, so sip:${name}@${String(v.domain).toLowerCase()} could not log in there: leave out --domain (or start the node with --domain ${String(v.domain).toLowerCase()} first)`);
+  const given = v.domain === undefined ? undefined : domain(v.domain, '--domain');
+  if (recorded !== undefined && given !== undefined && given !== recorded) {
+    throw new UserError(`the node of ${datadir} serves the domain ${recorded}, so sip:${name}@${given} could not log in there: leave out --domain (or start the node with --domain ${given} first)`);
   }
   makeDatadir(datadir);
   // none given or recorded: the node's own domain, from its key (made now if the node never ran)
-  const realm = v.domain !== undefined ? domain(v.domain, '--domain') : (recorded ?? ownDomainOf(toHex(addressOf(publicKeyOf(loadOrCreateKey(join(datadir, NODE_KEY_FILE)).secret)))));
+  const realm = given ?? recorded ?? ownDomainOf(toHex(addressOf(publicKeyOf(loadOrCreateKey(join(datadir, NODE_KEY_FILE)).secret))));
   if (recorded === undefined) recordDomain(datadir, realm);
   const aliases = ((v.alias as string[] | undefined) ?? []).map((a) => a.toLowerCase());
   const existed = addUser(datadir, name, password, realm, aliases);

@@ -394,7 +394,7 @@ export class TransactionLayer {
 
   /** @internal called by a non-INVITE server transaction entering Completed, or a request refused outright */
   completed(tx: ServerTransaction): void {
-    if (tx.indexKey !== null && this.inviteIndex.get(tx.indexKey) === tx) this.inviteIndex.delete(tx.indexKey);
+    this.unindex(tx);
     if (tx.stateless || this.server.get(tx.key) !== tx) return;
     // reliable transports: Timer J is zero
     if (tx.flow.proto !== 'udp' || tx.lastResponse === null || !tx.keep) {
@@ -423,11 +423,16 @@ export class TransactionLayer {
     return this.doneBytes;
   }
 
+  /** Takes an INVITE out of the branch index (a CANCEL or ACK no longer finds it there). */
+  private unindex(tx: ServerTransaction): void {
+    if (tx.indexKey !== null && this.inviteIndex.get(tx.indexKey) === tx) this.inviteIndex.delete(tx.indexKey);
+  }
+
   /** @internal */
   forget(tx: ServerTransaction): void {
     if (tx.stateless) return;
     if (this.server.get(tx.key) === tx) this.server.delete(tx.key);
-    if (tx.indexKey !== null && this.inviteIndex.get(tx.indexKey) === tx) this.inviteIndex.delete(tx.indexKey);
+    this.unindex(tx);
   }
 
   /** @internal */
