@@ -4,12 +4,8 @@ import { UserError } from '../core/errors.ts';
 import { NODE_DEFAULTS } from '../consensus/params.ts';
 import { addUser, USERS_FILE } from '../telecom/users.ts';
 import { domain, makeDatadir, networkOf, parse } from './args.ts';
-import { NODE_KEY_FILE, datadirDomain, recordDomain } from '../node/config.ts';
+import { NODE_KEY_FILE, datadirDomain, ownDomain, recordDomain } from '../node/config.ts';
 import { loadOrCreateKey } from '../wallet/keys.ts';
-import { ownDomainOf } from '../core/records.ts';
-import { toHex } from '../core/hash.ts';
-import { addressOf } from '../core/address.ts';
-import { publicKeyOf } from '../core/sig.ts';
 
 export const USER_USAGE = 'dots user add NAME --password PW [--alias NAME]... [--datadir DIR] [--network N] [--domain D]';
 
@@ -32,7 +28,7 @@ export async function runUser(args: string[]): Promise<number> {
   }
   makeDatadir(datadir);
   // none given or recorded: the node's own domain, from its key (made now if the node never ran)
-  const realm = given ?? recorded ?? ownDomainOf(toHex(addressOf(publicKeyOf(loadOrCreateKey(join(datadir, NODE_KEY_FILE)).secret))));
+  const realm = given ?? recorded ?? ownDomain(loadOrCreateKey(join(datadir, NODE_KEY_FILE)).secret);
   if (recorded === undefined) recordDomain(datadir, realm);
   const aliases = ((v.alias as string[] | undefined) ?? []).map((a) => a.toLowerCase());
   const existed = addUser(datadir, name, password, realm, aliases);

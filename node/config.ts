@@ -1,10 +1,15 @@
 // What a node is told to be: the network, where it keeps its data, what it listens on and serves.
 // The defaults per network come from consensus/params.ts (NODE_DEFAULTS), the one place that
 // names them; the command line (cli/node.ts) overrides them flag by flag.
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { NODE_DEFAULTS, type NetworkName } from '../consensus/params.ts';
 import { UserError } from '../core/errors.ts';
+import { writeOwnerOnly } from '../core/files.ts';
+import { ownDomainOf } from '../core/records.ts';
+import { toHex } from '../core/hash.ts';
+import { addressOf } from '../core/address.ts';
+import { publicKeyOf } from '../core/sig.ts';
 import { BanListError, banList } from '../sip/transport.ts';
 
 export interface NodeConfig {
@@ -57,6 +62,11 @@ export const DOMAIN_FILE = 'domain';
 /** The node's key in its data directory (its identity, and where its rewards go). */
 export const NODE_KEY_FILE = 'node.key';
 
+/** The domain of its own a node with key `secret` serves when told none (no two nodes share a default). */
+export function ownDomain(secret: Uint8Array): string {
+  return ownDomainOf(toHex(addressOf(publicKeyOf(secret))));
+}
+
 /** The domain recorded in `datadir`, if any. */
 export function datadirDomain(datadir: string): string | undefined {
   try {
@@ -67,11 +77,9 @@ export function datadirDomain(datadir: string): string | undefined {
   }
 }
 
-/** Records `domain` as the data directory's (a temporary file renamed into place). */
+/** Records `domain` as the data directory's (written atomically: two `dots user add` at once cannot tear it). */
 export function recordDomain(datadir: string, domain: string): void {
-  const file = join(datadir, DOMAIN_FILE);
-  writeFileSync(file + '.new', domain.toLowerCase() + '\n');
-  renameSync(file + '.new', file);
+  writeOwnerOnly(join(datadir, DOMAIN_FILE), domain.toLowerCase() + '\n');
 }
 
 /** The loopback address every service listens on unless told otherwise. */

@@ -15,8 +15,7 @@ import type { Mempool } from '../core/mempool.ts';
 import { publicKeyOf } from '../core/sig.ts';
 import { addressOf, encodeAddress } from '../core/address.ts';
 import { UserError } from '../core/errors.ts';
-import { Kind, ownDomainOf, type Rec } from '../core/records.ts';
-import { toHex } from '../core/hash.ts';
+import { Kind, type Rec } from '../core/records.ts';
 import type { Logger } from '../core/log.ts';
 import type { Chain, ChainOptions, TipChange } from '../consensus/chain.ts';
 import { NETWORKS, type NetworkParams } from '../consensus/params.ts';
@@ -30,7 +29,7 @@ import { UserStore } from '../telecom/users.ts';
 import { chainLocator, routingSource } from '../telecom/routing.ts';
 import { loadOrCreateKey } from '../wallet/keys.ts';
 import { buildApi, LOOPBACK_HOSTS } from './api/server.ts';
-import { DOMAIN_FILE, NODE_KEY_FILE, datadirDomain, recordDomain, type NodeConfig } from './config.ts';
+import { DOMAIN_FILE, NODE_KEY_FILE, datadirDomain, ownDomain, recordDomain, type NodeConfig } from './config.ts';
 import { setSipStatsSource } from './metrics.ts';
 import { RegistrationsFile } from './registrations.ts';
 
@@ -100,7 +99,7 @@ export class DotsNode {
       throw e;
     }
     // without --domain and none recorded, the node serves its own (no two nodes share a default)
-    if (config.domain === '') config = { ...config, domain: ownDomainOf(toHex(addressOf(publicKeyOf(secret)))) };
+    if (config.domain === '') config = { ...config, domain: ownDomain(secret) };
     try {
       // the domain this data directory serves from now on (dots user add reads it)
       if (datadirDomain(config.datadir) !== config.domain) recordDomain(config.datadir, config.domain);

@@ -5,9 +5,10 @@
 // blocks without a word). A disk that lost its last writes in a power failure does the same. The
 // blocks are not lost to the network: the node syncs them from peers again, so this warns and
 // goes on rather than refusing to start.
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../core/log.ts';
+import { writeOwnerOnly } from '../core/files.ts';
 
 export const TIP_FILE = 'tip';
 
@@ -35,7 +36,7 @@ function read(file: string): Mark | null {
 
 /**
  * Warns when the store lacks the tip the node last wrote down, then keeps the file in step with
- * the chain (at most once a second; a temporary file renamed, so it is never half-written).
+ * the chain (at most once a second, written atomically, so it is never half-written).
  * Returns the function that stops following and writes the last tip.
  */
 export function followTip(datadir: string, chain: MarkedChain, log: Logger): () => void {
@@ -52,8 +53,7 @@ export function followTip(datadir: string, chain: MarkedChain, log: Logger): () 
   const write = (): void => {
     timer = null;
     try {
-      writeFileSync(file + '.new', `${chain.tip.height} ${chain.tip.hex}\n`);
-      renameSync(file + '.new', file);
+      writeOwnerOnly(file, `${chain.tip.height} ${chain.tip.hex}\n`);
     } catch (e) {
       log.warn(`cannot write ${file}: ${(e as Error).message}`);
     }

@@ -101,10 +101,6 @@ export class FairQueue<T> {
     return s === undefined ? 0 : s.items.length - s.head;
   }
 
-  get sourceCount(): number {
-    return this.sources.size;
-  }
-
   private readonly turn = (): void => {
     this.scheduled = false;
     for (let n = 0; n < PER_TURN && this.ringHead < this.ring.length; n++) {

@@ -268,7 +268,8 @@ export class SipTransport {
       return;
     }
     if (c0 === 13 && isKeepalive(buf)) return; // CRLF keepalives over UDP need no answer
-    if (this.queue.push(rinfo.address, { buf, flow }, buf.length, false) === Pushed.Dropped) this.stats.dropped++;
+    // a datagram over its source's share is dropped here; the queue counts it (queue.stats.dropped)
+    this.queue.push(rinfo.address, { buf, flow }, buf.length, false);
   }
 
   /** A message's turn has come: parse a datagram, hand up a stream's message if its connection is still open. */

@@ -109,7 +109,7 @@ t.test('one address flooding the node with datagrams does not keep a phone at an
   const sent = await flood.done;
   t.same(statuses, [200, 200, 200, 200, 200], 'every registration during the flood succeeds');
   t.comment(`flood: ${sent} datagrams sent, ${requestsDuring} requests handled, ${svc.transport.queue.stats.dropped} dropped in turn; registrations took ${times.join(', ')} ms, sent ${tries.join(', ')} times`);
-  t.ok(svc.transport.queue.stats.dropped + svc.transport.stats.dropped > 0 || requestsDuring >= sent * 0.9, 'what the node could not handle of the flood was dropped before parsing, not queued');
+  t.ok(svc.transport.queue.stats.dropped > 0 || requestsDuring >= sent * 0.9, 'what the node could not handle of the flood was dropped before parsing, not queued');
 });
 
 t.test('the ban list: a banned address is not answered over UDP and its connections are refused; others are', async (t) => {
