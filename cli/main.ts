@@ -54,8 +54,12 @@ const SECTIONS: Record<string, string> = {
   name: `Names (dots name; sip:user@domain, +E164 or a domain; signed with the wallet key):
   dots name claim NAME [--no-wait]     commit, wait for the commitment to mature, reveal
   dots name renew NAME
-  dots name transfer NAME PUBKEY       to the owner of another key (66 hex digits)
-  dots name delegate NAME NODE-ID|none let a node sign presence bindings for the name
+  dots name transfer NAME PUBKEY [--delegates NODE-ID,...]
+                                       to the owner of another key (66 hex digits), served by
+                                       the listed nodes until the new owner delegates anew
+  dots name delegate NAME NODE-ID[,NODE-ID...]|none
+                                       the nodes (at most 8, in order of preference) that may
+                                       sign presence bindings for the name, each naming itself
   dots name show NAME
   (each takes --wallet FILE, --api URL, --network N like the wallet commands)
 `,

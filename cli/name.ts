@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { UserError } from '../core/errors.ts';
 import { NETWORKS } from '../consensus/params.ts';
 import { publicKeyOf, isValidPublicKey } from '../core/sig.ts';
-import { signRecord, commitmentOf, domainOf, isValidName, Kind, type NameCommit, type NameClaim, type NameRenew, type NameTransfer, type NameDelegate } from '../core/records.ts';
+import { signRecord, commitmentOf, domainOf, isValidName, Kind, MAX_DELEGATES, type NameCommit, type NameClaim, type NameRenew, type NameTransfer, type NameDelegate } from '../core/records.ts';
 import { toHex, fromHex, isHex } from '../core/hash.ts';
 import { addressOf } from '../core/address.ts';
 import { readKeyFile } from '../wallet/keys.ts';
@@ -19,12 +19,22 @@ function nameArg(s: string | undefined): string {
   return n;
 }
 
+/** Node ids, comma-separated, in order of preference: the nodes that serve a name. */
+export function nodeListArg(s: string, what: string): Uint8Array[] {
+  if (s === '') return [];
+  const ids = s.split(',').map((x) => x.trim().toLowerCase());
+  for (const id of ids) if (!isHex(id, 20)) throw new UserError(`${what}: "${id}" is not a node id (40 hex digits; GET /api/nodes lists them)`);
+  if (new Set(ids).size !== ids.length) throw new UserError(`${what}: a node is listed twice`);
+  if (ids.length > MAX_DELEGATES) throw new UserError(`${what}: at most ${MAX_DELEGATES} nodes may serve a name`);
+  return ids.map(fromHex);
+}
+
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 export async function runName(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
   const wantPositionals = sub === 'transfer' || sub === 'delegate' ? 2 : 1;
-  const { values, positionals } = parse(rest, { ...WALLET_FLAGS, 'no-wait': { type: 'boolean' } }, wantPositionals);
+  const { values, positionals } = parse(rest, { ...WALLET_FLAGS, 'no-wait': { type: 'boolean' }, delegates: { type: 'string' } }, wantPositionals);
   const w = walletOpts(values);
   const name = nameArg(positionals[0]);
   const p = NETWORKS[w.network];
@@ -49,7 +59,7 @@ export async function runName(args: string[]): Promise<number> {
       const domain = domainOf(name);
       if (domain !== null) {
         const d = await w.api.name(domain);
-        const held = d.owner === toHex(pub) || (d.body !== null && d.body.delegate === toHex(addressOf(pub)));
+        const held = d.owner === toHex(pub) || (d.body !== null && Array.isArray(d.body.delegates) && d.body.delegates.includes(toHex(addressOf(pub))));
         if (!held || (d.expiry ?? 0) < next) throw new UserError(`${name} is under ${domain}, which this wallet does not hold: claim ${domain} first (or have its owner claim ${name} and transfer it to this wallet)`);
       }
       const file = new ClaimsFile(w.file);
@@ -85,14 +95,16 @@ export async function runName(args: string[]): Promise<number> {
     case 'transfer': {
       const to = positionals[1] ?? '';
       if (!isHex(to, 33) || !isValidPublicKey(fromHex(to))) throw new UserError('the new owner must be a public key, 66 hex digits (dots wallet address shows it)');
-      const rec = signRecord<NameTransfer>(w.network, secret, { kind: Kind.NameTransfer, name, pubkey: pub, newOwner: fromHex(to), nameSeq: await mustOwn() });
+      const delegates = nodeListArg(String(values.delegates ?? ''), '--delegates');
+      const rec = signRecord<NameTransfer>(w.network, secret, { kind: Kind.NameTransfer, name, pubkey: pub, newOwner: fromHex(to), delegates, nameSeq: await mustOwn() });
       console.log(`transfer of ${name} pending, record ${await w.api.submit(rec, 'transfer')}`);
       return 0;
     }
     case 'delegate': {
-      const node = positionals[1] ?? '';
-      if (node !== 'none' && !isHex(node, 20)) throw new UserError('the node must be a node id, 40 hex digits (GET /api/nodes lists them), or "none"');
-      const rec = signRecord<NameDelegate>(w.network, secret, { kind: Kind.NameDelegate, name, pubkey: pub, node: node === 'none' ? new Uint8Array(0) : fromHex(node), nameSeq: await mustOwn() });
+      const arg = positionals[1] ?? '';
+      const nodes = arg === 'none' ? [] : nodeListArg(arg, 'the nodes');
+      if (nodes.length === 0 && arg !== 'none') throw new UserError('name the nodes: node ids of 40 hex digits, comma-separated in order of preference (GET /api/nodes lists them), or "none"');
+      const rec = signRecord<NameDelegate>(w.network, secret, { kind: Kind.NameDelegate, name, pubkey: pub, nodes, nameSeq: await mustOwn() });
       console.log(`delegation of ${name} pending, record ${await w.api.submit(rec, 'delegation')}`);
       return 0;
     }

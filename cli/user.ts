@@ -6,12 +6,14 @@ import { addUser, USERS_FILE } from '../telecom/users.ts';
 import { domain, makeDatadir, networkOf, parse } from './args.ts';
 import { NODE_KEY_FILE, datadirDomain, ownDomain, recordDomain } from '../node/config.ts';
 import { loadOrCreateKey } from '../wallet/keys.ts';
+import { fromHex, isHex } from '../core/hash.ts';
+import { isValidPublicKey } from '../core/sig.ts';
 
-export const USER_USAGE = 'dots user add NAME --password PW [--alias NAME]... [--datadir DIR] [--network N] [--domain D]';
+export const USER_USAGE = 'dots user add NAME --password PW [--owner PUBKEY] [--alias NAME]... [--datadir DIR] [--network N] [--domain D]';
 
 export async function runUser(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
-  const { values: v, positionals } = parse(rest, { password: { type: 'string' }, datadir: { type: 'string' }, network: { type: 'string' }, domain: { type: 'string' }, alias: { type: 'string', multiple: true } }, 1);
+  const { values: v, positionals } = parse(rest, { password: { type: 'string' }, datadir: { type: 'string' }, network: { type: 'string' }, domain: { type: 'string' }, alias: { type: 'string', multiple: true }, owner: { type: 'string' } }, 1);
   if (sub !== 'add') throw new UserError(`unknown user command "${sub ?? ''}" (add)`);
   const name = positionals[0];
   if (name === undefined) throw new UserError(`usage: ${USER_USAGE}`);
@@ -31,7 +33,10 @@ export async function runUser(args: string[]): Promise<number> {
   const realm = given ?? recorded ?? ownDomain(loadOrCreateKey(join(datadir, NODE_KEY_FILE)).secret);
   if (recorded === undefined) recordDomain(datadir, realm);
   const aliases = ((v.alias as string[] | undefined) ?? []).map((a) => a.toLowerCase());
-  const existed = addUser(datadir, name, password, realm, aliases);
+  const owner = v.owner === undefined ? undefined : String(v.owner).toLowerCase();
+  if (owner !== undefined && (!isHex(owner, 33) || !isValidPublicKey(fromHex(owner)))) throw new UserError('--owner must be the public key of the user\'s wallet, 66 hex digits (dots wallet address shows it)');
+  const existed = addUser(datadir, name, password, realm, aliases, owner);
   process.stdout.write(`${existed ? 'updated' : 'added'} sip:${name}@${realm}${aliases.length > 0 ? ` (also ${aliases.join(', ')})` : ''} in ${join(datadir, USERS_FILE)} (a running node picks it up)\n`);
+  if (owner !== undefined) process.stdout.write(`the node claims sip:${name}@${realm} and hands it to the key ${owner}, served by this node until that key delegates it elsewhere (dots name delegate); the key renews it\n`);
   return 0;
 }

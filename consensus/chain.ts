@@ -16,7 +16,7 @@ import { decodeBlock, decodeHeader, type Block, type Header } from '../core/bloc
 import { silentLogger, type Logger } from '../core/log.ts';
 import { ChainState, StateView, applyBlockRecords, commitTo, type ApplyContext } from '../core/state.ts';
 import { SigCache } from '../core/sig.ts';
-import { damagedStore, type Store, type BlockStatus, type StoreBatch } from '../core/store.ts';
+import { STORE_VERSION, damagedStore, type Store, type BlockStatus, type StoreBatch } from '../core/store.ts';
 import { workFromBits } from './pow.ts';
 import { checkBlockSanity, checkHeaderContext, medianOf, type Anchor, type ParentInfo } from './validate.ts';
 import { genesisBlock } from './genesis.ts';
@@ -157,6 +157,9 @@ export class Chain extends EventEmitter<{ tip: [TipChange] }> {
       await batch.putUndo(gHex, []).putRecords(g).putTip(gHex).putMeta(this.params.name, gHex).write();
     } else if (meta.network !== this.params.name || meta.genesis !== gHex) {
       throw new UserError(`data directory ${path} holds the ${meta.network} chain (genesis ${meta.genesis.slice(0, 16)}...), not ${this.params.name}: pass another --datadir`);
+    } else if (meta.version !== STORE_VERSION) {
+      // the records and state of an older version follow other rules: their chain cannot go on
+      throw new UserError(`data directory ${path} holds a chain of store version ${meta.version}, made under rules this node no longer follows (this one writes version ${STORE_VERSION}): start a new chain with another --datadir`);
     }
     // Index: every stored header, linked to its parent.
     await reading('the block index', async () => {

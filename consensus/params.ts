@@ -33,6 +33,13 @@ function subsidyFn(initial: number, interval: number): (height: number) => numbe
 
 type ReceiptRules = Pick<NetworkParams, 'receiptRate' | 'receiptPoolDivisor' | 'receiptPairCap' | 'maxCallSeconds'>;
 
+// Names cost NAME_PRICE units for an ordinary domain, number or node domain, a tenth of it for a
+// user's address, and four times as much per character or digit short (core/names.ts): a node's
+// own domain and ten users' addresses cost two coins, what one devnet block pays 25 times over.
+// Regtest names are free, so tests need no coins to claim them (the fee rules are tested with
+// this price on regtest's other rules).
+export const NAME_PRICE = 1 * COIN;
+
 // Call receipts: each node earns 1,000 units per call-second; all receipts of a block share at
 // most a quarter of its subsidy, and one pair of nodes at most 5 call-hours' worth per block.
 const RECEIPTS: ReceiptRules = { receiptRate: 1000, receiptPoolDivisor: 4, receiptPairCap: 36_000_000, maxCallSeconds: 86_400 };
@@ -44,6 +51,7 @@ function net(p: Omit<NetworkParams, 'subsidy' | keyof ReceiptRules>): NetworkPar
 export const NETWORKS: Record<NetworkName, NetworkParams> = {
   mainnet: net({
     name: 'mainnet',
+    namePriceBase: NAME_PRICE,
     addressPrefix: 'dots',
     genesis: { time: 1798761600, nonce: 765297, note: 'DOTS mainnet genesis' },
     idealBlockTime: 60,
@@ -63,6 +71,7 @@ export const NETWORKS: Record<NetworkName, NetworkParams> = {
   }),
   testnet: net({
     name: 'testnet',
+    namePriceBase: NAME_PRICE,
     addressPrefix: 'tdots',
     genesis: { time: 1798761600, nonce: 78017, note: 'DOTS testnet genesis' },
     idealBlockTime: 30,
@@ -82,6 +91,7 @@ export const NETWORKS: Record<NetworkName, NetworkParams> = {
   }),
   devnet: net({
     name: 'devnet',
+    namePriceBase: NAME_PRICE,
     addressPrefix: 'ddots',
     genesis: { time: 1795046400, nonce: 4295701, note: 'DOTS devnet genesis' },
     idealBlockTime: 5,
@@ -104,6 +114,7 @@ export const NETWORKS: Record<NetworkName, NetworkParams> = {
   }),
   regtest: net({
     name: 'regtest',
+    namePriceBase: 0,
     addressPrefix: 'rdots',
     genesis: { time: 1795046400, nonce: 1, note: 'DOTS regtest genesis' },
     idealBlockTime: 1,

@@ -112,8 +112,22 @@ export class Mempool extends EventEmitter<MempoolEvents> {
 
   private readonly senders = new Map<string, { count: number; spent: number }>();
 
+  /** Pending bindings by name, in arrival order: routing reads them on every call. */
+  private readonly bindings = new Map<string, Rec[]>();
+
   private track(rec: Rec, sign: 1 | -1): void {
     const b = rec.body;
+    if (b.kind === Kind.Binding) {
+      const list = this.bindings.get(b.name);
+      if (sign === 1) {
+        if (list === undefined) this.bindings.set(b.name, [rec]);
+        else list.push(rec);
+      } else if (list !== undefined) {
+        const rest = list.filter((r) => r !== rec);
+        if (rest.length === 0) this.bindings.delete(b.name);
+        else this.bindings.set(b.name, rest);
+      }
+    }
     if (b.kind === Kind.NameClaim) {
       if (sign === 1) this.claims.set(b.name, rec);
       else if (this.claims.get(b.name) === rec) this.claims.delete(b.name);
@@ -245,13 +259,23 @@ export class Mempool extends EventEmitter<MempoolEvents> {
     return { recs, fees };
   }
 
-  /** The newest pending binding for a name (highest sequence), for routing before confirmation. */
-  pendingBinding(name: string): Binding | undefined {
-    let best: Binding | undefined;
-    for (const e of this.entries.values()) {
-      const b = e.rec.body;
-      if (b.kind === Kind.Binding && b.name === name && (best === undefined || b.seq > best.seq)) best = b;
+  /**
+   * The pending bindings of a name, the highest sequence per serving node, in the order the kept
+   * ones arrived (the last is the freshest), for routing before confirmation.
+   */
+  pendingBindings(name: string): Binding[] {
+    const list = this.bindings.get(name);
+    if (list === undefined) return [];
+    const best = new Map<string, Binding>();
+    for (const r of list) {
+      const b = r.body as Binding;
+      const k = toHex(b.node);
+      const cur = best.get(k);
+      if (cur === undefined || b.seq > cur.seq) {
+        best.delete(k); // re-inserted last: it is the newer of the two
+        best.set(k, b);
+      }
     }
-    return best;
+    return [...best.values()];
   }
 }

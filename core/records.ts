@@ -36,6 +36,8 @@ export const KIND_NAMES: Record<KindCode, string> = {
 };
 
 export const MAX_RECORD_BYTES = 4096;
+/** most nodes one name may be delegated to (each may sign bindings naming itself) */
+export const MAX_DELEGATES = 8;
 export const MAX_NAME_LENGTH = 128;
 export const BindingStatus = { Offline: 0, Online: 1 } as const;
 
@@ -81,6 +83,11 @@ export interface NameTransfer {
   name: string;
   pubkey: Uint8Array;
   newOwner: Uint8Array;
+  /**
+   * the serving nodes the new owner starts with (node ids, in order of preference): a node that
+   * claims a name for its user and hands it over keeps serving it until the user delegates anew
+   */
+  delegates: Uint8Array[];
   nameSeq: number;
   sig: Uint8Array;
 }
@@ -88,8 +95,8 @@ export interface NameDelegate {
   kind: 6;
   name: string;
   pubkey: Uint8Array;
-  /** node id (20 bytes) allowed to sign bindings for the name, or empty to revoke */
-  node: Uint8Array;
+  /** the node ids (20 bytes each, at most MAX_DELEGATES, in order of preference) that may serve the name; none revokes all */
+  nodes: Uint8Array[];
   nameSeq: number;
   sig: Uint8Array;
 }
@@ -147,7 +154,8 @@ export interface Rec {
 
 // SIP AoR in lower case (user part may hold escapes and ';'), an E.164 number, or a domain.
 const SIP_NAME_RE = /^sips?:[a-z0-9\-_.!~*'()%&=+$,;?/]{1,64}@[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/;
-const E164_RE = /^\+[1-9][0-9]{1,14}$/;
+// one digit is a country code's prefix (+1): a block of numbers, the costliest name there is
+const E164_RE = /^\+[1-9][0-9]{0,14}$/;
 const DOMAIN_RE = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/;
 
 /**
@@ -193,9 +201,9 @@ function fieldsOf(b: RecordBody): Value[] {
     case 4:
       return [4, b.name, b.pubkey, b.nameSeq];
     case 5:
-      return [5, b.name, b.pubkey, b.newOwner, b.nameSeq];
+      return [5, b.name, b.pubkey, b.newOwner, b.delegates, b.nameSeq];
     case 6:
-      return [6, b.name, b.pubkey, b.node, b.nameSeq];
+      return [6, b.name, b.pubkey, b.nodes, b.nameSeq];
     case 7:
       return [7, b.name, b.node, b.status, b.expires, b.seq, b.pubkey];
     case 8:
@@ -255,6 +263,15 @@ function nameOf(v: Value): string {
   return n;
 }
 
+/** A list of distinct node ids, at most MAX_DELEGATES: who serves a name, in order. */
+function nodeList(v: Value, what: string): Uint8Array[] {
+  const list = asArray(v, [0, MAX_DELEGATES], what).map((x, i) => asBytes(x, `${what}[${i}]`, ADDRESS_BYTES));
+  for (let i = 1; i < list.length; i++) {
+    for (let j = 0; j < i; j++) if (bytesEqual(list[i], list[j])) throw new EncodingError(`${what}: node ${toHex(list[i])} is listed twice`);
+  }
+  return list;
+}
+
 /** Decodes record bytes into a typed body; throws EncodingError on any shape or canonicality fault. */
 export function decodeBody(bytes: Uint8Array): RecordBody {
   if (bytes.length > MAX_RECORD_BYTES) throw new EncodingError(`record larger than ${MAX_RECORD_BYTES} bytes`);
@@ -298,21 +315,20 @@ export function decodeBody(bytes: Uint8Array): RecordBody {
       return { kind, name: nameOf(a[1]), pubkey: pk(a[2], 'pubkey'), nameSeq: asUint(a[3], 'nameSeq'), sig: sigOf(a[4]) };
     }
     case 5: {
-      const a = asArray(v, 6, 'name-transfer');
+      const a = asArray(v, 7, 'name-transfer');
       return {
         kind,
         name: nameOf(a[1]),
         pubkey: pk(a[2], 'pubkey'),
         newOwner: pk(a[3], 'newOwner'),
-        nameSeq: asUint(a[4], 'nameSeq'),
-        sig: sigOf(a[5]),
+        delegates: nodeList(a[4], 'delegates'),
+        nameSeq: asUint(a[5], 'nameSeq'),
+        sig: sigOf(a[6]),
       };
     }
     case 6: {
       const a = asArray(v, 6, 'name-delegate');
-      const node = asBytes(a[3], 'node', [0, ADDRESS_BYTES]);
-      if (node.length !== 0 && node.length !== ADDRESS_BYTES) throw new EncodingError('node: expected 20 bytes or none');
-      return { kind, name: nameOf(a[1]), pubkey: pk(a[2], 'pubkey'), node, nameSeq: asUint(a[4], 'nameSeq'), sig: sigOf(a[5]) };
+      return { kind, name: nameOf(a[1]), pubkey: pk(a[2], 'pubkey'), nodes: nodeList(a[3], 'nodes'), nameSeq: asUint(a[4], 'nameSeq'), sig: sigOf(a[5]) };
     }
     case 7: {
       const a = asArray(v, 8, 'binding');
@@ -407,7 +423,7 @@ export function recordJson(body: RecordBody): Record<string, unknown> {
   const out: Record<string, unknown> = { kind: KIND_NAMES[body.kind] };
   for (const [k, v] of Object.entries(body)) {
     if (k === 'kind') continue;
-    out[k] = v instanceof Uint8Array ? toHex(v) : v;
+    out[k] = v instanceof Uint8Array ? toHex(v) : Array.isArray(v) ? v.map((x: unknown) => (x instanceof Uint8Array ? toHex(x) : x)) : v;
   }
   return out;
 }

@@ -7,6 +7,7 @@ import { ValidationError } from './errors.ts';
 import { bytesEqual, toHex } from './hash.ts';
 import { addressOf } from './address.ts';
 import { Kind, KIND_NAMES, commitmentOf, domainOf, ownDomainPrefix, type Rec, type RecordBody, type CallReceipt } from './records.ts';
+import { nameFee } from './names.ts';
 
 export interface StateRules {
   nameLifetime: number;
@@ -24,6 +25,8 @@ export interface StateRules {
   receiptMinNodeAge: number;
   /** longest call a receipt may claim, in seconds */
   maxCallSeconds: number;
+  /** units an ordinary name costs to claim or renew (core/names.ts scales it by length); burned */
+  namePriceBase: number;
 }
 
 export interface NameEntry {
@@ -31,16 +34,28 @@ export interface NameEntry {
   owner: Uint8Array;
   expiry: number;
   seq: number;
-  delegate: Uint8Array;
+  /** the nodes that serve the name besides its owner, in the owner's order of preference */
+  delegates: Uint8Array[];
   since: number;
 }
-export interface BindingEntry {
-  t: 'binding';
+/** What one serving node last said of a name. */
+export interface BindingSlot {
   node: Uint8Array;
   status: number;
   expires: number;
   seq: number;
   height: number;
+}
+/**
+ * A name's bindings, one slot per serving node, so nodes that serve one name never race each
+ * other's sequence numbers. A slot leaves when its node stops serving the name; `floor` keeps the
+ * highest sequence such a slot reached, and a new slot must start above it, so a node's old
+ * bindings cannot be replayed when it serves the name again.
+ */
+export interface BindingEntry {
+  t: 'binding';
+  floor: number;
+  slots: BindingSlot[];
 }
 export interface NodeEntry {
   t: 'node';
@@ -90,10 +105,10 @@ export function encodeEntry(e: Entry): Uint8Array {
   let f: Value[];
   switch (e.t) {
     case 'name':
-      f = [e.owner, e.expiry, e.seq, e.delegate, e.since];
+      f = [e.owner, e.expiry, e.seq, e.delegates, e.since];
       break;
     case 'binding':
-      f = [e.node, e.status, e.expires, e.seq, e.height];
+      f = [e.floor, e.slots.map((x) => [x.node, x.status, x.expires, x.seq, x.height])];
       break;
     case 'node':
       f = [e.pubkey, e.sipUris, e.p2pAddrs, e.rewardAddress, e.seq, e.since];
@@ -119,10 +134,22 @@ export function decodeEntry(key: string, bytes: Uint8Array): Entry {
   switch (key[0]) {
     case 'n':
       asArray(a, 5, key);
-      return { t: 'name', owner: asBytes(a[0], 'owner'), expiry: asUint(a[1], 'expiry'), seq: asUint(a[2], 'seq'), delegate: asBytes(a[3], 'delegate'), since: asUint(a[4], 'since') };
-    case 'b':
-      asArray(a, 5, key);
-      return { t: 'binding', node: asBytes(a[0], 'node'), status: asUint(a[1], 'status'), expires: asUint(a[2], 'expires'), seq: asUint(a[3], 'seq'), height: asUint(a[4], 'height') };
+      return {
+        t: 'name',
+        owner: asBytes(a[0], 'owner'),
+        expiry: asUint(a[1], 'expiry'),
+        seq: asUint(a[2], 'seq'),
+        delegates: asArray(a[3], [0, 64], 'delegates').map((d) => asBytes(d, 'delegate')),
+        since: asUint(a[4], 'since'),
+      };
+    case 'b': {
+      asArray(a, 2, key);
+      const slots = asArray(a[1], [0, 64], 'slots').map((v) => {
+        const x = asArray(v, 5, 'slot');
+        return { node: asBytes(x[0], 'node'), status: asUint(x[1], 'status'), expires: asUint(x[2], 'expires'), seq: asUint(x[3], 'seq'), height: asUint(x[4], 'height') };
+      });
+      return { t: 'binding', floor: asUint(a[0], 'floor'), slots };
+    }
     case 'd':
       asArray(a, 6, key);
       return {
@@ -265,9 +292,25 @@ export function* allNodes(s: ChainState): Generator<NodeEntry> {
   for (const [k, e] of s.map) if (k.startsWith(NODE_PREFIX)) yield e as NodeEntry;
 }
 
-/** Every current binding with the name it binds, in no particular order. */
-export function* allBindings(s: ChainState): Generator<[string, BindingEntry]> {
-  for (const [k, e] of s.map) if (k.startsWith(BINDING_PREFIX)) yield [k.slice(BINDING_PREFIX.length), e as BindingEntry];
+/** Every binding slot with the name it binds, in no particular order. */
+export function* allBindings(s: ChainState): Generator<[string, BindingSlot]> {
+  for (const [k, e] of s.map) {
+    if (!k.startsWith(BINDING_PREFIX)) continue;
+    const name = k.slice(BINDING_PREFIX.length);
+    for (const slot of (e as BindingEntry).slots) yield [name, slot];
+  }
+}
+
+/** The slot of one node in a name's bindings. */
+export function slotOf(b: BindingEntry | undefined, node: Uint8Array): BindingSlot | undefined {
+  if (b === undefined) return undefined;
+  for (const s of b.slots) if (bytesEqual(s.node, node)) return s;
+  return undefined;
+}
+
+/** The sequence a node's next binding of a name must exceed. */
+export function seqAfter(b: BindingEntry | undefined, node: Uint8Array): number {
+  return slotOf(b, node)?.seq ?? b?.floor ?? 0;
 }
 
 function credit(v: StateView, addr: Uint8Array, amount: number): void {
@@ -288,16 +331,66 @@ function ownedName(v: StateView, name: string, pubkey: Uint8Array, nameSeq: numb
   return n;
 }
 
+/** Whether `pubkey` may act for the name: its owner, or one of the nodes it is delegated to. */
+export function actsFor(n: NameEntry, pubkey: Uint8Array): boolean {
+  return bytesEqual(n.owner, pubkey) || isDelegate(n, addressOf(pubkey));
+}
+
+export function isDelegate(n: NameEntry, node: Uint8Array): boolean {
+  for (const d of n.delegates) if (bytesEqual(d, node)) return true;
+  return false;
+}
+
+/** Whether a binding may name `node`: the owner's own node, or a delegate. */
+export function servesName(n: NameEntry, node: Uint8Array): boolean {
+  return bytesEqual(addressOf(n.owner), node) || isDelegate(n, node);
+}
+
+/**
+ * The longest live E.164 name that is a proper prefix of `number` (its number block), if any:
+ * the owner of that block allocates the numbers in it.
+ */
+export function coveringPrefix(s: StateReader, number: string, height: number): [string, NameEntry] | undefined {
+  for (let len = number.length - 1; len >= 2; len--) {
+    const p = number.slice(0, len);
+    const e = getName(s, p);
+    if (e !== undefined && e.expiry >= height) return [p, e];
+  }
+  return undefined;
+}
+
+/** Burns a name's fee from the account of the key that claims or renews it. */
+function payNameFee(v: StateView, name: string, pubkey: Uint8Array, rules: StateRules): void {
+  const fee = nameFee(name, rules.namePriceBase);
+  if (fee === 0) return;
+  const addr = addressOf(pubkey);
+  const a = getAccount(v, addr);
+  if (a.balance < fee) fail('name-fee-unpaid', `${name} costs ${fee}, the claimant's balance is ${a.balance}`);
+  v.set(keys.account(addr), { ...a, balance: a.balance - fee });
+}
+
+/**
+ * After a name's owner or delegates changed: the slots of nodes that no longer serve it leave
+ * (they stop routing at once), their sequence kept in the floor. With `all`, every slot leaves
+ * (a new owner starts with no bindings).
+ */
+function dropSlots(v: StateView, name: string, n: NameEntry | undefined, all: boolean): void {
+  const b = getBinding(v, name);
+  if (b === undefined) return;
+  let floor = b.floor;
+  const slots: BindingSlot[] = [];
+  for (const s of b.slots) {
+    if (!all && n !== undefined && servesName(n, s.node)) slots.push(s);
+    else floor = Math.max(floor, s.seq);
+  }
+  if (slots.length !== b.slots.length) v.set(keys.binding(name), { t: 'binding', floor, slots });
+}
+
 /**
  * Applies one signed (non-coinbase) record to a view; returns what it adds to the coinbase's
  * allowance: a transfer's fee, or minus what a call receipt pays out of the block reward.
  * Signatures are checked elsewhere (they need no state and run in parallel).
  */
-/** Whether `pubkey` may act for the name: its owner, or the node it is delegated to. */
-export function actsFor(n: NameEntry, pubkey: Uint8Array): boolean {
-  return bytesEqual(n.owner, pubkey) || (n.delegate.length > 0 && bytesEqual(n.delegate, addressOf(pubkey)));
-}
-
 export function applyRecord(v: StateView, body: RecordBody, ctx: ApplyContext): number {
   const { height, rules } = ctx;
   switch (body.kind) {
@@ -345,38 +438,56 @@ export function applyRecord(v: StateView, body: RecordBody, ctx: ApplyContext): 
         if (d === undefined || d.expiry < height) fail('domain-unclaimed', `${body.name} is under ${domain}, which nobody holds: claim the domain first`);
         if (!actsFor(d, body.pubkey)) fail('domain-not-held', `${body.name} is under ${domain}, which the claimant neither owns nor serves as its delegate`);
       }
+      // Number blocks: the longest live prefix's owner (or its delegate) allocates the numbers in it.
+      if (body.name.startsWith('+')) {
+        const block = coveringPrefix(v, body.name, height);
+        if (block !== undefined && !actsFor(block[1], body.pubkey)) fail('prefix-not-held', `${body.name} is in the number block ${block[0]}, which the claimant neither owns nor serves as its delegate`);
+      }
+      payNameFee(v, body.name, body.pubkey, rules);
       v.set(ck, undefined);
-      v.set(keys.name(body.name), { t: 'name', owner: body.pubkey, expiry: height + rules.nameLifetime, seq: 0, delegate: new Uint8Array(0), since: height });
-      // The previous owner's binding stops holding, but its sequence stays so old records cannot be replayed.
-      const b = getBinding(v, body.name);
-      if (b !== undefined) v.set(keys.binding(body.name), { ...b, status: 0 });
+      const entry: NameEntry = { t: 'name', owner: body.pubkey, expiry: height + rules.nameLifetime, seq: 0, delegates: [], since: height };
+      v.set(keys.name(body.name), entry);
+      // The previous owner's bindings stop holding, but their sequence stays so old records cannot be replayed.
+      dropSlots(v, body.name, entry, true);
       return 0;
     }
     case Kind.NameRenew: {
       const n = ownedName(v, body.name, body.pubkey, body.nameSeq, height);
+      payNameFee(v, body.name, body.pubkey, rules);
       v.set(keys.name(body.name), { ...n, expiry: height + rules.nameLifetime, seq: n.seq + 1 });
       return 0;
     }
     case Kind.NameTransfer: {
       const n = ownedName(v, body.name, body.pubkey, body.nameSeq, height);
-      v.set(keys.name(body.name), { ...n, owner: body.newOwner, delegate: new Uint8Array(0), seq: n.seq + 1 });
+      const after: NameEntry = { ...n, owner: body.newOwner, delegates: body.delegates, seq: n.seq + 1 };
+      v.set(keys.name(body.name), after);
+      dropSlots(v, body.name, after, false);
       return 0;
     }
     case Kind.NameDelegate: {
       const n = ownedName(v, body.name, body.pubkey, body.nameSeq, height);
-      v.set(keys.name(body.name), { ...n, delegate: body.node, seq: n.seq + 1 });
+      const after: NameEntry = { ...n, delegates: body.nodes, seq: n.seq + 1 };
+      v.set(keys.name(body.name), after);
+      dropSlots(v, body.name, after, false);
       return 0;
     }
     case Kind.Binding: {
       const n = getName(v, body.name);
       if (n === undefined) fail('unknown-name', `${body.name} is not claimed`);
       if (n.expiry < height) fail('name-expired', `${body.name} expired at height ${n.expiry}`);
-      if (!actsFor(n, body.pubkey)) fail('not-authorized', `binding for ${body.name} is signed by neither its owner nor its delegate`);
+      if (!actsFor(n, body.pubkey)) fail('not-authorized', `binding for ${body.name} is signed by neither its owner nor a delegate`);
+      // A delegate speaks for itself only: it cannot say the user is at another serving node.
+      if (!bytesEqual(n.owner, body.pubkey) && !bytesEqual(addressOf(body.pubkey), body.node)) fail('not-authorized', `a delegate of ${body.name} may bind it to itself only`);
+      if (!servesName(n, body.node)) fail('not-serving', `${body.name} may be bound only to its owner's node or one of its delegates`);
       const b = getBinding(v, body.name);
-      if (b !== undefined && body.seq <= b.seq) fail('stale-binding-seq', `binding sequence ${body.seq} is not above ${b.seq}`);
+      const after = seqAfter(b, body.node);
+      if (body.seq <= after) fail('stale-binding-seq', `binding sequence ${body.seq} is not above ${after}`);
       if (getNode(v, body.node) === undefined) fail('unknown-node', 'binding names a node that never announced itself');
       if (body.expires > ctx.time + rules.maxBindingTtl) fail('binding-too-long', `binding expiry more than ${rules.maxBindingTtl}s ahead`);
-      v.set(keys.binding(body.name), { t: 'binding', node: body.node, status: body.status, expires: body.expires, seq: body.seq, height });
+      const slot: BindingSlot = { node: body.node, status: body.status, expires: body.expires, seq: body.seq, height };
+      const slots = (b?.slots ?? []).filter((s) => !bytesEqual(s.node, body.node));
+      slots.push(slot);
+      v.set(keys.binding(body.name), { t: 'binding', floor: b?.floor ?? 0, slots });
       return 0;
     }
     case Kind.Transfer: {

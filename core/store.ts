@@ -15,7 +15,8 @@ import { decodeEntry, decodeUndo, encodeEntry, encodeUndo, type Change, type Ent
 import { fromHex, hashToHex, toHex } from './hash.ts';
 import { layout } from './layout.ts';
 
-export const STORE_VERSION = 1;
+// 2: names served by several nodes (delegate lists, a binding slot per node), number blocks, name fees
+export const STORE_VERSION = 2;
 
 export type BlockStatus = 'valid' | 'invalid' | 'stored';
 

@@ -8,7 +8,8 @@ import type { DigestCredentials } from './digest.ts';
 /** Where the chain (tip plus pending records) says a name is served. */
 export type Located =
   | { kind: 'local' }
-  | { kind: 'remote'; nodeId: Uint8Array; uris: string[]; online: boolean }
+  /** the nodes serving the name, to try in order (each by its URIs in order) until one answers */
+  | { kind: 'remote'; nodes: Array<{ nodeId: Uint8Array; uris: string[] }>; online: boolean }
   | { kind: 'unknown' };
 
 /** The chain's view of names, supplied by the node (its `chainLocator`). */

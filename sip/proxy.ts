@@ -28,6 +28,8 @@ export interface Hop {
   flow: Flow | null;
   /** a short label for logs and Warning headers ("node 1a2b..", "contact 2") */
   label: string;
+  /** the node this hop reaches, when it is another node: the call's peer if it answers there */
+  node?: Uint8Array;
 }
 
 /** The call a forwarded initial INVITE may become, for the call-end report. */
@@ -386,7 +388,7 @@ export class Proxy {
     if (status < 300) {
       // every 2xx goes upstream, even a second fork's or a retransmission (16.7 step 5)
       if (!b.done) this.endBranch(b);
-      if (p.invite) this.answered(p, res);
+      if (p.invite) this.answered(p, b, res);
       else if (!p.finished && p.inc.req.method === 'MESSAGE') this.stats.messagesDelivered++;
       if (!p.finished || p.invite) this.relay(p, res);
       if (!p.finished) p.plan.onFinal?.(status);
@@ -503,10 +505,12 @@ export class Proxy {
   // -------------------------------------------------------------------------
   // dialogs and calls
 
-  private answered(p: ProxyTx, res: SipResponse): void {
+  private answered(p: ProxyTx, b: Branch, res: SipResponse): void {
     const callId = getHeader(res, 'call-id') ?? '';
     const d = this.dialogs.get(callId);
     if (d === undefined || d.answeredAt !== 0) return;
+    // the node that answered is the call's peer (a fallback node when the first did not answer)
+    if (b.hop.node !== undefined) d.peer = b.hop.node;
     d.toTag = tagOf(res, 'to');
     d.answeredAt = Date.now();
     this.stats.answered++;

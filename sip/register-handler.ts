@@ -2,6 +2,12 @@
 // registrar, the sender is authenticated with digest (401 challenges, RFC 7616/8760) unless
 // registration is open, and registers its own address of record in this domain. The registrar
 // (registrar.ts) then does steps 6 to 8 on the bindings.
+//
+// A node also registers a name of another domain that one of its users' accounts answers to (an
+// alias: the user's own name, delegated to this node as one of its serving nodes), so a phone
+// with two registrars (sip:alice@a.example at node A, and at node B through B) is registered at
+// both under one address. Such a registration is always authenticated, as that user, and the
+// contact is kept under the user's account here.
 
 import { getHeader, getHeaders } from './message.ts';
 import { parseNameAddr, parseUri, type SipUri, type Uri } from './uri.ts';
@@ -32,7 +38,7 @@ export class RegisterHandler {
     private readonly self: NodeIdentity,
     private readonly registrar: Registrar,
     private readonly digest: DigestAuth,
-    users: UserDirectory,
+    private readonly users: UserDirectory,
     /** registration is open (devnet): credentials are checked only when sent */
     private readonly open: boolean,
     private readonly log: SipLogger,
@@ -62,16 +68,27 @@ export class RegisterHandler {
 
   private register(inc: IncomingRequest, ruri: Uri, parsed: ParsedRequest): void {
     const { req, flow, via } = inc;
-    // step 1: the Request-URI names this registrar's domain
-    if (ruri.kind !== 'sip' || !this.self.isOurHost(ruri.host)) {
-      replyTo(inc, 404, 'Not Found');
+    let to: Uri;
+    try {
+      to = (parsed.to ?? parseNameAddr(getHeader(req, 'to') as string)).uri;
+    } catch {
+      replyTo(inc, 400, 'Bad Request');
       return;
+    }
+    // step 1: the Request-URI names this registrar's domain, or the domain of a user's alias
+    let aliasUser: string | undefined;
+    if (ruri.kind !== 'sip' || !this.self.isOurHost(ruri.host)) {
+      aliasUser = this.aliasUserOf(ruri, to);
+      if (aliasUser === undefined) {
+        replyTo(inc, 404, 'Not Found');
+        return;
+      }
     }
     if (!acceptableBody(inc)) return;
     // step 3: who is asking
     const authz = inc.tx?.stateless === true ? NO_CREDENTIALS : getHeaders(req, 'authorization');
     let authUser: string | null = null;
-    if (!this.open || authz.length > 0) {
+    if (!this.open || authz.length > 0 || aliasUser !== undefined) {
       const r = this.digest.verify(authz, 'REGISTER', req.uri, req.body, flow.address, this.credentials, undefined, this.namesNode);
       if (!r.ok) {
         if (r.status === 401) {
@@ -83,19 +100,12 @@ export class RegisterHandler {
       }
       authUser = r.user.toLowerCase();
     }
-    // step 5: the address of record, in this domain
-    let to: Uri;
-    try {
-      to = (parsed.to ?? parseNameAddr(getHeader(req, 'to') as string)).uri;
-    } catch {
-      replyTo(inc, 400, 'Bad Request');
-      return;
-    }
-    if (to.kind !== 'sip' || to.user === null || to.host.toLowerCase() !== this.self.domain) {
+    // step 5: the address of record, in this domain (or the user whose alias it is)
+    if (aliasUser === undefined && (to.kind !== 'sip' || to.user === null || to.host.toLowerCase() !== this.self.domain)) {
       replyTo(inc, 404, 'Not Found');
       return;
     }
-    const user = canonicalUser((to as SipUri).user as string);
+    const user = aliasUser ?? canonicalUser((to as SipUri).user as string);
     // step 4: an authenticated user registers its own address of record only
     if (authUser !== null && authUser !== user) {
       replyTo(inc, 403, 'Forbidden');
@@ -103,5 +113,13 @@ export class RegisterHandler {
     }
     const r = this.registrar.register(req, flow, via, this.self.aorOf(user), parsed);
     replyTo(inc, r.status, r.reason, r.headers);
+  }
+
+  /** The user whose alias the To names, when the Request-URI is that alias's domain. */
+  private aliasUserOf(ruri: Uri, to: Uri): string | undefined {
+    if (ruri.kind !== 'sip' || ruri.user !== null || to.kind !== 'sip' || to.user === null) return undefined;
+    const host = to.host.toLowerCase();
+    if (host !== ruri.host.toLowerCase() || this.users.userOfAlias === undefined) return undefined;
+    return this.users.userOfAlias(`sip:${canonicalUser(to.user)}@${host}`);
   }
 }

@@ -132,9 +132,13 @@ export class Router {
         return;
       }
       if (!this.relay.mayRelay(inc, parsed)) return;
-      const label = 'node ' + Buffer.from(at.nodeId).toString('hex').slice(0, 12);
-      const groups: Hop[][] = at.uris.map((u) => [{ ruri: null, route: [`<${u};lr>`], flow: null, label }]);
-      this.proxy.forward(inc, { groups, recordRoute: req.method === 'INVITE', call: req.method === 'INVITE' ? { role: 'orig', peer: at.nodeId } : undefined });
+      // one node after another (a node that does not answer in time fails over to the next)
+      const groups: Hop[][] = [];
+      for (const n of at.nodes) {
+        const label = 'node ' + Buffer.from(n.nodeId).toString('hex').slice(0, 12);
+        for (const u of n.uris) groups.push([{ ruri: null, route: [`<${u};lr>`], flow: null, label, node: n.nodeId }]);
+      }
+      this.proxy.forward(inc, { groups, recordRoute: req.method === 'INVITE', call: req.method === 'INVITE' ? { role: 'orig', peer: at.nodes[0]?.nodeId ?? null } : undefined });
       return;
     }
     const known = at.kind === 'local' || aliasOf !== undefined || (ours && (this.registrar.has(name) || this.users.lookup(user) !== undefined));

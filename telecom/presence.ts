@@ -17,8 +17,8 @@ import { ValidationError } from '../core/errors.ts';
 import { bytesEqual, fromHex, isHex, toHex } from '../core/hash.ts';
 import { addressOf } from '../core/address.ts';
 import { publicKeyOf } from '../core/sig.ts';
-import { BindingStatus, Kind, commitmentOf, domainOf, isValidName, signRecord, type Binding, type NameClaim, type NameCommit, type NameRenew, type NodeAnnounce, type Rec } from '../core/records.ts';
-import { actsFor, allBindings, getBinding, getName, getNode, keys, type CommitEntry } from '../core/state.ts';
+import { BindingStatus, Kind, commitmentOf, domainOf, isValidName, signRecord, type Binding, type NameClaim, type NameCommit, type NameRenew, type NameTransfer, type NodeAnnounce, type Rec } from '../core/records.ts';
+import { actsFor, allBindings, getBinding, getName, getNode, keys, seqAfter, servesName, slotOf, type CommitEntry } from '../core/state.ts';
 import { writeOwnerOnlyAsync } from '../core/files.ts';
 import type { Chain } from '../consensus/chain.ts';
 import type { Mempool } from '../core/mempool.ts';
@@ -92,7 +92,7 @@ export class PresenceBridge {
   private readonly timer: NodeJS.Timeout;
   private readonly onTip = (): void => this.kick();
   /** records this bridge submitted, by kind (for logs and tests) */
-  stats = { announces: 0, commits: 0, claims: 0, renewals: 0, bindings: 0, rejected: 0 };
+  stats = { announces: 0, commits: 0, claims: 0, renewals: 0, handovers: 0, bindings: 0, rejected: 0 };
 
   constructor(private readonly o: PresenceOptions) {
     this.chain = o.chain;
@@ -245,6 +245,11 @@ export class PresenceBridge {
       return true;
     } catch (e) {
       if (e instanceof ValidationError) {
+        if (e.code === 'name-fee-unpaid' && !this.warned.has(what)) {
+          // names cost coins on this network: say once what the operator must do
+          this.warned.add(what);
+          this.o.log.warn(`presence: ${what} not accepted: ${e.message.slice(e.code.length + 2)}; the node's key pays for its names: mine (--mine) or send coins to its address`);
+        }
         if (e.code !== 'already-pending') {
           this.stats.rejected++;
           this.o.log.debug(`presence: ${what} not accepted: ${e.message}`);
@@ -338,6 +343,8 @@ export class PresenceBridge {
     const entry = getName(st, name);
     if (entry !== undefined && entry.expiry >= next) {
       if (!bytesEqual(entry.owner, this.pub)) {
+        // a name its owner (a user's wallet) delegated here: this node binds it, never renews it
+        if (servesName(entry, this.nodeId)) return null;
         if (!this.warned.has(name)) {
           this.warned.add(name);
           this.o.log.warn(`presence: ${name} is owned by another key; presence for it cannot go on the chain`);
@@ -345,6 +352,7 @@ export class PresenceBridge {
         return null;
       }
       if (this.claims.delete(name)) this.claimsDirty = true;
+      if (await this.handOver(name, entry.seq)) return null;
       // renew when a tenth of the lifetime is left
       if (entry.expiry - next < Math.max(2, Math.floor(p.nameLifetime / 10)) && !this.pending(this.pendingIds.get(name) ?? '')) {
         const rec = signRecord<NameRenew>(this.network, this.secret, { kind: Kind.NameRenew, name, pubkey: this.pub, nameSeq: entry.seq });
@@ -398,6 +406,25 @@ export class PresenceBridge {
   }
 
   /**
+   * A user's address claimed for a user who is to own it (`dots user add --owner`): handed to the
+   * user's key, with this node as the one serving it. True when the name is (being) handed over.
+   */
+  private async handOver(name: string, nameSeq: number): Promise<boolean> {
+    const suffix = '@' + this.o.domain;
+    if (!name.startsWith('sip:') || !name.endsWith(suffix)) return false;
+    const owner = this.o.users.ownerOf(name.slice(4, -suffix.length));
+    if (owner === undefined || bytesEqual(owner, this.pub)) return false;
+    if (this.pending(this.pendingIds.get(name) ?? '')) return true;
+    const rec = signRecord<NameTransfer>(this.network, this.secret, { kind: Kind.NameTransfer, name, pubkey: this.pub, newOwner: owner, delegates: [this.nodeId], nameSeq });
+    if (await this.submit(rec, `hand-over of ${name}`)) {
+      this.pendingIds.set(name, toHex(rec.id));
+      this.stats.handovers++;
+      this.o.log.info(`presence: handing ${name} to its user's key ${toHex(owner).slice(0, 16)}..., served by this node`);
+    }
+    return true;
+  }
+
+  /**
    * Brings the chain's binding for `name` in line with the registrar: 'done', 'wait' (until the
    * name is this node's on the chain) or 'retry' (the record was refused; try on the next pass).
    */
@@ -407,20 +434,22 @@ export class PresenceBridge {
     const st = this.chain.state;
     const n = getName(st, name);
     const next = this.chain.tip.height + 1;
-    const mayBind = n !== undefined && n.expiry >= next && (bytesEqual(n.owner, this.pub) || (n.delegate.length > 0 && bytesEqual(n.delegate, this.nodeId)));
+    const mayBind = n !== undefined && n.expiry >= next && actsFor(n, this.pub) && servesName(n, this.nodeId);
     if (!mayBind) {
       if (d.online) return 'wait'; // for the claim to confirm
       this.desired.delete(name);
       return 'done';
     }
     const now = this.chain.clock();
-    const confirmed = getBinding(st, name);
+    const entry = getBinding(st, name);
+    // this node's own slot: other serving nodes' bindings are theirs to keep
+    const confirmed = slotOf(entry, this.nodeId);
     const mine = this.bindings.get(name);
     const minePending = mine !== undefined && this.pending(mine.id);
     // what the chain says (pending first: it is what routing reads)
     let status = confirmed?.status ?? BindingStatus.Offline;
     let expires = confirmed?.expires ?? 0;
-    let byMe = confirmed !== undefined && bytesEqual(confirmed.node, this.nodeId);
+    let byMe = confirmed !== undefined;
     if (minePending && (confirmed === undefined || mine.seq > confirmed.seq)) {
       status = mine.status;
       expires = mine.expires;
@@ -439,7 +468,7 @@ export class PresenceBridge {
       if (!d.online) this.desired.delete(name);
       return 'done';
     }
-    const seq = Math.max(confirmed?.seq ?? 0, mine?.seq ?? 0) + 1;
+    const seq = Math.max(seqAfter(entry, this.nodeId), mine?.seq ?? 0) + 1;
     const rec = signRecord<Binding>(this.network, this.secret, { kind: Kind.Binding, name, node: this.nodeId, status: want.status, expires: want.expires, seq, pubkey: this.pub });
     if (!(await this.submit(rec, `binding of ${name}`))) return 'retry';
     this.bindings.set(name, { id: toHex(rec.id), seq, status: want.status, expires: want.expires });

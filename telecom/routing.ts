@@ -2,20 +2,25 @@
 // proxy asks before forwarding a request for a user of another node: the chain names the serving
 // node (never the phone's address), and the node's own announcement gives its SIP URI(s).
 //
+// A name may be served by several nodes (its owner's and its delegates'), each with its own
+// binding. Routing tries them freshest first: the node whose online binding was made last is
+// where the phone registered last, and the others are the fallbacks when that node does not
+// answer (the phone moved on after its node died; the dead node cannot say so).
+//
 // Pending records count (DESIGN: "routing reads the chain tip plus pending records"), so a phone
-// that re-registers at another node is reachable there as soon as the new binding is pending,
-// well before it is mined. The chain settles conflicts later; until then the highest sequence
-// number wins, which is the binding the owner (or its delegate) signed last.
-import { bytesEqual } from '../core/hash.ts';
+// that re-registers at another serving node is reachable there as soon as that node's binding is
+// pending, well before it is mined; a pending binding is fresher than any confirmed one.
+import { bytesEqual, toHex } from '../core/hash.ts';
 import { BindingStatus, Kind, type Binding, type NodeAnnounce } from '../core/records.ts';
 import { nodeIdOf } from '../core/address.ts';
-import { getBinding, getName, getNode, type StateReader } from '../core/state.ts';
+import { getBinding, getName, getNode, servesName, type NameEntry, type StateReader } from '../core/state.ts';
 import type { PoolEntry } from '../core/mempool.ts';
 import type { Locator } from '../sip/service.ts';
 
 /** What routing reads of the pending pool; `Mempool` satisfies it. */
 export interface PendingRecords {
-  pendingBinding(name: string): Binding | undefined;
+  /** the pending bindings of a name, the highest sequence per node, oldest first */
+  pendingBindings(name: string): Binding[];
   list(): PoolEntry[];
 }
 
@@ -37,22 +42,33 @@ export function routingSource(chain: { readonly state: StateReader; readonly tip
   };
 }
 
+/** Another node that serves a name, and how to reach it. */
+export interface RemoteNode {
+  /** the serving node's id (20 bytes) */
+  nodeId: Uint8Array;
+  /** the serving node's SIP URIs from its announcement, in its order of preference */
+  sipUris: string[];
+  /** the serving node's p2p multiaddrs (for the receipt exchange after a call) */
+  p2pAddrs: string[];
+}
+
 export type Route =
-  /** this node serves the name: the local registrar has its contacts */
-  | { kind: 'local'; confirmed: boolean }
+  /** this node serves the name (its binding is the freshest): the local registrar has its contacts */
   | {
+      kind: 'local';
+      confirmed: boolean;
+      /** other nodes with an online binding, freshest first: where to go when no phone is registered here */
+      next: RemoteNode[];
+    }
+  | (RemoteNode & {
       kind: 'remote';
-      /** the serving node's id (20 bytes) */
-      nodeId: Uint8Array;
-      /** the serving node's SIP URIs from its announcement, in its order of preference */
-      sipUris: string[];
-      /** the serving node's p2p multiaddrs (for the receipt exchange after a call) */
-      p2pAddrs: string[];
       /** offline when the binding says so, has expired, or the node gave no SIP URI */
       status: 'online' | 'offline';
       /** false while the winning binding is only pending */
       confirmed: boolean;
-    }
+      /** the other nodes with an online binding, freshest first: tried when this one does not answer */
+      next: RemoteNode[];
+    })
   /**
    * Nobody serves the name: never claimed, or its claim lapsed (`unclaimed`); claimed but never
    * bound (`unbound`); or bound to a node the state does not know (`no-node`, only possible
@@ -60,29 +76,36 @@ export type Route =
    */
   | { kind: 'unknown'; reason: 'unclaimed' | 'unbound' | 'no-node' };
 
-interface Winner {
+/** One serving node's binding as routing reads it. */
+export interface Candidate {
   node: Uint8Array;
   status: number;
   expires: number;
   seq: number;
   confirmed: boolean;
+  /** higher is fresher: a confirmed binding's height, a pending one's place after the tip */
+  fresh: number;
 }
 
-/** The binding that decides routing: a pending one with a higher sequence beats the confirmed one. */
-function winningBinding(src: RoutingSource, name: string): Winner | undefined {
-  const conf = getBinding(src.state, name);
-  const pend = src.pool.pendingBinding(name);
-  if (pend !== undefined && (conf === undefined || pend.seq > conf.seq)) {
-    return { node: pend.node, status: pend.status, expires: pend.expires, seq: pend.seq, confirmed: false };
+/**
+ * Each serving node's binding (a pending one with a higher sequence beats its confirmed one),
+ * online ones first, freshest first.
+ */
+export function candidates(src: RoutingSource, name: string, n: NameEntry, now: number): Candidate[] {
+  const byNode = new Map<string, Candidate>();
+  for (const s of getBinding(src.state, name)?.slots ?? []) {
+    byNode.set(toHex(s.node), { node: s.node, status: s.status, expires: s.expires, seq: s.seq, confirmed: true, fresh: s.height });
   }
-  if (conf !== undefined) return { node: conf.node, status: conf.status, expires: conf.expires, seq: conf.seq, confirmed: true };
-  return undefined;
-}
-
-/** A name whose claim ran out at the tip is free for anyone: its old binding routes nowhere. */
-function nameLive(src: RoutingSource, name: string): boolean {
-  const n = getName(src.state, name);
-  return n !== undefined && n.expiry >= src.tip.height;
+  let order = src.tip.height;
+  for (const p of src.pool.pendingBindings(name)) {
+    order++;
+    if (!servesName(n, p.node)) continue;
+    const k = toHex(p.node);
+    const c = byNode.get(k);
+    if (c === undefined || p.seq > c.seq) byNode.set(k, { node: p.node, status: p.status, expires: p.expires, seq: p.seq, confirmed: false, fresh: order });
+  }
+  const online = (c: Candidate): number => (c.status === BindingStatus.Online && c.expires > now ? 1 : 0);
+  return [...byNode.values()].sort((a, b) => online(b) - online(a) || b.fresh - a.fresh);
 }
 
 /**
@@ -109,15 +132,26 @@ export function nodeAddresses(src: RoutingSource, nodeId: Uint8Array): { sipUris
  * local registrar (which knows whether the phone is registered right now).
  */
 export function resolveName(src: RoutingSource, name: string, now: number, self: Uint8Array): Route {
-  if (!nameLive(src, name)) return { kind: 'unknown', reason: 'unclaimed' };
-  const w = winningBinding(src, name);
-  if (w === undefined) return { kind: 'unknown', reason: 'unbound' };
-  if (bytesEqual(w.node, self)) return { kind: 'local', confirmed: w.confirmed };
-  const addrs = nodeAddresses(src, w.node);
+  // a name whose claim ran out at the tip is free for anyone: its old bindings route nowhere
+  const n = getName(src.state, name);
+  if (n === undefined || n.expiry < src.tip.height) return { kind: 'unknown', reason: 'unclaimed' };
+  const all = candidates(src, name, n, now);
+  if (all.length === 0) return { kind: 'unknown', reason: 'unbound' };
+  const first = all[0];
+  // the other serving nodes whose online binding holds, freshest first
+  const next: RemoteNode[] = [];
+  for (let i = 1; i < all.length; i++) {
+    const c = all[i];
+    if (c.status !== BindingStatus.Online || c.expires <= now || bytesEqual(c.node, self)) continue;
+    const a = nodeAddresses(src, c.node);
+    if (a !== undefined && a.sipUris.length > 0) next.push({ nodeId: c.node, ...a });
+  }
+  if (bytesEqual(first.node, self)) return { kind: 'local', confirmed: first.confirmed, next };
+  const addrs = nodeAddresses(src, first.node);
   if (addrs === undefined) return { kind: 'unknown', reason: 'no-node' };
   // An expired binding is a phone that stopped being refreshed: its node would not find it.
-  const online = w.status === BindingStatus.Online && w.expires > now && addrs.sipUris.length > 0;
-  return { kind: 'remote', nodeId: w.node, sipUris: addrs.sipUris, p2pAddrs: addrs.p2pAddrs, status: online ? 'online' : 'offline', confirmed: w.confirmed };
+  const online = first.status === BindingStatus.Online && first.expires > now && addrs.sipUris.length > 0;
+  return { kind: 'remote', nodeId: first.node, sipUris: addrs.sipUris, p2pAddrs: addrs.p2pAddrs, status: online ? 'online' : 'offline', confirmed: first.confirmed, next };
 }
 
 /**
@@ -128,8 +162,11 @@ export function chainLocator(src: RoutingSource, clock: () => number, self: Uint
   return {
     locate(name) {
       const r = resolveName(src, name, clock(), self);
-      if (r.kind === 'remote') return { kind: 'remote', nodeId: r.nodeId, uris: r.sipUris, online: r.status === 'online' };
-      return r.kind === 'local' ? { kind: 'local' } : { kind: 'unknown' };
+      const nodes = (list: RemoteNode[]): Array<{ nodeId: Uint8Array; uris: string[] }> => list.map((x) => ({ nodeId: x.nodeId, uris: x.sipUris }));
+      if (r.kind === 'remote') return { kind: 'remote', nodes: nodes([r, ...r.next]), online: r.status === 'online' };
+      // asked only when no phone of the name is registered here: the other serving nodes may have one
+      if (r.kind === 'local') return r.next.length > 0 ? { kind: 'remote', nodes: nodes(r.next), online: true } : { kind: 'local' };
+      return { kind: 'unknown' };
     },
   };
 }

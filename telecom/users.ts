@@ -9,6 +9,7 @@ import { UserError } from '../core/errors.ts';
 import { withFileLock, writeOwnerOnly } from '../core/files.ts';
 import { credentialsFor, type DigestCredentials } from '../sip/digest.ts';
 import { isValidName } from '../core/records.ts';
+import { fromHex, isHex } from '../core/hash.ts';
 
 export const USERS_FILE = 'users.json';
 
@@ -33,6 +34,11 @@ interface UserEntry {
    * claimed by the user's own wallet and delegated to this node
    */
   aliases?: string[];
+  /**
+   * the public key (hex) the user's address is handed to once the node has claimed it: the user
+   * then owns the name (the node serves it as a delegate and can never take it back)
+   */
+  owner?: string;
 }
 
 interface UsersFile {
@@ -52,19 +58,19 @@ function readUsersFile(path: string): UsersFile {
   return f;
 }
 
-/** Adds (or replaces the password and aliases of) an account; returns whether it existed. */
-export function addUser(datadir: string, name: string, password: string, realm: string, aliases: string[] = []): boolean {
+/** Adds (or replaces the password, aliases and owner of) an account; returns whether it existed. */
+export function addUser(datadir: string, name: string, password: string, realm: string, aliases: string[] = [], owner?: string): boolean {
   if (password.length === 0) throw new UserError('the password must not be empty');
-  return addUsers(datadir, [{ name, password, aliases }], realm).length > 0;
+  return addUsers(datadir, [{ name, password, aliases, owner }], realm).length > 0;
 }
 
 /** Adds or replaces many accounts in one write (the benchmark creates thousands); returns those that existed. */
-export function addUsers(datadir: string, entries: Array<{ name: string; password: string; aliases?: string[] }>, realm: string): string[] {
+export function addUsers(datadir: string, entries: Array<{ name: string; password: string; aliases?: string[]; owner?: string }>, realm: string): string[] {
   for (const { name, aliases } of entries) {
     if (!isValidUserName(name)) throw new UserError(`user name "${name}" must be 1-64 lower-case letters, digits, ".", "_", "-" or "+"`);
     for (const a of aliases ?? []) if (!isAliasName(a)) throw new UserError(`alias "${a}" is not a name: use an E.164 number like +15551234567 or sip:user@domain, in lower case`);
   }
-  const creds = entries.map(({ name, password, aliases }) => [name, { realm, ...credentialsFor(name, realm, password), ...(aliases !== undefined && aliases.length > 0 ? { aliases } : {}) }] as const);
+  const creds = entries.map(({ name, password, aliases, owner }) => [name, { realm, ...credentialsFor(name, realm, password), ...(aliases !== undefined && aliases.length > 0 ? { aliases } : {}), ...(owner !== undefined ? { owner } : {}) }] as const);
   const path = join(datadir, USERS_FILE);
   // read, change and write under a lock: two `dots user add` at once must both land
   return withFileLock(path, () => {
@@ -83,6 +89,8 @@ export class UserStore {
   /** alias name -> user, and user -> its aliases */
   private aliasOwner = new Map<string, string>();
   private aliasesByUser = new Map<string, string[]>();
+  /** user -> the key its address is handed to */
+  private owners = new Map<string, Uint8Array>();
   private stamp = '';
   private lastCheck = 0;
   private readonly timer: NodeJS.Timeout;
@@ -126,6 +134,11 @@ export class UserStore {
     return this.aliasOwner.get(name);
   }
 
+  /** The key a user's address belongs to (`dots user add --owner`), if the user is to own it. */
+  ownerOf(user: string): Uint8Array | undefined {
+    return this.owners.get(user);
+  }
+
   aliasesOf(user: string): readonly string[] {
     return this.aliasesByUser.get(user) ?? NO_ALIASES;
   }
@@ -167,6 +180,7 @@ export class UserStore {
     const next = new Map<string, DigestCredentials>();
     const owners = new Map<string, string>();
     const byUser = new Map<string, string[]>();
+    const userOwners = new Map<string, Uint8Array>();
     const foreign: string[] = [];
     for (const [name, e] of Object.entries(f.users)) {
       if (!isValidUserName(name) || typeof e?.md5 !== 'string' || typeof e.sha256 !== 'string') continue;
@@ -178,8 +192,10 @@ export class UserStore {
       const aliases = Array.isArray(e.aliases) ? e.aliases.filter((a) => typeof a === 'string' && isAliasName(a) && !owners.has(a)) : [];
       for (const a of aliases) owners.set(a, name);
       if (aliases.length > 0) byUser.set(name, aliases);
+      if (typeof e.owner === 'string' && isHex(e.owner, 33)) userOwners.set(name, fromHex(e.owner));
     }
     this.aliasOwner = owners;
+    this.owners = userOwners;
     this.aliasesByUser = byUser;
     if (foreign.length > 0 && foreign.join() !== this.foreignRealm.join()) {
       this.warn(`users: ${foreign.length} account(s) were added for another SIP domain and cannot log in here (re-add them with --domain ${this.realm}): ${foreign.slice(0, 5).join(', ')}`);

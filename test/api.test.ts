@@ -11,7 +11,7 @@ import { newKey, openChain } from './helpers.ts';
 import { getJson, postJson } from './util/proc.ts';
 import { tmpDir } from './util/tmp.ts';
 import { waitFor } from './util/wait.ts';
-import { signRecord, Kind, commitmentOf, type NameCommit, type NameClaim, type NodeAnnounce, type Binding, type Transfer } from '../core/records.ts';
+import { signRecord, Kind, commitmentOf, type NameCommit, type NameClaim, type NameDelegate, type NodeAnnounce, type Binding, type Transfer } from '../core/records.ts';
 import { toHex, fromHex, sha256d, hashToHex } from '../core/hash.ts';
 import { encodeAddress, addressOf } from '../core/address.ts';
 import { verifyInclusion } from '../core/merkle.ts';
@@ -199,6 +199,11 @@ t.test('HTTP API', async (t) => {
   const hijack = await post(signRecord<NameClaim>('regtest', stranger.secret, { kind: Kind.NameClaim, name: 'sip:bob@dots.test', pubkey: stranger.pub, salt }));
   t.match(hijack, { status: 400, body: { code: 'domain-not-held' } }, "a stranger's address under a domain it does not hold is refused");
   await mine(1);
+  // the owner's key is no node: it names the node that serves the name, which then may be bound there
+  const early2 = await post(signRecord<Binding>('regtest', owner.secret, { kind: Kind.Binding, name, node: addressOf(nodeKey.pub), status: 1, expires: Math.floor(Date.now() / 1000) + 3600, seq: 1, pubkey: owner.pub }));
+  t.match(early2, { status: 400, body: { code: 'not-serving' } }, 'a binding to a node that does not serve the name is refused');
+  t.equal((await post(signRecord<NameDelegate>('regtest', owner.secret, { kind: Kind.NameDelegate, name, pubkey: owner.pub, nodes: [addressOf(nodeKey.pub)], nameSeq: 0 }))).status, 202);
+  await mine(1);
   const expires = Math.floor(Date.now() / 1000) + 3600;
   const bind = signRecord<Binding>('regtest', owner.secret, { kind: Kind.Binding, name, node: addressOf(nodeKey.pub), status: 1, expires, seq: 1, pubkey: owner.pub });
   t.equal((await post(bind)).status, 202);
@@ -212,18 +217,18 @@ t.test('HTTP API', async (t) => {
   t.same(nh.body.pending.map((x) => x.kind), ['binding'], 'a pending binding shows in the history');
   await mine(1);
   n = await getJson(`${api}/api/names/${encodeURIComponent(name)}`);
-  t.match(n.body, { binding: { status: 'online', confirmed: true, height: 6 }, expired: false, since: 5, ownerAddress: encodeAddress('rdots', owner.address) });
+  t.match(n.body, { binding: { status: 'online', confirmed: true, height: 7 }, delegates: [toHex(addressOf(nodeKey.pub))], expired: false, since: 5, ownerAddress: encodeAddress('rdots', owner.address) });
   t.equal((await getJson(`${api}/api/names/${encodeURIComponent('SIP:Alice@DOTS.test')}`)).status, 200, 'names are case-insensitive');
   t.equal(await status(`/api/names/${encodeURIComponent('sip:nobody@dots.test')}`), 404);
   t.equal(await status(`/api/names/${encodeURIComponent('not a name')}`), 400);
   t.equal(await status(`/api/names/${encodeURIComponent(`sip:${'a'.repeat(50)}@${'b'.repeat(60)}.test`)}`), 404, 'a long name reaches the handler (no 404 for a missing route)');
 
-  // Name history: claim then binding, newest first, with records and pages.
+  // Name history: claim, delegation, binding, newest first, with records and pages.
   nh = await getJson(`${api}/api/names/${encodeURIComponent(name)}/history`);
-  t.equal(nh.body.total, 2);
-  t.same(nh.body.items.map((x) => x.kind), ['binding', 'name-claim']);
+  t.equal(nh.body.total, 3);
+  t.same(nh.body.items.map((x) => x.kind), ['binding', 'name-delegate', 'name-claim']);
   t.same(nh.body.pending, []);
-  const nh1 = await getJson<{ items: Array<{ kind: string; height: number; record: Body }>; next: number | null }>(`${api}/api/names/${encodeURIComponent(name)}/history?limit=1&offset=1`);
+  const nh1 = await getJson<{ items: Array<{ kind: string; height: number; record: Body }>; next: number | null }>(`${api}/api/names/${encodeURIComponent(name)}/history?limit=1&offset=2`);
   t.match(nh1.body, { items: [{ kind: 'name-claim', height: 5, record: { name } }], next: null });
   t.equal(await status(`/api/names/${encodeURIComponent(name)}/history?limit=0`), 400);
   t.equal(await status(`/api/names/${encodeURIComponent(name)}/history?limit=101`), 400);
@@ -233,7 +238,7 @@ t.test('HTTP API', async (t) => {
   // The record page data: confirmed, with an inclusion proof that verifies up to the header.
   const rc = await getJson<{ confirmed: boolean; height: number; header: string; block: string; proof: { leafIndex: number; treeSize: number; path: string[]; merkleRoot: string } }>(`${api}/api/records/${toHex(bind.id)}`);
   t.equal(rc.body.confirmed, true);
-  t.equal(rc.body.height, 6);
+  t.equal(rc.body.height, 7);
   const pr = rc.body.proof;
   t.ok(verifyInclusion(bind.id, pr.leafIndex, pr.treeSize, pr.path.map(fromHex), fromHex(pr.merkleRoot)), 'inclusion proof verifies');
   t.notOk(verifyInclusion(commit.id, pr.leafIndex, pr.treeSize, pr.path.map(fromHex), fromHex(pr.merkleRoot)), 'and not for another record');
@@ -252,9 +257,9 @@ t.test('HTTP API', async (t) => {
   t.equal(await status('/api/nodes?limit=5000'), 400);
   const nd = await getJson<Body>(`${api}/api/nodes/${nodeId}`);
   t.equal(nd.status, 200);
-  t.match(nd.body, { id: nodeId, sipUris: ['sip:dots.test'], connected: false, serves: [{ name, status: 'online', seq: 1, height: 6 }], earned: { balance: 0, blocksMined: 0, mined: 0 } });
+  t.match(nd.body, { id: nodeId, sipUris: ['sip:dots.test'], connected: false, serves: [{ name, status: 'online', seq: 1, height: 7 }], earned: { balance: 0, blocksMined: 0, mined: 0 } });
   const ndh = await getJson<{ items: Array<{ kind: string }>; total: number }>(`${api}/api/nodes/${nodeId}/history`);
-  t.same(ndh.body.items.map((x) => x.kind), ['binding', 'node-announce']);
+  t.same(ndh.body.items.map((x) => x.kind), ['binding', 'name-delegate', 'node-announce'], 'a delegation to the node is in its history');
   t.equal(await status(`/api/nodes/${'00'.repeat(20)}`), 404);
   t.equal(await status(`/api/nodes/${'00'.repeat(20)}/history`), 404);
   t.equal(await status('/api/nodes/bad'), 400);
@@ -263,7 +268,7 @@ t.test('HTTP API', async (t) => {
   // Accounts: the node mined every block, so it has the rewards; a transfer moves some.
   const nodeAddr = encodeAddress('rdots', node.rewardAddress);
   const acct = await getJson<{ balance: number; nonce: number }>(`${api}/api/accounts/${nodeAddr}`);
-  t.equal(acct.body.balance, 6 * node.params.subsidy(1));
+  t.equal(acct.body.balance, 7 * node.params.subsidy(1));
   t.equal(await status('/api/accounts/notanaddress'), 400);
   t.equal(await status(`/api/accounts/${encodeAddress('dots', node.rewardAddress)}`), 400, 'address of another network');
   const payee = newKey();
@@ -273,7 +278,7 @@ t.test('HTTP API', async (t) => {
   await mine(1);
   t.equal((await getJson<{ balance: number }>(`${api}/api/accounts/${payeeAddr}`)).body.balance, 12345);
   const ah = await getJson<{ total: number; items: Array<{ kind: string; delta: number }> }>(`${api}/api/accounts/${nodeAddr}/history?limit=3`);
-  t.equal(ah.body.total, 8, 'seven coinbases and one transfer');
+  t.equal(ah.body.total, 9, 'eight coinbases and one transfer');
   // Newest first: in one block, later records before earlier ones.
   t.match(ah.body.items[0], { kind: 'transfer', delta: -12350 });
   t.match(ah.body.items[1], { kind: 'coinbase', delta: node.params.subsidy(7) + 5 }, 'the coinbase of that block includes the fee');
@@ -332,12 +337,12 @@ t.test('HTTP API', async (t) => {
   // Metrics: chain gauges, per-route request counts and latencies, the SIP hooks.
   sipMetrics.calls.inc({ result: 'answered' });
   const metrics = await (await fetch(`${api}/metrics`)).text();
-  t.match(metrics, /^dots_height 7$/m);
+  t.match(metrics, /^dots_height 8$/m);
   t.match(metrics, /^dots_pending_records 0$/m);
   t.match(metrics, /^dots_peers 0$/m);
   t.match(metrics, /^dots_difficulty 1$/m);
   t.match(metrics, /^dots_explorer_sse_clients 1$/m);
-  t.match(metrics, /^dots_blocks_connected_total 7$/m);
+  t.match(metrics, /^dots_blocks_connected_total 8$/m);
   t.match(metrics, /^dots_http_requests_total\{method="GET",route="\/api\/blocks\/:id",status="404"\} \d+$/m, 'requests counted by route pattern');
   t.match(metrics, /^dots_http_request_duration_seconds_count\{method="GET",route="\/api\/status"\} \d+$/m);
   t.match(metrics, /^dots_sip_registrations 0$/m);

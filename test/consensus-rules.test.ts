@@ -23,18 +23,21 @@ function claim(k: Key, name: string, salt: Uint8Array): Rec {
 function announce(k: Key, seq = 1): Rec {
   return signRecord<NodeAnnounce>(NET, k.secret, { kind: Kind.NodeAnnounce, pubkey: k.pub, sipUris: ['sip:node.test'], p2pAddrs: [], rewardAddress: k.address, seq });
 }
+function delegate(owner: Key, name: string, nodes: Key[], nameSeq: number): Rec {
+  return signRecord<NameDelegate>(NET, owner.secret, { kind: Kind.NameDelegate, name, pubkey: owner.pub, nodes: nodes.map((n) => addressOf(n.pub)), nameSeq });
+}
 function binding(k: Key, name: string, node: Key, seq: number, expires: number): Rec {
   return signRecord<Binding>(NET, k.secret, { kind: Kind.Binding, name, node: addressOf(node.pub), status: 1, expires, seq, pubkey: k.pub });
 }
 
-/** A chain where `owner` owns the domain `test` and sip:alice@test, and node `node` is announced. */
+/** A chain where `owner` owns the domain `test` and sip:alice@test, and node `node` is announced and serves alice. */
 async function withName(t: Test): Promise<{ chain: Chain; owner: Key; node: Key; tip: IndexEntry }> {
   const { chain } = await openChain(t);
   const owner = newKey();
   const node = newKey();
   const salt = randomBytes(32);
   let tip = await extend(chain, chain.tip, 1, { recs: [commit(owner, 'test', salt), commit(owner, 'sip:alice@test', salt), announce(node)] });
-  tip = await extend(chain, tip, 1, { recs: [claim(owner, 'test', salt), claim(owner, 'sip:alice@test', salt)] });
+  tip = await extend(chain, tip, 1, { recs: [claim(owner, 'test', salt), claim(owner, 'sip:alice@test', salt), delegate(owner, 'sip:alice@test', [node], 0)] });
   return { chain, owner, node, tip };
 }
 
@@ -171,16 +174,16 @@ t.test('domain authority: a SIP address is handed out by its domain\'s owner or 
   await rejects(t, chain, blockOn(chain, t2, [claim(thief, 'sip:carol@nobody.test', salt)]), 'domain-unclaimed');
   // The node the owner delegated the domain to may hand out addresses; before that it may not.
   await rejects(t, chain, blockOn(chain, t2, [claim(node, 'sip:erin@test', salt)]), 'domain-not-held');
-  const del = signRecord<NameDelegate>(NET, owner.secret, { kind: Kind.NameDelegate, name: 'test', pubkey: owner.pub, node: addressOf(node.pub), nameSeq: 0 });
+  const del = delegate(owner, 'test', [node], 0);
   const t3 = await extend(chain, t2, 1, { recs: [del, claim(owner, 'sip:dave@test', salt), claim(node, 'sip:erin@test', salt)] });
   t.equal(getName(chain.state, 'sip:dave@test')?.owner.length, 33, 'the owner claims under its domain');
   t.ok(getName(chain.state, 'sip:erin@test') !== undefined, "and so does the domain's delegate");
   // A user's key holds an address once the domain owner transfers it: the owner cannot take it back.
   const user = newKey();
-  const give = signRecord<NameTransfer>(NET, owner.secret, { kind: Kind.NameTransfer, name: 'sip:dave@test', pubkey: owner.pub, newOwner: user.pub, nameSeq: 0 });
+  const give = signRecord<NameTransfer>(NET, owner.secret, { kind: Kind.NameTransfer, name: 'sip:dave@test', pubkey: owner.pub, newOwner: user.pub, delegates: [], nameSeq: 0 });
   await extend(chain, t3, 1, { recs: [give] });
   t.same(getName(chain.state, 'sip:dave@test')?.owner, user.pub, "the user's key owns it");
-  const back = signRecord<NameTransfer>(NET, owner.secret, { kind: Kind.NameTransfer, name: 'sip:dave@test', pubkey: owner.pub, newOwner: owner.pub, nameSeq: 1 });
+  const back = signRecord<NameTransfer>(NET, owner.secret, { kind: Kind.NameTransfer, name: 'sip:dave@test', pubkey: owner.pub, newOwner: owner.pub, delegates: [], nameSeq: 1 });
   await rejects(t, chain, blockOn(chain, chain.tip, [back]), 'not-owner');
 });
 

@@ -14,7 +14,7 @@ import { silentLogger } from '../core/log.ts';
 import { newKey } from './helpers.ts';
 import { getJson, postJson } from './util/proc.ts';
 import { tmpDir } from './util/tmp.ts';
-import { signRecord, Kind, commitmentOf, type NameCommit, type NameClaim, type NodeAnnounce, type Binding, type Transfer } from '../core/records.ts';
+import { signRecord, Kind, commitmentOf, type NameCommit, type NameClaim, type NameDelegate, type NodeAnnounce, type Binding, type Transfer } from '../core/records.ts';
 import { toHex } from '../core/hash.ts';
 import { addressOf, encodeAddress } from '../core/address.ts';
 import { publicKeyOf } from '../core/sig.ts';
@@ -57,6 +57,8 @@ t.test('explorer in headless Chromium', async (t) => {
   // the domain first: its owner hands out the addresses under it
   for (const n of ['dots.test', name]) await post(signRecord<NameClaim>('regtest', owner.secret, { kind: Kind.NameClaim, name: n, pubkey: owner.pub, salt }));
   await post(signRecord<NodeAnnounce>('regtest', nodeKey.secret, { kind: Kind.NodeAnnounce, pubkey: nodeKey.pub, sipUris: ['sip:dots.test'], p2pAddrs: [], rewardAddress: nodeKey.address, seq: 1 }));
+  await mine(1);
+  await post(signRecord<NameDelegate>('regtest', owner.secret, { kind: Kind.NameDelegate, name, pubkey: owner.pub, nodes: [nodeKey.address], nameSeq: 0 }));
   await mine(1);
   const bind = signRecord<Binding>('regtest', owner.secret, { kind: Kind.Binding, name, node: addressOf(nodeKey.pub), status: 1, expires: Math.floor(Date.now() / 1000) + 3600, seq: 1, pubkey: owner.pub });
   await post(bind);

@@ -3,12 +3,12 @@
 // file inside a network namespace of its own, and starting a baresip configured as
 // ../shared/phones/README.md says. Processes are only ever signalled through their own
 // ChildProcess handles, never by name.
-import tap from 'tap';
+import tap, { type Test } from 'tap';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { getJson, has, stopProcess } from './util/proc.ts';
+import { getJson, has, runDots, stopProcess } from './util/proc.ts';
 import type { Teardown } from './util/tmp.ts';
 import { sleep, waitFor } from './util/wait.ts';
 
@@ -24,6 +24,37 @@ export interface Binding {
 export async function bindingAt(n: { api: string }, name: string): Promise<Binding | null> {
   const r = await getJson<{ binding: Binding | null }>(`${n.api}/api/names/${encodeURIComponent(name)}`);
   return r.status === 200 ? r.body.binding : null;
+}
+
+/** A user's wallet made with `dots wallet new` (regtest): its file, public key and the passphrase environment. */
+export async function newWallet(t: Test, file: string): Promise<{ file: string; pub: string; env: Record<string, string>; args: string[] }> {
+  const env = { DOTS_PASSPHRASE: 'a user wallet passphrase' };
+  const made = await runDots(['wallet', 'new', '--wallet', file, '--network', 'regtest'], 20_000, env);
+  t.equal(made.code, 0, made.stderr);
+  const pub = /pubkey\s+([0-9a-f]{66})/.exec(made.stdout)?.[1] ?? '';
+  t.equal(pub.length, 66, 'the wallet prints its public key');
+  return { file, pub, env, args: ['--wallet', file, '--network', 'regtest'] };
+}
+
+/** What GET /api/names/NAME says of a name's owner and serving nodes. */
+export interface NameView {
+  owner: string | null;
+  delegates: string[];
+  bindings: Array<{ node: string; status: string }>;
+}
+
+/** The name as `n` (a node: its API URL) sees it; null when it knows none. */
+export async function nameAt(n: { api: string }, name: string): Promise<NameView | null> {
+  const r = await getJson<NameView>(`${n.api}/api/names/${encodeURIComponent(name)}`);
+  return r.status === 200 ? r.body : null;
+}
+
+/** The node id of `n` (by its SIP URI), once its announcement is on the chain `at` follows, mining with `mine` meanwhile. */
+export async function nodeIdOf(at: { api: string }, n: { name: string; sip: string }, mine: () => Promise<unknown>): Promise<string> {
+  return mineUntil(mine, `${n.name}'s announcement`, async () => {
+    const list = (await getJson<{ nodes: Array<{ id: string; sipUris: string[] }> }>(`${at.api}/api/nodes`)).body.nodes;
+    return list.find((x) => x.sipUris.some((u) => u.startsWith(n.sip)))?.id;
+  }, { timeoutMs: 30_000 });
 }
 
 /**

@@ -1,9 +1,10 @@
 // Routing from the chain tip plus pending records: confirmed bindings, pending ones that override
-// them, offline and expired bindings, unknown names, and nodes without a usable announcement.
+// them, several serving nodes tried freshest first, offline and expired bindings, unknown names,
+// and nodes without a usable announcement.
 import t, { type Test } from 'tap';
 import { randomBytes } from 'node:crypto';
 import { openChain, extend, newKey, type Key } from './helpers.ts';
-import { signRecord, Kind, commitmentOf, BindingStatus, type NameCommit, type NameClaim, type Binding, type NodeAnnounce, type Rec } from '../core/records.ts';
+import { signRecord, Kind, commitmentOf, BindingStatus, type NameCommit, type NameClaim, type NameDelegate, type Binding, type NodeAnnounce, type Rec } from '../core/records.ts';
 import { keys, type StateReader } from '../core/state.ts';
 import { resolveName, nodeAddresses, routingSource, type RoutingSource } from '../telecom/routing.ts';
 import type { Chain } from '../consensus/chain.ts';
@@ -21,6 +22,9 @@ function claim(k: Key, name: string, salt: Uint8Array): Rec {
 function announce(k: Key, sipUris: string[], seq = 1): Rec {
   return signRecord<NodeAnnounce>(NET, k.secret, { kind: Kind.NodeAnnounce, pubkey: k.pub, sipUris, p2pAddrs: [`/ip4/127.0.0.1/tcp/1/p2p/x${seq}`], rewardAddress: k.address, seq });
 }
+function delegate(owner: Key, nodes: Key[], nameSeq: number, name = NAME): Rec {
+  return signRecord<NameDelegate>(NET, owner.secret, { kind: Kind.NameDelegate, name, pubkey: owner.pub, nodes: nodes.map((n) => n.address), nameSeq });
+}
 function bind(owner: Key, node: Key, seq: number, expires: number, status: number = BindingStatus.Online, name = NAME): Rec {
   return signRecord<Binding>(NET, owner.secret, { kind: Kind.Binding, name, node: node.address, status, expires, seq, pubkey: owner.pub });
 }
@@ -37,7 +41,7 @@ interface World {
   now: number;
 }
 
-/** Owner holds NAME; nodes a and b are announced; nothing is bound yet. */
+/** Owner holds NAME, served by nodes a and b (announced, delegated); nothing is bound yet. */
 async function world(t: Test): Promise<World> {
   const { chain, pool } = await openChain(t);
   const owner = newKey();
@@ -45,7 +49,7 @@ async function world(t: Test): Promise<World> {
   const b = newKey();
   const salt = randomBytes(32);
   const tip = await extend(chain, chain.tip, 1, { recs: [commit(owner, 'a.test', salt), commit(owner, NAME, salt), announce(a, ['sip:10.0.0.1:5060', 'sip:10.0.0.1:5060;transport=tcp']), announce(b, ['sip:10.0.0.2:5060'])] });
-  await extend(chain, tip, 1, { recs: [claim(owner, 'a.test', salt), claim(owner, NAME, salt)] });
+  await extend(chain, tip, 1, { recs: [claim(owner, 'a.test', salt), claim(owner, NAME, salt), delegate(owner, [a, b], 0)] });
   return { chain, pool, src: routingSource(chain, pool), owner, a, b, now: chain.params.genesis.time };
 }
 
@@ -55,20 +59,40 @@ t.test('a confirmed binding routes to its node, or locally on that node', async 
   const r = resolveName(w.src, NAME, w.now, w.b.address);
   t.match(r, { kind: 'remote', status: 'online', confirmed: true, sipUris: ['sip:10.0.0.1:5060', 'sip:10.0.0.1:5060;transport=tcp'], p2pAddrs: ['/ip4/127.0.0.1/tcp/1/p2p/x1'] });
   t.same(r.kind === 'remote' && r.nodeId, w.a.address);
-  t.same(resolveName(w.src, NAME, w.now, w.a.address), { kind: 'local', confirmed: true });
+  t.same(resolveName(w.src, NAME, w.now, w.a.address), { kind: 'local', confirmed: true, next: [] });
 });
 
-t.test('a pending binding with a higher seq overrides the confirmed one', async (t) => {
+t.test('a pending binding with a higher seq overrides its node\'s confirmed one', async (t) => {
   const w = await world(t);
   await extend(w.chain, w.chain.tip, 1, { recs: [bind(w.owner, w.a, 1, w.now + 3600)] });
-  w.pool.add(bind(w.owner, w.b, 2, w.now + 3600));
-  const r = resolveName(w.src, NAME, w.now, newKey().address);
+  w.pool.add(bind(w.owner, w.a, 2, w.now + 3600, BindingStatus.Offline));
+  t.match(resolveName(w.src, NAME, w.now, w.b.address), { kind: 'remote', status: 'offline', confirmed: false }, 'the pending offline wins over the confirmed online');
+});
+
+t.test('several serving nodes: the freshest online binding first, the others as fallbacks', async (t) => {
+  const w = await world(t);
+  const c = newKey();
+  await extend(w.chain, w.chain.tip, 1, { recs: [bind(w.owner, w.a, 1, w.now + 3600)] });
+  // the phone registers at b too: b's pending binding is fresher than a's confirmed one
+  w.pool.add(bind(w.owner, w.b, 1, w.now + 3600));
+  const r = resolveName(w.src, NAME, w.now, c.address);
   t.match(r, { kind: 'remote', status: 'online', confirmed: false, sipUris: ['sip:10.0.0.2:5060'] });
-  t.same(r.kind === 'remote' && r.nodeId, w.b.address, 'the phone moved to b');
-  t.same(resolveName(w.src, NAME, w.now, w.b.address), { kind: 'local', confirmed: false });
-  // Once mined, the pending binding is the confirmed one and the old node no longer serves it.
-  await extend(w.chain, w.chain.tip, 1, { recs: [bind(w.owner, w.b, 2, w.now + 3600)] });
-  t.match(resolveName(w.src, NAME, w.now, w.a.address), { kind: 'remote', confirmed: true, sipUris: ['sip:10.0.0.2:5060'] });
+  t.same(r.kind === 'remote' && r.nodeId, w.b.address, 'the phone registered at b last');
+  t.same(r.kind === 'remote' && r.next.map((n) => n.nodeId), [w.a.address], 'a is the fallback');
+  t.same(resolveName(w.src, NAME, w.now, w.b.address), { kind: 'local', confirmed: false, next: [{ nodeId: w.a.address, sipUris: ['sip:10.0.0.1:5060', 'sip:10.0.0.1:5060;transport=tcp'], p2pAddrs: ['/ip4/127.0.0.1/tcp/1/p2p/x1'] }] }, 'on b: local, with a behind it');
+  // Once mined, b's binding (the later block) stays first.
+  await extend(w.chain, w.chain.tip, 1, { recs: [bind(w.owner, w.b, 1, w.now + 3600)] });
+  const m = resolveName(w.src, NAME, w.now, c.address);
+  t.match(m, { kind: 'remote', confirmed: true, sipUris: ['sip:10.0.0.2:5060'] });
+  t.same(m.kind === 'remote' && m.next.map((n) => n.nodeId), [w.a.address]);
+  // b says the phone left: a (still online) is first; an offline node is never a fallback
+  await extend(w.chain, w.chain.tip, 1, { recs: [bind(w.owner, w.b, 2, w.now + 3600, BindingStatus.Offline)] });
+  const o = resolveName(w.src, NAME, w.now, c.address);
+  t.same(o.kind === 'remote' && [o.nodeId, o.next.length], [w.a.address, 0]);
+  // the owner takes b off the list: b's binding stops counting at once
+  await extend(w.chain, w.chain.tip, 1, { recs: [bind(w.owner, w.b, 3, w.now + 3600), delegate(w.owner, [w.a], 1)] });
+  const d = resolveName(w.src, NAME, w.now, c.address);
+  t.same(d.kind === 'remote' && [d.nodeId, d.next.length], [w.a.address, 0], 'a delegate removed no longer routes');
 });
 
 t.test('a pending binding alone (nothing confirmed) routes', async (t) => {
@@ -100,7 +124,7 @@ t.test('unknown names', async (t) => {
 t.test('nodes without a usable announcement', async (t) => {
   const w = await world(t);
   const bare = newKey();
-  await extend(w.chain, w.chain.tip, 1, { recs: [announce(bare, [])] });
+  await extend(w.chain, w.chain.tip, 1, { recs: [announce(bare, []), delegate(w.owner, [w.a, w.b, bare], 1)] });
   await extend(w.chain, w.chain.tip, 1, { recs: [bind(w.owner, bare, 1, w.now + 3600)] });
   t.match(resolveName(w.src, NAME, w.now, w.a.address), { kind: 'remote', status: 'offline', sipUris: [] }, 'announced without a SIP URI: unreachable');
   // A pending re-announcement with a SIP URI is used at once.
@@ -110,6 +134,6 @@ t.test('nodes without a usable announcement', async (t) => {
   t.equal(nodeAddresses(w.src, newKey().address), undefined);
   // A binding to a node the state does not know (only transiently possible, in a reorganisation).
   const hidden: StateReader = { get: (k) => (k === keys.node(bare.address) ? undefined : w.chain.state.get(k)) };
-  const noPool = { pendingBinding: () => undefined, list: () => [] };
+  const noPool = { pendingBindings: () => [], list: () => [] };
   t.same(resolveName({ state: hidden, pool: noPool, tip: w.chain.tip }, NAME, w.now, w.a.address), { kind: 'unknown', reason: 'no-node' });
 });

@@ -169,7 +169,7 @@ export class TestPhone {
   }
 
   /** Sends a request built from lines (Via/Call-ID filled in), returns the final response. */
-  async request(method: string, uri: string, headers: string[] = [], body = ''): Promise<SipResponse> {
+  async request(method: string, uri: string, headers: string[] = [], body = '', timeoutMs = 3000): Promise<SipResponse> {
     const branch = 'z9hG4bK' + randomBytes(8).toString('hex');
     const text = [
       `${method} ${uri} SIP/2.0`,
@@ -184,7 +184,7 @@ export class TestPhone {
       body,
     ].join('\r\n');
     this.sendRaw(text);
-    return this.response(branch);
+    return this.response(branch, timeoutMs);
   }
 
   /** Answers a request the node sent this phone (MESSAGE, NOTIFY, ...). */

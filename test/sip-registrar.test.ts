@@ -277,6 +277,22 @@ t.test('open registration still checks credentials that are given', async (t) =>
   t.equal((await p.register({ user: 'alice', domain: DOMAIN, authorization: 'NoOneKnowsThisScheme x=y' })).status, 401);
 });
 
+t.test("a user's alias of another domain registers only as that user, always with credentials", async (t) => {
+  // alice's account also answers to sip:alice@home.example (her name, delegated to this node)
+  const users = { lookup: (u: string) => USERS.get(u), userOfAlias: (n: string) => (n === 'sip:alice@home.example' ? 'alice' : undefined) };
+  const { svc, phone } = await service(t, true, { users });
+  const p = await phone();
+  const first = await p.register({ user: 'alice', domain: 'home.example', expires: 600 });
+  t.equal(first.status, 401, 'even with open registration, an alias is challenged');
+  const bobAuth = authorize(getHeaders(first, 'www-authenticate')[0], { user: 'bob', password: 'builder', method: 'REGISTER', uri: 'sip:home.example' });
+  t.equal((await p.register({ user: 'alice', domain: 'home.example', expires: 600, authorization: bobAuth })).status, 403, "bob's credentials do not register alice's alias");
+  t.equal((await p.register({ user: 'bob', domain: 'home.example', expires: 600 })).status, 404, 'a name of that domain that is no alias here is not served');
+  t.equal((await p.register({ user: 'alice', domain: 'elsewhere.example', expires: 600 })).status, 404, 'nor another domain');
+  t.equal((await p.registerWithAuth({ user: 'alice', domain: 'home.example', password: 'wonderland', expires: 600 })).status, 200, "alice's own credentials do");
+  t.equal(svc.registrar.lookup(`sip:alice@${DOMAIN}`).length, 1, 'the contact is kept under her account here');
+  t.equal(svc.registrar.lookup('sip:alice@home.example').length, 0, 'not under the alias');
+});
+
 t.test('TCP: registration over a stream, framing, CRLF keepalive pong', async (t) => {
   const { svc, phone } = await service(t, true);
   const p = await phone('tcp');

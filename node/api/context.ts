@@ -7,7 +7,7 @@ import { decode } from '../../core/encoding.ts';
 import { hashToHex, toHex } from '../../core/hash.ts';
 import { decodeAddress } from '../../core/address.ts';
 import { KIND_NAMES, recordJson } from '../../core/records.ts';
-import type { BindingEntry } from '../../core/state.ts';
+import type { BindingSlot } from '../../core/state.ts';
 import type { Block } from '../../core/block.ts';
 import type { Mempool } from '../../core/mempool.ts';
 import type { Logger } from '../../core/log.ts';
@@ -146,15 +146,15 @@ export class Api {
     };
   }
 
-  /** A confirmed binding as the API shows it (online only until it expires). */
-  bindingJson(b: BindingEntry): Json {
+  /** A serving node's binding as the API shows it (online only until it expires); height null while pending. */
+  bindingJson(b: Pick<BindingSlot, 'node' | 'status' | 'expires' | 'seq'>, height: number | null): Json {
     return {
       node: toHex(b.node),
       status: b.status === 1 && b.expires > this.chain.clock() ? 'online' : 'offline',
       expires: b.expires,
       seq: b.seq,
-      confirmed: true,
-      height: b.height,
+      confirmed: height !== null,
+      height,
     };
   }
 
@@ -189,9 +189,9 @@ export class Api {
     });
     const pending = this.pool
       .list()
-      .filter((e) => keysOf(e.rec.body).has(key))
+      .filter((e) => keysOf(e.rec.body, this.params.namePriceBase).has(key))
       .slice(0, MAX_PAGE)
-      .map((e) => ({ id: toHex(e.rec.id), kind: KIND_NAMES[e.rec.body.kind], added: e.added, delta: keysOf(e.rec.body).get(key) ?? 0, record: recordJson(e.rec.body) }));
+      .map((e) => ({ id: toHex(e.rec.id), kind: KIND_NAMES[e.rec.body.kind], added: e.added, delta: keysOf(e.rec.body, this.params.namePriceBase).get(key) ?? 0, record: recordJson(e.rec.body) }));
     return {
       total,
       offset,

@@ -9,6 +9,7 @@ import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { toHex } from '../../core/hash.ts';
 import { addressOf } from '../../core/address.ts';
 import { Kind, type KindCode, type RecordBody } from '../../core/records.ts';
+import { nameFee } from '../../core/names.ts';
 import type { Chain, IndexEntry } from '../../consensus/chain.ts';
 import type { Block } from '../../core/block.ts';
 import { silentLogger, type Logger } from '../../core/log.ts';
@@ -32,8 +33,8 @@ export const historyKey = {
   node: (idHex: string): string => `d:${idHex}`,
 };
 
-/** The keys a record touches, with the balance change of each address key. */
-export function keysOf(body: RecordBody): Map<string, number> {
+/** The keys a record touches, with the balance change of each address key (a name's fee burned at `namePriceBase`). */
+export function keysOf(body: RecordBody, namePriceBase: number): Map<string, number> {
   const out = new Map<string, number>();
   const addr = (a: Uint8Array, delta = 0): void => {
     const k = historyKey.address(toHex(a));
@@ -56,17 +57,18 @@ export function keysOf(body: RecordBody): Map<string, number> {
     case Kind.NameClaim:
     case Kind.NameRenew:
       out.set(historyKey.name(body.name), 0);
-      addr(addressOf(body.pubkey));
+      addr(addressOf(body.pubkey), -nameFee(body.name, namePriceBase));
       break;
     case Kind.NameTransfer:
       out.set(historyKey.name(body.name), 0);
       addr(addressOf(body.pubkey));
       addr(addressOf(body.newOwner));
+      for (const n of body.delegates) node(n);
       break;
     case Kind.NameDelegate:
       out.set(historyKey.name(body.name), 0);
       addr(addressOf(body.pubkey));
-      node(body.node);
+      for (const n of body.nodes) node(n);
       break;
     case Kind.Binding:
       out.set(historyKey.name(body.name), 0);
@@ -210,7 +212,7 @@ export class History {
     const touched = new Set<string>();
     block.records.forEach((r, index) => {
       const id = toHex(r.id);
-      for (const [key, delta] of keysOf(r.body)) {
+      for (const [key, delta] of keysOf(r.body, this.chain.params.namePriceBase)) {
         let list = this.refs.get(key);
         if (list === undefined) this.refs.set(key, (list = []));
         list.push({ height: e.height, block: e.hex, index, id, kind: r.body.kind, delta });

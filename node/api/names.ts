@@ -1,11 +1,12 @@
-// GET /api/names/{name}: who owns a name and which node serves it now (the pending binding with
-// the highest sequence wins over the confirmed one, as routing reads it); /history: what the
-// chain recorded for it.
+// GET /api/names/{name}: who owns a name, which nodes serve it, and each serving node's binding
+// in the order routing tries them (online first, freshest first; a pending binding with a higher
+// sequence wins over its node's confirmed one); /history: what the chain recorded for it.
 import type { FastifyInstance } from 'fastify';
 import { toHex } from '../../core/hash.ts';
 import { addressOf, encodeAddress } from '../../core/address.ts';
 import { isValidName } from '../../core/records.ts';
-import { getBinding, getName } from '../../core/state.ts';
+import { getName } from '../../core/state.ts';
+import { candidates, routingSource } from '../../telecom/routing.ts';
 import { historyKey } from './history.ts';
 import { MAX_PAGE, badRequest, notFound, pageQuery, type Api, type Json } from './context.ts';
 
@@ -18,28 +19,22 @@ export function nameRoutes(app: FastifyInstance, api: Api): void {
     const name = req.params.name.toLowerCase();
     if (!isValidName(name)) return badRequest(reply, NAME_ERROR);
     const n = getName(chain.state, name);
-    const b = getBinding(chain.state, name);
-    const pending = pool.pendingBinding(name);
-    if (n === undefined && pending === undefined) return notFound(reply, 'name');
-    const now = chain.clock();
-    let binding: Json | null = null;
-    if (pending !== undefined && (b === undefined || pending.seq > b.seq)) {
-      binding = { node: toHex(pending.node), status: pending.status === 1 && pending.expires > now ? 'online' : 'offline', expires: pending.expires, seq: pending.seq, confirmed: false, height: null };
-    } else if (b !== undefined) {
-      binding = api.bindingJson(b);
-    }
-    const expired = n === undefined || n.expiry < chain.tip.height + 1;
+    if (n === undefined) return notFound(reply, 'name');
+    const bindings = candidates(routingSource(chain, pool), name, n, chain.clock()).map((c) => api.bindingJson(c, c.confirmed ? c.fresh : null));
+    const expired = n.expiry < chain.tip.height + 1;
     return {
       name,
-      owner: n === undefined ? null : toHex(n.owner),
-      ownerAddress: n === undefined ? null : encodeAddress(p.addressPrefix, addressOf(n.owner)),
-      expiry: n?.expiry ?? null,
+      owner: toHex(n.owner),
+      ownerAddress: encodeAddress(p.addressPrefix, addressOf(n.owner)),
+      expiry: n.expiry,
       expired,
-      since: n?.since ?? null,
-      seq: n?.seq ?? null,
-      delegate: n !== undefined && n.delegate.length > 0 ? toHex(n.delegate) : null,
-      online: !expired && binding !== null && binding.status === 'online',
-      binding,
+      since: n.since,
+      seq: n.seq,
+      delegates: n.delegates.map(toHex),
+      online: !expired && bindings.length > 0 && bindings[0].status === 'online',
+      // where routing goes first, then all serving nodes' bindings in routing's order
+      binding: bindings[0] ?? null,
+      bindings,
     };
   });
 

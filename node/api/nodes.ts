@@ -47,11 +47,11 @@ export function nodeRoutes(app: FastifyInstance, api: Api): void {
     if (id === undefined) return badRequest(reply, 'node id must be 40 hex digits');
     const n = getNode(chain.state, id);
     if (n === undefined) return notFound(reply, 'node');
-    // What it serves: the names whose current binding points at it.
+    // What it serves: the names it holds a binding slot of.
     const serves: Json[] = [];
     for (const [name, b] of allBindings(chain.state)) {
       if (serves.length >= MAX_LIST) break;
-      if (bytesEqual(b.node, id)) serves.push({ name, ...api.bindingJson(b) });
+      if (bytesEqual(b.node, id)) serves.push({ name, ...api.bindingJson(b, b.height) });
     }
     await historySettled(history);
     let blocksMined = 0;

@@ -58,7 +58,7 @@ export function searchRoutes(app: FastifyInstance, api: Api): void {
     for (const name of names) {
       if (!isValidName(name)) continue;
       understood = true;
-      if (getName(chain.state, name) !== undefined || pool.pendingBinding(name) !== undefined) out.push({ type: 'name', id: name });
+      if (getName(chain.state, name) !== undefined || pool.pendingBindings(name).length > 0) out.push({ type: 'name', id: name });
     }
     if (!understood && out.length === 0) return 'not a block height or hash, record id, name (sip:user@domain, +15551234567), node id or address';
     return out;

@@ -141,7 +141,7 @@ function summary(r) {
     case 'name-transfer':
       return `transfer ${r.name}`;
     case 'name-delegate':
-      return r.node ? `delegate ${r.name} to node ${short(r.node)}` : `revoke delegate of ${r.name}`;
+      return r.nodes.length > 0 ? `${r.name} served by ${r.nodes.length === 1 ? `node ${short(r.nodes[0])}` : `${r.nodes.length} nodes`}` : `revoke the serving nodes of ${r.name}`;
     case 'binding':
       return `${r.name} ${r.status === 1 ? 'online' : 'offline'} at node ${short(r.node)}`;
     case 'transfer':
@@ -151,13 +151,19 @@ function summary(r) {
   }
 }
 
+/** Node ids as links, in their order (a name's serving nodes). */
+function nodeList(ids) {
+  return ids.length === 0 ? h('span', { class: 'muted' }, 'none') : h('ol', { class: 'plain' }, ids.map((x) => h('li', {}, link('node', x))));
+}
+
 function recordFields(r) {
   const out = [['kind', h('span', { class: 'badge' }, r.kind)]];
   for (const [k, v] of Object.entries(r)) {
     if (k === 'kind' || k === 'id' || k === 'added') continue;
     let shown;
     if (k === 'name') shown = link('name', v, v, 'name');
-    else if (k === 'node') shown = v === '' ? 'none (revoked)' : link('node', v);
+    else if (k === 'node') shown = link('node', v);
+    else if (k === 'nodes' || k === 'delegates') shown = nodeList(v);
     else if (k === 'pubkey' || k === 'newOwner') shown = keyWithAddress(v);
     else if (k === 'to' || k === 'rewardAddress') shown = addressLink(v);
     else if (k === 'amount' || k === 'fee') shown = amount(v);
@@ -523,20 +529,26 @@ async function namePage(name) {
               ['claimed at', n.since === null ? '–' : `height ${n.since}`],
               ['expires at', `height ${n.expiry}${n.expired ? ' (expired)' : ''}`],
               ['name sequence', String(n.seq)],
-              ['delegate node', n.delegate ? link('node', n.delegate) : h('span', { class: 'muted' }, 'none')],
+              ['serving nodes', nodeList(n.delegates)],
             ]),
       ),
       section(
-        'Current binding',
+        n.bindings.length > 1 ? `Bindings (${n.bindings.length}; calls go to the first, then the next online ones)` : 'Current binding',
         b === null
           ? muted('No binding: no node serves this name now.')
-          : fields([
-              ['served by node', link('node', b.node)],
-              ['status', h('span', { class: `status ${b.status}` }, b.status)],
-              ['binding expires', h('span', {}, utc(b.expires), ' (', when(b.expires), ')')],
-              ['sequence', String(b.seq)],
-              ['confirmed', b.confirmed ? h('span', {}, 'yes, in block ', link('block', String(b.height), String(b.height), 'height')) : 'no: pending (already used for routing)'],
-            ]),
+          : h(
+              'div',
+              {},
+              n.bindings.map((x) =>
+                fields([
+                  ['served by node', link('node', x.node)],
+                  ['status', h('span', { class: `status ${x.status}` }, x.status)],
+                  ['binding expires', h('span', {}, utc(x.expires), ' (', when(x.expires), ')')],
+                  ['sequence', String(x.seq)],
+                  ['confirmed', x.confirmed ? h('span', {}, 'yes, in block ', link('block', String(x.height), String(x.height), 'height')) : 'no: pending (already used for routing)'],
+                ]),
+              ),
+            ),
       ),
       historySection('History', `/names/${enc(n.name)}/history`, hist),
     ),
