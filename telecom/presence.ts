@@ -2,7 +2,11 @@
 // OPTIONS) becomes a signed presence binding for `sip:user@domain` naming this node; when the
 // phone unregisters, expires or stops answering, the binding turns offline. The node's key
 // announces the node and claims the names it binds (its domain and its users' addresses) by
-// commit-then-reveal, resuming after a restart from the salts kept in DATADIR/presence.json.
+// commit-then-reveal, resuming after a restart from the salts kept in DATADIR/presence.json. A
+// user added with an owner key (`dots user add --owner`) gets the address handed to that key once
+// claimed, with this node as its serving node; the node then binds it as a delegate and never
+// renews it (the user's wallet does). Each node binds in its own slot of a name's bindings, so
+// several nodes serving one name never race each other's sequence numbers.
 //
 // Only changes and renewals reach the chain: a phone refreshing its registration every minute
 // writes nothing until the on-chain expiry gets close (a third of the way from its end). The

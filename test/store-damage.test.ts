@@ -10,7 +10,8 @@ import { tmpDir } from './util/tmp.ts';
 import { runDots, startNode } from './util/proc.ts';
 import { signRecord, Kind, type NameCommit } from '../core/records.ts';
 import { toHex } from '../core/hash.ts';
-import { Store } from '../core/store.ts';
+import { STORE_VERSION, Store } from '../core/store.ts';
+import { decode, encode } from '../core/encoding.ts';
 import { layout } from '../core/layout.ts';
 import { keys } from '../core/state.ts';
 import { CHAIN_DIR } from '../node/chain-stack.ts';
@@ -169,4 +170,16 @@ t.test('a LevelDB log cut short: the node starts on the shorter chain the store 
   const third = await startNode(t, { datadir: dir, args: ['--api-port', '0'] });
   t.notOk(third.lines.some((l) => /were lost from the store/.test(l)), 'once said, the next start is quiet (the mark follows the chain again)');
   await third.stop();
+});
+
+t.test('a data directory of an older store version is refused in one line, left as it was', async (t) => {
+  const dir = await damaged(async (db) => {
+    const meta = decode((await db.get(layout.meta)) as Uint8Array) as [number, string, string];
+    await db.put(layout.meta, encode([STORE_VERSION - 1, meta[1], meta[2]]));
+  });
+  const before = await contents(dir);
+  const r = await runDots(['node', '--network', 'regtest', '--datadir', dir, '--api-port', '0'], 30_000);
+  t.equal(r.code, 2, 'refused with exit code 2');
+  t.match(r.stderr.trim(), new RegExp(`^dots: data directory .* holds a chain of store version ${STORE_VERSION - 1}, made under rules this node no longer follows .*: start a new chain with another --datadir$`));
+  t.equal(await contents(dir), before, 'nothing written');
 });
