@@ -287,6 +287,11 @@ export class Harness {
     const datadir = o.datadir ?? tmpDir(this.t, `dots-p2p-${name}-`);
     const node = await NodeProc.start({ name, datadir, bootstrap: o.bootstrap, args: o.args, env: { DOTS_LOG: 'debug' } });
     this.nodes.push(node);
+    // tap runs teardowns last-registered first: this one stops the node before its data
+    // directory (registered above) is removed, never while it still writes there
+    this.t.teardown(async () => {
+      await node.stop(3000);
+    });
     return node;
   }
 

@@ -9,6 +9,6 @@ export type Teardown = { teardown(fn: () => void | Promise<void>): void };
 /** A fresh directory under the system's temporary directory, removed at `t`'s teardown. */
 export function tmpDir(t: Teardown, prefix = 'dots-test-'): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true, maxRetries: 5 }));
   return dir;
 }
