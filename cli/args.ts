@@ -3,6 +3,8 @@
 import { mkdirSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { UserError } from '../core/errors.ts';
+import { fromHex, isHex } from '../core/hash.ts';
+import { isValidPublicKey } from '../core/sig.ts';
 import { isNetworkName, NETWORK_NAMES, type NetworkName } from '../consensus/params.ts';
 
 export function parse(args: string[], options: ParseArgsConfig['options'], positionals = 0): { values: Record<string, unknown>; positionals: string[] } {
@@ -51,4 +53,11 @@ export function makeDatadir(dir: string): void {
   } catch (e) {
     throw new UserError(`cannot create data directory ${dir}: ${(e as Error).message}`);
   }
+}
+
+/** A public key given on the command line (66 hex digits, a point on the curve), as bytes. */
+export function publicKeyArg(v: unknown, what: string): Uint8Array {
+  const s = String(v).toLowerCase();
+  if (!isHex(s, 33) || !isValidPublicKey(fromHex(s))) throw new UserError(`${what} must be a public key, 66 hex digits (dots wallet address shows it)`);
+  return fromHex(s);
 }

@@ -4,13 +4,13 @@
 import { randomBytes } from 'node:crypto';
 import { UserError } from '../core/errors.ts';
 import { NETWORKS } from '../consensus/params.ts';
-import { publicKeyOf, isValidPublicKey } from '../core/sig.ts';
+import { publicKeyOf } from '../core/sig.ts';
 import { signRecord, commitmentOf, domainOf, isValidName, Kind, MAX_DELEGATES, type NameCommit, type NameClaim, type NameRenew, type NameTransfer, type NameDelegate } from '../core/records.ts';
 import { toHex, fromHex, isHex } from '../core/hash.ts';
 import { addressOf } from '../core/address.ts';
 import { readKeyFile } from '../wallet/keys.ts';
 import { ClaimsFile } from '../wallet/claims.ts';
-import { parse } from './args.ts';
+import { parse, publicKeyArg } from './args.ts';
 import { WALLET_FLAGS, walletOpts } from './wallet.ts';
 
 function nameArg(s: string | undefined): string {
@@ -93,10 +93,9 @@ export async function runName(args: string[]): Promise<number> {
       return 0;
     }
     case 'transfer': {
-      const to = positionals[1] ?? '';
-      if (!isHex(to, 33) || !isValidPublicKey(fromHex(to))) throw new UserError('the new owner must be a public key, 66 hex digits (dots wallet address shows it)');
+      const to = publicKeyArg(positionals[1] ?? '', 'the new owner');
       const delegates = nodeListArg(String(values.delegates ?? ''), '--delegates');
-      const rec = signRecord<NameTransfer>(w.network, secret, { kind: Kind.NameTransfer, name, pubkey: pub, newOwner: fromHex(to), delegates, nameSeq: await mustOwn() });
+      const rec = signRecord<NameTransfer>(w.network, secret, { kind: Kind.NameTransfer, name, pubkey: pub, newOwner: to, delegates, nameSeq: await mustOwn() });
       console.log(`transfer of ${name} pending, record ${await w.api.submit(rec, 'transfer')}`);
       return 0;
     }

@@ -3,11 +3,10 @@ import { join, resolve } from 'node:path';
 import { UserError } from '../core/errors.ts';
 import { NODE_DEFAULTS } from '../consensus/params.ts';
 import { addUser, USERS_FILE } from '../telecom/users.ts';
-import { domain, makeDatadir, networkOf, parse } from './args.ts';
+import { domain, makeDatadir, networkOf, parse, publicKeyArg } from './args.ts';
 import { NODE_KEY_FILE, datadirDomain, ownDomain, recordDomain } from '../node/config.ts';
 import { loadOrCreateKey } from '../wallet/keys.ts';
-import { fromHex, isHex } from '../core/hash.ts';
-import { isValidPublicKey } from '../core/sig.ts';
+import { toHex } from '../core/hash.ts';
 
 export const USER_USAGE = 'dots user add NAME --password PW [--owner PUBKEY] [--alias NAME]... [--datadir DIR] [--network N] [--domain D]';
 
@@ -33,8 +32,7 @@ export async function runUser(args: string[]): Promise<number> {
   const realm = given ?? recorded ?? ownDomain(loadOrCreateKey(join(datadir, NODE_KEY_FILE)).secret);
   if (recorded === undefined) recordDomain(datadir, realm);
   const aliases = ((v.alias as string[] | undefined) ?? []).map((a) => a.toLowerCase());
-  const owner = v.owner === undefined ? undefined : String(v.owner).toLowerCase();
-  if (owner !== undefined && (!isHex(owner, 33) || !isValidPublicKey(fromHex(owner)))) throw new UserError('--owner must be the public key of the user\'s wallet, 66 hex digits (dots wallet address shows it)');
+  const owner = v.owner === undefined ? undefined : toHex(publicKeyArg(v.owner, "--owner (the user's wallet key)"));
   const existed = addUser(datadir, name, password, realm, aliases, owner);
   process.stdout.write(`${existed ? 'updated' : 'added'} sip:${name}@${realm}${aliases.length > 0 ? ` (also ${aliases.join(', ')})` : ''} in ${join(datadir, USERS_FILE)} (a running node picks it up)\n`);
   if (owner !== undefined) process.stdout.write(`the node claims sip:${name}@${realm} and hands it to the key ${owner}, served by this node until that key delegates it elsewhere (dots name delegate); the key renews it\n`);

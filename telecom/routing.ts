@@ -82,7 +82,8 @@ export interface Candidate {
   status: number;
   expires: number;
   seq: number;
-  confirmed: boolean;
+  /** the block that confirmed it; null while pending */
+  height: number | null;
   /** higher is fresher: a confirmed binding's height, a pending one's place after the tip */
   fresh: number;
 }
@@ -94,7 +95,7 @@ export interface Candidate {
 export function candidates(src: RoutingSource, name: string, n: NameEntry, now: number): Candidate[] {
   const byNode = new Map<string, Candidate>();
   for (const s of getBinding(src.state, name)?.slots ?? []) {
-    byNode.set(toHex(s.node), { node: s.node, status: s.status, expires: s.expires, seq: s.seq, confirmed: true, fresh: s.height });
+    byNode.set(toHex(s.node), { node: s.node, status: s.status, expires: s.expires, seq: s.seq, height: s.height, fresh: s.height });
   }
   let order = src.tip.height;
   for (const p of src.pool.pendingBindings(name)) {
@@ -102,7 +103,7 @@ export function candidates(src: RoutingSource, name: string, n: NameEntry, now: 
     if (!servesName(n, p.node)) continue;
     const k = toHex(p.node);
     const c = byNode.get(k);
-    if (c === undefined || p.seq > c.seq) byNode.set(k, { node: p.node, status: p.status, expires: p.expires, seq: p.seq, confirmed: false, fresh: order });
+    if (c === undefined || p.seq > c.seq) byNode.set(k, { node: p.node, status: p.status, expires: p.expires, seq: p.seq, height: null, fresh: order });
   }
   const online = (c: Candidate): number => (c.status === BindingStatus.Online && c.expires > now ? 1 : 0);
   return [...byNode.values()].sort((a, b) => online(b) - online(a) || b.fresh - a.fresh);
@@ -146,12 +147,12 @@ export function resolveName(src: RoutingSource, name: string, now: number, self:
     const a = nodeAddresses(src, c.node);
     if (a !== undefined && a.sipUris.length > 0) next.push({ nodeId: c.node, ...a });
   }
-  if (bytesEqual(first.node, self)) return { kind: 'local', confirmed: first.confirmed, next };
+  if (bytesEqual(first.node, self)) return { kind: 'local', confirmed: first.height !== null, next };
   const addrs = nodeAddresses(src, first.node);
   if (addrs === undefined) return { kind: 'unknown', reason: 'no-node' };
   // An expired binding is a phone that stopped being refreshed: its node would not find it.
   const online = first.status === BindingStatus.Online && first.expires > now && addrs.sipUris.length > 0;
-  return { kind: 'remote', nodeId: first.node, sipUris: addrs.sipUris, p2pAddrs: addrs.p2pAddrs, status: online ? 'online' : 'offline', confirmed: first.confirmed, next };
+  return { kind: 'remote', nodeId: first.node, sipUris: addrs.sipUris, p2pAddrs: addrs.p2pAddrs, status: online ? 'online' : 'offline', confirmed: first.height !== null, next };
 }
 
 /**

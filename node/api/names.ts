@@ -20,7 +20,7 @@ export function nameRoutes(app: FastifyInstance, api: Api): void {
     if (!isValidName(name)) return badRequest(reply, NAME_ERROR);
     const n = getName(chain.state, name);
     if (n === undefined) return notFound(reply, 'name');
-    const bindings = candidates(routingSource(chain, pool), name, n, chain.clock()).map((c) => api.bindingJson(c, c.confirmed ? c.fresh : null));
+    const bindings = candidates(routingSource(chain, pool), name, n, chain.clock()).map((c) => api.bindingJson(c, c.height));
     const expired = n.expiry < chain.tip.height + 1;
     return {
       name,
