@@ -44,6 +44,10 @@ const BENCHES: Record<string, (o: BenchOptions) => Promise<Row[]>> = {
     // each flood lasts 20 s unless a longer one is asked for
     return benchAbuse({ json: o.json, seconds: o.seconds >= 5 ? o.seconds : 20 });
   },
+  roam: async (o) => {
+    const { benchRoam } = await import('./roam.ts');
+    return benchRoam(o);
+  },
   sync: async (o) => {
     const { benchSync } = await import('./sync.ts');
     return benchSync(o);

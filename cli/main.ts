@@ -15,7 +15,7 @@ Usage:
   dots wallet new|address|balance|send|history ...
   dots name claim|renew|transfer|delegate|show ...
   dots user add NAME --password PW ...   a SIP account for a phone at this node
-  dots bench hash|chain|sync|sip|calls|abuse|all [--json] [--seconds N]
+  dots bench hash|chain|sync|sip|calls|abuse|roam|all [--json] [--seconds N]
   dots help | dots COMMAND --help  this text, or one command's part of it
 `;
 
@@ -75,6 +75,7 @@ const SECTIONS: Record<string, string> = {
   sip      REGISTER transactions per second, the node against Kamailio (needs sipp, kamailio)
   calls    calls/s two nodes route, latency a node adds to an INVITE, registration to reachable
   abuse    a phone registering and calling every second while one address floods the node
+  roam     a phone at two serving nodes: one dies, time until a call reaches the phone
   all      every one of them (the default)
 `,
 };

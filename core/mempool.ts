@@ -10,9 +10,10 @@
 import { EventEmitter } from 'node:events';
 import { ValidationError } from './errors.ts';
 import { toHex } from './hash.ts';
-import { Kind, checkRecordSignature, domainOf, type Rec, type RecordBody, type Binding } from './records.ts';
+import { Kind, checkRecordSignature, type Rec, type RecordBody, type Binding } from './records.ts';
 import { StateView, applyRecord, getAccount, keys, newTally, type ApplyContext, type StateReader } from './state.ts';
 import { addressOf } from './address.ts';
+import { rulersOf } from './names.ts';
 import type { SigCache } from './sig.ts';
 import type { Block } from './block.ts';
 
@@ -86,27 +87,29 @@ export class Mempool extends EventEmitter<MempoolEvents> {
         view.set(keys.account(addr), { ...a, balance: Math.max(0, a.balance - s.spent), nonce: a.nonce + s.count });
       }
     }
-    this.afterDomain(view, b, ctx);
+    this.afterRulers(view, b, ctx);
     applyRecord(view, b, ctx);
   }
 
-  /** Pending claims by name: an address under a domain whose claim is pending applies after it. */
+  /** Pending claims by name: a name whose domain or number block is being claimed too applies after it. */
   private readonly claims = new Map<string, Rec>();
 
   /**
-   * A claim of a SIP address is checked on the state its block would have: after its domain's
-   * claim when that is pending too (the template takes records in arrival order, and a node
-   * reveals its domain and its users' addresses together).
+   * A claim is checked on the state its block would have: after the pending claims of the names
+   * that rule it (its domain, the number blocks above it), since the template takes records in
+   * arrival order and a node reveals its domain and its users' addresses together, an operator
+   * a number block and the numbers it allocates from it.
    */
-  private afterDomain(view: StateView, b: RecordBody, ctx: ApplyContext): void {
+  private afterRulers(view: StateView, b: RecordBody, ctx: ApplyContext): void {
     if (b.kind !== Kind.NameClaim) return;
-    const domain = domainOf(b.name);
-    const dc = domain === null ? undefined : this.claims.get(domain);
-    if (dc === undefined) return;
-    try {
-      applyRecord(view, dc.body, ctx);
-    } catch (err) {
-      if (!(err instanceof ValidationError)) throw err;
+    for (const name of rulersOf(b.name)) {
+      const rc = this.claims.get(name);
+      if (rc === undefined) continue;
+      try {
+        applyRecord(view, rc.body, ctx);
+      } catch (err) {
+        if (!(err instanceof ValidationError)) throw err;
+      }
     }
   }
 
@@ -220,7 +223,7 @@ export class Mempool extends EventEmitter<MempoolEvents> {
       const cumulative = e.rec.body.kind === Kind.Transfer;
       const view = cumulative ? transfers.child() : new StateView(state);
       try {
-        this.afterDomain(view, e.rec.body, ctx);
+        this.afterRulers(view, e.rec.body, ctx);
         applyRecord(view, e.rec.body, ctx);
         if (cumulative) transfers.merge(view);
       } catch (err) {

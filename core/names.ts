@@ -36,3 +36,17 @@ export function nameFee(name: string, base: number): number {
       return base * 4 ** Math.min(10, Math.max(0, FULL_DOMAIN_LENGTH - name.length));
   }
 }
+
+/**
+ * The names whose owners decide whether `name` may be claimed, in the order their claims would
+ * apply: an address's domain; a number's shorter prefixes from the shortest (a block before the
+ * sub-blocks carved from it); none for a domain.
+ */
+export function rulersOf(name: string): string[] {
+  const domain = domainOf(name);
+  if (domain !== null) return [domain];
+  if (!name.startsWith('+')) return [];
+  const out: string[] = [];
+  for (let len = 2; len < name.length; len++) out.push(name.slice(0, len));
+  return out;
+}

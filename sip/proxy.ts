@@ -78,6 +78,13 @@ export interface CallEnd {
 export interface ProxyOptions {
   /** ms a branch may go without any response before it fails over (default 4000) */
   noAnswerMs?: number;
+  /**
+   * ms an INVITE to another node may go without its 100 Trying before the next node is tried
+   * (default 1500), when there is a next one: a live node sends 100 Trying at once (16.2), so
+   * silence this long (the INVITE sent three times, at 0, 500 and 1500 ms) means it is gone,
+   * and the caller should not wait the full noAnswerMs for a fallback that is known
+   */
+  nodeTryingMs?: number;
   /** ms an INVITE branch may ring after a provisional response (Timer C, default 180,000) */
   ringMs?: number;
   /** most dialogs tracked; beyond it new calls are refused with 503 (default 100,000) */
@@ -170,6 +177,7 @@ class ProxyTx {
 
 export class Proxy {
   private readonly noAnswerMs: number;
+  private readonly nodeTryingMs: number;
   private readonly ringMs: number;
   private readonly maxDialogs: number;
   private readonly maxCallMs: number;
@@ -190,6 +198,7 @@ export class Proxy {
     opts: ProxyOptions = {},
   ) {
     this.noAnswerMs = opts.noAnswerMs ?? 4000;
+    this.nodeTryingMs = Math.min(opts.nodeTryingMs ?? 1500, this.noAnswerMs);
     this.ringMs = opts.ringMs ?? 180_000;
     this.maxDialogs = opts.maxDialogs ?? 100_000;
     this.maxCallMs = (opts.maxCallSeconds ?? 86_400) * 1000;
@@ -346,11 +355,12 @@ export class Proxy {
     b.req = req;
     b.flow = flow;
     b.ctx = this.host.tx.send(req, flow, branch, { response: (r) => this.onResponse(p, b, r), timeout: () => this.branchFailed(p, b, `${b.hop.label} did not answer`) });
-    // a hop that sends nothing at all (not even 100 Trying) within noAnswerMs is given up
+    // a hop that sends nothing at all (not even 100 Trying) in time is given up
+    const silentMs = p.invite && b.hop.node !== undefined && p.group < p.plan.groups.length ? this.nodeTryingMs : this.noAnswerMs;
     b.timer = setTimeout(() => {
       b.timer = null;
       if (!b.done && (b.ctx === null || !b.ctx.proceeding)) this.branchFailed(p, b, `${b.hop.label} did not answer`);
-    }, this.noAnswerMs).unref();
+    }, silentMs).unref();
   }
 
   private endBranch(b: Branch): void {

@@ -72,6 +72,29 @@ t.test('number blocks: the longest claimed prefix allocates the numbers under it
   t.same(getName(chain.state, '+15559000001')?.owner, reseller.pub, 'the reseller allocates its block');
 });
 
+t.test('the pending pool: a number is checked after its block when both claims are pending', async (t) => {
+  const { chain, pool } = await openChain(t);
+  const carrier = newKey();
+  const stranger = newKey();
+  const salt = randomBytes(32);
+  await extend(chain, chain.tip, 1, { recs: [commit(carrier, '+4930', salt), commit(carrier, '+4930123', salt), commit(carrier, '+49301234567', salt), commit(stranger, '+49309999999', salt)] });
+  const refusal = (rec: Rec): string | null => {
+    try {
+      pool.add(rec);
+      return null;
+    } catch (e) {
+      return (e as { code?: string }).code ?? String(e);
+    }
+  };
+  t.equal(refusal(claim(carrier, '+4930', salt)), null, 'the block claim is pending');
+  t.equal(refusal(claim(carrier, '+4930123', salt)), null, 'a sub-block of it, by its owner, while the block is pending');
+  t.equal(refusal(claim(carrier, '+49301234567', salt)), null, 'a number in the sub-block, while both are pending');
+  t.equal(refusal(claim(stranger, '+49309999999', salt)), 'prefix-not-held', "a stranger's number under the pending block is refused by the pool, as a block would be");
+  await extend(chain, chain.tip, 1, { recs: pool.list().map((e) => e.rec) });
+  t.same(getName(chain.state, '+49301234567')?.owner, carrier.pub, 'and the three claims, in arrival order, make a valid block');
+  t.equal(pool.size, 0, 'which empties the pool');
+});
+
 t.test('name fees: claims and renewals pay by length, the fee is burned', async (t) => {
   const base = NAME_PRICE;
   t.equal(nameFee('example.org', base), base, 'an ordinary domain costs the base price');

@@ -9,7 +9,7 @@ import { Harness, converged, runDots } from './util/proc.ts';
 import { tmpDir } from './util/tmp.ts';
 import { waitFor } from './util/wait.ts';
 import { TestPhone } from './sip-client.ts';
-import { bindingAt, mineUntil } from './phones.ts';
+import { bindingAt, mineUntil } from './util/names.ts';
 import { newKey } from './helpers.ts';
 import { Kind, commitmentOf, signRecord, type Binding, type NameClaim, type NameCommit } from '../core/records.ts';
 import { toHex } from '../core/hash.ts';

@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { Harness, converged, runDots, } from './util/proc.ts';
 import { tmpDir } from './util/tmp.ts';
 import { TestPhone } from './sip-client.ts';
-import { bindingAt, mineUntil, nameAt, newWallet, nodeIdOf, type NameView } from './phones.ts';
+import { newWallet } from './phones.ts';
+import { bindingAt, mineUntil, nameAt, nodeIdOf, type NameView } from './util/names.ts';
 
 const NAME = 'sip:alice@a.test';
 

@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { Harness, converged, runDots, } from './util/proc.ts';
 import { tmpDir } from './util/tmp.ts';
 import { TestPhone } from './sip-client.ts';
-import { mineUntil, nameAt, newWallet, nodeIdOf } from './phones.ts';
+import { newWallet } from './phones.ts';
+import { mineUntil, nameAt, nodeIdOf } from './util/names.ts';
 
 const NAME = 'sip:alice@a.test';
 

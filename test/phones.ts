@@ -1,30 +1,17 @@
 // Helpers for the tests that drive real phones (baresip, Linphone, SIPp) against `dots node`
-// processes: what is on the chain for a name, mining until something holds, re-running a test
-// file inside a network namespace of its own, and starting a baresip configured as
-// ../shared/phones/README.md says. Processes are only ever signalled through their own
-// ChildProcess handles, never by name.
+// processes: a user's wallet, re-running a test file inside a network namespace of its own,
+// and baresip configured as ../shared/phones/README.md says (started, and driven over
+// ctrl_tcp with its SIP trace read back). What the chain says of names is in util/names.ts.
+// Processes are only ever signalled through their own ChildProcess handles, never by name.
 import tap, { type Test } from 'tap';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { getJson, has, runDots, stopProcess } from './util/proc.ts';
+import { has, runDots, stopProcess } from './util/proc.ts';
 import type { Teardown } from './util/tmp.ts';
-import { sleep, waitFor } from './util/wait.ts';
-
-/** A name's binding on the chain, as GET /api/names/NAME reports it. */
-export interface Binding {
-  node: string;
-  status: string;
-  confirmed: boolean;
-  seq: number;
-}
-
-/** The binding `n` (a node: its API URL) knows for `name`; null when it knows none. */
-export async function bindingAt(n: { api: string }, name: string): Promise<Binding | null> {
-  const r = await getJson<{ binding: Binding | null }>(`${n.api}/api/names/${encodeURIComponent(name)}`);
-  return r.status === 200 ? r.body.binding : null;
-}
+import { waitFor } from './util/wait.ts';
 
 /** A user's wallet made with `dots wallet new` (regtest): its file, public key and the passphrase environment. */
 export async function newWallet(t: Test, file: string): Promise<{ file: string; pub: string; env: Record<string, string>; args: string[] }> {
@@ -34,51 +21,6 @@ export async function newWallet(t: Test, file: string): Promise<{ file: string; 
   const pub = /pubkey\s+([0-9a-f]{66})/.exec(made.stdout)?.[1] ?? '';
   t.equal(pub.length, 66, 'the wallet prints its public key');
   return { file, pub, env, args: ['--wallet', file, '--network', 'regtest'] };
-}
-
-/** What GET /api/names/NAME says of a name's owner and serving nodes. */
-export interface NameView {
-  owner: string | null;
-  delegates: string[];
-  bindings: Array<{ node: string; status: string }>;
-}
-
-/** The name as `n` (a node: its API URL) sees it; null when it knows none. */
-export async function nameAt(n: { api: string }, name: string): Promise<NameView | null> {
-  const r = await getJson<NameView>(`${n.api}/api/names/${encodeURIComponent(name)}`);
-  return r.status === 200 ? r.body : null;
-}
-
-/** The node id of `n` (by its SIP URI), once its announcement is on the chain `at` follows, mining with `mine` meanwhile. */
-export async function nodeIdOf(at: { api: string }, n: { name: string; sip: string }, mine: () => Promise<unknown>): Promise<string> {
-  return mineUntil(mine, `${n.name}'s announcement`, async () => {
-    const list = (await getJson<{ nodes: Array<{ id: string; sipUris: string[] }> }>(`${at.api}/api/nodes`)).body.nodes;
-    return list.find((x) => x.sipUris.some((u) => u.startsWith(n.sip)))?.id;
-  }, { timeoutMs: 30_000 });
-}
-
-/**
- * Mines one block at a time with `mine` until `fn` holds, waiting `pauseMs` after each block (the
- * bridge batches for 100 ms): the bridge needs blocks for commit, reveal and binding.
- */
-export async function mineUntil<T>(
-  mine: () => Promise<unknown>,
-  what: string,
-  fn: () => Promise<T | undefined | null | false>,
-  o: { timeoutMs?: number; pauseMs?: number } = {},
-): Promise<T> {
-  return waitFor(
-    what,
-    async () => {
-      const v = await fn();
-      if (v !== undefined && v !== null && v !== false) return v;
-      await mine();
-      await sleep(o.pauseMs ?? 150);
-      return undefined;
-    },
-    o.timeoutMs ?? 15_000,
-    0,
-  );
 }
 
 /**
@@ -111,6 +53,12 @@ export interface BaresipOptions {
   password: string;
   /** the node's SIP port: the account's outbound proxy */
   nodePort: number;
+  /**
+   * a second node's SIP port: `outbound2`, with `sipnat=outbound` so that the phone registers
+   * at both at once, one RFC 5626 flow each (reg-id 1 and 2), and stays registered at one when
+   * the other dies
+   */
+  nodePort2?: number;
   /** the phone's own SIP port (it binds TLS on the next one too) */
   sipPort: number;
   /** quit after this many seconds (`-t`; default 120): it unregisters */
@@ -153,8 +101,9 @@ export function startBaresip(t: Teardown, dir: string, o: BaresipOptions): Bares
       'module ausine.so',
       'module aubridge.so',
       'module srtp.so',
-      'module account.so',
+      // the instance id (+sip.instance) outbound needs is made before the accounts are read
       'module uuid.so',
+      'module account.so',
       'module_app menu.so',
       ...(o.ctrlPort === undefined ? [] : ['module_app ctrl_tcp.so', `ctrl_tcp_listen 127.0.0.1:${o.ctrlPort}`]),
       '',
@@ -162,7 +111,9 @@ export function startBaresip(t: Teardown, dir: string, o: BaresipOptions): Bares
   );
   writeFileSync(
     join(cfg, 'accounts'),
-    `<sip:${o.user}@${o.domain};transport=udp>;auth_pass=${o.password};outbound="sip:127.0.0.1:${o.nodePort};transport=udp";regint=600;answermode=auto;mediaenc=srtp-mand;audio_codecs=opus/48000/2\n`,
+    `<sip:${o.user}@${o.domain};transport=udp>;auth_pass=${o.password};outbound="sip:127.0.0.1:${o.nodePort};transport=udp";` +
+      (o.nodePort2 === undefined ? '' : `outbound2="sip:127.0.0.1:${o.nodePort2};transport=udp";sipnat=outbound;`) +
+      'regint=600;answermode=auto;mediaenc=srtp-mand;audio_codecs=opus/48000/2\n',
   );
   const child = spawn('baresip', ['-f', cfg, '-n', '127.0.0.1', ...(o.trace === true ? ['-s'] : []), '-t', String(o.seconds ?? 120)], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
@@ -172,4 +123,137 @@ export function startBaresip(t: Teardown, dir: string, o: BaresipOptions): Bares
   const stop = (): Promise<void> => stopProcess(child, 2000);
   t.teardown(stop);
   return { child, out: () => out, exited, stop };
+}
+
+/** A baresip event or command response, as ctrl_tcp sends it (one JSON object per netstring). */
+export interface CtrlMessage {
+  event?: boolean;
+  response?: boolean;
+  type?: string;
+  class?: string;
+  ok?: boolean;
+  data?: string;
+  token?: string;
+  accountaor?: string;
+  direction?: string;
+  peeruri?: string;
+  param?: string;
+  id?: string;
+}
+
+/** A baresip phone configured as ../shared/phones/README.md says, driven over ctrl_tcp. */
+export class BaresipPhone {
+  readonly messages: CtrlMessage[] = [];
+  private sock: Socket | null = null;
+  private buf = Buffer.alloc(0);
+  private tokens = 0;
+
+  private constructor(
+    readonly user: string,
+    readonly domain: string,
+    private readonly baresip: Baresip,
+    readonly ctrlPort: number,
+  ) {}
+
+  /** Writes the config folder and starts baresip (with a SIP trace: `-s`). */
+  static start(t: Teardown, dir: string, o: BaresipOptions & { ctrlPort: number }): BaresipPhone {
+    const phone = new BaresipPhone(o.user, o.domain, startBaresip(t, dir, { ...o, trace: true }), o.ctrlPort);
+    t.teardown(() => phone.stop());
+    return phone;
+  }
+
+  /** What baresip printed (the SIP trace included). */
+  output(): string {
+    return this.baresip.out();
+  }
+
+  get aor(): string {
+    return `sip:${this.user}@${this.domain}`;
+  }
+
+  /** Connects to ctrl_tcp (retrying while baresip starts). */
+  async control(): Promise<void> {
+    this.sock = await waitFor(
+      `${this.user}'s ctrl_tcp on port ${this.ctrlPort}`,
+      () =>
+        new Promise<Socket | undefined>((resolve) => {
+          const s = connect(this.ctrlPort, '127.0.0.1');
+          s.once('connect', () => resolve(s));
+          s.once('error', () => resolve(undefined));
+        }),
+      10_000,
+      100,
+    );
+    this.sock.on('data', (d: Buffer) => this.onData(d));
+    this.sock.on('error', () => undefined);
+  }
+
+  /** Netstrings: LENGTH ":" JSON ",". */
+  private onData(d: Buffer): void {
+    this.buf = Buffer.concat([this.buf, d]);
+    for (;;) {
+      const colon = this.buf.indexOf(0x3a);
+      if (colon < 0) return;
+      const len = Number(this.buf.subarray(0, colon).toString('latin1'));
+      if (!Number.isInteger(len) || len < 0) throw new Error(`${this.user}: bad netstring from ctrl_tcp: ${this.buf.toString('latin1').slice(0, 80)}`);
+      if (this.buf.length < colon + 1 + len + 1) return;
+      const text = this.buf.subarray(colon + 1, colon + 1 + len).toString('utf8');
+      this.buf = this.buf.subarray(colon + 1 + len + 1);
+      try {
+        this.messages.push(JSON.parse(text) as CtrlMessage);
+      } catch {
+        this.messages.push({ type: 'UNPARSABLE', param: text });
+      }
+    }
+  }
+
+  /** Sends a command; resolves with its response. */
+  async command(command: string, params = ''): Promise<CtrlMessage> {
+    if (this.sock === null) throw new Error(`${this.user}: not connected to ctrl_tcp`);
+    const token = `${this.user}-${++this.tokens}`;
+    const json = Buffer.from(JSON.stringify({ command, params, token }), 'utf8');
+    this.sock.write(Buffer.concat([Buffer.from(`${json.length}:`), json, Buffer.from(',')]));
+    return waitFor(`${this.user}: response to ${command}`, async () => this.messages.find((m) => m.response === true && m.token === token), 5000);
+  }
+
+  /** The first event of `type` (for the call, if one is named). */
+  event(type: string): CtrlMessage | undefined {
+    return this.messages.find((m) => m.event === true && m.type === type);
+  }
+
+  async waitEvent(type: string, timeoutMs = 10_000): Promise<CtrlMessage> {
+    return waitFor(`${this.user}: ${type}`, async () => this.event(type), timeoutMs).catch((e: unknown) => {
+      throw new Error(`${(e as Error).message}; events so far: ${this.events().join(' ')}\n--- ${this.user}'s output (tail)\n${this.output().slice(-3000)}`);
+    });
+  }
+
+  events(): string[] {
+    return this.messages.filter((m) => m.event === true).map((m) => m.type ?? '?');
+  }
+
+  async stop(): Promise<void> {
+    this.sock?.destroy();
+    await this.baresip.stop();
+  }
+}
+
+/** One SIP message of a baresip trace (`-s`): "ESC[36;1m#", "UDP SRC -> DST", the message, "ESC[;m". */
+export interface Traced {
+  src: string;
+  dst: string;
+  text: string;
+}
+
+export function traced(out: string): Traced[] {
+  const msgs: Traced[] = [];
+  for (const part of out.split('\x1b[36;1m#\n').slice(1)) {
+    const m = /^\w+ (\S+) -> (\S+)\n([\s\S]*?)(?:\x1b\[;m|$)/.exec(part);
+    if (m !== null) msgs.push({ src: m[1], dst: m[2], text: m[3] });
+  }
+  return msgs;
+}
+
+/** The first traced message matching `start` (its first line) and `o`. */
+export function find(out: string, start: RegExp, o: { src?: string; dst?: string; cseq?: RegExp } = {}): Traced | undefined {
+  return traced(out).find((m) => start.test(m.text) && (o.src === undefined || m.src === o.src) && (o.dst === undefined || m.dst === o.dst) && (o.cseq === undefined || o.cseq.test(/^CSeq:(.*)$/im.exec(m.text)?.[1] ?? '')));
 }

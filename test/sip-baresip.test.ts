@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { runDots, startNode, getJson, postJson } from './util/proc.ts';
 import { tmpDir } from './util/tmp.ts';
 import { waitFor } from './util/wait.ts';
-import { bindingAt, inNetworkNamespace, mineUntil, startBaresip, type Binding } from './phones.ts';
+import { inNetworkNamespace, startBaresip } from './phones.ts';
+import { bindingAt, mineUntil, type Binding } from './util/names.ts';
 
 const DOMAIN = 'bare.test';
 

@@ -17,7 +17,7 @@ import { tmpDir, type Teardown } from './util/tmp.ts';
 import { waitFor } from './util/wait.ts';
 import { TestPhone } from './sip-client.ts';
 import { getHeader } from '../sip/message.ts';
-import { bindingAt, mineUntil } from './phones.ts';
+import { bindingAt, mineUntil } from './util/names.ts';
 
 const FIX = fileURLToPath(new URL('./fixtures/sipp/', import.meta.url));
 const DAVE_NUMBER = '+15551230000';

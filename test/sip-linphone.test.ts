@@ -28,7 +28,8 @@ import { join } from 'node:path';
 import { Harness, has, runDots, stopProcess } from './util/proc.ts';
 import { tmpDir, type Teardown } from './util/tmp.ts';
 import { sleep, waitFor } from './util/wait.ts';
-import { bindingAt, inNetworkNamespace, mineUntil, startBaresip, type Binding } from './phones.ts';
+import { inNetworkNamespace, startBaresip } from './phones.ts';
+import { bindingAt, mineUntil, type Binding } from './util/names.ts';
 
 /** One SIP message in Linphone's log: sent to or received from `peer`. */
 interface Traced {

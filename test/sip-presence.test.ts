@@ -10,7 +10,7 @@ import { Harness, converged, runDots, startNode, getJson, postJson } from './uti
 import { tmpDir } from './util/tmp.ts';
 import { sleep, waitFor } from './util/wait.ts';
 import { TestPhone } from './sip-client.ts';
-import { bindingAt, mineUntil } from './phones.ts';
+import { bindingAt, mineUntil } from './util/names.ts';
 
 const DOMAIN = 'pres.test';
 

@@ -224,3 +224,24 @@ t.test('overload: past maxActive forwarded requests, new calls get 503 with Retr
   t.equal((await first.final).status, 480, 'the first one still ends properly (its contact never answered)');
   t.equal(svc.proxy.activeCount, 0, 'nothing left in progress');
 });
+
+t.test('failover between nodes: an INVITE to a node that sends no 100 Trying goes to the next serving node in 1.5 s, not the full no-answer time', async (t) => {
+  let nodes: Array<{ nodeId: Uint8Array; uris: string[] }> = [];
+  // noAnswerMs of 30 s: only the node rule (a live node answers 100 Trying at once) can fail over in time
+  const { svc, phone } = await sipNode(t, DOMAIN, USERS, { proxy: { noAnswerMs: 30_000 }, locator: { locate: () => ({ kind: 'remote', nodes, online: true }) } });
+  const [gone, live, caller] = [await phone(), await phone(), await phone()];
+  await registered(caller, 'bob', 'builder');
+  nodes = [
+    { nodeId: new Uint8Array(20).fill(1), uris: [`sip:127.0.0.1:${gone.port}`] },
+    { nodeId: new Uint8Array(20).fill(2), uris: [`sip:127.0.0.1:${live.port}`] },
+  ];
+  const t0 = Date.now();
+  const call = invite(caller, 'sip:zed@far.test', `sip:bob@${DOMAIN}`);
+  const atGone = await gone.incoming('INVITE', 3000);
+  t.equal(atGone.uri, 'sip:zed@far.test', 'the first serving node gets the INVITE first, and says nothing');
+  const atLive = await live.incoming('INVITE', 5000);
+  t.pass(`the next serving node gets it ${Date.now() - t0} ms after the caller sent it`);
+  live.answer(atLive, 486);
+  t.equal((await call.final).status, 486, 'and its answer goes back to the caller');
+  t.equal(svc.proxy.stats.forwarded, 1, 'one forwarded request, two branches');
+});

@@ -269,6 +269,8 @@ export interface StartOptions {
   bootstrap?: string[];
   /** reuse a data directory (restart) */
   datadir?: string;
+  /** --sip-port (default 0: a free one); a node restarted on its old port keeps its phones' registrations and its announcement */
+  sipPort?: number;
   args?: string[];
 }
 
@@ -285,7 +287,7 @@ export class Harness {
   /** Starts `dots node` on regtest with free ports and waits until it prints its addresses. */
   async start(name: string, o: StartOptions = {}): Promise<NodeProc> {
     const datadir = o.datadir ?? tmpDir(this.t, `dots-p2p-${name}-`);
-    const node = await NodeProc.start({ name, datadir, bootstrap: o.bootstrap, args: o.args, env: { DOTS_LOG: 'debug' } });
+    const node = await NodeProc.start({ name, datadir, sipPort: o.sipPort, bootstrap: o.bootstrap, args: o.args, env: { DOTS_LOG: 'debug' } });
     this.nodes.push(node);
     // tap runs teardowns last-registered first: this one stops the node before its data
     // directory (registered above) is removed, never while it still writes there
