@@ -1,6 +1,7 @@
 // Command-line argument helpers shared by every `dots` command: strict parsing, and value
 // checks that fail with one line naming the flag and what it expects.
 import { mkdirSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { UserError } from '../core/errors.ts';
 import { fromHex, isHex } from '../core/hash.ts';
@@ -27,6 +28,28 @@ export function port(v: unknown, flag: string): number {
 export function host(v: unknown, flag: string): string {
   const s = String(v);
   if (!/^[0-9a-zA-Z.:-]+$/.test(s)) throw new UserError(`${flag} must be a host name or IP address, got "${s}"`);
+  return s;
+}
+
+/** HOST or HOST:PORT ([IPv6]:PORT for an IPv6 address): what a node announces it is reached at. */
+export function hostPort(v: unknown, flag: string): { host: string; port?: number } {
+  const s = String(v);
+  const m = /^\[([0-9a-fA-F:.]+)\](?::([0-9]+))?$/.exec(s) ?? /^([0-9a-zA-Z.-]+)(?::([0-9]+))?$/.exec(s) ?? (isIP(s) === 6 ? [s, s] : null);
+  if (m === null || (isIP(m[1]) === 0 && !/[a-zA-Z]/.test(m[1]) && !/^[0-9.]+$/.test(m[1]))) throw new UserError(`${flag} must be HOST or HOST:PORT (a public address or DNS name; [IPv6]:PORT), got "${s}"`);
+  if (isIP(m[1]) === 0 && /^[0-9.]+$/.test(m[1])) throw new UserError(`${flag} must be HOST or HOST:PORT, and "${m[1]}" is not an IPv4 address`);
+  const out: { host: string; port?: number } = { host: m[1].toLowerCase() };
+  if (m[2] !== undefined) {
+    const n = port(m[2], flag);
+    if (n === 0) throw new UserError(`${flag}: the announced port cannot be 0`);
+    out.port = n;
+  }
+  return out;
+}
+
+/** A multiaddr other nodes dial this node at (/ip4|ip6|dns4|dns6|dns/HOST/tcp/PORT, without /p2p/: the node adds its own). */
+export function announceAddr(v: unknown, flag: string): string {
+  const s = String(v);
+  if (!/^\/(ip4|ip6|dns4|dns6|dns)\/[^/]+\/tcp\/[1-9][0-9]{0,4}$/.test(s) || Number(s.split('/')[4]) > 65535) throw new UserError(`${flag} must be a multiaddr like /dns4/node.example.org/tcp/27070 or /ip4/203.0.113.7/tcp/27070, got "${s}"`);
   return s;
 }
 

@@ -28,10 +28,15 @@ const SECTIONS: Record<string, string> = {
   --miner-threads N      mining threads (default 1)
   --p2p-port N           peer-to-peer TCP port (0 picks a free one)
   --p2p-host H           peer-to-peer listen address (default 127.0.0.1)
+  --p2p-announce MADDR   where other nodes dial this one, e.g. /dns4/node.example.org/tcp/27070
+                         (repeatable; default: the listening address)
   --bootstrap MULTIADDR  peer to join (repeatable)
   --mdns                 find peers on the local network (mDNS)
   --sip-host H           SIP listen address (default 127.0.0.1)
   --sip-port N           SIP UDP/TCP port (default 5060)
+  --sip-announce H[:P]   the public address or DNS name phones and nodes reach this node at
+                         (on the chain, in Via and Record-Route); mainnet and testnet refuse
+                         to announce 0.0.0.0 or a loopback address
   --domain D             SIP domain this node serves (default: the data directory's, else
                          its own, n + 16 hex digits of its node id + .dots)
   --api-host H           API and explorer address (default 127.0.0.1)

@@ -4,8 +4,8 @@ import { resolve } from 'node:path';
 import { UserError } from '../core/errors.ts';
 import { createLogger } from '../core/log.ts';
 import { DotsNode } from '../node/node.ts';
-import { datadirDomain, defaultConfig, sipBanList, type NodeConfig } from '../node/config.ts';
-import { domain, host, networkOf, parse, port } from './args.ts';
+import { checkAnnounced, datadirDomain, defaultConfig, sipBanList, type NodeConfig } from '../node/config.ts';
+import { announceAddr, domain, host, hostPort, networkOf, parse, port } from './args.ts';
 
 export function parseNodeArgs(args: string[]): NodeConfig {
   const { values: v } = parse(args, {
@@ -17,7 +17,9 @@ export function parseNodeArgs(args: string[]): NodeConfig {
     'p2p-host': { type: 'string' },
     mdns: { type: 'boolean' },
     bootstrap: { type: 'string', multiple: true },
+    'p2p-announce': { type: 'string', multiple: true },
     'sip-host': { type: 'string' },
+    'sip-announce': { type: 'string' },
     'sip-port': { type: 'string' },
     domain: { type: 'string' },
     'api-host': { type: 'string' },
@@ -45,6 +47,8 @@ export function parseNodeArgs(args: string[]): NodeConfig {
   }
   if (v['sip-host'] !== undefined) c.sipHost = host(v['sip-host'], '--sip-host');
   if (v['sip-port'] !== undefined) c.sipPort = port(v['sip-port'], '--sip-port');
+  if (v['sip-announce'] !== undefined) c.sipAnnounce = hostPort(v['sip-announce'], '--sip-announce');
+  if (v['p2p-announce'] !== undefined) c.p2pAnnounce = (v['p2p-announce'] as string[]).map((a) => announceAddr(a, '--p2p-announce'));
   if (v.domain !== undefined) c.domain = domain(v.domain, '--domain');
   else c.domain = datadirDomain(c.datadir) ?? c.domain;
   if (v['api-host'] !== undefined) c.apiHost = host(v['api-host'], '--api-host');
@@ -63,6 +67,7 @@ export function parseNodeArgs(args: string[]): NodeConfig {
   if (v['sip-ban'] !== undefined) {
     c.sipBan = sipBanList((v['sip-ban'] as string[]).flatMap((b) => b.split(',')), '--sip-ban');
   }
+  checkAnnounced(c);
   return c;
 }
 

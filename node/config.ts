@@ -2,6 +2,8 @@
 // The defaults per network come from consensus/params.ts (NODE_DEFAULTS), the one place that
 // names them; the command line (cli/node.ts) overrides them flag by flag.
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import { join, resolve } from 'node:path';
 import { NODE_DEFAULTS, type NetworkName } from '../consensus/params.ts';
 import { UserError } from '../core/errors.ts';
@@ -25,6 +27,14 @@ export interface NodeConfig {
   mdns?: boolean;
   sipHost: string;
   sipPort: number;
+  /**
+   * what the node is reached at for SIP when that is not what it listens on (a public address
+   * or DNS name, behind NAT or a load balancer): its announcement on the chain, Via and
+   * Record-Route (default: the listening address and port)
+   */
+  sipAnnounce?: { host: string; port?: number };
+  /** multiaddrs other nodes dial this node at, in place of the listening ones (default: those) */
+  p2pAnnounce?: string[];
   /** the SIP domain it serves; empty: its own (`ownDomainOf` its node id) */
   domain: string;
   apiHost: string;
@@ -80,6 +90,51 @@ export function datadirDomain(datadir: string): string | undefined {
 /** Records `domain` as the data directory's (written atomically: two `dots user add` at once cannot tear it). */
 export function recordDomain(datadir: string, domain: string): void {
   writeOwnerOnly(join(datadir, DOMAIN_FILE), domain.toLowerCase() + '\n');
+}
+
+/** An address no other machine can reach this node at: unspecified (listening everywhere) or loopback. */
+export function unreachableHost(host: string): boolean {
+  const h = host.toLowerCase().replace(/^\[|\]$/g, '');
+  if (h === 'localhost' || h.endsWith('.localhost') || h === '::' || h === '::1' || h === '0.0.0.0') return true;
+  if (isIP(h) === 4) return h.startsWith('127.');
+  return /^::ffff:127\./.test(h);
+}
+
+/**
+ * The networks where nodes are strangers on the internet (mainnet, testnet) refuse a node that
+ * would announce an address nobody else can reach: listening on 0.0.0.0 or loopback without
+ * --sip-announce (or --p2p-announce), it would put sip:0.0.0.0 or sip:127.0.0.1 on the chain
+ * and be called there. Devnet and regtest run on one machine or a LAN and allow it.
+ */
+export function checkAnnounced(c: NodeConfig): void {
+  if (c.network !== 'mainnet' && c.network !== 'testnet') return;
+  const sip = c.sipAnnounce?.host ?? c.sipHost;
+  if (unreachableHost(sip)) {
+    throw new UserError(
+      `on ${c.network} the node would announce sip:${isIP(sip) === 6 ? `[${sip}]` : sip}, which no other node can reach: pass --sip-announce HOST[:PORT] (this machine's public address or DNS name)` +
+        (c.sipAnnounce === undefined ? ' and --sip-host 0.0.0.0 (or the address to listen on)' : ''),
+    );
+  }
+  const p2p = c.p2pAnnounce ?? [`/ip4/${c.p2pHost ?? LOCALHOST}`];
+  const bad = p2p.find((a) => unreachableHost(a.split('/')[2] ?? ''));
+  if (bad !== undefined) {
+    throw new UserError(
+      `on ${c.network} the node would announce ${bad.split('/').slice(0, 3).join('/')} for p2p, which no other node can reach: pass --p2p-announce /ip4/PUBLIC-IP/tcp/PORT (or /dns4/NAME/tcp/PORT)` +
+        (c.p2pAnnounce === undefined ? ' and --p2p-host 0.0.0.0' : ''),
+    );
+  }
+}
+
+/**
+ * What a node listening on every address (0.0.0.0 or ::) announces when told nothing (devnet,
+ * regtest: mainnet and testnet refuse it, see checkAnnounced): the machine's first non-internal
+ * IPv4 address, which the other machines of its network reach, else loopback.
+ */
+export function sipAnnounced(c: Pick<NodeConfig, 'sipHost' | 'sipAnnounce'>): { host: string; port?: number } | undefined {
+  if (c.sipAnnounce !== undefined) return c.sipAnnounce;
+  if (c.sipHost !== '0.0.0.0' && c.sipHost !== '::') return undefined;
+  for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) if (!a.internal && a.family === 'IPv4') return { host: a.address };
+  return { host: LOCALHOST };
 }
 
 /** The loopback address every service listens on unless told otherwise. */

@@ -29,7 +29,7 @@ import { UserStore } from '../telecom/users.ts';
 import { chainLocator, routingSource } from '../telecom/routing.ts';
 import { loadOrCreateKey } from '../wallet/keys.ts';
 import { buildApi, LOOPBACK_HOSTS } from './api/server.ts';
-import { DOMAIN_FILE, NODE_KEY_FILE, datadirDomain, ownDomain, recordDomain, type NodeConfig } from './config.ts';
+import { DOMAIN_FILE, NODE_KEY_FILE, datadirDomain, ownDomain, recordDomain, sipAnnounced, type NodeConfig } from './config.ts';
 import { setSipStatsSource } from './metrics.ts';
 import { RegistrationsFile } from './registrations.ts';
 
@@ -173,7 +173,7 @@ export class DotsNode {
     });
     const addr = api.server.address();
     this.apiUrl = `http://${config.apiHost}:${typeof addr === 'object' && addr !== null ? addr.port : config.apiPort}`;
-    const p2p = new P2PNetwork(chain, pool, { host: config.p2pHost, port: config.p2pPort, bootstrap: config.bootstrap, mdns: config.mdns, datadir: config.datadir, log });
+    const p2p = new P2PNetwork(chain, pool, { host: config.p2pHost, port: config.p2pPort, announce: config.p2pAnnounce, bootstrap: config.bootstrap, mdns: config.mdns, datadir: config.datadir, log });
     this.p2p = p2p;
     await this.orStop(() => p2p.start());
     await this.orStop(async () => {
@@ -214,6 +214,7 @@ export class DotsNode {
     const sip = new SipService({
       host: config.sipHost,
       port: config.sipPort,
+      announce: sipAnnounced(config),
       domain: config.domain,
       openRegistration: config.openRegistration,
       users,
@@ -275,7 +276,9 @@ export class DotsNode {
   /** What `dots node` prints for SIP: its URI and how it is served. */
   describeSip(): string {
     if (this.sip === undefined) return 'not listening';
-    return `${this.sip.uri} (UDP and TCP) for domain ${this.config.domain}${this.config.openRegistration ? ', open registration' : ''}`;
+    const listening = `${this.config.sipHost.includes(':') ? `[${this.config.sipHost}]` : this.config.sipHost}:${this.sip.port}`;
+    const announced = this.sip.uri !== `sip:${listening}` ? `, listening on ${listening}` : '';
+    return `${this.sip.uri} (UDP and TCP${announced}) for domain ${this.config.domain}${this.config.openRegistration ? ', open registration' : ''}`;
   }
 
   private stopped = false;

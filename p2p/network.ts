@@ -55,6 +55,8 @@ export interface P2POptions {
   host?: string;
   /** TCP port; 0 picks a free one */
   port: number;
+  /** multiaddrs others dial this node at, in place of the listening ones (a public address or DNS name) */
+  announce?: string[];
   /** multiaddrs with /p2p/PEER-ID to join and stay connected to */
   bootstrap?: string[];
   /** local-network discovery (off by default: it announces the node on the LAN) */
@@ -217,7 +219,7 @@ export class P2PNetwork {
     try {
       this.node = await createLibp2p<Services>({
         privateKey,
-        addresses: { listen: [hostAddr(o.host ?? '127.0.0.1', o.port)] },
+        addresses: { listen: [hostAddr(o.host ?? '127.0.0.1', o.port)], ...(o.announce === undefined ? {} : { announce: o.announce }) },
         transports: [tcp()],
         connectionEncrypters: [noise()],
         streamMuxers: [yamux()],

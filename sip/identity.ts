@@ -8,11 +8,16 @@ import { bareHost, normalizeEscapes, parseNameAddr, parseUri, type SipUri, type 
 export class NodeIdentity {
   readonly domain: string;
 
-  /** `host` is the address the node listens on; the port is the transport's, known once it listens. */
+  /**
+   * `host` is the address the node listens on; the port is the transport's, known once it
+   * listens. `announce`: where others reach it instead (a public address or DNS name in front of
+   * a NAT or load balancer), which goes in its URI, Via and Record-Route.
+   */
   constructor(
     domain: string,
     private readonly host: string,
     private readonly transport: { readonly port: number },
+    private readonly announce?: { host: string; port?: number },
   ) {
     this.domain = domain;
   }
@@ -29,10 +34,15 @@ export class NodeIdentity {
     return flow.proto === 'udp' && flow.port === this.port && flow.address === this.host;
   }
 
-  /** host:port to put in URIs (IPv6 in brackets) */
+  /** the port others reach the node at */
+  get publicPort(): number {
+    return this.announce?.port ?? this.port;
+  }
+
+  /** host:port to put in URIs, as others reach the node (IPv6 in brackets) */
   get hostport(): string {
-    const h = this.host;
-    return (isIP(h) === 6 ? `[${h}]` : h) + ':' + this.port;
+    const h = this.announce?.host ?? this.host;
+    return (isIP(h) === 6 ? `[${h}]` : h) + ':' + this.publicPort;
   }
 
   /** The address of record of this node's user (`user` as canonicalUser gives it). */
@@ -50,7 +60,7 @@ export class NodeIdentity {
     if (h === this.domain || h === 'localhost') return true;
     const bare = bareHost(h);
     const mine = this.host;
-    if (bare === mine) return true;
+    if (bare === mine || bare === this.announce?.host) return true;
     // bound to every address: any IP literal that reached us is ours
     return isIP(bare) !== 0 && (mine === '0.0.0.0' || mine === '::');
   }
@@ -58,7 +68,9 @@ export class NodeIdentity {
   /** The URI's host is this node's domain, or its address with its port. */
   namesUs(u: SipUri): boolean {
     const h = u.host.toLowerCase();
-    return h === this.domain || (this.isOurHost(h) && (u.port ?? 5060) === this.port);
+    if (h === this.domain) return true;
+    const port = u.port ?? 5060;
+    return this.isOurHost(h) && (port === this.port || port === this.publicPort);
   }
 
   /** Whether a URI (a Route entry, a name-addr or a bare URI) names this node: its domain, or its address and port. */

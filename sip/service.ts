@@ -30,6 +30,8 @@ export type { Located, Locator, SipLogger, UserDirectory } from './injected.ts';
 export interface SipServiceOptions {
   host: string;
   port: number;
+  /** the address and port others reach the node at, when not `host` and `port` (NAT, a load balancer, a DNS name) */
+  announce?: { host: string; port?: number };
   domain: string;
   /** anyone may register without credentials (devnet); credentials given are still checked */
   openRegistration: boolean;
@@ -79,7 +81,7 @@ export class SipService {
     this.log = opts.log ?? SILENT;
     this.transport = new SipTransport({ ...opts.transport, host: opts.host, port: opts.port }, { message: (m, f) => this.onMessage(m, f), malformed: (e, p, f) => this.onMalformed(e, p, f) });
     this.tx = new TransactionLayer(this.transport, { ...opts.transactions, timers: opts.timers });
-    const self = new NodeIdentity(this.domain, opts.host, this.transport);
+    const self = new NodeIdentity(this.domain, opts.host, this.transport, opts.announce);
     this.self = self;
     this.registrar = new Registrar({ ...opts.registrar, domain: this.domain }, opts.keepalive);
     this.keepalive = new Keepalive(self, this.transport, this.tx, this.registrar);

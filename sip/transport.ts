@@ -7,6 +7,7 @@
 // connection itself (RFC 5626 flows). Sending to a broadcast, multicast or unspecified address
 // is refused here, whatever a Via or Contact asked for.
 
+import { lookup as dnsLookup } from 'node:dns/promises';
 import { createSocket, type Socket as UdpSocket, type RemoteInfo, type SocketOptions } from 'node:dgram';
 import { BlockList, createServer, connect as tcpConnect, isIP, type Server, type Socket } from 'node:net';
 import { SipStreamFramer, isKeepalive, type FramerEvent, parseMessage, type SipMessage, type SipParseError } from './message.ts';
@@ -444,13 +445,41 @@ export class SipTransport {
     return this.adopt(socket).flow;
   }
 
+  /** host name -> its address and until when it is trusted (ms), for names nodes announce */
+  private readonly resolved = new Map<string, { address: string | null; until: number }>();
+
+  /**
+   * The address of a host name a node announced (A/AAAA through the system resolver, kept for a
+   * minute, failures for ten seconds so a dead name is not asked on every call); null when it
+   * does not resolve within `timeoutMs`. Announced URIs carry their port, so no SRV lookup.
+   */
+  private async resolve(name: string, timeoutMs: number): Promise<string | null> {
+    const now = Date.now();
+    const hit = this.resolved.get(name);
+    if (hit !== undefined && hit.until > now) return hit.address;
+    let timer: NodeJS.Timeout | undefined;
+    const address = await Promise.race([
+      dnsLookup(name, { family: isIP(this.host) === 6 ? 6 : 4 }).then((r) => r.address, () => null),
+      new Promise<null>((r) => (timer = setTimeout(() => r(null), timeoutMs))),
+    ]);
+    clearTimeout(timer);
+    if (this.resolved.size >= 1000) this.resolved.clear();
+    this.resolved.set(name, { address, until: now + (address === null ? 10_000 : 60_000) });
+    return address;
+  }
+
   /**
    * A flow to the host and port of `uri`: UDP, or a new TCP connection for `;transport=tcp`.
-   * IP literals only (the chain announces addresses, not names): null for a name.
+   * A host name (a node announced as sip:node.example.org:5060) is resolved first; null when it
+   * does not resolve.
    */
   async flowTo(uri: SipUri, timeoutMs = 5000): Promise<Flow | null> {
-    const host = bareHost(uri.host);
-    if (isIP(host) === 0) return null;
+    let host = bareHost(uri.host);
+    if (isIP(host) === 0) {
+      const address = await this.resolve(host.toLowerCase(), timeoutMs);
+      if (address === null) return null;
+      host = address;
+    }
     const port = uri.port ?? 5060;
     const t = uriParam(uri, 'transport');
     if (typeof t === 'string' && t.toLowerCase() === 'tcp') return this.connect(host, port, timeoutMs);

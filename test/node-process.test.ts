@@ -18,6 +18,16 @@ t.test('bad flags get one line saying what to fix', async (t) => {
     [['node', '--network', 'moon'], /--network must be one of/],
     [['node', '--bogus'], /Unknown option '--bogus'/],
     [['node', '--bootstrap', 'localhost:1234'], /--bootstrap must be a multiaddr/],
+    [['node', '--sip-announce', 'bad host!'], /--sip-announce must be HOST or HOST:PORT/],
+    [['node', '--sip-announce', '203.0.113.7:0'], /--sip-announce: the announced port cannot be 0/],
+    [['node', '--sip-announce', '999.1.2.3'], /"999\.1\.2\.3" is not an IPv4 address/],
+    [['node', '--p2p-announce', '/ip4/203.0.113.7'], /--p2p-announce must be a multiaddr like/],
+    // where nodes are strangers on the internet, nobody can reach 0.0.0.0 or loopback
+    [['node', '--network', 'testnet'], /on testnet the node would announce sip:127\.0\.0\.1, which no other node can reach: pass --sip-announce HOST\[:PORT\]/],
+    [['node', '--network', 'mainnet', '--sip-host', '0.0.0.0'], /on mainnet the node would announce sip:0\.0\.0\.0/],
+    [['node', '--network', 'mainnet', '--sip-announce', 'localhost'], /on mainnet the node would announce sip:localhost/],
+    [['node', '--network', 'testnet', '--sip-announce', 'sip.example.org'], /on testnet the node would announce \/ip4\/127\.0\.0\.1 for p2p, which no other node can reach: pass --p2p-announce/],
+    [['node', '--network', 'testnet', '--sip-announce', '[::1]:5060', '--p2p-announce', '/dns4/node.example.org/tcp/27070'], /would announce sip:\[::1\], which no other node can reach/],
     [['frobnicate'], /unknown command "frobnicate"/],
     [['wallet', 'send', 'xyz', '10', '--network', 'regtest'], /not a valid address/],
   ];

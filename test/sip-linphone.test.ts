@@ -1,6 +1,6 @@
 // Linphone (linphonec 5.1), a standard SIP phone with RFC 8760 and RFC 5626 support, registering
-// to a `dots node`: what the other phones here cannot show (SIPp and baresip 1.0 only do MD5, and
-// neither sends +sip.instance / reg-id).
+// to a `dots node`: what the other phones here cannot show (SIPp and baresip 1.0 only do MD5;
+// baresip sends +sip.instance / reg-id only with sipnat=outbound, test/names-roaming-baresip.test.ts).
 //
 // Node A serves lin.test (carol, a Linphone), node B serves b.test (bob, a baresip). Checked from
 // Linphone's own SIP log (linphonec -d 6 -l FILE), message by message:
