@@ -48,6 +48,10 @@ const BENCHES: Record<string, (o: BenchOptions) => Promise<Row[]>> = {
     const { benchRoam } = await import('./roam.ts');
     return benchRoam(o);
   },
+  tls: async (o) => {
+    const { benchTls } = await import('./tls.ts');
+    return benchTls(o);
+  },
   sync: async (o) => {
     const { benchSync } = await import('./sync.ts');
     return benchSync(o);

@@ -19,6 +19,27 @@ function optionsText(ruri: string, localPort: number, branch: string): string {
   return [`OPTIONS ${ruri} SIP/2.0`, `Via: SIP/2.0/UDP 127.0.0.1:${localPort};rport;branch=${branch}`, 'Max-Forwards: 70', `From: <sip:bench@127.0.0.1>;tag=${rnd()}`, `To: <${ruri}>`, `Call-ID: ${rnd()}`, 'CSeq: 1 OPTIONS', 'Content-Length: 0', '', ''].join('\r\n');
 }
 
+/** A REGISTER as text, with a new branch: `via` is "UDP 127.0.0.1:5062" (transport and sent-by). */
+export function registerText(o: { via: string; user: string; domain: string; contact: string; expires: number; callId: string; cseq: number; authorization?: string }): { text: string; branch: string } {
+  const branch = 'z9hG4bK' + rnd();
+  const text = [
+    `REGISTER sip:${o.domain} SIP/2.0`,
+    `Via: SIP/2.0/${o.via};rport;branch=${branch}`,
+    'Max-Forwards: 70',
+    `From: <sip:${o.user}@${o.domain}>;tag=${rnd()}`,
+    `To: <sip:${o.user}@${o.domain}>`,
+    `Call-ID: ${o.callId}`,
+    `CSeq: ${o.cseq} REGISTER`,
+    `Contact: <${o.contact}>`,
+    `Expires: ${o.expires}`,
+    ...(o.authorization === undefined ? [] : [`Authorization: ${o.authorization}`]),
+    'Content-Length: 0',
+    '',
+    '',
+  ].join('\r\n');
+  return { text, branch };
+}
+
 interface Got {
   res: SipResponse;
   /** hrtime (ns) it arrived */
@@ -163,23 +184,7 @@ export class Ua {
   }
 
   private registerText(user: string, domain: string, contact: string, expires: number, callId: string, cseq: number, authorization?: string): { text: string; branch: string } {
-    const branch = 'z9hG4bK' + rnd();
-    const text = [
-      `REGISTER sip:${domain} SIP/2.0`,
-      `Via: SIP/2.0/UDP ${this.address}:${this.port};rport;branch=${branch}`,
-      'Max-Forwards: 70',
-      `From: <sip:${user}@${domain}>;tag=${rnd()}`,
-      `To: <sip:${user}@${domain}>`,
-      `Call-ID: ${callId}`,
-      `CSeq: ${cseq} REGISTER`,
-      `Contact: <${contact}>`,
-      `Expires: ${expires}`,
-      ...(authorization === undefined ? [] : [`Authorization: ${authorization}`]),
-      'Content-Length: 0',
-      '',
-      '',
-    ].join('\r\n');
-    return { text, branch };
+    return registerText({ via: `UDP ${this.address}:${this.port}`, user, domain, contact, expires, callId, cseq, authorization });
   }
 }
 

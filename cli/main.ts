@@ -15,7 +15,7 @@ Usage:
   dots wallet new|address|balance|send|history ...
   dots name claim|renew|transfer|delegate|show ...
   dots user add NAME --password PW ...   a SIP account for a phone at this node
-  dots bench hash|chain|sync|sip|calls|abuse|roam|all [--json] [--seconds N]
+  dots bench hash|chain|sync|sip|calls|abuse|roam|tls|all [--json] [--seconds N]
   dots help | dots COMMAND --help  this text, or one command's part of it
 `;
 
@@ -37,6 +37,13 @@ const SECTIONS: Record<string, string> = {
   --sip-announce H[:P]   the public address or DNS name phones and nodes reach this node at
                          (on the chain, in Via and Record-Route); mainnet and testnet refuse
                          to announce 0.0.0.0 or a loopback address
+  --tls-port N           SIP over TLS port (default 5061; node-to-node calls go over TLS)
+  --tls-cert FILE        a PEM certificate (chain) to use, e.g. Let's Encrypt's fullchain.pem
+  --tls-key FILE         its PEM private key (default: the node's own, made at first start
+                         in DATADIR/tls.crt and tls.key)
+  --no-tls               no SIP over TLS
+  --require-tls          phones must register over TLS; SDP with SRTP keys (a=crypto) is
+                         refused on plain transports (488) instead of relayed
   --domain D             SIP domain this node serves (default: the data directory's, else
                          its own, n + 16 hex digits of its node id + .dots)
   --api-host H           API and explorer address (default 127.0.0.1)
@@ -81,6 +88,7 @@ const SECTIONS: Record<string, string> = {
   calls    calls/s two nodes route, latency a node adds to an INVITE, registration to reachable
   abuse    a phone registering and calling every second while one address floods the node
   roam     a phone at two serving nodes: one dies, time until a call reaches the phone
+  tls      REGISTER/s over UDP, TCP and TLS (one run, one generator); TLS handshakes/s
   all      every one of them (the default)
 `,
 };

@@ -20,6 +20,11 @@ export function parseNodeArgs(args: string[]): NodeConfig {
     'p2p-announce': { type: 'string', multiple: true },
     'sip-host': { type: 'string' },
     'sip-announce': { type: 'string' },
+    'tls-port': { type: 'string' },
+    'tls-cert': { type: 'string' },
+    'tls-key': { type: 'string' },
+    'no-tls': { type: 'boolean' },
+    'require-tls': { type: 'boolean' },
     'sip-port': { type: 'string' },
     domain: { type: 'string' },
     'api-host': { type: 'string' },
@@ -48,6 +53,18 @@ export function parseNodeArgs(args: string[]): NodeConfig {
   if (v['sip-host'] !== undefined) c.sipHost = host(v['sip-host'], '--sip-host');
   if (v['sip-port'] !== undefined) c.sipPort = port(v['sip-port'], '--sip-port');
   if (v['sip-announce'] !== undefined) c.sipAnnounce = hostPort(v['sip-announce'], '--sip-announce');
+  if (v['tls-port'] !== undefined) c.tlsPort = port(v['tls-port'], '--tls-port');
+  if ((v['tls-cert'] === undefined) !== (v['tls-key'] === undefined)) throw new UserError('--tls-cert and --tls-key go together: give both, or neither (the node then makes its own)');
+  if (v['tls-cert'] !== undefined) c.tlsCert = resolve(String(v['tls-cert']));
+  if (v['tls-key'] !== undefined) c.tlsKey = resolve(String(v['tls-key']));
+  if (v['no-tls'] === true) {
+    if (v['tls-port'] !== undefined || v['tls-cert'] !== undefined || v['tls-key'] !== undefined) throw new UserError('--no-tls cannot go with --tls-port, --tls-cert or --tls-key');
+    c.tlsPort = null;
+  }
+  if (v['require-tls'] === true) {
+    if (c.tlsPort === null) throw new UserError('--require-tls needs TLS: drop --no-tls');
+    c.requireTls = true;
+  }
   if (v['p2p-announce'] !== undefined) c.p2pAnnounce = (v['p2p-announce'] as string[]).map((a) => announceAddr(a, '--p2p-announce'));
   if (v.domain !== undefined) c.domain = domain(v.domain, '--domain');
   else c.domain = datadirDomain(c.datadir) ?? c.domain;

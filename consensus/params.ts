@@ -144,6 +144,8 @@ export interface NodeDefaults {
   p2pPort: number;
   /** SIP UDP and TCP port; 0 picks a free one */
   sipPort: number;
+  /** SIP over TLS port; 0 picks a free one */
+  tlsPort: number;
   /** HTTP API and explorer port */
   apiPort: number;
   /** the data directory, relative to the working directory */
@@ -151,11 +153,11 @@ export interface NodeDefaults {
 }
 
 export const NODE_DEFAULTS: Record<NetworkName, NodeDefaults> = {
-  mainnet: { p2pPort: 7070, sipPort: 5060, apiPort: 8080, datadir: 'data/mainnet' },
-  testnet: { p2pPort: 17070, sipPort: 5060, apiPort: 8080, datadir: 'data/testnet' },
-  devnet: { p2pPort: 27070, sipPort: 5060, apiPort: 8080, datadir: 'data/devnet' },
+  mainnet: { p2pPort: 7070, sipPort: 5060, tlsPort: 5061, apiPort: 8080, datadir: 'data/mainnet' },
+  testnet: { p2pPort: 17070, sipPort: 5060, tlsPort: 5061, apiPort: 8080, datadir: 'data/testnet' },
+  devnet: { p2pPort: 27070, sipPort: 5060, tlsPort: 5061, apiPort: 8080, datadir: 'data/devnet' },
   // regtest is for tests, which run many nodes at once: free ports unless some are asked for
-  regtest: { p2pPort: 0, sipPort: 0, apiPort: 8080, datadir: 'data/regtest' },
+  regtest: { p2pPort: 0, sipPort: 0, tlsPort: 0, apiPort: 8080, datadir: 'data/regtest' },
 };
 
 export function isNetworkName(s: string): s is NetworkName {

@@ -35,6 +35,13 @@ export interface NodeConfig {
   sipAnnounce?: { host: string; port?: number };
   /** multiaddrs other nodes dial this node at, in place of the listening ones (default: those) */
   p2pAnnounce?: string[];
+  /** SIP over TLS port (null: no TLS) */
+  tlsPort: number | null;
+  /** a certificate and key to use (PEM files) instead of the node's own, made at first start */
+  tlsCert?: string;
+  tlsKey?: string;
+  /** phones must register over TLS, and SDP with SRTP keys (a=crypto) crosses plain transports nowhere */
+  requireTls?: boolean;
   /** the SIP domain it serves; empty: its own (`ownDomainOf` its node id) */
   domain: string;
   apiHost: string;
@@ -151,6 +158,7 @@ export function defaultConfig(network: NetworkName = 'devnet'): NodeConfig {
     bootstrap: [],
     sipHost: LOCALHOST,
     sipPort: d.sipPort,
+    tlsPort: d.tlsPort,
     domain: '',
     apiHost: LOCALHOST,
     apiPort: d.apiPort,

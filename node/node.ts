@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Store } from '../core/store.ts';
 import type { Mempool } from '../core/mempool.ts';
-import { publicKeyOf } from '../core/sig.ts';
+import { publicKeyOf, signTagged } from '../core/sig.ts';
 import { addressOf, encodeAddress } from '../core/address.ts';
 import { UserError } from '../core/errors.ts';
 import { Kind, type Rec } from '../core/records.ts';
@@ -27,6 +27,7 @@ import { CallLog } from '../telecom/calls.ts';
 import { PresenceBridge } from '../telecom/presence.ts';
 import { UserStore } from '../telecom/users.ts';
 import { chainLocator, routingSource } from '../telecom/routing.ts';
+import { NODE_PROOF_TAG } from '../sip/tls.ts';
 import { loadOrCreateKey } from '../wallet/keys.ts';
 import { buildApi, LOOPBACK_HOSTS } from './api/server.ts';
 import { DOMAIN_FILE, NODE_KEY_FILE, datadirDomain, ownDomain, recordDomain, sipAnnounced, type NodeConfig } from './config.ts';
@@ -35,6 +36,7 @@ import { RegistrationsFile } from './registrations.ts';
 
 import { openChainStack, type ChainStack } from './chain-stack.ts';
 import { followTip } from './tip-mark.ts';
+import { loadTlsIdentity } from './certificate.ts';
 
 export { NODE_KEY_FILE } from './config.ts';
 
@@ -211,10 +213,26 @@ export class DotsNode {
     const users = new UserStore(config.datadir, config.domain, (m) => log.warn(m));
     this.users = users;
     const interval = (config.sipKeepalive ?? 30) * 1000;
+    const announced = sipAnnounced(config);
+    const tls =
+      config.tlsPort === null
+        ? undefined
+        : {
+            port: config.tlsPort,
+            ...loadTlsIdentity(config.datadir, {
+              certFile: config.tlsCert,
+              keyFile: config.tlsKey,
+              commonName: config.domain,
+              hosts: [...new Set([announced?.host ?? config.sipHost, 'localhost', '127.0.0.1'].filter((h) => h !== '0.0.0.0' && h !== '::'))],
+            }),
+          };
+    const src = routingSource(chain, pool);
     const sip = new SipService({
       host: config.sipHost,
       port: config.sipPort,
-      announce: sipAnnounced(config),
+      announce: announced,
+      tls,
+      requireTls: config.requireTls === true,
       domain: config.domain,
       openRegistration: config.openRegistration,
       users,
@@ -222,7 +240,8 @@ export class DotsNode {
       digest: { algorithms: config.sipDigest },
       log,
       onPresence: (aor, online, until) => this.presence?.phone(aor, online, until),
-      locator: chainLocator(routingSource(chain, pool), () => chain.clock(), this.nodeId),
+      locator: chainLocator(src, () => chain.clock(), this.nodeId, { tls: tls !== undefined }),
+      nodeProof: { nodeId: this.nodeId, sign: (binding) => signTagged(this.secret, NODE_PROOF_TAG, binding) },
       onCallEnd: (e) => calls.callEnded(e),
       transport: { banned: config.sipBan },
     });
@@ -261,7 +280,7 @@ export class DotsNode {
       secret: this.secret,
       datadir: config.datadir,
       domain: config.domain,
-      sipUri: () => sip.uri,
+      sipUris: () => (sip.tlsUri === null ? [sip.uri] : [sip.uri, sip.tlsUri]),
       p2pAddrs: () => this.p2p?.multiaddrs() ?? [],
       users,
       openRegistration: config.openRegistration,
@@ -278,7 +297,8 @@ export class DotsNode {
     if (this.sip === undefined) return 'not listening';
     const listening = `${this.config.sipHost.includes(':') ? `[${this.config.sipHost}]` : this.config.sipHost}:${this.sip.port}`;
     const announced = this.sip.uri !== `sip:${listening}` ? `, listening on ${listening}` : '';
-    return `${this.sip.uri} (UDP and TCP${announced}) for domain ${this.config.domain}${this.config.openRegistration ? ', open registration' : ''}`;
+    const tls = this.sip.tlsPort === 0 ? '' : `; TLS on ${this.sip.tlsPort}`;
+    return `${this.sip.uri} (UDP and TCP${announced}${tls}) for domain ${this.config.domain}${this.config.openRegistration ? ', open registration' : ''}`;
   }
 
   private stopped = false;

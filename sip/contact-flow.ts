@@ -22,10 +22,10 @@ export async function contactFlow(b: ContactBinding, transport: SipTransport, co
     return { proto: 'udp', address: host, port: u.port ?? 5060, conn: 0 };
   }
   if (transport.isOpen(b.flow)) return b.flow;
-  // the phone's TCP connection is gone: reach the contact itself if it is an address
+  // the phone's TCP or TLS connection is gone: reach the contact itself if it is an address
   if (isIP(host) === 0 || u.kind !== 'sip') return null;
   try {
-    b.flow = await transport.connect(host, u.port ?? 5060, connectTimeoutMs);
+    b.flow = await transport.connect(host, u.port ?? (b.flow.proto === 'tls' ? 5061 : 5060), connectTimeoutMs, b.flow.proto);
     return b.flow;
   } catch {
     return null;

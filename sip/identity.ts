@@ -4,6 +4,7 @@
 
 import { isIP } from 'node:net';
 import { bareHost, normalizeEscapes, parseNameAddr, parseUri, type SipUri, type Uri } from './uri.ts';
+import type { Proto } from './transport.ts';
 
 export class NodeIdentity {
   readonly domain: string;
@@ -16,7 +17,7 @@ export class NodeIdentity {
   constructor(
     domain: string,
     private readonly host: string,
-    private readonly transport: { readonly port: number },
+    private readonly transport: { readonly port: number; readonly tlsPort?: number },
     private readonly announce?: { host: string; port?: number },
   ) {
     this.domain = domain;
@@ -45,6 +46,23 @@ export class NodeIdentity {
     return (isIP(h) === 6 ? `[${h}]` : h) + ':' + this.publicPort;
   }
 
+  /** the TLS port (0: no TLS) */
+  get tlsPort(): number {
+    return this.transport.tlsPort ?? 0;
+  }
+
+  /** host:port of the node's side reached over `proto`: its TLS port for TLS */
+  hostportFor(proto: Proto): string {
+    if (proto !== 'tls' || this.tlsPort === 0) return this.hostport;
+    const h = this.announce?.host ?? this.host;
+    return (isIP(h) === 6 ? `[${h}]` : h) + ':' + this.tlsPort;
+  }
+
+  /** The Record-Route value for the node's side reached over `proto` (TLS: its TLS port, transport=tls). */
+  recordRouteFor(proto: Proto): string {
+    return proto === 'tls' && this.tlsPort !== 0 ? `<sip:${this.hostportFor('tls')};transport=tls;lr>` : `<sip:${this.hostport};lr>`;
+  }
+
   /** The address of record of this node's user (`user` as canonicalUser gives it). */
   aorOf(user: string): string {
     return 'sip:' + user + '@' + this.domain;
@@ -70,7 +88,7 @@ export class NodeIdentity {
     const h = u.host.toLowerCase();
     if (h === this.domain) return true;
     const port = u.port ?? 5060;
-    return this.isOurHost(h) && (port === this.port || port === this.publicPort);
+    return this.isOurHost(h) && (port === this.port || port === this.publicPort || (port === this.tlsPort && port !== 0));
   }
 
   /** Whether a URI (a Route entry, a name-addr or a bare URI) names this node: its domain, or its address and port. */

@@ -15,6 +15,18 @@ export type Located =
 /** The chain's view of names, supplied by the node (its `chainLocator`). */
 export interface Locator {
   locate(name: string): Located;
+  /**
+   * Whether `sig` is node `nodeId`'s signature over `binding` (a TLS connection's keying
+   * material, sip/tls.ts node proofs), by the node key the chain has for it.
+   */
+  verifyNodeProof?(nodeId: Uint8Array, binding: Uint8Array, sig: Uint8Array): boolean;
+}
+
+/** How this node proves itself on TLS connections to other nodes: its id, and a signer with its node key. */
+export interface NodeProver {
+  nodeId: Uint8Array;
+  /** the node key's signature over `binding`, with the tag NODE_PROOF_TAG (sip/tls.ts) */
+  sign(binding: Uint8Array): Uint8Array;
 }
 
 /** Where digest credentials come from (the node's account store). */

@@ -29,7 +29,7 @@ export class Keepalive {
     if (flow === null) return false;
     const branch = newBranch();
     const headers: SipHeader[] = [
-      hdr('Via', viaFor(flow, this.self.hostport, branch, true)),
+      hdr('Via', viaFor(flow, this.self.hostportFor(flow.proto), branch, true)),
       hdr('Max-Forwards', '70'),
     ];
     for (const p of b.path) headers.push(hdr('Route', p));

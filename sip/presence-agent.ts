@@ -10,7 +10,7 @@ import { getHeader, getHeaders, headerKey, splitHeaderList, type SipHeader, type
 import { newBranch, newTag } from './serialize.ts';
 import { formatUri, getParam, parseExpires, parseNameAddr, parseNameAddrList, type NameAddr } from './uri.ts';
 import { buildPidf, overallBasic, parsePidf, PidfError, PIDF_CONTENT_TYPE, type Basic } from './pidf.ts';
-import { viaFor, type Flow, type SipTransport } from './transport.ts';
+import { viaFor, type Flow, type Proto, type SipTransport } from './transport.ts';
 import { replyTo, type IncomingRequest, type TransactionLayer } from './transaction.ts';
 import { FairShare } from './fair-share.ts';
 
@@ -21,6 +21,8 @@ export interface PresenceAgentHost {
   readonly transport: SipTransport;
   readonly tx: TransactionLayer;
   readonly hostport: string;
+  /** host:port of the node's side reached over `proto` (its TLS port for TLS) */
+  hostportFor(proto: Proto): string;
   debug(msg: string): void;
 }
 
@@ -324,7 +326,7 @@ export class PresenceAgent {
   private sendOn(flow: Flow, s: Subscription, state: string, body: string, cseq: number): void {
     const branch = newBranch();
     const h = (name: string, value: string): SipHeader => ({ name, key: headerKey(name), value });
-    const headers: SipHeader[] = [h('Via', viaFor(flow, this.host.hostport, branch, true)), h('Max-Forwards', '70')];
+    const headers: SipHeader[] = [h('Via', viaFor(flow, this.host.hostportFor(flow.proto), branch, true)), h('Max-Forwards', '70')];
     for (const r of s.routes) headers.push(h('Route', r));
     const bytes = Buffer.from(body, 'utf8');
     headers.push(

@@ -14,7 +14,8 @@ import { createHash } from 'node:crypto';
 import { getHeader, getHeaderValues, splitHeaderList, type SipHeader, type SipRequest, type SipResponse } from './message.ts';
 import { newTag, serializeMessage } from './serialize.ts';
 import { bareHost, getParam, parseCSeq, parseMaxForwards, parseNameAddr, parseSipUri, parseVia, type SipUri } from './uri.ts';
-import { viaFor, type Flow, type SipTransport } from './transport.ts';
+import { viaFor, type Flow, type Proto, type SipTransport } from './transport.ts';
+import { NODE_PROOF_HEADER, hasSdesKeys } from './tls.ts';
 import { hopRequest, replyTo, type ClientTransaction, type IncomingRequest, type ServerTransaction, type TransactionLayer } from './transaction.ts';
 import { FairShare } from './fair-share.ts';
 
@@ -35,7 +36,7 @@ export interface Hop {
 /** The call a forwarded initial INVITE may become, for the call-end report. */
 export interface CallRole {
   role: 'orig' | 'term' | 'local';
-  /** the other node (orig: the one the chain named) */
+  /** the other node (orig: the one the chain named; term: the one whose announced TLS key the caller's connection showed), else null */
   peer: Uint8Array | null;
 }
 
@@ -55,6 +56,12 @@ export interface ProxyHost {
   readonly tx: TransactionLayer;
   /** host:port as the node writes it in Via and Record-Route */
   readonly hostport: string;
+  /** host:port of the node's side reached over `proto` (its TLS port for TLS) */
+  hostportFor(proto: Proto): string;
+  /** the Record-Route value for the node's side reached over `proto` */
+  recordRouteFor(proto: Proto): string;
+  /** this node's proof for a TLS flow to another node (a header value), or null */
+  proofFor(flow: Flow): string | null;
   readonly domain: string;
   debug(msg: string): void;
 }
@@ -68,7 +75,7 @@ export interface CallEnd {
   toTag: string;
   /** orig: this node's phone called out; term: a call from elsewhere reached this node's phone */
   role: 'orig' | 'term';
-  /** the other node's id (20 bytes) when the chain named it (always for orig), else null */
+  /** the other node's id (20 bytes) when the chain named it (orig) or its TLS certificate proved it (term), else null */
   peerNodeId: Uint8Array | null;
   /** unix seconds the 2xx to the INVITE passed this node, and the BYE */
   answered: number;
@@ -100,6 +107,8 @@ export interface ProxyOptions {
   maxActive?: number;
   /** a call between this node's phone and another node ended */
   onCallEnd?: (e: CallEnd) => void;
+  /** SDP with SRTP keys (a=crypto) leaves on TLS only: a hop over UDP or TCP is given up instead (--require-tls) */
+  sdesOverTlsOnly?: boolean;
 }
 
 interface Dialog {
@@ -114,6 +123,13 @@ interface Dialog {
   /** ms; 0 while it lasts */
   endedAt: number;
   createdAt: number;
+  /**
+   * the TCP or TLS connections the caller's INVITE came on and the callee answered on (null: UDP,
+   * or not yet): a phone on a connection names in its Contact an address where nothing takes a
+   * new one, so the dialog's requests for it go on its connection while that is open
+   */
+  callerFlow: Flow | null;
+  calleeFlow: Flow | null;
 }
 
 interface Branch {
@@ -178,6 +194,7 @@ class ProxyTx {
 export class Proxy {
   private readonly noAnswerMs: number;
   private readonly nodeTryingMs: number;
+  private readonly sdesOverTlsOnly: boolean;
   private readonly ringMs: number;
   private readonly maxDialogs: number;
   private readonly maxCallMs: number;
@@ -199,6 +216,7 @@ export class Proxy {
   ) {
     this.noAnswerMs = opts.noAnswerMs ?? 4000;
     this.nodeTryingMs = Math.min(opts.nodeTryingMs ?? 1500, this.noAnswerMs);
+    this.sdesOverTlsOnly = opts.sdesOverTlsOnly === true;
     this.ringMs = opts.ringMs ?? 180_000;
     this.maxDialogs = opts.maxDialogs ?? 100_000;
     this.maxCallMs = (opts.maxCallSeconds ?? 86_400) * 1000;
@@ -239,11 +257,12 @@ export class Proxy {
   /** True when the request carries a Via of ours with its loop hash `loop`: it came round. */
   private isLoop(req: SipRequest, loop: string): boolean {
     const me = ' ' + this.host.hostport;
+    const meTls = ' ' + this.host.hostportFor('tls');
     let ours = false;
-    for (const h of req.headers) if (h.key === 'via' && h.value.includes(me)) ours = true;
+    for (const h of req.headers) if (h.key === 'via' && (h.value.includes(me) || h.value.includes(meTls))) ours = true;
     if (!ours) return false;
     const mark = 'branch=z9hG4bK' + loop + '.';
-    for (const v of getHeaderValues(req, 'via')) if (v.includes(me) && v.includes(mark)) return true;
+    for (const v of getHeaderValues(req, 'via')) if ((v.includes(me) || v.includes(meTls)) && v.includes(mark)) return true;
     return false;
   }
 
@@ -282,7 +301,10 @@ export class Proxy {
     }
     if (plan.call !== undefined) {
       const callId = getHeader(req, 'call-id') ?? '';
-      if (!this.dialogs.has(callId)) this.dialogs.set(callId, { callId, fromTag: tagOf(req, 'from'), toTag: '', role: plan.call.role, peer: plan.call.peer, answeredAt: 0, endedAt: 0, createdAt: Date.now() });
+      if (!this.dialogs.has(callId)) {
+        const callerFlow = inc.flow.proto === 'udp' ? null : inc.flow;
+        this.dialogs.set(callId, { callId, fromTag: tagOf(req, 'from'), toTag: '', role: plan.call.role, peer: plan.call.peer, answeredAt: 0, endedAt: 0, createdAt: Date.now(), callerFlow, calleeFlow: null });
+      }
     }
     this.stats.forwarded++;
     this.nextGroup(p);
@@ -303,7 +325,7 @@ export class Proxy {
   }
 
   private startBranch(p: ProxyTx, b: Branch): void {
-    const req = this.forwardedRequest(p.inc.req, b.hop, p.plan.recordRoute);
+    const req = this.forwardedRequest(p.inc.req, b.hop);
     const next = b.hop.flow;
     if (next !== null && this.host.transport.isOpen(next)) {
       this.sendBranch(p, b, req, next);
@@ -325,7 +347,7 @@ export class Proxy {
   }
 
   /** The request as it leaves for one hop (16.6 steps 1 to 8). */
-  private forwardedRequest(src: SipRequest, hop: Hop, recordRoute: boolean): SipRequest {
+  private forwardedRequest(src: SipRequest, hop: Hop): SipRequest {
     const headers: SipHeader[] = [];
     let mf = false;
     let routesAt = -1;
@@ -344,13 +366,27 @@ export class Proxy {
       const at = routesAt < 0 ? headers.length : routesAt;
       headers.splice(at, 0, ...hop.route.map((r) => ({ name: 'Route', key: 'route', value: r })));
     }
-    if (recordRoute) headers.unshift({ name: 'Record-Route', key: 'record-route', value: `<sip:${this.host.hostport};lr>` });
     return { kind: 'request', method: src.method, uri: hop.ruri ?? src.uri, version: 'SIP/2.0', headers, body: src.body };
   }
 
   private sendBranch(p: ProxyTx, b: Branch, req: SipRequest, flow: Flow): void {
+    if (this.sdesOverTlsOnly && flow.proto !== 'tls' && hasSdesKeys(req)) {
+      this.branchFailed(p, b, `${b.hop.label} is not on TLS, and the SDP carries SRTP keys (a=crypto)`);
+      return;
+    }
     const branch = `z9hG4bK${p.loop}.${newTag()}`;
-    req.headers.unshift({ name: 'Via', key: 'via', value: viaFor(flow, this.host.hostport, branch) });
+    if (p.plan.recordRoute) {
+      // one entry per side the dialog passes (RFC 5658): a phone on TLS and a node on UDP each
+      // reach the node again the way they came; the outgoing side's on top, for the callee
+      const inSide = this.host.recordRouteFor(p.inc.flow.proto);
+      const outSide = this.host.recordRouteFor(flow.proto);
+      if (inSide !== outSide) req.headers.unshift({ name: 'Record-Route', key: 'record-route', value: inSide });
+      req.headers.unshift({ name: 'Record-Route', key: 'record-route', value: outSide });
+    }
+    req.headers.unshift({ name: 'Via', key: 'via', value: viaFor(flow, this.host.hostportFor(flow.proto), branch) });
+    // to another node over TLS: who is calling, proved on this connection
+    const proof = b.hop.node !== undefined ? this.host.proofFor(flow) : null;
+    if (proof !== null) req.headers.push({ name: NODE_PROOF_HEADER, key: NODE_PROOF_HEADER.toLowerCase(), value: proof });
     b.branch = branch;
     b.req = req;
     b.flow = flow;
@@ -522,6 +558,7 @@ export class Proxy {
     // the node that answered is the call's peer (a fallback node when the first did not answer)
     if (b.hop.node !== undefined) d.peer = b.hop.node;
     d.toTag = tagOf(res, 'to');
+    d.calleeFlow = b.flow !== null && b.flow.proto !== 'udp' ? b.flow : null;
     d.answeredAt = Date.now();
     this.stats.answered++;
   }
@@ -545,8 +582,9 @@ export class Proxy {
   forwardInDialog(inc: IncomingRequest): void {
     const req = inc.req;
     this.stats.inDialog++;
+    const flow = this.phoneConnection(req);
     if (inc.tx === null) {
-      this.forwardAck(req);
+      this.forwardAck(req, flow);
       return;
     }
     const end = req.method === 'BYE' ? this.ended(req) : null;
@@ -555,18 +593,30 @@ export class Proxy {
     const onFinal = end === null ? undefined : (status: number): void => {
       if (status >= 200 && status < 300) this.reportEnd(end);
     };
-    this.forward(inc, { groups: [[{ ruri: null, route: [], flow: null, label: 'the next hop' }]], recordRoute: false, onFinal }, true);
+    this.forward(inc, { groups: [[{ ruri: null, route: [], flow, label: 'the next hop' }]], recordRoute: false, onFinal }, true);
   }
 
-  private forwardAck(req: SipRequest): void {
-    const out = this.forwardedRequest(req, { ruri: null, route: [], flow: null, label: 'ack' }, false);
+  /**
+   * The open connection of the phone an in-dialog request is for, when no Route is left (the
+   * next hop is the phone itself) and that phone is on TCP or TLS; null otherwise (the request
+   * goes where its Route or Request-URI says).
+   */
+  private phoneConnection(req: SipRequest): Flow | null {
+    if (req.headers.some((h) => h.key === 'route')) return null;
+    const d = this.dialogs.get(getHeader(req, 'call-id') ?? '');
+    if (d === undefined) return null;
+    const flow = tagOf(req, 'from') === d.fromTag ? d.calleeFlow : d.callerFlow;
+    return flow !== null && this.host.transport.isOpen(flow) ? flow : null;
+  }
+
+  private forwardAck(req: SipRequest, conn: Flow | null): void {
+    const out = this.forwardedRequest(req, { ruri: null, route: [], flow: null, label: 'ack' });
     const uri = nextHop(out);
     if (uri === null) return;
-    void this.host.transport
-      .flowTo(uri, this.noAnswerMs)
+    void (conn !== null ? Promise.resolve(conn) : this.host.transport.flowTo(uri, this.noAnswerMs))
       .then((flow) => {
         if (flow === null) return;
-        out.headers.unshift({ name: 'Via', key: 'via', value: viaFor(flow, this.host.hostport, `z9hG4bK${newTag()}`) });
+        out.headers.unshift({ name: 'Via', key: 'via', value: viaFor(flow, this.host.hostportFor(flow.proto), `z9hG4bK${newTag()}`) });
         this.host.transport.send(flow, serializeMessage(out));
       })
       .catch(() => undefined);
@@ -601,7 +651,7 @@ export class Proxy {
    */
   stray(res: SipResponse): void {
     const vias = getHeaderValues(res, 'via');
-    if (vias.length < 2 || !vias[0].includes(' ' + this.host.hostport + ';')) return;
+    if (vias.length < 2 || !(vias[0].includes(' ' + this.host.hostport + ';') || vias[0].includes(' ' + this.host.hostportFor('tls') + ';'))) return;
     let cseq;
     try {
       cseq = parseCSeq(getHeader(res, 'cseq') ?? '');

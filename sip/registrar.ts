@@ -666,7 +666,7 @@ export class Registrar {
       const b: ContactBinding = {
         ...c,
         // a connection id means nothing to the new process: pings reconnect to the contact
-        flow: c.flow.proto === 'tcp' ? { ...c.flow, conn: -1 } : c.flow,
+        flow: c.flow.proto !== 'udp' ? { ...c.flow, conn: -1 } : c.flow,
         uri,
         uriText: c.uri,
         branch: '',

@@ -5,7 +5,7 @@
 // the injected Locator, so this file decides, the node supplies the facts.
 
 import { isIP } from 'node:net';
-import type { SipRequest } from './message.ts';
+import { removeHeaders } from './message.ts';
 import { replyTo, type IncomingRequest } from './transaction.ts';
 import type { ParsedRequest } from './validate.ts';
 import { bareHost, type SipUri, type Uri } from './uri.ts';
@@ -18,6 +18,7 @@ import type { Locator, UserDirectory } from './injected.ts';
 import { canonicalUser, type NodeIdentity } from './identity.ts';
 import type { RelayPolicy } from './relay-policy.ts';
 import { contactFlow } from './contact-flow.ts';
+import { NODE_PROOF_LABEL, parseNodeProof } from './tls.ts';
 
 /** INVITEs answered here without forwarding, by result (for the metrics). */
 export interface CallResults {
@@ -69,7 +70,7 @@ export class Router {
   }
 
   /** A request for a user: this node's phones, another node's user, or the presence agent. */
-  toUser(inc: IncomingRequest, ruri: Uri, parsed: ParsedRequest, presenceUas: boolean): void {
+  toUser(inc: IncomingRequest, ruri: Uri, parsed: ParsedRequest, presenceUas: boolean, proof?: string): void {
     const req = inc.req;
     const phone = e164Of(ruri);
     if (phone === null && (ruri.kind !== 'sip' || ruri.user === null)) {
@@ -114,9 +115,11 @@ export class Router {
       // from this node's own users, and removed from anyone else's request.
       const claimed = this.relay.localUserOf(parsed);
       if (claimed !== null && !this.relay.callerIs(inc, parsed, claimed)) return;
-      if (claimed === null) removeHeader(req, 'p-asserted-identity');
+      if (claimed === null) removeHeaders(req, 'p-asserted-identity');
       const role: CallRole['role'] = this.relay.fromLocalPhone(inc, parsed) ? 'local' : 'term';
-      void this.contactGroups(contacts).then((groups) => this.proxy.forward(inc, { groups, recordRoute: req.method === 'INVITE', call: req.method === 'INVITE' ? { role, peer: null } : undefined }));
+      // a call from another node: which one, when it came over TLS showing an announced key
+      const peer = role === 'term' ? this.callerNode(inc, proof) : null;
+      void this.contactGroups(contacts).then((groups) => this.proxy.forward(inc, { groups, recordRoute: req.method === 'INVITE', call: req.method === 'INVITE' ? { role, peer } : undefined }));
       return;
     }
     const at = this.locator?.locate(name) ?? UNKNOWN;
@@ -151,6 +154,20 @@ export class Router {
     // its own phones only. Names the chain knows are public, and keep their 480.
     if (known && (at.kind === 'local' || aliasOf !== undefined || this.relay.fromLocalPhone(inc, parsed))) replyTo(inc, 480, 'Temporarily Unavailable');
     else replyTo(inc, 404, 'Not Found');
+  }
+
+  /**
+   * The node a request came from: one its TLS connection proved before, or the one whose proof
+   * it carries (sip/tls.ts), checked against the chain once per connection; null when unknown.
+   */
+  private callerNode(inc: IncomingRequest, proof: string | undefined): Uint8Array | null {
+    const known = this.transport.provenNode(inc.flow);
+    if (known !== null || proof === undefined) return known;
+    const p = parseNodeProof(proof);
+    const binding = p === null ? null : this.transport.channelBinding(inc.flow, NODE_PROOF_LABEL);
+    if (p === null || binding === null || this.locator?.verifyNodeProof?.(p.nodeId, binding, p.sig) !== true) return null;
+    this.transport.setProvenNode(inc.flow, p.nodeId);
+    return p.nodeId;
   }
 
   /** A user's contacts as forking groups: the highest q first, equal q in parallel (RFC 3261 16.6). */
@@ -203,7 +220,3 @@ function e164Of(u: Uri): string | null {
   return /^\+[1-9][0-9]{1,14}$/.test(n) ? n : null;
 }
 
-/** Removes every value of a header (by its canonical key) from a request about to be forwarded. */
-function removeHeader(req: SipRequest, key: string): void {
-  if (req.headers.some((h) => h.key === key)) req.headers = req.headers.filter((h) => h.key !== key);
-}

@@ -7,17 +7,18 @@
 // Every message is handled in a try/catch: bad input is answered (requests) or dropped
 // (responses), never allowed to take the node down.
 
-import { getHeader, splitHeaderList, type SipMessage, type SipParseError, type SipRequest } from './message.ts';
+import { getHeader, removeHeaders, splitHeaderList, type SipMessage, type SipParseError, type SipRequest } from './message.ts';
 import { emptyParsed, validateRequest, validateResponse, type ParsedRequest } from './validate.ts';
 import { buildResponse, newTag, serializeMessage } from './serialize.ts';
 import { getParam, parseMaxForwards, parseUri } from './uri.ts';
-import { SipTransport, type Flow, type TransportOptions } from './transport.ts';
+import { SipTransport, type Flow, type Proto, type TlsOptions, type TransportOptions } from './transport.ts';
+import { NODE_PROOF_HEADER, NODE_PROOF_LABEL, hasSdesKeys, nodeProofValue, spkiFingerprint, tlsUri } from './tls.ts';
 import { TransactionLayer, replyTo, topVia, type IncomingRequest, type Timers, type TransactionOptions } from './transaction.ts';
 import { DigestAuth, type DigestOptions } from './digest.ts';
 import { Registrar, type KeepaliveOptions, type PresenceListener, type RegistrarOptions } from './registrar.ts';
 import { Proxy, type CallEnd, type ProxyOptions } from './proxy.ts';
 import { PresenceAgent, type PresenceAgentOptions } from './presence-agent.ts';
-import type { Locator, SipLogger, UserDirectory } from './injected.ts';
+import type { Locator, NodeProver, SipLogger, UserDirectory } from './injected.ts';
 import { NodeIdentity } from './identity.ts';
 import { ALLOW, KNOWN_METHODS, SUPPORTED_HEADER, acceptableBody, unsupported } from './uas.ts';
 import { RegisterHandler, type RegisterResults } from './register-handler.ts';
@@ -25,13 +26,23 @@ import { Keepalive } from './keepalive.ts';
 import { RelayPolicy } from './relay-policy.ts';
 import { Router, type CallResults } from './routing.ts';
 
-export type { Located, Locator, SipLogger, UserDirectory } from './injected.ts';
+export type { Located, Locator, NodeProver, SipLogger, UserDirectory } from './injected.ts';
 
 export interface SipServiceOptions {
   host: string;
   port: number;
   /** the address and port others reach the node at, when not `host` and `port` (NAT, a load balancer, a DNS name) */
   announce?: { host: string; port?: number };
+  /** SIP over TLS too, on its own port, with this certificate */
+  tls?: TlsOptions;
+  /** how this node proves itself on TLS connections to other nodes */
+  nodeProof?: NodeProver;
+  /**
+   * phones must use TLS: a REGISTER over UDP or TCP is refused (403), and so is a request whose
+   * SDP carries SRTP keys (`a=crypto`, SDES) over a plain transport (488), rather than relayed
+   * with the keys readable on the way
+   */
+  requireTls?: boolean;
   domain: string;
   /** anyone may register without credentials (devnet); credentials given are still checked */
   openRegistration: boolean;
@@ -59,6 +70,9 @@ const SILENT: SipLogger = { debug() {}, info() {}, warn() {} };
 
 export class SipService {
   readonly transport: SipTransport;
+  /** the SHA-256 of the TLS certificate's key (null: no TLS) */
+  readonly tlsKey: string | null;
+  private readonly requireTls: boolean;
   readonly tx: TransactionLayer;
   readonly registrar: Registrar;
   readonly digest: DigestAuth;
@@ -79,9 +93,11 @@ export class SipService {
   constructor(opts: SipServiceOptions) {
     this.domain = opts.domain.toLowerCase();
     this.log = opts.log ?? SILENT;
-    this.transport = new SipTransport({ ...opts.transport, host: opts.host, port: opts.port }, { message: (m, f) => this.onMessage(m, f), malformed: (e, p, f) => this.onMalformed(e, p, f) });
+    this.transport = new SipTransport({ ...opts.transport, host: opts.host, port: opts.port, tls: opts.tls }, { message: (m, f) => this.onMessage(m, f), malformed: (e, p, f) => this.onMalformed(e, p, f) });
     this.tx = new TransactionLayer(this.transport, { ...opts.transactions, timers: opts.timers });
     const self = new NodeIdentity(this.domain, opts.host, this.transport, opts.announce);
+    this.tlsKey = opts.tls === undefined ? null : spkiFingerprint(opts.tls.cert);
+    this.requireTls = opts.requireTls === true;
     this.self = self;
     this.registrar = new Registrar({ ...opts.registrar, domain: this.domain }, opts.keepalive);
     this.keepalive = new Keepalive(self, this.transport, this.tx, this.registrar);
@@ -100,9 +116,19 @@ export class SipService {
       get hostport(): string {
         return self.hostport;
       },
+      hostportFor: (proto: Proto) => self.hostportFor(proto),
+      recordRouteFor: (proto: Proto) => self.recordRouteFor(proto),
+      proofFor: (flow: Flow) => {
+        const prover = opts.nodeProof;
+        if (prover === undefined) return null;
+        return this.transport.ownProof(flow, (f) => {
+          const binding = this.transport.channelBinding(f, NODE_PROOF_LABEL);
+          return binding === null ? null : nodeProofValue(prover.nodeId, prover.sign(binding));
+        });
+      },
       debug: (m: string) => log.debug(m),
     };
-    this.proxy = new Proxy(host, { ...opts.proxy, onCallEnd: opts.onCallEnd });
+    this.proxy = new Proxy(host, { ...opts.proxy, onCallEnd: opts.onCallEnd, sdesOverTlsOnly: opts.requireTls === true });
     this.presence = new PresenceAgent(host, (name) => this.router.presenceOf(name), opts.presence);
     const open = opts.openRegistration;
     const relay = new RelayPolicy(self, this.registrar, this.digest, opts.users, open);
@@ -142,6 +168,17 @@ export class SipService {
   /** The node's SIP URI, as announced: sip:HOST:PORT */
   get uri(): string {
     return 'sip:' + this.hostport;
+  }
+
+  /** the TLS port (0: no TLS) */
+  get tlsPort(): number {
+    return this.transport.tlsPort;
+  }
+
+  /** The node's TLS URI, as announced: its TLS host:port and its certificate's key; null without TLS. */
+  get tlsUri(): string | null {
+    if (this.transport.tlsPort === 0 || this.tlsKey === null) return null;
+    return tlsUri(this.self.hostportFor('tls'), this.tlsKey);
   }
 
   async stop(): Promise<void> {
@@ -222,6 +259,9 @@ export class SipService {
     const method = req.method;
     // loose routing (16.4): Route entries naming this node are done with
     const routed = this.popOwnRoutes(req);
+    // a calling node's proof is for this node only (read below, for a call from another node)
+    const proof = getHeader(req, NODE_PROOF_HEADER);
+    if (proof !== undefined) removeHeaders(req, NODE_PROOF_HEADER);
     if (inc.tx === null) {
       // an ACK outside any transaction: the ACK of a 2xx, for a dialog we record-routed
       if (this.proxy.knowsDialog(getHeader(req, 'call-id') ?? '')) this.proxy.forwardInDialog(inc);
@@ -257,6 +297,16 @@ export class SipService {
       replyTo(inc, 420, 'Bad Extension', [['Unsupported', unknownTags.join(', ')]]);
       return;
     }
+    if (this.requireTls && inc.flow.proto !== 'tls') {
+      if (method === 'REGISTER') {
+        replyTo(inc, 403, 'Forbidden', [['Warning', `399 ${this.domain} "register over TLS: this node requires it"`]]);
+        return;
+      }
+      if (hasSdesKeys(req)) {
+        replyTo(inc, 488, 'Not Acceptable Here', [['Warning', `399 ${this.domain} "SRTP keys (a=crypto) over a plain transport: use TLS"`]]);
+        return;
+      }
+    }
     if (method === 'REGISTER') {
       this.registers.handle(inc, ruri, parsed);
       return;
@@ -283,7 +333,7 @@ export class SipService {
       replyTo(inc, 403, 'Forbidden', [['Warning', `399 ${this.domain} "a preloaded Route is not relayed"`]]);
       return;
     }
-    this.router.toUser(inc, ruri, parsed, presenceUas);
+    this.router.toUser(inc, ruri, parsed, presenceUas, proof);
   }
 
   /** Removes the top Route entries that name this node; true when other Route entries remain. */
@@ -329,3 +379,4 @@ function isPresenceEvent(req: SipRequest): boolean {
   const ev = getHeader(req, 'event');
   return ev !== undefined && ev.split(';')[0].trim().toLowerCase() === 'presence';
 }
+

@@ -437,10 +437,10 @@ export class TransactionLayer {
 
   /** @internal */
   sendResponse(flow: Flow, buf: Buffer, viaPort: number | null): void {
-    if (this.transport.send(flow, buf) || flow.proto !== 'tcp') return;
+    if (this.transport.send(flow, buf) || flow.proto === 'udp') return;
     // the connection is gone: open a new one to the received address and the sent-by port
     void this.transport
-      .connect(flow.address, viaPort ?? 5060)
+      .connect(flow.address, viaPort ?? (flow.proto === 'tls' ? 5061 : 5060), 5000, flow.proto)
       .then((f) => this.transport.send(f, buf))
       .catch(() => undefined);
   }

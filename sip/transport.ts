@@ -1,4 +1,5 @@
-// SIP transports (RFC 3261 18): one UDP socket and one TCP listener on the same port. The
+// SIP transports (RFC 3261 18): one UDP socket and one TCP listener on the same port, and a TLS
+// listener on a port of its own (RFC 3261 26.2; 5061 by default) when given a certificate. The
 // transport parses what arrives (datagrams by Content-Length, streams through the framer) and
 // hands messages up with the flow they came on; it knows nothing of transactions.
 //
@@ -10,20 +11,30 @@
 import { lookup as dnsLookup } from 'node:dns/promises';
 import { createSocket, type Socket as UdpSocket, type RemoteInfo, type SocketOptions } from 'node:dgram';
 import { BlockList, createServer, connect as tcpConnect, isIP, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer, connect as tlsConnect, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import { SipStreamFramer, isKeepalive, type FramerEvent, parseMessage, type SipMessage, type SipParseError } from './message.ts';
 import { FairQueue, Pushed, type FairQueueOptions } from './fair-queue.ts';
 import { isStunRequest, stunBindingResponse } from './stun.ts';
 import { bareHost, uriParam, type SipUri } from './uri.ts';
+import { KEY_PARAM, spkiFingerprint } from './tls.ts';
 
-export type Proto = 'udp' | 'tcp';
+export type Proto = 'udp' | 'tcp' | 'tls';
 
 export interface Flow {
   proto: Proto;
   /** remote IP address */
   address: string;
   port: number;
-  /** TCP connection id; 0 for UDP */
+  /** TCP or TLS connection id; 0 for UDP */
   conn: number;
+}
+
+export interface TlsOptions {
+  /** 0 picks a free port */
+  port: number;
+  /** PEM: the certificate (chain) and its key */
+  cert: string;
+  key: string;
 }
 
 export interface TransportHandler {
@@ -66,6 +77,8 @@ export interface TransportOptions {
   queue?: FairQueueOptions;
   /** addresses whose datagrams are dropped unread and whose connections are refused: IPs or CIDR blocks */
   banned?: readonly string[];
+  /** listen for SIP over TLS too */
+  tls?: TlsOptions;
 }
 
 /** A message read and waiting its turn: a datagram (parsed when its turn comes) or a stream's framed event. */
@@ -90,7 +103,15 @@ export function banList(entries: readonly string[]): BlockList {
 
 /** The value of a Via this node puts on a request it sends on `flow`. */
 export function viaFor(flow: Flow, hostport: string, branch: string, rport = false): string {
-  return `SIP/2.0/${flow.proto === 'udp' ? 'UDP' : 'TCP'} ${hostport};branch=${branch}${rport ? ';rport' : ''}`;
+  return `SIP/2.0/${flow.proto === 'udp' ? 'UDP' : flow.proto === 'tcp' ? 'TCP' : 'TLS'} ${hostport};branch=${branch}${rport ? ';rport' : ''}`;
+}
+
+/** The transport a URI asks for: TLS for sips: or ;transport=tls, TCP for ;transport=tcp, else UDP. */
+export function protoOf(uri: SipUri): Proto {
+  if (uri.scheme === 'sips') return 'tls';
+  const t = uriParam(uri, 'transport');
+  const v = typeof t === 'string' ? t.toLowerCase() : '';
+  return v === 'tls' ? 'tls' : v === 'tcp' ? 'tcp' : 'udp';
 }
 
 export class TransportError extends Error {
@@ -108,6 +129,12 @@ interface Conn {
   partialSince: number;
   /** bytes of an incomplete message counted in the transport's `buffered` */
   held: number;
+  /** TLS, a connection this node opened: the server key it checked (a node's announced key), else null */
+  peerKey: string | null;
+  /** TLS: the node the other side proved to be (sip/tls.ts, node proofs), once it has */
+  node: Uint8Array | null;
+  /** TLS: this node's proof for this connection, made once */
+  proof: string | null;
 }
 
 /** How often TCP connections are looked at for the message and first-message timeouts. */
@@ -141,6 +168,11 @@ function forbidden(address: string): boolean {
 export class SipTransport {
   private udp?: UdpSocket;
   private tcp?: Server;
+  private tlsServer?: TlsServer;
+  /** TLS handshakes in progress by remote address */
+  private readonly handshaking = new Map<string, number>();
+  /** the TLS port once listening (0: no TLS) */
+  tlsPort = 0;
   private readonly conns = new Map<number, Conn>();
   private nextConn = 1;
   private closed = false;
@@ -163,7 +195,7 @@ export class SipTransport {
   readonly queue: FairQueue<Arrived>;
   private readonly banned: BlockList | null;
   /** datagrams and stream messages refused before parsing (counters for logs and tests) */
-  stats = { udpIn: 0, udpOut: 0, tcpIn: 0, tcpOut: 0, dropped: 0, stun: 0, banned: 0, overBudget: 0, unread: 0 };
+  stats = { udpIn: 0, udpOut: 0, tcpIn: 0, tcpOut: 0, dropped: 0, stun: 0, banned: 0, overBudget: 0, unread: 0, wrongKey: 0 };
 
   constructor(
     private readonly opts: TransportOptions,
@@ -237,10 +269,62 @@ export class SipTransport {
       }
     });
     udp.on('error', () => undefined); // ICMP-driven errors on send must not take the node down
-    (this.tcp as Server).on('connection', (s) => this.onConnection(s));
+    (this.tcp as Server).on('connection', (s) => this.onConnection(s, 'tcp'));
     (this.tcp as Server).on('error', () => undefined);
+    if (this.opts.tls !== undefined) await this.listenTls(this.opts.tls);
     this.sweeper = setInterval(() => this.sweep(), SWEEP_MS);
     this.sweeper.unref();
+  }
+
+  private async listenTls(o: TlsOptions): Promise<void> {
+    // no client certificate is asked for: phones have none (Linphone stops to ask its user for
+    // one); a node proves who it is inside the connection instead (sip/tls.ts, node proofs)
+    const server = createTlsServer({ cert: o.cert, key: o.key, minVersion: 'TLSv1.2', handshakeTimeout: this.firstMessageTimeoutMs });
+    // limits apply before the handshake, which is what costs the node: handshakes in progress
+    // count against their address's share of connections until they end either way
+    server.on('connection', (s: Socket) => {
+      const addr = (s.remoteAddress ?? '').replace(/^::ffff:/, '');
+      if (!this.mayConnect(s, this.handshaking.get(addr) ?? 0)) {
+        s.destroy();
+        return;
+      }
+      this.handshaking.set(addr, (this.handshaking.get(addr) ?? 0) + 1);
+      let counted = true;
+      const done = (): void => {
+        if (!counted) return;
+        counted = false;
+        const left = (this.handshaking.get(addr) ?? 1) - 1;
+        if (left <= 0) this.handshaking.delete(addr);
+        else this.handshaking.set(addr, left);
+      };
+      const at = `${addr} ${s.remotePort ?? 0}`;
+      handshakeDone.set(at, done);
+      s.once('close', () => {
+        done();
+        handshakeDone.delete(at);
+      });
+    });
+    // by remote address and port: the TLS socket of `secureConnection` wraps the TCP one above
+    const handshakeDone = new Map<string, () => void>();
+    server.on('secureConnection', (s: TLSSocket) => {
+      handshakeDone.get(`${(s.remoteAddress ?? '').replace(/^::ffff:/, '')} ${s.remotePort ?? 0}`)?.();
+      this.onConnection(s, 'tls');
+    });
+    server.on('tlsClientError', () => undefined);
+    server.on('error', () => undefined);
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ host: this.host, port: o.port, exclusive: true }, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    }).catch((e: unknown) => {
+      this.udp?.close();
+      this.tcp?.close();
+      throw new TransportError(`cannot listen for TLS on ${this.host}:${o.port}: ${(e as Error).message}`);
+    });
+    this.tlsServer = server;
+    this.tlsPort = (server.address() as { port: number }).port;
   }
 
   /** Closes connections that never sent a message in time, or whose message does not finish in time. */
@@ -291,22 +375,29 @@ export class SipTransport {
     }
   }
 
-  private onConnection(socket: Socket): void {
+  /** Whether a new connection from `socket`'s address is within the limits (count, per address with `more` not yet adopted, ban list). */
+  private mayConnect(socket: Socket, more = 0): boolean {
     const addr = socket.remoteAddress === undefined ? undefined : socket.remoteAddress.replace(/^::ffff:/, '');
-    if (this.closed || this.conns.size >= this.maxConnections || addr === undefined || (this.perAddress.get(addr) ?? 0) >= this.maxPerAddress || this.isBanned(addr)) {
+    return !(this.closed || this.conns.size >= this.maxConnections || addr === undefined || (this.perAddress.get(addr) ?? 0) + more >= this.maxPerAddress || this.isBanned(addr));
+  }
+
+  private onConnection(socket: Socket, proto: 'tcp' | 'tls'): void {
+    if (!this.mayConnect(socket)) {
       socket.destroy();
       return;
     }
     // a connection a stranger opened must speak soon; ours (connect) start out trusted
-    this.adopt(socket).silentSince = Date.now();
+    this.adopt(socket, proto).silentSince = Date.now();
   }
 
-  private adopt(socket: Socket): Conn {
+  private adopt(socket: Socket, proto: 'tcp' | 'tls', peerKey: string | null = null): Conn {
     const id = this.nextConn++;
     const addr = (socket.remoteAddress ?? '').replace(/^::ffff:/, '');
-    const flow: Flow = { proto: 'tcp', address: addr, port: socket.remotePort ?? 0, conn: id };
-    const conn: Conn = { id, socket, framer: new SipStreamFramer({ maxMessageSize: this.maxMessageSize }), flow, silentSince: 0, partialSince: 0, held: 0 };
+    const flow: Flow = { proto, address: addr, port: socket.remotePort ?? 0, conn: id };
+    const conn: Conn = { id, socket, framer: new SipStreamFramer({ maxMessageSize: this.maxMessageSize }), flow, silentSince: 0, partialSince: 0, held: 0, peerKey, node: null, proof: null };
     this.conns.set(id, conn);
+    const at = `${proto} ${addr} ${flow.port}`;
+    this.byPeer.set(at, id);
     this.perAddress.set(addr, (this.perAddress.get(addr) ?? 0) + 1);
     socket.setNoDelay(true);
     socket.setTimeout(this.idleTimeoutMs, () => socket.destroy());
@@ -320,6 +411,7 @@ export class SipTransport {
     socket.on('error', () => undefined);
     socket.on('close', () => {
       this.conns.delete(id);
+      if (this.byPeer.get(at) === id) this.byPeer.delete(at);
       this.buffered -= conn.held;
       conn.held = 0;
       const left = (this.perAddress.get(addr) ?? 1) - 1;
@@ -423,27 +515,81 @@ export class SipTransport {
     for (let i = 0; i < bufs.length; i++) udp.send(bufs[i], flows[i].port, flows[i].address);
   };
 
-  /** Opens a TCP connection (for requests to a contact whose flow has gone); resolves to its flow. */
-  async connect(address: string, port: number, timeoutMs = 5000): Promise<Flow> {
+  /**
+   * Opens a TCP or TLS connection (for requests to a contact whose flow has gone, or to another
+   * node); resolves to its flow. Over TLS, given `key`, it refuses a server whose certificate's
+   * key is not that one (a node's announced key), before a byte of SIP is sent.
+   */
+  async connect(address: string, port: number, timeoutMs = 5000, proto: 'tcp' | 'tls' = 'tcp', key?: string): Promise<Flow> {
+    const name = proto === 'tls' ? 'TLS' : 'TCP';
     if (isForbiddenDestination(address)) throw new TransportError(`refusing to connect to ${address}`);
     if (this.conns.size >= this.maxConnections) throw new TransportError('too many connections');
-    const socket = tcpConnect({ host: address, port, noDelay: true });
+    const tls = this.opts.tls;
+    if (proto === 'tls' && tls === undefined) throw new TransportError('no TLS: the node has no certificate');
+    const socket: Socket =
+      proto === 'tls' && tls !== undefined
+        ? tlsConnect({ host: address, port, rejectUnauthorized: false, minVersion: 'TLSv1.2' })
+        : tcpConnect({ host: address, port, noDelay: true });
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         socket.destroy();
-        reject(new TransportError(`TCP connect to ${address}:${port} timed out`));
+        reject(new TransportError(`${name} connect to ${address}:${port} timed out`));
       }, timeoutMs);
-      socket.once('connect', () => {
+      socket.once(proto === 'tls' ? 'secureConnect' : 'connect', () => {
         clearTimeout(timer);
         resolve();
       });
       socket.once('error', (e) => {
         clearTimeout(timer);
-        reject(new TransportError(`TCP connect to ${address}:${port}: ${e.message}`));
+        reject(new TransportError(`${name} connect to ${address}:${port}: ${e.message}`));
       });
     });
-    return this.adopt(socket).flow;
+    if (key !== undefined) {
+      const x = (socket as TLSSocket).getPeerX509Certificate();
+      const shown = x === undefined ? null : spkiFingerprint(x);
+      if (shown !== key.toLowerCase()) {
+        socket.destroy();
+        this.stats.wrongKey++;
+        throw new TransportError(`TLS to ${address}:${port}: its certificate's key ${shown?.slice(0, 16) ?? '(none)'}... is not the announced ${key.slice(0, 16)}...`);
+      }
+    }
+    return this.adopt(socket, proto, key?.toLowerCase() ?? null).flow;
   }
+
+  /**
+   * Keying material both ends of a TLS connection derive from its session (RFC 5705, via
+   * `label`), which a signature binds to this connection and no other; null when not TLS.
+   */
+  channelBinding(flow: Flow, label: string): Uint8Array | null {
+    const c = flow.proto === 'tls' ? this.conns.get(flow.conn) : undefined;
+    if (c === undefined || c.socket.destroyed) return null;
+    return (c.socket as TLSSocket).exportKeyingMaterial(32, label, Buffer.alloc(0));
+  }
+
+  /** The node the other side of a TLS flow proved to be; null when it has not. */
+  provenNode(flow: Flow): Uint8Array | null {
+    return flow.proto === 'tls' ? (this.conns.get(flow.conn)?.node ?? null) : null;
+  }
+
+  /** Remembers, for the connection's life, which node its other side proved to be. */
+  setProvenNode(flow: Flow, node: Uint8Array): void {
+    const c = flow.proto === 'tls' ? this.conns.get(flow.conn) : undefined;
+    if (c !== undefined) c.node = node;
+  }
+
+  /** This node's proof for a TLS connection, made by `make` once per connection; null when not TLS. */
+  ownProof(flow: Flow, make: (c: Flow) => string | null): string | null {
+    const c = flow.proto === 'tls' ? this.conns.get(flow.conn) : undefined;
+    if (c === undefined) return null;
+    c.proof ??= make(flow);
+    return c.proof;
+  }
+
+  /** open connections by transport, remote address and port: their ids */
+  private readonly byPeer = new Map<string, number>();
+
+  /** connections flowTo opened, by transport, address, port and expected key: their ids */
+  private readonly opened = new Map<string, number>();
 
   /** host name -> its address and until when it is trusted (ms), for names nodes announce */
   private readonly resolved = new Map<string, { address: string | null; until: number }>();
@@ -469,9 +615,10 @@ export class SipTransport {
   }
 
   /**
-   * A flow to the host and port of `uri`: UDP, or a new TCP connection for `;transport=tcp`.
-   * A host name (a node announced as sip:node.example.org:5060) is resolved first; null when it
-   * does not resolve.
+   * A flow to the host and port of `uri`: UDP, or a new TCP connection for `;transport=tcp`, or
+   * a TLS one for sips: and `;transport=tls` (checked against the key the URI names, a node's
+   * `;spki=`). A host name (a node announced as sip:node.example.org:5060) is resolved first;
+   * null when it does not resolve.
    */
   async flowTo(uri: SipUri, timeoutMs = 5000): Promise<Flow | null> {
     let host = bareHost(uri.host);
@@ -480,10 +627,29 @@ export class SipTransport {
       if (address === null) return null;
       host = address;
     }
-    const port = uri.port ?? 5060;
-    const t = uriParam(uri, 'transport');
-    if (typeof t === 'string' && t.toLowerCase() === 'tcp') return this.connect(host, port, timeoutMs);
-    return { proto: 'udp', address: host, port, conn: 0 };
+    const proto = protoOf(uri);
+    const port = uri.port ?? (proto === 'tls' ? 5061 : 5060);
+    if (proto === 'udp') return { proto: 'udp', address: host, port, conn: 0 };
+    const p = uriParam(uri, KEY_PARAM);
+    const key = typeof p === 'string' ? p.toLowerCase() : undefined;
+    // a connection open to that address and port, whoever opened it, is the one to use (RFC 3261
+    // 18.1.1): a phone on TCP or TLS is reached in a dialog at the address of its connection,
+    // which it names in its Contact, and nothing listens there to take a new one
+    const peer = this.conns.get(this.byPeer.get(`${proto} ${host} ${port}`) ?? 0);
+    if (peer !== undefined && !peer.socket.destroyed && (key === undefined || peer.peerKey === key)) return peer.flow;
+    // a connection this node opened to the same place (and key) is used again: one TLS handshake
+    // per pair of nodes, not one per call
+    const name = `${proto} ${host} ${port} ${key ?? ''}`;
+    const open = this.opened.get(name);
+    if (open !== undefined) {
+      const c = this.conns.get(open);
+      if (c !== undefined && !c.socket.destroyed) return c.flow;
+      this.opened.delete(name);
+    }
+    const flow = await this.connect(host, port, timeoutMs, proto, key);
+    if (this.opened.size >= 1000) this.opened.clear();
+    this.opened.set(name, flow.conn);
+    return flow;
   }
 
   get connections(): number {
@@ -501,6 +667,7 @@ export class SipTransport {
     await Promise.all([
       new Promise<void>((r) => (this.udp ? this.udp.close(() => r()) : r())),
       new Promise<void>((r) => (this.tcp ? this.tcp.close(() => r()) : r())),
+      new Promise<void>((r) => (this.tlsServer ? this.tlsServer.close(() => r()) : r())),
     ]);
   }
 }

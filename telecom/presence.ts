@@ -38,8 +38,8 @@ export interface PresenceOptions {
   secret: Uint8Array;
   datadir: string;
   domain: string;
-  /** the node's SIP URI (sip:HOST:PORT) */
-  sipUri: () => string;
+  /** the node's SIP URIs (sip:HOST:PORT, then its TLS URI when it has one) */
+  sipUris: () => string[];
   /** the node's p2p addresses, announced with it */
   p2pAddrs?: () => string[];
   users: UserStore;
@@ -324,7 +324,7 @@ export class PresenceBridge {
 
   private async announce(): Promise<void> {
     const cur = getNode(this.chain.state, this.nodeId);
-    const uris = [this.o.sipUri()];
+    const uris = this.o.sipUris();
     const p2p = (this.o.p2pAddrs?.() ?? []).slice(0, 8).filter((a) => a.length <= 256);
     const reward = this.nodeId;
     if (cur !== undefined && sameList(cur.sipUris, uris) && sameList(cur.p2pAddrs, p2p) && bytesEqual(cur.rewardAddress, reward)) return;

@@ -16,6 +16,8 @@ import { nodeIdOf } from '../core/address.ts';
 import { getBinding, getName, getNode, servesName, type NameEntry, type StateReader } from '../core/state.ts';
 import type { PoolEntry } from '../core/mempool.ts';
 import type { Locator } from '../sip/service.ts';
+import { NODE_PROOF_TAG, keysOf } from '../sip/tls.ts';
+import { verifyTagged } from '../core/sig.ts';
 
 /** What routing reads of the pending pool; `Mempool` satisfies it. */
 export interface PendingRecords {
@@ -109,6 +111,17 @@ export function candidates(src: RoutingSource, name: string, n: NameEntry, now: 
   return [...byNode.values()].sort((a, b) => online(b) - online(a) || b.fresh - a.fresh);
 }
 
+/** A node's public key, from its confirmed announcement or a pending one; undefined for a node never announced. */
+export function nodeKey(src: RoutingSource, nodeId: Uint8Array): Uint8Array | undefined {
+  const conf = getNode(src.state, nodeId);
+  if (conf !== undefined) return conf.pubkey;
+  for (const e of src.pool.list()) {
+    const b = e.rec.body;
+    if (b.kind === Kind.NodeAnnounce && bytesEqual(nodeIdOf(b.pubkey), nodeId)) return b.pubkey;
+  }
+  return undefined;
+}
+
 /**
  * A node's SIP and p2p addresses: its confirmed announcement, or a pending one with a higher
  * sequence (a node that moved announces its new address, and calls should follow at once).
@@ -157,13 +170,26 @@ export function resolveName(src: RoutingSource, name: string, now: number, self:
 
 /**
  * The SIP proxy's view of the chain (sip/ reaches the chain only through this interface): where
- * a name is served, read from the tip plus pending records at the time `clock` gives.
+ * a name is served, read from the tip plus pending records at the time `clock` gives. With `tls`
+ * (this node speaks TLS), a node that announced a TLS URI is reached there only: its key is
+ * checked on the connection, and falling back to its plain URIs when that check fails would
+ * hand the call to whoever made it fail. A calling node's proof is checked against the node key
+ * of its announcement (tip plus pending).
  */
-export function chainLocator(src: RoutingSource, clock: () => number, self: Uint8Array): Locator {
+export function chainLocator(src: RoutingSource, clock: () => number, self: Uint8Array, o: { tls?: boolean } = {}): Locator {
+  const urisOf = (x: RemoteNode): string[] => {
+    if (o.tls !== true) return x.sipUris;
+    const secure = x.sipUris.filter((u) => keysOf([u]).length > 0);
+    return secure.length > 0 ? secure : x.sipUris;
+  };
   return {
+    verifyNodeProof(nodeId, binding, sig) {
+      const pub = nodeKey(src, nodeId);
+      return pub !== undefined && verifyTagged(pub, NODE_PROOF_TAG, binding, sig);
+    },
     locate(name) {
       const r = resolveName(src, name, clock(), self);
-      const nodes = (list: RemoteNode[]): Array<{ nodeId: Uint8Array; uris: string[] }> => list.map((x) => ({ nodeId: x.nodeId, uris: x.sipUris }));
+      const nodes = (list: RemoteNode[]): Array<{ nodeId: Uint8Array; uris: string[] }> => list.map((x) => ({ nodeId: x.nodeId, uris: urisOf(x) }));
       if (r.kind === 'remote') return { kind: 'remote', nodes: nodes([r, ...r.next]), online: r.status === 'online' };
       // asked only when no phone of the name is registered here: the other serving nodes may have one
       if (r.kind === 'local') return r.next.length > 0 ? { kind: 'remote', nodes: nodes(r.next), online: true } : { kind: 'local' };

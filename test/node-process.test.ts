@@ -28,6 +28,9 @@ t.test('bad flags get one line saying what to fix', async (t) => {
     [['node', '--network', 'mainnet', '--sip-announce', 'localhost'], /on mainnet the node would announce sip:localhost/],
     [['node', '--network', 'testnet', '--sip-announce', 'sip.example.org'], /on testnet the node would announce \/ip4\/127\.0\.0\.1 for p2p, which no other node can reach: pass --p2p-announce/],
     [['node', '--network', 'testnet', '--sip-announce', '[::1]:5060', '--p2p-announce', '/dns4/node.example.org/tcp/27070'], /would announce sip:\[::1\], which no other node can reach/],
+    [['node', '--tls-cert', '/etc/ssl/node.pem'], /--tls-cert and --tls-key go together/],
+    [['node', '--require-tls', '--no-tls'], /--require-tls needs TLS: drop --no-tls/],
+    [['node', '--no-tls', '--tls-port', '5061'], /--no-tls cannot go with --tls-port/],
     [['frobnicate'], /unknown command "frobnicate"/],
     [['wallet', 'send', 'xyz', '10', '--network', 'regtest'], /not a valid address/],
   ];

@@ -53,6 +53,8 @@ export interface BaresipOptions {
   password: string;
   /** the node's SIP port: the account's outbound proxy */
   nodePort: number;
+  /** register and call over TLS: `nodePort` (and `nodePort2`) are then the nodes' TLS ports */
+  tls?: boolean;
   /**
    * a second node's SIP port: `outbound2`, with `sipnat=outbound` so that the phone registers
    * at both at once, one RFC 5626 flow each (reg-id 1 and 2), and stays registered at one when
@@ -86,6 +88,7 @@ export interface Baresip {
  */
 export function startBaresip(t: Teardown, dir: string, o: BaresipOptions): Baresip {
   const cfg = join(dir, `baresip-${o.user}`);
+  const tp = o.tls === true ? 'tls' : 'udp';
   mkdirSync(cfg, { recursive: true });
   writeFileSync(
     join(cfg, 'config'),
@@ -111,8 +114,8 @@ export function startBaresip(t: Teardown, dir: string, o: BaresipOptions): Bares
   );
   writeFileSync(
     join(cfg, 'accounts'),
-    `<sip:${o.user}@${o.domain};transport=udp>;auth_pass=${o.password};outbound="sip:127.0.0.1:${o.nodePort};transport=udp";` +
-      (o.nodePort2 === undefined ? '' : `outbound2="sip:127.0.0.1:${o.nodePort2};transport=udp";sipnat=outbound;`) +
+    `<sip:${o.user}@${o.domain};transport=${tp}>;auth_pass=${o.password};outbound="sip:127.0.0.1:${o.nodePort};transport=${tp}";` +
+      (o.nodePort2 === undefined ? '' : `outbound2="sip:127.0.0.1:${o.nodePort2};transport=${tp}";sipnat=outbound;`) +
       'regint=600;answermode=auto;mediaenc=srtp-mand;audio_codecs=opus/48000/2\n',
   );
   const child = spawn('baresip', ['-f', cfg, '-n', '127.0.0.1', ...(o.trace === true ? ['-s'] : []), '-t', String(o.seconds ?? 120)], { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -10,7 +10,8 @@
 // (answermode=auto). Both phones report the call established and SRTP media flowing (directly
 // between them: the nodes carry no media), alice hangs up after 2 s (her BYE follows the route set
 // of both nodes' Record-Route back to bob), and both phones report the call closed. The INVITE
-// alice received carries both nodes' Record-Route, and B, the originating node, gets the call
+// alice received carries both nodes' Record-Route (two each: the nodes talk TLS between them,
+// the phones UDP), and B, the originating node, gets the call
 // receipt countersigned by A.
 //
 // baresip opens DNS and RTP sockets on every interface, so the whole test runs in a network
@@ -99,8 +100,11 @@ inNetworkNamespace({ file: import.meta.url, title: 'baresip calls across two nod
     const invite = find(alice.output(), /^INVITE sip:alice-\S+@127\.0\.0\.1:20000\b/, { src: A, dst: '127.0.0.1:20000' });
     t.ok(invite, 'alice got it from A, at her registered contact');
     const rr = invite?.text.match(/^Record-Route:.*$/gim)?.map((l) => l.trim()) ?? [];
-    t.same(rr, [`Record-Route: <sip:${A};lr>`, `Record-Route: <sip:${B};lr>`], 'both nodes record-routed the INVITE (A on top of B)');
-    t.match(invite?.text ?? '', new RegExp(`^Via: SIP/2\\.0/UDP ${B};[^\\r\\n]*\\r?\\nRecord-Route[^\\r\\n]*\\r?\\nVia: SIP/2\\.0/UDP 127\\.0\\.0\\.1:20002;`, 'm'), 'it passed B after leaving bob\'s phone');
+    // the phones are on UDP, the nodes speak TLS between them: each node records both its sides
+    const [aTls, bTls] = [`127.0.0.1:${a.tlsPort}`, `127.0.0.1:${b.tlsPort}`];
+    t.same(rr, [`Record-Route: <sip:${A};lr>`, `Record-Route: <sip:${aTls};transport=tls;lr>`, `Record-Route: <sip:${bTls};transport=tls;lr>`, `Record-Route: <sip:${B};lr>`], 'both nodes record-routed the INVITE (A on top of B), one entry per side: UDP to the phones, TLS between the nodes');
+    const vias = (invite?.text.match(/^Via: \S+ [^;\r\n]+/gim) ?? []).map((v) => v.slice(5));
+    t.same(vias, [`SIP/2.0/UDP ${A}`, `SIP/2.0/TLS ${bTls}`, 'SIP/2.0/UDP 127.0.0.1:20002'], 'it left bob\'s phone over UDP, went from B to A over TLS, and from A to alice over UDP');
     const answer = find(bob.output(), /^SIP\/2\.0 200 /, { src: B, dst: '127.0.0.1:20002', cseq: /INVITE/ });
     t.ok(answer, 'bob got alice\'s 200 OK back through B');
     t.ok(find(bob.output(), /^ACK /, { src: '127.0.0.1:20002', dst: B }) && find(alice.output(), /^ACK /, { src: A, dst: '127.0.0.1:20000' }), 'the ACK went the same way, bob -> B -> A -> alice');

@@ -1,8 +1,9 @@
-// A minimal SIP user agent for tests: sends requests over UDP or TCP, collects what comes back,
+// A minimal SIP user agent for tests: sends requests over UDP, TCP or TLS, collects what comes back,
 // answers the registrar's OPTIONS keepalives (or not, when told to play dead), and computes
 // digest credentials (SHA-256 too, which no phone on this machine does).
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { connect, type Socket } from 'node:net';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { randomBytes } from 'node:crypto';
 import { SipStreamFramer, getHeader, getHeaders, parseMessage, type SipMessage, type SipRequest, type SipResponse } from '../sip/message.ts';
 import { authorize } from '../sip/digest.ts';
@@ -42,7 +43,7 @@ export class TestPhone {
 
   constructor(
     readonly server: { host: string; port: number },
-    readonly proto: 'udp' | 'tcp' = 'udp',
+    readonly proto: 'udp' | 'tcp' | 'tls' = 'udp',
     /** the phone's own address: any of 127.0.0.0/8 is this machine, so tests can have many sources */
     readonly localAddress = '127.0.0.1',
   ) {}
@@ -55,10 +56,14 @@ export class TestPhone {
       await new Promise<void>((r) => s.bind(0, this.localAddress, () => r()));
       this.port = s.address().port;
     } else {
-      const c = connect({ host: this.server.host, port: this.server.port, localAddress: this.localAddress });
+      // over TLS the node's certificate is taken as shown (a phone checking it is the phone's business)
+      const c: Socket =
+        this.proto === 'tls'
+          ? tlsConnect({ socket: connect({ host: this.server.host, port: this.server.port, localAddress: this.localAddress }), rejectUnauthorized: false })
+          : connect({ host: this.server.host, port: this.server.port, localAddress: this.localAddress });
       this.tcp = c;
       await new Promise<void>((r, j) => {
-        c.once('connect', () => r());
+        c.once(this.proto === 'tls' ? 'secureConnect' : 'connect', () => r());
         c.once('error', j);
       });
       this.port = c.localPort ?? 0;
@@ -125,14 +130,19 @@ export class TestPhone {
   }
 
   get transport(): string {
-    return this.proto === 'udp' ? 'UDP' : 'TCP';
+    return this.proto.toUpperCase();
+  }
+
+  /** The certificate the node showed (TLS only). */
+  peerCertificate(): ReturnType<TLSSocket['getPeerX509Certificate']> {
+    return this.proto === 'tls' ? (this.tcp as TLSSocket).getPeerX509Certificate() : undefined;
   }
 
   /** A REGISTER as text, with Via and Call-ID of this phone. */
   registerText(o: RegisterOpts): { text: string; branch: string } {
     const branch = o.branch ?? 'z9hG4bK' + randomBytes(8).toString('hex');
     const cseq = o.cseq ?? this.seq++;
-    const contacts = o.contactHeaders ?? (Array.isArray(o.contact) ? o.contact : [o.contact ?? `sip:${o.user}@${this.localAddress}:${this.port}`]).map((c) => `<${c}>${o.expires !== undefined ? `;expires=${o.expires}` : ''}`);
+    const contacts = o.contactHeaders ?? (Array.isArray(o.contact) ? o.contact : [o.contact ?? `sip:${o.user}@${this.localAddress}:${this.port}${this.proto === 'tls' ? ';transport=tls' : ''}`]).map((c) => `<${c}>${o.expires !== undefined ? `;expires=${o.expires}` : ''}`);
     const lines = [
       `REGISTER ${o.requestUri ?? `sip:${o.domain}`} SIP/2.0`,
       `Via: SIP/2.0/${this.transport} ${this.localAddress}:${this.port};rport;branch=${branch}`,

@@ -61,21 +61,25 @@ class Linphone {
     this.exited = new Promise((r) => child.once('exit', () => r()));
   }
 
-  static start(t: Teardown, dir: string, o: { user: string; domain: string; password: string; nodePort: number; sipPort: number; rtpPort: number }): Linphone {
+  /** With `tls`, `nodePort` is the node's TLS port and Linphone speaks TLS only (its own listener on `sipPort`). */
+  static start(t: Teardown, dir: string, o: { user: string; domain: string; password: string; nodePort: number; sipPort: number; rtpPort: number; tls?: boolean }): Linphone {
     const home = join(dir, `linphone-${o.user}`);
+    const tls = o.tls === true;
     // its databases (call history, chat) go under $HOME/.local/share/linphone: without the folder
     // the core does not start
     mkdirSync(join(home, '.local', 'share', 'linphone'), { recursive: true });
-    const node = `sip:127.0.0.1:${o.nodePort};transport=udp`;
+    const node = `sip:127.0.0.1:${o.nodePort};transport=${tls ? 'tls' : 'udp'}`;
     const rc = join(home, 'linphonerc');
     writeFileSync(
       rc,
       [
         '[sip]',
         'bind_address=127.0.0.1',
-        `sip_port=${o.sipPort}`,
+        `sip_port=${tls ? 0 : o.sipPort}`,
         'sip_tcp_port=0',
-        'sip_tls_port=0',
+        `sip_tls_port=${tls ? o.sipPort : 0}`,
+        // the node's certificate is its own (the chain, not a CA, vouches for it between nodes)
+        ...(tls ? ['verify_server_certs=0', 'verify_server_cn=0'] : []),
         'media_encryption=srtp',
         'use_ipv6=0',
         'default_proxy=0',
@@ -264,7 +268,8 @@ inNetworkNamespace({ file: import.meta.url, title: 'Linphone registers to a node
       t.equal(invite?.peer, A, 'Linphone sent its INVITE to A, its node');
       const answer = carol.find('received', /^SIP\/2\.0 200 /, { cseq: /INVITE/ });
       // the callee copies the INVITE's Record-Route, B's (the last proxy's) on top
-      t.same(headers(answer, 'Record-Route'), [`<sip:${B};lr>`, `<sip:${A};lr>`], 'the 200 comes back through both nodes (Record-Route B, A)');
+      // one entry per side of each node: UDP to its phone, TLS to the other node
+      t.same(headers(answer, 'Record-Route'), [`<sip:${B};lr>`, `<sip:127.0.0.1:${b.tlsPort};transport=tls;lr>`, `<sip:127.0.0.1:${a.tlsPort};transport=tls;lr>`, `<sip:${A};lr>`], 'the 200 comes back through both nodes (Record-Route B, A)');
       await waitFor('bob\'s baresip to report the call established', async () => /Call established|CALL_ESTABLISHED/i.test(bob.out()), 5000).catch((e: unknown) => {
         throw new Error(`${(e as Error).message}\n--- baresip\n${bob.out().slice(-3000)}`);
       });
@@ -315,5 +320,52 @@ inNetworkNamespace({ file: import.meta.url, title: 'Linphone registers to a node
     }, 10_000);
     t.pass('carol\'s binding is offline in a block');
     t.comment(`took ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  });
+
+  t.test('Linphone over TLS: registers with SHA-256 digest, calls a baresip on TLS at another node', { skip: has('baresip') ? false : 'baresip is not installed (apt-get install baresip)' }, async (t) => {
+    const dir = tmpDir(t);
+    const h = new Harness(t);
+    const carolAcc = { user: 'carol', domain: 'lin.test', password: 'carol-Secret-1' };
+    const bobAcc = { user: 'bob', domain: 'b.test', password: 'bob-Secret-1' };
+    for (const [acc, node] of [[carolAcc, 'A'], [bobAcc, 'B']] as const) {
+      const r = await runDots(['user', 'add', acc.user, '--password', acc.password, '--datadir', join(dir, node), '--domain', acc.domain]);
+      t.equal(r.code, 0, `account ${acc.user}@${acc.domain} created${r.code === 0 ? '' : ': ' + r.stderr}`);
+    }
+    const a = await h.start('A', { datadir: join(dir, 'A'), args: ['--domain', carolAcc.domain, '--sip-keepalive', '2', '--require-tls'] });
+    const b = await h.start('B', { datadir: join(dir, 'B'), bootstrap: [a.p2p], args: ['--domain', bobAcc.domain, '--sip-keepalive', '2', '--require-tls'] });
+    const A = `127.0.0.1:${a.tlsPort}`;
+    const nodeLogs = (): string => `\n--- A\n${a.log(20)}\n--- B\n${b.log(20)}`;
+    const carol = Linphone.start(t, dir, { ...carolAcc, nodePort: a.tlsPort, sipPort: 20_004, rtpPort: 20_200, tls: true });
+    const bob = startBaresip(t, dir, { ...bobAcc, nodePort: b.tlsPort, tls: true, sipPort: 20_006, rtpPorts: '30200-30300', trace: true });
+    const carolTail = (): string => `\n--- linphonec console\n${carol.output().slice(-1500)}\n--- Linphone's SIP log (last messages)\n${carol.traced().slice(-6).map((m) => `[${m.dir} ${m.peer}]\n${m.text}`).join('\n')}`;
+    const ok = await waitFor('Linphone registered over TLS', async () => carol.find('received', /^SIP\/2\.0 200 /, { cseq: /REGISTER/ }), 20_000).catch((e: unknown) => {
+      throw new Error(`${(e as Error).message}${carolTail()}${nodeLogs()}`);
+    });
+    t.equal(ok.peer, A, "Linphone's REGISTER went to A's TLS port, and was answered 200");
+    t.match(carol.log(), new RegExp(`message sent to \\[TLS://${A.replace(/\./g, '\\.')}\\]`), 'over TLS (its log names the transport)');
+    t.match(header(carol.find('sent', /^REGISTER /, { has: /^Authorization:/m }), 'Authorization') ?? '', /\balgorithm=SHA-256\b/, 'with SHA-256 digest');
+    let blocks = 0;
+    await mineUntil(
+      () => (blocks++ % 2 === 0 ? a : b).mine(1),
+      'each node to see the other phone online',
+      async () => (await bindingAt(b, 'sip:carol@lin.test'))?.status === 'online' && (await bindingAt(a, 'sip:bob@b.test'))?.status === 'online',
+      { timeoutMs: 45_000 },
+    ).catch((e: unknown) => {
+      throw new Error(`${(e as Error).message}${nodeLogs()}\n--- baresip\n${bob.out().slice(-2000)}`);
+    });
+    carol.send('call sip:bob@b.test');
+    await waitFor('the call to be established at Linphone', async () => /Call \d+ with <?sip:bob@b\.test>? connected\./.test(carol.output()), 15_000).catch((e: unknown) => {
+      throw new Error(`${(e as Error).message}${carolTail()}${nodeLogs()}\n--- baresip\n${bob.out().slice(-3000)}`);
+    });
+    t.pass('Linphone reports the call to bob connected');
+    const answer = carol.find('received', /^SIP\/2\.0 200 /, { cseq: /INVITE/ });
+    t.same(headers(answer, 'Record-Route'), [`<sip:127.0.0.1:${b.tlsPort};transport=tls;lr>`, `<sip:${A};transport=tls;lr>`], 'TLS all the way: one Record-Route per node, each its TLS side');
+    t.match(carol.log(), /Negotiated media encryption is LinphoneMediaEncryptionSRTP/, 'SRTP, its keys carried over TLS only');
+    await sleep(1000);
+    carol.send('terminate');
+    await waitFor('the 200 to the BYE', async () => carol.find('received', /^SIP\/2\.0 200 /, { cseq: /BYE/ }), 10_000).catch((e: unknown) => {
+      throw new Error(`${(e as Error).message}${carolTail()}`);
+    });
+    t.pass("bob's phone answered the BYE, back through the nodes over TLS");
   });
 });

@@ -59,7 +59,8 @@ t.test('presence on the chain follows the phone', async (t) => {
   t.equal(nodes.body.nodes.length, 1);
   const me = nodes.body.nodes[0];
   t.equal(me.pubkey, owned[0].owner, 'the node announced itself with that key');
-  t.same(me.sipUris, [`sip:127.0.0.1:${node.sipPort}`], 'with its SIP URI');
+  t.equal(me.sipUris[0], `sip:127.0.0.1:${node.sipPort}`, 'with its SIP URI');
+  t.match(me.sipUris[1], new RegExp(`^sip:127\\.0\\.0\\.1:${node.tlsPort};transport=tls;spki=[0-9a-f]{64}$`), 'and its TLS URI, naming its certificate key');
   t.equal((await name(api, `sip:alice@${DOMAIN}`))?.binding, null, 'no binding before any phone registers');
 
   // a phone registers with digest credentials; it answers the registrar's OPTIONS only once it

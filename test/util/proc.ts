@@ -199,6 +199,12 @@ export class NodeProc {
     return Number(/:(\d+)$/.exec(this.sip)?.[1] ?? 0);
   }
 
+  /** its SIP over TLS port, from what it printed (0: no TLS) */
+  get tlsPort(): number {
+    const line = this.stdout.find((l) => l.startsWith('sip:')) ?? '';
+    return Number(/TLS on (\d+)/.exec(line)?.[1] ?? 0);
+  }
+
   get peerId(): string {
     return this.p2p.split('/p2p/')[1] ?? '';
   }
