@@ -117,7 +117,7 @@ export class Router {
       if (claimed !== null && !this.relay.callerIs(inc, parsed, claimed)) return;
       if (claimed === null) removeHeaders(req, 'p-asserted-identity');
       const role: CallRole['role'] = this.relay.fromLocalPhone(inc, parsed) ? 'local' : 'term';
-      // a call from another node: which one, when it came over TLS showing an announced key
+      // a call from another node: which one, when it proved itself on its TLS connection
       const peer = role === 'term' ? this.callerNode(inc, proof) : null;
       void this.contactGroups(contacts).then((groups) => this.proxy.forward(inc, { groups, recordRoute: req.method === 'INVITE', call: req.method === 'INVITE' ? { role, peer } : undefined }));
       return;
