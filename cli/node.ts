@@ -25,6 +25,8 @@ export function parseNodeArgs(args: string[]): NodeConfig {
     'tls-key': { type: 'string' },
     'no-tls': { type: 'boolean' },
     'require-tls': { type: 'boolean' },
+    'ws-port': { type: 'string' },
+    'ws-tls': { type: 'boolean' },
     'sip-port': { type: 'string' },
     domain: { type: 'string' },
     'api-host': { type: 'string' },
@@ -60,6 +62,12 @@ export function parseNodeArgs(args: string[]): NodeConfig {
   if (v['no-tls'] === true) {
     if (v['tls-port'] !== undefined || v['tls-cert'] !== undefined || v['tls-key'] !== undefined) throw new UserError('--no-tls cannot go with --tls-port, --tls-cert or --tls-key');
     c.tlsPort = null;
+  }
+  if (v['ws-port'] !== undefined) c.wsPort = port(v['ws-port'], '--ws-port');
+  if (v['ws-tls'] === true) {
+    if (c.wsPort === undefined || c.wsPort === null) throw new UserError('--ws-tls goes with --ws-port N (the WebSocket port to serve wss on)');
+    if (c.tlsPort === null) throw new UserError('--ws-tls needs TLS: drop --no-tls');
+    c.wsTls = true;
   }
   if (v['require-tls'] === true) {
     if (c.tlsPort === null) throw new UserError('--require-tls needs TLS: drop --no-tls');

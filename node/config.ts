@@ -42,6 +42,9 @@ export interface NodeConfig {
   tlsKey?: string;
   /** phones must register over TLS, and SDP with SRTP keys (a=crypto) crosses plain transports nowhere */
   requireTls?: boolean;
+  /** SIP over WebSocket (RFC 7118) on this port, for browser phones (null: none); `wsTls`: wss with the TLS certificate */
+  wsPort?: number | null;
+  wsTls?: boolean;
   /** the SIP domain it serves; empty: its own (`ownDomainOf` its node id) */
   domain: string;
   apiHost: string;

@@ -232,6 +232,7 @@ export class DotsNode {
       port: config.sipPort,
       announce: announced,
       tls,
+      ws: config.wsPort === undefined || config.wsPort === null ? undefined : { port: config.wsPort, secure: config.wsTls === true },
       requireTls: config.requireTls === true,
       domain: config.domain,
       openRegistration: config.openRegistration,
@@ -297,7 +298,7 @@ export class DotsNode {
     if (this.sip === undefined) return 'not listening';
     const listening = `${this.config.sipHost.includes(':') ? `[${this.config.sipHost}]` : this.config.sipHost}:${this.sip.port}`;
     const announced = this.sip.uri !== `sip:${listening}` ? `, listening on ${listening}` : '';
-    const tls = this.sip.tlsPort === 0 ? '' : `; TLS on ${this.sip.tlsPort}`;
+    const tls = (this.sip.tlsPort === 0 ? '' : `; TLS on ${this.sip.tlsPort}`) + (this.sip.wsPort === 0 ? '' : `; ${this.config.wsTls === true ? 'wss' : 'ws'} on ${this.sip.wsPort}`);
     return `${this.sip.uri} (UDP and TCP${announced}${tls}) for domain ${this.config.domain}${this.config.openRegistration ? ', open registration' : ''}`;
   }
 

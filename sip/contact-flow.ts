@@ -22,8 +22,9 @@ export async function contactFlow(b: ContactBinding, transport: SipTransport, co
     return { proto: 'udp', address: host, port: u.port ?? 5060, conn: 0 };
   }
   if (transport.isOpen(b.flow)) return b.flow;
-  // the phone's TCP or TLS connection is gone: reach the contact itself if it is an address
-  if (isIP(host) === 0 || u.kind !== 'sip') return null;
+  // the phone's TCP or TLS connection is gone: reach the contact itself if it is an address (a
+  // browser's WebSocket cannot be opened from here)
+  if (isIP(host) === 0 || u.kind !== 'sip' || (b.flow.proto !== 'tcp' && b.flow.proto !== 'tls')) return null;
   try {
     b.flow = await transport.connect(host, u.port ?? (b.flow.proto === 'tls' ? 5061 : 5060), connectTimeoutMs, b.flow.proto);
     return b.flow;

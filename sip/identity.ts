@@ -17,7 +17,7 @@ export class NodeIdentity {
   constructor(
     domain: string,
     private readonly host: string,
-    private readonly transport: { readonly port: number; readonly tlsPort?: number },
+    private readonly transport: { readonly port: number; readonly tlsPort?: number; readonly wsPort?: number },
     private readonly announce?: { host: string; port?: number },
   ) {
     this.domain = domain;
@@ -51,16 +51,29 @@ export class NodeIdentity {
     return this.transport.tlsPort ?? 0;
   }
 
-  /** host:port of the node's side reached over `proto`: its TLS port for TLS */
-  hostportFor(proto: Proto): string {
-    if (proto !== 'tls' || this.tlsPort === 0) return this.hostport;
-    const h = this.announce?.host ?? this.host;
-    return (isIP(h) === 6 ? `[${h}]` : h) + ':' + this.tlsPort;
+  /** the WebSocket port (0: none) */
+  get wsPort(): number {
+    return this.transport.wsPort ?? 0;
   }
 
-  /** The Record-Route value for the node's side reached over `proto` (TLS: its TLS port, transport=tls). */
+  /** The port of the node's side reached over `proto` when it is not the UDP/TCP one (TLS, WebSocket); 0 otherwise. */
+  private portFor(proto: Proto): number {
+    if (proto === 'tls') return this.tlsPort;
+    if (proto === 'ws' || proto === 'wss') return this.wsPort;
+    return 0;
+  }
+
+  /** host:port of the node's side reached over `proto`: its TLS port for TLS, its WebSocket port for WS */
+  hostportFor(proto: Proto): string {
+    const port = this.portFor(proto);
+    if (port === 0) return this.hostport;
+    const h = this.announce?.host ?? this.host;
+    return (isIP(h) === 6 ? `[${h}]` : h) + ':' + port;
+  }
+
+  /** The Record-Route value for the node's side reached over `proto` (TLS or WebSocket: that port, and the transport). */
   recordRouteFor(proto: Proto): string {
-    return proto === 'tls' && this.tlsPort !== 0 ? `<sip:${this.hostportFor('tls')};transport=tls;lr>` : `<sip:${this.hostport};lr>`;
+    return this.portFor(proto) !== 0 ? `<sip:${this.hostportFor(proto)};transport=${proto};lr>` : `<sip:${this.hostport};lr>`;
   }
 
   /** The address of record of this node's user (`user` as canonicalUser gives it). */
@@ -88,7 +101,7 @@ export class NodeIdentity {
     const h = u.host.toLowerCase();
     if (h === this.domain) return true;
     const port = u.port ?? 5060;
-    return this.isOurHost(h) && (port === this.port || port === this.publicPort || (port === this.tlsPort && port !== 0));
+    return this.isOurHost(h) && (port === this.port || port === this.publicPort || (port !== 0 && (port === this.tlsPort || port === this.wsPort)));
   }
 
   /** Whether a URI (a Route entry, a name-addr or a bare URI) names this node: its domain, or its address and port. */

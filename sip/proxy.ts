@@ -14,7 +14,7 @@ import { createHash } from 'node:crypto';
 import { getHeader, getHeaderValues, splitHeaderList, type SipHeader, type SipRequest, type SipResponse } from './message.ts';
 import { newTag, serializeMessage } from './serialize.ts';
 import { bareHost, getParam, parseCSeq, parseMaxForwards, parseNameAddr, parseSipUri, parseVia, type SipUri } from './uri.ts';
-import { viaFor, type Flow, type Proto, type SipTransport } from './transport.ts';
+import { isSecure, viaFor, type Flow, type Proto, type SipTransport } from './transport.ts';
 import { NODE_PROOF_HEADER, hasSdesKeys } from './tls.ts';
 import { hopRequest, replyTo, type ClientTransaction, type IncomingRequest, type ServerTransaction, type TransactionLayer } from './transaction.ts';
 import { FairShare } from './fair-share.ts';
@@ -370,7 +370,7 @@ export class Proxy {
   }
 
   private sendBranch(p: ProxyTx, b: Branch, req: SipRequest, flow: Flow): void {
-    if (this.sdesOverTlsOnly && flow.proto !== 'tls' && hasSdesKeys(req)) {
+    if (this.sdesOverTlsOnly && !isSecure(flow.proto) && hasSdesKeys(req)) {
       this.branchFailed(p, b, `${b.hop.label} is not on TLS, and the SDP carries SRTP keys (a=crypto)`);
       return;
     }

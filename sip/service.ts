@@ -11,7 +11,7 @@ import { getHeader, removeHeaders, splitHeaderList, type SipMessage, type SipPar
 import { emptyParsed, validateRequest, validateResponse, type ParsedRequest } from './validate.ts';
 import { buildResponse, newTag, serializeMessage } from './serialize.ts';
 import { getParam, parseMaxForwards, parseUri } from './uri.ts';
-import { SipTransport, type Flow, type Proto, type TlsOptions, type TransportOptions } from './transport.ts';
+import { SipTransport, isSecure, type Flow, type Proto, type TlsOptions, type TransportOptions } from './transport.ts';
 import { NODE_PROOF_HEADER, NODE_PROOF_LABEL, hasSdesKeys, nodeProofValue, spkiFingerprint, tlsUri } from './tls.ts';
 import { TransactionLayer, replyTo, topVia, type IncomingRequest, type Timers, type TransactionOptions } from './transaction.ts';
 import { DigestAuth, type DigestOptions } from './digest.ts';
@@ -35,6 +35,8 @@ export interface SipServiceOptions {
   announce?: { host: string; port?: number };
   /** SIP over TLS too, on its own port, with this certificate */
   tls?: TlsOptions;
+  /** SIP over WebSocket too (RFC 7118), on its own port: `ws`, or `wss` with the TLS certificate */
+  ws?: { port: number; secure: boolean };
   /** how this node proves itself on TLS connections to other nodes */
   nodeProof?: NodeProver;
   /**
@@ -93,7 +95,7 @@ export class SipService {
   constructor(opts: SipServiceOptions) {
     this.domain = opts.domain.toLowerCase();
     this.log = opts.log ?? SILENT;
-    this.transport = new SipTransport({ ...opts.transport, host: opts.host, port: opts.port, tls: opts.tls }, { message: (m, f) => this.onMessage(m, f), malformed: (e, p, f) => this.onMalformed(e, p, f) });
+    this.transport = new SipTransport({ ...opts.transport, host: opts.host, port: opts.port, tls: opts.tls, ws: opts.ws }, { message: (m, f) => this.onMessage(m, f), malformed: (e, p, f) => this.onMalformed(e, p, f) });
     this.tx = new TransactionLayer(this.transport, { ...opts.transactions, timers: opts.timers });
     const self = new NodeIdentity(this.domain, opts.host, this.transport, opts.announce);
     this.tlsKey = opts.tls === undefined ? null : spkiFingerprint(opts.tls.cert);
@@ -173,6 +175,11 @@ export class SipService {
   /** the TLS port (0: no TLS) */
   get tlsPort(): number {
     return this.transport.tlsPort;
+  }
+
+  /** the WebSocket port (0: none) */
+  get wsPort(): number {
+    return this.transport.wsPort;
   }
 
   /** The node's TLS URI, as announced: its TLS host:port and its certificate's key; null without TLS. */
@@ -297,7 +304,7 @@ export class SipService {
       replyTo(inc, 420, 'Bad Extension', [['Unsupported', unknownTags.join(', ')]]);
       return;
     }
-    if (this.requireTls && inc.flow.proto !== 'tls') {
+    if (this.requireTls && !isSecure(inc.flow.proto)) {
       if (method === 'REGISTER') {
         replyTo(inc, 403, 'Forbidden', [['Warning', `399 ${this.domain} "register over TLS: this node requires it"`]]);
         return;

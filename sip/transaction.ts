@@ -437,7 +437,7 @@ export class TransactionLayer {
 
   /** @internal */
   sendResponse(flow: Flow, buf: Buffer, viaPort: number | null): void {
-    if (this.transport.send(flow, buf) || flow.proto === 'udp') return;
+    if (this.transport.send(flow, buf) || (flow.proto !== 'tcp' && flow.proto !== 'tls')) return;
     // the connection is gone: open a new one to the received address and the sent-by port
     void this.transport
       .connect(flow.address, viaPort ?? (flow.proto === 'tls' ? 5061 : 5060), 5000, flow.proto)

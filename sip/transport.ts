@@ -12,13 +12,16 @@ import { lookup as dnsLookup } from 'node:dns/promises';
 import { createSocket, type Socket as UdpSocket, type RemoteInfo, type SocketOptions } from 'node:dgram';
 import { BlockList, createServer, connect as tcpConnect, isIP, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, connect as tlsConnect, type Server as TlsServer, type TLSSocket } from 'node:tls';
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { WebSocketServer, type WebSocket } from 'ws';
 import { SipStreamFramer, isKeepalive, type FramerEvent, parseMessage, type SipMessage, type SipParseError } from './message.ts';
 import { FairQueue, Pushed, type FairQueueOptions } from './fair-queue.ts';
 import { isStunRequest, stunBindingResponse } from './stun.ts';
 import { bareHost, uriParam, type SipUri } from './uri.ts';
 import { KEY_PARAM, spkiFingerprint } from './tls.ts';
 
-export type Proto = 'udp' | 'tcp' | 'tls';
+export type Proto = 'udp' | 'tcp' | 'tls' | 'ws' | 'wss';
 
 export interface Flow {
   proto: Proto;
@@ -79,6 +82,11 @@ export interface TransportOptions {
   banned?: readonly string[];
   /** listen for SIP over TLS too */
   tls?: TlsOptions;
+  /**
+   * listen for SIP over WebSocket (RFC 7118) on this port too: `ws`, or `wss` with the TLS
+   * certificate (browsers on an https page can open only wss); 0 picks a free port
+   */
+  ws?: { port: number; secure: boolean };
 }
 
 /** A message read and waiting its turn: a datagram (parsed when its turn comes) or a stream's framed event. */
@@ -103,7 +111,12 @@ export function banList(entries: readonly string[]): BlockList {
 
 /** The value of a Via this node puts on a request it sends on `flow`. */
 export function viaFor(flow: Flow, hostport: string, branch: string, rport = false): string {
-  return `SIP/2.0/${flow.proto === 'udp' ? 'UDP' : flow.proto === 'tcp' ? 'TCP' : 'TLS'} ${hostport};branch=${branch}${rport ? ';rport' : ''}`;
+  return `SIP/2.0/${flow.proto.toUpperCase()} ${hostport};branch=${branch}${rport ? ';rport' : ''}`;
+}
+
+/** Whether a transport is encrypted: TLS, or a WebSocket over TLS. */
+export function isSecure(proto: Proto): boolean {
+  return proto === 'tls' || proto === 'wss';
 }
 
 /** The transport a URI asks for: TLS for sips: or ;transport=tls, TCP for ;transport=tcp, else UDP. */
@@ -111,7 +124,7 @@ export function protoOf(uri: SipUri): Proto {
   if (uri.scheme === 'sips') return 'tls';
   const t = uriParam(uri, 'transport');
   const v = typeof t === 'string' ? t.toLowerCase() : '';
-  return v === 'tls' ? 'tls' : v === 'tcp' ? 'tcp' : 'udp';
+  return v === 'tls' || v === 'tcp' || v === 'ws' || v === 'wss' ? v : 'udp';
 }
 
 export class TransportError extends Error {
@@ -135,6 +148,8 @@ interface Conn {
   node: Uint8Array | null;
   /** TLS: this node's proof for this connection, made once */
   proof: string | null;
+  /** a WebSocket (RFC 7118): messages go in its frames, one each, not on `socket` */
+  ws?: WebSocket;
 }
 
 /** How often TCP connections are looked at for the message and first-message timeouts. */
@@ -173,6 +188,10 @@ export class SipTransport {
   private readonly handshaking = new Map<string, number>();
   /** the TLS port once listening (0: no TLS) */
   tlsPort = 0;
+  /** the WebSocket port once listening (0: none) */
+  wsPort = 0;
+  private wsServer?: WebSocketServer;
+  private wsHttp?: HttpServer;
   private readonly conns = new Map<number, Conn>();
   private nextConn = 1;
   private closed = false;
@@ -272,6 +291,7 @@ export class SipTransport {
     (this.tcp as Server).on('connection', (s) => this.onConnection(s, 'tcp'));
     (this.tcp as Server).on('error', () => undefined);
     if (this.opts.tls !== undefined) await this.listenTls(this.opts.tls);
+    if (this.opts.ws !== undefined) await this.listenWs(this.opts.ws);
     this.sweeper = setInterval(() => this.sweep(), SWEEP_MS);
     this.sweeper.unref();
   }
@@ -312,19 +332,82 @@ export class SipTransport {
     });
     server.on('tlsClientError', () => undefined);
     server.on('error', () => undefined);
+    await this.listenOn(server, o.port, 'TLS');
+    this.tlsServer = server;
+    this.tlsPort = (server.address() as { port: number }).port;
+  }
+
+  private async listenWs(o: { port: number; secure: boolean }): Promise<void> {
+    const tls = this.opts.tls;
+    if (o.secure && tls === undefined) throw new TransportError('wss needs a TLS certificate');
+    const http = o.secure && tls !== undefined ? createHttpsServer({ cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2' }) : createHttpServer();
+    // RFC 7118 4.1: the client asks for the "sip" subprotocol; a connection without it is refused
+    const wss = new WebSocketServer({
+      server: http,
+      maxPayload: this.maxMessageSize,
+      handleProtocols: (protocols) => (protocols.has('sip') ? 'sip' : false),
+      verifyClient: (info: { req: IncomingMessage }, done: (ok: boolean, code?: number, message?: string) => void) => {
+        if (!this.mayConnect(info.req.socket)) done(false, 503, 'Too many connections');
+        else if (!/(^|,)\s*sip\s*(,|$)/i.test(String(info.req.headers['sec-websocket-protocol'] ?? ''))) done(false, 400, 'Sec-WebSocket-Protocol: sip is required (RFC 7118)');
+        else done(true);
+      },
+    });
+    wss.on('connection', (ws, req) => this.adoptWs(ws, req, o.secure ? 'wss' : 'ws'));
+    wss.on('error', () => undefined);
+    http.on('error', () => undefined);
+    await this.listenOn(http, o.port, 'WebSocket');
+    this.wsHttp = http;
+    this.wsServer = wss;
+    this.wsPort = (http.address() as { port: number }).port;
+  }
+
+  /** Listens with a stream server of an extra transport; when it cannot, closes what listens already and says why. */
+  private async listenOn(server: Server | TlsServer | HttpServer, port: number, what: string): Promise<void> {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen({ host: this.host, port: o.port, exclusive: true }, () => {
+      server.listen({ host: this.host, port, exclusive: true }, () => {
         server.off('error', reject);
         resolve();
       });
     }).catch((e: unknown) => {
       this.udp?.close();
       this.tcp?.close();
-      throw new TransportError(`cannot listen for TLS on ${this.host}:${o.port}: ${(e as Error).message}`);
+      this.tlsServer?.close();
+      throw new TransportError(`cannot listen for ${what} on ${this.host}:${port}: ${(e as Error).message}`);
     });
-    this.tlsServer = server;
-    this.tlsPort = (server.address() as { port: number }).port;
+  }
+
+  /** A WebSocket a phone (a browser) opened: one SIP message per frame, handled like a datagram. */
+  private adoptWs(ws: WebSocket, req: IncomingMessage, proto: 'ws' | 'wss'): void {
+    const socket = req.socket;
+    if (ws.protocol !== 'sip' || !this.mayConnect(socket)) {
+      ws.terminate();
+      return;
+    }
+    const id = this.nextConn++;
+    const addr = (socket.remoteAddress ?? '').replace(/^::ffff:/, '');
+    const flow: Flow = { proto, address: addr, port: socket.remotePort ?? 0, conn: id };
+    const conn: Conn = { id, socket, framer: new SipStreamFramer({ maxMessageSize: this.maxMessageSize }), flow, silentSince: Date.now(), partialSince: 0, held: 0, peerKey: null, node: null, proof: null, ws };
+    this.conns.set(id, conn);
+    const at = `${proto} ${addr} ${flow.port}`;
+    this.byPeer.set(at, id);
+    this.perAddress.set(addr, (this.perAddress.get(addr) ?? 0) + 1);
+    socket.setTimeout(this.idleTimeoutMs, () => ws.terminate());
+    ws.on('message', (data: Buffer | ArrayBuffer | Buffer[]) => {
+      const buf = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
+      this.stats.tcpIn++;
+      conn.silentSince = 0;
+      if (buf.length < 4) return; // a keepalive, or nothing SIP
+      this.queue.push(addr, { buf, flow }, buf.length, false);
+    });
+    ws.on('error', () => undefined);
+    ws.on('close', () => {
+      this.conns.delete(id);
+      if (this.byPeer.get(at) === id) this.byPeer.delete(at);
+      const left = (this.perAddress.get(addr) ?? 1) - 1;
+      if (left <= 0) this.perAddress.delete(addr);
+      else this.perAddress.set(addr, left);
+    });
   }
 
   /** Closes connections that never sent a message in time, or whose message does not finish in time. */
@@ -458,7 +541,7 @@ export class SipTransport {
   isOpen(flow: Flow): boolean {
     if (flow.proto === 'udp') return !this.closed;
     const c = this.conns.get(flow.conn);
-    return c !== undefined && !c.socket.destroyed;
+    return c !== undefined && (c.ws !== undefined ? c.ws.readyState === c.ws.OPEN : !c.socket.destroyed);
   }
 
   /** Sends a serialised message on a flow; false when it cannot (closed flow, forbidden address). */
@@ -473,6 +556,17 @@ export class SipTransport {
     }
     const c = this.conns.get(flow.conn);
     if (c === undefined || c.socket.destroyed) return false;
+    if (c.ws !== undefined) {
+      if (c.ws.bufferedAmount > this.maxUnread) {
+        this.stats.unread++;
+        c.ws.terminate();
+        return false;
+      }
+      this.stats.tcpOut++;
+      // RFC 7118 5: text frames for messages that are UTF-8 (all the node sends)
+      c.ws.send(buf.toString('utf8'));
+      return true;
+    }
     if (c.socket.writableLength > this.maxUnread) {
       // the other side does not read what it is sent: let it go rather than buffer for it
       this.stats.unread++;
@@ -646,6 +740,8 @@ export class SipTransport {
       if (c !== undefined && !c.socket.destroyed) return c.flow;
       this.opened.delete(name);
     }
+    // a WebSocket is only ever opened by the other side (a browser): nothing to dial
+    if (proto === 'ws' || proto === 'wss') return null;
     const flow = await this.connect(host, port, timeoutMs, proto, key);
     if (this.opened.size >= 1000) this.opened.clear();
     this.opened.set(name, flow.conn);
@@ -668,6 +764,8 @@ export class SipTransport {
       new Promise<void>((r) => (this.udp ? this.udp.close(() => r()) : r())),
       new Promise<void>((r) => (this.tcp ? this.tcp.close(() => r()) : r())),
       new Promise<void>((r) => (this.tlsServer ? this.tlsServer.close(() => r()) : r())),
+      new Promise<void>((r) => (this.wsServer ? this.wsServer.close(() => r()) : r())),
+      new Promise<void>((r) => (this.wsHttp ? this.wsHttp.close(() => r()) : r())),
     ]);
   }
 }

@@ -31,6 +31,7 @@ t.test('bad flags get one line saying what to fix', async (t) => {
     [['node', '--tls-cert', '/etc/ssl/node.pem'], /--tls-cert and --tls-key go together/],
     [['node', '--require-tls', '--no-tls'], /--require-tls needs TLS: drop --no-tls/],
     [['node', '--no-tls', '--tls-port', '5061'], /--no-tls cannot go with --tls-port/],
+    [['node', '--ws-tls'], /--ws-tls goes with --ws-port N/],
     [['frobnicate'], /unknown command "frobnicate"/],
     [['wallet', 'send', 'xyz', '10', '--network', 'regtest'], /not a valid address/],
   ];
