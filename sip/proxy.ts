@@ -36,7 +36,7 @@ export interface Hop {
 /** The call a forwarded initial INVITE may become, for the call-end report. */
 export interface CallRole {
   role: 'orig' | 'term' | 'local';
-  /** the other node (orig: the one the chain named; term: the one whose announced TLS key the caller's connection showed), else null */
+  /** the other node (orig: the one the chain named; term: the one that proved itself on the caller's TLS connection, sip/tls.ts), else null */
   peer: Uint8Array | null;
 }
 
@@ -56,7 +56,7 @@ export interface ProxyHost {
   readonly tx: TransactionLayer;
   /** host:port as the node writes it in Via and Record-Route */
   readonly hostport: string;
-  /** host:port of the node's side reached over `proto` (its TLS port for TLS) */
+  /** host:port of the node's side reached over `proto` (its TLS or WebSocket port for those) */
   hostportFor(proto: Proto): string;
   /** the Record-Route value for the node's side reached over `proto` */
   recordRouteFor(proto: Proto): string;
@@ -75,7 +75,7 @@ export interface CallEnd {
   toTag: string;
   /** orig: this node's phone called out; term: a call from elsewhere reached this node's phone */
   role: 'orig' | 'term';
-  /** the other node's id (20 bytes) when the chain named it (orig) or its TLS certificate proved it (term), else null */
+  /** the other node's id (20 bytes) when the chain named it (orig) or it proved itself on its TLS connection (term), else null */
   peerNodeId: Uint8Array | null;
   /** unix seconds the 2xx to the INVITE passed this node, and the BYE */
   answered: number;
@@ -107,7 +107,7 @@ export interface ProxyOptions {
   maxActive?: number;
   /** a call between this node's phone and another node ended */
   onCallEnd?: (e: CallEnd) => void;
-  /** SDP with SRTP keys (a=crypto) leaves on TLS only: a hop over UDP or TCP is given up instead (--require-tls) */
+  /** SDP with SRTP keys (a=crypto) leaves on TLS (or wss) only: a hop over UDP, TCP or ws is given up instead (--require-tls) */
   sdesOverTlsOnly?: boolean;
 }
 
@@ -124,8 +124,8 @@ interface Dialog {
   endedAt: number;
   createdAt: number;
   /**
-   * the TCP or TLS connections the caller's INVITE came on and the callee answered on (null: UDP,
-   * or not yet): a phone on a connection names in its Contact an address where nothing takes a
+   * the TCP, TLS or WebSocket connections the caller's INVITE came on and the callee answered on
+   * (null: UDP, or not yet): a phone on a connection names in its Contact an address where nothing takes a
    * new one, so the dialog's requests for it go on its connection while that is open
    */
   callerFlow: Flow | null;
