@@ -51,18 +51,17 @@ export async function benchRoam(o: { json: boolean; tries?: number }): Promise<R
     }
     const c = await h.start('C', { args: ['--domain', 'c.test', '--open-registration'] });
     const mine = (): Promise<unknown> => c.mine(1);
-    const serving = new Map<string, { label: 'A' | 'B'; node: NodeProc; args: string[] }>();
-    const nodes: Record<'A' | 'B', NodeProc> = {
-      A: await h.start('A', { datadir: dirs.A, sipPort: await freePort(), bootstrap: [c.p2p], args: ['--domain', 'a.test', '--sip-keepalive', '1'] }),
-      B: await h.start('B', { datadir: dirs.B, sipPort: await freePort(), bootstrap: [c.p2p], args: ['--domain', 'b.test', '--sip-keepalive', '1'] }),
-    };
+    // A and B, each started again on its data directory and SIP port after it is killed
+    const startServing = async (label: 'A' | 'B', sipPort: number): Promise<NodeProc> => h.start(label, { datadir: dirs[label], sipPort, bootstrap: [c.p2p], args: ['--domain', `${label.toLowerCase()}.test`, '--sip-keepalive', '1'] });
+    const serving = new Map<string, { label: 'A' | 'B'; node: NodeProc }>();
+    const nodes: Record<'A' | 'B', NodeProc> = { A: await startServing('A', await freePort()), B: await startServing('B', await freePort()) };
     let cseq = 1;
     const register = async (n: NodeProc): Promise<void> => {
       const st = await phone.registerWithDigest(n.sipPort, 'alice', 'a.test', PASSWORD, 600, `roam-${n.name}`, (cseq += 2), 5000);
       if (st !== 200) throw new Error(`alice's REGISTER at ${n.name} got ${st}`);
     };
     await register(nodes.A);
-    for (const label of ['A', 'B'] as const) serving.set(await nodeIdOf(c, nodes[label], mine), { label, node: nodes[label], args: label === 'A' ? ['--domain', 'a.test', '--sip-keepalive', '1'] : ['--domain', 'b.test', '--sip-keepalive', '1'] });
+    for (const label of ['A', 'B'] as const) serving.set(await nodeIdOf(c, nodes[label], mine), { label, node: nodes[label] });
     await mineUntil(mine, 'alice to own her name', async () => (await nameAt(c, NAME))?.owner === pub, { timeoutMs: 60_000 });
     const del = await runDots(['name', 'delegate', NAME, [...serving.keys()].join(','), ...wallet, '--api', c.api], 20_000, env);
     if (del.code !== 0) throw new Error(`dots name delegate failed: ${del.stderr}`);
@@ -104,9 +103,8 @@ export async function benchRoam(o: { json: boolean; tries?: number }): Promise<R
       }
       say(`  try ${i + 1}: ${dead.label} killed; the first call reached the phone after ${fixed(one.ms, 0)} ms (${one.status}), the next call after ${fixed(two.ms, 0)} ms (${two.status})`);
       // the node comes back on its data directory and port; the phone registers there again
-      const back = await h.start(dead.label, { datadir: dead.node.datadir, sipPort: dead.node.sipPort, bootstrap: [c.p2p], args: dead.args });
+      const back = await startServing(dead.label, dead.node.sipPort);
       dead.node = back;
-      nodes[dead.label] = back;
       await register(back);
     }
     const f = [...first].sort((x, y) => x - y);

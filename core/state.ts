@@ -7,7 +7,7 @@ import { ValidationError } from './errors.ts';
 import { bytesEqual, toHex } from './hash.ts';
 import { addressOf } from './address.ts';
 import { Kind, KIND_NAMES, commitmentOf, domainOf, ownDomainPrefix, type Rec, type RecordBody, type CallReceipt } from './records.ts';
-import { nameFee } from './names.ts';
+import { nameFee, rulersOf } from './names.ts';
 
 export interface StateRules {
   nameLifetime: number;
@@ -351,10 +351,11 @@ export function servesName(n: NameEntry, node: Uint8Array): boolean {
  * the owner of that block allocates the numbers in it.
  */
 export function coveringPrefix(s: StateReader, number: string, height: number): [string, NameEntry] | undefined {
-  for (let len = number.length - 1; len >= 2; len--) {
-    const p = number.slice(0, len);
-    const e = getName(s, p);
-    if (e !== undefined && e.expiry >= height) return [p, e];
+  // the blocks above the number, longest first: the longest live one rules
+  const blocks = rulersOf(number);
+  for (let i = blocks.length - 1; i >= 0; i--) {
+    const e = getName(s, blocks[i]);
+    if (e !== undefined && e.expiry >= height) return [blocks[i], e];
   }
   return undefined;
 }

@@ -180,6 +180,18 @@ function forbidden(address: string): boolean {
   return true; // only IP literals are ever sent to
 }
 
+/** One more of an address's count. */
+function countUp(m: Map<string, number>, key: string): void {
+  m.set(key, (m.get(key) ?? 0) + 1);
+}
+
+/** One less of an address's count; the address is forgotten at zero. */
+function countDown(m: Map<string, number>, key: string): void {
+  const left = (m.get(key) ?? 1) - 1;
+  if (left <= 0) m.delete(key);
+  else m.set(key, left);
+}
+
 export class SipTransport {
   private udp?: UdpSocket;
   private tcp?: Server;
@@ -308,14 +320,12 @@ export class SipTransport {
         s.destroy();
         return;
       }
-      this.handshaking.set(addr, (this.handshaking.get(addr) ?? 0) + 1);
+      countUp(this.handshaking, addr);
       let counted = true;
       const done = (): void => {
         if (!counted) return;
         counted = false;
-        const left = (this.handshaking.get(addr) ?? 1) - 1;
-        if (left <= 0) this.handshaking.delete(addr);
-        else this.handshaking.set(addr, left);
+        countDown(this.handshaking, addr);
       };
       const at = `${addr} ${s.remotePort ?? 0}`;
       handshakeDone.set(at, done);
@@ -384,30 +394,19 @@ export class SipTransport {
       ws.terminate();
       return;
     }
-    const id = this.nextConn++;
-    const addr = (socket.remoteAddress ?? '').replace(/^::ffff:/, '');
-    const flow: Flow = { proto, address: addr, port: socket.remotePort ?? 0, conn: id };
-    const conn: Conn = { id, socket, framer: new SipStreamFramer({ maxMessageSize: this.maxMessageSize }), flow, silentSince: Date.now(), partialSince: 0, held: 0, peerKey: null, node: null, proof: null, ws };
-    this.conns.set(id, conn);
-    const at = `${proto} ${addr} ${flow.port}`;
-    this.byPeer.set(at, id);
-    this.perAddress.set(addr, (this.perAddress.get(addr) ?? 0) + 1);
+    const { conn, release } = this.register(socket, proto, null, ws);
+    conn.silentSince = Date.now();
+    const { flow } = conn;
     socket.setTimeout(this.idleTimeoutMs, () => ws.terminate());
     ws.on('message', (data: Buffer | ArrayBuffer | Buffer[]) => {
       const buf = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
       this.stats.tcpIn++;
       conn.silentSince = 0;
       if (buf.length < 4) return; // a keepalive, or nothing SIP
-      this.queue.push(addr, { buf, flow }, buf.length, false);
+      this.queue.push(flow.address, { buf, flow }, buf.length, false);
     });
     ws.on('error', () => undefined);
-    ws.on('close', () => {
-      this.conns.delete(id);
-      if (this.byPeer.get(at) === id) this.byPeer.delete(at);
-      const left = (this.perAddress.get(addr) ?? 1) - 1;
-      if (left <= 0) this.perAddress.delete(addr);
-      else this.perAddress.set(addr, left);
-    });
+    ws.on('close', release);
   }
 
   /** Closes connections that never sent a message in time, or whose message does not finish in time. */
@@ -474,14 +473,7 @@ export class SipTransport {
   }
 
   private adopt(socket: Socket, proto: 'tcp' | 'tls', peerKey: string | null = null): Conn {
-    const id = this.nextConn++;
-    const addr = (socket.remoteAddress ?? '').replace(/^::ffff:/, '');
-    const flow: Flow = { proto, address: addr, port: socket.remotePort ?? 0, conn: id };
-    const conn: Conn = { id, socket, framer: new SipStreamFramer({ maxMessageSize: this.maxMessageSize }), flow, silentSince: 0, partialSince: 0, held: 0, peerKey, node: null, proof: null };
-    this.conns.set(id, conn);
-    const at = `${proto} ${addr} ${flow.port}`;
-    this.byPeer.set(at, id);
-    this.perAddress.set(addr, (this.perAddress.get(addr) ?? 0) + 1);
+    const { conn, release } = this.register(socket, proto, peerKey);
     socket.setNoDelay(true);
     socket.setTimeout(this.idleTimeoutMs, () => socket.destroy());
     socket.on('data', (chunk: Buffer) => {
@@ -493,15 +485,32 @@ export class SipTransport {
     });
     socket.on('error', () => undefined);
     socket.on('close', () => {
-      this.conns.delete(id);
-      if (this.byPeer.get(at) === id) this.byPeer.delete(at);
+      release();
       this.buffered -= conn.held;
       conn.held = 0;
-      const left = (this.perAddress.get(addr) ?? 1) - 1;
-      if (left <= 0) this.perAddress.delete(addr);
-      else this.perAddress.set(addr, left);
     });
     return conn;
+  }
+
+  /**
+   * A connection counted in: by id, by the remote address and port (for reuse), and in its
+   * address's share; `release` takes it out again when it closes.
+   */
+  private register(socket: Socket, proto: Exclude<Proto, 'udp'>, peerKey: string | null, ws?: WebSocket): { conn: Conn; release: () => void } {
+    const id = this.nextConn++;
+    const addr = (socket.remoteAddress ?? '').replace(/^::ffff:/, '');
+    const flow: Flow = { proto, address: addr, port: socket.remotePort ?? 0, conn: id };
+    const conn: Conn = { id, socket, framer: new SipStreamFramer({ maxMessageSize: this.maxMessageSize }), flow, silentSince: 0, partialSince: 0, held: 0, peerKey, node: null, proof: null, ws };
+    this.conns.set(id, conn);
+    const at = `${proto} ${addr} ${flow.port}`;
+    this.byPeer.set(at, id);
+    countUp(this.perAddress, addr);
+    const release = (): void => {
+      this.conns.delete(id);
+      if (this.byPeer.get(at) === id) this.byPeer.delete(at);
+      countDown(this.perAddress, addr);
+    };
+    return { conn, release };
   }
 
   private onStream(conn: Conn, chunk: Buffer): void {
