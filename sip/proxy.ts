@@ -336,7 +336,9 @@ export class Proxy {
       this.branchFailed(p, b, 'the next hop is not a SIP URI');
       return;
     }
-    void this.host.transport.flowTo(uri, this.noAnswerMs).then(
+    // connecting (TCP, TLS) counts against the same patience as the answer: a node whose host is
+    // gone lets a TLS connect hang, where a dead process on a live host refuses it at once
+    void this.host.transport.flowTo(uri, this.silentMs(p, b)).then(
       (flow) => {
         if (b.done) return;
         if (flow === null) this.branchFailed(p, b, `cannot reach ${uri.host}`);
@@ -392,11 +394,15 @@ export class Proxy {
     b.flow = flow;
     b.ctx = this.host.tx.send(req, flow, branch, { response: (r) => this.onResponse(p, b, r), timeout: () => this.branchFailed(p, b, `${b.hop.label} did not answer`) });
     // a hop that sends nothing at all (not even 100 Trying) in time is given up
-    const silentMs = p.invite && b.hop.node !== undefined && p.group < p.plan.groups.length ? this.nodeTryingMs : this.noAnswerMs;
     b.timer = setTimeout(() => {
       b.timer = null;
       if (!b.done && (b.ctx === null || !b.ctx.proceeding)) this.branchFailed(p, b, `${b.hop.label} did not answer`);
-    }, silentMs).unref();
+    }, this.silentMs(p, b)).unref();
+  }
+
+  /** How long a branch may stay silent: an INVITE to a node with another node left to try, nodeTryingMs; else noAnswerMs. */
+  private silentMs(p: ProxyTx, b: Branch): number {
+    return p.invite && b.hop.node !== undefined && p.group < p.plan.groups.length ? this.nodeTryingMs : this.noAnswerMs;
   }
 
   private endBranch(b: Branch): void {

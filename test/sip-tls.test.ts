@@ -6,7 +6,7 @@
 // called knows the caller's node by the proof it signs on the connection (a proof copied onto
 // another connection proves nothing).
 import t from 'tap';
-import { connect, type Socket } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
 import type { Test } from 'tap';
 import { credentialsFor } from '../sip/digest.ts';
 import { getHeaders, type SipRequest } from '../sip/message.ts';
@@ -203,4 +203,29 @@ t.test('handshakes never finished count against their address: a stranger cannot
   const alice = await new TestPhone({ host: '127.0.0.1', port: svc.tlsPort }, 'tls', '127.0.0.2').open();
   t.teardown(() => alice.close());
   t.equal((await alice.registerWithAuth({ user: 'alice', domain: 'a.test', password: 'alice-pw', expires: 600 })).status, 200, 'a phone at another address registers over TLS meanwhile');
+});
+
+t.test('a node whose TLS port accepts and never answers is given up as soon as a silent one would be', async (t) => {
+  // a TCP listener that takes connections and says nothing: the TLS handshake never ends
+  const mute = createServer(() => undefined);
+  await new Promise<void>((r) => mute.listen(0, '127.0.0.1', () => r()));
+  t.teardown(() => new Promise<void>((r) => mute.close(() => r())));
+  mute.on('connection', (s) => t.teardown(() => s.destroy()));
+  const a = await node(t, 'a.test', USERS_A);
+  let uris: string[] = [];
+  // noAnswerMs of 30 s: only the node rule can move on before the test's wait ends
+  const b = await node(t, 'b.test', USERS_B, {
+    proxy: { noAnswerMs: 30_000 },
+    locator: { locate: () => ({ kind: 'remote', nodes: [{ nodeId: new Uint8Array(20).fill(1), uris: [uris[0]] }, { nodeId: new Uint8Array(20).fill(2), uris: [uris[1]] }], online: true }) },
+  });
+  uris = [tlsUri(`127.0.0.1:${(mute.address() as { port: number }).port}`, 'cd'.repeat(32)), a.svc.tlsUri as string];
+  const alice = await a.phone('udp');
+  t.equal((await alice.registerWithAuth({ user: 'alice', domain: 'a.test', password: 'alice-pw', expires: 600 })).status, 200, 'alice registered at A');
+  const bob = await b.phone('udp');
+  t.equal((await bob.registerWithAuth({ user: 'bob', domain: 'b.test', password: 'bob-pw', expires: 600 })).status, 200, 'bob registered at B');
+  const call = invite(bob, 'sip:alice@a.test', 'sip:bob@b.test', 'mute1');
+  const got = (await alice.incoming('INVITE', 5000)) as SipRequest;
+  t.pass('the INVITE reached alice through the second node, the first one never finishing its handshake');
+  alice.answer(got, 486);
+  t.equal((await call.final).status, 486, 'and her answer came back');
 });
