@@ -9,8 +9,9 @@
 // the phone registers there again, and blocks are mined until C sees both bindings online.
 //
 // The phone is registered at both nodes before the death, so no re-registration is on the path:
-// what the figure measures is C's failover, the 1.5 s a node hop may go without a 100 Trying
-// (sip/proxy.ts, nodeTryingMs) when another serving node is left to try.
+// what the figure measures is C's failover. The nodes speak TLS to each other, so C's connection
+// to the dead node is refused at once; a node whose host is gone costs instead the 1.5 s a node
+// hop may stay silent (sip/proxy.ts, nodeTryingMs) when another serving node is left to try.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
