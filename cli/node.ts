@@ -27,6 +27,7 @@ export function parseNodeArgs(args: string[]): NodeConfig {
     'require-tls': { type: 'boolean' },
     'ws-port': { type: 'string' },
     'ws-tls': { type: 'boolean' },
+    'ice-server': { type: 'string', multiple: true },
     'sip-port': { type: 'string' },
     domain: { type: 'string' },
     'api-host': { type: 'string' },
@@ -69,6 +70,10 @@ export function parseNodeArgs(args: string[]): NodeConfig {
     if (c.tlsPort === null) throw new UserError('--ws-tls needs TLS: drop --no-tls');
     c.wsTls = true;
   }
+  if (v['ice-server'] !== undefined) {
+    for (const s of v['ice-server'] as string[]) if (!/^stuns?:[0-9a-zA-Z.-]+(:[0-9]{1,5})?$/.test(s) && !/^stuns?:\[[0-9a-fA-F:]+\](:[0-9]{1,5})?$/.test(s)) throw new UserError(`--ice-server must be a STUN server like stun:stun.example.org:3478, got "${s}"`);
+    c.iceServers = v['ice-server'] as string[];
+  }
   if (v['require-tls'] === true) {
     if (c.tlsPort === null) throw new UserError('--require-tls needs TLS: drop --no-tls');
     c.requireTls = true;
@@ -105,6 +110,7 @@ export async function runNode(args: string[]): Promise<number> {
   out(`p2p:      ${node.p2p?.multiaddrs()[0] ?? 'not listening'}`);
   out(`sip:      ${node.describeSip()}`);
   out(`explorer: ${node.apiUrl}/`);
+  out(`phone:    ${node.describePhone()}`);
   out(`api:      ${node.apiUrl}/api/status`);
   await new Promise<void>((resolveStop) => {
     let stopping = false;

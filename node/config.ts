@@ -45,6 +45,8 @@ export interface NodeConfig {
   /** SIP over WebSocket (RFC 7118) on this port, for browser phones (null: none); `wsTls`: wss with the TLS certificate */
   wsPort?: number | null;
   wsTls?: boolean;
+  /** STUN servers the browser phone page gives its browsers (stun:HOST[:PORT]), for media across NAT */
+  iceServers?: string[];
   /** the SIP domain it serves; empty: its own (`ownDomainOf` its node id) */
   domain: string;
   apiHost: string;

@@ -37,6 +37,7 @@ import { RegistrationsFile } from './registrations.ts';
 import { openChainStack, type ChainStack } from './chain-stack.ts';
 import { followTip } from './tip-mark.ts';
 import { loadTlsIdentity } from './certificate.ts';
+import { PhonePage } from './phone-page.ts';
 
 export { NODE_KEY_FILE } from './config.ts';
 
@@ -60,6 +61,8 @@ export class DotsNode {
   private readonly unwire: Array<() => void> = [];
   apiUrl = '';
   readonly nodeId: Uint8Array;
+  /** the browser phone's page, served by the API under /phone/ and at the root of the SIP WebSocket port */
+  readonly phone: PhonePage;
 
   readonly store: Store;
   readonly chain: Chain;
@@ -74,6 +77,11 @@ export class DotsNode {
   ) {
     ({ store: this.store, chain: this.chain, pool: this.pool } = stack);
     this.nodeId = addressOf(publicKeyOf(secret));
+    this.phone = new PhonePage(() => ({
+      domain: config.domain,
+      websocket: this.sip === undefined || this.sip.wsPort === 0 ? null : { port: this.sip.wsPort, secure: config.wsTls === true },
+      iceServers: (config.iceServers ?? []).map((urls) => ({ urls })),
+    }));
   }
 
   /** The node mines to its own key: its reward address is its node id. */
@@ -163,7 +171,7 @@ export class DotsNode {
       },
       // On a loopback address only this machine's names are answered (no DNS rebinding); a node
       // that listens on another address is meant to be reached by whatever name points at it.
-      { allowedHosts: isLoopback(config.apiHost) ? [...LOOPBACK_HOSTS, config.apiHost.toLowerCase()] : 'any' },
+      { allowedHosts: isLoopback(config.apiHost) ? [...LOOPBACK_HOSTS, config.apiHost.toLowerCase()] : 'any', phone: this.phone },
     );
     this.api = api;
     await this.orStop(async () => {
@@ -232,7 +240,7 @@ export class DotsNode {
       port: config.sipPort,
       announce: announced,
       tls,
-      ws: config.wsPort === undefined || config.wsPort === null ? undefined : { port: config.wsPort, secure: config.wsTls === true },
+      ws: config.wsPort === undefined || config.wsPort === null ? undefined : { port: config.wsPort, secure: config.wsTls === true, http: (req, res) => this.phone.handle(req, res) },
       requireTls: config.requireTls === true,
       domain: config.domain,
       openRegistration: config.openRegistration,
@@ -300,6 +308,16 @@ export class DotsNode {
     const announced = this.sip.uri !== `sip:${listening}` ? `, listening on ${listening}` : '';
     const tls = (this.sip.tlsPort === 0 ? '' : `; TLS on ${this.sip.tlsPort}`) + (this.sip.wsPort === 0 ? '' : `; ${this.config.wsTls === true ? 'wss' : 'ws'} on ${this.sip.wsPort}`);
     return `${this.sip.uri} (UDP and TCP${announced}${tls}) for domain ${this.config.domain}${this.config.openRegistration ? ', open registration' : ''}`;
+  }
+
+  /** What `dots node` prints for the browser phone: where its page is, or why there is none. */
+  describePhone(): string {
+    const page = `${this.apiUrl}/phone/`;
+    if (!this.phone.built) return `${page} (not built: npm run build:phone)`;
+    if (this.sip === undefined || this.sip.wsPort === 0) return `${page} (needs --ws-port N: SIP over WebSocket)`;
+    if (this.config.wsTls !== true) return page;
+    const host = sipAnnounced(this.config)?.host ?? this.config.sipHost;
+    return `${page}, and https://${host.includes(':') ? `[${host}]` : host}:${this.sip.wsPort}/ for browsers on other machines`;
   }
 
   private stopped = false;

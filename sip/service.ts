@@ -11,7 +11,7 @@ import { getHeader, removeHeaders, splitHeaderList, type SipMessage, type SipPar
 import { emptyParsed, validateRequest, validateResponse, type ParsedRequest } from './validate.ts';
 import { buildResponse, newTag, serializeMessage } from './serialize.ts';
 import { getParam, parseMaxForwards, parseUri } from './uri.ts';
-import { SipTransport, isSecure, type Flow, type Proto, type TlsOptions, type TransportOptions } from './transport.ts';
+import { SipTransport, isSecure, type Flow, type Proto, type TlsOptions, type TransportOptions, type WsOptions } from './transport.ts';
 import { NODE_PROOF_HEADER, NODE_PROOF_LABEL, hasSdesKeys, nodeProofValue, spkiFingerprint, tlsUri } from './tls.ts';
 import { TransactionLayer, replyTo, topVia, type IncomingRequest, type Timers, type TransactionOptions } from './transaction.ts';
 import { DigestAuth, type DigestOptions } from './digest.ts';
@@ -36,7 +36,7 @@ export interface SipServiceOptions {
   /** SIP over TLS too, on its own port, with this certificate */
   tls?: TlsOptions;
   /** SIP over WebSocket too (RFC 7118), on its own port: `ws`, or `wss` with the TLS certificate */
-  ws?: { port: number; secure: boolean };
+  ws?: WsOptions;
   /** how this node proves itself on TLS connections to other nodes */
   nodeProof?: NodeProver;
   /**

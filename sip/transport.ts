@@ -12,7 +12,7 @@ import { lookup as dnsLookup } from 'node:dns/promises';
 import { createSocket, type Socket as UdpSocket, type RemoteInfo, type SocketOptions } from 'node:dgram';
 import { BlockList, createServer, connect as tcpConnect, isIP, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, connect as tlsConnect, type Server as TlsServer, type TLSSocket } from 'node:tls';
-import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { SipStreamFramer, isKeepalive, type FramerEvent, parseMessage, type SipMessage, type SipParseError } from './message.ts';
@@ -86,7 +86,18 @@ export interface TransportOptions {
    * listen for SIP over WebSocket (RFC 7118) on this port too: `ws`, or `wss` with the TLS
    * certificate (browsers on an https page can open only wss); 0 picks a free port
    */
-  ws?: { port: number; secure: boolean };
+  ws?: WsOptions;
+}
+
+/** SIP over WebSocket: its port, whether it is wss, and what answers plain HTTP requests there. */
+export interface WsOptions {
+  port: number;
+  secure: boolean;
+  /**
+   * answers the HTTP requests that are not a WebSocket upgrade (the node serves its browser
+   * phone there, so an https page and its wss are one origin); without it they get 426
+   */
+  http?: (req: IncomingMessage, res: ServerResponse) => void;
 }
 
 /** A message read and waiting its turn: a datagram (parsed when its turn comes) or a stream's framed event. */
@@ -347,7 +358,7 @@ export class SipTransport {
     this.tlsPort = (server.address() as { port: number }).port;
   }
 
-  private async listenWs(o: { port: number; secure: boolean }): Promise<void> {
+  private async listenWs(o: WsOptions): Promise<void> {
     const tls = this.opts.tls;
     if (o.secure && tls === undefined) throw new TransportError('wss needs a TLS certificate');
     const http = o.secure && tls !== undefined ? createHttpsServer({ cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2' }) : createHttpServer();
@@ -365,6 +376,9 @@ export class SipTransport {
     wss.on('connection', (ws, req) => this.adoptWs(ws, req, o.secure ? 'wss' : 'ws'));
     wss.on('error', () => undefined);
     http.on('error', () => undefined);
+    http.on('request', o.http ?? ((_req: IncomingMessage, res: ServerResponse) => {
+      res.writeHead(426, { 'content-type': 'text/plain', upgrade: 'websocket', connection: 'Upgrade' }).end('SIP over WebSocket (RFC 7118) only\n');
+    }));
     await this.listenOn(http, o.port, 'WebSocket');
     this.wsHttp = http;
     this.wsServer = wss;

@@ -32,6 +32,7 @@ t.test('bad flags get one line saying what to fix', async (t) => {
     [['node', '--require-tls', '--no-tls'], /--require-tls needs TLS: drop --no-tls/],
     [['node', '--no-tls', '--tls-port', '5061'], /--no-tls cannot go with --tls-port/],
     [['node', '--ws-tls'], /--ws-tls goes with --ws-port N/],
+    [['node', '--ice-server', 'http://stun.example.org'], /--ice-server must be a STUN server like stun:/],
     [['frobnicate'], /unknown command "frobnicate"/],
     [['wallet', 'send', 'xyz', '10', '--network', 'regtest'], /not a valid address/],
   ];

@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import fastifyStatic from '@fastify/static';
 import { apiMetrics } from '../metrics.ts';
+import type { PhonePage } from '../phone-page.ts';
 import { Api, type ApiContext } from './context.ts';
 import { EventHub, eventRoutes } from './events.ts';
 import { statusRoutes } from './status.ts';
@@ -51,6 +52,8 @@ export interface ApiOptions {
    * that a DNS rebinding points at 127.0.0.1 cannot reach it.
    */
   allowedHosts?: readonly string[] | 'any';
+  /** the browser phone, served under /phone/ */
+  phone?: PhonePage;
 }
 
 /** Host names that mean this machine. */
@@ -194,6 +197,16 @@ export async function buildApi(ctx: ApiContext, opts: ApiOptions = {}): Promise<
       void res.header('cache-control', 'no-cache').header('content-security-policy', CSP).header('x-content-type-options', 'nosniff').header('referrer-policy', 'no-referrer');
     },
   });
+
+  // The browser phone, beside the explorer (its files and config.json; see node/phone-page.ts).
+  const phone = opts.phone;
+  if (phone !== undefined) {
+    app.get('/phone', async (_req, reply) => reply.redirect('/phone/'));
+    app.get<{ Params: { '*': string } }>('/phone/*', async (req, reply) => {
+      const a = phone.answer(req.params['*'], req.headers['if-none-match']);
+      return reply.code(a.status).headers(a.headers).send(a.body);
+    });
+  }
 
   const openapi = readFileSync(new URL('../explorer/openapi.json', import.meta.url), 'utf8');
   app.get('/api/openapi.json', async (_req, reply) => {

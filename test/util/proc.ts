@@ -205,6 +205,12 @@ export class NodeProc {
     return Number(/TLS on (\d+)/.exec(line)?.[1] ?? 0);
   }
 
+  /** its SIP over WebSocket port, from what it printed (0: none) */
+  get wsPort(): number {
+    const line = this.stdout.find((l) => l.startsWith('sip:')) ?? '';
+    return Number(/wss? on (\d+)/.exec(line)?.[1] ?? 0);
+  }
+
   get peerId(): string {
     return this.p2p.split('/p2p/')[1] ?? '';
   }
