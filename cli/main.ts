@@ -42,8 +42,11 @@ const SECTIONS: Record<string, string> = {
   --tls-key FILE         its PEM private key (default: the node's own, made at first start
                          in DATADIR/tls.crt and tls.key)
   --no-tls               no SIP over TLS
-  --ws-port N            SIP over WebSocket (RFC 7118) on this port, for browser phones
+  --ws-port N            SIP over WebSocket (RFC 7118) on this port, for browser phones, and
+                         the phone page at its root (also at the API's /phone/)
   --ws-tls               wss on that port (with the TLS certificate) instead of ws
+  --ice-server URL       a STUN server the phone page gives browsers, stun:HOST[:PORT]
+                         (repeatable; default none: host candidates only)
   --require-tls          phones must register over TLS; SDP with SRTP keys (a=crypto) is
                          refused on plain transports (488) instead of relayed
   --domain D             SIP domain this node serves (default: the data directory's, else

@@ -376,6 +376,11 @@ export class Proxy {
       this.branchFailed(p, b, `${b.hop.label} is not on TLS, and the SDP carries SRTP keys (a=crypto)`);
       return;
     }
+    // RFC 5630: a request to a sips: address goes over TLS to the end, the last hop too
+    if (!isSecure(flow.proto) && /^sips:/i.test(p.inc.req.uri)) {
+      this.branchFailed(p, b, `${b.hop.label} is not on TLS, and the request is for a sips: address`);
+      return;
+    }
     const branch = `z9hG4bK${p.loop}.${newTag()}`;
     if (p.plan.recordRoute) {
       // one entry per side the dialog passes (RFC 5658): a phone on TLS and a node on UDP each

@@ -314,6 +314,11 @@ export class SipService {
         return;
       }
     }
+    // RFC 5630: sips: means TLS on every hop, the first one too
+    if (ruri.scheme === 'sips' && !isSecure(inc.flow.proto)) {
+      replyTo(inc, 416, 'Unsupported URI Scheme', [['Warning', `399 ${this.domain} "a sips: request must come over TLS (RFC 5630)"`]]);
+      return;
+    }
     if (method === 'REGISTER') {
       this.registers.handle(inc, ruri, parsed);
       return;

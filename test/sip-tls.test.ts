@@ -162,6 +162,33 @@ t.test('--require-tls: no registration over UDP, no SRTP keys over a plain trans
   t.equal(far.received.length, 0, 'nothing reached the plain node');
 });
 
+t.test('sips: (RFC 5630) means TLS on every hop: not accepted over UDP, not forwarded to a phone on UDP', async (t) => {
+  const users = new Map([...USERS_A, ['carol', credentialsFor('carol', 'a.test', 'carol-pw')]]);
+  const { phone } = await node(t, 'a.test', users);
+  const carol = await phone('udp');
+  t.equal((await carol.registerWithAuth({ user: 'carol', domain: 'a.test', password: 'carol-pw', expires: 600 })).status, 200, 'carol registered over UDP');
+  const alice = await phone('tls');
+  t.equal((await alice.registerWithAuth({ user: 'alice', domain: 'a.test', password: 'alice-pw', expires: 600 })).status, 200, 'alice registered over TLS');
+
+  const overUdp = await carol.request('INVITE', 'sips:alice@a.test', ['From: <sip:carol@a.test>;tag=s1'], '', 3000);
+  t.equal(overUdp.status, 416, 'a sips: INVITE over UDP is refused (416)');
+  t.match(getHeaders(overUdp, 'warning')[0] ?? '', /sips: request must come over TLS/, 'the Warning says why');
+  t.equal(alice.received.filter((m) => m.kind === 'request' && m.method === 'INVITE').length, 0, 'alice never saw it');
+  const reg = await carol.request('REGISTER', 'sips:a.test', ['From: <sips:carol@a.test>;tag=s2', 'To: <sips:carol@a.test>', `Contact: <sip:carol@127.0.0.1:${carol.port}>`], '', 3000);
+  t.equal(reg.status, 416, 'so is a sips: REGISTER over UDP');
+
+  const toUdp = await alice.request('INVITE', 'sips:carol@a.test', ['From: <sips:alice@a.test>;tag=s3'], '', 5000);
+  t.equal(toUdp.status, 480, 'a sips: call to a phone registered over UDP fails rather than take its last hop in the clear');
+  t.match(getHeaders(toUdp, 'warning')[0] ?? '', /sips: address/, 'the Warning says why');
+  t.equal(carol.received.filter((m) => m.kind === 'request' && m.method === 'INVITE').length, 0, 'carol never saw it');
+
+  const call = invite(carol, 'sip:alice@a.test', 'sip:carol@a.test', 'sips4');
+  const got = (await alice.incoming('INVITE', 5000)) as SipRequest;
+  t.equal(got.uri.split(':')[0], 'sip', 'a sip: call from UDP to alice still goes through');
+  alice.answer(got, 486);
+  t.equal((await call.final).status, 486, 'and her answer comes back');
+});
+
 t.test("a node's proof copied onto another connection proves nothing", async (t) => {
   const { a, bSecret, B_ID, ends } = await nodeKnowingB(t);
   const alice = await a.phone('udp');
