@@ -9,51 +9,13 @@
 // show the call ended. A call to a name nobody holds fails with the node's answer on the page.
 // Chromium missing is a failure, not a skip: CI's .ci/run installs it.
 import t from 'tap';
-import type { Test } from 'tap';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { Harness, runDots, type NodeProc } from './util/proc.ts';
 import { tmpDir } from './util/tmp.ts';
 import { sleep, waitFor } from './util/wait.ts';
 import { bindingAt, mineUntil, type Binding } from './util/names.ts';
-
-const CHROMIUM = '/usr/bin/chromium';
-const ARGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  // a fake microphone (a beep), granted without asking
-  '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream', '--autoplay-policy=no-user-gesture-required',
-  // host candidates with their real addresses (not mDNS names), loopback among them
-  '--disable-features=WebRtcHideLocalIpsWithMdns', '--allow-loopback-in-peer-connection',
-];
-
-async function browser(t: Test, name: string): Promise<Page> {
-  const profile = mkdtempSync(join(tmpdir(), `dots-phone-${name}-`));
-  const ctx: BrowserContext = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, args: ARGS, timeout: 20_000 });
-  t.teardown(async () => {
-    await ctx.close();
-    rmSync(profile, { recursive: true, force: true });
-  });
-  const page = ctx.pages()[0] ?? (await ctx.newPage());
-  page.on('pageerror', (e) => t.comment(`${name}'s page: ${e.message}`));
-  // DOTS_TEST_DEBUG=1: JsSIP's own log of every SIP message, as comments
-  if (process.env.DOTS_TEST_DEBUG === '1') {
-    await page.addInitScript({ content: "localStorage.setItem('debug', 'JsSIP:Transport JsSIP:RTCSession')" });
-    page.on('console', (m) => t.comment(`${name}: ${m.text()}`));
-  }
-  return page;
-}
-
-/** The page's packet and byte counters for one direction ('audio-in' or 'audio-out'). */
-async function counters(page: Page, id: string): Promise<{ packets: number; bytes: number }> {
-  const el = page.locator(`#${id}`);
-  return { packets: Number((await el.getAttribute('data-packets')) ?? 0), bytes: Number((await el.getAttribute('data-bytes')) ?? 0) };
-}
-
-async function stateOf(page: Page, sel: string): Promise<string> {
-  return (await page.locator(sel).getAttribute('data-state')) ?? '';
-}
+import { BrowserPhone, CHROMIUM } from './phones.ts';
 
 t.test('two browsers at two nodes: bob calls alice, audio flows both ways between the browsers, bob hangs up', async (t) => {
   if (!existsSync(CHROMIUM)) {
@@ -74,23 +36,20 @@ t.test('two browsers at two nodes: bob calls alice, audio flows both ways betwee
     nodes.push(await h.start(i === 0 ? 'A' : 'B', { datadir, bootstrap: nodes.map((n) => n.p2p), args: ['--domain', acc.domain, '--ws-port', '0', '--sip-keepalive', '2'] }));
   }
   const [a, b] = nodes;
+  const logs = (): string => `\n--- A\n${a.log(20)}\n--- B\n${b.log(20)}`;
   t.ok(a.wsPort > 0 && b.wsPort > 0, `both nodes serve SIP over WebSocket (A ${a.wsPort}, B ${b.wsPort})`);
   t.match(a.stdout.find((l) => l.startsWith('phone:')) ?? '', new RegExp(`^phone:\\s+${a.api.replace(/\./g, '\\.')}/phone/$`), 'dots node prints where its phone page is');
 
-  const [alice, bob] = await Promise.all([browser(t, 'alice'), browser(t, 'bob')]);
-  for (const [page, node, acc] of [[alice, a, accounts[0]], [bob, b, accounts[1]]] as const) {
-    await page.goto(`${node.api}/phone/`);
-    await page.locator('#signin').waitFor({ state: 'visible', timeout: 10_000 });
-    t.equal(await page.locator('#signin [name=domain]').inputValue(), acc.domain, `${acc.user}'s page is prefilled with the node's domain`);
-    await page.fill('#signin [name=user]', acc.user);
-    await page.fill('#signin [name=password]', acc.password);
-    await page.click('#signin button[type=submit]');
+  const [alice, bob] = await Promise.all([BrowserPhone.open(t, 'alice'), BrowserPhone.open(t, 'bob')]);
+  for (const [p, node, acc] of [[alice, a, accounts[0]], [bob, b, accounts[1]]] as const) {
+    await p.signIn(`${node.api}/phone/`, acc.password);
+    t.equal(await p.page.locator('#signin [name=domain]').inputValue(), acc.domain, `${acc.user}'s page is prefilled with the node's domain`);
   }
-  for (const [page, acc] of [[alice, accounts[0]], [bob, accounts[1]]] as const) {
-    await waitFor(`${acc.user} registered`, async () => (await stateOf(page, '#state')) === 'registered', 15_000).catch(async (e: unknown) => {
-      throw new Error(`${(e as Error).message}: ${await page.locator('#state').textContent()}\n--- A\n${a.log(20)}\n--- B\n${b.log(20)}`);
+  for (const [p, acc] of [[alice, accounts[0]], [bob, accounts[1]]] as const) {
+    await p.registered().catch((e: unknown) => {
+      throw new Error(`${(e as Error).message}${logs()}`);
     });
-    t.equal(await page.locator('#me').textContent(), `sip:${acc.user}@${acc.domain}`, `${acc.user}'s browser registered over the WebSocket`);
+    t.equal(await p.text('#me'), `sip:${acc.user}@${acc.domain}`, `${acc.user}'s browser registered over the WebSocket`);
   }
 
   // the nodes ping the browsers (OPTIONS over the WebSocket; JsSIP answers) and bind them on the chain
@@ -104,53 +63,47 @@ t.test('two browsers at two nodes: bob calls alice, audio flows both ways betwee
     },
     { timeoutMs: 45_000 },
   ).catch((e: unknown) => {
-    throw new Error(`${(e as Error).message}\n--- A\n${a.log(20)}\n--- B\n${b.log(20)}`);
+    throw new Error(`${(e as Error).message}${logs()}`);
   });
   t.pass(`both browsers are online on the chain after ${blocks} blocks`);
 
   // a name nobody holds: the call fails with the node's answer
-  await bob.fill('#dial [name=target]', 'sip:nobody@a.test');
-  await bob.click('#dial button[type=submit]');
-  await waitFor('the call to nobody to fail', async () => (await stateOf(bob, '#call')) === 'ended', 15_000);
-  t.match(await bob.locator('#call-state').textContent(), /^Call failed: .*\(404 /, 'a call to a name nobody holds fails on the page with the node\'s 404');
+  await bob.dial('sip:nobody@a.test');
+  await bob.callState('ended');
+  t.match(await bob.text('#call-state'), /^Call failed: .*\(404 /, 'a call to a name nobody holds fails on the page with the node\'s 404');
 
   // bob calls alice by name; her page rings; she answers
-  await bob.fill('#dial [name=target]', 'sip:alice@a.test');
-  await bob.click('#dial button[type=submit]');
-  await waitFor('alice\'s page to ring', async () => (await stateOf(alice, '#call')) === 'incoming', 15_000).catch(async (e: unknown) => {
-    throw new Error(`${(e as Error).message}: bob's page says ${await bob.locator('#call-state').textContent()}\n--- A\n${a.log(20)}\n--- B\n${b.log(20)}`);
+  await bob.dial('sip:alice@a.test');
+  await alice.callState('incoming').catch((e: unknown) => {
+    throw new Error(`${(e as Error).message}${logs()}`);
   });
-  t.equal(await alice.locator('#peer').textContent(), 'sip:bob@b.test', 'alice sees the call is from sip:bob@b.test');
+  t.equal(await alice.text('#peer'), 'sip:bob@b.test', 'alice sees the call is from sip:bob@b.test');
   await alice.click('#answer');
-  await waitFor('both pages in the call', async () => (await stateOf(alice, '#call')) === 'established' && (await stateOf(bob, '#call')) === 'established', 15_000);
+  await Promise.all([alice.callState('established'), bob.callState('established')]);
   t.pass('the call is established on both pages');
 
   // audio both ways: the inbound counters rise on both sides
   const first = await waitFor('audio at both browsers', async () => {
-    const c = await Promise.all([counters(alice, 'audio-in'), counters(bob, 'audio-in')]);
+    const c = await Promise.all([alice.counters('audio-in'), bob.counters('audio-in')]);
     return c[0].packets > 20 && c[1].packets > 20 ? c : undefined;
   }, 15_000);
   await sleep(2000);
-  const later = await Promise.all([counters(alice, 'audio-in'), counters(bob, 'audio-in')]);
+  const later = await Promise.all([alice.counters('audio-in'), bob.counters('audio-in')]);
   for (const [i, who] of ['alice', 'bob'].entries()) {
     t.ok(later[i].packets > first[i].packets && later[i].bytes > first[i].bytes, `${who}'s browser receives audio: inbound RTP ${first[i].packets} -> ${later[i].packets} packets, ${first[i].bytes} -> ${later[i].bytes} bytes`);
   }
-  const out = await Promise.all([counters(alice, 'audio-out'), counters(bob, 'audio-out')]);
+  const out = await Promise.all([alice.counters('audio-out'), bob.counters('audio-out')]);
   t.ok(out[0].packets > 0 && out[1].packets > 0, `and sends it (outbound RTP: alice ${out[0].packets}, bob ${out[1].packets} packets)`);
 
   // the media path: straight between the browsers, never through a node
-  const path = async (p: Page): Promise<{ local: string; remote: string }> => ({
-    local: (await p.locator('#path').getAttribute('data-local')) ?? '',
-    remote: (await p.locator('#path').getAttribute('data-remote')) ?? '',
-  });
-  const [pa, pb] = await Promise.all([path(alice), path(bob)]);
+  const [pa, pb] = await Promise.all([alice.path(), bob.path()]);
   t.ok(pa.remote !== '' && pa.remote === pb.local && pb.remote === pa.local, `media goes straight between the browsers: alice ${pa.local} <-> bob ${pb.local}`);
   const nodePorts = new Set([a, b].flatMap((n) => [n.sipPort, n.tlsPort, n.wsPort, Number(new URL(n.api).port)]));
   t.notOk([pa.local, pb.local].some((hp) => nodePorts.has(Number(hp.split(':').pop()))), 'no node port is on the media path');
 
   // bob hangs up: both pages end the call
   await bob.click('#hangup');
-  await waitFor('both pages to end the call', async () => (await stateOf(alice, '#call')) === 'ended' && (await stateOf(bob, '#call')) === 'ended', 10_000);
-  t.match(await alice.locator('#call-state').textContent(), /they hung up/, 'alice\'s page: they hung up');
-  t.match(await bob.locator('#call-state').textContent(), /you hung up/, 'bob\'s page: you hung up');
+  await Promise.all([alice.callState('ended', 10_000), bob.callState('ended', 10_000)]);
+  t.match(await alice.text('#call-state'), /they hung up/, 'alice\'s page: they hung up');
+  t.match(await bob.text('#call-state'), /you hung up/, 'bob\'s page: you hung up');
 });

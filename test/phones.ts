@@ -1,14 +1,17 @@
-// Helpers for the tests that drive real phones (baresip, Linphone, SIPp) against `dots node`
-// processes: a user's wallet, re-running a test file inside a network namespace of its own,
-// and baresip configured as ../shared/phones/README.md says (started, and driven over
-// ctrl_tcp with its SIP trace read back). What the chain says of names is in util/names.ts.
+// Helpers for the tests that drive real phones (baresip, Linphone, SIPp, the browser phone in
+// Chromium) against `dots node` processes: a user's wallet, re-running a test file inside a
+// network namespace of its own, baresip configured as ../shared/phones/README.md says (started,
+// and driven over ctrl_tcp with its SIP trace read back), and the node's phone page in a
+// headless Chromium. What the chain says of names is in util/names.ts.
 // Processes are only ever signalled through their own ChildProcess handles, never by name.
 import tap, { type Test } from 'tap';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { chromium, type Page } from 'playwright-core';
 import { has, runDots, stopProcess } from './util/proc.ts';
 import type { Teardown } from './util/tmp.ts';
 import { waitFor } from './util/wait.ts';
@@ -71,6 +74,8 @@ export interface BaresipOptions {
   rtpPorts?: string;
   /** listen for commands on this TCP port (ctrl_tcp) */
   ctrlPort?: number;
+  /** media as WebRTC browsers make it: ICE, DTLS-SRTP and RTP/RTCP on one port, instead of SDES */
+  webrtc?: boolean;
 }
 
 export interface Baresip {
@@ -104,6 +109,7 @@ export function startBaresip(t: Teardown, dir: string, o: BaresipOptions): Bares
       'module ausine.so',
       'module aubridge.so',
       'module srtp.so',
+      ...(o.webrtc === true ? ['rtcp_mux yes', 'module ice.so', 'module dtls_srtp.so'] : []),
       // the instance id (+sip.instance) outbound needs is made before the accounts are read
       'module uuid.so',
       'module account.so',
@@ -116,7 +122,7 @@ export function startBaresip(t: Teardown, dir: string, o: BaresipOptions): Bares
     join(cfg, 'accounts'),
     `<sip:${o.user}@${o.domain};transport=${tp}>;auth_pass=${o.password};outbound="sip:127.0.0.1:${o.nodePort};transport=${tp}";` +
       (o.nodePort2 === undefined ? '' : `outbound2="sip:127.0.0.1:${o.nodePort2};transport=${tp}";sipnat=outbound;`) +
-      'regint=600;answermode=auto;mediaenc=srtp-mand;audio_codecs=opus/48000/2\n',
+      `regint=600;answermode=auto;${o.webrtc === true ? 'medianat=ice;mediaenc=dtls_srtp' : 'mediaenc=srtp-mand'};audio_codecs=opus/48000/2\n`,
   );
   const child = spawn('baresip', ['-f', cfg, '-n', '127.0.0.1', ...(o.trace === true ? ['-s'] : []), '-t', String(o.seconds ?? 120)], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
@@ -259,4 +265,92 @@ export function traced(out: string): Traced[] {
 /** The first traced message matching `start` (its first line) and `o`. */
 export function find(out: string, start: RegExp, o: { src?: string; dst?: string; cseq?: RegExp } = {}): Traced | undefined {
   return traced(out).find((m) => start.test(m.text) && (o.src === undefined || m.src === o.src) && (o.dst === undefined || m.dst === o.dst) && (o.cseq === undefined || o.cseq.test(/^CSeq:(.*)$/im.exec(m.text)?.[1] ?? '')));
+}
+
+export const CHROMIUM = '/usr/bin/chromium';
+const CHROMIUM_ARGS = [
+  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  // a fake microphone (a beep), granted without asking
+  '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream', '--autoplay-policy=no-user-gesture-required',
+  // host candidates with their real addresses (not mDNS names), loopback among them
+  '--disable-features=WebRtcHideLocalIpsWithMdns', '--allow-loopback-in-peer-connection',
+];
+
+/**
+ * The node's phone page (/phone/) in a headless Chromium of its own (Debian's, through
+ * playwright-core), read and driven by its element ids as a user would. DOTS_TEST_DEBUG=1
+ * prints JsSIP's log as test comments.
+ */
+export class BrowserPhone {
+  private constructor(
+    readonly user: string,
+    readonly page: Page,
+  ) {}
+
+  static async open(t: Test, user: string): Promise<BrowserPhone> {
+    const profile = mkdtempSync(join(tmpdir(), `dots-phone-${user}-`));
+    const ctx = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 20_000 });
+    t.teardown(async () => {
+      await ctx.close();
+      rmSync(profile, { recursive: true, force: true });
+    });
+    const page = ctx.pages()[0] ?? (await ctx.newPage());
+    page.on('pageerror', (e) => t.comment(`${user}'s page: ${e.message}`));
+    if (process.env.DOTS_TEST_DEBUG === '1') {
+      await page.addInitScript({ content: "localStorage.setItem('debug', 'JsSIP:Transport JsSIP:RTCSession')" });
+      page.on('console', (m) => t.comment(`${user}: ${m.text()}`));
+    }
+    return new BrowserPhone(user, page);
+  }
+
+  /** Opens the page at `url` and signs in with the account; resolves once the form is sent (see `registered`). */
+  async signIn(url: string, password: string): Promise<void> {
+    await this.page.goto(url);
+    await this.page.locator('#signin').waitFor({ state: 'visible', timeout: 10_000 });
+    await this.page.fill('#signin [name=user]', this.user);
+    await this.page.fill('#signin [name=password]', password);
+    await this.page.click('#signin button[type=submit]');
+  }
+
+  async registered(timeoutMs = 15_000): Promise<void> {
+    await waitFor(`${this.user} registered`, async () => (await this.state('#state')) === 'registered', timeoutMs).catch(async (e: unknown) => {
+      throw new Error(`${(e as Error).message}: ${await this.text('#state')}`);
+    });
+  }
+
+  async dial(target: string): Promise<void> {
+    await this.page.fill('#dial [name=target]', target);
+    await this.page.click('#dial button[type=submit]');
+  }
+
+  /** The data-state of an element: '#state' (registration) or '#call' (idle, calling, ringing, incoming, established, ended). */
+  async state(sel: string): Promise<string> {
+    return (await this.page.locator(sel).getAttribute('data-state')) ?? '';
+  }
+
+  async text(sel: string): Promise<string> {
+    return (await this.page.locator(sel).textContent()) ?? '';
+  }
+
+  async callState(state: string, timeoutMs = 15_000): Promise<void> {
+    await waitFor(`${this.user}'s call to be ${state}`, async () => (await this.state('#call')) === state, timeoutMs).catch(async (e: unknown) => {
+      throw new Error(`${(e as Error).message}: the page says ${await this.text('#call-state')}`);
+    });
+  }
+
+  /** The page's packet and byte counters for one direction ('audio-in' or 'audio-out'), from getStats. */
+  async counters(id: 'audio-in' | 'audio-out'): Promise<{ packets: number; bytes: number }> {
+    const el = this.page.locator(`#${id}`);
+    return { packets: Number((await el.getAttribute('data-packets')) ?? 0), bytes: Number((await el.getAttribute('data-bytes')) ?? 0) };
+  }
+
+  /** The ICE pair the media flows on: this browser's address and the other end's. */
+  async path(): Promise<{ local: string; remote: string }> {
+    const el = this.page.locator('#path');
+    return { local: (await el.getAttribute('data-local')) ?? '', remote: (await el.getAttribute('data-remote')) ?? '' };
+  }
+
+  click(sel: string): Promise<void> {
+    return this.page.click(sel);
+  }
 }

@@ -73,8 +73,9 @@ async function readStats(pc) {
     const rc = byId.get(pair.remoteCandidateId);
     if (l && rc) {
       const el = $('path');
-      el.dataset.local = `${l.address ?? l.ip}:${l.port}`;
-      el.dataset.remote = `${rc.address ?? rc.ip}:${rc.port}`;
+      // a peer-reflexive candidate's address may be withheld (an empty string)
+      el.dataset.local = `${l.address || l.ip || '?'}:${l.port}`;
+      el.dataset.remote = `${rc.address || rc.ip || '?'}:${rc.port}`;
       el.textContent = `${el.dataset.local} ⇄ ${el.dataset.remote} (${l.candidateType} to ${rc.candidateType}, ${l.protocol})`;
     }
   }
