@@ -31,7 +31,7 @@ function subsidyFn(initial: number, interval: number): (height: number) => numbe
   };
 }
 
-type ReceiptRules = Pick<NetworkParams, 'receiptRate' | 'receiptPoolDivisor' | 'receiptPairCap' | 'maxCallSeconds'>;
+type ReceiptRules = Pick<NetworkParams, 'receiptRate' | 'receiptPoolDivisor' | 'receiptPairCap' | 'maxCallSeconds' | 'receiptMaxAge'>;
 
 // Names cost NAME_PRICE units for an ordinary domain, number or node domain, a tenth of it for a
 // user's address, and four times as much per character or digit short (core/names.ts): a node's
@@ -41,8 +41,9 @@ type ReceiptRules = Pick<NetworkParams, 'receiptRate' | 'receiptPoolDivisor' | '
 export const NAME_PRICE = 1 * COIN;
 
 // Call receipts: each node earns 1,000 units per call-second; all receipts of a block share at
-// most a quarter of its subsidy, and one pair of nodes at most 5 call-hours' worth per block.
-const RECEIPTS: ReceiptRules = { receiptRate: 1000, receiptPoolDivisor: 4, receiptPairCap: 36_000_000, maxCallSeconds: 86_400 };
+// most a quarter of its subsidy, and one pair of nodes at most 5 call-hours' worth per block; a
+// call must have ended within the 6 hours before the block that pays it.
+const RECEIPTS: ReceiptRules = { receiptRate: 1000, receiptPoolDivisor: 4, receiptPairCap: 36_000_000, maxCallSeconds: 86_400, receiptMaxAge: 21_600 };
 
 function net(p: Omit<NetworkParams, 'subsidy' | keyof ReceiptRules>): NetworkParams {
   return { ...p, ...RECEIPTS, subsidy: subsidyFn(p.initialSubsidy, p.halvingInterval) };

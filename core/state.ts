@@ -25,6 +25,8 @@ export interface StateRules {
   receiptMinNodeAge: number;
   /** longest call a receipt may claim, in seconds */
   maxCallSeconds: number;
+  /** a receipt's call must have ended at most this many seconds before its block's time */
+  receiptMaxAge: number;
   /** units an ordinary name costs to claim or renew (core/names.ts scales it by length); burned */
   namePriceBase: number;
 }
@@ -513,6 +515,10 @@ function applyReceipt(v: StateView, r: CallReceipt, ctx: ApplyContext): number {
   const duration = r.ended - r.answered;
   if (r.ended <= r.answered || duration > rules.maxCallSeconds) fail('bad-receipt', `call duration must be 1..${rules.maxCallSeconds} seconds`);
   if (r.ended > ctx.time + 600) fail('bad-receipt', 'call ends in the future');
+  // Without a lower bound, call-hours could be invented at any time in the past; the terminating
+  // node forgets its calls after the same 6 hours (telecom/calls.ts), so an honest receipt is
+  // mined well within it.
+  if (r.ended < ctx.time - rules.receiptMaxAge) fail('stale-receipt', `the call ended more than ${rules.receiptMaxAge} seconds before this block`);
   const k = keys.receipt(r.callId);
   if (v.get(k) !== undefined) fail('duplicate-receipt', 'this call was receipted before');
   const orig = getNode(v, r.orig);

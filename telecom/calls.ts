@@ -167,14 +167,16 @@ export class CallLog {
    * Whether this node terminated the call a receipt describes: same dialog, this node named as
    * the terminating node, answer and end times each within the tolerance (the two nodes see the
    * 200 and the BYE a few ms apart, possibly across a second boundary), and the originating
-   * node the one the proxy saw, when it saw one.
+   * node the one the call came from, proved on its TLS connection: a call from a node that proved
+   * nothing (a plain hop) is receipted for nobody, or any node that learnt the dialog's Call-ID
+   * and tags could claim the originator's share.
    */
   knowsCall(r: UnsignedReceipt): boolean {
     this.expire();
     if (!bytesEqual(r.term, this.nodeId)) return false;
     const c = this.terminated.get(toHex(r.callId));
     if (c === undefined) return false;
-    if (c.peer !== null && !bytesEqual(c.peer, r.orig)) return false;
+    if (c.peer === null || !bytesEqual(c.peer, r.orig)) return false;
     return Math.abs(c.answered - r.answered) <= this.tolerance && Math.abs(c.ended - r.ended) <= this.tolerance;
   }
 

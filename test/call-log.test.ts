@@ -213,6 +213,12 @@ t.test('answer and end times must agree within 2 seconds', async (t) => {
   w.term.calls.callEnded({ ...stranger.term, peerNodeId: newKey().address });
   w.orig.calls.callEnded(stranger.orig);
   t.match(await outcome(w.orig, 4), { status: 'failed', code: 'unknown-call' }, 'another originating node');
+  // A call that reached the terminating node over a hop that proved no node (plain UDP or TCP):
+  // whoever asks, even the real originator, gets no countersignature.
+  const plain = call(w);
+  w.term.calls.callEnded({ ...plain.term, peerNodeId: null });
+  w.orig.calls.callEnded(plain.orig);
+  t.match(await outcome(w.orig, 5), { status: 'failed', code: 'unknown-call' }, 'a call from a node that proved nothing is receipted for nobody');
 });
 
 t.test('calls the chain would not pay are never asked for', async (t) => {
@@ -324,7 +330,8 @@ t.test('the terminating log: what it knows, for how long, and how much', async (
   t.equal(log.knowsCall(receipt('one', { answered: ended - 33 })), false, 'answered 3 s apart');
   t.equal(log.knowsCall(receipt('one', { ended: ended - 3 })), false, 'ended 3 s apart');
   log.callEnded(end('anon', null));
-  t.equal(log.knowsCall(receipt('anon', { orig: newKey().address })), true, 'no originating node named: any');
+  t.equal(log.knowsCall(receipt('anon', { orig: newKey().address })), false, 'a call from a node that proved nothing: no node is vouched for');
+  t.equal(log.knowsCall(receipt('anon')), false, 'not even the one that really sent it');
   log.callEnded({ ...end('out'), role: 'orig', peerNodeId: them.address });
   t.equal(log.knowsCall(receipt('out')), false, 'an originated call is not a terminated one');
   // Bounded: a third call pushes out the oldest.

@@ -62,7 +62,8 @@ t.test('a receipt pays both nodes from the block reward', async (t) => {
   const sameCall = receipt(a, b, 60, { callId: (r.body as CallReceipt).callId });
   t.equal(((await chain.processBlock(blockOn(chain, chain.tip, [sameCall], { amount: 0 }))) as { code: string }).code, 'duplicate-receipt', 'another receipt for the same call');
   // Submitted twice to the pool.
-  const fresh = receipt(a, b, 10);
+  // the pool checks a receipt against the next block's time, now
+  const fresh = receipt(a, b, 10, { end: Math.floor(Date.now() / 1000) - 5 });
   pool.add(fresh);
   t.throws(() => pool.add(fresh), { code: 'already-pending' });
 });
@@ -75,6 +76,10 @@ t.test('rejections', async (t) => {
   t.equal(await code([receipt(a, a, 30)]), 'bad-receipt', 'a node with itself');
   t.equal(await code([receipt(a, b, 0)]), 'bad-receipt', 'zero duration');
   t.equal(await code([receipt(a, b, p.maxCallSeconds + 1)]), 'bad-receipt', 'longer than a call may be');
+  // the block's time is its parent's + 1 (blockOn): a call must have ended within receiptMaxAge of it
+  const blockTime = tip.header.time + 1;
+  t.equal(await code([receipt(a, b, 30, { end: blockTime - p.receiptMaxAge - 1 })]), 'stale-receipt', 'a call that ended before the window (invented call-hours in the past)');
+  t.equal(await code([receipt(a, b, 30, { end: blockTime + 601 })]), 'bad-receipt', 'a call that ends in the future');
   const overPair = Math.floor(p.receiptPairCap / (2 * p.receiptRate)) + 1;
   t.equal(await code([receipt(a, b, overPair)]), 'receipt-over-cap', 'one receipt over the pair cap');
   const half = Math.ceil(overPair / 2);
@@ -83,15 +88,19 @@ t.test('rejections', async (t) => {
   const t2 = await extend(chain, tip, 1, { recs: [announce(late)] });
   t.equal(await code([receipt(a, late, 30)], t2), 'node-too-new', 'a node announced just now');
   t.equal(await code([receipt(a, newKey(), 30)], t2), 'unknown-node', 'a node that never announced');
+  // last, as it connects: the oldest call the window takes is still paid
+  t.equal(await code([receipt(a, b, 30, { end: t2.header.time + 1 - p.receiptMaxAge })], t2), undefined, 'a call that ended receiptMaxAge before the block is paid');
 });
 
 t.test('receipts over the cap wait in the pool for the next blocks', async (t) => {
   const { chain, pool, a, b } = await twoNodes(t);
   const p = chain.params;
   const seconds = Math.floor(p.receiptPairCap / (2 * p.receiptRate) / 2);
-  const r1 = receipt(a, b, seconds);
-  const r2 = receipt(a, b, seconds);
-  const r3 = receipt(a, b, seconds);
+  // calls that just ended: the pool and the template check them against now
+  const end = Math.floor(Date.now() / 1000) - 5;
+  const r1 = receipt(a, b, seconds, { end });
+  const r2 = receipt(a, b, seconds, { end });
+  const r3 = receipt(a, b, seconds, { end });
   for (const r of [r1, r2, r3]) pool.add(r);
   const tpl = blockTemplate(chain, pool, newKey().address, new Uint8Array(4));
   t.equal(tpl.records.length, 3, 'coinbase and two receipts fill the pair cap');
