@@ -63,10 +63,12 @@ const SECTIONS: Record<string, string> = {
   wallet: `Wallet (dots wallet):
   dots wallet new [--wallet FILE] [--passphrase P]   create an encrypted key file
   dots wallet address [--wallet FILE]                show its address
-  dots wallet balance [--wallet FILE] [--api URL]    balance from a running node
-  dots wallet history [--wallet FILE] [--api URL]    what came and went
+  dots wallet balance [--wallet FILE] [--api URL] [--units]   balance from a running node
+  dots wallet history [--wallet FILE] [--api URL] [--units]   what came and went
   dots wallet send ADDRESS AMOUNT [--fee N] [--wallet FILE] [--api URL]
-  (the passphrase may also come from DOTS_PASSPHRASE; --network picks the address prefix)
+                                   AMOUNT and N in units (100000000 units = 1 DOTS)
+  (the passphrase may also come from DOTS_PASSPHRASE; amounts print in DOTS unless --units;
+  commands that ask a node use its network, --network picks the prefix for new and address)
 `,
   name: `Names (dots name; sip:user@domain, +E164 or a domain; signed with the wallet key):
   dots name claim NAME [--no-wait]     commit, wait for the commitment to mature, reveal

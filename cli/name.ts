@@ -11,7 +11,7 @@ import { addressOf } from '../core/address.ts';
 import { readKeyFile } from '../wallet/keys.ts';
 import { ClaimsFile } from '../wallet/claims.ts';
 import { parse, publicKeyArg } from './args.ts';
-import { WALLET_FLAGS, walletOpts } from './wallet.ts';
+import { WALLET_FLAGS, onNode, walletOpts } from './wallet.ts';
 
 function nameArg(s: string | undefined): string {
   const n = (s ?? '').toLowerCase();
@@ -35,8 +35,8 @@ export async function runName(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
   const wantPositionals = sub === 'transfer' || sub === 'delegate' ? 2 : 1;
   const { values, positionals } = parse(rest, { ...WALLET_FLAGS, 'no-wait': { type: 'boolean' }, delegates: { type: 'string' } }, wantPositionals);
-  const w = walletOpts(values);
   const name = nameArg(positionals[0]);
+  const w = await onNode(walletOpts(values));
   const p = NETWORKS[w.network];
   if (sub === 'show') {
     const r = await w.api.name(name);

@@ -3,7 +3,7 @@
 import { resolve, join } from 'node:path';
 import { existsSync } from 'node:fs';
 import { UserError } from '../core/errors.ts';
-import { NETWORKS, NODE_DEFAULTS, type NetworkName } from '../consensus/params.ts';
+import { COIN, NETWORKS, NODE_DEFAULTS, isNetworkName, type NetworkName } from '../consensus/params.ts';
 import { addressOf, encodeAddress, decodeAddress } from '../core/address.ts';
 import { publicKeyOf, generateSecretKey } from '../core/sig.ts';
 import { signRecord, Kind, type Transfer } from '../core/records.ts';
@@ -18,6 +18,8 @@ export interface WalletOpts {
   network: NetworkName;
   api: NodeApi;
   passphrase?: string;
+  /** whether --network and --wallet were given (else the node's network, and its default wallet) */
+  given: { network: boolean; wallet: boolean };
 }
 
 /** Flags every wallet and name command takes. */
@@ -31,7 +33,28 @@ export function walletOpts(v: Record<string, unknown>): WalletOpts {
     file: resolve(String(v.wallet ?? join(d.datadir, 'wallet.key'))),
     api: new NodeApi(String(v.api ?? `http://${LOCALHOST}:${d.apiPort}`)),
     passphrase: (v.passphrase as string | undefined) ?? process.env.DOTS_PASSPHRASE,
+    given: { network: v.network !== undefined, wallet: v.wallet !== undefined },
   };
+}
+
+/**
+ * The wallet options for a command that talks to the node: the network is the one the node runs
+ * (its addresses and signatures belong to it), and a --network that says otherwise is refused
+ * in one line rather than answered "belongs to another network".
+ */
+export async function onNode(w: WalletOpts): Promise<WalletOpts> {
+  const runs = String((await w.api.get('/api/status')).network);
+  if (!isNetworkName(runs)) throw new UserError(`the node at ${w.api.base} runs an unknown network "${runs}"`);
+  if (w.given.network && runs !== w.network) throw new UserError(`the node at ${w.api.base} runs ${runs}, not ${w.network}: drop --network, or pass --api URL of a ${w.network} node`);
+  const file = w.given.wallet ? w.file : resolve(join(NODE_DEFAULTS[runs].datadir, 'wallet.key'));
+  return { ...w, network: runs, file };
+}
+
+/** Units as coins with the unit (1 DOTS = 100,000,000 units): 250000 is "0.00250000 DOTS". */
+export function coins(units: number): string {
+  const sign = units < 0 ? '-' : '';
+  const a = Math.abs(units);
+  return `${sign}${Math.floor(a / COIN)}.${String(a % COIN).padStart(8, '0')} DOTS`;
 }
 
 function whole(s: string | undefined, what: string, min = 0): number {
@@ -41,9 +64,14 @@ function whole(s: string | undefined, what: string, min = 0): number {
 
 export async function runWallet(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
-  const { values, positionals } = parse(rest, { ...WALLET_FLAGS, fee: { type: 'string' } }, sub === 'send' ? 2 : 0);
-  const w = walletOpts(values);
+  const { values, positionals } = parse(rest, { ...WALLET_FLAGS, fee: { type: 'string' }, units: { type: 'boolean' } }, sub === 'send' ? 2 : 0);
+  // new and address work offline (--network, default devnet); the rest ask the node which network it runs
+  const given = walletOpts(values);
+  // what can be checked without the node is checked first: an address of the network named
+  if (sub === 'send' && given.given.network && positionals[0] !== undefined) decodeAddress(NETWORKS[given.network].addressPrefix, positionals[0]);
+  const w = sub === 'new' || sub === 'address' ? given : await onNode(given);
   const prefix = NETWORKS[w.network].addressPrefix;
+  const amount = (units: number, signed = false): string => (signed && units > 0 ? '+' : '') + (values.units === true ? String(units) : coins(units));
   switch (sub) {
     case 'new': {
       if (existsSync(w.file)) throw new UserError(`${w.file} exists already; pass --wallet FILE for another`);
@@ -64,27 +92,28 @@ export async function runWallet(args: string[]): Promise<number> {
     case 'balance': {
       const secret = readKeyFile(w.file, w.passphrase);
       const a = await w.api.get(`/api/accounts/${encodeAddress(prefix, addressOf(publicKeyOf(secret)))}`);
-      console.log(`${String(a.address)} balance ${String(a.balance)} nonce ${String(a.nonce)}`);
+      const units = Number(a.balance);
+      console.log(`${String(a.address)} balance ${amount(units)}${values.units === true ? '' : ` (${units} units)`} nonce ${String(a.nonce)}`);
       return 0;
     }
     case 'send': {
       const [to, amountStr] = positionals;
       if (to === undefined || amountStr === undefined) throw new UserError('usage: dots wallet send ADDRESS AMOUNT [--fee N]');
       const toAddr = decodeAddress(prefix, to);
-      const amount = whole(amountStr, 'AMOUNT', 1);
+      const units = whole(amountStr, 'AMOUNT (in units: 100000000 is 1 DOTS)', 1);
       const fee = whole(String(values.fee ?? '0'), '--fee');
       const secret = readKeyFile(w.file, w.passphrase);
       const pub = publicKeyOf(secret);
       const acct = await w.api.get(`/api/accounts/${encodeAddress(prefix, addressOf(pub))}`);
-      const rec = signRecord<Transfer>(w.network, secret, { kind: Kind.Transfer, pubkey: pub, to: toAddr, amount, fee, nonce: Number(acct.nonce) });
-      console.log(`sent, record ${await w.api.submit(rec, 'transfer')} pending`);
+      const rec = signRecord<Transfer>(w.network, secret, { kind: Kind.Transfer, pubkey: pub, to: toAddr, amount: units, fee, nonce: Number(acct.nonce) });
+      console.log(`sent ${coins(units)} (${units} units, fee ${fee}), record ${await w.api.submit(rec, 'transfer')} pending`);
       return 0;
     }
     case 'history': {
       const secret = readKeyFile(w.file, w.passphrase);
       const addr = encodeAddress(prefix, addressOf(publicKeyOf(secret)));
       const h = await w.api.get(`/api/accounts/${addr}/history?limit=100`);
-      const line = (when: string, kind: string, delta: number, id: string): void => console.log(`${when.padEnd(12)} ${kind.padEnd(14)} ${(delta > 0 ? '+' : '') + String(delta)} ${id}`);
+      const line = (when: string, kind: string, delta: number, id: string): void => console.log(`${when.padEnd(12)} ${kind.padEnd(14)} ${amount(delta, true)} ${id}`);
       for (const p of h.pending as Array<{ kind: string; delta: number; id: string }>) line('pending', p.kind, p.delta, p.id);
       for (const it of h.items as Array<{ kind: string; delta: number; id: string; height: number }>) line(`block ${it.height}`, it.kind, it.delta, it.id);
       if ((h.items as unknown[]).length === 0 && (h.pending as unknown[]).length === 0) console.log(`nothing yet for ${addr}`);

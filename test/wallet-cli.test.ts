@@ -6,6 +6,8 @@ import { runDots, startNode, getJson, postJson } from './util/proc.ts';
 import { tmpDir } from './util/tmp.ts';
 import { waitFor } from './util/wait.ts';
 
+const nodeKeyFile = (dir: string): string => join(dir, 'node', 'node.key');
+
 t.test('wallet and name commands end to end', async (t) => {
   const dir = tmpDir(t);
   const node = await startNode(t, { datadir: join(dir, 'node') });
@@ -44,13 +46,21 @@ t.test('wallet and name commands end to end', async (t) => {
   t.equal(r.code, 0, r.stderr);
   await waitFor('payment confirmed', async () => {
     const b = await dots(['wallet', 'balance', '--wallet', wallet, ...common]);
-    return /balance 250000 /.test(b.stdout);
+    return /balance 0\.00250000 DOTS \(250000 units\) /.test(b.stdout);
   });
+  // the node's network, not the default devnet: no --network needed against a regtest node
+  r = await dots(['wallet', 'balance', '--wallet', wallet, '--api', node.api, '--units']);
+  t.match(r.stdout, /^rdots1\S+ balance 250000 nonce 0$/m, 'without --network it asks the node which network it runs; --units prints the integer');
+  r = await dots(['wallet', 'balance', '--wallet', wallet, '--api', node.api, '--network', 'devnet']);
+  t.equal(r.code, 2, 'a --network that is not the node\'s is refused');
+  t.match(r.stderr, /runs regtest, not devnet: drop --network/, 'in one line that says what to fix');
+  r = await dots(['wallet', 'balance', '--wallet', nodeKeyFile(dir), '--api', node.api]);
+  t.match(r.stdout, /^rdots1\S+ balance \d+\.\d{8} DOTS \(\d+ units\)/m, 'the node\'s own key (DATADIR/node.key) against a regtest node: its regtest balance');
   r = await dots(['wallet', 'send', address, '1', '--wallet', wallet, ...common]);
   t.equal(r.code, 0, 'alice can pay herself back');
   r = await dots(['wallet', 'history', '--wallet', wallet, ...common]);
   t.equal(r.code, 0, r.stderr);
-  t.match(r.stdout, /transfer\s+\+250000 /, 'history lists the payment in');
+  t.match(r.stdout, /transfer\s+\+0\.00250000 DOTS /, 'history lists the payment in');
   r = await dots(['wallet', 'send', address, '99999999999', '--wallet', wallet, ...common]);
   t.equal(r.code, 2);
   t.match(r.stderr, /insufficient-funds/);
