@@ -52,6 +52,8 @@ interface Side {
 interface World {
   orig: Side;
   term: Side;
+  /** a third announced node, when asked for (`third: true`) */
+  third?: Side;
 }
 
 function capture(lines: string[]): Logger {
@@ -63,7 +65,7 @@ function capture(lines: string[]): Logger {
  * Two announced nodes, old enough to be paid. `termAddrs` edits the terminating node's announced
  * addresses; `startTerm: false` leaves its exchange unstarted (the protocol is not served).
  */
-async function world(t: Test, o: { termAddrs?: (real: string[], peerId: string) => string[]; startTerm?: boolean; retryDelaysMs?: number[] } = {}): Promise<World> {
+async function world(t: Test, o: { termAddrs?: (real: string[], peerId: string) => string[]; startTerm?: boolean; retryDelaysMs?: number[]; third?: boolean } = {}): Promise<World> {
   const make = async (): Promise<Side> => {
     const dir = tmpDir(t);
     const { chain, pool, close } = await openChain(t, { dir });
@@ -91,12 +93,16 @@ async function world(t: Test, o: { termAddrs?: (real: string[], peerId: string) 
   };
   const orig = await make();
   const term = await make();
+  const third = o.third === true ? await make() : undefined;
   const termAddrs = o.termAddrs?.(term.net.multiaddrs(), term.net.peerId) ?? term.net.multiaddrs();
-  await mineAll([orig.chain, term.chain], 1, [announce(orig.key, orig.net.multiaddrs()), announce(term.key, termAddrs)]);
-  await mineAll([orig.chain, term.chain], orig.chain.params.receiptMinNodeAge);
+  const sides = [orig, term, ...(third === undefined ? [] : [third])];
+  const announcements = [announce(orig.key, orig.net.multiaddrs()), announce(term.key, termAddrs), ...(third === undefined ? [] : [announce(third.key, third.net.multiaddrs())])];
+  await mineAll(sides.map((s) => s.chain), 1, announcements);
+  await mineAll(sides.map((s) => s.chain), orig.chain.params.receiptMinNodeAge);
   await orig.ex.start(orig.net.libp2p);
   if (o.startTerm !== false) await term.ex.start(term.net.libp2p);
-  return { orig, term };
+  if (third !== undefined) await third.ex.start(third.net.libp2p);
+  return { orig, term, third };
 }
 
 /** The next outcome at the originating side. */
@@ -219,6 +225,21 @@ t.test('answer and end times must agree within 2 seconds', async (t) => {
   w.term.calls.callEnded({ ...plain.term, peerNodeId: null });
   w.orig.calls.callEnded(plain.orig);
   t.match(await outcome(w.orig, 5), { status: 'failed', code: 'unknown-call' }, 'a call from a node that proved nothing is receipted for nobody');
+});
+
+t.test('a third node that knows the dialog cannot take the originator\'s share (issue 15: the hijack)', async (t) => {
+  const w = await world(t, { third: true });
+  const thief = w.third as Side;
+  // orig -> term, proved on the TLS connection: term logged orig as the call's originating node
+  const c = call(w, 120);
+  w.term.calls.callEnded(c.term);
+  // the thief learnt Call-ID and tags (a caller does) and reports the call as its own origination
+  thief.calls.callEnded({ ...c.orig, peerNodeId: w.term.key.address });
+  t.match(await outcome(thief), { status: 'failed', code: 'unknown-call' }, 'the terminating node refuses to countersign for the thief');
+  t.equal(thief.pool.size, 0, 'nothing reaches the thief\'s pool');
+  // the real originating node is then paid, not told "conflict"
+  w.orig.calls.callEnded(c.orig);
+  t.match(await outcome(w.orig), { status: 'receipted' }, 'the node that really originated the call gets its receipt');
 });
 
 t.test('calls the chain would not pay are never asked for', async (t) => {
