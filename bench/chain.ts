@@ -73,6 +73,13 @@ export async function benchChain(o: BenchOptions & { records?: number; perBlock?
       { metric: 'signature checks/s, the worker pool alone on every core', value: Math.round(bound) },
       { metric: 'records/s / the worker pool alone', value: (total / workers.secs / bound).toFixed(2) },
       { metric: 'bytes on disk per record', value: Math.round(workers.disk / total) },
+      // where they go: keys and values as LevelDB is handed them, per record, largest first; the
+      // rest of the files is LevelDB's own (its log, table indexes and per-entry overhead)
+      ...[...workers.usage]
+        .map(([part, u]) => ({ part, bytes: u.keyBytes + u.valueBytes, u }))
+        .sort((a, b) => b.bytes - a.bytes)
+        .map(({ part, bytes, u }) => ({ metric: `  of which ${PARTS[part] ?? `state ${part.slice(1)}`} (${u.entries} entries; keys ${(u.keyBytes / total).toFixed(1)}, values ${(u.valueBytes / total).toFixed(1)})`, value: (bytes / total).toFixed(1) })),
+      { metric: '  of which LevelDB\'s own', value: ((workers.disk - [...workers.usage.values()].reduce((n, u) => n + u.keyBytes + u.valueBytes, 0)) / total).toFixed(1) },
     ];
   } finally {
     rmSync(root, { recursive: true, force: true });
@@ -104,11 +111,15 @@ async function verifyBound(blocks: Uint8Array[]): Promise<number> {
   }
 }
 
-/** A fresh node in `dir` processes every block in order; seconds taken and bytes on disk. */
-async function replay(dir: string, blocks: Uint8Array[], sigWorkers: boolean): Promise<{ secs: number; disk: number }> {
+/** What each part of the store holds, per record: the layout's prefixes by name. */
+const PARTS: Record<string, string> = { B: 'block bodies', H: 'block index', U: 'undo data', R: 'record index (id -> block, position)', T: 'tip', V: 'store version', P: 'pending pool' };
+
+/** A fresh node in `dir` processes every block in order; seconds taken, bytes on disk, and what the store holds. */
+async function replay(dir: string, blocks: Uint8Array[], sigWorkers: boolean): Promise<{ secs: number; disk: number; usage: Map<string, { entries: number; keyBytes: number; valueBytes: number }> }> {
   const p = NETWORKS.regtest;
-  const { chain, close } = await openChainStack(dir, p, { sigWorkers: sigWorkers ? availableParallelism() : 0 });
+  const { chain, store, close } = await openChainStack(dir, p, { sigWorkers: sigWorkers ? availableParallelism() : 0 });
   let secs: number;
+  let usage: Awaited<ReturnType<typeof store.usage>>;
   try {
     const t0 = process.hrtime.bigint();
     const decoded = blocks.map((bytes) => decodeBlock(bytes, p.maxBlockBytes));
@@ -121,8 +132,9 @@ async function replay(dir: string, blocks: Uint8Array[], sigWorkers: boolean): P
       if (r.status !== 'connected') throw new Error(`bench block not connected: ${JSON.stringify(r)}`);
     }
     secs = Number(process.hrtime.bigint() - t0) / 1e9;
+    usage = await store.usage();
   } finally {
     await close();
   }
-  return { secs, disk: dirBytes(dir) };
+  return { secs, disk: dirBytes(dir), usage };
 }

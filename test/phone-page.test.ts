@@ -9,6 +9,9 @@ import { DotsNode } from '../node/node.ts';
 import { defaultConfig } from '../node/config.ts';
 import { silentLogger } from '../core/log.ts';
 import { tmpDir } from './util/tmp.ts';
+import { runDots } from './util/proc.ts';
+import { BrowserPhone, CHROMIUM } from './phones.ts';
+import { existsSync } from 'node:fs';
 
 async function get(url: string, init: RequestInit = {}): Promise<{ status: number; headers: Headers; body: string }> {
   const r = await fetch(url, init);
@@ -72,4 +75,22 @@ t.test('a node without SIP over WebSocket says so in config.json; wss serves the
   t.equal(page.status, 200, 'https://HOST:WSPORT/ is the page (an https origin: browsers give it the microphone)');
   t.match(JSON.parse((await getHttps(`https://127.0.0.1:${port}/config.json`)).body), { websocket: { port, secure: true } }, 'and its SIP is wss on the same origin');
   t.match(secure.describePhone(), new RegExp(`https://127\\.0\\.0\\.1:${port}/ for browsers on other machines`));
+});
+
+t.test('a browser on another machine: the https page on the wss port registers over wss (one origin)', async (t) => {
+  if (!existsSync(CHROMIUM)) {
+    t.fail(`${CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium); .ci/run does this`);
+    return;
+  }
+  const datadir = tmpDir(t);
+  const added = await runDots(['user', 'add', 'carol', '--password', 'carol-secret', '--datadir', datadir, '--domain', 'wss.test']);
+  t.equal(added.code, 0, added.stderr);
+  const node = await DotsNode.start({ ...defaultConfig('regtest'), datadir, domain: 'wss.test', apiPort: 0, p2pPort: 0, sipPort: 0, tlsPort: 0, wsPort: 0, wsTls: true }, silentLogger);
+  t.teardown(() => node.stop());
+  const carol = await BrowserPhone.open(t, 'carol', { acceptCertificate: true });
+  await carol.signIn(`https://127.0.0.1:${node.sip?.wsPort ?? 0}/`, 'carol-secret');
+  await carol.registered();
+  t.equal(await carol.text('#me'), 'sip:carol@wss.test', 'registered from the https page, over wss on the same port');
+  const bound = node.sip?.registrar.lookup('sip:carol@wss.test') ?? [];
+  t.equal(bound[0]?.flow.proto, 'wss', 'the node holds her registration on a wss flow (TLS: --require-tls would take it)');
 });

@@ -287,9 +287,10 @@ export class BrowserPhone {
     readonly page: Page,
   ) {}
 
-  static async open(t: Test, user: string): Promise<BrowserPhone> {
+  /** `acceptCertificate`: take the node's self-signed certificate, as a user who clicks through the warning once does */
+  static async open(t: Test, user: string, o: { acceptCertificate?: boolean } = {}): Promise<BrowserPhone> {
     const profile = mkdtempSync(join(tmpdir(), `dots-phone-${user}-`));
-    const ctx = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 20_000 });
+    const ctx = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 20_000, ignoreHTTPSErrors: o.acceptCertificate === true });
     t.teardown(async () => {
       await ctx.close();
       rmSync(profile, { recursive: true, force: true });
