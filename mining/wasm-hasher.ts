@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { HeaderHasher } from './hasher.ts';
 import { hashMeetsTargetBytes } from '../consensus/pow.ts';
 import { buildSha256dWasm } from './wasm-gen.ts';
+import { NativeHeaderHasher, nativeHasherStatus } from './native-hasher.ts';
 
 // The tsconfig's libraries (ES2023 and @types/node 20) do not declare the WebAssembly global,
 // which lives in lib.dom; this is the part of it used here.
@@ -86,9 +87,17 @@ export interface HeaderScanner {
   scan(startNonce: number, count: number, targetLE32: Uint8Array): number;
 }
 
-/** The fastest hasher this runtime can run: SIMD, else the allocation-free JavaScript one. */
+/** The fastest hasher this machine can run: native SHA-NI, else WebAssembly SIMD, else the allocation-free JavaScript one. */
 export function createHeaderScanner(header80: Uint8Array): HeaderScanner {
+  if (nativeHasherStatus().available) return new NativeHeaderHasher(header80);
   return wasmSimdAvailable() ? new WasmHeaderHasher(header80) : new HeaderHasher(header80);
+}
+
+/** Which hasher createHeaderScanner picks here, and why not the native one (for the node's log and the benchmark). */
+export function headerScannerKind(): string {
+  const native = nativeHasherStatus();
+  if (native.available) return 'native SHA-NI';
+  return `${wasmSimdAvailable() ? 'WebAssembly SIMD' : 'JavaScript'} (native SHA-NI: ${native.reason})`;
 }
 
 // Iterations per call into `scan`: bounded so a call stays in int32 and returns often enough

@@ -37,6 +37,7 @@ import { RegistrationsFile } from './registrations.ts';
 import { openChainStack, type ChainStack } from './chain-stack.ts';
 import { followTip } from './tip-mark.ts';
 import { loadTlsIdentity } from './certificate.ts';
+import { headerScannerKind } from '../mining/wasm-hasher.ts';
 import { PhonePage } from './phone-page.ts';
 
 export { NODE_KEY_FILE } from './config.ts';
@@ -196,7 +197,7 @@ export class DotsNode {
     await this.orStop(() => this.startSip(calls));
     if (config.mine) {
       miner.start();
-      log.info(`mining to ${encodeAddress(params.addressPrefix, this.rewardAddress)}`);
+      log.info(`mining to ${encodeAddress(params.addressPrefix, this.rewardAddress)} with the ${headerScannerKind()} hasher`);
     }
   }
 

@@ -7,6 +7,9 @@ import { randomBytes } from 'node:crypto';
 import { HeaderHasher } from '../mining/hasher.ts';
 import { WASM_FILE, WasmHeaderHasher, type HeaderScanner } from '../mining/wasm-hasher.ts';
 import { buildSha256dWasm, DEFAULT_BUILD } from '../mining/wasm-gen.ts';
+import { NativeHeaderHasher, nativeHasherStatus } from '../mining/native-hasher.ts';
+import { headerScannerKind } from '../mining/wasm-hasher.ts';
+import { arch } from 'node:os';
 import { compactToTarget, hashMeetsTarget, hashToHex, sha256d, targetToBytesLE } from '../consensus/pow.ts';
 
 const GENESIS_NONCE = 2083236893;
@@ -35,7 +38,40 @@ const HASHERS: Array<{ name: string; make: (h: Uint8Array) => HeaderScanner }> =
   // The generator's other shapes must compute the same thing (the defaults were picked by speed).
   { name: 'wasm SIMD, one loop, no spills', make: (h) => new WasmHeaderHasher(h, buildSha256dWasm({ stages: 1, spill: Infinity })) },
   { name: 'wasm SIMD, 3 stages, batch 7, spill 30', make: (h) => new WasmHeaderHasher(h, buildSha256dWasm({ stages: 3, batch: 7, spill: 30 })) },
+  // the SHA-NI addon, where it was built and the CPU has the extensions (checked below)
+  ...(nativeHasherStatus().available ? [{ name: 'native SHA-NI', make: (h: Uint8Array) => new NativeHeaderHasher(h) }] : []),
 ];
+
+/** Whether this machine should have the native hasher: x86-64 with SHA-NI, g++ and Node's headers. */
+function nativeExpected(): boolean {
+  let flags = '';
+  try {
+    flags = readFileSync('/proc/cpuinfo', 'utf8');
+  } catch {
+    return false;
+  }
+  const gpp = (() => {
+    try {
+      execFileSync('g++', ['--version'], { stdio: 'ignore' });
+      return true;
+    } catch {
+      return false;
+    }
+  })();
+  return arch() === 'x64' && /\bsha_ni\b/.test(flags) && gpp;
+}
+
+t.test('the native SHA-NI hasher is built and chosen where the machine can run it', (t) => {
+  const status = nativeHasherStatus();
+  if (nativeExpected()) {
+    t.same(status, { available: true }, 'x86-64 with SHA-NI and g++: the install built it (npm run build:native)');
+    t.equal(headerScannerKind(), 'native SHA-NI', 'and the miner picks it');
+  } else {
+    t.equal(status.available, false, 'no SHA-NI or no g++ here: not available');
+    t.match(headerScannerKind(), /^(WebAssembly SIMD|JavaScript) \(native SHA-NI: .+\)$/, 'the miner says which hasher it uses and why not the native one');
+  }
+  t.end();
+});
 
 for (const { name, make } of HASHERS) {
   t.test(`${name}: hashNonce equals the listed hash and sha256d on fixture headers`, (t) => {
