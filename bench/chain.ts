@@ -78,7 +78,7 @@ export async function benchChain(o: BenchOptions & { records?: number; perBlock?
       ...[...workers.usage]
         .map(([part, u]) => ({ part, bytes: u.keyBytes + u.valueBytes, u }))
         .sort((a, b) => b.bytes - a.bytes)
-        .map(({ part, bytes, u }) => ({ metric: `  of which ${PARTS[part] ?? `state ${part.slice(1)}`} (${u.entries} entries; keys ${(u.keyBytes / total).toFixed(1)}, values ${(u.valueBytes / total).toFixed(1)})`, value: (bytes / total).toFixed(1) })),
+        .map(({ part, bytes, u }) => ({ metric: `  of which ${PARTS[part] ?? `state ${part.slice(1)}`} (${u.entries} ${u.entries === 1 ? "entry" : "entries"}; keys ${(u.keyBytes / total).toFixed(1)}, values ${(u.valueBytes / total).toFixed(1)})`, value: (bytes / total).toFixed(1) })),
       { metric: '  of which LevelDB\'s own', value: ((workers.disk - [...workers.usage.values()].reduce((n, u) => n + u.keyBytes + u.valueBytes, 0)) / total).toFixed(1) },
     ];
   } finally {

@@ -154,7 +154,7 @@ export class Chain extends EventEmitter<{ tip: [TipChange] }> {
       const gEntry: IndexEntry = { hash: g.hash, hex: gHex, header: g.header, headerBytes: g.headerBytes, height: 0, work: workFromBits(g.header.bits), status: 'valid', prev: null };
       const batch = this.store.batch().putBlock(gHex, g);
       this.putIndex(batch, gEntry);
-      await batch.putUndo(gHex, []).putRecords(g).putTip(gHex).putMeta(this.params.name, gHex).write();
+      await batch.putUndo(gHex, []).putRecords(g, 0).putTip(gHex).putMeta(this.params.name, gHex).write();
     } else if (meta.network !== this.params.name || meta.genesis !== gHex) {
       throw new UserError(`data directory ${path} holds the ${meta.network} chain (genesis ${meta.genesis.slice(0, 16)}...), not ${this.params.name}: pass another --datadir`);
     } else if (meta.version !== STORE_VERSION) {
@@ -212,7 +212,7 @@ export class Chain extends EventEmitter<{ tip: [TipChange] }> {
       if (!bytesEqual(block.hash, e.hash) || !bytesEqual(merkleRoot(block.records.map((r) => r.id)), block.header.merkleRoot)) throw damagedStore(path, `the body of ${where} is not that block`);
       for (let i = 0; i < block.records.length; i++) {
         const loc = await this.store.recordLocation(toHex(block.records[i].id)).catch(() => undefined);
-        if (loc?.block !== e.hex || loc.index !== i) throw damagedStore(path, `the record index does not locate record ${i} of ${where}`);
+        if (loc?.height !== h || loc.index !== i) throw damagedStore(path, `the record index does not locate record ${i} of ${where}`);
       }
       if (h > top - CHECK_DEPTH && (await this.store.undo(e.hex).catch(() => undefined)) === undefined) throw damagedStore(path, `the undo data of ${where} is missing or does not read`);
     }
@@ -403,7 +403,7 @@ export class Chain extends EventEmitter<{ tip: [TipChange] }> {
         break;
       }
       entry.status = 'valid';
-      this.putIndex(batch.putBlock(entry.hex, block), entry).putUndo(entry.hex, child.list()).putRecords(block);
+      this.putIndex(batch.putBlock(entry.hex, block), entry).putUndo(entry.hex, child.list()).putRecords(block, entry.height);
       if (child !== view) view.merge(child);
       connected.push(item);
       results.push({ status: 'connected', hex: entry.hex, height: entry.height, disconnected: 0 });
@@ -503,7 +503,7 @@ export class Chain extends EventEmitter<{ tip: [TipChange] }> {
         failure = { entry: e, error: err };
         break;
       }
-      batch.putUndo(e.hex, child.list()).putRecords(block);
+      batch.putUndo(e.hex, child.list()).putRecords(block, e.height);
       view.merge(child);
       connected.push({ entry: e, block });
       last = e;
@@ -540,7 +540,9 @@ export class Chain extends EventEmitter<{ tip: [TipChange] }> {
   /** The main-chain block holding a record, and the record's position in it. */
   async locateRecord(idHex: string): Promise<{ entry: IndexEntry; index: number } | undefined> {
     const loc = await this.store.recordLocation(idHex);
-    const entry = loc === undefined ? undefined : this.index.get(loc.block);
+    // located by height: a location is only ever written for the main chain, and rewritten when
+    // a reorganisation changes which block is at that height
+    const entry = loc === undefined ? undefined : this.main[loc.height];
     return entry === undefined || loc === undefined ? undefined : { entry, index: loc.index };
   }
 

@@ -3,7 +3,9 @@
 //   B<hash>  block bytes               H<hash>  index entry [header, height, work hex, status]
 //   U<hash>  undo data of a connected  S<key>   state entry (core/state.ts keys: n:, b:, d:, a:,
 //            main-chain block                   c:, r:)
-//   R<id>    [block hash, position] of a record on the main chain
+//   R<id>    [height, position] of a record on the main chain (the id in base64url: 43
+//            characters, not 64; the height, not the block's 32-byte hash: a record's index
+//            entry went from 102 bytes to about 53)
 //   T        main-chain tip hash        V        [store version, network, genesis hash]
 //   P<id>    a pending record's bytes (the pool, kept across restarts)
 // Hashes are display hex (byte-reversed, as block explorers show them), record ids plain hex.
@@ -13,7 +15,7 @@ export const layout = {
   index: (hashHex: string): string => 'H' + hashHex,
   undo: (hashHex: string): string => 'U' + hashHex,
   state: (stateKey: string): string => 'S' + stateKey,
-  record: (idHex: string): string => 'R' + idHex,
+  record: (idHex: string): string => 'R' + Buffer.from(idHex, 'hex').toString('base64url'),
   pending: (idHex: string): string => 'P' + idHex,
   tip: 'T',
   meta: 'V',

@@ -93,13 +93,18 @@ export type Entry = NameEntry | BindingEntry | NodeEntry | AccountEntry | Commit
 const BINDING_PREFIX = 'b:';
 const NODE_PREFIX = 'd:';
 
+/** Bytes in a state key: base64url, two thirds the length of hex (the keys are stored as written). */
+function keyOf(b: Uint8Array): string {
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('base64url');
+}
+
 export const keys = {
   name: (name: string): string => `n:${name}`,
   binding: (name: string): string => BINDING_PREFIX + name,
-  node: (id: Uint8Array): string => NODE_PREFIX + toHex(id),
-  account: (addr: Uint8Array): string => `a:${toHex(addr)}`,
-  commit: (c: Uint8Array): string => `c:${toHex(c)}`,
-  receipt: (callId: Uint8Array): string => `r:${toHex(callId)}`,
+  node: (id: Uint8Array): string => NODE_PREFIX + keyOf(id),
+  account: (addr: Uint8Array): string => `a:${keyOf(addr)}`,
+  commit: (c: Uint8Array): string => `c:${keyOf(c)}`,
+  receipt: (callId: Uint8Array): string => `r:${keyOf(callId)}`,
   commitsAt: (height: number): string => `h:${height}`,
 };
 

@@ -16,7 +16,8 @@ import { fromHex, hashToHex, toHex } from './hash.ts';
 import { layout } from './layout.ts';
 
 // 2: names served by several nodes (delegate lists, a binding slot per node), number blocks, name fees
-export const STORE_VERSION = 2;
+// 3: smaller keys (state keys and record ids in base64url), record locations by height
+export const STORE_VERSION = 3;
 
 export type BlockStatus = 'valid' | 'invalid' | 'stored';
 
@@ -35,8 +36,8 @@ export interface StoreMeta {
 
 /** Where a record sits on the main chain. */
 export interface RecordLocation {
-  /** block hash, display hex */
-  block: string;
+  /** height of the main-chain block that holds it */
+  height: number;
   /** position of the record in the block */
   index: number;
 }
@@ -109,7 +110,7 @@ export class Store {
     const b = await this.db.get(layout.record(idHex));
     if (b === undefined) return undefined;
     const a = asArray(decode(b), 2, 'record location');
-    return { block: hashToHex(asBytes(a[0], 'block')), index: asUint(a[1], 'index') };
+    return { height: asUint(a[0], 'height'), index: asUint(a[1], 'index') };
   }
 
   /** Every stored index entry with its block hash (display hex). */
@@ -184,10 +185,10 @@ export class StoreBatch {
     return this;
   }
 
-  /** Where each record of a main-chain block sits. */
-  putRecords(block: Block): this {
+  /** Where each record of a main-chain block (at `height`) sits. */
+  putRecords(block: Block, height: number): this {
     const records = block.records;
-    for (let i = 0; i < records.length; i++) this.ops.push({ type: 'put', key: layout.record(toHex(records[i].id)), value: encode([block.hash, i]) });
+    for (let i = 0; i < records.length; i++) this.ops.push({ type: 'put', key: layout.record(toHex(records[i].id)), value: encode([height, i]) });
     return this;
   }
 

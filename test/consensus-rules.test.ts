@@ -8,7 +8,7 @@ import { addressOf } from '../core/address.ts';
 import { encode } from '../core/encoding.ts';
 import { NETWORKS } from '../consensus/params.ts';
 import { ValidationError } from '../core/errors.ts';
-import { getName } from '../core/state.ts';
+import { getName, keys } from '../core/state.ts';
 import { toHex } from '../core/hash.ts';
 import type { Chain, IndexEntry } from '../consensus/chain.ts';
 
@@ -284,7 +284,7 @@ t.test('a commitment that can no longer be revealed leaves the state; a reorgani
   const tip = await extend(chain, chain.tip, 1, { recs: [commit(k, 'never.test', salt), kept] });
   const at = tip.height;
   await extend(chain, tip, 1, { recs: [claim(k, 'kept.test', salt)] });
-  const key = `c:${toHex(commitmentOf('never.test', salt, k.pub))}`;
+  const key = keys.commit(commitmentOf('never.test', salt, k.pub));
   const last = await extend(chain, chain.tip, at + maxAge - chain.tip.height);
   t.ok(chain.state.get(key), `at height ${last.height} (made at ${at}, revealable until ${at + maxAge}) it is still there`);
   const pruned = await extend(chain, last, 1);

@@ -26,7 +26,9 @@ export async function findRecord(chain: Chain, idHex: string): Promise<Confirmed
   const loc = await chain.locateRecord(idHex);
   if (loc === undefined) return undefined;
   const block = await chain.getBlock(loc.entry.hex);
-  if (block === undefined) return undefined;
+  // the location names a height: in the moment a reorganisation is written but not yet followed,
+  // that height may still hold the old block, which does not have this record there
+  if (block === undefined || block.records[loc.index] === undefined || toHex(block.records[loc.index].id) !== idHex) return undefined;
   const ids = block.records.map((r) => r.id);
   return { rec: block.records[loc.index], entry: loc.entry, index: loc.index, proof: inclusionProof(ids, loc.index), root: block.header.merkleRoot, count: ids.length };
 }
