@@ -323,32 +323,10 @@ export class SipTransport {
     // no client certificate is asked for: phones have none (Linphone stops to ask its user for
     // one); a node proves who it is inside the connection instead (sip/tls.ts, node proofs)
     const server = createTlsServer({ cert: o.cert, key: o.key, minVersion: 'TLSv1.2', handshakeTimeout: this.firstMessageTimeoutMs });
-    // limits apply before the handshake, which is what costs the node: handshakes in progress
-    // count against their address's share of connections until they end either way
-    server.on('connection', (s: Socket) => {
-      const addr = (s.remoteAddress ?? '').replace(/^::ffff:/, '');
-      if (!this.mayConnect(s, this.handshaking.get(addr) ?? 0)) {
-        s.destroy();
-        return;
-      }
-      countUp(this.handshaking, addr);
-      let counted = true;
-      const done = (): void => {
-        if (!counted) return;
-        counted = false;
-        countDown(this.handshaking, addr);
-      };
-      const at = `${addr} ${s.remotePort ?? 0}`;
-      handshakeDone.set(at, done);
-      s.once('close', () => {
-        done();
-        handshakeDone.delete(at);
-      });
-    });
-    // by remote address and port: the TLS socket of `secureConnection` wraps the TCP one above
-    const handshakeDone = new Map<string, () => void>();
+    // limits apply before the handshake, which is what costs the node
+    const adopted = this.holdUntilAdopted(server);
     server.on('secureConnection', (s: TLSSocket) => {
-      handshakeDone.get(`${(s.remoteAddress ?? '').replace(/^::ffff:/, '')} ${s.remotePort ?? 0}`)?.();
+      adopted(s);
       this.onConnection(s, 'tls');
     });
     server.on('tlsClientError', () => undefined);
@@ -362,6 +340,10 @@ export class SipTransport {
     const tls = this.opts.tls;
     if (o.secure && tls === undefined) throw new TransportError('wss needs a TLS certificate');
     const http = o.secure && tls !== undefined ? createHttpsServer({ cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2' }) : createHttpServer();
+    // the page's requests are small: headers and body within 10 s, an idle keep-alive 5 s
+    http.headersTimeout = http.requestTimeout = 10_000;
+    http.keepAliveTimeout = 5_000;
+    const adopted = this.holdUntilAdopted(http);
     // RFC 7118 4.1: the client asks for the "sip" subprotocol; a connection without it is refused
     const wss = new WebSocketServer({
       server: http,
@@ -373,7 +355,10 @@ export class SipTransport {
         else done(true);
       },
     });
-    wss.on('connection', (ws, req) => this.adoptWs(ws, req, o.secure ? 'wss' : 'ws'));
+    wss.on('connection', (ws, req) => {
+      adopted(req.socket);
+      this.adoptWs(ws, req, o.secure ? 'wss' : 'ws');
+    });
     wss.on('error', () => undefined);
     http.on('error', () => undefined);
     http.on('request', o.http ?? ((_req: IncomingMessage, res: ServerResponse) => {
@@ -383,6 +368,33 @@ export class SipTransport {
     this.wsHttp = http;
     this.wsServer = wss;
     this.wsPort = (http.address() as { port: number }).port;
+  }
+
+  /**
+   * Connections `server` accepted count against their address's share until they become SIP
+   * flows (the returned function, called with the socket then: a finished TLS handshake, a
+   * WebSocket upgrade) or close: a stranger cannot hold the port with handshakes or HTTP
+   * connections that never get there.
+   */
+  private holdUntilAdopted(server: TlsServer | HttpServer): (s: Socket) => void {
+    // by remote address and port: a TLS socket wraps the TCP one accepted here
+    const pending = new Map<string, () => void>();
+    const at = (s: Socket): string => `${(s.remoteAddress ?? '').replace(/^::ffff:/, '')} ${s.remotePort ?? 0}`;
+    server.on('connection', (s: Socket) => {
+      const addr = (s.remoteAddress ?? '').replace(/^::ffff:/, '');
+      if (!this.mayConnect(s, this.handshaking.get(addr) ?? 0)) {
+        s.destroy();
+        return;
+      }
+      countUp(this.handshaking, addr);
+      const key = at(s);
+      pending.set(key, () => {
+        pending.delete(key);
+        countDown(this.handshaking, addr);
+      });
+      s.once('close', () => pending.get(key)?.());
+    });
+    return (s) => pending.get(at(s))?.();
   }
 
   /** Listens with a stream server of an extra transport; when it cannot, closes what listens already and says why. */

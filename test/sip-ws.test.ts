@@ -6,6 +6,7 @@
 import t from 'tap';
 import type { Test } from 'tap';
 import WebSocket from 'ws';
+import { connect, type Socket } from 'node:net';
 import { authorize, credentialsFor } from '../sip/digest.ts';
 import { getHeaders, parseMessage, type SipMessage, type SipRequest } from '../sip/message.ts';
 import { buildResponse, serializeMessage } from '../sip/serialize.ts';
@@ -98,4 +99,30 @@ t.test('wss: the WebSocket over TLS, with the node certificate, counts as TLS fo
   send(register('z9hG4bKwss2', 2, authorize(ch, { user: 'alice', password: 'alice-pw', method: 'REGISTER', uri: `sip:${DOMAIN}` })).replace('SIP/2.0/WS ', 'SIP/2.0/WSS '));
   await waitFor('the 200', async () => got.find((m) => m.kind === 'response' && m.status === 200), 3000);
   t.equal(svc.registrar.lookup(`sip:alice@${DOMAIN}`)[0]?.flow.proto, 'wss', 'registered over wss, which --require-tls accepts');
+});
+
+t.test('connections to the WebSocket port that never become one count against their address', async (t) => {
+  const { svc } = await sipNode(t, DOMAIN, USERS, { ws: { port: 0, secure: false }, transport: { maxConnectionsPerAddress: 3 } });
+  // a stranger opens plain TCP connections and sends nothing (no upgrade, no HTTP request)
+  const idle: Socket[] = [];
+  t.teardown(() => idle.forEach((s) => s.destroy()));
+  for (let i = 0; i < 3; i++) {
+    const s = connect(svc.wsPort, '127.0.0.1');
+    await new Promise((r) => s.once('connect', r));
+    idle.push(s);
+  }
+  const fourth = connect(svc.wsPort, '127.0.0.1');
+  const closed = await new Promise<boolean>((resolve) => {
+    fourth.once('close', () => resolve(true));
+    setTimeout(() => resolve(false), 2000).unref();
+  });
+  fourth.destroy();
+  t.ok(closed, 'a fourth connection from that address is closed at once');
+  idle.forEach((s) => s.destroy());
+  // once they are gone, a browser from the same address gets in
+  const browser = await waitFor('a WebSocket to open', async () => wsPhone(t, svc.wsPort).catch(() => undefined), 3000);
+  t.equal(browser.ws.protocol, 'sip', 'a WebSocket from the same address opens once the idle connections are gone');
+  // and an open WebSocket no longer counts as pending: two more connections fit beside it
+  const more = await Promise.all([wsPhone(t, svc.wsPort), wsPhone(t, svc.wsPort)]);
+  t.equal(more.length, 2, 'three WebSockets from one address, the per-address limit');
 });
