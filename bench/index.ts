@@ -29,6 +29,10 @@ const BENCHES: Record<string, (o: BenchOptions) => Promise<Row[]>> = {
     const { benchChain } = await import('./chain.ts');
     return benchChain(o);
   },
+  presence: async (o) => {
+    const { benchPresence } = await import('./presence.ts');
+    return benchPresence(o);
+  },
   sip: async (o) => {
     const { benchSip } = await import('./sip.ts');
     // a rate counts as sustained over a 20 s window unless a longer one is asked for

@@ -15,7 +15,7 @@ Usage:
   dots wallet new|address|balance|send|history ...
   dots name claim|renew|transfer|delegate|show ...
   dots user add NAME --password PW ...   a SIP account for a phone at this node
-  dots bench hash|chain|sync|sip|calls|abuse|roam|tls|all [--json] [--seconds N]
+  dots bench hash|chain|presence|sync|sip|calls|abuse|roam|tls|all [--json] [--seconds N]
   dots help | dots COMMAND --help  this text, or one command's part of it
 `;
 
@@ -90,6 +90,7 @@ const SECTIONS: Record<string, string> = {
   bench: `Benchmarks (dots bench NAME [--json] [--seconds N]):
   hash     double-SHA-256 header hashes per second for each hasher
   chain    validate and connect 10,000 records: blocks/s, records/s, bytes on disk per record
+  presence what presence changes cost the chain: bytes per change, per user per day, at 10^9 users
   sync     initial sync of 5,000 blocks from a peer; record propagation along 3 nodes
   sip      REGISTER transactions per second, the node against Kamailio (needs sipp, kamailio)
   calls    calls/s two nodes route, latency a node adds to an INVITE, registration to reachable
