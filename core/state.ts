@@ -73,9 +73,9 @@ export interface AccountEntry {
   balance: number;
   nonce: number;
 }
+/** A name commitment: the height it was made at is all a reveal needs (the commitment binds the key). */
 export interface CommitEntry {
   t: 'commit';
-  pubkey: Uint8Array;
   height: number;
 }
 /** A call receipt seen on the chain, kept so the same call is never paid twice. */
@@ -124,7 +124,7 @@ export function encodeEntry(e: Entry): Uint8Array {
       f = [e.balance, e.nonce];
       break;
     case 'commit':
-      f = [e.pubkey, e.height];
+      f = [e.height];
       break;
     case 'receipt':
       f = [e.height];
@@ -172,8 +172,8 @@ export function decodeEntry(key: string, bytes: Uint8Array): Entry {
       asArray(a, 2, key);
       return { t: 'account', balance: asUint(a[0], 'balance'), nonce: asUint(a[1], 'nonce') };
     case 'c':
-      asArray(a, 2, key);
-      return { t: 'commit', pubkey: asBytes(a[0], 'pubkey'), height: asUint(a[1], 'height') };
+      asArray(a, 1, key);
+      return { t: 'commit', height: asUint(a[0], 'height') };
     case 'r':
       asArray(a, 1, key);
       return { t: 'receipt', height: asUint(a[0], 'height') };
@@ -422,7 +422,7 @@ export function applyRecord(v: StateView, body: RecordBody, ctx: ApplyContext): 
     case Kind.NameCommit: {
       const k = keys.commit(body.commitment);
       if (v.get(k) !== undefined) fail('duplicate-commit', 'this name commitment is already on the chain');
-      v.set(k, { t: 'commit', pubkey: body.pubkey, height });
+      v.set(k, { t: 'commit', height });
       const at = v.get(keys.commitsAt(height)) as CommitsAtEntry | undefined;
       v.set(keys.commitsAt(height), { t: 'commits', list: [...(at?.list ?? []), body.commitment] });
       return 0;

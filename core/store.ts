@@ -16,7 +16,8 @@ import { fromHex, hashToHex, toHex } from './hash.ts';
 import { layout } from './layout.ts';
 
 // 2: names served by several nodes (delegate lists, a binding slot per node), number blocks, name fees
-// 3: smaller keys (state keys and record ids in base64url), record locations by height
+// 3: smaller keys (state keys and record ids in base64url), record locations by height, name
+//    commitments without the committer's key
 export const STORE_VERSION = 3;
 
 export type BlockStatus = 'valid' | 'invalid' | 'stored';
