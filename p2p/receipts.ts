@@ -18,7 +18,7 @@ import { DotsError, EncodingError } from '../core/errors.ts';
 import { bytesEqual, toHex } from '../core/hash.ts';
 import { addressOf } from '../core/address.ts';
 import { publicKeyOf, verifyTagged, PUBKEY_BYTES, SIG_BYTES } from '../core/sig.ts';
-import { Kind, checkRecordSignature, makeRec, sigTag, signReceipt, signingMessage, type CallReceipt, type Rec } from '../core/records.ts';
+import { Kind, makeRec, sigTag, signReceipt, signingMessage, type CallReceipt, type Rec } from '../core/records.ts';
 import type { Mempool } from '../core/mempool.ts';
 import type { NetworkParams } from '../consensus/params.ts';
 import type { Logger } from '../core/log.ts';
@@ -134,8 +134,8 @@ function checkShape(r: UnsignedReceipt, maxCallSeconds: number): void {
 
 export interface ReceiptExchangeOptions {
   params: NetworkParams;
-  /** where a settled receipt goes (the pending pool, which gossip spreads from) */
-  pool: Pick<Mempool, 'add'>;
+  /** where a settled receipt goes (the pending pool, which gossip spreads from), and what it need not verify again */
+  pool: Pick<Mempool, 'add' | 'signaturesChecked'>;
   /** this node's key (its node id is the address of its public key) */
   secret: Uint8Array;
   log: Logger;
@@ -272,6 +272,9 @@ export class ReceiptExchange {
     const unsigned: UnsignedReceipt = { kind: r.kind, callId: r.callId, orig: r.orig, term: r.term, answered: r.answered, ended: r.ended, pubkey: r.pubkey, termPubkey: r.termPubkey };
     if (!(await this.knowsCall(unsigned))) throw new ReceiptError('unknown-call', 'this node has no record of that call');
     const termSig = signReceipt(this.network, this.o.secret, unsigned);
+    // the record the originating node will make and gossip: its signature checked above, ours
+    // just made, its keys checked (checkShape), so this node's pool does not check them again
+    this.o.pool.signaturesChecked(makeRec({ ...unsigned, sig: r.sig, termSig }).id);
     this.signed.set(key, { msg: toHex(msg), termSig });
     if (this.signed.size > MAX_REMEMBERED) this.signed.delete(this.signed.keys().next().value as string);
     return termSig;
@@ -315,13 +318,14 @@ export class ReceiptExchange {
     }
     if (!res.ok) throw new ReceiptError(isCode(res.code) ? res.code : 'refused', res.message);
     const rec = makeRec({ ...receipt, sig, termSig: res.termSig });
-    try {
-      checkRecordSignature(this.network, rec.body);
-    } catch (e) {
+    // our own signature was just made and the keys were checked (checkShape): the countersignature
+    // is the one left to verify, once, here rather than again in the pool
+    if (!verifyTagged(receipt.termPubkey, sigTag(this.network, Kind.CallReceipt), messageOf(receipt), res.termSig)) {
       const who = peerIdOf(peer);
       if (who !== undefined) this.penalize(who, 'invalidRecord', 'countersignature does not verify');
-      throw new ReceiptError('bad-signature', `the terminating node's countersignature does not verify (${(e as Error).message})`);
+      throw new ReceiptError('bad-signature', "the terminating node's countersignature does not verify (call receipt lacks a valid signature of the terminating node)");
     }
+    this.o.pool.signaturesChecked(rec.id);
     return rec;
   }
 

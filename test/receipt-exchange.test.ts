@@ -213,3 +213,23 @@ t.test('an unreachable or unstarted peer is a clear error', async (t) => {
   await gone.stop();
   await t.rejects(p.origEx.requestCountersign(addr, unsigned(p.a, p.b)), { code: 'unreachable' });
 });
+
+t.test('a forged countersignature is refused and charged; nothing reaches the pool', async (t) => {
+  const p = await pair(t);
+  // a "terminating node" that answers every request with 64 random bytes as its signature
+  const fake = await libp2pNode(t);
+  const { lpStream } = await import('@libp2p/utils');
+  await fake.handle(RECEIPT_PROTOCOL, async (stream) => {
+    const lp = lpStream(stream);
+    await lp.read();
+    await lp.write(encodeReceiptResponse({ ok: true, termSig: randomBytes(64) }));
+    await stream.close();
+  });
+  const charged: Array<[string, Offence]> = [];
+  const origEx = new ReceiptExchange({ params: p.chain.params, pool: p.pool, secret: p.a.secret, log: silentLogger, timeoutMs: 2000, penalize: (id, offence) => charged.push([id, offence]) });
+  await origEx.start(await libp2pNode(t));
+  t.teardown(() => origEx.stop());
+  await t.rejects(origEx.settle(fake.getMultiaddrs()[0], unsigned(p.a, p.b)), { code: 'bad-signature' }, 'the countersignature is checked before anything is kept');
+  t.same(charged.map((c) => c[1]), ['invalidRecord'], 'and the peer that sent it is charged');
+  t.equal(p.pool.size, 0, 'nothing reached the pool');
+});
