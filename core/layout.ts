@@ -8,7 +8,8 @@
 //            entry went from 102 bytes to about 53)
 //   T        main-chain tip hash        V        [store version, network, genesis hash]
 //   P<id>    a pending record's bytes (the pool, kept across restarts)
-// Hashes are display hex (byte-reversed, as block explorers show them), record ids plain hex.
+// Hashes are display hex (byte-reversed, as block explorers show them); the functions take
+// record ids as plain hex, and R keys hold them in base64url.
 
 export const layout = {
   block: (hashHex: string): string => 'B' + hashHex,

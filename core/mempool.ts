@@ -145,10 +145,6 @@ export class Mempool extends EventEmitter<MempoolEvents> {
   }
 
   /**
-   * A record from outside (a peer, the API, this node's own services): checked against the tip,
-   * added, and announced with a 'record' event. Throws ValidationError with the reason.
-   */
-  /**
    * A record whose signatures its maker checked already (a call receipt this node signed one
    * half of and verified the other): the pool, and block validation after it, need not check
    * them again. Only for a record every signature of which was made or verified by the caller.
@@ -157,6 +153,10 @@ export class Mempool extends EventEmitter<MempoolEvents> {
     this.sigs.add(id);
   }
 
+  /**
+   * A record from outside (a peer, the API, this node's own services): checked against the tip,
+   * added, and announced with a 'record' event. Throws ValidationError with the reason.
+   */
   add(rec: Rec): void {
     this.insert(rec, this.chain.state, this.chain.nextContext());
     this.emit('record', rec);
