@@ -191,6 +191,11 @@ function forbidden(address: string): boolean {
   return true; // only IP literals are ever sent to
 }
 
+/** A stream's remote address as flows and the per-address counts name it (IPv4 without its ::ffff: prefix). */
+function remoteAddress(s: Socket): string {
+  return (s.remoteAddress ?? '').replace(/^::ffff:/, '');
+}
+
 /** One more of an address's count. */
 function countUp(m: Map<string, number>, key: string): void {
   m.set(key, (m.get(key) ?? 0) + 1);
@@ -379,9 +384,9 @@ export class SipTransport {
   private holdUntilAdopted(server: TlsServer | HttpServer): (s: Socket) => void {
     // by remote address and port: a TLS socket wraps the TCP one accepted here
     const pending = new Map<string, () => void>();
-    const at = (s: Socket): string => `${(s.remoteAddress ?? '').replace(/^::ffff:/, '')} ${s.remotePort ?? 0}`;
+    const at = (s: Socket): string => `${remoteAddress(s)} ${s.remotePort ?? 0}`;
     server.on('connection', (s: Socket) => {
-      const addr = (s.remoteAddress ?? '').replace(/^::ffff:/, '');
+      const addr = remoteAddress(s);
       if (!this.mayConnect(s, this.handshaking.get(addr) ?? 0)) {
         s.destroy();
         return;
@@ -485,7 +490,7 @@ export class SipTransport {
 
   /** Whether a new connection from `socket`'s address is within the limits (count, per address with `more` not yet adopted, ban list). */
   private mayConnect(socket: Socket, more = 0): boolean {
-    const addr = socket.remoteAddress === undefined ? undefined : socket.remoteAddress.replace(/^::ffff:/, '');
+    const addr = socket.remoteAddress === undefined ? undefined : remoteAddress(socket);
     return !(this.closed || this.conns.size >= this.maxConnections || addr === undefined || (this.perAddress.get(addr) ?? 0) + more >= this.maxPerAddress || this.isBanned(addr));
   }
 
@@ -524,7 +529,7 @@ export class SipTransport {
    */
   private register(socket: Socket, proto: Exclude<Proto, 'udp'>, peerKey: string | null, ws?: WebSocket): { conn: Conn; release: () => void } {
     const id = this.nextConn++;
-    const addr = (socket.remoteAddress ?? '').replace(/^::ffff:/, '');
+    const addr = remoteAddress(socket);
     const flow: Flow = { proto, address: addr, port: socket.remotePort ?? 0, conn: id };
     const conn: Conn = { id, socket, framer: new SipStreamFramer({ maxMessageSize: this.maxMessageSize }), flow, silentSince: 0, partialSince: 0, held: 0, peerKey, node: null, proof: null, ws };
     this.conns.set(id, conn);
