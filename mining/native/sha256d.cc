@@ -184,20 +184,30 @@ napi_value Supported(napi_env env, napi_callback_info) {
   return r;
 }
 
-bool requireShaNi(napi_env env) {
-  if (cpuHasShaNi()) return true;
-  napi_throw_error(env, nullptr, "this CPU has no SHA extensions");
-  return false;
+// The call's arguments, the header (80 bytes, the first) and the 32-byte buffer (at `bytes32`)
+// read; false, with a JavaScript error thrown, when the CPU lacks SHA-NI or an argument is missing
+// or of the wrong kind.
+template <size_t N>
+bool callArgs(napi_env env, napi_callback_info info, napi_value (&argv)[N], size_t bytes32, uint8_t** header, uint8_t** buf32) {
+  if (!cpuHasShaNi()) {
+    napi_throw_error(env, nullptr, "this CPU has no SHA extensions");
+    return false;
+  }
+  size_t argc = N;
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  if (argc < N) {
+    napi_throw_type_error(env, nullptr, "missing arguments");
+    return false;
+  }
+  return bytesArg(env, argv[0], 80, header) && bytesArg(env, argv[bytes32], 32, buf32);
 }
 
 // hashNonce(header80, nonce, out32)
 napi_value HashNonce(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
   napi_value argv[3];
-  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
   uint8_t *header, *out;
   uint32_t nonce;
-  if (!requireShaNi(env) || argc < 3 || !bytesArg(env, argv[0], 80, &header) || !bytesArg(env, argv[2], 32, &out)) return nullptr;
+  if (!callArgs(env, info, argv, 2, &header, &out)) return nullptr;
   if (napi_get_value_uint32(env, argv[1], &nonce) != napi_ok) {
     napi_throw_type_error(env, nullptr, "the nonce is a number");
     return nullptr;
@@ -218,13 +228,11 @@ napi_value HashNonce(napi_env env, napi_callback_info info) {
 // scan(header80, startNonce, count, targetLE32): the first nonce of [start, start + count) (mod
 // 2^32) whose hash meets the target, or -1
 napi_value Scan(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
   napi_value argv[4];
-  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
   uint8_t *header, *target;
   uint32_t start;
   double count;
-  if (!requireShaNi(env) || argc < 4 || !bytesArg(env, argv[0], 80, &header) || !bytesArg(env, argv[3], 32, &target)) return nullptr;
+  if (!callArgs(env, info, argv, 3, &header, &target)) return nullptr;
   if (napi_get_value_uint32(env, argv[1], &start) != napi_ok || napi_get_value_double(env, argv[2], &count) != napi_ok || !(count >= 0 && count <= 4294967296.0)) {
     napi_throw_range_error(env, nullptr, "start is a nonce and count at most 2^32");
     return nullptr;
