@@ -3,11 +3,9 @@
 // name and a record, and the record page checks its inclusion proof itself (and catches a forged
 // one). Chromium missing is a failure, not a skip: CI's .ci/run installs it.
 import t from 'tap';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
+import { chromiumMissing, launchChromium } from './util/chromium.ts';
 import { DotsNode } from '../node/node.ts';
 import { defaultConfig } from '../node/config.ts';
 import { silentLogger } from '../core/log.ts';
@@ -19,24 +17,9 @@ import { toHex } from '../core/hash.ts';
 import { addressOf, encodeAddress } from '../core/address.ts';
 import { publicKeyOf } from '../core/sig.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
-
-async function launch(t: { teardown(fn: () => void | Promise<void>): void }): Promise<BrowserContext> {
-  const profile = mkdtempSync(join(tmpdir(), 'dots-chromium-'));
-  const ctx = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, args: ARGS, viewport: { width: 1280, height: 900 }, timeout: 20_000 });
-  t.teardown(async () => {
-    await ctx.close();
-    rmSync(profile, { recursive: true, force: true });
-  });
-  return ctx;
-}
 
 t.test('explorer in headless Chromium', async (t) => {
-  if (!existsSync(CHROMIUM)) {
-    t.fail(`${CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium); .ci/run does this`);
-    return;
-  }
+  if (chromiumMissing(t)) return;
   const node = await DotsNode.start({ ...defaultConfig('regtest'), datadir: tmpDir(t), apiPort: 0, p2pPort: 0 }, silentLogger);
   t.teardown(() => node.stop());
   const api = node.apiUrl;
@@ -66,7 +49,7 @@ t.test('explorer in headless Chromium', async (t) => {
   const height = (await getJson<{ height: number }>(`${api}/api/status`)).body.height;
   const block2 = (await getJson<{ hash: string }>(`${api}/api/blocks/2`)).body.hash;
 
-  const ctx = await launch(t);
+  const ctx = await launchChromium(t, { viewport: { width: 1280, height: 900 } });
   const page: Page = ctx.pages()[0] ?? (await ctx.newPage());
   // Generous bounds for a loaded 2-core CI machine; a passing run takes a few seconds.
   page.setDefaultTimeout(15_000);

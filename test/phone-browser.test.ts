@@ -9,19 +9,16 @@
 // show the call ended. A call to a name nobody holds fails with the node's answer on the page.
 // Chromium missing is a failure, not a skip: CI's .ci/run installs it.
 import t from 'tap';
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Harness, runDots, type NodeProc } from './util/proc.ts';
 import { tmpDir } from './util/tmp.ts';
 import { sleep, waitFor } from './util/wait.ts';
 import { bindingAt, mineUntil, type Binding } from './util/names.ts';
-import { BrowserPhone, CHROMIUM } from './phones.ts';
+import { BrowserPhone } from './phones.ts';
+import { chromiumMissing } from './util/chromium.ts';
 
 t.test('two browsers at two nodes: bob calls alice, audio flows both ways between the browsers, bob hangs up', async (t) => {
-  if (!existsSync(CHROMIUM)) {
-    t.fail(`${CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium); .ci/run does this`);
-    return;
-  }
+  if (chromiumMissing(t)) return;
   const dir = tmpDir(t);
   const h = new Harness(t);
   const accounts = [

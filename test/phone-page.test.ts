@@ -10,8 +10,8 @@ import { defaultConfig } from '../node/config.ts';
 import { silentLogger } from '../core/log.ts';
 import { tmpDir } from './util/tmp.ts';
 import { runDots } from './util/proc.ts';
-import { BrowserPhone, CHROMIUM } from './phones.ts';
-import { existsSync } from 'node:fs';
+import { BrowserPhone } from './phones.ts';
+import { chromiumMissing } from './util/chromium.ts';
 
 async function get(url: string, init: RequestInit = {}): Promise<{ status: number; headers: Headers; body: string }> {
   const r = await fetch(url, init);
@@ -78,10 +78,7 @@ t.test('a node without SIP over WebSocket says so in config.json; wss serves the
 });
 
 t.test('a browser on another machine: the https page on the wss port registers over wss (one origin)', async (t) => {
-  if (!existsSync(CHROMIUM)) {
-    t.fail(`${CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium); .ci/run does this`);
-    return;
-  }
+  if (chromiumMissing(t)) return;
   const datadir = tmpDir(t);
   const added = await runDots(['user', 'add', 'carol', '--password', 'carol-secret', '--datadir', datadir, '--domain', 'wss.test']);
   t.equal(added.code, 0, added.stderr);

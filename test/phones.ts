@@ -6,12 +6,12 @@
 // Processes are only ever signalled through their own ChildProcess handles, never by name.
 import tap, { type Test } from 'tap';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
+import { launchChromium } from './util/chromium.ts';
 import { has, runDots, stopProcess } from './util/proc.ts';
 import type { Teardown } from './util/tmp.ts';
 import { waitFor } from './util/wait.ts';
@@ -267,15 +267,6 @@ export function find(out: string, start: RegExp, o: { src?: string; dst?: string
   return traced(out).find((m) => start.test(m.text) && (o.src === undefined || m.src === o.src) && (o.dst === undefined || m.dst === o.dst) && (o.cseq === undefined || o.cseq.test(/^CSeq:(.*)$/im.exec(m.text)?.[1] ?? '')));
 }
 
-export const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  // a fake microphone (a beep), granted without asking
-  '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream', '--autoplay-policy=no-user-gesture-required',
-  // host candidates with their real addresses (not mDNS names), loopback among them
-  '--disable-features=WebRtcHideLocalIpsWithMdns', '--allow-loopback-in-peer-connection',
-];
-
 /**
  * The node's phone page (/phone/) in a headless Chromium of its own (Debian's, through
  * playwright-core), read and driven by its element ids as a user would. DOTS_TEST_DEBUG=1
@@ -289,12 +280,7 @@ export class BrowserPhone {
 
   /** `acceptCertificate`: take the node's self-signed certificate, as a user who clicks through the warning once does */
   static async open(t: Test, user: string, o: { acceptCertificate?: boolean } = {}): Promise<BrowserPhone> {
-    const profile = mkdtempSync(join(tmpdir(), `dots-phone-${user}-`));
-    const ctx = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 20_000, ignoreHTTPSErrors: o.acceptCertificate === true });
-    t.teardown(async () => {
-      await ctx.close();
-      rmSync(profile, { recursive: true, force: true });
-    });
+    const ctx = await launchChromium(t, { name: user, media: true, acceptCertificate: o.acceptCertificate });
     const page = ctx.pages()[0] ?? (await ctx.newPage());
     page.on('pageerror', (e) => t.comment(`${user}'s page: ${e.message}`));
     if (process.env.DOTS_TEST_DEBUG === '1') {
