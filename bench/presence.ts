@@ -16,6 +16,7 @@ import { signRecord, commitmentOf, Kind, type Binding, type NameClaim, type Name
 import { generateSecretKey, publicKeyOf } from '../core/sig.ts';
 import { addressOf } from '../core/address.ts';
 import type { BenchOptions } from './index.ts';
+import { storedBytes } from './chain.ts';
 
 const DAY = 86_400;
 
@@ -47,7 +48,7 @@ export async function benchPresence(o: BenchOptions & { users?: number; sample?:
     await addAll(names.slice(1).map((n) => sign<NameClaim>({ kind: Kind.NameClaim, name: n, pubkey: pub, salt })));
 
     // the sample's changes over one day: each user online and offline in turn
-    const before = { height: chain.tip.height, disk: await storeBytes(store) };
+    const before = { height: chain.tip.height, disk: storedBytes(await store.usage()) };
     let blockBytes = 0;
     const now = Math.floor(Date.now() / 1000);
     const changes: Rec[] = [];
@@ -64,7 +65,7 @@ export async function benchPresence(o: BenchOptions & { users?: number; sample?:
     for (let h = before.height + 1; h <= chain.tip.height; h++) blockBytes += ((await chain.getBlockBytes(chain.main[h].hex)) as Uint8Array).length;
     const blocks = chain.tip.height - before.height;
     const n = changes.length;
-    const disk = (await storeBytes(store)) - before.disk;
+    const disk = storedBytes(await store.usage()) - before.disk;
     await stack.close();
 
     const perChange = blockBytes / n;
@@ -91,9 +92,3 @@ export async function benchPresence(o: BenchOptions & { users?: number; sample?:
   }
 }
 
-/** Keys and values the store holds, as LevelDB is handed them. */
-async function storeBytes(store: { usage(): Promise<Map<string, { keyBytes: number; valueBytes: number }>> }): Promise<number> {
-  let n = 0;
-  for (const u of (await store.usage()).values()) n += u.keyBytes + u.valueBytes;
-  return n;
-}
