@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { Miner, chainWork } from '../mining/miner.ts';
 import { openChainStack } from '../node/chain-stack.ts';
 import { NETWORKS } from '../consensus/params.ts';
-import { signRecord, commitmentOf, Kind, type Binding, type NameClaim, type NameCommit, type NodeAnnounce, type Rec } from '../core/records.ts';
+import { signRecord, commitmentOf, Kind, type Binding, type Unsigned, type NameClaim, type NameCommit, type NodeAnnounce, type Rec } from '../core/records.ts';
 import { generateSecretKey, publicKeyOf } from '../core/sig.ts';
 import { addressOf } from '../core/address.ts';
 import type { BenchOptions } from './index.ts';
@@ -35,7 +35,7 @@ export async function benchPresence(o: BenchOptions & { users?: number; sample?:
     const pub = publicKeyOf(key);
     const nodeId = addressOf(pub);
     const miner = new Miner(chainWork(chain, pool), nodeId);
-    const sign = <T extends NameCommit | NameClaim | NodeAnnounce | Binding>(body: Omit<T, 'sig'>): Rec => signRecord<T>(p.name, key, body as never);
+    const sign = <T extends NameCommit | NameClaim | NodeAnnounce | Binding>(body: Unsigned<T>): Rec => signRecord<T>(p.name, key, body as never, p.minFeeRate);
     const addAll = async (recs: Rec[]): Promise<void> => {
       for (const r of recs) pool.add(r);
       while (pool.size > 0) await miner.mineBlocks(1);

@@ -11,7 +11,7 @@ import { addressOf } from '../core/address.ts';
 import { readKeyFile } from '../wallet/keys.ts';
 import { ClaimsFile } from '../wallet/claims.ts';
 import { parse, publicKeyArg } from './args.ts';
-import { WALLET_FLAGS, onNode, walletOpts } from './wallet.ts';
+import { WALLET_FLAGS, feeRateOf, onNode, walletOpts } from './wallet.ts';
 
 function nameArg(s: string | undefined): string {
   const n = (s ?? '').toLowerCase();
@@ -45,6 +45,7 @@ export async function runName(args: string[]): Promise<number> {
   }
   const secret = readKeyFile(w.file, w.passphrase);
   const pub = publicKeyOf(secret);
+  const rate = feeRateOf(w);
   const mustOwn = async (): Promise<number> => {
     const c = await w.api.name(name);
     if (c.owner !== toHex(pub)) throw new UserError(`${name} is not owned by this wallet${c.owner === null ? ' (not claimed)' : ''}`);
@@ -67,7 +68,7 @@ export async function runName(args: string[]): Promise<number> {
       let entry = claims[name];
       if (entry === undefined) {
         const salt = randomBytes(32);
-        const rec = signRecord<NameCommit>(w.network, secret, { kind: Kind.NameCommit, pubkey: pub, commitment: commitmentOf(name, salt, pub) });
+        const rec = signRecord<NameCommit>(w.network, secret, { kind: Kind.NameCommit, pubkey: pub, commitment: commitmentOf(name, salt, pub) }, rate);
         entry = { salt: toHex(salt), commit: await w.api.submit(rec, 'commitment') };
         claims[name] = entry;
         file.save(claims);
@@ -81,21 +82,21 @@ export async function runName(args: string[]): Promise<number> {
         if (r.status === 200 && r.body.confirmed === true && tip + 1 >= Number(r.body.height) + p.minCommitAge) break;
         await sleep(250);
       }
-      const reveal = signRecord<NameClaim>(w.network, secret, { kind: Kind.NameClaim, name, pubkey: pub, salt: fromHex(entry.salt) });
+      const reveal = signRecord<NameClaim>(w.network, secret, { kind: Kind.NameClaim, name, pubkey: pub, salt: fromHex(entry.salt) }, rate);
       console.log(`claim of ${name} pending, record ${await w.api.submit(reveal, 'claim')}`);
       delete claims[name];
       file.save(claims);
       return 0;
     }
     case 'renew': {
-      const rec = signRecord<NameRenew>(w.network, secret, { kind: Kind.NameRenew, name, pubkey: pub, nameSeq: await mustOwn() });
+      const rec = signRecord<NameRenew>(w.network, secret, { kind: Kind.NameRenew, name, pubkey: pub, nameSeq: await mustOwn() }, rate);
       console.log(`renewal of ${name} pending, record ${await w.api.submit(rec, 'renewal')}`);
       return 0;
     }
     case 'transfer': {
       const to = publicKeyArg(positionals[1] ?? '', 'the new owner');
       const delegates = nodeListArg(String(values.delegates ?? ''), '--delegates');
-      const rec = signRecord<NameTransfer>(w.network, secret, { kind: Kind.NameTransfer, name, pubkey: pub, newOwner: to, delegates, nameSeq: await mustOwn() });
+      const rec = signRecord<NameTransfer>(w.network, secret, { kind: Kind.NameTransfer, name, pubkey: pub, newOwner: to, delegates, nameSeq: await mustOwn() }, rate);
       console.log(`transfer of ${name} pending, record ${await w.api.submit(rec, 'transfer')}`);
       return 0;
     }
@@ -103,7 +104,7 @@ export async function runName(args: string[]): Promise<number> {
       const arg = positionals[1] ?? '';
       const nodes = arg === 'none' ? [] : nodeListArg(arg, 'the nodes');
       if (nodes.length === 0 && arg !== 'none') throw new UserError('name the nodes: node ids of 40 hex digits, comma-separated in order of preference (GET /api/nodes lists them), or "none"');
-      const rec = signRecord<NameDelegate>(w.network, secret, { kind: Kind.NameDelegate, name, pubkey: pub, nodes, nameSeq: await mustOwn() });
+      const rec = signRecord<NameDelegate>(w.network, secret, { kind: Kind.NameDelegate, name, pubkey: pub, nodes, nameSeq: await mustOwn() }, rate);
       console.log(`delegation of ${name} pending, record ${await w.api.submit(rec, 'delegation')}`);
       return 0;
     }

@@ -6,6 +6,7 @@ import { createLogger } from '../core/log.ts';
 import { DotsNode } from '../node/node.ts';
 import { checkAnnounced, datadirDomain, defaultConfig, sipBanList, type NodeConfig } from '../node/config.ts';
 import { announceAddr, domain, host, hostPort, networkOf, parse, port } from './args.ts';
+import { NETWORKS } from '../consensus/params.ts';
 
 export function parseNodeArgs(args: string[]): NodeConfig {
   const { values: v } = parse(args, {
@@ -36,6 +37,7 @@ export function parseNodeArgs(args: string[]): NodeConfig {
     'sip-keepalive': { type: 'string' },
     'sip-digest': { type: 'string' },
     'sip-ban': { type: 'string', multiple: true },
+    'fee-rate': { type: 'string' },
   });
   const network = networkOf(v.network);
   const c = defaultConfig(network);
@@ -96,6 +98,12 @@ export function parseNodeArgs(args: string[]): NodeConfig {
   }
   if (v['sip-ban'] !== undefined) {
     c.sipBan = sipBanList((v['sip-ban'] as string[]).flatMap((b) => b.split(',')), '--sip-ban');
+  }
+  if (v['fee-rate'] !== undefined) {
+    const r = String(v['fee-rate']);
+    const least = NETWORKS[network].minFeeRate;
+    if (!/^[0-9]+$/.test(r) || !Number.isSafeInteger(Number(r)) || Number(r) < least) throw new UserError(`--fee-rate must be a whole number of units per byte of at least ${least} (the least ${network} takes), got "${r}"`);
+    c.feeRate = Number(r);
   }
   checkAnnounced(c);
   return c;

@@ -20,10 +20,17 @@ export interface WalletOpts {
   passphrase?: string;
   /** whether --network and --wallet were given (else the node's network, and its default wallet) */
   given: { network: boolean; wallet: boolean };
+  /** --fee-rate: units per byte the records pay (else the network's least) */
+  feeRate?: number;
+}
+
+/** The fee rate a wallet's records pay: --fee-rate, or the least its network takes. */
+export function feeRateOf(w: WalletOpts): number {
+  return w.feeRate ?? NETWORKS[w.network].minFeeRate;
 }
 
 /** Flags every wallet and name command takes. */
-export const WALLET_FLAGS = { wallet: { type: 'string' }, passphrase: { type: 'string' }, network: { type: 'string' }, api: { type: 'string' } } as const;
+export const WALLET_FLAGS = { wallet: { type: 'string' }, passphrase: { type: 'string' }, network: { type: 'string' }, api: { type: 'string' }, 'fee-rate': { type: 'string' } } as const;
 
 export function walletOpts(v: Record<string, unknown>): WalletOpts {
   const network = networkOf(v.network);
@@ -34,6 +41,7 @@ export function walletOpts(v: Record<string, unknown>): WalletOpts {
     api: new NodeApi(String(v.api ?? `http://${LOCALHOST}:${d.apiPort}`)),
     passphrase: (v.passphrase as string | undefined) ?? process.env.DOTS_PASSPHRASE,
     given: { network: v.network !== undefined, wallet: v.wallet !== undefined },
+    feeRate: v['fee-rate'] === undefined ? undefined : whole(String(v['fee-rate']), '--fee-rate (units per byte)'),
   };
 }
 
@@ -98,15 +106,15 @@ export async function runWallet(args: string[]): Promise<number> {
     }
     case 'send': {
       const [to, amountStr] = positionals;
-      if (to === undefined || amountStr === undefined) throw new UserError('usage: dots wallet send ADDRESS AMOUNT [--fee N]');
+      if (to === undefined || amountStr === undefined) throw new UserError('usage: dots wallet send ADDRESS AMOUNT [--fee N | --fee-rate N]');
       const toAddr = decodeAddress(prefix, to);
       const units = whole(amountStr, 'AMOUNT (in units: 100000000 is 1 DOTS)', 1);
-      const fee = whole(String(values.fee ?? '0'), '--fee');
+      const fee = values.fee === undefined ? undefined : whole(String(values.fee), '--fee');
       const secret = readKeyFile(w.file, w.passphrase);
       const pub = publicKeyOf(secret);
       const acct = await w.api.get(`/api/accounts/${encodeAddress(prefix, addressOf(pub))}`);
-      const rec = signRecord<Transfer>(w.network, secret, { kind: Kind.Transfer, pubkey: pub, to: toAddr, amount: units, fee, nonce: Number(acct.nonce) });
-      console.log(`sent ${coins(units)} (${units} units, fee ${fee}), record ${await w.api.submit(rec, 'transfer')} pending`);
+      const rec = signRecord<Transfer>(w.network, secret, { kind: Kind.Transfer, pubkey: pub, to: toAddr, amount: units, fee, nonce: Number(acct.nonce) }, feeRateOf(w));
+      console.log(`sent ${coins(units)} (${units} units, fee ${(rec.body as Transfer).fee}), record ${await w.api.submit(rec, 'transfer')} pending`);
       return 0;
     }
     case 'history': {

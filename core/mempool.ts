@@ -1,7 +1,15 @@
 // The pool of pending records: verified, usable for routing before they are mined, and the
-// source of block templates. Each record is checked alone against the tip state, so two
-// conflicting bindings for one name are both kept; the template takes them in arrival order
-// and whichever the chain confirms first settles the conflict (the other then drops out).
+// source of block templates. Each record is checked alone against the tip state (so two
+// conflicting bindings for one name are both kept, and whichever the chain confirms first
+// settles the conflict), except what it spends: a signer's records are checked one after
+// another on its account, as they will be mined, so a key cannot promise the same coins to
+// several records.
+//
+// The pool is bounded (records and bytes) and nobody can freeze it (docs/economics.md): when
+// it is full, a newcomer takes the place of a record worth less, first from a signer holding
+// more than its share of the pool, else the lowest fee rate; only a signer's last record
+// leaves, so none of its others is stranded. Templates take records by fee rate, each
+// signer's in the order they arrived (a sender's nonces, a domain before its addresses).
 //
 // The pool reads the chain through PoolChain (the tip's state and the next block's context) and
 // follows it through update(), which the node calls on every tip change: the chain knows nothing
@@ -10,8 +18,8 @@
 import { EventEmitter } from 'node:events';
 import { ValidationError } from './errors.ts';
 import { toHex } from './hash.ts';
-import { Kind, checkRecordSignature, type Rec, type RecordBody, type Binding } from './records.ts';
-import { StateView, applyRecord, getAccount, keys, newTally, type ApplyContext, type StateReader } from './state.ts';
+import { Kind, checkRecordSignature, feeRate, type Rec, type RecordBody, type Binding } from './records.ts';
+import { StateView, applyRecord, getAccount, keys, type ApplyContext, type StateReader } from './state.ts';
 import { addressOf } from './address.ts';
 import { rulersOf } from './names.ts';
 import type { SigCache } from './sig.ts';
@@ -29,6 +37,24 @@ export interface PoolEntry {
   added: number;
 }
 
+/** What the pool keeps of one record beside it: who pays for it, what it spends, what it pays per byte. */
+interface Held extends PoolEntry {
+  hex: string;
+  signer: string;
+  /** units it takes from its signer's account (fee, name price, amount, settlement) */
+  spent: number;
+  rate: number;
+}
+
+/** One signer's pending records, in arrival order, and what they spend together. */
+interface Signer {
+  held: Held[];
+  spent: number;
+  /** pending transfers: the nonces they use up */
+  transfers: number;
+  bytes: number;
+}
+
 /**
  * Events: `record`, a record from outside entered the pool (to be gossiped); `added` and
  * `removed`, every change of what the pool holds, whatever caused it (what a copy on disk follows).
@@ -39,22 +65,45 @@ export interface MempoolEvents {
   removed: [idHex: string];
 }
 
+export interface MempoolLimits {
+  /** records held at most (default 50,000) */
+  maxRecords?: number;
+  /** bytes of records held at most (default 32 MB: 32 blocks' worth) */
+  maxBytes?: number;
+}
+
+/** The key whose account pays for a record: its signer (a receipt's originating node). */
+function payerOf(b: RecordBody): Uint8Array {
+  return b.kind === Kind.Coinbase ? b.rewardAddress : addressOf(b.pubkey);
+}
+
 export class Mempool extends EventEmitter<MempoolEvents> {
-  private readonly entries = new Map<string, PoolEntry>();
+  private readonly entries = new Map<string, Held>();
+  private signers = new Map<string, Signer>();
+  private bytes = 0;
   /** bumped on every change, so a miner knows when its template is stale */
   version = 0;
+  readonly maxRecords: number;
+  readonly maxBytes: number;
 
   constructor(
     private readonly chain: PoolChain,
     private readonly network: string,
     private readonly sigs: SigCache,
-    readonly maxRecords = 50_000,
+    limits: MempoolLimits = {},
   ) {
     super();
+    this.maxRecords = limits.maxRecords ?? 50_000;
+    this.maxBytes = limits.maxBytes ?? 32_000_000;
   }
 
   get size(): number {
     return this.entries.size;
+  }
+
+  /** Bytes of the records held. */
+  get byteSize(): number {
+    return this.bytes;
   }
 
   has(idHex: string): boolean {
@@ -69,8 +118,17 @@ export class Mempool extends EventEmitter<MempoolEvents> {
     return [...this.entries.values()];
   }
 
-  /** Checks a record against the state it would be mined on; throws ValidationError with the reason. */
-  private check(rec: Rec, state: StateReader, ctx: ApplyContext): void {
+  /** Records one signer (its address, hex) holds in the pool. */
+  heldBy(addrHex: string): number {
+    return this.signers.get(addrHex)?.held.length ?? 0;
+  }
+
+  /**
+   * Checks a record against the state it would be mined on, after its signer's pending records
+   * (what they spend and the nonces they use); returns what it takes from the signer's account.
+   * Throws ValidationError with the reason.
+   */
+  private check(rec: Rec, state: StateReader, ctx: ApplyContext, signers: Map<string, Signer>): number {
     const b = rec.body;
     if (b.kind === Kind.Coinbase) throw new ValidationError('bad-coinbase-position', 'a coinbase cannot be pending');
     if (!this.sigs.has(rec.id)) {
@@ -78,17 +136,16 @@ export class Mempool extends EventEmitter<MempoolEvents> {
       this.sigs.add(rec.id);
     }
     const view = new StateView(state);
-    if (b.kind === Kind.Transfer) {
-      // A sender's pending transfers form a chain of nonces: check this one after them.
-      const addr = addressOf(b.pubkey);
-      const s = this.senders.get(toHex(addr));
-      if (s !== undefined) {
-        const a = getAccount(state, addr);
-        view.set(keys.account(addr), { ...a, balance: Math.max(0, a.balance - s.spent), nonce: a.nonce + s.count });
-      }
-    }
     this.afterRulers(view, b, ctx);
-    applyRecord(view, b, ctx);
+    // The signer's account as its pending records leave it (set after the rulers' claims, which
+    // may be its own and already counted there).
+    const payer = payerOf(b);
+    const s = signers.get(toHex(payer));
+    const a = getAccount(state, payer);
+    const before = s === undefined ? a : { ...a, balance: Math.max(0, a.balance - s.spent), nonce: a.nonce + s.transfers };
+    view.set(keys.account(payer), before);
+    applyRecord(view, rec, ctx);
+    return Math.max(0, before.balance - getAccount(view, payer).balance);
   }
 
   /** Pending claims by name: a name whose domain or number block is being claimed too applies after it. */
@@ -96,9 +153,8 @@ export class Mempool extends EventEmitter<MempoolEvents> {
 
   /**
    * A claim is checked on the state its block would have: after the pending claims of the names
-   * that rule it (its domain, the number blocks above it), since the template takes records in
-   * arrival order and a node reveals its domain and its users' addresses together, an operator
-   * a number block and the numbers it allocates from it.
+   * that rule it (its domain, the number blocks above it), since a node reveals its domain and
+   * its users' addresses together, an operator a number block and the numbers it allocates from it.
    */
   private afterRulers(view: StateView, b: RecordBody, ctx: ApplyContext): void {
     if (b.kind !== Kind.NameClaim) return;
@@ -106,14 +162,12 @@ export class Mempool extends EventEmitter<MempoolEvents> {
       const rc = this.claims.get(name);
       if (rc === undefined) continue;
       try {
-        applyRecord(view, rc.body, ctx);
+        applyRecord(view, rc, ctx);
       } catch (err) {
         if (!(err instanceof ValidationError)) throw err;
       }
     }
   }
-
-  private readonly senders = new Map<string, { count: number; spent: number }>();
 
   /** Pending bindings by name, in arrival order: routing reads them on every call. */
   private readonly bindings = new Map<string, Rec[]>();
@@ -135,13 +189,19 @@ export class Mempool extends EventEmitter<MempoolEvents> {
       if (sign === 1) this.claims.set(b.name, rec);
       else if (this.claims.get(b.name) === rec) this.claims.delete(b.name);
     }
-    if (b.kind !== Kind.Transfer) return;
-    const k = toHex(addressOf(b.pubkey));
-    const s = this.senders.get(k) ?? { count: 0, spent: 0 };
-    s.count += sign;
-    s.spent += sign * (b.amount + b.fee);
-    if (s.count <= 0) this.senders.delete(k);
-    else this.senders.set(k, s);
+  }
+
+  /** Counts a held record into a signer map (the pool's own, or one being rebuilt). */
+  private static join(signers: Map<string, Signer>, h: Held): void {
+    let s = signers.get(h.signer);
+    if (s === undefined) {
+      s = { held: [], spent: 0, transfers: 0, bytes: 0 };
+      signers.set(h.signer, s);
+    }
+    s.held.push(h);
+    s.spent += h.spent;
+    s.bytes += h.rec.bytes.length;
+    if (h.rec.body.kind === Kind.Transfer) s.transfers++;
   }
 
   /**
@@ -205,68 +265,158 @@ export class Mempool extends EventEmitter<MempoolEvents> {
   private insert(rec: Rec, state: StateReader, ctx: ApplyContext): void {
     const hex = toHex(rec.id);
     if (this.entries.has(hex)) throw new ValidationError('already-pending', 'record is already pending');
-    this.check(rec, state, ctx);
-    if (this.entries.size >= this.maxRecords) throw new ValidationError('pool-full', `pending pool holds ${this.maxRecords} records`);
-    this.entries.set(hex, { rec, added: Date.now() });
+    const spent = this.check(rec, state, ctx, this.signers);
+    const h: Held = { rec, added: Date.now(), hex, signer: toHex(payerOf(rec.body)), spent, rate: feeRate(rec) };
+    this.makeRoom(h);
+    this.entries.set(hex, h);
+    this.bytes += rec.bytes.length;
+    Mempool.join(this.signers, h);
     this.track(rec, 1);
     this.version++;
     this.emit('added', rec);
   }
 
+  /**
+   * Frees room for a newcomer in a full pool, or refuses it with pool-full. Only a signer's last
+   * record may leave (its others never depend on it). A signer past its share of the pool (the
+   * limit divided among the signers in it, the newcomer's counted) gives way first, to anyone:
+   * so one key, or a few, flooding the pool pushes out its own records, not others'. Past its
+   * share, a newcomer may only replace a cheaper record of its own signer. Otherwise the record
+   * of the lowest fee rate leaves, if the newcomer pays more per byte.
+   */
+  private makeRoom(h: Held): void {
+    const size = h.rec.bytes.length;
+    const full = (): boolean => this.entries.size + 1 > this.maxRecords || this.bytes + size > this.maxBytes;
+    while (full()) {
+      const count = this.signers.size + (this.signers.has(h.signer) ? 0 : 1);
+      const share = Math.max(1, Math.floor(this.maxRecords / count));
+      const own = this.signers.get(h.signer);
+      let victim: Held | undefined;
+      if (own !== undefined && own.held.length + 1 > share) {
+        const last = own.held[own.held.length - 1];
+        if (last.rate < h.rate) victim = last;
+        else throw new ValidationError('pool-full', `the pending pool is full and this signer holds its share (${own.held.length} of ${this.entries.size} records); pay more per byte than its last one (${last.rate.toFixed(2)}) to replace it`);
+      } else {
+        let over: Held | undefined;
+        let cheapest: Held | undefined;
+        for (const s of this.signers.values()) {
+          const last = s.held[s.held.length - 1];
+          if (s.held.length > share && (over === undefined || last.rate < over.rate)) over = last;
+          if (cheapest === undefined || last.rate < cheapest.rate) cheapest = last;
+        }
+        if (over !== undefined) victim = over;
+        else if (cheapest !== undefined && cheapest.rate < h.rate) victim = cheapest;
+        else throw new ValidationError('pool-full', `the pending pool is full (${this.entries.size} records, ${this.bytes} bytes) of records paying at least ${cheapest?.rate.toFixed(2) ?? '?'} per byte; pay more to enter`);
+      }
+      this.remove(victim.hex);
+    }
+  }
+
   remove(idHex: string): boolean {
     const e = this.entries.get(idHex);
     if (e === undefined) return false;
-    this.entries.delete(idHex);
-    this.track(e.rec, -1);
-    this.version++;
-    this.emit('removed', idHex);
+    const s = this.signers.get(e.signer);
+    if (s !== undefined) {
+      const i = s.held.indexOf(e);
+      if (i >= 0) s.held.splice(i, 1);
+      s.spent -= e.spent;
+      s.bytes -= e.rec.bytes.length;
+      if (e.rec.body.kind === Kind.Transfer) s.transfers--;
+      if (s.held.length === 0) this.signers.delete(e.signer);
+    }
+    this.drop(e);
     return true;
   }
 
-  /** After the tip moved: drop what no longer applies on its own; returns what was dropped. */
-  private revalidate(state: StateReader, ctx: ApplyContext): Rec[] {
-    const dropped: Rec[] = [];
-    // Transfers are checked cumulatively (nonce chains), everything else on its own.
-    const transfers = new StateView(state);
-    for (const [hex, e] of this.entries) {
-      const cumulative = e.rec.body.kind === Kind.Transfer;
-      const view = cumulative ? transfers.child() : new StateView(state);
-      try {
-        this.afterRulers(view, e.rec.body, ctx);
-        applyRecord(view, e.rec.body, ctx);
-        if (cumulative) transfers.merge(view);
-      } catch (err) {
-        if (!(err instanceof ValidationError)) throw err;
-        this.remove(hex);
-        dropped.push(e.rec);
-      }
-    }
-    if (dropped.length > 0) this.version++;
-    return dropped;
+  /** Takes a record out of everything but the signer accounts. */
+  private drop(e: Held): void {
+    this.entries.delete(e.hex);
+    this.bytes -= e.rec.bytes.length;
+    this.track(e.rec, -1);
+    this.version++;
+    this.emit('removed', e.hex);
   }
 
-  /** Records that apply one after another on `state`, in arrival order, within the limits. */
-  select(state: StateReader, blockCtx: ApplyContext, maxBytes: number, maxCount: number): { recs: Rec[]; fees: number } {
-    const ctx = { ...blockCtx, tally: newTally() };
+  /**
+   * After the tip moved: every record is checked again, each signer's in arrival order on what
+   * its earlier ones leave; what no longer applies (a spent balance, a used nonce, a commitment
+   * too old to reveal) is dropped, and with it what its signer sent after it that now fails.
+   */
+  private revalidate(state: StateReader, ctx: ApplyContext): void {
+    const kept = new Map<string, Signer>();
+    const dropped: string[] = [];
+    for (const [hex, e] of this.entries) {
+      try {
+        e.spent = this.check(e.rec, state, ctx, kept);
+        Mempool.join(kept, e);
+      } catch (err) {
+        if (!(err instanceof ValidationError)) throw err;
+        dropped.push(hex);
+      }
+    }
+    this.signers = kept;
+    for (const hex of dropped) this.drop(this.entries.get(hex) as Held);
+  }
+
+  /**
+   * Records for a block on `state`, within the limits: the best fee rate first among the signers'
+   * next records, each signer's taken in arrival order, each applying after the ones before.
+   */
+  select(state: StateReader, ctx: ApplyContext, maxBytes: number, maxCount: number): { recs: Rec[]; fees: number } {
     const view = new StateView(state);
     const recs: Rec[] = [];
     let bytes = 0;
     let fees = 0;
-    for (const e of this.entries.values()) {
-      if (recs.length >= maxCount) break;
-      if (bytes + e.rec.bytes.length + 8 > maxBytes) continue;
-      const child = view.child();
-      const tallyBefore = { paid: ctx.tally.paid, pairs: new Map(ctx.tally.pairs) };
-      try {
-        fees += applyRecord(child, e.rec.body, ctx);
-      } catch (err) {
-        if (!(err instanceof ValidationError)) throw err;
-        ctx.tally = tallyBefore;
-        continue;
+    // a max-heap of each signer's next record by fee rate
+    const heap: Array<{ list: Held[]; i: number }> = [];
+    const rate = (x: { list: Held[]; i: number }): number => x.list[x.i].rate;
+    const up = (k: number): void => {
+      while (k > 0) {
+        const p = (k - 1) >> 1;
+        if (rate(heap[p]) >= rate(heap[k])) break;
+        [heap[p], heap[k]] = [heap[k], heap[p]];
+        k = p;
       }
-      view.merge(child);
-      recs.push(e.rec);
-      bytes += e.rec.bytes.length + 8;
+    };
+    const down = (k: number): void => {
+      for (;;) {
+        const l = 2 * k + 1;
+        const r = l + 1;
+        let m = k;
+        if (l < heap.length && rate(heap[l]) > rate(heap[m])) m = l;
+        if (r < heap.length && rate(heap[r]) > rate(heap[m])) m = r;
+        if (m === k) return;
+        [heap[m], heap[k]] = [heap[k], heap[m]];
+        k = m;
+      }
+    };
+    for (const s of this.signers.values()) {
+      heap.push({ list: s.held, i: 0 });
+      up(heap.length - 1);
+    }
+    while (heap.length > 0 && recs.length < maxCount) {
+      const top = heap[0];
+      const e = top.list[top.i];
+      if (bytes + e.rec.bytes.length + 8 <= maxBytes) {
+        const child = view.child();
+        try {
+          fees += applyRecord(child, e.rec, ctx);
+          view.merge(child);
+          recs.push(e.rec);
+          bytes += e.rec.bytes.length + 8;
+        } catch (err) {
+          if (!(err instanceof ValidationError)) throw err;
+        }
+      }
+      top.i++;
+      if (top.i < top.list.length) down(0);
+      else {
+        const last = heap.pop() as { list: Held[]; i: number };
+        if (heap.length > 0) {
+          heap[0] = last;
+          down(0);
+        }
+      }
     }
     return { recs, fees };
   }

@@ -56,12 +56,16 @@ export interface NodeAnnounce {
   p2pAddrs: string[];
   rewardAddress: Uint8Array;
   seq: number;
+  /** units paid to the miner, at least the network's minFeeRate per byte of the record */
+  fee: number;
   sig: Uint8Array;
 }
 export interface NameCommit {
   kind: 2;
   pubkey: Uint8Array;
   commitment: Uint8Array;
+  /** units paid to the miner, at least the network's minFeeRate per byte of the record */
+  fee: number;
   sig: Uint8Array;
 }
 export interface NameClaim {
@@ -69,6 +73,8 @@ export interface NameClaim {
   name: string;
   pubkey: Uint8Array;
   salt: Uint8Array;
+  /** units paid to the miner, at least the network's minFeeRate per byte of the record */
+  fee: number;
   sig: Uint8Array;
 }
 export interface NameRenew {
@@ -76,6 +82,8 @@ export interface NameRenew {
   name: string;
   pubkey: Uint8Array;
   nameSeq: number;
+  /** units paid to the miner, at least the network's minFeeRate per byte of the record */
+  fee: number;
   sig: Uint8Array;
 }
 export interface NameTransfer {
@@ -89,6 +97,8 @@ export interface NameTransfer {
    */
   delegates: Uint8Array[];
   nameSeq: number;
+  /** units paid to the miner, at least the network's minFeeRate per byte of the record */
+  fee: number;
   sig: Uint8Array;
 }
 export interface NameDelegate {
@@ -98,6 +108,8 @@ export interface NameDelegate {
   /** the node ids (20 bytes each, at most MAX_DELEGATES, in order of preference) that may serve the name; none revokes all */
   nodes: Uint8Array[];
   nameSeq: number;
+  /** units paid to the miner, at least the network's minFeeRate per byte of the record */
+  fee: number;
   sig: Uint8Array;
 }
 export interface Binding {
@@ -109,6 +121,8 @@ export interface Binding {
   expires: number;
   seq: number;
   pubkey: Uint8Array;
+  /** units paid to the miner, at least the network's minFeeRate per byte of the record */
+  fee: number;
   sig: Uint8Array;
 }
 export interface Transfer {
@@ -136,14 +150,19 @@ export interface CallReceipt {
   ended: number;
   pubkey: Uint8Array;
   termPubkey: Uint8Array;
+  /** units the originating node pays the miner for carrying the receipt */
+  fee: number;
   sig: Uint8Array;
   termSig: Uint8Array;
 }
 
 export type RecordBody = Coinbase | NodeAnnounce | NameCommit | NameClaim | NameRenew | NameTransfer | NameDelegate | Binding | Transfer | CallReceipt;
 export type SignedBody = Exclude<RecordBody, Coinbase>;
-/** A record body without its signature, as a signer builds it. */
-export type Unsigned<T extends SignedBody> = Omit<T, 'sig'>;
+/**
+ * A record body without its signature, as a signer builds it; without a fee, signRecord sets
+ * the one its fee rate asks for.
+ */
+export type Unsigned<T extends SignedBody> = Omit<T, 'sig' | 'fee'> & { fee?: number };
 
 /** A decoded record with the bytes it came from and its id. */
 export interface Rec {
@@ -193,23 +212,23 @@ function fieldsOf(b: RecordBody): Value[] {
     case 0:
       return [0, b.height, b.rewardAddress, b.amount, b.extraNonce, b.note];
     case 1:
-      return [1, b.pubkey, b.sipUris, b.p2pAddrs, b.rewardAddress, b.seq];
+      return [1, b.pubkey, b.sipUris, b.p2pAddrs, b.rewardAddress, b.seq, b.fee];
     case 2:
-      return [2, b.pubkey, b.commitment];
+      return [2, b.pubkey, b.commitment, b.fee];
     case 3:
-      return [3, b.name, b.pubkey, b.salt];
+      return [3, b.name, b.pubkey, b.salt, b.fee];
     case 4:
-      return [4, b.name, b.pubkey, b.nameSeq];
+      return [4, b.name, b.pubkey, b.nameSeq, b.fee];
     case 5:
-      return [5, b.name, b.pubkey, b.newOwner, b.delegates, b.nameSeq];
+      return [5, b.name, b.pubkey, b.newOwner, b.delegates, b.nameSeq, b.fee];
     case 6:
-      return [6, b.name, b.pubkey, b.nodes, b.nameSeq];
+      return [6, b.name, b.pubkey, b.nodes, b.nameSeq, b.fee];
     case 7:
-      return [7, b.name, b.node, b.status, b.expires, b.seq, b.pubkey];
+      return [7, b.name, b.node, b.status, b.expires, b.seq, b.pubkey, b.fee];
     case 8:
       return [8, b.pubkey, b.to, b.amount, b.fee, b.nonce];
     case 9:
-      return [9, b.callId, b.orig, b.term, b.answered, b.ended, b.pubkey, b.termPubkey];
+      return [9, b.callId, b.orig, b.term, b.answered, b.ended, b.pubkey, b.termPubkey, b.fee];
   }
 }
 
@@ -238,8 +257,31 @@ export function makeRec(body: RecordBody): Rec {
   return { body, bytes, id: recordId(bytes) };
 }
 
-export function signRecord<T extends Exclude<SignedBody, CallReceipt>>(network: string, secretKey: Uint8Array, unsigned: Unsigned<T>): Rec {
-  const probe = { ...unsigned, sig: new Uint8Array(SIG_BYTES) } as unknown as T;
+/**
+ * The fee a record pays at `rate` units per byte of its encoding (its signatures included).
+ * The fee is part of what it pays for, so it is found by raising it until it covers the size
+ * its own encoding adds (msgpack grows by a few bytes at most, so two or three rounds).
+ */
+export function feeAtRate(body: SignedBody, rate: number): number {
+  if (rate === 0) return 0;
+  let fee = 0;
+  for (;;) {
+    const need = rate * encodeBody({ ...body, fee }).length;
+    if (need <= fee) return fee;
+    fee = need;
+  }
+}
+
+/** A record's fee per byte, in units (what the pool and the templates rank records by). */
+export function feeRate(rec: Rec): number {
+  const b = rec.body;
+  return b.kind === Kind.Coinbase ? 0 : b.fee / rec.bytes.length;
+}
+
+/** Signs a record; its fee is `unsigned.fee` when given, else what `rate` units per byte ask. */
+export function signRecord<T extends Exclude<SignedBody, CallReceipt>>(network: string, secretKey: Uint8Array, unsigned: Unsigned<T>, rate = 0): Rec {
+  const probe = { ...unsigned, fee: unsigned.fee ?? 0, sig: new Uint8Array(SIG_BYTES) } as unknown as T;
+  if (unsigned.fee === undefined) probe.fee = feeAtRate(probe, rate);
   const sig = signTagged(secretKey, sigTag(network, probe.kind), signingMessage(probe));
   return makeRec({ ...probe, sig });
 }
@@ -247,6 +289,11 @@ export function signRecord<T extends Exclude<SignedBody, CallReceipt>>(network: 
 /** One node's signature over a call receipt (the other node makes its own over the same bytes). */
 export function signReceipt(network: string, secretKey: Uint8Array, r: Omit<CallReceipt, 'sig' | 'termSig'>): Uint8Array {
   return signTagged(secretKey, sigTag(network, Kind.CallReceipt), signingMessage({ ...r, sig: new Uint8Array(0), termSig: new Uint8Array(0) }));
+}
+
+/** The fee a call receipt pays at `rate` (both signatures counted). */
+export function receiptFee(r: Omit<CallReceipt, 'sig' | 'termSig' | 'fee'>, rate: number): number {
+  return feeAtRate({ ...r, fee: 0, sig: new Uint8Array(SIG_BYTES), termSig: new Uint8Array(SIG_BYTES) }, rate);
 }
 
 export { publicKeyOf };
@@ -291,7 +338,7 @@ export function decodeBody(bytes: Uint8Array): RecordBody {
       };
     }
     case 1: {
-      const a = asArray(v, 7, 'node-announce');
+      const a = asArray(v, 8, 'node-announce');
       return {
         kind,
         pubkey: pk(a[1], 'pubkey'),
@@ -299,23 +346,24 @@ export function decodeBody(bytes: Uint8Array): RecordBody {
         p2pAddrs: asStringList(a[3], 'p2pAddrs', 8, 256),
         rewardAddress: asBytes(a[4], 'rewardAddress', ADDRESS_BYTES),
         seq: asUint(a[5], 'seq'),
-        sig: sigOf(a[6]),
+        fee: asUint(a[6], 'fee'),
+        sig: sigOf(a[7]),
       };
     }
     case 2: {
-      const a = asArray(v, 4, 'name-commit');
-      return { kind, pubkey: pk(a[1], 'pubkey'), commitment: asBytes(a[2], 'commitment', 32), sig: sigOf(a[3]) };
+      const a = asArray(v, 5, 'name-commit');
+      return { kind, pubkey: pk(a[1], 'pubkey'), commitment: asBytes(a[2], 'commitment', 32), fee: asUint(a[3], 'fee'), sig: sigOf(a[4]) };
     }
     case 3: {
-      const a = asArray(v, 5, 'name-claim');
-      return { kind, name: nameOf(a[1]), pubkey: pk(a[2], 'pubkey'), salt: asBytes(a[3], 'salt', 32), sig: sigOf(a[4]) };
+      const a = asArray(v, 6, 'name-claim');
+      return { kind, name: nameOf(a[1]), pubkey: pk(a[2], 'pubkey'), salt: asBytes(a[3], 'salt', 32), fee: asUint(a[4], 'fee'), sig: sigOf(a[5]) };
     }
     case 4: {
-      const a = asArray(v, 5, 'name-renew');
-      return { kind, name: nameOf(a[1]), pubkey: pk(a[2], 'pubkey'), nameSeq: asUint(a[3], 'nameSeq'), sig: sigOf(a[4]) };
+      const a = asArray(v, 6, 'name-renew');
+      return { kind, name: nameOf(a[1]), pubkey: pk(a[2], 'pubkey'), nameSeq: asUint(a[3], 'nameSeq'), fee: asUint(a[4], 'fee'), sig: sigOf(a[5]) };
     }
     case 5: {
-      const a = asArray(v, 7, 'name-transfer');
+      const a = asArray(v, 8, 'name-transfer');
       return {
         kind,
         name: nameOf(a[1]),
@@ -323,15 +371,16 @@ export function decodeBody(bytes: Uint8Array): RecordBody {
         newOwner: pk(a[3], 'newOwner'),
         delegates: nodeList(a[4], 'delegates'),
         nameSeq: asUint(a[5], 'nameSeq'),
-        sig: sigOf(a[6]),
+        fee: asUint(a[6], 'fee'),
+        sig: sigOf(a[7]),
       };
     }
     case 6: {
-      const a = asArray(v, 6, 'name-delegate');
-      return { kind, name: nameOf(a[1]), pubkey: pk(a[2], 'pubkey'), nodes: nodeList(a[3], 'nodes'), nameSeq: asUint(a[4], 'nameSeq'), sig: sigOf(a[5]) };
+      const a = asArray(v, 7, 'name-delegate');
+      return { kind, name: nameOf(a[1]), pubkey: pk(a[2], 'pubkey'), nodes: nodeList(a[3], 'nodes'), nameSeq: asUint(a[4], 'nameSeq'), fee: asUint(a[5], 'fee'), sig: sigOf(a[6]) };
     }
     case 7: {
-      const a = asArray(v, 8, 'binding');
+      const a = asArray(v, 9, 'binding');
       return {
         kind,
         name: nameOf(a[1]),
@@ -340,7 +389,8 @@ export function decodeBody(bytes: Uint8Array): RecordBody {
         expires: asUint(a[4], 'expires', 0xffffffff),
         seq: asUint(a[5], 'seq'),
         pubkey: pk(a[6], 'pubkey'),
-        sig: sigOf(a[7]),
+        fee: asUint(a[7], 'fee'),
+        sig: sigOf(a[8]),
       };
     }
     case 8: {
@@ -356,7 +406,7 @@ export function decodeBody(bytes: Uint8Array): RecordBody {
       };
     }
     case 9: {
-      const a = asArray(v, 10, 'call-receipt');
+      const a = asArray(v, 11, 'call-receipt');
       return {
         kind,
         callId: asBytes(a[1], 'callId', 32),
@@ -366,8 +416,9 @@ export function decodeBody(bytes: Uint8Array): RecordBody {
         ended: asUint(a[5], 'ended', 0xffffffff),
         pubkey: pk(a[6], 'pubkey'),
         termPubkey: pk(a[7], 'termPubkey'),
-        sig: sigOf(a[8]),
-        termSig: asBytes(a[9], 'termSig', SIG_BYTES),
+        fee: asUint(a[8], 'fee'),
+        sig: sigOf(a[9]),
+        termSig: asBytes(a[10], 'termSig', SIG_BYTES),
       };
     }
     default:

@@ -6,7 +6,7 @@ import { encode, decode, asArray, asUint, asBytes, asString, asStringList, type 
 import { ValidationError } from './errors.ts';
 import { bytesEqual, toHex } from './hash.ts';
 import { addressOf } from './address.ts';
-import { Kind, KIND_NAMES, commitmentOf, domainOf, ownDomainPrefix, type Rec, type RecordBody, type CallReceipt } from './records.ts';
+import { Kind, KIND_NAMES, commitmentOf, domainOf, ownDomainPrefix, type Rec, type RecordBody, type SignedBody, type CallReceipt } from './records.ts';
 import { nameFee, rulersOf } from './names.ts';
 
 export interface StateRules {
@@ -15,14 +15,10 @@ export interface StateRules {
   maxCommitAge: number;
   maxBindingTtl: number;
   subsidy(height: number): number;
-  /** units paid to each of the two nodes per second of a receipted call */
+  /** least fee a record pays, in units per byte of its encoding (signatures included) */
+  minFeeRate: number;
+  /** units the originating node pays the terminating node per second of a receipted call */
   receiptRate: number;
-  /** receipts of one block share at most subsidy / this */
-  receiptPoolDivisor: number;
-  /** at most this many units per block to one pair of nodes */
-  receiptPairCap: number;
-  /** both nodes must have announced themselves at least this many blocks before */
-  receiptMinNodeAge: number;
   /** longest call a receipt may claim, in seconds */
   maxCallSeconds: number;
   /** a receipt's call must have ended at most this many seconds before its block's time */
@@ -264,17 +260,6 @@ export interface ApplyContext {
   height: number;
   time: number;
   rules: StateRules;
-  /** what the block's receipts paid so far, for the per-block caps; absent for a lone record */
-  tally?: ReceiptTally;
-}
-
-export interface ReceiptTally {
-  paid: number;
-  pairs: Map<string, number>;
-}
-
-export function newTally(): ReceiptTally {
-  return { paid: 0, pairs: new Map() };
 }
 
 function fail(code: string, msg: string): never {
@@ -367,14 +352,9 @@ export function coveringPrefix(s: StateReader, number: string, height: number): 
   return undefined;
 }
 
-/** Burns a name's fee from the account of the key that claims or renews it. */
+/** Burns a name's price from the account of the key that claims or renews it. */
 function payNameFee(v: StateView, name: string, pubkey: Uint8Array, rules: StateRules): void {
-  const fee = nameFee(name, rules.namePriceBase);
-  if (fee === 0) return;
-  const addr = addressOf(pubkey);
-  const a = getAccount(v, addr);
-  if (a.balance < fee) fail('name-fee-unpaid', `${name} costs ${fee}, the claimant's balance is ${a.balance}`);
-  v.set(keys.account(addr), { ...a, balance: a.balance - fee });
+  debit(v, addressOf(pubkey), nameFee(name, rules.namePriceBase), 'name-fee-unpaid', name);
 }
 
 /**
@@ -395,15 +375,38 @@ function dropSlots(v: StateView, name: string, n: NameEntry | undefined, all: bo
 }
 
 /**
- * Applies one signed (non-coinbase) record to a view; returns what it adds to the coinbase's
- * allowance: a transfer's fee, or minus what a call receipt pays out of the block reward.
- * Signatures are checked elsewhere (they need no state and run in parallel).
+ * Takes `amount` from an account; what it cannot cover fails with `code`. Every debit of the
+ * chain is from the account of the key that signed the record (its fee, a name's price, a
+ * transfer, a call's settlement), so no record spends what its signer did not sign away.
  */
-export function applyRecord(v: StateView, body: RecordBody, ctx: ApplyContext): number {
+function debit(v: StateView, addr: Uint8Array, amount: number, code: string, what: string): void {
+  if (amount === 0) return;
+  const a = getAccount(v, addr);
+  if (a.balance < amount) fail(code, `${what} costs ${amount}, the signer's balance is ${a.balance}`);
+  v.set(keys.account(addr), { ...a, balance: a.balance - amount });
+}
+
+/**
+ * Applies one signed (non-coinbase) record to a view; returns its fee, which the block's
+ * coinbase may claim. Every record pays at least minFeeRate units per byte of its encoding,
+ * from its signer's account (a receipt's from the originating node's). Signatures are checked
+ * elsewhere (they need no state and run in parallel).
+ */
+export function applyRecord(v: StateView, rec: Rec, ctx: ApplyContext): number {
+  const body = rec.body;
+  if (body.kind === Kind.Coinbase) return fail('bad-coinbase-position', 'a coinbase may only be the first record of a block');
+  const { rules } = ctx;
+  const least = rules.minFeeRate * rec.bytes.length;
+  if (body.fee < least) fail('fee-too-low', `a ${KIND_NAMES[body.kind]} of ${rec.bytes.length} bytes pays at least ${least} (${rules.minFeeRate} per byte), it offers ${body.fee}`);
+  // A transfer's fee is taken with its amount, after its nonce is checked.
+  if (body.kind !== Kind.Transfer) debit(v, addressOf(body.pubkey), body.fee, 'fee-unpaid', `its fee`);
+  applyBody(v, body, ctx);
+  return body.fee;
+}
+
+function applyBody(v: StateView, body: SignedBody, ctx: ApplyContext): void {
   const { height, rules } = ctx;
   switch (body.kind) {
-    case Kind.Coinbase:
-      return fail('bad-coinbase-position', 'a coinbase may only be the first record of a block');
     case Kind.NodeAnnounce: {
       const id = addressOf(body.pubkey);
       const cur = getNode(v, id);
@@ -417,7 +420,7 @@ export function applyRecord(v: StateView, body: RecordBody, ctx: ApplyContext): 
         seq: body.seq,
         since: cur?.since ?? height,
       });
-      return 0;
+      return;
     }
     case Kind.NameCommit: {
       const k = keys.commit(body.commitment);
@@ -425,7 +428,7 @@ export function applyRecord(v: StateView, body: RecordBody, ctx: ApplyContext): 
       v.set(k, { t: 'commit', height });
       const at = v.get(keys.commitsAt(height)) as CommitsAtEntry | undefined;
       v.set(keys.commitsAt(height), { t: 'commits', list: [...(at?.list ?? []), body.commitment] });
-      return 0;
+      return;
     }
     case Kind.NameClaim: {
       const n = getName(v, body.name);
@@ -457,27 +460,27 @@ export function applyRecord(v: StateView, body: RecordBody, ctx: ApplyContext): 
       v.set(keys.name(body.name), entry);
       // The previous owner's bindings stop holding, but their sequence stays so old records cannot be replayed.
       dropSlots(v, body.name, entry, true);
-      return 0;
+      return;
     }
     case Kind.NameRenew: {
       const n = ownedName(v, body.name, body.pubkey, body.nameSeq, height);
       payNameFee(v, body.name, body.pubkey, rules);
       v.set(keys.name(body.name), { ...n, expiry: height + rules.nameLifetime, seq: n.seq + 1 });
-      return 0;
+      return;
     }
     case Kind.NameTransfer: {
       const n = ownedName(v, body.name, body.pubkey, body.nameSeq, height);
       const after: NameEntry = { ...n, owner: body.newOwner, delegates: body.delegates, seq: n.seq + 1 };
       v.set(keys.name(body.name), after);
       dropSlots(v, body.name, after, false);
-      return 0;
+      return;
     }
     case Kind.NameDelegate: {
       const n = ownedName(v, body.name, body.pubkey, body.nameSeq, height);
       const after: NameEntry = { ...n, delegates: body.nodes, seq: n.seq + 1 };
       v.set(keys.name(body.name), after);
       dropSlots(v, body.name, after, false);
-      return 0;
+      return;
     }
     case Kind.Binding: {
       const n = getName(v, body.name);
@@ -496,7 +499,7 @@ export function applyRecord(v: StateView, body: RecordBody, ctx: ApplyContext): 
       const slots = (b?.slots ?? []).filter((s) => !bytesEqual(s.node, body.node));
       slots.push(slot);
       v.set(keys.binding(body.name), { t: 'binding', floor: b?.floor ?? 0, slots });
-      return 0;
+      return;
     }
     case Kind.Transfer: {
       const from = addressOf(body.pubkey);
@@ -506,16 +509,20 @@ export function applyRecord(v: StateView, body: RecordBody, ctx: ApplyContext): 
       if (!Number.isSafeInteger(total) || total > a.balance) fail('insufficient-funds', `balance ${a.balance} is less than ${total}`);
       v.set(keys.account(from), { ...a, balance: a.balance - total, nonce: a.nonce + 1 });
       credit(v, body.to, body.amount);
-      return body.fee;
+      return;
     }
     case Kind.CallReceipt:
-      return -applyReceipt(v, body, ctx);
+      return applyReceipt(v, body, ctx);
   }
 }
 
-/** Pays both nodes of a receipted call; returns the total paid. Caps keep colluding nodes from printing money. */
-function applyReceipt(v: StateView, r: CallReceipt, ctx: ApplyContext): number {
-  const { rules, height } = ctx;
+/**
+ * Settles a receipted call: the originating node pays the terminating node receiptRate units per
+ * second, between the two nodes' own accounts (their ids). Between colluding nodes that is a
+ * wash, and the fee to the miner is a loss, so invented calls earn nothing (docs/economics.md).
+ */
+function applyReceipt(v: StateView, r: CallReceipt, ctx: ApplyContext): void {
+  const { rules } = ctx;
   if (bytesEqual(r.orig, r.term)) fail('bad-receipt', 'a receipt needs two different nodes');
   const duration = r.ended - r.answered;
   if (r.ended <= r.answered || duration > rules.maxCallSeconds) fail('bad-receipt', `call duration must be 1..${rules.maxCallSeconds} seconds`);
@@ -526,26 +533,11 @@ function applyReceipt(v: StateView, r: CallReceipt, ctx: ApplyContext): number {
   if (r.ended < ctx.time - rules.receiptMaxAge) fail('stale-receipt', `the call ended more than ${rules.receiptMaxAge} seconds before this block`);
   const k = keys.receipt(r.callId);
   if (v.get(k) !== undefined) fail('duplicate-receipt', 'this call was receipted before');
-  const orig = getNode(v, r.orig);
-  const term = getNode(v, r.term);
-  if (orig === undefined || term === undefined) fail('unknown-node', 'receipt names a node that never announced itself');
-  if (orig.since + rules.receiptMinNodeAge > height || term.since + rules.receiptMinNodeAge > height) {
-    fail('node-too-new', `both nodes must be announced at least ${rules.receiptMinNodeAge} blocks before`);
-  }
-  const each = duration * rules.receiptRate;
-  const total = 2 * each;
-  const tally = ctx.tally ?? newTally();
-  const pool = Math.floor(rules.subsidy(height) / rules.receiptPoolDivisor);
-  if (tally.paid + total > pool) fail('receipt-over-cap', `receipts of this block would pay more than ${pool}`);
-  const pair = toHex(r.orig) < toHex(r.term) ? toHex(r.orig) + toHex(r.term) : toHex(r.term) + toHex(r.orig);
-  const pairPaid = tally.pairs.get(pair) ?? 0;
-  if (pairPaid + total > rules.receiptPairCap) fail('receipt-over-cap', `this pair of nodes may earn at most ${rules.receiptPairCap} per block`);
-  tally.paid += total;
-  tally.pairs.set(pair, pairPaid + total);
-  v.set(k, { t: 'receipt', height });
-  credit(v, orig.rewardAddress, each);
-  credit(v, term.rewardAddress, each);
-  return total;
+  if (getNode(v, r.orig) === undefined || getNode(v, r.term) === undefined) fail('unknown-node', 'receipt names a node that never announced itself');
+  v.set(k, { t: 'receipt', height: ctx.height });
+  const owed = duration * rules.receiptRate;
+  debit(v, r.orig, owed, 'settlement-unpaid', `${duration} s of call at ${rules.receiptRate} per second`);
+  credit(v, r.term, owed);
 }
 
 /**
@@ -571,12 +563,11 @@ export function applyBlockRecords(v: StateView, records: Rec[], ctx: ApplyContex
   if (records.length === 0 || records[0].body.kind !== Kind.Coinbase) fail('bad-coinbase', 'the first record of a block must be its coinbase');
   const cb = records[0].body;
   if (cb.height !== ctx.height) fail('bad-coinbase-height', `coinbase says height ${cb.height}, block is at ${ctx.height}`);
-  ctx = { ...ctx, tally: newTally() };
   pruneCommitments(v, ctx);
   let fees = 0;
   for (let i = 1; i < records.length; i++) {
     try {
-      fees += applyRecord(v, records[i].body, ctx);
+      fees += applyRecord(v, records[i], ctx);
     } catch (e) {
       if (e instanceof ValidationError) throw new ValidationError(e.code, `record ${i} (${KIND_NAMES[records[i].body.kind]}): ${e.message.slice(e.code.length + 2)}`);
       throw e;

@@ -18,7 +18,8 @@ import { layout } from './layout.ts';
 // 2: names served by several nodes (delegate lists, a binding slot per node), number blocks, name fees
 // 3: smaller keys (state keys and record ids in base64url), record locations by height, name
 //    commitments without the committer's key
-export const STORE_VERSION = 3;
+// 4: a fee in every record, call receipts that settle between nodes (issue 15)
+export const STORE_VERSION = 4;
 
 export type BlockStatus = 'valid' | 'invalid' | 'stored';
 

@@ -190,7 +190,7 @@ export class DotsNode {
     await this.orStop(async () => {
       // The exchange rides on the p2p node: same peer identity, connections and bans.
       this.receipts = new ReceiptExchange({ params, pool, secret: this.secret, log, penalize: (id, o, w) => p2p.penalize(id, o, w) });
-      this.calls = new CallLog({ chain, pool, secret: this.secret, log, exchange: this.receipts });
+      this.calls = new CallLog({ chain, pool, secret: this.secret, log, exchange: this.receipts, feeRate: config.feeRate });
       await this.receipts.start(p2p.libp2p);
     });
     const calls = this.calls as CallLog;
@@ -250,7 +250,7 @@ export class DotsNode {
       digest: { algorithms: config.sipDigest },
       log,
       onPresence: (aor, online, until) => this.presence?.phone(aor, online, until),
-      locator: chainLocator(src, () => chain.clock(), this.nodeId, { tls: tls !== undefined }),
+      locator: { ...chainLocator(src, () => chain.clock(), this.nodeId, { tls: tls !== undefined }), refusesCallsFrom: (id) => calls.refusesCallsFrom(id) },
       nodeProof: { nodeId: this.nodeId, sign: (binding) => signTagged(this.secret, NODE_PROOF_TAG, binding) },
       onCallEnd: (e) => calls.callEnded(e),
       transport: { banned: config.sipBan },
@@ -295,6 +295,7 @@ export class DotsNode {
       users,
       openRegistration: config.openRegistration,
       log,
+      feeRate: config.feeRate,
     });
     this.registrations = new RegistrationsFile(config.datadir, sip.registrar, log);
     this.registrations.start();

@@ -95,7 +95,7 @@ type Services = { pubsub: GossipSub; identify: Identify; ping: Ping };
 type Verdict = TopicValidatorResult;
 
 /** Codes of records that are wrong in themselves (not merely stale at our tip). */
-const BAD_RECORD = new Set(['bad-encoding', 'non-canonical', 'bad-signature', 'bad-amount', 'bad-coinbase-position']);
+const BAD_RECORD = new Set(['bad-encoding', 'non-canonical', 'bad-signature', 'bad-amount', 'bad-coinbase-position', 'fee-too-low']);
 const HANDSHAKE_TIMEOUT_MS = 10_000;
 const REQUEST_READ_TIMEOUT_MS = 10_000;
 const MAX_STREAMS_PER_CONNECTION = 16;

@@ -1,11 +1,11 @@
-// The call-receipt exchange, /dots/receipt/1.0.0. After a call between two nodes ends, the
+// The call-receipt exchange, /dots/receipt/2.0.0. After a call between two nodes ends, the
 // originating node signs the receipt and asks the terminating node to countersign it; with both
 // signatures it becomes a CallReceipt record, which the originator submits to its chain (and
 // gossip spreads from there). See docs/routing.md.
 //
 // Wire: one request and one response per stream, each a single length-prefixed frame holding a
 // canonical msgpack array.
-//   request  [1, callId, orig, term, answered, ended, origPubkey, termPubkey, origSig]
+//   request  [1, callId, orig, term, answered, ended, origPubkey, termPubkey, fee, origSig]
 //   response [2, termSig] | [0, code, message]
 // The terminating node countersigns only a call its own call log knows (`knowsCall`, supplied by
 // the SIP side) and only after the originator's signature verifies, so it never vouches for a
@@ -24,7 +24,7 @@ import type { NetworkParams } from '../consensus/params.ts';
 import type { Logger } from '../core/log.ts';
 import { PeerScores, TokenBucket, type Offence } from './score.ts';
 
-export const RECEIPT_PROTOCOL = '/dots/receipt/1.0.0';
+export const RECEIPT_PROTOCOL = '/dots/receipt/2.0.0';
 /** A request is ~270 bytes; anything much larger is not one. */
 export const MAX_RECEIPT_REQUEST_BYTES = 512;
 export const MAX_RECEIPT_RESPONSE_BYTES = 512;
@@ -66,7 +66,7 @@ export class ReceiptError extends DotsError {
 const T = { error: 0, request: 1, countersign: 2 } as const;
 
 export function encodeReceiptRequest(r: ProposedReceipt): Uint8Array {
-  return encode([T.request, r.callId, r.orig, r.term, r.answered, r.ended, r.pubkey, r.termPubkey, r.sig]);
+  return encode([T.request, r.callId, r.orig, r.term, r.answered, r.ended, r.pubkey, r.termPubkey, r.fee, r.sig]);
 }
 
 function malformed<X>(what: string, fn: () => X): X {
@@ -82,7 +82,7 @@ function malformed<X>(what: string, fn: () => X): X {
 export function decodeReceiptRequest(bytes: Uint8Array): ProposedReceipt {
   if (bytes.length > MAX_RECEIPT_REQUEST_BYTES) throw new ReceiptError('malformed', 'request too large');
   return malformed('receipt request', () => {
-    const a = asArray(decode(bytes), 9, 'receipt request');
+    const a = asArray(decode(bytes), 10, 'receipt request');
     if (asUint(a[0], 'type') !== T.request) throw new EncodingError('not a receipt request');
     return {
       kind: Kind.CallReceipt,
@@ -93,7 +93,8 @@ export function decodeReceiptRequest(bytes: Uint8Array): ProposedReceipt {
       ended: asUint(a[5], 'ended', 0xffffffff),
       pubkey: asBytes(a[6], 'pubkey', PUBKEY_BYTES),
       termPubkey: asBytes(a[7], 'termPubkey', PUBKEY_BYTES),
-      sig: asBytes(a[8], 'sig', SIG_BYTES),
+      fee: asUint(a[8], 'fee'),
+      sig: asBytes(a[9], 'sig', SIG_BYTES),
     };
   });
 }
@@ -269,7 +270,7 @@ export class ReceiptExchange {
       if (prev.msg === toHex(msg)) return prev.termSig;
       throw new ReceiptError('conflict', 'this call was countersigned with other details');
     }
-    const unsigned: UnsignedReceipt = { kind: r.kind, callId: r.callId, orig: r.orig, term: r.term, answered: r.answered, ended: r.ended, pubkey: r.pubkey, termPubkey: r.termPubkey };
+    const unsigned: UnsignedReceipt = { kind: r.kind, callId: r.callId, orig: r.orig, term: r.term, answered: r.answered, ended: r.ended, pubkey: r.pubkey, termPubkey: r.termPubkey, fee: r.fee };
     if (!(await this.knowsCall(unsigned))) throw new ReceiptError('unknown-call', 'this node has no record of that call');
     const termSig = signReceipt(this.network, this.o.secret, unsigned);
     // the record the originating node will make and gossip: its signature checked above, ours

@@ -20,6 +20,11 @@ export interface Locator {
    * material, sip/tls.ts node proofs), by the node key the chain has for it.
    */
   verifyNodeProof?(nodeId: Uint8Array, binding: Uint8Array, sig: Uint8Array): boolean;
+  /**
+   * Why this node takes no calls from node `nodeId` now (it left calls this node terminated
+   * unsettled: docs/economics.md), or null to take them.
+   */
+  refusesCallsFrom?(nodeId: Uint8Array): string | null;
 }
 
 /** How this node proves itself on TLS connections to other nodes: its id, and a signer with its node key. */

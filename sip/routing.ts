@@ -119,6 +119,12 @@ export class Router {
       const role: CallRole['role'] = this.relay.fromLocalPhone(inc, parsed) ? 'local' : 'term';
       // a call from another node: which one, when it proved itself on its TLS connection
       const peer = role === 'term' ? this.callerNode(inc, proof) : null;
+      // A node that leaves the calls it sent here unpaid sends no more until it settles them.
+      const refused = peer !== null && req.method === 'INVITE' ? (this.locator?.refusesCallsFrom?.(peer) ?? null) : null;
+      if (refused !== null) {
+        replyTo(inc, 403, 'Forbidden', [['Warning', `399 ${this.self.domain} "${refused}"`]]);
+        return;
+      }
       void this.contactGroups(contacts).then((groups) => this.proxy.forward(inc, { groups, recordRoute: req.method === 'INVITE', call: req.method === 'INVITE' ? { role, peer } : undefined }));
       return;
     }

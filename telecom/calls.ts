@@ -8,8 +8,8 @@ import { ReceiptError, dialTargets, type ReceiptExchange, type UnsignedReceipt }
 import { bytesEqual, taggedHash, toHex } from '../core/hash.ts';
 import { addressOf } from '../core/address.ts';
 import { publicKeyOf } from '../core/sig.ts';
-import { Kind } from '../core/records.ts';
-import { getNode } from '../core/state.ts';
+import { Kind, receiptFee } from '../core/records.ts';
+import { getNode, keys } from '../core/state.ts';
 import { nodeAddresses, routingSource, type PendingRecords, type RoutingSource } from './routing.ts';
 import { ValidationError } from '../core/errors.ts';
 import type { Chain } from '../consensus/chain.ts';
@@ -46,7 +46,7 @@ export type ReceiptOutcome =
   /** asked and refused, unreachable after every retry, or refused by our own chain */
   | { status: 'failed'; callId: Uint8Array; code: string; message: string };
 
-export type SkipReason = 'no-peer' | 'self' | 'duration' | 'not-announced' | 'peer-not-announced' | 'too-new' | 'no-address' | 'duplicate' | 'busy' | 'stopped';
+export type SkipReason = 'no-peer' | 'self' | 'duration' | 'not-announced' | 'peer-not-announced' | 'no-address' | 'duplicate' | 'busy' | 'stopped';
 
 export interface CallLogOptions {
   chain: Chain;
@@ -74,6 +74,15 @@ export interface CallLogOptions {
    */
   maxPerSecond?: number;
   onOutcome?: (o: ReceiptOutcome) => void;
+  /** units per byte the receipts pay their miners (default: the network's least, minFeeRate) */
+  feeRate?: number;
+  /**
+   * how long after a terminated call its receipt must be on the chain, ms (default 15 min: the
+   * originating node's retries take under 3 minutes, and miners a few blocks)
+   */
+  settleGraceMs?: number;
+  /** calls a node may leave unsettled past the grace before this node refuses its calls (default 5) */
+  maxUnsettled?: number;
   /** the clock, ms (tests) */
   now?: () => number;
 }
@@ -119,10 +128,19 @@ export class CallLog {
   private readonly retryDelaysMs: number[];
   private readonly maxInFlight: number;
   private readonly spacingMs: number;
+  private readonly feeRate: number;
   private nextStartAt = 0;
   private readonly now: () => number;
   /** dialog hash hex -> terminated call, oldest first (Map keeps insertion order) */
   private readonly terminated = new Map<string, LoggedCall>();
+  /** terminated calls from proven nodes whose settlement is looked for when their grace ends, oldest first */
+  private dues: Array<{ callId: Uint8Array; peer: string; due: number; at: number }> = [];
+  /** the first due not yet looked at (the array is compacted now and then, not shifted per call) */
+  private duesHead = 0;
+  /** node id hex -> calls it left unsettled past their grace (dialog hash, logged at), oldest first */
+  private readonly owed = new Map<string, Array<{ callId: Uint8Array; at: number }>>();
+  private readonly settleGraceMs: number;
+  private readonly maxUnsettled: number;
   /** dialog hashes of originated calls being settled: one attempt per call */
   private readonly settling = new Set<string>();
   private readonly timers = new Set<{ timer: NodeJS.Timeout; wake: () => void }>();
@@ -146,6 +164,9 @@ export class CallLog {
     this.retryDelaysMs = o.retryDelaysMs ?? [5_000, 30_000, 120_000];
     this.maxInFlight = o.maxInFlight ?? 1_000;
     this.spacingMs = 1000 / (o.maxPerSecond ?? 100);
+    this.feeRate = o.feeRate ?? o.chain.params.minFeeRate;
+    this.settleGraceMs = o.settleGraceMs ?? 15 * 60_000;
+    this.maxUnsettled = o.maxUnsettled ?? 5;
     this.now = o.now ?? Date.now;
     // The exchange countersigns only what this log knows; without it, it countersigns nothing.
     o.exchange.knowsCall = (r) => this.knowsCall(r);
@@ -180,6 +201,55 @@ export class CallLog {
     return Math.abs(c.answered - r.answered) <= this.tolerance && Math.abs(c.ended - r.ended) <= this.tolerance;
   }
 
+  /**
+   * Why this node refuses calls from node `nodeId` now: it left at least maxUnsettled of the calls
+   * this node terminated for it without a receipt on the chain past their grace. The originating
+   * node pays for calls (docs/economics.md), so a node that stops paying stops being carried;
+   * it is taken again as soon as its receipts reach the chain, or its unpaid calls are older
+   * than the window in which a receipt could still settle them (6 h).
+   */
+  refusesCallsFrom(nodeId: Uint8Array): string | null {
+    this.sweep();
+    const hex = toHex(nodeId);
+    const list = this.owed.get(hex);
+    if (list === undefined) return null;
+    const oldest = this.now() - this.maxAgeMs;
+    const left = list.filter((c) => c.at > oldest && !this.settled(c.callId));
+    if (left.length === 0) this.owed.delete(hex);
+    else this.owed.set(hex, left);
+    return left.length >= this.maxUnsettled ? `${left.length} calls this node carried for yours are unsettled: submit their receipts` : null;
+  }
+
+  /** Calls node `nodeId` left unsettled past their grace, as last counted. */
+  unsettledBy(nodeId: Uint8Array): number {
+    this.refusesCallsFrom(nodeId);
+    return this.owed.get(toHex(nodeId))?.length ?? 0;
+  }
+
+  private settled(callId: Uint8Array): boolean {
+    return this.chain.state.get(keys.receipt(callId)) !== undefined;
+  }
+
+  /** Calls whose grace ended: those without a receipt on the chain count against their node. */
+  private sweep(): void {
+    const now = this.now();
+    let i = this.duesHead;
+    for (; i < this.dues.length && this.dues[i].due <= now; i++) {
+      const d = this.dues[i];
+      if (this.settled(d.callId)) continue;
+      const list = this.owed.get(d.peer) ?? [];
+      list.push({ callId: d.callId, at: d.at });
+      // enough to refuse by, and to see the refusal end as the node pays
+      if (list.length > 4 * this.maxUnsettled) list.shift();
+      this.owed.set(d.peer, list);
+    }
+    this.duesHead = i;
+    if (i > 1024 && i > this.dues.length / 2) {
+      this.dues = this.dues.slice(i);
+      this.duesHead = 0;
+    }
+  }
+
   /** Terminated calls remembered now. */
   get size(): number {
     this.expire();
@@ -203,10 +273,18 @@ export class CallLog {
   // ---- terminating side ----------------------------------------------------------------------
 
   private remember(e: CallEnd): void {
-    const key = toHex(dialogHash(e.callId, e.fromTag, e.toTag));
+    const callId = dialogHash(e.callId, e.fromTag, e.toTag);
+    const key = toHex(callId);
+    const now = this.now();
+    // A call the chain would settle (a proven originating node, a length it pays): its receipt is looked for when its grace ends.
+    const duration = e.ended - e.answered;
+    if (e.peerNodeId !== null && !this.terminated.has(key) && duration >= 1 && duration <= this.chain.params.maxCallSeconds) {
+      this.dues.push({ callId, peer: toHex(e.peerNodeId), due: now + this.settleGraceMs, at: now });
+      if (this.dues.length - this.duesHead > this.maxCalls) this.duesHead++;
+    }
     // Re-inserted, so a call reported twice is kept as fresh as its latest report.
     this.terminated.delete(key);
-    this.terminated.set(key, { answered: e.answered, ended: e.ended, peer: e.peerNodeId, at: this.now() });
+    this.terminated.set(key, { answered: e.answered, ended: e.ended, peer: e.peerNodeId, at: now });
     while (this.terminated.size > this.maxCalls) this.terminated.delete(this.terminated.keys().next().value as string);
     this.expire();
   }
@@ -252,12 +330,10 @@ export class CallLog {
     if (self === undefined) return this.skip(callId, 'not-announced', 'this node is not announced on the chain');
     const term = getNode(this.chain.state, peer);
     if (term === undefined) return this.skip(callId, 'peer-not-announced', `node ${toHex(peer).slice(0, 16)} is not announced on the chain`);
-    const height = this.chain.tip.height + 1;
-    const age = this.chain.params.receiptMinNodeAge;
-    if (self.since + age > height || term.since + age > height) return this.skip(callId, 'too-new', `both nodes must be announced ${age} blocks before the receipt`);
     if (this.settling.has(key)) return this.skip(callId, 'duplicate', 'this call is being receipted already');
     if (this.settling.size >= this.maxInFlight) return this.skip(callId, 'busy', `${this.maxInFlight} receipts are being settled`);
-    const receipt: UnsignedReceipt = { kind: Kind.CallReceipt, callId, orig: this.nodeId, term: peer, answered: e.answered, ended: e.ended, pubkey: this.pub, termPubkey: term.pubkey };
+    const unpaid = { kind: Kind.CallReceipt, callId, orig: this.nodeId, term: peer, answered: e.answered, ended: e.ended, pubkey: this.pub, termPubkey: term.pubkey } as const;
+    const receipt: UnsignedReceipt = { ...unpaid, fee: receiptFee(unpaid, this.feeRate) };
     this.settling.add(key);
     void this.settle(receipt)
       .catch((err: unknown) => this.log.warn(`receipts: call ${key.slice(0, 16)}: ${(err as Error).message}`))

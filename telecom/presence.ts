@@ -47,6 +47,8 @@ export interface PresenceOptions {
   log: Logger;
   /** how often renewals and retries are looked at, ms (default 5000) */
   checkEveryMs?: number;
+  /** units per byte the node's records pay its miners (default: the network's least, minFeeRate) */
+  feeRate?: number;
 }
 
 interface ClaimState {
@@ -74,6 +76,7 @@ export class PresenceBridge {
   private readonly pub: Uint8Array;
   readonly nodeId: Uint8Array;
   private readonly network: string;
+  private readonly feeRate: number;
   private readonly file: string;
   private claims = new Map<string, ClaimState>();
   private readonly wanted = new Set<string>();
@@ -104,6 +107,7 @@ export class PresenceBridge {
     this.pub = publicKeyOf(o.secret);
     this.nodeId = addressOf(this.pub);
     this.network = o.chain.params.name;
+    this.feeRate = o.feeRate ?? o.chain.params.minFeeRate;
     this.file = join(o.datadir, PRESENCE_FILE);
     this.load();
     this.chain.on('tip', this.onTip);
@@ -249,10 +253,15 @@ export class PresenceBridge {
       return true;
     } catch (e) {
       if (e instanceof ValidationError) {
-        if (e.code === 'name-fee-unpaid' && !this.warned.has(what)) {
-          // names cost coins on this network: say once what the operator must do
-          this.warned.add(what);
-          this.o.log.warn(`presence: ${what} not accepted: ${e.message.slice(e.code.length + 2)}; the node's key pays for its names: mine (--mine) or send coins to its address`);
+        const once = e.code === 'name-fee-unpaid' ? what : e.code;
+        if ((e.code === 'name-fee-unpaid' || e.code === 'fee-unpaid') && !this.warned.has(once)) {
+          // names and records cost coins on this network: say once what the operator must do
+          this.warned.add(once);
+          this.o.log.warn(`presence: ${what} not accepted: ${e.message.slice(e.code.length + 2)}; the node's key pays for its names and records: mine (--mine) or send coins to its address`);
+        }
+        if (e.code === 'pool-full' && !this.warned.has(e.code)) {
+          this.warned.add(e.code);
+          this.o.log.warn(`presence: ${what} not accepted: ${e.message.slice(e.code.length + 2)}; raise --fee-rate`);
         }
         if (e.code !== 'already-pending') {
           this.stats.rejected++;
@@ -330,7 +339,7 @@ export class PresenceBridge {
     if (cur !== undefined && sameList(cur.sipUris, uris) && sameList(cur.p2pAddrs, p2p) && bytesEqual(cur.rewardAddress, reward)) return;
     if (this.pending(this.announceId)) return;
     const seq = Math.max(cur?.seq ?? 0, this.announceSeq) + 1;
-    const rec = signRecord<NodeAnnounce>(this.network, this.secret, { kind: Kind.NodeAnnounce, pubkey: this.pub, sipUris: uris, p2pAddrs: p2p, rewardAddress: reward, seq });
+    const rec = signRecord<NodeAnnounce>(this.network, this.secret, { kind: Kind.NodeAnnounce, pubkey: this.pub, sipUris: uris, p2pAddrs: p2p, rewardAddress: reward, seq }, this.feeRate);
     if (await this.submit(rec, 'node announcement')) {
       this.announceId = toHex(rec.id);
       this.announceSeq = seq;
@@ -359,7 +368,7 @@ export class PresenceBridge {
       if (await this.handOver(name, entry.seq)) return null;
       // renew when a tenth of the lifetime is left
       if (entry.expiry - next < Math.max(2, Math.floor(p.nameLifetime / 10)) && !this.pending(this.pendingIds.get(name) ?? '')) {
-        const rec = signRecord<NameRenew>(this.network, this.secret, { kind: Kind.NameRenew, name, pubkey: this.pub, nameSeq: entry.seq });
+        const rec = signRecord<NameRenew>(this.network, this.secret, { kind: Kind.NameRenew, name, pubkey: this.pub, nameSeq: entry.seq }, this.feeRate);
         if (await this.submit(rec, `renewal of ${name}`)) {
           this.pendingIds.set(name, toHex(rec.id));
           this.stats.renewals++;
@@ -379,7 +388,7 @@ export class PresenceBridge {
     if (c === undefined) {
       const salt = randomBytes(32);
       commitment = commitmentOf(name, salt, this.pub);
-      const rec = signRecord<NameCommit>(this.network, this.secret, { kind: Kind.NameCommit, pubkey: this.pub, commitment });
+      const rec = signRecord<NameCommit>(this.network, this.secret, { kind: Kind.NameCommit, pubkey: this.pub, commitment }, this.feeRate);
       // the salt is on disk before the commitment can be on the chain (see flushCommits)
       this.claims.set(name, { salt: toHex(salt), commit: toHex(rec.id) });
       this.claimsDirty = true;
@@ -388,7 +397,7 @@ export class PresenceBridge {
     if (ce === undefined) {
       // not confirmed: pending, or lost (a restart empties the pool): send it again, same bytes
       if (!this.pending(c.commit)) {
-        const rec = signRecord<NameCommit>(this.network, this.secret, { kind: Kind.NameCommit, pubkey: this.pub, commitment: commitment as Uint8Array });
+        const rec = signRecord<NameCommit>(this.network, this.secret, { kind: Kind.NameCommit, pubkey: this.pub, commitment: commitment as Uint8Array }, this.feeRate);
         await this.submit(rec, `commitment to ${name}`);
       }
       return null;
@@ -400,7 +409,7 @@ export class PresenceBridge {
       const d = getName(st, domain);
       if (d === undefined || d.expiry < next || !actsFor(d, this.pub)) return null;
     }
-    const rec = signRecord<NameClaim>(this.network, this.secret, { kind: Kind.NameClaim, name, pubkey: this.pub, salt: fromHex(c.salt) });
+    const rec = signRecord<NameClaim>(this.network, this.secret, { kind: Kind.NameClaim, name, pubkey: this.pub, salt: fromHex(c.salt) }, this.feeRate);
     if (await this.submit(rec, `claim of ${name}`)) {
       this.pendingIds.set(name, toHex(rec.id));
       this.stats.claims++;
@@ -419,7 +428,7 @@ export class PresenceBridge {
     const owner = this.o.users.ownerOf(name.slice(4, -suffix.length));
     if (owner === undefined || bytesEqual(owner, this.pub)) return false;
     if (this.pending(this.pendingIds.get(name) ?? '')) return true;
-    const rec = signRecord<NameTransfer>(this.network, this.secret, { kind: Kind.NameTransfer, name, pubkey: this.pub, newOwner: owner, delegates: [this.nodeId], nameSeq });
+    const rec = signRecord<NameTransfer>(this.network, this.secret, { kind: Kind.NameTransfer, name, pubkey: this.pub, newOwner: owner, delegates: [this.nodeId], nameSeq }, this.feeRate);
     if (await this.submit(rec, `hand-over of ${name}`)) {
       this.pendingIds.set(name, toHex(rec.id));
       this.stats.handovers++;
@@ -473,7 +482,7 @@ export class PresenceBridge {
       return 'done';
     }
     const seq = Math.max(seqAfter(entry, this.nodeId), mine?.seq ?? 0) + 1;
-    const rec = signRecord<Binding>(this.network, this.secret, { kind: Kind.Binding, name, node: this.nodeId, status: want.status, expires: want.expires, seq, pubkey: this.pub });
+    const rec = signRecord<Binding>(this.network, this.secret, { kind: Kind.Binding, name, node: this.nodeId, status: want.status, expires: want.expires, seq, pubkey: this.pub }, this.feeRate);
     if (!(await this.submit(rec, `binding of ${name}`))) return 'retry';
     this.bindings.set(name, { id: toHex(rec.id), seq, status: want.status, expires: want.expires });
     this.stats.bindings++;

@@ -6,7 +6,8 @@
 import '../p2p/polyfill.ts';
 import t, { type Test } from 'tap';
 import { openChain, blockOn, newKey, type Key } from './helpers.ts';
-import { signRecord, sigTag, signingMessage, checkRecordSignature, Kind, type NodeAnnounce, type Rec, type CallReceipt } from '../core/records.ts';
+import { signRecord, signReceipt, makeRec, sigTag, signingMessage, checkRecordSignature, Kind, type NodeAnnounce, type Rec, type CallReceipt } from '../core/records.ts';
+import { getAccount } from '../core/state.ts';
 import { bytesEqual, toHex } from '../core/hash.ts';
 import { verifyTagged } from '../core/sig.ts';
 import { silentLogger, type Logger } from '../core/log.ts';
@@ -25,10 +26,10 @@ function announce(k: Key, p2pAddrs: string[]): Rec {
 }
 
 /** Mines the same blocks on every chain, so the nodes agree without syncing. */
-async function mineAll(chains: Chain[], n: number, recs: Rec[] = [], amount?: number): Promise<void> {
+async function mineAll(chains: Chain[], n: number, recs: Rec[] = [], amount?: number, reward?: Uint8Array): Promise<void> {
   for (let i = 0; i < n; i++) {
     const [first] = chains;
-    const b = blockOn(first, first.tip, i === 0 ? recs : [], amount === undefined ? {} : { amount });
+    const b = blockOn(first, first.tip, i === 0 ? recs : [], { ...(amount === undefined ? {} : { amount }), ...(reward === undefined ? {} : { reward }) });
     for (const c of chains) {
       const r = await c.processBlock(b);
       if (r.status !== 'connected') throw new Error(`block not connected: ${r.status}`);
@@ -98,7 +99,8 @@ async function world(t: Test, o: { termAddrs?: (real: string[], peerId: string) 
   const sides = [orig, term, ...(third === undefined ? [] : [third])];
   const announcements = [announce(orig.key, orig.net.multiaddrs()), announce(term.key, termAddrs), ...(third === undefined ? [] : [announce(third.key, third.net.multiaddrs())])];
   await mineAll(sides.map((s) => s.chain), 1, announcements);
-  await mineAll(sides.map((s) => s.chain), orig.chain.params.receiptMinNodeAge);
+  // the originating node pays the calls it settles: it needs coins
+  await mineAll(sides.map((s) => s.chain), 2, [], undefined, orig.key.address);
   await orig.ex.start(orig.net.libp2p);
   if (o.startTerm !== false) await term.ex.start(term.net.libp2p);
   if (third !== undefined) await third.ex.start(third.net.libp2p);
@@ -161,12 +163,17 @@ t.test('a call ended at both nodes becomes a countersigned receipt the chain acc
   t.ok(w.orig.lines.some((l) => l.startsWith('info') && l.includes(toHex(o.recordId))), 'success is logged with the record id');
   t.equal(w.term.asked, 1);
 
-  // A block with the receipt is valid: the coinbase gives up what the receipt pays both nodes.
-  const paid = 2 * 60 * w.orig.chain.params.receiptRate;
+  // A block with the receipt is valid: the originating node pays the terminating node for the
+  // call, and the coinbase may claim the receipt's fee besides the subsidy.
+  const owed = 60 * w.orig.chain.params.receiptRate;
   const height = w.orig.chain.tip.height + 1;
+  const termBefore = getAccount(w.orig.chain.state, w.term.key.address).balance;
+  const origBefore = getAccount(w.orig.chain.state, w.orig.key.address).balance;
   // Block time now: the test chain's blocks are stamped just after genesis, before the call ended.
-  const b = blockOn(w.orig.chain, w.orig.chain.tip, [entry?.rec as Rec], { amount: w.orig.chain.params.subsidy(height) - paid, time: Math.floor(Date.now() / 1000) });
+  const b = blockOn(w.orig.chain, w.orig.chain.tip, [entry?.rec as Rec], { amount: w.orig.chain.params.subsidy(height) + body.fee, time: Math.floor(Date.now() / 1000) });
   t.match(await w.orig.chain.processBlock(b), { status: 'connected' });
+  t.equal(getAccount(w.orig.chain.state, w.term.key.address).balance - termBefore, owed, 'the terminating node was paid per second of the call');
+  t.equal(origBefore - getAccount(w.orig.chain.state, w.orig.key.address).balance, owed + body.fee, 'by the originating node');
   t.equal(w.orig.pool.has(toHex(o.recordId)), false, 'mined');
 
   // The proxy reporting the call again: the chain refuses a second receipt; logged, not retried.
@@ -339,6 +346,7 @@ t.test('the terminating log: what it knows, for how long, and how much', async (
     ended,
     pubkey: them.pub,
     termPubkey: me.pub,
+    fee: 0,
     ...o,
   });
   log.callEnded(end('one'));
@@ -368,24 +376,39 @@ t.test('the terminating log: what it knows, for how long, and how much', async (
   log.stop();
 });
 
-t.test('nodes announced too recently are not asked', async (t) => {
+
+t.test('a node that leaves the calls this node carried for it unsettled gets no more calls until it pays', async (t) => {
   const { chain, pool } = await openChain(t);
   const me = newKey();
   const them = newKey();
-  await mineAll([chain], 1, [announce(me, []), announce(them, ['/ip4/127.0.0.1/tcp/9/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN'])]);
-  const outcomes: ReceiptOutcome[] = [];
-  const { exchange, settled: count } = refusingExchange();
-  const log = new CallLog({ chain, pool, secret: me.secret, log: silentLogger, exchange, onOutcome: (o) => outcomes.push(o) });
-  const ended = Math.floor(Date.now() / 1000);
-  log.callEnded({ callId: 'x', fromTag: 'f', toTag: 't', role: 'orig', peerNodeId: them.address, answered: ended - 10, ended });
-  t.match(outcomes, [{ status: 'skipped', reason: 'too-new' }]);
-  t.equal(count(), 0);
-  // Once both are old enough the same call is asked for (and refused by this stand-in).
-  await mineAll([chain], chain.params.receiptMinNodeAge);
-  log.callEnded({ callId: 'x', fromTag: 'f', toTag: 't', role: 'orig', peerNodeId: them.address, answered: ended - 10, ended });
-  await until('the refusal', () => outcomes.length === 2);
-  t.match(outcomes[1], { status: 'failed', code: 'refused' });
-  t.equal(count(), 1);
-  t.ok(bytesEqual(outcomes[1].callId, dialogHash('x', 'f', 't')));
+  const other = newKey();
+  await mineAll([chain], 1, [announce(me, []), announce(them, [])]);
+  await mineAll([chain], 2, [], undefined, them.address);
+  let now = 1_000_000;
+  const { exchange } = refusingExchange();
+  const log = new CallLog({ chain, pool, secret: me.secret, log: silentLogger, exchange, now: () => now, settleGraceMs: 60_000, maxUnsettled: 3 });
+  const ended = chain.tip.header.time;
+  const end = (callId: string, peer: Uint8Array | null = them.address, seconds = 30): CallEnd => ({ callId, fromTag: 'f', toTag: 't', role: 'term', peerNodeId: peer, answered: ended - seconds, ended });
+  for (const id of ['c1', 'c2', 'c3']) log.callEnded(end(id));
+  log.callEnded(end('short', them.address, 0));
+  log.callEnded(end('anon', null));
+  for (const id of ['o1', 'o2', 'o3']) log.callEnded(end(id, other.address));
+  t.equal(log.refusesCallsFrom(them.address), null, 'within the grace: calls are taken');
+  now += 60_000;
+  t.match(log.refusesCallsFrom(them.address), /3 calls .* unsettled/, 'three calls unsettled past the grace: refused');
+  t.equal(log.unsettledBy(them.address), 3, 'the call under a second and the one from no proven node are not owed');
+  // The node pays one of them: its receipt reaches the chain, and its calls are taken again.
+  const body = { kind: Kind.CallReceipt, callId: dialogHash('c2', 'f', 't'), orig: them.address, term: me.address, answered: ended - 30, ended, pubkey: them.pub, termPubkey: me.pub, fee: 0 } as const;
+  const sig = signReceipt(NET, them.secret, body);
+  const termSig = signReceipt(NET, me.secret, body);
+  const paidBefore = getAccount(chain.state, me.address).balance;
+  await mineAll([chain], 1, [makeRec({ ...body, sig, termSig })]);
+  t.equal(getAccount(chain.state, me.address).balance - paidBefore, 30 * chain.params.receiptRate, 'this node was paid for the call');
+  t.equal(log.refusesCallsFrom(them.address), null, 'two left unsettled, under the limit: taken again');
+  t.equal(log.unsettledBy(them.address), 2);
+  t.match(log.refusesCallsFrom(other.address), /unsettled/, 'another node that pays nothing stays refused');
+  // Unpaid calls older than the window in which a receipt could still settle them are let go.
+  now += 6 * 3600_000;
+  t.equal(log.refusesCallsFrom(other.address), null, 'after 6 hours');
   log.stop();
 });

@@ -135,7 +135,7 @@ t.test('non-canonical encoding', async (t) => {
   const bytes = encodeBlock(b);
   // Re-encode the record's seq (1, a positive fixint 0x01) as a uint16 (0xcd 0x00 0x01): same value, other bytes.
   const rec = b.records[1].bytes;
-  const seqAt = rec.length - 64 - 2 - 1; // ... seq, bin8 header (0xc4 0x40), 64-byte sig
+  const seqAt = rec.length - 64 - 2 - 1 - 1; // ... seq, fee (0 on regtest, one byte), bin8 header (0xc4 0x40), 64-byte sig
   t.equal(rec[seqAt], 1);
   const altRec = Uint8Array.from([...rec.subarray(0, seqAt), 0xcd, 0x00, 0x01, ...rec.subarray(seqAt + 1)]);
   const altBlock = encode([b.headerBytes, [b.records[0].bytes, altRec]]);

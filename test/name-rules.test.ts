@@ -161,9 +161,9 @@ t.test('several serving nodes: each binds itself, with its own sequence', async 
   await extend(chain, tip, 1, { recs: [bind(a, name, a, 6, exp)] });
   t.equal(getBinding(chain.state, name)?.slots.length, 3, 'a binds again above its old sequence');
   // a delegation list is at most MAX_DELEGATES distinct nodes: anything else does not decode
-  const dup = encode([Kind.NameDelegate, name, user.pub, [a.address, a.address], 2, new Uint8Array(64)]);
+  const dup = encode([Kind.NameDelegate, name, user.pub, [a.address, a.address], 2, 0, new Uint8Array(64)]);
   t.throws(() => decodeRec(dup), /listed twice/, 'a node listed twice does not decode');
-  const many = encode([Kind.NameDelegate, name, user.pub, Array.from({ length: 9 }, () => randomBytes(20)), 2, new Uint8Array(64)]);
+  const many = encode([Kind.NameDelegate, name, user.pub, Array.from({ length: 9 }, () => randomBytes(20)), 2, 0, new Uint8Array(64)]);
   t.throws(() => decodeRec(many), /bad-encoding/, 'nine delegates do not decode');
 });
 

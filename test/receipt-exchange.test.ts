@@ -57,7 +57,8 @@ async function pair(t: Test): Promise<Pair> {
   const a = newKey();
   const b = newKey();
   const tip = await extend(chain, chain.tip, 1, { recs: [announce(a), announce(b)] });
-  await extend(chain, tip, chain.params.receiptMinNodeAge);
+  // the originating node pays for the calls it settles
+  await extend(chain, tip, 2, { reward: a.address });
   const [origNode, termNode] = await Promise.all([libp2pNode(t), libp2pNode(t)]);
   const known = new Set<string>();
   const charged: Array<[string, Offence]> = [];
@@ -79,7 +80,7 @@ async function pair(t: Test): Promise<Pair> {
 
 /** A call that just ended (the pool checks receipts against now). */
 function unsigned(orig: Key, term: Key, seconds = 60, ended = Math.floor(Date.now() / 1000) - 5): UnsignedReceipt {
-  return { kind: Kind.CallReceipt, callId: randomBytes(32), orig: orig.address, term: term.address, answered: ended - seconds, ended, pubkey: orig.pub, termPubkey: term.pub };
+  return { kind: Kind.CallReceipt, callId: randomBytes(32), orig: orig.address, term: term.address, answered: ended - seconds, ended, pubkey: orig.pub, termPubkey: term.pub, fee: 0 };
 }
 
 /** Sends raw bytes on the receipt protocol and returns the decoded answer. */

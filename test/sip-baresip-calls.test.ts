@@ -79,6 +79,8 @@ inNetworkNamespace({ file: import.meta.url, title: 'baresip calls across two nod
       throw new Error(`${(e as Error).message}\n--- A\n${a.log(20)}\n--- B\n${b.log(20)}`);
     });
     t.not(atB.node, atA.node, `alice is served by A (${atB.node.slice(0, 12)}), bob by B (${atA.node.slice(0, 12)}), after ${blocks} blocks`);
+    // B pays A for the call it originates (the receipt settles it): B mines for the coins
+    await b.mine(1);
 
     // bob dials alice across the nodes; alice's phone answers by itself
     const dialed = await bob.command('dial', aliceName);

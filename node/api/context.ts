@@ -189,9 +189,9 @@ export class Api {
     });
     const pending = this.pool
       .list()
-      .filter((e) => keysOf(e.rec.body, this.params.namePriceBase).has(key))
+      .filter((e) => keysOf(e.rec.body, this.params.namePriceBase, this.params.receiptRate).has(key))
       .slice(0, MAX_PAGE)
-      .map((e) => ({ id: toHex(e.rec.id), kind: KIND_NAMES[e.rec.body.kind], added: e.added, delta: keysOf(e.rec.body, this.params.namePriceBase).get(key) ?? 0, record: recordJson(e.rec.body) }));
+      .map((e) => ({ id: toHex(e.rec.id), kind: KIND_NAMES[e.rec.body.kind], added: e.added, delta: keysOf(e.rec.body, this.params.namePriceBase, this.params.receiptRate).get(key) ?? 0, record: recordJson(e.rec.body) }));
     return {
       total,
       offset,

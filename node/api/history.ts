@@ -33,8 +33,12 @@ export const historyKey = {
   node: (idHex: string): string => `d:${idHex}`,
 };
 
-/** The keys a record touches, with the balance change of each address key (a name's fee burned at `namePriceBase`). */
-export function keysOf(body: RecordBody, namePriceBase: number): Map<string, number> {
+/**
+ * The keys a record touches, with the balance change of each address key: the fee every signed
+ * record pays, a name's price burned at `namePriceBase`, a transfer, a call's settlement (between
+ * the two nodes' own accounts, which are their ids).
+ */
+export function keysOf(body: RecordBody, namePriceBase: number, receiptRate: number): Map<string, number> {
   const out = new Map<string, number>();
   const addr = (a: Uint8Array, delta = 0): void => {
     const k = historyKey.address(toHex(a));
@@ -43,16 +47,16 @@ export function keysOf(body: RecordBody, namePriceBase: number): Map<string, num
   const node = (id: Uint8Array): void => {
     if (id.length > 0) out.set(historyKey.node(toHex(id)), 0);
   };
+  if (body.kind === Kind.Coinbase) {
+    addr(body.rewardAddress, body.amount);
+    return out;
+  }
+  addr(addressOf(body.pubkey), -body.fee);
   switch (body.kind) {
-    case Kind.Coinbase:
-      addr(body.rewardAddress, body.amount);
-      break;
     case Kind.NodeAnnounce:
       node(addressOf(body.pubkey));
-      addr(addressOf(body.pubkey));
       break;
     case Kind.NameCommit:
-      addr(addressOf(body.pubkey));
       break;
     case Kind.NameClaim:
     case Kind.NameRenew:
@@ -61,32 +65,29 @@ export function keysOf(body: RecordBody, namePriceBase: number): Map<string, num
       break;
     case Kind.NameTransfer:
       out.set(historyKey.name(body.name), 0);
-      addr(addressOf(body.pubkey));
       addr(addressOf(body.newOwner));
       for (const n of body.delegates) node(n);
       break;
     case Kind.NameDelegate:
       out.set(historyKey.name(body.name), 0);
-      addr(addressOf(body.pubkey));
       for (const n of body.nodes) node(n);
       break;
     case Kind.Binding:
       out.set(historyKey.name(body.name), 0);
       node(body.node);
-      addr(addressOf(body.pubkey));
       break;
     case Kind.Transfer:
-      addr(addressOf(body.pubkey), -(body.amount + body.fee));
+      addr(addressOf(body.pubkey), -body.amount);
       addr(body.to, body.amount);
       break;
-    case Kind.CallReceipt:
-      // The payout goes to each node's announced reward address, which only the state knows;
-      // the receipt is listed under both nodes and their keys' addresses.
+    case Kind.CallReceipt: {
+      const owed = (body.ended - body.answered) * receiptRate;
       node(body.orig);
       node(body.term);
-      addr(body.orig);
-      addr(body.term);
+      addr(body.orig, -owed);
+      addr(body.term, owed);
       break;
+    }
   }
   return out;
 }
@@ -212,7 +213,7 @@ export class History {
     const touched = new Set<string>();
     block.records.forEach((r, index) => {
       const id = toHex(r.id);
-      for (const [key, delta] of keysOf(r.body, this.chain.params.namePriceBase)) {
+      for (const [key, delta] of keysOf(r.body, this.chain.params.namePriceBase, this.chain.params.receiptRate)) {
         let list = this.refs.get(key);
         if (list === undefined) this.refs.set(key, (list = []));
         list.push({ height: e.height, block: e.hex, index, id, kind: r.body.kind, delta });
