@@ -59,14 +59,17 @@ const SECTIONS: Record<string, string> = {
                          (default: sha-256 first, md5 alone to phones known to need it)
   --sip-ban CIDR         drop SIP from these addresses and refuse their connections
                          (an IP or CIDR block; repeatable or comma-separated)
+  --fee-rate N           units per byte the node's own records pay their miners (bindings,
+                         names, its announcement, call receipts; default: the network's least)
 `,
   wallet: `Wallet (dots wallet):
   dots wallet new [--wallet FILE] [--passphrase P]   create an encrypted key file
   dots wallet address [--wallet FILE]                show its address
   dots wallet balance [--wallet FILE] [--api URL] [--units]   balance from a running node
   dots wallet history [--wallet FILE] [--api URL] [--units]   what came and went
-  dots wallet send ADDRESS AMOUNT [--fee N] [--wallet FILE] [--api URL]
-                                   AMOUNT and N in units (100000000 units = 1 DOTS)
+  dots wallet send ADDRESS AMOUNT [--fee N | --fee-rate N] [--wallet FILE] [--api URL]
+                                   AMOUNT and N in units (100000000 units = 1 DOTS); the fee
+                                   defaults to the network's least rate per byte
   (the passphrase may also come from DOTS_PASSPHRASE; amounts print in DOTS unless --units;
   commands that ask a node use its network, --network picks the prefix for new and address)
 `,
@@ -80,7 +83,7 @@ const SECTIONS: Record<string, string> = {
                                        the nodes (at most 8, in order of preference) that may
                                        sign presence bindings for the name, each naming itself
   dots name show NAME
-  (each takes --wallet FILE, --api URL, --network N like the wallet commands)
+  (each takes --wallet FILE, --api URL, --network N, --fee-rate N like the wallet commands)
 `,
   user: `Accounts (dots user):
   ${USER_USAGE}
