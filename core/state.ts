@@ -399,7 +399,7 @@ export function applyRecord(v: StateView, rec: Rec, ctx: ApplyContext): number {
   const least = rules.minFeeRate * rec.bytes.length;
   if (body.fee < least) fail('fee-too-low', `a ${KIND_NAMES[body.kind]} of ${rec.bytes.length} bytes pays at least ${least} (${rules.minFeeRate} per byte), it offers ${body.fee}`);
   // A transfer's fee is taken with its amount, after its nonce is checked.
-  if (body.kind !== Kind.Transfer) debit(v, addressOf(body.pubkey), body.fee, 'fee-unpaid', `its fee`);
+  if (body.kind !== Kind.Transfer) debit(v, addressOf(body.pubkey), body.fee, 'fee-unpaid', "the record's fee");
   applyBody(v, body, ctx);
   return body.fee;
 }
