@@ -59,6 +59,11 @@ const SECTIONS: Record<string, string> = {
                          (default: sha-256 first, md5 alone to phones known to need it)
   --sip-ban CIDR         drop SIP from these addresses and refuse their connections
                          (an IP or CIDR block; repeatable or comma-separated)
+  --trunk sip:IP[:PORT]  your own SIP server (Kamailio, a PBX) for the domain's users that
+                         register there (dots user add NAME --trunk): calls for them go to it,
+                         its requests are theirs, and their presence is checked through it
+  --trunk-allow SRC      the addresses (IP or IP:PORT) whose requests are that server's
+                         (repeatable; default the --trunk address itself)
   --fee-rate N           units per byte the node's own records pay their miners (bindings,
                          names, its announcement, call receipts; default: the network's least)
 `,

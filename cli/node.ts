@@ -1,6 +1,7 @@
 // `dots node`: the flags of a node, checked one by one (a bad one ends in one line naming it),
 // and the node run until SIGINT or SIGTERM.
 import { resolve } from 'node:path';
+import { isIP } from 'node:net';
 import { UserError } from '../core/errors.ts';
 import { createLogger } from '../core/log.ts';
 import { DotsNode } from '../node/node.ts';
@@ -38,6 +39,8 @@ export function parseNodeArgs(args: string[]): NodeConfig {
     'sip-digest': { type: 'string' },
     'sip-ban': { type: 'string', multiple: true },
     'fee-rate': { type: 'string' },
+    trunk: { type: 'string' },
+    'trunk-allow': { type: 'string', multiple: true },
   });
   const network = networkOf(v.network);
   const c = defaultConfig(network);
@@ -99,6 +102,22 @@ export function parseNodeArgs(args: string[]): NodeConfig {
   if (v['sip-ban'] !== undefined) {
     c.sipBan = sipBanList((v['sip-ban'] as string[]).flatMap((b) => b.split(',')), '--sip-ban');
   }
+  if (v.trunk !== undefined) {
+    const m = /^sip:(\[[0-9a-fA-F:]+\]|[0-9.]+)(?::([0-9]{1,5}))?(;transport=udp)?$/i.exec(String(v.trunk));
+    if (m === null || isIP(m[1].replace(/^\[|\]$/g, '')) === 0) throw new UserError(`--trunk must be your SIP server's address as sip:IP[:PORT] (over UDP), got "${String(v.trunk)}"`);
+    const host = m[1].replace(/^\[|\]$/g, '');
+    const trunkPort = m[2] === undefined ? 5060 : Number(m[2]);
+    if (trunkPort < 1 || trunkPort > 65535) throw new UserError(`--trunk: port ${trunkPort} is out of range`);
+    c.trunk = { host, port: trunkPort };
+    if (v['trunk-allow'] !== undefined) {
+      const allow = (v['trunk-allow'] as string[]).flatMap((x) => x.split(',')).map((x) => x.trim());
+      for (const a of allow) {
+        const mm = /^\[?([0-9a-fA-F:.]+?)\]?(?::([0-9]{1,5}))?$/.exec(a);
+        if (mm === null || isIP(mm[1]) === 0) throw new UserError(`--trunk-allow must be an IP address or IP:PORT your SIP server sends from, got "${a}"`);
+      }
+      c.trunk.allow = allow;
+    }
+  } else if (v['trunk-allow'] !== undefined) throw new UserError('--trunk-allow goes with --trunk sip:IP[:PORT]');
   if (v['fee-rate'] !== undefined) {
     const r = String(v['fee-rate']);
     const least = NETWORKS[network].minFeeRate;

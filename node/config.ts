@@ -58,6 +58,8 @@ export interface NodeConfig {
   sipDigest?: Array<'MD5' | 'SHA-256'>;
   /** addresses whose SIP messages are dropped and connections refused: IPs or CIDR blocks */
   sipBan?: string[];
+  /** the operator's own SIP server (Kamailio, a PBX) for the domain's users that do not register here, and the sources whose requests are its */
+  trunk?: { host: string; port: number; allow?: string[] };
   /** units per byte the node's own records (bindings, names, announcements, receipts) pay (default: the network's least) */
   feeRate?: number;
   /** worker threads that check block signatures while blocks connect (default: one per core; 0: main thread only) */

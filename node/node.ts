@@ -254,6 +254,8 @@ export class DotsNode {
       nodeProof: { nodeId: this.nodeId, sign: (binding) => signTagged(this.secret, NODE_PROOF_TAG, binding) },
       onCallEnd: (e) => calls.callEnded(e),
       transport: { banned: config.sipBan },
+      // the users behind the trunk are checked as often as the node pings its own phones
+      trunk: config.trunk === undefined ? undefined : { ...config.trunk, probeEveryMs: interval },
     });
     try {
       await sip.start();

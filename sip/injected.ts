@@ -40,6 +40,8 @@ export interface UserDirectory {
   lookup(user: string): DigestCredentials | undefined;
   /** the user a chain name of theirs reaches (an E.164 number, a sip: name elsewhere), if any */
   userOfAlias?(name: string): string | undefined;
+  /** the users whose phones register at the operator's server behind the trunk (`dots user add --trunk`) */
+  trunkUsers?(): string[];
 }
 
 export interface SipLogger {

@@ -10,6 +10,7 @@ import type { DigestAuth } from './digest.ts';
 import type { Registrar } from './registrar.ts';
 import type { UserDirectory } from './injected.ts';
 import { canonicalUser, type NodeIdentity } from './identity.ts';
+import type { Trunk } from './trunk.ts';
 
 export class RelayPolicy {
   private readonly credentials: UserDirectory['lookup'];
@@ -21,6 +22,8 @@ export class RelayPolicy {
     private readonly users: UserDirectory,
     /** registration is open (devnet) */
     private readonly open: boolean,
+    /** the operator's server, whose requests are its users' (sip/trunk.ts) */
+    private readonly trunk?: Trunk,
   ) {
     this.credentials = (u) => users.lookup(u.toLowerCase());
   }
@@ -31,11 +34,15 @@ export class RelayPolicy {
     return f !== undefined && f.kind === 'sip' && f.user !== null && f.host.toLowerCase() === this.self.domain ? canonicalUser(f.user) : null;
   }
 
-  /** The request came from a phone registered here as its From user (the flow it registered on). */
+  /**
+   * The request came from a phone registered here as its From user (the flow it registered on),
+   * or from the operator's server behind the trunk, whose users are this domain's too.
+   */
   fromLocalPhone(inc: IncomingRequest, parsed: ParsedRequest): boolean {
     const user = this.localUserOf(parsed);
     if (user === null) return false;
     const flow = inc.flow;
+    if (this.trunk?.isFrom(flow) === true) return true;
     for (const b of this.registrar.lookup(this.self.aorOf(user))) {
       const bf = b.flow;
       if (bf.proto === flow.proto && (flow.proto === 'udp' ? bf.address === flow.address && bf.port === flow.port : bf.conn === flow.conn)) return true;

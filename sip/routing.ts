@@ -19,6 +19,7 @@ import { canonicalUser, type NodeIdentity } from './identity.ts';
 import type { RelayPolicy } from './relay-policy.ts';
 import { contactFlow } from './contact-flow.ts';
 import { NODE_PROOF_LABEL, parseNodeProof } from './tls.ts';
+import type { Trunk } from './trunk.ts';
 
 /** INVITEs answered here without forwarding, by result (for the metrics). */
 export interface CallResults {
@@ -40,6 +41,8 @@ export interface RouterParts {
   /** registration is open (devnet): any user of the domain exists */
   open: boolean;
   results: CallResults;
+  /** the operator's own SIP server, where the domain's users no phone here takes are (sip/trunk.ts) */
+  trunk?: Trunk;
 }
 
 const UNKNOWN = { kind: 'unknown' } as const;
@@ -55,6 +58,7 @@ export class Router {
   private readonly transport: SipTransport;
   private readonly open: boolean;
   private readonly results: CallResults;
+  private readonly trunk: Trunk | undefined;
 
   constructor(p: RouterParts) {
     this.self = p.self;
@@ -67,6 +71,7 @@ export class Router {
     this.transport = p.transport;
     this.open = p.open;
     this.results = p.results;
+    this.trunk = p.trunk;
   }
 
   /** A request for a user: this node's phones, another node's user, or the presence agent. */
@@ -92,6 +97,12 @@ export class Router {
         return;
       }
       name = ours ? this.self.aorOf(user) : `sip:${user}@${host}`;
+      // A number dialled as sip:+NUMBER@this-domain, as most phones send it (without
+      // user=phone): a number on the chain, unless an account here is called that.
+      if (ours && E164_USER.test(user) && this.users.lookup(user) === undefined && !this.registrar.has(name) && this.users.trunkUsers?.().includes(user) !== true) {
+        name = user;
+        ours = false;
+      }
     }
     // a name a user of this node claimed and delegated here (a number, another domain's address)
     const aliasOf = ours ? undefined : this.users.userOfAlias?.(name);
@@ -110,22 +121,7 @@ export class Router {
     }
     const contacts = this.registrar.lookup(aor).filter((b) => b.state !== ContactState.Dead);
     if (contacts.length > 0) {
-      // A From naming one of this node's users must be that user (its flow, or digest: 407),
-      // else anyone could ring a phone as its neighbour; P-Asserted-Identity is believed only
-      // from this node's own users, and removed from anyone else's request.
-      const claimed = this.relay.localUserOf(parsed);
-      if (claimed !== null && !this.relay.callerIs(inc, parsed, claimed)) return;
-      if (claimed === null) removeHeaders(req, 'p-asserted-identity');
-      const role: CallRole['role'] = this.relay.fromLocalPhone(inc, parsed) ? 'local' : 'term';
-      // a call from another node: which one, when it proved itself on its TLS connection
-      const peer = role === 'term' ? this.callerNode(inc, proof) : null;
-      // A node that leaves the calls it sent here unpaid sends no more until it settles them.
-      const refused = peer !== null && req.method === 'INVITE' ? (this.locator?.refusesCallsFrom?.(peer) ?? null) : null;
-      if (refused !== null) {
-        replyTo(inc, 403, 'Forbidden', [['Warning', `399 ${this.self.domain} "${refused}"`]]);
-        return;
-      }
-      void this.contactGroups(contacts).then((groups) => this.proxy.forward(inc, { groups, recordRoute: req.method === 'INVITE', call: req.method === 'INVITE' ? { role, peer } : undefined }));
+      void this.deliver(inc, parsed, proof, () => this.contactGroups(contacts));
       return;
     }
     const at = this.locator?.locate(name) ?? UNKNOWN;
@@ -143,11 +139,21 @@ export class Router {
       if (!this.relay.mayRelay(inc, parsed)) return;
       // one node after another (a node that does not answer in time fails over to the next)
       const groups: Hop[][] = [];
+      // a number goes on as one (user=phone), whatever domain the phone dialled it in
+      const ruri = name.startsWith('+') ? `sip:${name}@${this.self.domain};user=phone` : null;
       for (const n of at.nodes) {
         const label = 'node ' + Buffer.from(n.nodeId).toString('hex').slice(0, 12);
-        for (const u of n.uris) groups.push([{ ruri: null, route: [`<${u};lr>`], flow: null, label, node: n.nodeId }]);
+        for (const u of n.uris) groups.push([{ ruri, route: [`<${u};lr>`], flow: null, label, node: n.nodeId }]);
       }
       this.proxy.forward(inc, { groups, recordRoute: req.method === 'INVITE', call: req.method === 'INVITE' ? { role: 'orig', peer: at.nodes[0]?.nodeId ?? null } : undefined });
+      return;
+    }
+    // The domain's users no phone here takes are at the operator's server, if the node has one;
+    // what came from that server is never sent back to it.
+    if (this.trunk !== undefined && (ours || aliasOf !== undefined || at.kind === 'local') && !this.trunk.isFrom(inc.flow)) {
+      // to the server as sip:USER@DOMAIN (a number as its user part), whatever host it came for
+      const hop = this.trunk.hop(this.self.aorOf(ours ? user : (aliasOf ?? phone ?? user)));
+      void this.deliver(inc, parsed, proof, () => Promise.resolve([[hop]]));
       return;
     }
     const known = at.kind === 'local' || aliasOf !== undefined || (ours && (this.registrar.has(name) || this.users.lookup(user) !== undefined));
@@ -160,6 +166,30 @@ export class Router {
     // its own phones only. Names the chain knows are public, and keep their 480.
     if (known && (at.kind === 'local' || aliasOf !== undefined || this.relay.fromLocalPhone(inc, parsed))) replyTo(inc, 480, 'Temporarily Unavailable');
     else replyTo(inc, 404, 'Not Found');
+  }
+
+  /**
+   * Hands a request to this node's users (its phones, or the operator's server behind the trunk).
+   * A From naming one of this node's users must be that user (its flow, the trunk, or digest:
+   * 407), else anyone could ring a phone as its neighbour; P-Asserted-Identity is believed only
+   * from this node's own users, and removed from anyone else's request. A call from another node
+   * is the terminating side of a call between nodes (receipts); a node that leaves the calls it
+   * sent here unpaid sends no more until it settles them.
+   */
+  private async deliver(inc: IncomingRequest, parsed: ParsedRequest, proof: string | undefined, groups: () => Promise<Hop[][]>): Promise<void> {
+    const req = inc.req;
+    const claimed = this.relay.localUserOf(parsed);
+    if (claimed !== null && !this.relay.callerIs(inc, parsed, claimed)) return;
+    if (claimed === null) removeHeaders(req, 'p-asserted-identity');
+    const role: CallRole['role'] = this.relay.fromLocalPhone(inc, parsed) ? 'local' : 'term';
+    // a call from another node: which one, when it proved itself on its TLS connection
+    const peer = role === 'term' ? this.callerNode(inc, proof) : null;
+    const refused = peer !== null && req.method === 'INVITE' ? (this.locator?.refusesCallsFrom?.(peer) ?? null) : null;
+    if (refused !== null) {
+      replyTo(inc, 403, 'Forbidden', [['Warning', `399 ${this.self.domain} "${refused}"`]]);
+      return;
+    }
+    this.proxy.forward(inc, { groups: await groups(), recordRoute: req.method === 'INVITE', call: req.method === 'INVITE' ? { role, peer } : undefined });
   }
 
   /**
@@ -202,6 +232,7 @@ export class Router {
     const domain = '@' + this.self.domain;
     if (name.endsWith(domain)) {
       const user = name.slice(4, -domain.length);
+      if (this.trunk?.isOnline(user) === true) return 'open';
       if (this.registrar.has(name) || this.users.lookup(user) !== undefined || this.open) return 'closed';
     }
     return undefined;
@@ -212,6 +243,8 @@ export class Router {
 function qOf(b: ContactBinding): number {
   return b.q < 0 ? 1000 : b.q;
 }
+
+const E164_USER = /^\+[1-9][0-9]{1,14}$/;
 
 /**
  * The E.164 number a Request-URI dials, as a chain name: `tel:+15551234567` (RFC 3966, visual

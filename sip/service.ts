@@ -19,6 +19,7 @@ import { Registrar, type KeepaliveOptions, type PresenceListener, type Registrar
 import { Proxy, type CallEnd, type ProxyOptions } from './proxy.ts';
 import { PresenceAgent, type PresenceAgentOptions } from './presence-agent.ts';
 import type { Locator, NodeProver, SipLogger, UserDirectory } from './injected.ts';
+import { Trunk, type TrunkOptions } from './trunk.ts';
 import { NodeIdentity } from './identity.ts';
 import { ALLOW, KNOWN_METHODS, SUPPORTED_HEADER, acceptableBody, unsupported } from './uas.ts';
 import { RegisterHandler, type RegisterResults } from './register-handler.ts';
@@ -66,6 +67,8 @@ export interface SipServiceOptions {
   transport?: Omit<TransportOptions, 'host' | 'port'>;
   /** bounds on what the transaction layer keeps */
   transactions?: Omit<TransactionOptions, 'timers'>;
+  /** the operator's own SIP server, for the domain's users that do not register here (sip/trunk.ts) */
+  trunk?: TrunkOptions;
 }
 
 const SILENT: SipLogger = { debug() {}, info() {}, warn() {} };
@@ -87,6 +90,10 @@ export class SipService {
   private readonly registers: RegisterHandler;
   private readonly keepalive: Keepalive;
   private readonly router: Router;
+  /** the trunk to the operator's server, when the node has one */
+  readonly trunk: Trunk | undefined;
+  private readonly users: UserDirectory;
+  private readonly onPresence: PresenceListener | undefined;
   /** counters for logs and tests */
   stats = { requests: 0, responses: 0, malformed: 0, errors: 0 };
   /** REGISTER answers and calls answered here without forwarding, by result (for the metrics) */
@@ -133,7 +140,10 @@ export class SipService {
     this.proxy = new Proxy(host, { ...opts.proxy, onCallEnd: opts.onCallEnd, sdesOverTlsOnly: opts.requireTls === true });
     this.presence = new PresenceAgent(host, (name) => this.router.presenceOf(name), opts.presence);
     const open = opts.openRegistration;
-    const relay = new RelayPolicy(self, this.registrar, this.digest, opts.users, open);
+    this.trunk = opts.trunk === undefined ? undefined : new Trunk(opts.trunk, self, this.transport, this.tx);
+    this.users = opts.users;
+    this.onPresence = opts.onPresence;
+    const relay = new RelayPolicy(self, this.registrar, this.digest, opts.users, open, this.trunk);
     this.router = new Router({
       self,
       registrar: this.registrar,
@@ -145,6 +155,7 @@ export class SipService {
       transport: this.transport,
       open,
       results: this.results,
+      trunk: this.trunk,
     });
     this.registers = new RegisterHandler(self, this.registrar, this.digest, opts.users, open, this.log, this.results);
   }
@@ -156,6 +167,11 @@ export class SipService {
 
   async start(): Promise<void> {
     await this.transport.start();
+    // the users behind the trunk: checked through it, their presence reported as a phone's
+    this.trunk?.start({ users: () => this.users.trunkUsers?.() ?? [] }, (u) => this.self.aorOf(u), (aor, online, until) => {
+      this.onPresence?.(aor, online, until);
+      this.presence.changed(aor);
+    });
   }
 
   get port(): number {
@@ -189,6 +205,7 @@ export class SipService {
   }
 
   async stop(): Promise<void> {
+    this.trunk?.stop();
     this.presence.stop();
     this.proxy.stop();
     this.registrar.stop();

@@ -13,7 +13,8 @@
 import { bytesEqual, toHex } from '../core/hash.ts';
 import { BindingStatus, Kind, type Binding, type NodeAnnounce } from '../core/records.ts';
 import { nodeIdOf } from '../core/address.ts';
-import { getBinding, getName, getNode, servesName, type NameEntry, type StateReader } from '../core/state.ts';
+import { coveringPrefix, getBinding, getName, getNode, servesName, type NameEntry, type StateReader } from '../core/state.ts';
+import { addressOf } from '../core/address.ts';
 import type { PoolEntry } from '../core/mempool.ts';
 import type { Locator } from '../sip/service.ts';
 import { NODE_PROOF_TAG, keysOf } from '../sip/tls.ts';
@@ -148,9 +149,17 @@ export function nodeAddresses(src: RoutingSource, nodeId: Uint8Array): { sipUris
 export function resolveName(src: RoutingSource, name: string, now: number, self: Uint8Array): Route {
   // a name whose claim ran out at the tip is free for anyone: its old bindings route nowhere
   const n = getName(src.state, name);
-  if (n === undefined || n.expiry < src.tip.height) return { kind: 'unknown', reason: 'unclaimed' };
+  const isNumber = name.startsWith('+');
+  if (n === undefined || n.expiry < src.tip.height) {
+    // A number nobody holds on its own is the number block's: its operator takes it (over its
+    // trunk), as the telephone network routes a number range to the carrier that holds it.
+    const block = isNumber ? coveringPrefix(src.state, name, src.tip.height) : undefined;
+    return block === undefined ? { kind: 'unknown', reason: 'unclaimed' } : servedBy(src, block[1], self);
+  }
   const all = candidates(src, name, n, now);
-  if (all.length === 0) return { kind: 'unknown', reason: 'unbound' };
+  // a number held but never bound (a number ported to another operator, or one of many an
+  // operator serves from its own SIP server) goes to the nodes that serve it
+  if (all.length === 0) return isNumber ? servedBy(src, n, self) : { kind: 'unknown', reason: 'unbound' };
   const first = all[0];
   // the other serving nodes whose online binding holds, freshest first
   const next: RemoteNode[] = [];
@@ -166,6 +175,28 @@ export function resolveName(src: RoutingSource, name: string, now: number, self:
   // An expired binding is a phone that stopped being refreshed: its node would not find it.
   const online = first.status === BindingStatus.Online && first.expires > now && addrs.sipUris.length > 0;
   return { kind: 'remote', nodeId: first.node, sipUris: addrs.sipUris, p2pAddrs: addrs.p2pAddrs, status: online ? 'online' : 'offline', confirmed: first.height !== null, next };
+}
+
+/**
+ * A name routed to the nodes that serve it (its owner's node, then its delegates, in order)
+ * without a binding to say a phone is there: the first answers for it (its trunk finds the phone).
+ */
+function servedBy(src: RoutingSource, n: NameEntry, self: Uint8Array): Route {
+  const nodes: RemoteNode[] = [];
+  let local = false;
+  for (const id of [addressOf(n.owner), ...n.delegates]) {
+    if (nodes.some((x) => bytesEqual(x.nodeId, id))) continue;
+    if (bytesEqual(id, self)) {
+      if (nodes.length === 0) local = true;
+      continue;
+    }
+    const a = nodeAddresses(src, id);
+    if (a !== undefined && a.sipUris.length > 0) nodes.push({ nodeId: id, ...a });
+  }
+  if (local) return { kind: 'local', confirmed: true, next: nodes };
+  const [first, ...next] = nodes;
+  if (first === undefined) return { kind: 'unknown', reason: 'no-node' };
+  return { kind: 'remote', ...first, status: 'online', confirmed: true, next };
 }
 
 /**

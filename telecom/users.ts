@@ -39,6 +39,11 @@ interface UserEntry {
    * then owns the name (the node serves it as a delegate and can never take it back)
    */
   owner?: string;
+  /**
+   * the user's phone registers at the operator's own SIP server, which the node reaches over
+   * its trunk (`dots node --trunk`): no credentials here, presence by OPTIONS through the trunk
+   */
+  trunk?: true;
 }
 
 interface UsersFile {
@@ -58,19 +63,22 @@ function readUsersFile(path: string): UsersFile {
   return f;
 }
 
-/** Adds (or replaces the password, aliases and owner of) an account; returns whether it existed. */
-export function addUser(datadir: string, name: string, password: string, realm: string, aliases: string[] = [], owner?: string): boolean {
-  if (password.length === 0) throw new UserError('the password must not be empty');
+/**
+ * Adds (or replaces the password, aliases and owner of) an account; returns whether it existed.
+ * A trunk user (password null) has no credentials here: its phone is the operator's server's.
+ */
+export function addUser(datadir: string, name: string, password: string | null, realm: string, aliases: string[] = [], owner?: string): boolean {
+  if (password !== null && password.length === 0) throw new UserError('the password must not be empty');
   return addUsers(datadir, [{ name, password, aliases, owner }], realm).length > 0;
 }
 
 /** Adds or replaces many accounts in one write (the benchmark creates thousands); returns those that existed. */
-export function addUsers(datadir: string, entries: Array<{ name: string; password: string; aliases?: string[]; owner?: string }>, realm: string): string[] {
+export function addUsers(datadir: string, entries: Array<{ name: string; password: string | null; aliases?: string[]; owner?: string }>, realm: string): string[] {
   for (const { name, aliases } of entries) {
     if (!isValidUserName(name)) throw new UserError(`user name "${name}" must be 1-64 lower-case letters, digits, ".", "_", "-" or "+"`);
     for (const a of aliases ?? []) if (!isAliasName(a)) throw new UserError(`alias "${a}" is not a name: use an E.164 number like +15551234567 or sip:user@domain, in lower case`);
   }
-  const creds = entries.map(({ name, password, aliases, owner }) => [name, { realm, ...credentialsFor(name, realm, password), ...(aliases !== undefined && aliases.length > 0 ? { aliases } : {}), ...(owner !== undefined ? { owner } : {}) }] as const);
+  const creds = entries.map(({ name, password, aliases, owner }) => [name, { realm, ...(password === null ? { md5: '', sha256: '', trunk: true as const } : credentialsFor(name, realm, password)), ...(aliases !== undefined && aliases.length > 0 ? { aliases } : {}), ...(owner !== undefined ? { owner } : {}) }] as const);
   const path = join(datadir, USERS_FILE);
   // read, change and write under a lock: two `dots user add` at once must both land
   return withFileLock(path, () => {
@@ -86,6 +94,8 @@ export function addUsers(datadir: string, entries: Array<{ name: string; passwor
 export class UserStore {
   readonly path: string;
   private users = new Map<string, DigestCredentials>();
+  /** users whose phones register at the operator's server behind the trunk */
+  private trunk = new Set<string>();
   /** alias name -> user, and user -> its aliases */
   private aliasOwner = new Map<string, string>();
   private aliasesByUser = new Map<string, string[]>();
@@ -111,11 +121,21 @@ export class UserStore {
   }
 
   get size(): number {
-    return this.users.size;
+    return this.users.size + this.trunk.size;
   }
 
+  /** Every user, its own phones' and the trunk's: the node claims and binds each one's address. */
   names(): string[] {
-    return [...this.users.keys()];
+    return [...this.users.keys(), ...this.trunk];
+  }
+
+  /** Users whose phones register at the operator's server (`dots user add NAME --trunk`). */
+  trunkUsers(): string[] {
+    return [...this.trunk];
+  }
+
+  isTrunkUser(name: string): boolean {
+    return this.trunk.has(name);
   }
 
   lookup(name: string): DigestCredentials | undefined {
@@ -178,6 +198,7 @@ export class UserStore {
     }
     this.stamp = stamp;
     const next = new Map<string, DigestCredentials>();
+    const trunk = new Set<string>();
     const owners = new Map<string, string>();
     const byUser = new Map<string, string[]>();
     const userOwners = new Map<string, Uint8Array>();
@@ -188,7 +209,8 @@ export class UserStore {
         foreign.push(name);
         continue;
       }
-      next.set(name, { md5: e.md5, sha256: e.sha256 });
+      if (e.trunk === true) trunk.add(name);
+      else next.set(name, { md5: e.md5, sha256: e.sha256 });
       const aliases = Array.isArray(e.aliases) ? e.aliases.filter((a) => typeof a === 'string' && isAliasName(a) && !owners.has(a)) : [];
       for (const a of aliases) owners.set(a, name);
       if (aliases.length > 0) byUser.set(name, aliases);
@@ -201,8 +223,9 @@ export class UserStore {
       this.warn(`users: ${foreign.length} account(s) were added for another SIP domain and cannot log in here (re-add them with --domain ${this.realm}): ${foreign.slice(0, 5).join(', ')}`);
     }
     this.foreignRealm = foreign;
-    const added = [...next.keys()].filter((n) => !this.users.has(n));
+    const added = [...next.keys(), ...trunk].filter((n) => !this.users.has(n) && !this.trunk.has(n));
     this.users = next;
+    this.trunk = trunk;
     if (added.length > 0) this.onAdded?.(added);
   }
 

@@ -4,7 +4,7 @@
 import t, { type Test } from 'tap';
 import { randomBytes } from 'node:crypto';
 import { openChain, extend, newKey, type Key } from './helpers.ts';
-import { signRecord, Kind, commitmentOf, BindingStatus, type NameCommit, type NameClaim, type NameDelegate, type Binding, type NodeAnnounce, type Rec } from '../core/records.ts';
+import { signRecord, Kind, commitmentOf, BindingStatus, type NameCommit, type NameClaim, type NameDelegate, type NameTransfer, type Binding, type NodeAnnounce, type Rec } from '../core/records.ts';
 import { keys, type StateReader } from '../core/state.ts';
 import { resolveName, nodeAddresses, routingSource, type RoutingSource } from '../telecom/routing.ts';
 import type { Chain } from '../consensus/chain.ts';
@@ -136,4 +136,26 @@ t.test('nodes without a usable announcement', async (t) => {
   const hidden: StateReader = { get: (k) => (k === keys.node(bare.address) ? undefined : w.chain.state.get(k)) };
   const noPool = { pendingBindings: () => [], list: () => [] };
   t.same(resolveName({ state: hidden, pool: noPool, tip: w.chain.tip }, NAME, w.now, w.a.address), { kind: 'unknown', reason: 'no-node' });
+});
+
+t.test('numbers from a carrier: a number block routes to its holder\'s nodes; a ported number to its new operator at once', async (t) => {
+  const { chain, pool } = await openChain(t);
+  const src = routingSource(chain, pool);
+  const carrier = newKey(); // node A, holding the block +1555
+  const other = newKey(); // node B, another operator
+  const salt = randomBytes(32);
+  let tip = await extend(chain, chain.tip, 1, { recs: [announce(carrier, ['sip:10.0.0.1:5060']), announce(other, ['sip:10.0.0.2:5060']), commit(carrier, '+1555', salt), commit(carrier, '+15550002', salt)] });
+  tip = await extend(chain, tip, 1, { recs: [claim(carrier, '+1555', salt)] });
+  tip = await extend(chain, tip, 1, { recs: [claim(carrier, '+15550002', salt)] });
+  const now = chain.params.genesis.time;
+  t.match(resolveName(src, '+15550001', now, other.address), { kind: 'remote', status: 'online', sipUris: ['sip:10.0.0.1:5060'] }, 'a number of the block nobody claimed alone: to the block\'s holder');
+  t.match(resolveName(src, '+15550001', now, carrier.address), { kind: 'local' }, 'at the holder itself: local (its trunk)');
+  t.match(resolveName(src, '+15550002', now, other.address), { kind: 'remote', sipUris: ['sip:10.0.0.1:5060'] }, 'a number the holder claimed and never bound: still the holder');
+  t.match(resolveName(src, '+15560001', now, other.address), { kind: 'unknown', reason: 'unclaimed' }, 'a number outside every block: nobody');
+  t.match(resolveName(src, '+1555', now, other.address), { kind: 'remote', sipUris: ['sip:10.0.0.1:5060'] }, 'the block itself');
+  // ported: the holder transfers +15550002 to the other operator's key, served by its node
+  const port = signRecord<NameTransfer>(NET, carrier.secret, { kind: Kind.NameTransfer, name: '+15550002', pubkey: carrier.pub, newOwner: other.pub, delegates: [other.address], nameSeq: 0 });
+  await extend(chain, tip, 1, { recs: [port] });
+  t.match(resolveName(src, '+15550002', now, carrier.address), { kind: 'remote', sipUris: ['sip:10.0.0.2:5060'] }, 'the ported number routes to its new operator in the block that moved it');
+  t.match(resolveName(src, '+15550001', now, other.address), { kind: 'remote', sipUris: ['sip:10.0.0.1:5060'] }, 'the rest of the block stays with its holder');
 });
