@@ -62,6 +62,7 @@ const SECTIONS: Record<string, string> = {
   --trunk sip:IP[:PORT]  your own SIP server (Kamailio, a PBX) for the domain's users that
                          register there (dots user add NAME --trunk): calls for them go to it,
                          its requests are theirs, and their presence is checked through it
+                         (repeatable: instances of one network, tried in order)
   --trunk-allow SRC      the addresses (IP or IP:PORT) whose requests are that server's
                          (repeatable; default the --trunk address itself)
   --fee-rate N           units per byte the node's own records pay their miners (bindings,

@@ -5,7 +5,7 @@ import { isIP } from 'node:net';
 import { UserError } from '../core/errors.ts';
 import { createLogger } from '../core/log.ts';
 import { DotsNode } from '../node/node.ts';
-import { checkAnnounced, datadirDomain, defaultConfig, sipBanList, type NodeConfig } from '../node/config.ts';
+import { checkAnnounced, datadirDomain, defaultConfig, sipBanList, trunkSources, type NodeConfig } from '../node/config.ts';
 import { announceAddr, domain, host, hostPort, networkOf, parse, port } from './args.ts';
 import { NETWORKS } from '../consensus/params.ts';
 
@@ -39,7 +39,7 @@ export function parseNodeArgs(args: string[]): NodeConfig {
     'sip-digest': { type: 'string' },
     'sip-ban': { type: 'string', multiple: true },
     'fee-rate': { type: 'string' },
-    trunk: { type: 'string' },
+    trunk: { type: 'string', multiple: true },
     'trunk-allow': { type: 'string', multiple: true },
   });
   const network = networkOf(v.network);
@@ -103,20 +103,16 @@ export function parseNodeArgs(args: string[]): NodeConfig {
     c.sipBan = sipBanList((v['sip-ban'] as string[]).flatMap((b) => b.split(',')), '--sip-ban');
   }
   if (v.trunk !== undefined) {
-    const m = /^sip:(\[[0-9a-fA-F:]+\]|[0-9.]+)(?::([0-9]{1,5}))?(;transport=udp)?$/i.exec(String(v.trunk));
-    if (m === null || isIP(m[1].replace(/^\[|\]$/g, '')) === 0) throw new UserError(`--trunk must be your SIP server's address as sip:IP[:PORT] (over UDP), got "${String(v.trunk)}"`);
-    const host = m[1].replace(/^\[|\]$/g, '');
-    const trunkPort = m[2] === undefined ? 5060 : Number(m[2]);
-    if (trunkPort < 1 || trunkPort > 65535) throw new UserError(`--trunk: port ${trunkPort} is out of range`);
-    c.trunk = { host, port: trunkPort };
-    if (v['trunk-allow'] !== undefined) {
-      const allow = (v['trunk-allow'] as string[]).flatMap((x) => x.split(',')).map((x) => x.trim());
-      for (const a of allow) {
-        const mm = /^\[?([0-9a-fA-F:.]+?)\]?(?::([0-9]{1,5}))?$/.exec(a);
-        if (mm === null || isIP(mm[1]) === 0) throw new UserError(`--trunk-allow must be an IP address or IP:PORT your SIP server sends from, got "${a}"`);
-      }
-      c.trunk.allow = allow;
-    }
+    const targets = (v.trunk as string[]).map((x) => {
+      const m = /^sip:(\[[0-9a-fA-F:]+\]|[0-9.]+)(?::([0-9]{1,5}))?(;transport=udp)?$/i.exec(x);
+      const host = m?.[1].replace(/^\[|\]$/g, '') ?? '';
+      if (m === null || isIP(host) === 0) throw new UserError(`--trunk must be your SIP server's address as sip:IP[:PORT] (over UDP), got "${x}"`);
+      const p = m[2] === undefined ? 5060 : Number(m[2]);
+      if (p < 1 || p > 65535) throw new UserError(`--trunk: port ${p} is out of range in "${x}"`);
+      return { host, port: p };
+    });
+    c.trunk = { targets };
+    if (v['trunk-allow'] !== undefined) c.trunk.allow = trunkSources((v['trunk-allow'] as string[]).flatMap((x) => x.split(',')), '--trunk-allow');
   } else if (v['trunk-allow'] !== undefined) throw new UserError('--trunk-allow goes with --trunk sip:IP[:PORT]');
   if (v['fee-rate'] !== undefined) {
     const r = String(v['fee-rate']);

@@ -11,6 +11,7 @@ import { writeOwnerOnly } from '../core/files.ts';
 import { ownDomainOf } from '../core/records.ts';
 import { toHex } from '../core/hash.ts';
 import { addressOf } from '../core/address.ts';
+import { parseTrunkSource } from '../sip/trunk.ts';
 import { publicKeyOf } from '../core/sig.ts';
 import { BanListError, banList } from '../sip/transport.ts';
 
@@ -59,7 +60,7 @@ export interface NodeConfig {
   /** addresses whose SIP messages are dropped and connections refused: IPs or CIDR blocks */
   sipBan?: string[];
   /** the operator's own SIP server (Kamailio, a PBX) for the domain's users that do not register here, and the sources whose requests are its */
-  trunk?: { host: string; port: number; allow?: string[] };
+  trunk?: { targets: Array<{ host: string; port: number }>; allow?: string[] };
   /** units per byte the node's own records (bindings, names, announcements, receipts) pay (default: the network's least) */
   feeRate?: number;
   /** worker threads that check block signatures while blocks connect (default: one per core; 0: main thread only) */
@@ -75,6 +76,13 @@ export function sipBanList(entries: readonly string[], flag: string): string[] {
     if (e instanceof BanListError) throw new UserError(`${flag}: ${e.message}`);
     throw e;
   }
+  return list;
+}
+
+/** The sources whose requests are the trunk's servers' (IPs or IP:PORT), checked; a bad one is a UserError naming `flag`. */
+export function trunkSources(entries: readonly string[], flag: string): string[] {
+  const list = entries.map((e) => e.trim()).filter((e) => e !== '');
+  for (const e of list) if (parseTrunkSource(e) === null) throw new UserError(`${flag} must be an IP address or IP:PORT your SIP server sends from, got "${e}"`);
   return list;
 }
 

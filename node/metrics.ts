@@ -24,6 +24,10 @@ export interface SipStatsSource {
   messages(): Record<string, number>;
   /** keepalive pings by result: sent, failed */
   keepalives(): Record<string, number>;
+  /** the trunk's servers that answered their last check (0 without a trunk) */
+  trunkServersUp(): number;
+  /** checks of users behind the trunk, by result: online, offline */
+  trunkChecks(): Record<string, number>;
 }
 
 let sipSource: SipStatsSource | null = null;
@@ -68,6 +72,8 @@ export const sipMetrics = {
   activeCalls: sipGauge('dots_sip_active_calls', 'SIP calls in progress through this node (answered, not yet ended).', (s) => s.activeCalls()),
   messages: sipCounter('dots_sip_messages_total', 'SIP MESSAGE requests routed, by result.', (s) => s.messages()),
   keepalives: sipCounter('dots_sip_keepalives_total', 'SIP OPTIONS keepalives to registered contacts, by result.', (s) => s.keepalives()),
+  trunkServersUp: sipGauge('dots_sip_trunk_servers_up', "Servers behind the trunk (--trunk) that answered their last check.", (s) => s.trunkServersUp()),
+  trunkChecks: sipCounter('dots_sip_trunk_checks_total', 'OPTIONS checks of the users behind the trunk, by result.', (s) => s.trunkChecks()),
 };
 
 /** What the per-API gauges read at scrape time. */

@@ -277,6 +277,8 @@ export class DotsNode {
       activeCalls: () => sip.proxy.activeCalls,
       messages: () => ({ delivered: sip.proxy.stats.messagesDelivered, failed: sip.proxy.stats.messagesFailed }),
       keepalives: () => ({ sent: sip.registrar.stats.pings, failed: sip.registrar.stats.pingFailures }),
+      trunkServersUp: () => sip.trunk?.serversUp ?? 0,
+      trunkChecks: () => ({ online: sip.trunk?.stats.online ?? 0, offline: (sip.trunk?.stats.probes ?? 0) - (sip.trunk?.stats.online ?? 0) }),
     });
     this.unwire.push(() => setSipStatsSource(null));
     // watchers hear of bindings as soon as they are pending, and of whatever a new tip settled

@@ -152,8 +152,8 @@ export class Router {
     // what came from that server is never sent back to it.
     if (this.trunk !== undefined && (ours || aliasOf !== undefined || at.kind === 'local') && !this.trunk.isFrom(inc.flow)) {
       // to the server as sip:USER@DOMAIN (a number as its user part), whatever host it came for
-      const hop = this.trunk.hop(this.self.aorOf(ours ? user : (aliasOf ?? phone ?? user)));
-      void this.deliver(inc, parsed, proof, () => Promise.resolve([[hop]]));
+      const hops = this.trunk.hops(this.self.aorOf(ours ? user : (aliasOf ?? phone ?? user)));
+      void this.deliver(inc, parsed, proof, () => Promise.resolve(hops));
       return;
     }
     const known = at.kind === 'local' || aliasOf !== undefined || (ours && (this.registrar.has(name) || this.users.lookup(user) !== undefined));

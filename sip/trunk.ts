@@ -17,12 +17,14 @@ import type { PresenceListener } from './registrar.ts';
 import type { Hop } from './proxy.ts';
 
 export interface TrunkOptions {
-  /** the server's address (an IP) and SIP port, over UDP */
-  host: string;
-  port: number;
   /**
-   * the sources whose requests are the server's: `IP` (any port) or `IP:PORT`; default the
-   * server's own host:port (where Kamailio sends from). Anyone else is a stranger, whose requests
+   * the servers' addresses (IPs) and SIP ports, over UDP, in order: several instances of one
+   * SIP network (Kamailio sharing registrations over DMQ), the next tried when one does not answer
+   */
+  targets: Array<{ host: string; port: number }>;
+  /**
+   * the sources whose requests are the servers': `IP` (any port) or `IP:PORT`; default the
+   * targets' own host:port (where Kamailio sends from). Anyone else is a stranger, whose requests
    * need a phone registered here or credentials.
    */
   allow?: string[];
@@ -39,7 +41,7 @@ export interface TrunkUsers {
 }
 
 export class Trunk {
-  readonly flow: Flow;
+  readonly flows: Flow[];
   private readonly allow: Array<{ address: string; port: number | null }>;
   private readonly probeEveryMs: number;
   private readonly probeTimeoutMs: number;
@@ -49,6 +51,8 @@ export class Trunk {
   private stopped = true;
   /** what each user was last found (true: a phone answered) */
   private readonly online = new Map<string, boolean>();
+  /** servers (their index) that did not answer their last check */
+  private readonly down = new Set<number>();
   /** checks made and answered, for logs and tests */
   stats = { probes: 0, online: 0 };
 
@@ -58,9 +62,10 @@ export class Trunk {
     private readonly transport: SipTransport,
     private readonly tx: TransactionLayer,
   ) {
-    if (isIP(o.host) === 0) throw new Error(`the trunk's host must be an IP address, got "${o.host}"`);
-    this.flow = { proto: 'udp', address: o.host, port: o.port, conn: 0 };
-    this.allow = (o.allow ?? [`${o.host}:${o.port}`]).map(parseSource);
+    if (o.targets.length === 0) throw new Error('a trunk needs at least one server');
+    for (const x of o.targets) if (isIP(x.host) === 0) throw new Error(`the trunk's host must be an IP address, got "${x.host}"`);
+    this.flows = o.targets.map((x) => ({ proto: 'udp', address: x.host, port: x.port, conn: 0 }));
+    this.allow = (o.allow ?? o.targets.map((x) => `${x.host}:${x.port}`)).map(parseSource);
     this.probeEveryMs = o.probeEveryMs ?? 30_000;
     this.probeTimeoutMs = o.probeTimeoutMs ?? 4_000;
   }
@@ -72,22 +77,51 @@ export class Trunk {
   }
 
   /**
-   * The hop that hands a request to the server with the Request-URI `ruri` (sip:user@domain: the
-   * server's lookup finds the phone, and a request that came for the node's address or another
-   * of the user's names must not look like one for elsewhere, which the server sends back).
+   * The hops that hand a request to the servers, one after another, with the Request-URI `ruri`
+   * (sip:user@domain: the server's lookup finds the phone, and a request that came for the
+   * node's address or another of the user's names must not look like one for elsewhere, which
+   * the server would send back).
    */
-  hop(ruri: string): Hop {
-    return { ruri, route: [], flow: this.flow, label: 'trunk' };
+  hops(ruri: string): Hop[][] {
+    return this.order().map((i) => [{ ruri, route: [], flow: this.flows[i], label: `trunk ${i + 1}` }]);
+  }
+
+  /** The servers in order, those that answered their last check first (the checks learn which are down). */
+  private order(): number[] {
+    const up: number[] = [];
+    const down: number[] = [];
+    for (let i = 0; i < this.flows.length; i++) (this.down.has(i) ? down : up).push(i);
+    return [...up, ...down];
+  }
+
+  /** Servers that answered their last check (all of them until one fails to). */
+  get serversUp(): number {
+    return this.flows.length - this.down.size;
   }
 
   /**
-   * Sends one OPTIONS for `aor` through the trunk; true when a phone answered 2xx. A 404 or 480
-   * from the server (no phone registered) or no answer at all is offline.
+   * Sends one OPTIONS for `aor` through the trunk (the next server when one does not answer);
+   * true when a phone answered 2xx. A 404 or 480 from a server (no phone registered) or no
+   * answer at all is offline.
    */
   async probe(aor: string): Promise<boolean> {
+    for (const i of this.order()) {
+      const status = await this.probeVia(this.flows[i], aor);
+      if (status === null) {
+        this.down.add(i);
+        continue;
+      }
+      this.down.delete(i);
+      return status >= 200 && status < 300;
+    }
+    return false;
+  }
+
+  /** One OPTIONS through one server: the final status, or null when nothing answered. */
+  private async probeVia(flow: Flow, aor: string): Promise<number | null> {
     const branch = newBranch();
     const headers: SipHeader[] = [
-      hdr('Via', viaFor(this.flow, this.self.hostportFor('udp'), branch, true)),
+      hdr('Via', viaFor(flow, this.self.hostportFor('udp'), branch, true)),
       hdr('Max-Forwards', '70'),
       hdr('From', `<sip:presence@${this.self.domain}>;tag=${newTag()}`),
       hdr('To', `<${aor}>`),
@@ -97,16 +131,23 @@ export class Trunk {
     ];
     const req: SipRequest = { kind: 'request', method: 'OPTIONS', uri: aor, version: 'SIP/2.0', headers, body: Buffer.alloc(0) };
     this.stats.probes++;
-    const res = await this.tx.request(req, this.flow, branch, this.probeTimeoutMs);
-    const ok = res !== null && res.status >= 200 && res.status < 300;
-    if (ok) this.stats.online++;
-    return ok;
+    const res = await this.tx.request(req, flow, branch, this.probeTimeoutMs);
+    if (res !== null && res.status >= 200 && res.status < 300) this.stats.online++;
+    return res?.status ?? null;
+  }
+
+  /**
+   * How long an online user stays online without another check: a phone's registration lasts
+   * minutes, and a failed check says offline at once, so this only bounds how long a node that
+   * died leaves its users online on the chain (10 minutes, or two rounds when those are longer).
+   */
+  private get holdMs(): number {
+    return Math.max(600_000, 2 * this.probeEveryMs);
   }
 
   /**
    * Checks every user now and then every probeEveryMs; a user whose state changed (and every
-   * online one, each round, so its binding's period is renewed) is reported to `onPresence` as
-   * a phone would be, online until two rounds from now.
+   * online one, each round) is reported to `onPresence` as a phone would be.
    */
   start(users: TrunkUsers, aorOf: (user: string) => string, onPresence: PresenceListener): void {
     if (!this.stopped) return;
@@ -121,7 +162,7 @@ export class Trunk {
             const up = await this.probe(aor).catch(() => false);
             const was = this.online.get(u);
             this.online.set(u, up);
-            if (!this.stopped && (up || was === true)) onPresence(aor, up, up ? Math.floor((Date.now() + 2 * this.probeEveryMs) / 1000) : 0);
+            if (!this.stopped && (up || was === true)) onPresence(aor, up, up ? Math.floor((Date.now() + this.holdMs) / 1000) : 0);
           }),
         );
       }
@@ -142,10 +183,19 @@ export class Trunk {
   }
 }
 
+/** A trunk source, `IP` or `IP:PORT` (IPv6 in brackets with a port); null when it is neither. */
+export function parseTrunkSource(s: string): { address: string; port: number | null } | null {
+  if (isIP(s) !== 0) return { address: s, port: null };
+  const m = /^(?:\[([0-9a-fA-F:]+)\]|([0-9.]+)):([0-9]{1,5})$/.exec(s);
+  const address = m?.[1] ?? m?.[2] ?? '';
+  const port = Number(m?.[3]);
+  return m === null || isIP(address) === 0 || port < 1 || port > 65535 ? null : { address, port };
+}
+
 function parseSource(s: string): { address: string; port: number | null } {
-  const m = /^\[?([0-9a-fA-F:.]+?)\]?(?::([0-9]{1,5}))?$/.exec(s);
-  if (m === null || isIP(m[1]) === 0) throw new Error(`a trunk source must be an IP address or IP:PORT, got "${s}"`);
-  return { address: m[1], port: m[2] === undefined ? null : Number(m[2]) };
+  const p = parseTrunkSource(s);
+  if (p === null) throw new Error(`a trunk source must be an IP address or IP:PORT, got "${s}"`);
+  return p;
 }
 
 function hdr(name: string, value: string): SipHeader {

@@ -33,6 +33,12 @@ t.test('bad flags get one line saying what to fix', async (t) => {
     [['node', '--no-tls', '--tls-port', '5061'], /--no-tls cannot go with --tls-port/],
     [['node', '--ws-tls'], /--ws-tls goes with --ws-port N/],
     [['node', '--ice-server', 'http://stun.example.org'], /--ice-server must be a STUN server like stun:/],
+    [['node', '--trunk', 'pbx.example.org:5060'], /--trunk must be your SIP server's address as sip:IP\[:PORT\]/],
+    [['node', '--trunk', 'sip:127.0.0.1:70000'], /--trunk: port 70000 is out of range/],
+    [['node', '--trunk', 'sip:127.0.0.1', '--trunk-allow', 'pbx.example.org'], /--trunk-allow must be an IP address or IP:PORT/],
+    [['node', '--trunk-allow', '127.0.0.1'], /--trunk-allow goes with --trunk/],
+    [['node', '--fee-rate', 'cheap'], /--fee-rate must be a whole number of units per byte of at least 1/],
+    [['user', 'add', 'kuser', '--trunk', '--password', 'pw'], /--trunk and --password do not go together/],
     [['frobnicate'], /unknown command "frobnicate"/],
     [['wallet', 'send', 'xyz', '10', '--network', 'regtest'], /not a valid address/],
   ];

@@ -14,7 +14,7 @@ import { sleep, waitFor } from './util/wait.ts';
 import { freeUdpPort } from './util/ports.ts';
 import { BaresipPhone as Phone, find, inNetworkNamespace, type Traced } from './phones.ts';
 import { startOperatorKamailio } from './util/kamailio.ts';
-import { bindingAt, mineUntil } from './util/names.ts';
+import { bindingAt, mineUntil, nameAt } from './util/names.ts';
 
 /** The audio port of an SDP body in a traced message. */
 function audioPort(m: Traced | undefined): number {
@@ -80,6 +80,22 @@ inNetworkNamespace({ file: import.meta.url, title: 'baresip calls between a Kama
     });
     t.pass('kuser\'s call to bob is established: Kamailio sent it over the trunk, A routed it by the chain');
     t.equal((await kuser.command('hangup')).ok, true);
+
+    // by number: A's key holds the block +1555; a phone at Kamailio registered as +15550001 is
+    // reached by dialling the number, with no binding of it on the chain
+    const claiming = runDots(['name', 'claim', '+1555', '--wallet', join(da, 'node.key'), '--api', a.api], 60_000);
+    await mineUntil(() => a.mine(1), 'B to see A hold +1555', async () => ((await nameAt(b, '+1555'))?.owner ?? undefined), { timeoutMs: 45_000 });
+    t.equal((await claiming).code, 0, 'A\'s key claimed the number block +1555');
+    const knum = Phone.start(t, dir, { user: '+15550001', domain: 'k.test', password: 'unused', nodePort: kport, sipPort: 20_004, ctrlPort: 20_014 });
+    await knum.control();
+    await waitFor('+15550001 registered at Kamailio', async () => knum.event('REGISTER_OK') !== undefined || knum.output().includes('+15550001@k.test: {0/UDP/v4} 200 OK'), 10_000);
+    t.equal((await bob.command('dial', '+15550001')).ok, true, 'bob dials +15550001');
+    await Promise.all([knum.waitEvent('CALL_ESTABLISHED', 15_000), knum.waitEvent('CALL_RTPESTAB', 15_000)]).catch((e: unknown) => {
+      throw new Error(`${(e as Error).message}\n--- A\n${a.log(20)}\n--- B\n${b.log(20)}\n--- kamailio\n${k.log().slice(-1500)}`);
+    });
+    t.pass('the call to the number is established at the phone behind Kamailio, media flowing');
+    t.equal((await bob.command('hangup')).ok, true);
+    await knum.waitEvent('CALL_CLOSED');
 
     // her phone dies: A's checks through Kamailio go unanswered, and she goes offline
     await kuser.stop();

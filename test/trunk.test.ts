@@ -99,3 +99,62 @@ t.test('a Kamailio registrar trunked to node A: presence, messages both ways, st
   });
   t.pass('kuser offline on B\'s view once the phone stopped answering');
 });
+
+t.test('past one server: two Kamailios sharing registrations over DMQ, both trunked to node A', { skip: has('kamailio') ? false : 'kamailio not installed (apt-get install kamailio)' }, async (t) => {
+  const dir = tmpDir(t);
+  const h = new Harness(t);
+  const [k1port, k2port] = [await freeUdpPort(), await freeUdpPort()];
+  const [da, db] = [join(dir, 'a'), join(dir, 'b')];
+  t.equal((await runDots(['user', 'add', 'kuser', '--trunk', '--datadir', da, '--domain', 'k.test'])).code, 0);
+  t.equal((await runDots(['user', 'add', 'bob', '--password', 'bob-secret', '--datadir', db, '--domain', 'b.test'])).code, 0);
+  const a = await h.start('A', { datadir: da, args: ['--domain', 'k.test', '--trunk', `sip:127.0.0.1:${k1port}`, '--trunk', `sip:127.0.0.1:${k2port}`, '--sip-keepalive', '1'] });
+  const node = `127.0.0.1:${a.sipPort}`;
+  const k1 = await startOperatorKamailio(t, { dir, port: k1port, domain: 'k.test', node, dmqPeer: `127.0.0.1:${k2port}` });
+  const k2 = await startOperatorKamailio(t, { dir, port: k2port, domain: 'k.test', node, dmqPeer: `127.0.0.1:${k1port}` });
+  const b = await h.start('B', { datadir: db, bootstrap: [a.p2p], args: ['--domain', 'b.test'] });
+  const kphone = await new TestPhone({ host: '127.0.0.1', port: k2port }).open();
+  const bob = await new TestPhone({ host: '127.0.0.1', port: b.sipPort }).open();
+  t.teardown(() => {
+    kphone.close();
+    bob.close();
+  });
+  t.equal((await kphone.register({ user: 'kuser', domain: 'k.test', expires: 600 })).status, 200, 'kuser\'s phone registered at the second Kamailio');
+  t.equal((await bob.registerWithAuth({ user: 'bob', domain: 'b.test', password: 'bob-secret', expires: 600 })).status, 200);
+  let blocks = 0;
+  await mineUntil(
+    () => (blocks++ % 2 === 0 ? a : b).mine(1),
+    'B to see kuser online (A asked the first Kamailio, which has her registration from the second)',
+    async () => {
+      const [ku, bo] = await Promise.all([bindingAt(b, 'sip:kuser@k.test'), bindingAt(a, 'sip:bob@b.test')]);
+      return ku?.status === 'online' && bo?.status === 'online' ? true : undefined;
+    },
+    { timeoutMs: 45_000 },
+  ).catch((e: unknown) => {
+    throw new Error(`${(e as Error).message}\n--- A\n${a.log(20)}\n--- k1\n${k1.log().slice(-1500)}\n--- k2\n${k2.log().slice(-1500)}`);
+  });
+  t.pass('kuser, registered at the second Kamailio, is online on the chain');
+  const send = async (body: string): Promise<void> => {
+    const res = bob.request('MESSAGE', 'sip:kuser@k.test', ['From: <sip:bob@b.test>;tag=b' + body.length, 'Content-Type: text/plain'], body, 15_000);
+    const got = await kphone.incoming('MESSAGE', 15_000).catch(async (e: unknown) => {
+      const r = await res.catch((x: unknown) => ({ status: String(x) }));
+      throw new Error(`${(e as Error).message}: bob got ${JSON.stringify(r)}\n--- k2\n${k2.log().slice(-3000)}`);
+    });
+    t.equal(got.body.toString(), body, `"${body}" reached kuser`);
+    kphone.answer(got, 200);
+    t.equal((await res).status, 200);
+  };
+  await send('through the first');
+  const up = async (): Promise<number> => Number(/^dots_sip_trunk_servers_up (\d+)$/m.exec(await (await fetch(`${a.api}/metrics`)).text())?.[1] ?? NaN);
+  t.equal(await up(), 2, 'both servers answer A\'s checks (dots_sip_trunk_servers_up)');
+  // the first Kamailio dies: A's next check finds it silent, and A sends to the second first
+  await k1.stop();
+  const t0 = Date.now();
+  await waitFor('A to find the first Kamailio down', async () => ((await up()) === 1 ? true : undefined), 15_000);
+  t.pass(`A found the first Kamailio silent in ${Date.now() - t0} ms (its check waits 4 s for an answer)`);
+  await send('through the second');
+  // and kuser's requests through the second are the server's too
+  const toB = kphone.request('MESSAGE', 'sip:bob@b.test', ['From: <sip:kuser@k.test>;tag=k9', 'Content-Type: text/plain'], 'from the second', 10_000);
+  const atB = await bob.incoming('MESSAGE', 10_000);
+  bob.answer(atB, 200);
+  t.equal((await toB).status, 200, 'kuser\'s message through the second Kamailio reached bob (its source is a trunk source too)');
+});

@@ -19,16 +19,22 @@ export interface OperatorKamailio {
   stop(): Promise<void>;
 }
 
-/** Starts Kamailio for `domain` on 127.0.0.1:port, trunked to the node at `node` (host:port); resolves once it answers OPTIONS. */
-export async function startOperatorKamailio(t: Teardown, o: { dir: string; port: number; domain: string; node: string }): Promise<OperatorKamailio> {
+/**
+ * Starts Kamailio for `domain` on 127.0.0.1:port, trunked to the node at `node` (host:port), with
+ * DMQ to `dmqPeer` (host:port of another instance) when given; resolves once it answers OPTIONS.
+ */
+export async function startOperatorKamailio(t: Teardown, o: { dir: string; port: number; domain: string; node: string; dmqPeer?: string }): Promise<OperatorKamailio> {
   const cfg = readFileSync(CONFIG, 'utf8')
     .replaceAll('@LISTEN@', `127.0.0.1:${o.port}`)
     .replaceAll('@DOMAIN@', o.domain)
     .replaceAll('@NODE@', o.node)
-    .replaceAll('@RUNDIR@', o.dir);
-  const file = join(o.dir, 'kamailio.cfg');
+    .replaceAll('@RUNDIR@', o.dir)
+    .replaceAll('@DMQ_PEER@', o.dmqPeer ?? '');
+  // one folder per instance: its configuration and pid file
+  const file = join(o.dir, `kamailio-${o.port}.cfg`);
   writeFileSync(file, cfg);
-  const child = spawn('kamailio', ['-f', file, '-DD', '-E', '-m', '64', '-M', '8', '-P', join(o.dir, 'kamailio.pid'), '-Y', o.dir], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const args = ['-f', file, '-DD', '-E', '-m', '64', '-M', '8', '-P', join(o.dir, `kamailio-${o.port}.pid`), '-Y', o.dir, ...(o.dmqPeer === undefined ? [] : ['-A', 'WITH_DMQ'])];
+  const child = spawn('kamailio', args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   child.stderr?.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-8000)));
   const k: OperatorKamailio = { port: o.port, child, log: () => err, stop: () => stopProcess(child, 5000) };
