@@ -12,13 +12,16 @@
 // nodes one core between them and SIPp the other (a per-core figure, about 60% of the default on
 // 2 cores); `each` puts SIPp and node A on one core and node B on the other.
 // DOTS_BENCH_CALLS_NODE_ARGS="--trace-gc": flags for the nodes' Node.js.
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { waitFor, sleep } from '../test/util/wait.ts';
 import { CAN_PIN, onCpu } from './cpu.ts';
 import { BenchNode } from './node.ts';
 import { Uas } from './sipp.ts';
 import { Ua } from './ua.ts';
+import { addUsers } from '../telecom/users.ts';
+import { freeUdpPort } from '../test/util/ports.ts';
+import { startOperatorKamailio } from '../test/util/kamailio.ts';
 
 export const DOMAIN_A = 'a.test';
 export const DOMAIN_B = 'b.test';
@@ -69,7 +72,15 @@ export type Closer = { stop(): Promise<unknown> };
  * Starts the network in `dir` with `nUsers` users at A. What it starts is pushed on `open`, for
  * the caller to stop in reverse order whether this succeeds or not.
  */
-export async function startNetwork(dir: string, nUsers: number, log: (s: string) => void, open: Closer[]): Promise<Ctx> {
+export async function startNetwork(dir: string, nUsers: number, log: (s: string) => void, open: Closer[], o: { trunk?: boolean } = {}): Promise<Ctx> {
+  const users = Array.from({ length: nUsers }, (_, i) => `u${i}`);
+  // With `trunk`, the users' phones register at the operator's Kamailio, trunked to A
+  // (`dots bench trunk`): A knows them as trunk users and checks them through Kamailio.
+  const kport = o.trunk === true ? await freeUdpPort() : 0;
+  if (o.trunk === true) {
+    mkdirSync(join(dir, 'a'), { recursive: true });
+    addUsers(join(dir, 'a'), users.map((name) => ({ name, password: null })), DOMAIN_A);
+  }
   // DOTS_BENCH_CALLS_NODE_ARGS: flags for the nodes' Node.js (--trace-gc, --cpu-prof, ...)
   const nodeArgs = (process.env.DOTS_BENCH_CALLS_NODE_ARGS ?? '').split(/\s+/).filter((x) => x !== '');
   const node = (name: 'A' | 'B', domain: string, bootstrap: string[]): Promise<BenchNode> =>
@@ -78,7 +89,7 @@ export async function startNetwork(dir: string, nUsers: number, log: (s: string)
       datadir: join(dir, name.toLowerCase()),
       logFile: join(dir, `node-${name.toLowerCase()}.log`),
       bootstrap,
-      args: ['--domain', domain, '--open-registration', '--sip-keepalive', '60'],
+      args: ['--domain', domain, '--open-registration', ...(name === 'A' && o.trunk === true ? ['--trunk', `sip:127.0.0.1:${kport}`, '--sip-keepalive', '5'] : ['--sip-keepalive', '60'])],
       nodeArgs,
       wrap: pinned(name === 'A' ? 'a' : 'b'),
       startMs: 60_000,
@@ -90,7 +101,9 @@ export async function startNetwork(dir: string, nUsers: number, log: (s: string)
   log(`node A sip:127.0.0.1:${a.sipPort} ${a.api}, node B sip:127.0.0.1:${b.sipPort} ${b.api}`);
   const callee = await Uas.start(dir, pinned('sipp'));
   open.push(callee);
-  const users = Array.from({ length: nUsers }, (_, i) => `u${i}`);
+  // the operator's registrar shares node A's core (with its two workers): A and its server are one node's worth
+  const k = o.trunk === true ? await startOperatorKamailio({ teardown: (fn) => void open.push({ stop: async () => fn() }) }, { dir, port: kport, domain: DOMAIN_A, node: `127.0.0.1:${a.sipPort}`, wrap: pinned('a'), shmMb: 1024 }) : null;
+  if (k !== null) log(`Kamailio sip:127.0.0.1:${kport}, the registrar of ${DOMAIN_A}, trunked to A`);
   const usersFile = join(dir, 'users.csv');
   writeFileSync(usersFile, ['SEQUENTIAL', ...users.map((u) => `${u};`)].join('\n') + '\n');
   const registrar = await new Ua().open();
@@ -98,7 +111,7 @@ export async function startNetwork(dir: string, nUsers: number, log: (s: string)
   const phone = await new Ua().open();
   open.push({ stop: async () => phone.close() });
   const late = 'late';
-  const regs = await Promise.all(users.map((u) => registrar.register(a.sipPort, u, DOMAIN_A, `sip:${u}@127.0.0.1:${callee.port}`, 3600, `reg-${u}`, 1)));
+  const regs = await Promise.all(users.map((u) => registrar.register(k === null ? a.sipPort : kport, u, DOMAIN_A, `sip:${u}@127.0.0.1:${callee.port}`, 3600, `reg-${u}`, 1)));
   regs.push(await phone.register(a.sipPort, late, DOMAIN_A, `sip:${late}@127.0.0.1:${phone.port}`, 3600, `reach-${late}`, 1));
   if (!regs.every((s) => s === 200)) throw new Error(`registrations at A: ${regs.filter((s) => s !== 200).length} not answered 200`);
   const names = [...users, late].map((u) => `sip:${u}@${DOMAIN_A}`);

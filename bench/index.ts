@@ -56,6 +56,10 @@ const BENCHES: Record<string, (o: BenchOptions) => Promise<Row[]>> = {
     const { benchTls } = await import('./tls.ts');
     return benchTls(o);
   },
+  trunk: async (o) => {
+    const { benchTrunk } = await import('./trunk.ts');
+    return benchTrunk({ json: o.json, seconds: o.seconds >= 5 ? o.seconds : 10 });
+  },
   sync: async (o) => {
     const { benchSync } = await import('./sync.ts');
     return benchSync(o);

@@ -24,8 +24,8 @@ import { startKamailio } from './kamailio.ts';
 import { searchRate, type Window } from './rate-search.ts';
 import { FIXTURES, lastStats, loadFlags } from './sipp.ts';
 
-const USERS = 10_000;
-const DOMAIN = 'bench.local';
+export const USERS = 10_000;
+export const DOMAIN = 'bench.local';
 
 export interface SipBenchOptions {
   seconds: number;
@@ -35,12 +35,12 @@ export interface SipBenchOptions {
   only?: string[];
 }
 
-interface Trial extends Window {
+export interface Trial extends Window {
   /** CPU seconds the server used per wall second */
   cores: number;
 }
 
-interface Target {
+export interface Target {
   name: string;
   /** SIPp's port, the same in every run: the phones keep their address, so refreshes update the same bindings */
   sippPort: number;
@@ -57,7 +57,7 @@ interface Target {
 }
 
 /** CPU pinning: [sipp's cpu, the server's cpu], or null on one core or without taskset. */
-const PIN: [number, number] | null = CAN_PIN ? [0, 1] : null;
+export const PIN: [number, number] | null = CAN_PIN ? [0, 1] : null;
 
 async function startNode(dir: string, port: number, open: boolean): Promise<Target> {
   const node = await NodeProc.start({
@@ -146,7 +146,8 @@ async function trial(t: Target, dir: string, rate: number, seconds: number, log:
   return { ...r, ok, cores };
 }
 
-async function search(t: Target, dir: string, seconds: number, log: (s: string) => void): Promise<Trial | null> {
+/** Registers every user once (the warm-up), lets the server settle, then searches the REGISTER rate it sustains. */
+export async function search(t: Target, dir: string, seconds: number, log: (s: string) => void): Promise<Trial | null> {
   // warm-up: every user registered once
   log(`  ${t.name}: warm-up, ${USERS} users`);
   await sipp(t, dir, 2000, USERS, 60);
