@@ -106,6 +106,7 @@ const SECTIONS: Record<string, string> = {
   abuse    a phone registering and calling every second while one address floods the node
   roam     a phone at two serving nodes: one dies, time until a call reaches the phone
   tls      REGISTER/s over UDP, TCP and TLS (one run, one generator); TLS handshakes/s
+  trunk    Kamailio trunked to a node: REGISTER/s with the node's checks and chain work, calls/s into its phones
   all      every one of them (the default)
 `,
 };
