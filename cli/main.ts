@@ -65,6 +65,8 @@ const SECTIONS: Record<string, string> = {
                          (repeatable: instances of one network, tried in order)
   --trunk-allow SRC      the addresses (IP or IP:PORT) whose requests are that server's
                          (repeatable; default the --trunk address itself)
+  --max-pending N        records the pending pool holds (default 50000); when full, a record
+                         replaces one paying less per byte, a signer past its share first
   --fee-rate N           units per byte the node's own records pay their miners (bindings,
                          names, its announcement, call receipts; default: the network's least)
 `,

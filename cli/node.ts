@@ -39,6 +39,7 @@ export function parseNodeArgs(args: string[]): NodeConfig {
     'sip-digest': { type: 'string' },
     'sip-ban': { type: 'string', multiple: true },
     'fee-rate': { type: 'string' },
+    'max-pending': { type: 'string' },
     trunk: { type: 'string', multiple: true },
     'trunk-allow': { type: 'string', multiple: true },
   });
@@ -114,6 +115,11 @@ export function parseNodeArgs(args: string[]): NodeConfig {
     c.trunk = { targets };
     if (v['trunk-allow'] !== undefined) c.trunk.allow = trunkSources((v['trunk-allow'] as string[]).flatMap((x) => x.split(',')), '--trunk-allow');
   } else if (v['trunk-allow'] !== undefined) throw new UserError('--trunk-allow goes with --trunk sip:IP[:PORT]');
+  if (v['max-pending'] !== undefined) {
+    const n = String(v['max-pending']);
+    if (!/^[0-9]+$/.test(n) || Number(n) < 10 || Number(n) > 10_000_000) throw new UserError(`--max-pending must be a whole number of records from 10 to 10000000, got "${n}"`);
+    c.maxPending = Number(n);
+  }
   if (v['fee-rate'] !== undefined) {
     const r = String(v['fee-rate']);
     const least = NETWORKS[network].minFeeRate;

@@ -3,7 +3,7 @@
 // without a network, so the pool is kept in step with the chain the same way everywhere.
 import { join } from 'node:path';
 import { Store } from '../core/store.ts';
-import { Mempool } from '../core/mempool.ts';
+import { Mempool, type MempoolLimits } from '../core/mempool.ts';
 import { Chain, type ChainOptions, type TipChange } from '../consensus/chain.ts';
 import type { NetworkParams } from '../consensus/params.ts';
 import { silentLogger } from '../core/log.ts';
@@ -22,7 +22,7 @@ export interface ChainStack {
 }
 
 /** Opens (or creates) the chain in DATADIR/chain. */
-export async function openChainStack(datadir: string, params: NetworkParams, opts: ChainOptions = {}): Promise<ChainStack> {
+export async function openChainStack(datadir: string, params: NetworkParams, opts: ChainOptions & { pool?: MempoolLimits } = {}): Promise<ChainStack> {
   const store = await Store.open(join(datadir, CHAIN_DIR));
   let chain: Chain;
   try {
@@ -31,7 +31,7 @@ export async function openChainStack(datadir: string, params: NetworkParams, opt
     await store.close();
     throw e;
   }
-  const pool = new Mempool(chain, params.name, chain.sigs);
+  const pool = new Mempool(chain, params.name, chain.sigs, opts.pool);
   // Registered before anything else can listen: every later listener of a tip change sees the
   // pool of the new tip.
   const follow = (c: TipChange): void => pool.update(c.connectedBlocks, c.disconnectedBlocks);

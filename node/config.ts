@@ -61,6 +61,8 @@ export interface NodeConfig {
   sipBan?: string[];
   /** the operator's own SIP server (Kamailio, a PBX) for the domain's users that do not register here, and the sources whose requests are its */
   trunk?: { targets: Array<{ host: string; port: number }>; allow?: string[] };
+  /** records the pending pool holds at most (default 50,000); past it, records are evicted by fee rate with a share per signer */
+  maxPending?: number;
   /** units per byte the node's own records (bindings, names, announcements, receipts) pay (default: the network's least) */
   feeRate?: number;
   /** worker threads that check block signatures while blocks connect (default: one per core; 0: main thread only) */

@@ -98,7 +98,7 @@ export class DotsNode {
       throw new UserError(`cannot create data directory ${config.datadir}: ${(e as Error).message}`);
     }
     // The store first: its lock is what keeps a second node off this data directory.
-    const stack = await openChainStack(config.datadir, params, { sigWorkers: config.sigWorkers ?? availableParallelism(), log, ...chainOpts });
+    const stack = await openChainStack(config.datadir, params, { sigWorkers: config.sigWorkers ?? availableParallelism(), log, pool: { maxRecords: config.maxPending }, ...chainOpts });
     let secret: Uint8Array;
     try {
       const keyFile = join(config.datadir, NODE_KEY_FILE);
