@@ -33,6 +33,10 @@ const BENCHES: Record<string, (o: BenchOptions) => Promise<Row[]>> = {
     const { benchPresence } = await import('./presence.ts');
     return benchPresence(o);
   },
+  pool: async (o) => {
+    const { benchPool } = await import('./pool.ts');
+    return benchPool(o);
+  },
   sip: async (o) => {
     const { benchSip } = await import('./sip.ts');
     // a rate counts as sustained over a 20 s window unless a longer one is asked for

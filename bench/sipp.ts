@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stopProcess } from '../test/util/proc.ts';
 import { freeUdpPort } from '../test/util/ports.ts';
-import { untilAnswering } from './ua.ts';
+import { untilSipAnswers } from '../test/util/sip-ping.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 /** SIPp scenarios and the Kamailio configuration the tests use too */
@@ -53,7 +53,7 @@ export class Uas {
     const proc = spawn(cmd, argv, { stdio: 'ignore' });
     const u = new Uas(port, proc, stats);
     try {
-      await untilAnswering('the SIPp callee', proc, port);
+      await untilSipAnswers('the SIPp callee', proc, port);
     } catch (e) {
       await u.stop();
       throw e;

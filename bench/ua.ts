@@ -4,7 +4,6 @@
 // 127.0.0.1; the agent itself may sit at any loopback address, so a benchmark can have sources.
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { randomBytes } from 'node:crypto';
-import type { ChildProcess } from 'node:child_process';
 import { getHeader, getHeaders, parseMessage, splitHeaderList, type SipRequest, type SipResponse } from '../sip/message.ts';
 import { authorize } from '../sip/digest.ts';
 
@@ -13,10 +12,6 @@ const SDP = 'v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0
 /** 16 random hex digits, for tags, Call-IDs and branches. */
 export function rnd(): string {
   return randomBytes(8).toString('hex');
-}
-
-function optionsText(ruri: string, localPort: number, branch: string): string {
-  return [`OPTIONS ${ruri} SIP/2.0`, `Via: SIP/2.0/UDP 127.0.0.1:${localPort};rport;branch=${branch}`, 'Max-Forwards: 70', `From: <sip:bench@127.0.0.1>;tag=${rnd()}`, `To: <${ruri}>`, `Call-ID: ${rnd()}`, 'CSeq: 1 OPTIONS', 'Content-Length: 0', '', ''].join('\r\n');
 }
 
 /** A REGISTER as text, with a new branch: `via` is "UDP 127.0.0.1:5062" (transport and sent-by). */
@@ -192,21 +187,6 @@ export class Ua {
  * Resolves once the server `child` started answers an OPTIONS at 127.0.0.1:`port` (any final
  * response); fails when `child` exits first or nothing answers within `timeoutMs`.
  */
-export async function untilAnswering(what: string, child: ChildProcess, port: number, timeoutMs = 15_000): Promise<void> {
-  const probe = await new Ua().open();
-  try {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      if (child.exitCode !== null) throw new Error(`${what} exited (${child.exitCode})`);
-      const branch = 'z9hG4bK' + rnd();
-      if ((await probe.transact(optionsText(`sip:127.0.0.1:${port}`, probe.port, branch), branch, port, 300)) !== null) return;
-      if (Date.now() > deadline) throw new Error(`${what} does not answer`);
-    }
-  } finally {
-    probe.close();
-  }
-}
-
 export interface CallResult {
   /** final status of the INVITE (0: none) */
   status: number;

@@ -103,6 +103,7 @@ const SECTIONS: Record<string, string> = {
   chain    validate and connect 10,000 records: blocks/s, records/s, bytes on disk per record
   presence what presence changes cost the chain: bytes per change, per user per day, at 10^9 users
   sync     initial sync of 5,000 blocks from a peer; record propagation along 3 nodes
+  pool     records/s the pending pool takes filling to 50,000 and full, each newcomer evicting one
   sip      REGISTER transactions per second, the node against Kamailio (needs sipp, kamailio)
   calls    calls/s two nodes route, latency a node adds to an INVITE, registration to reachable
   abuse    a phone registering and calling every second while one address floods the node

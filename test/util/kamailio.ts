@@ -5,13 +5,13 @@
 // through `runKamailio` too.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { stopProcess } from './proc.ts';
-import { waitFor } from './wait.ts';
-import { TestPhone } from '../sip-client.ts';
+import { untilSipAnswers } from './sip-ping.ts';
 import type { Teardown } from './tmp.ts';
 
-const OPERATOR_CONFIG = new URL('../fixtures/kamailio/operator.cfg', import.meta.url);
+const OPERATOR_CONFIG = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'kamailio', 'operator.cfg');
 
 export interface RunningKamailio {
   port: number;
@@ -45,23 +45,11 @@ export async function runKamailio(cfg: string, o: KamailioRun): Promise<RunningK
   let err = '';
   child.stderr?.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-8000)));
   const k: RunningKamailio = { port: o.port, child, log: () => err, stop: () => stopProcess(child, 5000) };
-  const probe = await new TestPhone({ host: '127.0.0.1', port: o.port }).open();
   try {
-    await waitFor(
-      'kamailio to answer OPTIONS',
-      async () => {
-        if (child.exitCode !== null) throw new Error(`kamailio exited (${child.exitCode}): ${err}`);
-        const r = await probe.request('OPTIONS', `sip:127.0.0.1:${o.port}`, [], '', 300).catch(() => undefined);
-        return r !== undefined && r.status === 200 ? true : undefined;
-      },
-      15_000,
-      100,
-    );
+    await untilSipAnswers('kamailio', child, o.port, 15_000, () => err);
   } catch (e) {
     await k.stop();
     throw e;
-  } finally {
-    probe.close();
   }
   return k;
 }
