@@ -6,8 +6,9 @@
 // while blocks connect; a second pass checks them on the main thread only, for comparison; a
 // third times the worker pool alone on the same signatures, what validation could at best reach.
 // Every record pays its fee at one unit per byte, as on the public networks (regtest asks none):
-// the commitments come from 200 keys funded by the miner first, so each record also moves its
-// signer's balance, which is what fees cost validation.
+// each commitment comes from a key of its own (as before fees), funded by the miner first, so
+// each record also moves its signer's balance, which is what fees cost validation; the funding
+// transfers are records validated too.
 import { mkdtempSync, rmSync, readdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -35,7 +36,6 @@ function dirBytes(dir: string): number {
 
 /** regtest with the public networks' least fee rate */
 const P = { ...NETWORKS.regtest, minFeeRate: 1 };
-const SIGNERS = 200;
 
 export async function benchChain(o: BenchOptions & { records?: number; perBlock?: number }): Promise<Array<Record<string, string | number>>> {
   const total = o.records ?? 10_000;
@@ -51,15 +51,17 @@ export async function benchChain(o: BenchOptions & { records?: number; perBlock?
     await miner.mineBlocks(2); // funds for transfers
     let nonce = 0;
     // the signers of the commitments, each funded for its fees
-    const signers = Array.from({ length: SIGNERS }, () => generateSecretKey());
-    for (const sk of signers) pool.add(signRecord<Transfer>(p.name, minerKey, { kind: Kind.Transfer, pubkey: minerPub, to: addressOf(publicKeyOf(sk)), amount: 10_000_000, nonce: nonce++ }, p.minFeeRate));
-    await miner.mineBlocks(1);
+    const signers = Array.from({ length: Math.ceil(total / 2) }, () => generateSecretKey());
+    for (let i = 0; i < signers.length; i += perBlock) {
+      for (const sk of signers.slice(i, i + perBlock)) pool.add(signRecord<Transfer>(p.name, minerKey, { kind: Kind.Transfer, pubkey: minerPub, to: addressOf(publicKeyOf(sk)), amount: 100_000, nonce: nonce++ }, p.minFeeRate));
+      await miner.mineBlocks(1);
+    }
     let made = 0;
     while (made < total) {
       const n = Math.min(perBlock, total - made);
       for (let i = 0; i < n; i++, made++) {
         if (i % 2 === 0) {
-          const sk = signers[made % SIGNERS];
+          const sk = signers[made / 2];
           pool.add(signRecord<NameCommit>(p.name, sk, { kind: Kind.NameCommit, pubkey: publicKeyOf(sk), commitment: randomBytes(32) }, p.minFeeRate));
         } else {
           pool.add(signRecord<Transfer>(p.name, minerKey, { kind: Kind.Transfer, pubkey: minerPub, to: randomBytes(20), amount: 1000, nonce: nonce++ }, p.minFeeRate));
@@ -72,7 +74,7 @@ export async function benchChain(o: BenchOptions & { records?: number; perBlock?
     await srcStack.close();
 
     // the funding transfers are records to validate too
-    const records = total + SIGNERS;
+    const records = total + signers.length;
     const workers = await replay(join(root, 'dst'), blocks, true);
     const mainOnly = await replay(join(root, 'dst-main-thread'), blocks, false);
     const bound = await verifyBound(blocks);
