@@ -137,6 +137,10 @@ export async function startNetwork(dir: string, nUsers: number, log: (s: string)
   await waitFor(`B to see ${late} offline`, async () => ((await b.binding(`sip:${late}@${DOMAIN_A}`)) === 'offline' ? true : undefined), 20_000, 50);
   // confirm what is pending, so B's pool is (nearly) empty when the calls start
   await confirmPending(a, b, 10);
+  // B originates the calls and pays A for them (receipts settle calls): a block of its own for
+  // the coins, mined once both agree on the tip (a block of A's at the same height would orphan it)
+  await b.mine(1);
+  await waitFor('A to take B\'s block', async () => ((await a.status()).tip === (await b.status()).tip ? true : undefined), 20_000, 50);
   log(`pending records: A ${await a.pending()}, B ${await b.pending()}`);
   return { dir, a, b, uas: callee, users, usersFile, phone, late, log };
 }

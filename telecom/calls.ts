@@ -129,6 +129,8 @@ export class CallLog {
   private readonly maxInFlight: number;
   private readonly spacingMs: number;
   private readonly feeRate: number;
+  /** the node was told once that its receipts go unpaid for want of coins */
+  private warnedUnpaid = false;
   private nextStartAt = 0;
   private readonly now: () => number;
   /** dialog hash hex -> terminated call, oldest first (Map keeps insertion order) */
@@ -369,9 +371,14 @@ export class CallLog {
           return;
         } catch (e) {
           if (e instanceof ValidationError) {
-            // Our own chain refused it (a duplicate, a cap, a reorganisation): asking again
-            // would get the same countersignature and the same answer.
-            this.log.warn(`receipts: call ${id} with node ${who}: the chain refused the receipt: ${e.message}`);
+            // Our own chain refused it (a duplicate, a reorganisation, a balance that cannot pay):
+            // asking again would get the same countersignature and the same answer. A node short
+            // of coins would say so for every call: once is enough, with what to do.
+            if (e.code === 'settlement-unpaid' || e.code === 'fee-unpaid') {
+              if (!this.warnedUnpaid) this.log.warn(`receipts: call ${id} with node ${who}: the chain refused the receipt: ${e.message}; this node's key pays for the calls it sends to other nodes: mine (--mine) or send coins to its address (said once)`);
+              else this.log.debug(`receipts: call ${id} with node ${who}: the chain refused the receipt: ${e.message}`);
+              this.warnedUnpaid = true;
+            } else this.log.warn(`receipts: call ${id} with node ${who}: the chain refused the receipt: ${e.message}`);
             this.outcome({ status: 'failed', callId: r.callId, code: e.code, message: e.message });
             return;
           }

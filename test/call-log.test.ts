@@ -13,6 +13,7 @@ import { verifyTagged } from '../core/sig.ts';
 import { silentLogger, type Logger } from '../core/log.ts';
 import { CallLog, dialogHash, type CallEnd, type ReceiptOutcome } from '../telecom/calls.ts';
 import { ReceiptExchange, ReceiptError, type UnsignedReceipt } from '../p2p/receipts.ts';
+import { ValidationError } from '../core/errors.ts';
 import { P2PNetwork } from '../p2p/network.ts';
 import type { Chain } from '../consensus/chain.ts';
 import type { Mempool } from '../core/mempool.ts';
@@ -410,5 +411,29 @@ t.test('a node that leaves the calls this node carried for it unsettled gets no 
   // Unpaid calls older than the window in which a receipt could still settle them are let go.
   now += 6 * 3600_000;
   t.equal(log.refusesCallsFrom(other.address), null, 'after 6 hours');
+  log.stop();
+});
+
+t.test('a node short of coins for its calls is told once, not at every call', async (t) => {
+  const { chain, pool } = await openChain(t);
+  const me = newKey();
+  const them = newKey();
+  await mineAll([chain], 1, [announce(me, []), announce(them, ['/ip4/127.0.0.1/tcp/9/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN'])]);
+  const lines: string[] = [];
+  const outcomes: ReceiptOutcome[] = [];
+  // the exchange as the node has it: the countersigned record goes to the pool, which refuses it
+  const exchange = {
+    knowsCall: () => false,
+    settle: () => Promise.reject(new ValidationError('settlement-unpaid', '30 s of call at 1000 per second costs 30000, the signer\'s balance is 0')),
+  };
+  const log = new CallLog({ chain, pool, secret: me.secret, log: capture(lines), exchange, onOutcome: (o) => outcomes.push(o) });
+  const ended = Math.floor(Date.now() / 1000);
+  for (const id of ['x', 'y', 'z']) log.callEnded({ callId: id, fromTag: 'f', toTag: 't', role: 'orig', peerNodeId: them.address, answered: ended - 30, ended });
+  await until('three outcomes', () => outcomes.length === 3);
+  t.same(outcomes.map((o) => o.status === 'failed' && o.code), ['settlement-unpaid', 'settlement-unpaid', 'settlement-unpaid']);
+  const warned = lines.filter((l) => l.startsWith('warn') && l.includes('settlement-unpaid'));
+  t.equal(warned.length, 1, 'one warning');
+  t.match(warned[0], /this node's key pays for the calls it sends to other nodes: mine \(--mine\) or send coins to its address/, 'saying what to do');
+  t.equal(lines.filter((l) => l.startsWith('debug') && l.includes('settlement-unpaid')).length, 2, 'the rest at debug');
   log.stop();
 });
