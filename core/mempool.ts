@@ -52,7 +52,6 @@ interface Signer {
   spent: number;
   /** pending transfers: the nonces they use up */
   transfers: number;
-  bytes: number;
 }
 
 /**
@@ -99,11 +98,6 @@ export class Mempool extends EventEmitter<MempoolEvents> {
 
   get size(): number {
     return this.entries.size;
-  }
-
-  /** Bytes of the records held. */
-  get byteSize(): number {
-    return this.bytes;
   }
 
   has(idHex: string): boolean {
@@ -195,12 +189,11 @@ export class Mempool extends EventEmitter<MempoolEvents> {
   private static join(signers: Map<string, Signer>, h: Held): void {
     let s = signers.get(h.signer);
     if (s === undefined) {
-      s = { held: [], spent: 0, transfers: 0, bytes: 0 };
+      s = { held: [], spent: 0, transfers: 0 };
       signers.set(h.signer, s);
     }
     s.held.push(h);
     s.spent += h.spent;
-    s.bytes += h.rec.bytes.length;
     if (h.rec.body.kind === Kind.Transfer) s.transfers++;
   }
 
@@ -320,7 +313,6 @@ export class Mempool extends EventEmitter<MempoolEvents> {
       const i = s.held.indexOf(e);
       if (i >= 0) s.held.splice(i, 1);
       s.spent -= e.spent;
-      s.bytes -= e.rec.bytes.length;
       if (e.rec.body.kind === Kind.Transfer) s.transfers--;
       if (s.held.length === 0) this.signers.delete(e.signer);
     }

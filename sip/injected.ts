@@ -42,6 +42,8 @@ export interface UserDirectory {
   userOfAlias?(name: string): string | undefined;
   /** the users whose phones register at the operator's server behind the trunk (`dots user add --trunk`) */
   trunkUsers?(): string[];
+  /** whether `user` is one of them */
+  isTrunkUser?(user: string): boolean;
 }
 
 export interface SipLogger {

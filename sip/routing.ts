@@ -99,7 +99,7 @@ export class Router {
       name = ours ? this.self.aorOf(user) : `sip:${user}@${host}`;
       // A number dialled as sip:+NUMBER@this-domain, as most phones send it (without
       // user=phone): a number on the chain, unless an account here is called that.
-      if (ours && E164_USER.test(user) && this.users.lookup(user) === undefined && !this.registrar.has(name) && this.users.trunkUsers?.().includes(user) !== true) {
+      if (ours && E164_USER.test(user) && this.users.lookup(user) === undefined && !this.registrar.has(name) && this.users.isTrunkUser?.(user) !== true) {
         name = user;
         ours = false;
       }

@@ -140,7 +140,7 @@ export class SipService {
     this.proxy = new Proxy(host, { ...opts.proxy, onCallEnd: opts.onCallEnd, sdesOverTlsOnly: opts.requireTls === true });
     this.presence = new PresenceAgent(host, (name) => this.router.presenceOf(name), opts.presence);
     const open = opts.openRegistration;
-    this.trunk = opts.trunk === undefined ? undefined : new Trunk(opts.trunk, self, this.transport, this.tx);
+    this.trunk = opts.trunk === undefined ? undefined : new Trunk(opts.trunk, self, this.tx);
     this.users = opts.users;
     this.onPresence = opts.onPresence;
     const relay = new RelayPolicy(self, this.registrar, this.digest, opts.users, open, this.trunk);

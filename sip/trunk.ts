@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto';
 import { isIP } from 'node:net';
 import { headerKey, type SipHeader, type SipRequest } from './message.ts';
 import { newBranch, newTag } from './serialize.ts';
-import { viaFor, type Flow, type SipTransport } from './transport.ts';
+import { viaFor, type Flow } from './transport.ts';
 import type { TransactionLayer } from './transaction.ts';
 import type { NodeIdentity } from './identity.ts';
 import type { PresenceListener } from './registrar.ts';
@@ -59,7 +59,6 @@ export class Trunk {
   constructor(
     o: TrunkOptions,
     private readonly self: NodeIdentity,
-    private readonly transport: SipTransport,
     private readonly tx: TransactionLayer,
   ) {
     if (o.targets.length === 0) throw new Error('a trunk needs at least one server');

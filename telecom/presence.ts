@@ -21,7 +21,7 @@ import { ValidationError } from '../core/errors.ts';
 import { bytesEqual, fromHex, isHex, toHex } from '../core/hash.ts';
 import { addressOf } from '../core/address.ts';
 import { publicKeyOf } from '../core/sig.ts';
-import { BindingStatus, Kind, commitmentOf, domainOf, isValidName, signRecord, type Binding, type NameClaim, type NameCommit, type NameRenew, type NameTransfer, type NodeAnnounce, type Rec } from '../core/records.ts';
+import { BindingStatus, Kind, commitmentOf, domainOf, isValidName, signRecord, type Binding, type NameClaim, type NameCommit, type NameRenew, type NameTransfer, type NodeAnnounce, type Rec, type Unsigned } from '../core/records.ts';
 import { actsFor, allBindings, getBinding, getName, getNode, keys, seqAfter, servesName, slotOf, type CommitEntry } from '../core/state.ts';
 import { writeOwnerOnlyAsync } from '../core/files.ts';
 import type { Chain } from '../consensus/chain.ts';
@@ -273,6 +273,11 @@ export class PresenceBridge {
     }
   }
 
+  /** Signs one of the node's records with its key, paying its fee rate. */
+  private sign<T extends NodeAnnounce | NameCommit | NameClaim | NameRenew | NameTransfer | Binding>(unsigned: Unsigned<T>): Rec {
+    return signRecord<T>(this.network, this.secret, unsigned, this.feeRate);
+  }
+
   private pending(id: string): boolean {
     return id !== '' && this.o.pool.has(id);
   }
@@ -339,7 +344,7 @@ export class PresenceBridge {
     if (cur !== undefined && sameList(cur.sipUris, uris) && sameList(cur.p2pAddrs, p2p) && bytesEqual(cur.rewardAddress, reward)) return;
     if (this.pending(this.announceId)) return;
     const seq = Math.max(cur?.seq ?? 0, this.announceSeq) + 1;
-    const rec = signRecord<NodeAnnounce>(this.network, this.secret, { kind: Kind.NodeAnnounce, pubkey: this.pub, sipUris: uris, p2pAddrs: p2p, rewardAddress: reward, seq }, this.feeRate);
+    const rec = this.sign<NodeAnnounce>({ kind: Kind.NodeAnnounce, pubkey: this.pub, sipUris: uris, p2pAddrs: p2p, rewardAddress: reward, seq });
     if (await this.submit(rec, 'node announcement')) {
       this.announceId = toHex(rec.id);
       this.announceSeq = seq;
@@ -368,7 +373,7 @@ export class PresenceBridge {
       if (await this.handOver(name, entry.seq)) return null;
       // renew when a tenth of the lifetime is left
       if (entry.expiry - next < Math.max(2, Math.floor(p.nameLifetime / 10)) && !this.pending(this.pendingIds.get(name) ?? '')) {
-        const rec = signRecord<NameRenew>(this.network, this.secret, { kind: Kind.NameRenew, name, pubkey: this.pub, nameSeq: entry.seq }, this.feeRate);
+        const rec = this.sign<NameRenew>({ kind: Kind.NameRenew, name, pubkey: this.pub, nameSeq: entry.seq });
         if (await this.submit(rec, `renewal of ${name}`)) {
           this.pendingIds.set(name, toHex(rec.id));
           this.stats.renewals++;
@@ -388,7 +393,7 @@ export class PresenceBridge {
     if (c === undefined) {
       const salt = randomBytes(32);
       commitment = commitmentOf(name, salt, this.pub);
-      const rec = signRecord<NameCommit>(this.network, this.secret, { kind: Kind.NameCommit, pubkey: this.pub, commitment }, this.feeRate);
+      const rec = this.sign<NameCommit>({ kind: Kind.NameCommit, pubkey: this.pub, commitment });
       // the salt is on disk before the commitment can be on the chain (see flushCommits)
       this.claims.set(name, { salt: toHex(salt), commit: toHex(rec.id) });
       this.claimsDirty = true;
@@ -397,7 +402,7 @@ export class PresenceBridge {
     if (ce === undefined) {
       // not confirmed: pending, or lost (a restart empties the pool): send it again, same bytes
       if (!this.pending(c.commit)) {
-        const rec = signRecord<NameCommit>(this.network, this.secret, { kind: Kind.NameCommit, pubkey: this.pub, commitment: commitment as Uint8Array }, this.feeRate);
+        const rec = this.sign<NameCommit>({ kind: Kind.NameCommit, pubkey: this.pub, commitment: commitment as Uint8Array });
         await this.submit(rec, `commitment to ${name}`);
       }
       return null;
@@ -409,7 +414,7 @@ export class PresenceBridge {
       const d = getName(st, domain);
       if (d === undefined || d.expiry < next || !actsFor(d, this.pub)) return null;
     }
-    const rec = signRecord<NameClaim>(this.network, this.secret, { kind: Kind.NameClaim, name, pubkey: this.pub, salt: fromHex(c.salt) }, this.feeRate);
+    const rec = this.sign<NameClaim>({ kind: Kind.NameClaim, name, pubkey: this.pub, salt: fromHex(c.salt) });
     if (await this.submit(rec, `claim of ${name}`)) {
       this.pendingIds.set(name, toHex(rec.id));
       this.stats.claims++;
@@ -428,7 +433,7 @@ export class PresenceBridge {
     const owner = this.o.users.ownerOf(name.slice(4, -suffix.length));
     if (owner === undefined || bytesEqual(owner, this.pub)) return false;
     if (this.pending(this.pendingIds.get(name) ?? '')) return true;
-    const rec = signRecord<NameTransfer>(this.network, this.secret, { kind: Kind.NameTransfer, name, pubkey: this.pub, newOwner: owner, delegates: [this.nodeId], nameSeq }, this.feeRate);
+    const rec = this.sign<NameTransfer>({ kind: Kind.NameTransfer, name, pubkey: this.pub, newOwner: owner, delegates: [this.nodeId], nameSeq });
     if (await this.submit(rec, `hand-over of ${name}`)) {
       this.pendingIds.set(name, toHex(rec.id));
       this.stats.handovers++;
@@ -482,7 +487,7 @@ export class PresenceBridge {
       return 'done';
     }
     const seq = Math.max(seqAfter(entry, this.nodeId), mine?.seq ?? 0) + 1;
-    const rec = signRecord<Binding>(this.network, this.secret, { kind: Kind.Binding, name, node: this.nodeId, status: want.status, expires: want.expires, seq, pubkey: this.pub }, this.feeRate);
+    const rec = this.sign<Binding>({ kind: Kind.Binding, name, node: this.nodeId, status: want.status, expires: want.expires, seq, pubkey: this.pub });
     if (!(await this.submit(rec, `binding of ${name}`))) return 'retry';
     this.bindings.set(name, { id: toHex(rec.id), seq, status: want.status, expires: want.expires });
     this.stats.bindings++;
