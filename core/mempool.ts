@@ -18,8 +18,8 @@
 import { EventEmitter } from 'node:events';
 import { ValidationError } from './errors.ts';
 import { toHex } from './hash.ts';
-import { Kind, checkRecordSignature, feeRate, type Rec, type RecordBody, type Binding } from './records.ts';
-import { StateView, applyRecord, getAccount, keys, type ApplyContext, type StateReader } from './state.ts';
+import { Kind, checkRecordSignature, feeRate, type Rec, type RecordBody, type Presence } from './records.ts';
+import { StateView, applyRecord, getAccount, keys, nameOfRef, type ApplyContext, type StateReader } from './state.ts';
 import { addressOf } from './address.ts';
 import { rulersOf } from './names.ts';
 import type { SigCache } from './sig.ts';
@@ -30,6 +30,23 @@ export interface PoolChain {
   readonly state: StateReader;
   nextContext(): ApplyContext;
 }
+
+/** A pending binding of a name to a node: a Binding record, or one entry of a node's Presence record. */
+export interface PendingBinding {
+  rec: Rec;
+  node: Uint8Array;
+  status: number;
+  expires: number;
+  seq: number;
+}
+
+/**
+ * Versions of one presence record (one node, one sequence) the pool takes: each replaces the one
+ * before with more of the node's changes, so a node pays for one record per block, not one per
+ * change; the cap bounds what a node can make its peers relay for the one record it pays for
+ * (32 versions of at most 4 KB), and an honest node past it starts a record with the next sequence.
+ */
+export const MAX_PRESENCE_VERSIONS = 32;
 
 export interface PoolEntry {
   rec: Rec;
@@ -164,19 +181,44 @@ export class Mempool extends EventEmitter<MempoolEvents> {
   }
 
   /** Pending bindings by name, in arrival order: routing reads them on every call. */
-  private readonly bindings = new Map<string, Rec[]>();
+  private readonly bindings = new Map<string, PendingBinding[]>();
+  /** the names each pending presence record binds (the state that gave them may move on) */
+  private readonly presenceNames = new Map<Rec, string[]>();
+
+  private index(name: string, pb: PendingBinding): void {
+    const list = this.bindings.get(name);
+    if (list === undefined) this.bindings.set(name, [pb]);
+    else list.push(pb);
+  }
+
+  private unindex(name: string, rec: Rec): void {
+    const list = this.bindings.get(name);
+    if (list === undefined) return;
+    const rest = list.filter((x) => x.rec !== rec);
+    if (rest.length === 0) this.bindings.delete(name);
+    else this.bindings.set(name, rest);
+  }
 
   private track(rec: Rec, sign: 1 | -1): void {
     const b = rec.body;
     if (b.kind === Kind.Binding) {
-      const list = this.bindings.get(b.name);
+      if (sign === 1) this.index(b.name, { rec, node: b.node, status: b.status, expires: b.expires, seq: b.seq });
+      else this.unindex(b.name, rec);
+    }
+    if (b.kind === Kind.Presence) {
       if (sign === 1) {
-        if (list === undefined) this.bindings.set(b.name, [rec]);
-        else list.push(rec);
-      } else if (list !== undefined) {
-        const rest = list.filter((r) => r !== rec);
-        if (rest.length === 0) this.bindings.delete(b.name);
-        else this.bindings.set(b.name, rest);
+        const node = addressOf(b.pubkey);
+        const names: string[] = [];
+        for (const e of b.entries) {
+          // it was checked against this state: every number has its name
+          const name = nameOfRef(this.chain.state, e.ref) as string;
+          names.push(name);
+          this.index(name, { rec, node, status: e.status, expires: e.expires, seq: b.seq });
+        }
+        this.presenceNames.set(rec, names);
+      } else {
+        for (const name of this.presenceNames.get(rec) ?? []) this.unindex(name, rec);
+        this.presenceNames.delete(rec);
       }
     }
     if (b.kind === Kind.NameClaim) {
@@ -255,12 +297,60 @@ export class Mempool extends EventEmitter<MempoolEvents> {
     }
   }
 
+  /** per signer, the sequence of its last presence record and how many versions of it were taken */
+  private readonly presenceVersions = new Map<string, { seq: number; versions: number }>();
+
+  /**
+   * A node's presence record with the sequence of one it has pending replaces that one, if that is
+   * its signer's last record (so the order its records are mined in stays), the newcomer carries
+   * every name the old one did, and the sequence has not had MAX_PRESENCE_VERSIONS versions.
+   * Returns the record it replaces; throws when it may not; undefined for a record that replaces
+   * nothing.
+   */
+  private replaced(rec: Rec, signer: string): Held | undefined {
+    const b = rec.body;
+    if (b.kind !== Kind.Presence) return undefined;
+    const s = this.signers.get(signer);
+    let same: Held | undefined;
+    for (const h of s?.held ?? []) if (h.rec.body.kind === Kind.Presence && h.rec.body.seq === b.seq) same = h;
+    if (same === undefined || s === undefined) return undefined;
+    if (same !== s.held[s.held.length - 1]) throw new ValidationError('replacement-refused', `presence sequence ${b.seq} is pending and followed by other records of its node; use a higher sequence`);
+    const old = same.rec.body as Presence;
+    let i = 0;
+    for (const e of b.entries) if (i < old.entries.length && e.ref === old.entries[i].ref) i++;
+    if (i < old.entries.length) throw new ValidationError('replacement-refused', `a presence record replacing pending sequence ${b.seq} must carry every name that one does`);
+    const v = this.presenceVersions.get(signer);
+    if (v !== undefined && v.seq === b.seq && v.versions >= MAX_PRESENCE_VERSIONS) throw new ValidationError('replacement-refused', `presence sequence ${b.seq} was replaced ${MAX_PRESENCE_VERSIONS - 1} times; use a higher sequence`);
+    return same;
+  }
+
   private insert(rec: Rec, state: StateReader, ctx: ApplyContext): void {
     const hex = toHex(rec.id);
     if (this.entries.has(hex)) throw new ValidationError('already-pending', 'record is already pending');
+    const signer = toHex(payerOf(rec.body));
+    const old = this.replaced(rec, signer);
+    if (old !== undefined) {
+      // checked with the old one's spending out of the signer's account; it comes back if the newcomer fails
+      const versions = this.presenceVersions.get(signer);
+      this.remove(old.hex);
+      if (versions !== undefined) this.presenceVersions.set(signer, versions);
+      try {
+        this.insert(rec, state, ctx);
+      } catch (err) {
+        this.insert(old.rec, state, ctx);
+        if (versions !== undefined) this.presenceVersions.set(signer, versions);
+        throw err;
+      }
+      return;
+    }
     const spent = this.check(rec, state, ctx, this.signers);
-    const h: Held = { rec, added: Date.now(), hex, signer: toHex(payerOf(rec.body)), spent, rate: feeRate(rec) };
+    const h: Held = { rec, added: Date.now(), hex, signer, spent, rate: feeRate(rec) };
     this.makeRoom(h);
+    if (rec.body.kind === Kind.Presence) {
+      const v = this.presenceVersions.get(signer);
+      if (v !== undefined && v.seq === rec.body.seq) v.versions++;
+      else this.presenceVersions.set(signer, { seq: rec.body.seq, versions: 1 });
+    }
     this.entries.set(hex, h);
     this.bytes += rec.bytes.length;
     Mempool.join(this.signers, h);
@@ -317,6 +407,7 @@ export class Mempool extends EventEmitter<MempoolEvents> {
       if (s.held.length === 0) this.signers.delete(e.signer);
     }
     this.drop(e);
+    if (!this.signers.has(e.signer)) this.presenceVersions.delete(e.signer);
     return true;
   }
 
@@ -417,12 +508,11 @@ export class Mempool extends EventEmitter<MempoolEvents> {
    * The pending bindings of a name, the highest sequence per serving node, in the order the kept
    * ones arrived (the last is the freshest), for routing before confirmation.
    */
-  pendingBindings(name: string): Binding[] {
+  pendingBindings(name: string): PendingBinding[] {
     const list = this.bindings.get(name);
     if (list === undefined) return [];
-    const best = new Map<string, Binding>();
-    for (const r of list) {
-      const b = r.body as Binding;
+    const best = new Map<string, PendingBinding>();
+    for (const b of list) {
       const k = toHex(b.node);
       const cur = best.get(k);
       if (cur === undefined || b.seq > cur.seq) {

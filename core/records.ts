@@ -20,6 +20,7 @@ export const Kind = {
   Binding: 7,
   Transfer: 8,
   CallReceipt: 9,
+  Presence: 10,
 } as const;
 export type KindCode = (typeof Kind)[keyof typeof Kind];
 export const KIND_NAMES: Record<KindCode, string> = {
@@ -33,6 +34,7 @@ export const KIND_NAMES: Record<KindCode, string> = {
   7: 'binding',
   8: 'transfer',
   9: 'call-receipt',
+  10: 'presence',
 };
 
 export const MAX_RECORD_BYTES = 4096;
@@ -40,6 +42,11 @@ export const MAX_RECORD_BYTES = 4096;
 export const MAX_DELEGATES = 8;
 export const MAX_NAME_LENGTH = 128;
 export const BindingStatus = { Offline: 0, Online: 1 } as const;
+/**
+ * Most changes one presence record carries: at 10 bytes an entry at worst, a full record stays
+ * within MAX_RECORD_BYTES (a node with more changes in a block signs several).
+ */
+export const MAX_PRESENCE_ENTRIES = 384;
 
 export interface Coinbase {
   kind: 0;
@@ -156,7 +163,36 @@ export interface CallReceipt {
   termSig: Uint8Array;
 }
 
-export type RecordBody = Coinbase | NodeAnnounce | NameCommit | NameClaim | NameRenew | NameTransfer | NameDelegate | Binding | Transfer | CallReceipt;
+/** One user's change in a presence record: the name by its number on the chain (NameEntry.ref). */
+export interface PresenceEntry {
+  ref: number;
+  status: number;
+  /** unix seconds until which it holds, at or after the record's `base` */
+  expires: number;
+}
+
+/**
+ * The compact form of presence (issue 17): one record per node per block for all of its users'
+ * changes, each change as the name's number and a varint of status and expiry, so the key,
+ * the signature and the node id are paid once for all of them. Each entry follows the rules of
+ * a Binding that the signing node makes for itself, with the record's `seq` as every entry's
+ * sequence (docs/presence-scale.md).
+ */
+export interface Presence {
+  kind: 10;
+  /** the serving node's key: the node every entry binds is its id */
+  pubkey: Uint8Array;
+  seq: number;
+  /** unix seconds the entries' expiries count from */
+  base: number;
+  /** at least one, at most MAX_PRESENCE_ENTRIES, refs strictly increasing */
+  entries: PresenceEntry[];
+  /** units paid to the miner, at least the network's minFeeRate per byte of the record */
+  fee: number;
+  sig: Uint8Array;
+}
+
+export type RecordBody = Coinbase | NodeAnnounce | NameCommit | NameClaim | NameRenew | NameTransfer | NameDelegate | Binding | Transfer | CallReceipt | Presence;
 export type SignedBody = Exclude<RecordBody, Coinbase>;
 /**
  * A record body without its signature, as a signer builds it; without a fee, signRecord sets
@@ -229,7 +265,71 @@ function fieldsOf(b: RecordBody): Value[] {
       return [8, b.pubkey, b.to, b.amount, b.fee, b.nonce];
     case 9:
       return [9, b.callId, b.orig, b.term, b.answered, b.ended, b.pubkey, b.termPubkey, b.fee];
+    case 10:
+      return [10, b.pubkey, b.seq, b.base, packEntries(b.base, b.entries), b.fee];
   }
+}
+
+// Presence entries packed as unsigned LEB128 varints, two per entry: the ref's gap after the
+// previous ref (the first ref itself; refs strictly increase, so a gap of 0 means "the next
+// number"), then (expires - base) * 2 + status. Multiplication, not shifts: values pass 2^31.
+function putVarint(out: number[], x: number): void {
+  while (x >= 0x80) {
+    out.push((x % 0x80) + 0x80);
+    x = Math.floor(x / 0x80);
+  }
+  out.push(x);
+}
+
+/** Packs entries (sorted by ref) against `base`; throws EncodingError for what cannot be packed. */
+export function packEntries(base: number, entries: readonly PresenceEntry[]): Uint8Array {
+  const out: number[] = [];
+  let prev = -1;
+  for (const e of entries) {
+    if (!Number.isSafeInteger(e.ref) || e.ref <= prev || e.ref > 0xffffffff) throw new EncodingError('presence entries must have strictly increasing refs below 2^32');
+    if (!Number.isSafeInteger(e.expires) || e.expires < base || e.expires > 0xffffffff) throw new EncodingError('a presence entry expires before the record\'s base');
+    if (e.status !== 0 && e.status !== 1) throw new EncodingError('a presence status is 0 or 1');
+    putVarint(out, e.ref - prev - 1);
+    putVarint(out, (e.expires - base) * 2 + e.status);
+    prev = e.ref;
+  }
+  return Uint8Array.from(out);
+}
+
+/** Reads one canonical varint of at most 5 bytes at `at`; returns [value, next offset]. */
+function getVarint(b: Uint8Array, at: number): [number, number] {
+  let x = 0;
+  let mul = 1;
+  for (let i = 0; i < 5; i++) {
+    if (at + i >= b.length) throw new EncodingError('presence entries end inside a number');
+    const byte = b[at + i];
+    x += (byte & 0x7f) * mul;
+    if (byte < 0x80) {
+      if (byte === 0 && i > 0) throw new NonCanonicalError('presence entries: a number with a needless trailing byte');
+      return [x, at + i + 1];
+    }
+    mul *= 0x80;
+  }
+  throw new EncodingError('presence entries: a number longer than 5 bytes');
+}
+
+export function unpackEntries(base: number, b: Uint8Array): PresenceEntry[] {
+  const list: PresenceEntry[] = [];
+  let at = 0;
+  let prev = -1;
+  while (at < b.length) {
+    if (list.length === MAX_PRESENCE_ENTRIES) throw new EncodingError(`a presence record carries at most ${MAX_PRESENCE_ENTRIES} entries`);
+    const [gap, a1] = getVarint(b, at);
+    const [v, a2] = getVarint(b, a1);
+    at = a2;
+    const ref = prev + 1 + gap;
+    const expires = base + Math.floor(v / 2);
+    if (ref > 0xffffffff || expires > 0xffffffff) throw new EncodingError('presence entry out of range');
+    list.push({ ref, status: v % 2, expires });
+    prev = ref;
+  }
+  if (list.length === 0) throw new EncodingError('a presence record carries at least one entry');
+  return list;
 }
 
 export function sigTag(network: string, kind: KindCode): string {
@@ -324,7 +424,7 @@ export function decodeBody(bytes: Uint8Array): RecordBody {
   if (bytes.length > MAX_RECORD_BYTES) throw new EncodingError(`record larger than ${MAX_RECORD_BYTES} bytes`);
   const v = decode(bytes);
   if (!Array.isArray(v) || v.length === 0) throw new EncodingError('record: expected a non-empty array');
-  const kind = asUint(v[0], 'kind', 9) as KindCode;
+  const kind = asUint(v[0], 'kind', 10) as KindCode;
   switch (kind) {
     case 0: {
       const a = asArray(v, 6, 'coinbase');
@@ -421,6 +521,19 @@ export function decodeBody(bytes: Uint8Array): RecordBody {
         termSig: asBytes(a[10], 'termSig', SIG_BYTES),
       };
     }
+    case 10: {
+      const a = asArray(v, 7, 'presence');
+      const base = asUint(a[3], 'base', 0xffffffff);
+      return {
+        kind,
+        pubkey: pk(a[1], 'pubkey'),
+        seq: asUint(a[2], 'seq'),
+        base,
+        entries: unpackEntries(base, asBytes(a[4], 'entries', [1, MAX_RECORD_BYTES])),
+        fee: asUint(a[5], 'fee'),
+        sig: sigOf(a[6]),
+      };
+    }
     default:
       throw new EncodingError(`unknown record kind ${kind as number}`);
   }
@@ -469,11 +582,19 @@ export function idHex(r: Rec): string {
   return toHex(r.id);
 }
 
-/** A JSON view of a record for the API and the CLI. */
-export function recordJson(body: RecordBody): Record<string, unknown> {
+/**
+ * A JSON view of a record for the API and the CLI; `nameOfRef` turns a presence entry's name
+ * number back into the name (from the chain state), when the caller has one.
+ */
+export function recordJson(body: RecordBody, nameOfRef?: (ref: number) => string | undefined): Record<string, unknown> {
   const out: Record<string, unknown> = { kind: KIND_NAMES[body.kind] };
   for (const [k, v] of Object.entries(body)) {
     if (k === 'kind') continue;
+    if (body.kind === Kind.Presence && k === 'entries') {
+      out.node = toHex(addressOf(body.pubkey));
+      out.entries = body.entries.map((e) => ({ name: nameOfRef?.(e.ref) ?? null, ...e }));
+      continue;
+    }
     out[k] = v instanceof Uint8Array ? toHex(v) : Array.isArray(v) ? v.map((x: unknown) => (x instanceof Uint8Array ? toHex(x) : x)) : v;
   }
   return out;

@@ -35,6 +35,20 @@ export interface NameEntry {
   /** the nodes that serve the name besides its owner, in the owner's order of preference */
   delegates: Uint8Array[];
   since: number;
+  /**
+   * The name's number: given at its first claim, in claim order, and kept for good (a lapsed
+   * name re-claimed keeps it), so a presence record names a user in a few bytes.
+   */
+  ref: number;
+}
+/** The name a number stands for (NameEntry.ref), and how many numbers were given. */
+export interface RefEntry {
+  t: 'ref';
+  name: string;
+}
+export interface CountEntry {
+  t: 'count';
+  n: number;
 }
 /** What one serving node last said of a name. */
 export interface BindingSlot {
@@ -84,7 +98,7 @@ export interface CommitsAtEntry {
   t: 'commits';
   list: Uint8Array[];
 }
-export type Entry = NameEntry | BindingEntry | NodeEntry | AccountEntry | CommitEntry | ReceiptEntry | CommitsAtEntry;
+export type Entry = NameEntry | BindingEntry | NodeEntry | AccountEntry | CommitEntry | ReceiptEntry | CommitsAtEntry | RefEntry | CountEntry;
 
 const BINDING_PREFIX = 'b:';
 const NODE_PREFIX = 'd:';
@@ -102,13 +116,15 @@ export const keys = {
   commit: (c: Uint8Array): string => `c:${keyOf(c)}`,
   receipt: (callId: Uint8Array): string => `r:${keyOf(callId)}`,
   commitsAt: (height: number): string => `h:${height}`,
+  nameRef: (ref: number): string => `i:${ref.toString(36)}`,
+  nameCount: 'm:names',
 };
 
 export function encodeEntry(e: Entry): Uint8Array {
   let f: Value[];
   switch (e.t) {
     case 'name':
-      f = [e.owner, e.expiry, e.seq, e.delegates, e.since];
+      f = [e.owner, e.expiry, e.seq, e.delegates, e.since, e.ref];
       break;
     case 'binding':
       f = [e.floor, e.slots.map((x) => [x.node, x.status, x.expires, x.seq, x.height])];
@@ -128,6 +144,12 @@ export function encodeEntry(e: Entry): Uint8Array {
     case 'commits':
       f = [e.list];
       break;
+    case 'ref':
+      f = [e.name];
+      break;
+    case 'count':
+      f = [e.n];
+      break;
   }
   return encode(f);
 }
@@ -136,7 +158,7 @@ export function decodeEntry(key: string, bytes: Uint8Array): Entry {
   const a = decode(bytes) as Value[];
   switch (key[0]) {
     case 'n':
-      asArray(a, 5, key);
+      asArray(a, 6, key);
       return {
         t: 'name',
         owner: asBytes(a[0], 'owner'),
@@ -144,6 +166,7 @@ export function decodeEntry(key: string, bytes: Uint8Array): Entry {
         seq: asUint(a[2], 'seq'),
         delegates: asArray(a[3], [0, 64], 'delegates').map((d) => asBytes(d, 'delegate')),
         since: asUint(a[4], 'since'),
+        ref: asUint(a[5], 'ref'),
       };
     case 'b': {
       asArray(a, 2, key);
@@ -176,6 +199,12 @@ export function decodeEntry(key: string, bytes: Uint8Array): Entry {
     case 'h':
       asArray(a, 1, key);
       return { t: 'commits', list: asArray(a[0], [0, 1_000_000], 'commitments').map((c) => asBytes(c, 'commitment', 32)) };
+    case 'i':
+      asArray(a, 1, key);
+      return { t: 'ref', name: asString(a[0], 'name', 300) };
+    case 'm':
+      asArray(a, 1, key);
+      return { t: 'count', n: asUint(a[0], 'count') };
     default:
       throw new Error(`unknown state key ${asString(key, 'key', 300)}`);
   }
@@ -274,6 +303,10 @@ export function getBinding(s: StateReader, name: string): BindingEntry | undefin
 }
 export function getNode(s: StateReader, id: Uint8Array): NodeEntry | undefined {
   return s.get(keys.node(id)) as NodeEntry | undefined;
+}
+/** The name a presence entry's number stands for. */
+export function nameOfRef(s: StateReader, ref: number): string | undefined {
+  return (s.get(keys.nameRef(ref)) as RefEntry | undefined)?.name;
 }
 export function getAccount(s: StateReader, addr: Uint8Array): AccountEntry {
   return (s.get(keys.account(addr)) as AccountEntry | undefined) ?? { t: 'account', balance: 0, nonce: 0 };
@@ -404,6 +437,37 @@ export function applyRecord(v: StateView, rec: Rec, ctx: ApplyContext): number {
   return body.fee;
 }
 
+/** Gives a newly claimed name the next number, and records which name it stands for. */
+function newRef(v: StateView, name: string): number {
+  const n = (v.get(keys.nameCount) as CountEntry | undefined)?.n ?? 0;
+  v.set(keys.nameCount, { t: 'count', n: n + 1 });
+  v.set(keys.nameRef(n), { t: 'ref', name });
+  return n;
+}
+
+/**
+ * One binding of `name` to `node`, signed by `signer`: the rules every binding follows, whether
+ * a record of its own or an entry of a node's presence record.
+ */
+function bind(v: StateView, name: string, node: Uint8Array, signer: Uint8Array, status: number, expires: number, seq: number, ctx: ApplyContext): void {
+  const { height, rules } = ctx;
+  const n = getName(v, name);
+  if (n === undefined) fail('unknown-name', `${name} is not claimed`);
+  if (n.expiry < height) fail('name-expired', `${name} expired at height ${n.expiry}`);
+  if (!actsFor(n, signer)) fail('not-authorized', `binding for ${name} is signed by neither its owner nor a delegate`);
+  // A delegate speaks for itself only: it cannot say the user is at another serving node.
+  if (!bytesEqual(n.owner, signer) && !bytesEqual(addressOf(signer), node)) fail('not-authorized', `a delegate of ${name} may bind it to itself only`);
+  if (!servesName(n, node)) fail('not-serving', `${name} may be bound only to its owner's node or one of its delegates`);
+  const b = getBinding(v, name);
+  const after = seqAfter(b, node);
+  if (seq <= after) fail('stale-binding-seq', `binding sequence ${seq} is not above ${after}`);
+  if (getNode(v, node) === undefined) fail('unknown-node', 'binding names a node that never announced itself');
+  if (expires > ctx.time + rules.maxBindingTtl) fail('binding-too-long', `binding expiry more than ${rules.maxBindingTtl}s ahead`);
+  const slots = (b?.slots ?? []).filter((s) => !bytesEqual(s.node, node));
+  slots.push({ node, status, expires, seq, height });
+  v.set(keys.binding(name), { t: 'binding', floor: b?.floor ?? 0, slots });
+}
+
 function applyBody(v: StateView, body: SignedBody, ctx: ApplyContext): void {
   const { height, rules } = ctx;
   switch (body.kind) {
@@ -456,7 +520,7 @@ function applyBody(v: StateView, body: SignedBody, ctx: ApplyContext): void {
       }
       payNameFee(v, body.name, body.pubkey, rules);
       v.set(ck, undefined);
-      const entry: NameEntry = { t: 'name', owner: body.pubkey, expiry: height + rules.nameLifetime, seq: 0, delegates: [], since: height };
+      const entry: NameEntry = { t: 'name', owner: body.pubkey, expiry: height + rules.nameLifetime, seq: 0, delegates: [], since: height, ref: n?.ref ?? newRef(v, body.name) };
       v.set(keys.name(body.name), entry);
       // The previous owner's bindings stop holding, but their sequence stays so old records cannot be replayed.
       dropSlots(v, body.name, entry, true);
@@ -482,23 +546,23 @@ function applyBody(v: StateView, body: SignedBody, ctx: ApplyContext): void {
       dropSlots(v, body.name, after, false);
       return;
     }
-    case Kind.Binding: {
-      const n = getName(v, body.name);
-      if (n === undefined) fail('unknown-name', `${body.name} is not claimed`);
-      if (n.expiry < height) fail('name-expired', `${body.name} expired at height ${n.expiry}`);
-      if (!actsFor(n, body.pubkey)) fail('not-authorized', `binding for ${body.name} is signed by neither its owner nor a delegate`);
-      // A delegate speaks for itself only: it cannot say the user is at another serving node.
-      if (!bytesEqual(n.owner, body.pubkey) && !bytesEqual(addressOf(body.pubkey), body.node)) fail('not-authorized', `a delegate of ${body.name} may bind it to itself only`);
-      if (!servesName(n, body.node)) fail('not-serving', `${body.name} may be bound only to its owner's node or one of its delegates`);
-      const b = getBinding(v, body.name);
-      const after = seqAfter(b, body.node);
-      if (body.seq <= after) fail('stale-binding-seq', `binding sequence ${body.seq} is not above ${after}`);
-      if (getNode(v, body.node) === undefined) fail('unknown-node', 'binding names a node that never announced itself');
-      if (body.expires > ctx.time + rules.maxBindingTtl) fail('binding-too-long', `binding expiry more than ${rules.maxBindingTtl}s ahead`);
-      const slot: BindingSlot = { node: body.node, status: body.status, expires: body.expires, seq: body.seq, height };
-      const slots = (b?.slots ?? []).filter((s) => !bytesEqual(s.node, body.node));
-      slots.push(slot);
-      v.set(keys.binding(body.name), { t: 'binding', floor: b?.floor ?? 0, slots });
+    case Kind.Binding:
+      bind(v, body.name, body.node, body.pubkey, body.status, body.expires, body.seq, ctx);
+      return;
+    case Kind.Presence: {
+      const node = addressOf(body.pubkey);
+      if (getNode(v, node) === undefined) fail('unknown-node', 'presence from a node that never announced itself');
+      for (let i = 0; i < body.entries.length; i++) {
+        const e = body.entries[i];
+        const name = nameOfRef(v, e.ref);
+        if (name === undefined) fail('unknown-name', `entry ${i}: no name has the number ${e.ref}`);
+        try {
+          bind(v, name, node, body.pubkey, e.status, e.expires, body.seq, ctx);
+        } catch (err) {
+          if (err instanceof ValidationError) fail(err.code, `entry ${i} (${name}): ${err.message.slice(err.code.length + 2)}`);
+          throw err;
+        }
+      }
       return;
     }
     case Kind.Transfer: {

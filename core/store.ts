@@ -19,7 +19,7 @@ import { layout } from './layout.ts';
 // 3: smaller keys (state keys and record ids in base64url), record locations by height, name
 //    commitments without the committer's key
 // 4: a fee in every record, call receipts that settle between nodes (issue 15)
-export const STORE_VERSION = 4;
+export const STORE_VERSION = 5;
 
 export type BlockStatus = 'valid' | 'invalid' | 'stored';
 

@@ -16,6 +16,7 @@ import { publicKeyOf, signTagged } from '../core/sig.ts';
 import { addressOf, encodeAddress } from '../core/address.ts';
 import { UserError } from '../core/errors.ts';
 import { Kind, type Rec } from '../core/records.ts';
+import { nameOfRef } from '../core/state.ts';
 import type { Logger } from '../core/log.ts';
 import type { Chain, ChainOptions, TipChange } from '../consensus/chain.ts';
 import { NETWORKS, type NetworkParams } from '../consensus/params.ts';
@@ -285,6 +286,7 @@ export class DotsNode {
     this.onRecord((rec) => {
       const b = rec.body;
       if (b.kind === Kind.Binding) sip.routingChanged(b.name);
+      else if (b.kind === Kind.Presence) for (const e of b.entries) sip.routingChanged(nameOfRef(chain.state, e.ref));
       else if (b.kind === Kind.NodeAnnounce) sip.routingChanged();
     });
     this.onTip(() => sip.routingChanged());

@@ -21,11 +21,11 @@ import { ValidationError } from '../core/errors.ts';
 import { bytesEqual, fromHex, isHex, toHex } from '../core/hash.ts';
 import { addressOf } from '../core/address.ts';
 import { publicKeyOf } from '../core/sig.ts';
-import { BindingStatus, Kind, commitmentOf, domainOf, isValidName, signRecord, type Binding, type NameClaim, type NameCommit, type NameRenew, type NameTransfer, type NodeAnnounce, type Rec, type Unsigned } from '../core/records.ts';
+import { BindingStatus, Kind, MAX_PRESENCE_ENTRIES, commitmentOf, domainOf, isValidName, signRecord, type NameClaim, type Presence, type PresenceEntry, type NameCommit, type NameRenew, type NameTransfer, type NodeAnnounce, type Rec, type Unsigned } from '../core/records.ts';
 import { actsFor, allBindings, getBinding, getName, getNode, keys, seqAfter, servesName, slotOf, type CommitEntry } from '../core/state.ts';
 import { writeOwnerOnlyAsync } from '../core/files.ts';
 import type { Chain } from '../consensus/chain.ts';
-import type { Mempool } from '../core/mempool.ts';
+import { MAX_PRESENCE_VERSIONS, type Mempool } from '../core/mempool.ts';
 import type { Logger } from '../core/log.ts';
 import type { UserStore } from './users.ts';
 
@@ -62,11 +62,24 @@ interface Desired {
   until: number;
 }
 
+/** What this node last sent of a name: the sequence of the presence record that carries it. */
 interface Submitted {
-  id: string;
   seq: number;
   status: number;
   expires: number;
+}
+
+/** One change for this node's presence record. */
+interface Change extends PresenceEntry {
+  name: string;
+}
+
+/** The presence record this node has pending: later changes join it (a new version) while the pool takes them. */
+interface Current {
+  seq: number;
+  id: string;
+  entries: Map<number, Change>;
+  versions: number;
 }
 
 /** Names the node claims: its domain and sip:user@domain for each user. */
@@ -85,6 +98,10 @@ export class PresenceBridge {
   /** names whose binding waits for the name or the node to be on the chain: looked at per tip */
   private readonly waiting = new Set<string>();
   private readonly bindings = new Map<string, Submitted>();
+  /** this node's presence records by sequence, the id of the last version sent (pruned once not pending) */
+  private readonly presenceIds = new Map<number, string>();
+  private current: Current | null = null;
+  private lastSeq = 0;
   private readonly pendingIds = new Map<string, string>(); // name -> id of a pending claim or renewal
   private readonly warned = new Set<string>();
   /** names wanted since the last pass over claims */
@@ -99,7 +116,7 @@ export class PresenceBridge {
   private readonly timer: NodeJS.Timeout;
   private readonly onTip = (): void => this.kick();
   /** records this bridge submitted, by kind (for logs and tests) */
-  stats = { announces: 0, commits: 0, claims: 0, renewals: 0, handovers: 0, bindings: 0, rejected: 0 };
+  stats = { announces: 0, commits: 0, claims: 0, renewals: 0, handovers: 0, bindings: 0, presenceRecords: 0, rejected: 0 };
 
   constructor(private readonly o: PresenceOptions) {
     this.chain = o.chain;
@@ -274,7 +291,7 @@ export class PresenceBridge {
   }
 
   /** Signs one of the node's records with its key, paying its fee rate. */
-  private sign<T extends NodeAnnounce | NameCommit | NameClaim | NameRenew | NameTransfer | Binding>(unsigned: Unsigned<T>): Rec {
+  private sign<T extends NodeAnnounce | NameCommit | NameClaim | NameRenew | NameTransfer | Presence>(unsigned: Unsigned<T>): Rec {
     return signRecord<T>(this.network, this.secret, unsigned, this.feeRate);
   }
 
@@ -308,12 +325,79 @@ export class PresenceBridge {
     }
     await this.flushCommits(commits);
     if (getNode(this.chain.state, this.nodeId) === undefined) return;
+    const changes: Change[] = [];
     for (const name of [...this.dirty]) {
-      const r = await this.bind(name);
-      if (r !== 'retry') this.dirty.delete(name);
+      const r = this.bind(name, changes);
+      // a change stays dirty until a presence record carrying it is accepted
+      if (r !== 'change') this.dirty.delete(name);
       if (r === 'wait') this.waiting.add(name);
-      if (++n % 64 === 0) await yieldNow();
-      if (this.stopped) return;
+    }
+    await this.sendPresence(changes);
+  }
+
+  /**
+   * Sends the pass's changes in this node's presence record: a new version of the pending one
+   * while the pool takes it (so the node pays for one record per block, however many changes),
+   * else new records, each with a sequence above every one before.
+   */
+  private async sendPresence(changes: Change[]): Promise<void> {
+    if (changes.length === 0) return;
+    for (const [seq, id] of this.presenceIds) if (!this.pending(id)) this.presenceIds.delete(seq);
+    let rest = changes;
+    const cur = this.current;
+    if (cur !== null && this.pending(cur.id) && cur.versions < MAX_PRESENCE_VERSIONS) {
+      const entries = new Map(cur.entries);
+      const took: Change[] = [];
+      const left: Change[] = [];
+      for (const c of rest) {
+        if (entries.size < MAX_PRESENCE_ENTRIES || entries.has(c.ref)) {
+          entries.set(c.ref, c);
+          took.push(c);
+        } else left.push(c);
+      }
+      if (took.length > 0) {
+        const rec = this.presenceRecord(cur.seq, entries);
+        // refused (another record of this node came after it, or the pool's cap on versions): a new sequence
+        if (await this.submit(rec, `presence of ${took.length} user(s)`)) {
+          this.current = { seq: cur.seq, id: toHex(rec.id), entries, versions: cur.versions + 1 };
+          this.sent(took, cur.seq, toHex(rec.id));
+          rest = left;
+        }
+      }
+    }
+    const st = this.chain.state;
+    for (let i = 0; i < rest.length; i += MAX_PRESENCE_ENTRIES) {
+      const chunk = rest.slice(i, i + MAX_PRESENCE_ENTRIES);
+      // above everything this node sent before (time in ms: above what it sent before a restart too) and every slot it replaces
+      let seq = Math.max(Date.now(), this.lastSeq + 1);
+      for (const c of chunk) seq = Math.max(seq, seqAfter(getBinding(st, c.name), this.nodeId) + 1);
+      const entries = new Map(chunk.map((c) => [c.ref, c]));
+      const rec = this.presenceRecord(seq, entries);
+      if (!(await this.submit(rec, `presence of ${chunk.length} user(s)`))) continue; // they stay dirty: the next pass tries again
+      this.lastSeq = seq;
+      this.current = { seq, id: toHex(rec.id), entries, versions: 1 };
+      this.sent(chunk, seq, toHex(rec.id));
+    }
+  }
+
+  private presenceRecord(seq: number, entries: Map<number, Change>): Rec {
+    const list = [...entries.values()].sort((a, b) => a.ref - b.ref);
+    let base = list[0].expires;
+    for (const e of list) base = Math.min(base, e.expires);
+    return this.sign<Presence>({ kind: Kind.Presence, pubkey: this.pub, seq, base, entries: list.map((e) => ({ ref: e.ref, status: e.status, expires: e.expires })) });
+  }
+
+  /** Changes a pending presence record now carries. */
+  private sent(list: Change[], seq: number, id: string): void {
+    this.presenceIds.set(seq, id);
+    this.stats.presenceRecords++;
+    for (const c of list) {
+      this.bindings.set(c.name, { seq, status: c.status, expires: c.expires });
+      this.dirty.delete(c.name);
+      this.stats.bindings++;
+      this.o.log.debug(`presence: ${c.name} ${c.status === BindingStatus.Online ? `online until ${c.expires}` : 'offline'} (seq ${seq})`);
+      const d = this.desired.get(c.name);
+      if (d !== undefined && !d.online && c.status === BindingStatus.Offline) this.desired.delete(c.name);
     }
   }
 
@@ -444,9 +528,9 @@ export class PresenceBridge {
 
   /**
    * Brings the chain's binding for `name` in line with the registrar: 'done', 'wait' (until the
-   * name is this node's on the chain) or 'retry' (the record was refused; try on the next pass).
+   * name is this node's on the chain) or 'change' (one for this node's presence record, in `out`).
    */
-  private async bind(name: string): Promise<'done' | 'wait' | 'retry'> {
+  private bind(name: string, out: Change[]): 'done' | 'wait' | 'change' {
     const d = this.desired.get(name);
     if (d === undefined) return 'done';
     const st = this.chain.state;
@@ -463,7 +547,7 @@ export class PresenceBridge {
     // this node's own slot: other serving nodes' bindings are theirs to keep
     const confirmed = slotOf(entry, this.nodeId);
     const mine = this.bindings.get(name);
-    const minePending = mine !== undefined && this.pending(mine.id);
+    const minePending = mine !== undefined && this.pending(this.presenceIds.get(mine.seq) ?? '');
     // what the chain says (pending first: it is what routing reads)
     let status = confirmed?.status ?? BindingStatus.Offline;
     let expires = confirmed?.expires ?? 0;
@@ -486,14 +570,8 @@ export class PresenceBridge {
       if (!d.online) this.desired.delete(name);
       return 'done';
     }
-    const seq = Math.max(seqAfter(entry, this.nodeId), mine?.seq ?? 0) + 1;
-    const rec = this.sign<Binding>({ kind: Kind.Binding, name, node: this.nodeId, status: want.status, expires: want.expires, seq, pubkey: this.pub });
-    if (!(await this.submit(rec, `binding of ${name}`))) return 'retry';
-    this.bindings.set(name, { id: toHex(rec.id), seq, status: want.status, expires: want.expires });
-    this.stats.bindings++;
-    this.o.log.debug(`presence: ${name} ${want.status === BindingStatus.Online ? `online until ${want.expires}` : 'offline'} (seq ${seq})`);
-    if (!d.online) this.desired.delete(name);
-    return 'done';
+    out.push({ name, ref: n.ref, status: want.status, expires: want.expires });
+    return 'change';
   }
 
   async stop(): Promise<void> {

@@ -15,7 +15,7 @@ import { BindingStatus, Kind, type Binding, type NodeAnnounce } from '../core/re
 import { nodeIdOf } from '../core/address.ts';
 import { coveringPrefix, getBinding, getName, getNode, servesName, type NameEntry, type StateReader } from '../core/state.ts';
 import { addressOf } from '../core/address.ts';
-import type { PoolEntry } from '../core/mempool.ts';
+import type { PendingBinding, PoolEntry } from '../core/mempool.ts';
 import type { Locator } from '../sip/service.ts';
 import { NODE_PROOF_TAG, keysOf } from '../sip/tls.ts';
 import { verifyTagged } from '../core/sig.ts';
@@ -23,7 +23,7 @@ import { verifyTagged } from '../core/sig.ts';
 /** What routing reads of the pending pool; `Mempool` satisfies it. */
 export interface PendingRecords {
   /** the pending bindings of a name, the highest sequence per node, oldest first */
-  pendingBindings(name: string): Binding[];
+  pendingBindings(name: string): PendingBinding[];
   list(): PoolEntry[];
 }
 

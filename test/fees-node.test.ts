@@ -40,8 +40,8 @@ t.test('a node pays its records\' fees at its --fee-rate, from its own key', asy
   const phone = await new TestPhone({ host: '127.0.0.1', port: a.sipPort }).open();
   t.teardown(() => phone.close());
   t.equal((await phone.registerWithAuth({ user: 'alice', domain: DOMAIN, password: 'alice-secret', expires: 600 })).status, 200, 'alice registered');
-  type Pending = { records: Array<{ id: string; kind: string; name?: string; fee: number }> };
-  const binding = await waitFor('alice\'s binding pending', async () => (await getJson<Pending>(`${a.api}/api/pending`)).body.records.find((r) => r.kind === 'binding' && r.name === aor), 20_000);
+  type Pending = { records: Array<{ id: string; kind: string; entries?: Array<{ name: string | null }>; fee: number }> };
+  const binding = await waitFor('alice\'s binding pending', async () => (await getJson<Pending>(`${a.api}/api/pending`)).body.records.find((r) => r.kind === 'presence' && r.entries?.some((e) => e.name === aor)), 20_000);
   const rec = (await getJson<{ bytes: string; record: { fee: number } }>(`${a.api}/api/records/${binding.id}`)).body;
   const size = rec.bytes.length / 2;
   t.ok(rec.record.fee >= 2 * size && rec.record.fee <= 2 * (size + 4), `the binding pays 2 units per byte: ${rec.record.fee} for ${size} bytes`);
@@ -69,8 +69,8 @@ t.test('a key flooding a node\'s pending pool with least-fee records does not ke
   const phone = await new TestPhone({ host: '127.0.0.1', port: a.sipPort }).open();
   t.teardown(() => phone.close());
   t.equal((await phone.registerWithAuth({ user: 'alice', domain: 'flood.test', password: 'alice-secret', expires: 600 })).status, 200, 'alice registered');
-  type Pending = { records: Array<{ kind: string; name?: string }>; total: number };
-  await waitFor('alice\'s binding pending in the full pool', async () => (await getJson<Pending>(`${a.api}/api/pending?limit=200`)).body.records.find((r) => r.kind === 'binding' && r.name === aor), 20_000);
+  type Pending = { records: Array<{ kind: string; entries?: Array<{ name: string | null }> }>; total: number };
+  await waitFor('alice\'s binding pending in the full pool', async () => (await getJson<Pending>(`${a.api}/api/pending?limit=200`)).body.records.find((r) => r.kind === 'presence' && r.entries?.some((e) => e.name === aor)), 20_000);
   t.equal((await getJson<Pending>(`${a.api}/api/pending`)).body.total, 100, 'in place of the flooder\'s last record: the pool holds 100');
   await mineUntil(() => a.mine(1), 'alice online on the chain', async () => ((await bindingAt(a, aor))?.status === 'online' ? true : undefined), { timeoutMs: 20_000 });
   t.pass('the binding was mined: the flood did not freeze presence');

@@ -5,7 +5,7 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { openChain, blockOn, extend, newKey, type Key } from './helpers.ts';
-import { signRecord, commitmentOf, encodeBody, feeAtRate, Kind, type Binding, type NameClaim, type NameCommit, type NameDelegate, type NameRenew, type NameTransfer, type NodeAnnounce, type Rec, type SignedBody, type Transfer, type Unsigned } from '../core/records.ts';
+import { signRecord, commitmentOf, encodeBody, feeAtRate, Kind, type Binding, type Presence, type NameClaim, type NameCommit, type NameDelegate, type NameRenew, type NameTransfer, type NodeAnnounce, type Rec, type SignedBody, type Transfer, type Unsigned } from '../core/records.ts';
 import { getAccount } from '../core/state.ts';
 import { toHex } from '../core/hash.ts';
 import { Mempool } from '../core/mempool.ts';
@@ -63,6 +63,7 @@ t.test('every kind of record below the least fee rate is refused (fee-too-low), 
     ['name-transfer', sign<NameTransfer>(k, { kind: Kind.NameTransfer, name, pubkey: k.pub, newOwner: newKey().pub, delegates: [], nameSeq: 0 }, 0)],
     ['name-delegate', sign<NameDelegate>(k, { kind: Kind.NameDelegate, name, pubkey: k.pub, nodes: [k.address], nameSeq: 0 }, 0)],
     ['binding', sign<Binding>(k, { kind: Kind.Binding, name, node: k.address, status: 1, expires: 1_795_050_000, seq: 1, pubkey: k.pub }, 0)],
+    ['presence', sign<Presence>(k, { kind: Kind.Presence, pubkey: k.pub, seq: 1, base: 1_795_000_000, entries: [{ ref: 0, status: 1, expires: 1_795_050_000 }] }, 0)],
     // one unit short of one per byte
     ['transfer', (() => {
       const full = transfer(k, 0, 1);

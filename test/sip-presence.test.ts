@@ -87,14 +87,18 @@ t.test('presence on the chain follows the phone', async (t) => {
   });
   t.match(confirmed, { status: 'online', seq: pending.seq, confirmed: true, height: Number });
   const record = (await getJson<{ records: Array<{ records: Array<Record<string, unknown>> }> }>(`${api}/api/blocks/${confirmed.height}`)).body as unknown as { records: Array<Record<string, unknown>> };
-  const rec = record.records.find((x) => x.kind === 'binding');
-  t.ok(rec, 'the binding is in the block');
+  // the node's presence record: one per block for all its users' changes, each name by its number
+  const rec = record.records.find((x) => x.kind === 'presence') as { node: string; seq: number; entries: Array<{ name: string | null; ref: number; status: number; expires: number }> } | undefined;
+  t.ok(rec, 'the binding is in the block, in the node\'s presence record');
+  t.equal(rec?.node, me.id, 'signed by the node');
+  t.equal(rec?.seq, pending.seq, 'its sequence is the binding\'s');
+  t.match(rec?.entries, [{ name: `sip:alice@${DOMAIN}`, status: 1, expires: pending.expires }], 'alice online, her name by its number');
   t.notMatch(JSON.stringify(rec), /127\.0\.0\.1|\b\d+\.\d+\.\d+\.\d+\b/, "the phone's address is not on the chain");
 
   // refreshes write nothing to the chain
   for (let i = 0; i < 3; i++) t.equal((await phone.registerWithAuth({ user: 'alice', domain: DOMAIN, password: 'alice-secret', expires: 600 })).status, 200);
   await sleep(600);
-  t.notOk((await pendingKinds(api)).includes('binding'), 'no new binding for a refresh');
+  t.notOk((await pendingKinds(api)).includes('presence'), 'no new binding for a refresh');
   t.equal((await name(api, `sip:alice@${DOMAIN}`))?.binding?.seq, pending.seq);
 
   // bob registers, then unregisters: offline
@@ -116,6 +120,11 @@ t.test('presence on the chain follows the phone', async (t) => {
     return n?.binding?.status === 'offline' ? n.binding : undefined;
   }, 15_000, 200);
   t.ok(off.seq > pending.seq, 'a new binding record, higher sequence');
+  // bob online, bob offline, alice offline: one presence record pending, grown by each change
+  type Pending = { records: Array<{ kind: string; entries?: Array<{ name: string | null; status: number }> }> };
+  const held = (await getJson<Pending>(`${api}/api/pending`)).body.records.filter((x) => x.kind === 'presence');
+  t.equal(held.length, 1, 'one presence record pending for every change since the last block');
+  t.same(held[0]?.entries?.map((e) => `${e.name} ${e.status}`).sort(), [`sip:alice@${DOMAIN} 0`, `sip:bob@${DOMAIN} 0`], 'carrying what is true now of both users');
   await mine(api);
   const offConfirmed = await waitFor('offline confirmed', async () => {
     const n = await name(api, `sip:alice@${DOMAIN}`);

@@ -4,6 +4,7 @@
 import type { FastifyInstance } from 'fastify';
 import { isHex, hashToHex, toHex } from '../../core/hash.ts';
 import { recordJson } from '../../core/records.ts';
+import { nameOfRef } from '../../core/state.ts';
 import type { Block } from '../../core/block.ts';
 import type { Chain, IndexEntry } from '../../consensus/chain.ts';
 import { IMMUTABLE, MAX_PAGE, badRequest, notFound, type Api, type Json } from './context.ts';
@@ -25,7 +26,7 @@ export function blockJson(chain: Chain, e: IndexEntry, block: Block): Json {
     confirmations: chain.isMain(e) ? chain.tip.height - e.height + 1 : 0,
     next: chain.isMain(e) ? (chain.main[e.height + 1]?.hex ?? null) : null,
     recordCount: block.records.length,
-    records: block.records.map((r) => ({ id: toHex(r.id), ...recordJson(r.body) })),
+    records: block.records.map((r) => ({ id: toHex(r.id), ...recordJson(r.body, (ref) => nameOfRef(chain.state, ref)) })),
   };
 }
 

@@ -7,7 +7,7 @@ import { decode } from '../../core/encoding.ts';
 import { hashToHex, toHex } from '../../core/hash.ts';
 import { decodeAddress } from '../../core/address.ts';
 import { KIND_NAMES, recordJson } from '../../core/records.ts';
-import type { BindingSlot } from '../../core/state.ts';
+import { nameOfRef, type BindingSlot } from '../../core/state.ts';
 import type { Block } from '../../core/block.ts';
 import type { Mempool } from '../../core/mempool.ts';
 import type { Logger } from '../../core/log.ts';
@@ -84,6 +84,9 @@ export class Api {
   private readonly limitWork: number;
   /** record counts and sizes of blocks, so block lists need not decode whole blocks again */
   private readonly summaries = new Map<string, { records: number; size: number }>();
+
+  /** the name a presence entry's number stands for (numbers are never given twice) */
+  readonly nameOfRef = (ref: number): string | undefined => nameOfRef(this.chain.state, ref);
 
   constructor(readonly ctx: ApiContext) {
     this.chain = ctx.chain;
@@ -184,14 +187,14 @@ export class Api {
         index: it.index,
         time: chain.index.get(it.block)?.header.time ?? null,
         delta: it.delta,
-        record: rec === undefined ? null : recordJson(rec.body),
+        record: rec === undefined ? null : recordJson(rec.body, this.nameOfRef),
       };
     });
     const pending = this.pool
       .list()
-      .filter((e) => keysOf(e.rec.body, this.params.namePriceBase, this.params.receiptRate).has(key))
+      .filter((e) => keysOf(e.rec.body, this.params.namePriceBase, this.params.receiptRate, this.nameOfRef).has(key))
       .slice(0, MAX_PAGE)
-      .map((e) => ({ id: toHex(e.rec.id), kind: KIND_NAMES[e.rec.body.kind], added: e.added, delta: keysOf(e.rec.body, this.params.namePriceBase, this.params.receiptRate).get(key) ?? 0, record: recordJson(e.rec.body) }));
+      .map((e) => ({ id: toHex(e.rec.id), kind: KIND_NAMES[e.rec.body.kind], added: e.added, delta: keysOf(e.rec.body, this.params.namePriceBase, this.params.receiptRate, this.nameOfRef).get(key) ?? 0, record: recordJson(e.rec.body, this.nameOfRef) }));
     return {
       total,
       offset,

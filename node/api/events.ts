@@ -127,7 +127,7 @@ export function eventRoutes(app: FastifyInstance, api: Api, hub: EventHub, metri
       }
     });
   };
-  const onRecord = (r: Rec): void => hub.send('record', { id: toHex(r.id), pending: pool.size, ...recordJson(r.body) });
+  const onRecord = (r: Rec): void => hub.send('record', { id: toHex(r.id), pending: pool.size, ...recordJson(r.body, api.nameOfRef) });
   chain.on('tip', onTip);
   pool.on('record', onRecord);
   app.addHook('preClose', async () => {

@@ -10,6 +10,7 @@ import { toHex } from '../../core/hash.ts';
 import { addressOf } from '../../core/address.ts';
 import { Kind, type KindCode, type RecordBody } from '../../core/records.ts';
 import { nameFee } from '../../core/names.ts';
+import { nameOfRef } from '../../core/state.ts';
 import type { Chain, IndexEntry } from '../../consensus/chain.ts';
 import type { Block } from '../../core/block.ts';
 import { silentLogger, type Logger } from '../../core/log.ts';
@@ -38,7 +39,7 @@ export const historyKey = {
  * record pays, a name's price burned at `namePriceBase`, a transfer, a call's settlement (between
  * the two nodes' own accounts, which are their ids).
  */
-export function keysOf(body: RecordBody, namePriceBase: number, receiptRate: number): Map<string, number> {
+export function keysOf(body: RecordBody, namePriceBase: number, receiptRate: number, nameOfRef: (ref: number) => string | undefined): Map<string, number> {
   const out = new Map<string, number>();
   const addr = (a: Uint8Array, delta = 0): void => {
     const k = historyKey.address(toHex(a));
@@ -75,6 +76,13 @@ export function keysOf(body: RecordBody, namePriceBase: number, receiptRate: num
     case Kind.Binding:
       out.set(historyKey.name(body.name), 0);
       node(body.node);
+      break;
+    case Kind.Presence:
+      node(addressOf(body.pubkey));
+      for (const e of body.entries) {
+        const name = nameOfRef(e.ref);
+        if (name !== undefined) out.set(historyKey.name(name), 0);
+      }
       break;
     case Kind.Transfer:
       addr(addressOf(body.pubkey), -body.amount);
@@ -213,7 +221,7 @@ export class History {
     const touched = new Set<string>();
     block.records.forEach((r, index) => {
       const id = toHex(r.id);
-      for (const [key, delta] of keysOf(r.body, this.chain.params.namePriceBase, this.chain.params.receiptRate)) {
+      for (const [key, delta] of keysOf(r.body, this.chain.params.namePriceBase, this.chain.params.receiptRate, (ref) => nameOfRef(this.chain.state, ref))) {
         let list = this.refs.get(key);
         if (list === undefined) this.refs.set(key, (list = []));
         list.push({ height: e.height, block: e.hex, index, id, kind: r.body.kind, delta });

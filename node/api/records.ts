@@ -51,14 +51,14 @@ export function recordRoutes(app: FastifyInstance, api: Api): void {
         confirmations: chain.tip.height - found.entry.height + 1,
         header: toHex(found.entry.headerBytes),
         index: found.index,
-        record: recordJson(found.rec.body),
+        record: recordJson(found.rec.body, api.nameOfRef),
         bytes: toHex(found.rec.bytes),
         proof: { leafIndex: found.index, treeSize: found.count, path: found.proof.map(toHex), merkleRoot: toHex(found.root) },
       };
     }
     const pending = pool.get(id);
     if (pending !== undefined) {
-      return { id, confirmed: false, kind: KIND_NAMES[pending.rec.body.kind], added: pending.added, record: recordJson(pending.rec.body), bytes: toHex(pending.rec.bytes) };
+      return { id, confirmed: false, kind: KIND_NAMES[pending.rec.body.kind], added: pending.added, record: recordJson(pending.rec.body, api.nameOfRef), bytes: toHex(pending.rec.bytes) };
     }
     return notFound(reply, 'record');
   });

@@ -48,7 +48,7 @@ export function statusRoutes(app: FastifyInstance, api: Api): void {
   app.get<{ Querystring: { limit: number; offset: number } }>('/api/pending', { schema: { querystring: pageQuery(100, MAX_LIST) } }, async (req) => {
     const pg = paged(pool.list(), req.query.offset, req.query.limit);
     return {
-      records: pg.items.map((e) => ({ id: toHex(e.rec.id), added: e.added, size: e.rec.bytes.length, ...recordJson(e.rec.body) })),
+      records: pg.items.map((e) => ({ id: toHex(e.rec.id), added: e.added, size: e.rec.bytes.length, ...recordJson(e.rec.body, api.nameOfRef) })),
       total: pg.total,
       offset: pg.offset,
       limit: pg.limit,

@@ -144,6 +144,10 @@ function summary(r) {
       return r.nodes.length > 0 ? `${r.name} served by ${r.nodes.length === 1 ? `node ${short(r.nodes[0])}` : `${r.nodes.length} nodes`}` : `revoke the serving nodes of ${r.name}`;
     case 'binding':
       return `${r.name} ${r.status === 1 ? 'online' : 'offline'} at node ${short(r.node)}`;
+    case 'presence': {
+      const on = r.entries.filter((e) => e.status === 1).length;
+      return `${r.entries.length} presence change${r.entries.length === 1 ? '' : 's'} at node ${short(r.node)} (${on} online, ${r.entries.length - on} offline)`;
+    }
     case 'transfer':
       return `${amount(r.amount)} to ${short(encodeAddress(state.prefix, hexToBytes(r.to)), 12, 6)}`;
     default:
@@ -154,6 +158,28 @@ function summary(r) {
 /** Node ids as links, in their order (a name's serving nodes). */
 function nodeList(ids) {
   return ids.length === 0 ? h('span', { class: 'muted' }, 'none') : h('ol', { class: 'plain' }, ids.map((x) => h('li', {}, link('node', x))));
+}
+
+/** A presence record's changes: each name (by its number on the chain), online or offline, until when. */
+function presenceEntries(list) {
+  return h(
+    'table',
+    { class: 'entries' },
+    h('thead', {}, h('tr', {}, h('th', {}, 'name'), h('th', {}, 'status'), h('th', {}, 'expires'))),
+    h(
+      'tbody',
+      {},
+      list.map((e) =>
+        h(
+          'tr',
+          {},
+          h('td', {}, e.name === null ? `#${e.ref}` : link('name', e.name, e.name, 'name')),
+          h('td', {}, h('span', { class: `status ${e.status === 1 ? 'online' : 'offline'}` }, e.status === 1 ? 'online' : 'offline')),
+          h('td', {}, e.status === 1 ? utc(e.expires) : ''),
+        ),
+      ),
+    ),
+  );
 }
 
 function recordFields(r) {
@@ -168,6 +194,8 @@ function recordFields(r) {
     else if (k === 'to' || k === 'rewardAddress') shown = addressLink(v);
     else if (k === 'amount' || k === 'fee') shown = amount(v);
     else if (k === 'expires') shown = h('span', {}, utc(v), ' (', when(v), ')');
+    else if (k === 'entries' && r.kind === 'presence') shown = presenceEntries(v);
+    else if (k === 'base' && r.kind === 'presence') shown = utc(v);
     else if (k === 'status' && r.kind === 'binding') shown = h('span', { class: `status ${v === 1 ? 'online' : 'offline'}` }, v === 1 ? 'online' : 'offline');
     else if (Array.isArray(v)) shown = v.length === 0 ? h('span', { class: 'muted' }, 'none') : h('ul', { class: 'plain' }, v.map((x) => h('li', { class: 'mono' }, x)));
     else if (typeof v === 'string' && /^[0-9a-f]{16,}$/.test(v)) shown = h('span', { class: 'mono wrap' }, v);
