@@ -12,7 +12,7 @@ import { silentLogger } from '../core/log.ts';
 import { newKey } from './helpers.ts';
 import { getJson, postJson } from './util/proc.ts';
 import { tmpDir } from './util/tmp.ts';
-import { signRecord, Kind, commitmentOf, type NameCommit, type NameClaim, type NameDelegate, type NodeAnnounce, type Binding, type Transfer } from '../core/records.ts';
+import { signRecord, Kind, commitmentOf, type NameCommit, type NameClaim, type NameDelegate, type NodeAnnounce, type Binding, type Presence, type Transfer } from '../core/records.ts';
 import { toHex } from '../core/hash.ts';
 import { addressOf, encodeAddress } from '../core/address.ts';
 import { publicKeyOf } from '../core/sig.ts';
@@ -45,6 +45,12 @@ t.test('explorer in headless Chromium', async (t) => {
   await mine(1);
   const bind = signRecord<Binding>('regtest', owner.secret, { kind: Kind.Binding, name, node: addressOf(nodeKey.pub), status: 1, expires: Math.floor(Date.now() / 1000) + 3600, seq: 1, pubkey: owner.pub });
   await post(bind);
+  await mine(1);
+  // then the node says it in its compact form: one presence record for its users' changes
+  const ref = (await getJson<{ ref: number }>(`${api}/api/names/${encodeURIComponent(name)}`)).body.ref;
+  const now = Math.floor(Date.now() / 1000);
+  const pres = signRecord<Presence>('regtest', nodeKey.secret, { kind: Kind.Presence, pubkey: nodeKey.pub, seq: 2, base: now, entries: [{ ref, status: 1, expires: now + 1800 }] });
+  await post(pres);
   await mine(1);
   const height = (await getJson<{ height: number }>(`${api}/api/status`)).body.height;
   const block2 = (await getJson<{ hash: string }>(`${api}/api/blocks/2`)).body.hash;
@@ -109,6 +115,19 @@ t.test('explorer in headless Chromium', async (t) => {
     await page.waitForSelector('#proof-status[data-state="verified"]');
     t.match(await page.textContent('#proof-status'), /Verified in this browser/);
     t.equal(await page.locator('ol.steps li.ok').count(), 5, 'id, path, header root, block hash, proof of work');
+  });
+
+  await t.test('a presence record shows each change with its name', async (t) => {
+    await search(toHex(pres.id), /#\/record\//);
+    await page.waitForSelector('table.entries');
+    t.equal(await page.textContent('table.entries tbody tr td a'), name, 'the entry names alice, by her number on the chain');
+    t.equal(await page.textContent('table.entries tbody tr .status'), 'online');
+    await page.waitForSelector('#proof-status[data-state="verified"]');
+    t.pass('its inclusion proof verifies in the page');
+    const hist = (await getJson<{ items: Array<{ kind: string }> }>(`${api}/api/names/${encodeURIComponent(name)}/history`)).body.items.map((x) => x.kind);
+    t.equal(hist[0], 'presence', "the presence record heads alice's history");
+    const nodeHist = (await getJson<{ items: Array<{ kind: string }> }>(`${api}/api/nodes/${toHex(nodeKey.address)}/history`)).body.items.map((x) => x.kind);
+    t.equal(nodeHist[0], 'presence', "and the node's");
   });
 
   await t.test('a forged proof fails in the page', async (t) => {

@@ -30,6 +30,8 @@ export function nameRoutes(app: FastifyInstance, api: Api): void {
       expired,
       since: n.since,
       seq: n.seq,
+      // the name's number: how presence records name it
+      ref: n.ref,
       delegates: n.delegates.map(toHex),
       online: !expired && bindings.length > 0 && bindings[0].status === 'online',
       // where routing goes first, then all serving nodes' bindings in routing's order
