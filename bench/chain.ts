@@ -1,10 +1,11 @@
 // Validation and connection speed: builds a regtest chain of blocks full of signed records
 // (name commitments and transfers), then times a fresh node processing every block from its
 // bytes (decode, PoW, Merkle root, signatures, state, one LevelDB batch per block), and
-// measures the bytes on disk per record. Signature checks are nearly all of that cost, so the
-// main figure checks them the way a syncing node does, on the signature worker pool (every core)
-// while blocks connect; a second pass checks them on the main thread only, for comparison; a
-// third times the worker pool alone on the same signatures, what validation could at best reach.
+// measures the bytes on disk per record. The main figure checks signatures the way a syncing node
+// does, on the signature worker pool (every core) while blocks connect; a second pass checks them
+// on the main thread only, for comparison; a third times the worker pool alone on the same
+// signatures, what validation could at best reach, with the verifier in use and with OpenSSL
+// (the one before libsecp256k1, when signatures were nearly all of validation's cost).
 // Every record pays its fee at one unit per byte, as on the public networks (regtest asks none):
 // each commitment comes from a key of its own (as before fees), funded by the miner first, so
 // each record also moves its signer's balance, which is what fees cost validation; the funding
@@ -16,9 +17,9 @@ import { randomBytes } from 'node:crypto';
 import { Miner, chainWork } from '../mining/miner.ts';
 import { openChainStack } from '../node/chain-stack.ts';
 import { NETWORKS } from '../consensus/params.ts';
-import { decodeBlock } from '../core/block.ts';
+import { decodeBlock, makeBlock, type Block } from '../core/block.ts';
 import { signRecord, Kind, type NameCommit, type Transfer } from '../core/records.ts';
-import { SigCache, generateSecretKey, publicKeyOf } from '../core/sig.ts';
+import { SigCache, VERIFIER, generateSecretKey, publicKeyOf, type VerifierName } from '../core/sig.ts';
 import { SigPool } from '../consensus/sigpool.ts';
 import { silentLogger } from '../core/log.ts';
 import { addressOf } from '../core/address.ts';
@@ -78,7 +79,9 @@ export async function benchChain(o: BenchOptions & { records?: number; perBlock?
     const workers = await replay(join(root, 'dst'), blocks, true);
     const mainOnly = await replay(join(root, 'dst-main-thread'), blocks, false);
     const bound = await verifyBound(blocks);
+    const opensslBound = VERIFIER === 'openssl' ? bound : await verifyBound(blocks, 'openssl');
     return [
+      { metric: 'signature verifier', value: VERIFIER },
       { metric: 'blocks', value: blocks.length },
       { metric: 'records', value: records },
       { metric: 'seconds', value: workers.secs.toFixed(2) },
@@ -87,6 +90,12 @@ export async function benchChain(o: BenchOptions & { records?: number; perBlock?
       { metric: 'records/s, signatures on the main thread only', value: Math.round(records / mainOnly.secs) },
       { metric: 'signature checks/s, the worker pool alone on every core', value: Math.round(bound) },
       { metric: 'records/s / the worker pool alone', value: (records / workers.secs / bound).toFixed(2) },
+      ...(VERIFIER === 'openssl'
+        ? []
+        : [
+            { metric: 'signature checks/s, the worker pool alone with OpenSSL (the verifier before libsecp256k1)', value: Math.round(opensslBound) },
+            { metric: 'records/s / the OpenSSL worker pool alone', value: (records / workers.secs / opensslBound).toFixed(2) },
+          ]),
       { metric: 'bytes on disk per record', value: Math.round(workers.disk / records) },
       // where they go: keys and values as LevelDB is handed them, per record, largest first; the
       // rest of the files is LevelDB's own (its log, table indexes and per-entry overhead)
@@ -104,12 +113,15 @@ export async function benchChain(o: BenchOptions & { records?: number; perBlock?
 /**
  * The signature bound of the same records on this machine: every block's signatures checked on
  * the worker pool (every core) and nothing else done, in records a second. Validation can at best
- * reach it, since every record carries one signature.
+ * reach it, since every record carries one signature. With `verifier` the workers check with that
+ * one (DOTS_VERIFIER, which workers read when they start), to compare with the one in use.
  */
-async function verifyBound(blocks: Uint8Array[]): Promise<number> {
+async function verifyBound(blocks: Uint8Array[], verifier?: VerifierName): Promise<number> {
   const p = P;
   const cache = new SigCache(1_000_000);
   const threads = availableParallelism();
+  const before = process.env.DOTS_VERIFIER;
+  if (verifier !== undefined) process.env.DOTS_VERIFIER = verifier;
   const pool = new SigPool(p.name, cache, silentLogger, threads);
   try {
     const decoded = blocks.map((bytes) => decodeBlock(bytes, p.maxBlockBytes));
@@ -122,8 +134,19 @@ async function verifyBound(blocks: Uint8Array[]): Promise<number> {
     await Promise.all(decoded.map((b) => pool.preverify(b)));
     return signed / (Number(process.hrtime.bigint() - t0) / 1e9);
   } finally {
+    if (before === undefined) delete process.env.DOTS_VERIFIER;
+    else process.env.DOTS_VERIFIER = before;
     await pool.close();
   }
+}
+
+/** Records signed by fresh keys, in a block that is no chain's: enough of them to go to a worker. */
+function warmupBlock(): Block {
+  const records = Array.from({ length: 64 }, () => {
+    const sk = generateSecretKey();
+    return signRecord<NameCommit>(P.name, sk, { kind: Kind.NameCommit, pubkey: publicKeyOf(sk), commitment: randomBytes(32) }, P.minFeeRate);
+  });
+  return makeBlock({ version: 1, prev: new Uint8Array(32), merkleRoot: new Uint8Array(32), time: 0, bits: 0, nonce: 0 }, [records[0], ...records]);
 }
 
 /** Keys and values a store holds in all, as LevelDB is handed them (Store.usage summed). */
@@ -143,6 +166,9 @@ async function replay(dir: string, blocks: Uint8Array[], sigWorkers: boolean): P
   let secs: number;
   let usage: Awaited<ReturnType<typeof store.usage>>;
   try {
+    // the workers started, as during a sync (each compiles the verifier once at start): a block of
+    // records that are in no chain, one per worker
+    if (sigWorkers) await Promise.all(Array.from({ length: availableParallelism() }, () => chain.preverify(warmupBlock())));
     const t0 = process.hrtime.bigint();
     const decoded = blocks.map((bytes) => decodeBlock(bytes, p.maxBlockBytes));
     // As sync does: every block's signatures go to the workers at once, and each block connects

@@ -12,6 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { Miner, chainWork } from '../mining/miner.ts';
 import { openChainStack } from '../node/chain-stack.ts';
 import { NETWORKS } from '../consensus/params.ts';
+import { VERIFIER } from '../core/sig.ts';
 import { DotsNode } from '../node/node.ts';
 import { defaultConfig } from '../node/config.ts';
 import { createLogger, silentLogger } from '../core/log.ts';
@@ -92,6 +93,7 @@ export async function benchSync(o: SyncBenchOptions): Promise<Row[]> {
     });
     const secs = Number(process.hrtime.bigint() - t0) / 1e9;
     rows.push(
+      { metric: 'signature verifier (DOTS_VERIFIER=openssl for the one before)', value: VERIFIER },
       { metric: 'initial sync: blocks', value: blocks },
       { metric: 'initial sync: records', value: records },
       { metric: 'initial sync: seconds (incl. node start)', value: secs.toFixed(2) },

@@ -1,7 +1,30 @@
 // Hashing primitives shared by every layer: SHA-256, double SHA-256 and BIP-340 style tagged hashes.
 import { sha256 } from '@noble/hashes/sha2.js';
+import { hash as nodeHash } from 'node:crypto';
 
 export { sha256 };
+
+/**
+ * SHA-256 of the parts one after another, through OpenSSL (node:crypto's one-shot hash): the
+ * record ids, tagged digests and Merkle nodes of block validation, about twice as fast as the JS
+ * hasher on these short inputs.
+ */
+export function sha256Parts(...parts: Uint8Array[]): Uint8Array {
+  let data: Uint8Array;
+  if (parts.length === 1) data = parts[0];
+  else {
+    let n = 0;
+    for (const p of parts) n += p.length;
+    data = new Uint8Array(n);
+    n = 0;
+    for (const p of parts) {
+      data.set(p, n);
+      n += p.length;
+    }
+  }
+  const b = nodeHash('sha256', data, 'buffer');
+  return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+}
 
 export function sha256d(data: Uint8Array): Uint8Array {
   return sha256(sha256(data));
@@ -24,10 +47,7 @@ export function tagPrefix(tag: string): Uint8Array {
 
 /** Tagged hash: sha256(sha256(tag) || sha256(tag) || data). */
 export function taggedHash(tag: string, ...parts: Uint8Array[]): Uint8Array {
-  const h = sha256.create();
-  h.update(tagPrefix(tag));
-  for (const part of parts) h.update(part);
-  return h.digest();
+  return sha256Parts(tagPrefix(tag), ...parts);
 }
 
 export function toHex(b: Uint8Array): string {

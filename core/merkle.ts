@@ -1,17 +1,17 @@
 // RFC 6962 Merkle tree over record ids: leaves hashed with a 0x00 prefix and inner nodes with 0x01,
 // so a leaf can never pose as a node (no CVE-2012-2459-style duplicate-leaf mutation), and the
 // tree is split at the largest power of two below n instead of duplicating odd leaves.
-import { sha256 } from './hash.ts';
+import { sha256, sha256Parts } from './hash.ts';
 
 const LEAF = Uint8Array.of(0);
 const NODE = Uint8Array.of(1);
 
 export function leafHash(id: Uint8Array): Uint8Array {
-  return sha256.create().update(LEAF).update(id).digest();
+  return sha256Parts(LEAF, id);
 }
 
 export function nodeHash(left: Uint8Array, right: Uint8Array): Uint8Array {
-  return sha256.create().update(NODE).update(left).update(right).digest();
+  return sha256Parts(NODE, left, right);
 }
 
 function splitPoint(n: number): number {

@@ -1,10 +1,13 @@
 // ECDSA over secp256k1 on domain-separated digests. Signing uses @noble/secp256k1 (deterministic
-// RFC 6979 nonces, low-S); verification goes through OpenSSL via node:crypto because it is about
-// 7x faster here and signature checks bound sync speed. Both sides agree on the signed digest:
-// digest = taggedHash(tag, message) = sha256(tagPrefix || message), so OpenSSL's own SHA-256 of
-// (tagPrefix || message) is the same digest noble signed with prehash disabled.
+// RFC 6979 nonces, low-S). Signature checks bound sync speed, so verification takes the fastest
+// correct verifier the machine has: libsecp256k1 (Bitcoin Core's library, through the
+// `secp256k1` package's prebuilt Node-API addon; about 15,000 checks a second per core here),
+// else OpenSSL through node:crypto (about 2,800-4,300, most of a new key's cost in parsing it).
+// Both check the same digest: taggedHash(tag, message) = sha256(tagPrefix || message), which
+// noble signed with prehash disabled, and both refuse high-S twins.
 import * as secp from '@noble/secp256k1';
 import { hmac } from '@noble/hashes/hmac.js';
+import { createRequire } from 'node:module';
 import { createPublicKey, verify as osslVerify, type KeyObject } from 'node:crypto';
 import { sha256, tagPrefix, taggedHash, concatBytes } from './hash.ts';
 
@@ -71,13 +74,74 @@ function isLowS(sig: Uint8Array): boolean {
   return s !== 0n && s <= HALF_N;
 }
 
-/** Verifies a signature made by signTagged. High-S signatures are rejected (malleability). */
-export function verifyTagged(pubkey: Uint8Array, tag: string, message: Uint8Array, sig: Uint8Array): boolean {
-  if (sig.length !== SIG_BYTES || !isLowS(sig)) return false;
+/** A verifier of one compact signature over a 32-byte digest (the `secp256k1` package's, which throws on keys off the curve). */
+interface NativeSecp {
+  ecdsaVerify(sig: Uint8Array, msg32: Uint8Array, pubkey: Uint8Array): boolean;
+}
+
+/** The verifiers signatures can be checked with, by name. */
+export type VerifierName = 'libsecp256k1' | 'openssl';
+
+function opensslVerify(pubkey: Uint8Array, tag: string, message: Uint8Array, sig: Uint8Array): boolean {
   const key = keyObject(pubkey);
   if (key === null) return false;
-  const data = concatBytes(tagPrefix(tag), message);
-  return osslVerify('sha256', data, { key, dsaEncoding: 'ieee-p1363' }, sig);
+  return osslVerify('sha256', concatBytes(tagPrefix(tag), message), { key, dsaEncoding: 'ieee-p1363' }, sig);
+}
+
+function nativeVerify(lib: NativeSecp): (pubkey: Uint8Array, tag: string, message: Uint8Array, sig: Uint8Array) => boolean {
+  return (pubkey, tag, message, sig) => {
+    if (pubkey.length !== PUBKEY_BYTES || (pubkey[0] !== 2 && pubkey[0] !== 3)) return false;
+    try {
+      return lib.ecdsaVerify(sig, taggedHash(tag, message), pubkey);
+    } catch {
+      return false; // a key that is not a point on the curve
+    }
+  };
+}
+
+/**
+ * libsecp256k1 when its addon loads and agrees with noble on a signature and its tampered twin
+ * (a broken or foreign binary must not decide validity); else null. DOTS_VERIFIER=openssl asks
+ * for OpenSSL (to compare the two).
+ */
+function loadNative(): ((pubkey: Uint8Array, tag: string, message: Uint8Array, sig: Uint8Array) => boolean) | null {
+  if (process.env.DOTS_VERIFIER === 'openssl') return null;
+  try {
+    const v = nativeVerify(createRequire(import.meta.url)('secp256k1/bindings') as NativeSecp);
+    const sk = new Uint8Array(32).fill(7);
+    const pub = secp.getPublicKey(sk, true);
+    const msg = new TextEncoder().encode('verifier self-check');
+    const sig = signTagged(sk, 'DOTS/self-check', msg);
+    const other = signTagged(sk, 'DOTS/self-check', msg.subarray(1));
+    return v(pub, 'DOTS/self-check', msg, sig) && !v(pub, 'DOTS/self-check', msg, other) ? v : null;
+  } catch {
+    return null;
+  }
+}
+
+const VERIFIERS: Record<VerifierName, ((pubkey: Uint8Array, tag: string, message: Uint8Array, sig: Uint8Array) => boolean) | null> = {
+  libsecp256k1: loadNative(),
+  openssl: opensslVerify,
+};
+
+/** The verifier this process checks signatures with (also in the node's start-up log line). */
+export const VERIFIER: VerifierName = VERIFIERS.libsecp256k1 !== null ? 'libsecp256k1' : 'openssl';
+const verifyWith = VERIFIERS[VERIFIER] as (pubkey: Uint8Array, tag: string, message: Uint8Array, sig: Uint8Array) => boolean;
+
+/** Whether a verifier loaded in this process (tests compare every one that did). */
+export function hasVerifier(name: VerifierName): boolean {
+  return VERIFIERS[name] !== null;
+}
+
+/**
+ * Verifies a signature made by signTagged, with `verifier` when given (tests and benchmarks), else
+ * this process's. High-S signatures are rejected (malleability).
+ */
+export function verifyTagged(pubkey: Uint8Array, tag: string, message: Uint8Array, sig: Uint8Array, verifier?: VerifierName): boolean {
+  if (sig.length !== SIG_BYTES || !isLowS(sig)) return false;
+  const f = verifier === undefined ? verifyWith : VERIFIERS[verifier];
+  if (f === null) throw new Error(`signature verifier ${verifier} is not available here`);
+  return f(pubkey, tag, message, sig);
 }
 
 /** Ids of records whose signatures were already verified (in the pool or an earlier block). */

@@ -17,6 +17,7 @@ import { addressOf, encodeAddress } from '../core/address.ts';
 import { UserError } from '../core/errors.ts';
 import { Kind, type Rec } from '../core/records.ts';
 import { nameOfRef } from '../core/state.ts';
+import { VERIFIER } from '../core/sig.ts';
 import type { Logger } from '../core/log.ts';
 import type { Chain, ChainOptions, TipChange } from '../consensus/chain.ts';
 import { NETWORKS, type NetworkParams } from '../consensus/params.ts';
@@ -136,7 +137,7 @@ export class DotsNode {
 
   private async startServices(): Promise<void> {
     const { chain, pool, log, config, params } = this;
-    log.info(`${params.name} chain at height ${chain.tip.height}, tip ${chain.tip.hex}`);
+    log.info(`${params.name} chain at height ${chain.tip.height}, tip ${chain.tip.hex}; signatures checked with ${VERIFIER}`);
     this.unwire.push(followTip(config.datadir, chain, log));
     this.onTip((c) => {
       const n = c.connected.length;

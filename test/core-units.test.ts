@@ -1,6 +1,7 @@
 // Unit tests of the core building blocks: canonical encoding, tagged hashes, Merkle proofs,
 // record round trips, key files, and the genesis blocks of every network.
 import t from 'tap';
+import { randomBytes } from 'node:crypto';
 import { chmodSync, statSync, writeFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { encode, decode, NonCanonicalError } from '../core/encoding.ts';
@@ -9,7 +10,7 @@ import { taggedHash, toHex, sha256 } from '../core/hash.ts';
 import { merkleRoot, inclusionProof, verifyInclusion, leafHash, nodeHash } from '../core/merkle.ts';
 import { decodeBody, encodeBody, signRecord, makeRec, Kind, isValidName, checkRecordSignature, type Transfer, type RecordBody } from '../core/records.ts';
 import { writeKeyFile, readKeyFile, loadOrCreateKey } from '../wallet/keys.ts';
-import { generateSecretKey, publicKeyOf, signTagged, verifyTagged } from '../core/sig.ts';
+import { VERIFIER, generateSecretKey, hasVerifier, publicKeyOf, signTagged, verifyTagged } from '../core/sig.ts';
 import { encodeAddress, decodeAddress, addressOf } from '../core/address.ts';
 import { NETWORKS, NETWORK_NAMES } from '../consensus/params.ts';
 import { genesisBlock } from '../consensus/genesis.ts';
@@ -85,6 +86,47 @@ t.test('records round trip and signatures bind kind and network', async (t) => {
   const twin = new Uint8Array([...digestSig.subarray(0, 32), ...highS]);
   t.notOk(verifyTagged(k.pub, 'T', new Uint8Array([1]), twin), 'high-S twin rejected');
   t.notOk(verifyTagged(new Uint8Array(33), 'T', new Uint8Array([1]), digestSig), 'invalid public key');
+});
+
+t.test('both signature verifiers give the same verdicts, and the faster one is chosen where it loads', async (t) => {
+  t.ok(hasVerifier('libsecp256k1'), 'libsecp256k1 loads on this machine (the secp256k1 package\'s prebuilt addon)');
+  t.equal(VERIFIER, process.env.DOTS_VERIFIER === 'openssl' ? 'openssl' : 'libsecp256k1', 'and checks this process\'s signatures');
+  const k = newKey();
+  const other = newKey();
+  const msg = new Uint8Array([1, 2, 3]);
+  const sig = signTagged(k.secret, 'T', msg);
+  const n = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
+  const highS = Uint8Array.from(Buffer.from((n - BigInt('0x' + toHex(sig.subarray(32)))).toString(16).padStart(64, '0'), 'hex'));
+  // x = 5 is not the x of any point on secp256k1: a key that parses by its prefix but is off the curve
+  const offCurve = Uint8Array.from([2, ...new Uint8Array(31), 5]);
+  const uncompressed = Uint8Array.from([4, ...new Uint8Array(64).fill(1)]);
+  const cases: Array<[string, Uint8Array, string, Uint8Array, Uint8Array, boolean]> = [
+    ['valid', k.pub, 'T', msg, sig, true],
+    ['another tag (kind or network)', k.pub, 'U', msg, sig, false],
+    ['another message', k.pub, 'T', msg.subarray(1), sig, false],
+    ['another key', other.pub, 'T', msg, sig, false],
+    ['the high-S twin', k.pub, 'T', msg, new Uint8Array([...sig.subarray(0, 32), ...highS]), false],
+    ['r = 0', k.pub, 'T', msg, new Uint8Array([...new Uint8Array(32), ...sig.subarray(32)]), false],
+    ['s = 0', k.pub, 'T', msg, new Uint8Array([...sig.subarray(0, 32), ...new Uint8Array(32)]), false],
+    ['r = n (out of range)', k.pub, 'T', msg, new Uint8Array([...Buffer.from(n.toString(16), 'hex'), ...sig.subarray(32)]), false],
+    ['a key off the curve', offCurve, 'T', msg, sig, false],
+    ['an all-zero key', new Uint8Array(33), 'T', msg, sig, false],
+    ['an uncompressed key', uncompressed, 'T', msg, sig, false],
+    ['a short signature', k.pub, 'T', msg, sig.subarray(1), false],
+  ];
+  for (const v of ['libsecp256k1', 'openssl'] as const) {
+    for (const [what, pub, tag, m, s, want] of cases) t.equal(verifyTagged(pub, tag, m, s, v), want, `${v}: ${what}`);
+  }
+  // many signatures of many keys, as a block carries them
+  let agree = 0;
+  for (let i = 0; i < 200; i++) {
+    const kk = newKey();
+    const mm = randomBytes(40 + i);
+    const ss = signTagged(kk.secret, 'DOTS/regtest/transfer', mm);
+    if (i % 3 === 0) ss[5] ^= 1;
+    if (verifyTagged(kk.pub, 'DOTS/regtest/transfer', mm, ss, 'libsecp256k1') === verifyTagged(kk.pub, 'DOTS/regtest/transfer', mm, ss, 'openssl')) agree++;
+  }
+  t.equal(agree, 200, 'the same verdict on 200 signatures, a third of them damaged');
 });
 
 t.test('names', async (t) => {
