@@ -1,5 +1,6 @@
 // Shared test fixtures: a chain on regtest (in a temporary directory), keys and records.
 import { readFileSync } from 'node:fs';
+import type { Test } from 'tap';
 import type { Store } from '../core/store.ts';
 import type { Mempool } from '../core/mempool.ts';
 import type { Chain, ChainOptions } from '../consensus/chain.ts';
@@ -11,7 +12,7 @@ import { addressOf } from '../core/address.ts';
 import { randomBytes } from 'node:crypto';
 import { makeBlock, type Block, type Header } from '../core/block.ts';
 import { merkleRoot } from '../core/merkle.ts';
-import { Kind, makeRec, type Rec } from '../core/records.ts';
+import { Kind, makeRec, signRecord, commitmentOf, type NameClaim, type NameCommit, type NodeAnnounce, type Rec } from '../core/records.ts';
 import { encodeEntry } from '../core/state.ts';
 import { toHex } from '../core/hash.ts';
 import { compactToTarget, hashMeetsTarget } from '../consensus/pow.ts';
@@ -135,4 +136,30 @@ export function withNonce(header: Uint8Array, nonce: number): Uint8Array {
   const h = header.slice();
   new DataView(h.buffer, h.byteOffset, 80).setUint32(76, nonce >>> 0, true);
   return h;
+}
+
+// Names on a regtest chain, for the rule tests: a commitment, its reveal, a node's announcement.
+export function commitRec(k: Key, name: string, salt: Uint8Array): Rec {
+  return signRecord<NameCommit>('regtest', k.secret, { kind: Kind.NameCommit, pubkey: k.pub, commitment: commitmentOf(name, salt, k.pub) });
+}
+export function claimRec(k: Key, name: string, salt: Uint8Array): Rec {
+  return signRecord<NameClaim>('regtest', k.secret, { kind: Kind.NameClaim, name, pubkey: k.pub, salt });
+}
+export function announceRec(k: Key): Rec {
+  return signRecord<NodeAnnounce>('regtest', k.secret, { kind: Kind.NodeAnnounce, pubkey: k.pub, sipUris: [`sip:${k.address[0]}.node.test`], p2pAddrs: [], rewardAddress: k.address, seq: 1 });
+}
+
+/** Commits to every (key, name) pair in one block and reveals them in the next, in order, with `more` records beside the reveals. */
+export async function claimAll(chain: Chain, parent: IndexEntry, claims: Array<[Key, string]>, more: Rec[] = []): Promise<IndexEntry> {
+  const salt = randomBytes(32);
+  const tip = await extend(chain, parent, 1, { recs: claims.map(([k, n]) => commitRec(k, n, salt)) });
+  return extend(chain, tip, 1, { recs: [...claims.map(([k, n]) => claimRec(k, n, salt)), ...more] });
+}
+
+/** Asserts that a block of `recs` on `parent` is refused with `code`, the tip unchanged. */
+export async function refusesBlock(t: Test, chain: Chain, parent: IndexEntry, recs: Rec[], code: string, why: string): Promise<void> {
+  const before = chain.tip.hex;
+  const r = await chain.processBlock(blockOn(chain, parent, recs));
+  t.equal((r as { code?: string }).code, code, `${why}: refused with ${code}`);
+  t.equal(chain.tip.hex, before, `${why}: tip unchanged`);
 }

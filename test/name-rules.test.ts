@@ -3,29 +3,19 @@
 // several serving nodes (a delegate binds only itself, a binding names a serving node, each node
 // its own sequence, a removed node's old bindings never come back), and names handed to a user's
 // key with the nodes that serve them, which the user moves without the old node's help.
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { openChain, blockOn, extend, newKey, type Key } from './helpers.ts';
-import { signRecord, Kind, commitmentOf, decodeRec, isValidName, type NameCommit, type NameClaim, type NameRenew, type NameDelegate, type NameTransfer, type Binding, type NodeAnnounce, type Transfer, type Rec } from '../core/records.ts';
+import { openChain, extend, newKey, commitRec as commit, claimRec as claim, announceRec as announce, claimAll, refusesBlock, type Key } from './helpers.ts';
+import { signRecord, Kind, decodeRec, isValidName, type NameRenew, type NameDelegate, type NameTransfer, type Binding, type Transfer, type Rec } from '../core/records.ts';
 import { nameFee } from '../core/names.ts';
 import { getAccount, getBinding, getName } from '../core/state.ts';
 import { encode } from '../core/encoding.ts';
 import { bytesEqual } from '../core/hash.ts';
 import { COIN, NAME_PRICE, NETWORKS } from '../consensus/params.ts';
 import { resolveName, routingSource } from '../telecom/routing.ts';
-import type { Chain, IndexEntry } from '../consensus/chain.ts';
 
 const NET = 'regtest';
 
-function commit(k: Key, name: string, salt: Uint8Array): Rec {
-  return signRecord<NameCommit>(NET, k.secret, { kind: Kind.NameCommit, pubkey: k.pub, commitment: commitmentOf(name, salt, k.pub) });
-}
-function claim(k: Key, name: string, salt: Uint8Array): Rec {
-  return signRecord<NameClaim>(NET, k.secret, { kind: Kind.NameClaim, name, pubkey: k.pub, salt });
-}
-function announce(k: Key): Rec {
-  return signRecord<NodeAnnounce>(NET, k.secret, { kind: Kind.NodeAnnounce, pubkey: k.pub, sipUris: [`sip:${k.address[0]}.node.test`], p2pAddrs: [], rewardAddress: k.address, seq: 1 });
-}
 function delegate(owner: Key, name: string, nodes: Key[], nameSeq: number): Rec {
   return signRecord<NameDelegate>(NET, owner.secret, { kind: Kind.NameDelegate, name, pubkey: owner.pub, nodes: nodes.map((n) => n.address), nameSeq });
 }
@@ -33,19 +23,7 @@ function bind(signer: Key, name: string, node: Key, seq: number, expires: number
   return signRecord<Binding>(NET, signer.secret, { kind: Kind.Binding, name, node: node.address, status: 1, expires, seq, pubkey: signer.pub });
 }
 
-async function rejects(t: Test, chain: Chain, parent: IndexEntry, recs: Rec[], code: string, why: string): Promise<void> {
-  const before = chain.tip.hex;
-  const r = await chain.processBlock(blockOn(chain, parent, recs));
-  t.equal((r as { code?: string }).code, code, `${why}: refused with ${code}`);
-  t.equal(chain.tip.hex, before, `${why}: tip unchanged`);
-}
 
-/** Commits to every (key, name) pair in one block and reveals them in the next, in order. */
-async function claimAll(chain: Chain, parent: IndexEntry, claims: Array<[Key, string]>, more: Rec[] = []): Promise<IndexEntry> {
-  const salt = randomBytes(32);
-  const tip = await extend(chain, parent, 1, { recs: claims.map(([k, n]) => commit(k, n, salt)) });
-  return extend(chain, tip, 1, { recs: [...claims.map(([k, n]) => claim(k, n, salt)), ...more] });
-}
 
 t.test('number blocks: the longest claimed prefix allocates the numbers under it', async (t) => {
   const { chain } = await openChain(t);
@@ -58,8 +36,8 @@ t.test('number blocks: the longest claimed prefix allocates the numbers under it
   t.ok(getName(chain.state, '+4930123456'), 'a number no block covers is claimed directly');
   const salt = randomBytes(32);
   tip = await extend(chain, tip, 1, { recs: [commit(stranger, '+15551234567', salt), commit(carrier, '+15551234567', salt), commit(carrier, '+15559', salt), commit(registrar, '+15550000001', salt)] });
-  await rejects(t, chain, tip, [claim(stranger, '+15551234567', salt)], 'prefix-not-held', "a stranger's claim of a number in +1555");
-  await rejects(t, chain, tip, [claim(registrar, '+15550000001', salt)], 'prefix-not-held', 'a key the block owner has not delegated to');
+  await refusesBlock(t, chain, tip, [claim(stranger, '+15551234567', salt)], 'prefix-not-held', "a stranger's claim of a number in +1555");
+  await refusesBlock(t, chain, tip, [claim(registrar, '+15550000001', salt)], 'prefix-not-held', 'a key the block owner has not delegated to');
   // the block's owner allocates a sub-block to a reseller and delegates the block to a registrar node
   const give = signRecord<NameTransfer>(NET, carrier.secret, { kind: Kind.NameTransfer, name: '+15559', pubkey: carrier.pub, newOwner: reseller.pub, delegates: [], nameSeq: 0 });
   tip = await extend(chain, tip, 1, { recs: [claim(carrier, '+15559', salt), give, claim(carrier, '+15551234567', salt), delegate(carrier, '+1555', [registrar], 0), claim(registrar, '+15550000001', salt)] });
@@ -67,7 +45,7 @@ t.test('number blocks: the longest claimed prefix allocates the numbers under it
   t.same(getName(chain.state, '+15550000001')?.owner, registrar.pub, "and so does the block's delegate");
   // inside +15559 the reseller rules, not the carrier: the longest prefix wins
   tip = await extend(chain, tip, 1, { recs: [commit(carrier, '+15559000000', salt), commit(reseller, '+15559000001', salt)] });
-  await rejects(t, chain, tip, [claim(carrier, '+15559000000', salt)], 'prefix-not-held', "the carrier's claim inside the reseller's longer block");
+  await refusesBlock(t, chain, tip, [claim(carrier, '+15559000000', salt)], 'prefix-not-held', "the carrier's claim inside the reseller's longer block");
   await extend(chain, tip, 1, { recs: [claim(reseller, '+15559000001', salt)] });
   t.same(getName(chain.state, '+15559000001')?.owner, reseller.pub, 'the reseller allocates its block');
 });
@@ -118,19 +96,19 @@ t.test('name fees: claims and renewals pay by length, the fee is burned', async 
   let tip = await extend(chain, chain.tip, 1, { reward: rich.address, recs: [commit(poor, 'pricey.example', salt), commit(rich, 'pricey.example', salt), commit(rich, 'abc', salt)] });
   const before = getAccount(chain.state, rich.address).balance;
   t.equal(before, 50 * COIN);
-  await rejects(t, chain, tip, [claim(poor, 'pricey.example', salt)], 'name-fee-unpaid', 'a claim without the fee');
-  await rejects(t, chain, tip, [claim(rich, 'abc', salt)], 'name-fee-unpaid', 'a short domain dearer than the balance');
+  await refusesBlock(t, chain, tip, [claim(poor, 'pricey.example', salt)], 'name-fee-unpaid', 'a claim without the fee');
+  await refusesBlock(t, chain, tip, [claim(rich, 'abc', salt)], 'name-fee-unpaid', 'a short domain dearer than the balance');
   tip = await extend(chain, tip, 1, { recs: [claim(rich, 'pricey.example', salt)] });
   t.equal(getAccount(chain.state, rich.address).balance, before - NAME_PRICE, 'the fee left the claimant');
   const cb = (await chain.getBlock(tip.hex))?.records[0].body;
   t.equal(cb?.kind === Kind.Coinbase && cb.amount, params.subsidy(tip.height), 'and went to nobody: the miner may claim the subsidy only');
-  await rejects(t, chain, tip, [claim(rich, 'pricey.example', salt)], 'name-taken', 'the same claim again');
+  await refusesBlock(t, chain, tip, [claim(rich, 'pricey.example', salt)], 'name-taken', 'the same claim again');
   // renewals pay too
   const renew = (seq: number): Rec => signRecord<NameRenew>(NET, rich.secret, { kind: Kind.NameRenew, name: 'pricey.example', pubkey: rich.pub, nameSeq: seq });
   await extend(chain, tip, 1, { recs: [renew(0)] });
   t.equal(getAccount(chain.state, rich.address).balance, before - 2 * NAME_PRICE, 'a renewal costs the same');
   const spend = signRecord<Transfer>(NET, rich.secret, { kind: Kind.Transfer, pubkey: rich.pub, to: poor.address, amount: before - 2 * NAME_PRICE, fee: 0, nonce: 0 });
-  await rejects(t, chain, chain.tip, [spend, renew(1)], 'name-fee-unpaid', 'a renewal after the balance is spent in the same block');
+  await refusesBlock(t, chain, chain.tip, [spend, renew(1)], 'name-fee-unpaid', 'a renewal after the balance is spent in the same block');
 });
 
 t.test('several serving nodes: each binds itself, with its own sequence', async (t) => {
@@ -145,19 +123,19 @@ t.test('several serving nodes: each binds itself, with its own sequence', async 
   tip = await claimAll(chain, tip, [[domainOwner, name]], [give]);
   t.same(getName(chain.state, name)?.delegates, [a.address, b.address, c.address], 'three serving nodes, in order');
   const exp = tip.header.time + 3600;
-  await rejects(t, chain, tip, [bind(a, name, b, 1, exp)], 'not-authorized', 'a delegate binding the name to another node');
-  await rejects(t, chain, tip, [bind(d, name, d, 1, exp)], 'not-authorized', 'a node that is no delegate');
-  await rejects(t, chain, tip, [bind(user, name, d, 1, exp)], 'not-serving', 'the owner binding to a node that does not serve the name');
-  await rejects(t, chain, tip, [bind(domainOwner, name, a, 1, exp)], 'not-authorized', "the domain's owner, once the name is the user's");
+  await refusesBlock(t, chain, tip, [bind(a, name, b, 1, exp)], 'not-authorized', 'a delegate binding the name to another node');
+  await refusesBlock(t, chain, tip, [bind(d, name, d, 1, exp)], 'not-authorized', 'a node that is no delegate');
+  await refusesBlock(t, chain, tip, [bind(user, name, d, 1, exp)], 'not-serving', 'the owner binding to a node that does not serve the name');
+  await refusesBlock(t, chain, tip, [bind(domainOwner, name, a, 1, exp)], 'not-authorized', "the domain's owner, once the name is the user's");
   // each serving node has its own sequence: a at 5 and b at 1 in one block, no race
   tip = await extend(chain, tip, 1, { recs: [bind(a, name, a, 5, exp), bind(b, name, b, 1, exp), bind(user, name, c, 1, exp)] });
   t.equal(getBinding(chain.state, name)?.slots.length, 3, 'one slot per serving node');
-  await rejects(t, chain, tip, [bind(b, name, b, 1, exp)], 'stale-binding-seq', "a replay of b's binding");
+  await refusesBlock(t, chain, tip, [bind(b, name, b, 1, exp)], 'stale-binding-seq', "a replay of b's binding");
   // the user drops a: a's slot leaves, and a's old bindings (seq 5) stay dead if a comes back
   tip = await extend(chain, tip, 1, { recs: [delegate(user, name, [b, c], 1)] });
   t.same(getBinding(chain.state, name)?.slots.map((s) => s.node), [b.address, c.address], "a's binding left with it");
   tip = await extend(chain, tip, 1, { recs: [delegate(user, name, [a, b, c], 2)] });
-  await rejects(t, chain, tip, [bind(a, name, a, 5, exp)], 'stale-binding-seq', "a's old binding replayed after a serves again");
+  await refusesBlock(t, chain, tip, [bind(a, name, a, 5, exp)], 'stale-binding-seq', "a's old binding replayed after a serves again");
   await extend(chain, tip, 1, { recs: [bind(a, name, a, 6, exp)] });
   t.equal(getBinding(chain.state, name)?.slots.length, 3, 'a binds again above its old sequence');
   // a delegation list is at most MAX_DELEGATES distinct nodes: anything else does not decode
@@ -190,11 +168,11 @@ t.test("a user-owned name moves from node A to node B with no action from A's op
   // alice, with her wallet alone, delegates her name to B; B binds it
   tip = await extend(chain, tip, 1, { recs: [delegate(user, name, [b], 1), bind(b, name, b, 2, exp)] });
   t.equal(at(), 'B', 'C routes alice to B, A never signed anything');
-  await rejects(t, chain, tip, [bind(a, name, a, 2, exp)], 'not-authorized', 'A binding alice after she left');
+  await refusesBlock(t, chain, tip, [bind(a, name, a, 2, exp)], 'not-authorized', 'A binding alice after she left');
   // and A, which still owns the domain, cannot take her name back before it expires
   const back = signRecord<NameTransfer>(NET, a.secret, { kind: Kind.NameTransfer, name, pubkey: a.pub, newOwner: a.pub, delegates: [], nameSeq: 2 });
-  await rejects(t, chain, tip, [back], 'not-owner', 'the domain owner taking the name back');
+  await refusesBlock(t, chain, tip, [back], 'not-owner', 'the domain owner taking the name back');
   const salt = randomBytes(32);
   tip = await extend(chain, tip, 1, { recs: [commit(a, name, salt)] });
-  await rejects(t, chain, tip, [claim(a, name, salt)], 'name-taken', 'the domain owner claiming it anew');
+  await refusesBlock(t, chain, tip, [claim(a, name, salt)], 'name-taken', 'the domain owner claiming it anew');
 });

@@ -6,11 +6,10 @@
 // the entries pending and confirmed as it reads bindings.
 import t, { type Test } from 'tap';
 import { randomBytes } from 'node:crypto';
-import { openChain, blockOn, extend, newKey, stateDump, type Key } from './helpers.ts';
+import { openChain, extend, newKey, stateDump, commitRec as commit, claimRec as claim, announceRec as announce, claimAll, refusesBlock, type Key } from './helpers.ts';
 import {
   signRecord,
   Kind,
-  commitmentOf,
   decodeRec,
   encodeBody,
   packEntries,
@@ -20,10 +19,7 @@ import {
   signingMessage,
   MAX_PRESENCE_ENTRIES,
   MAX_RECORD_BYTES,
-  type NameCommit,
-  type NameClaim,
   type NameTransfer,
-  type NodeAnnounce,
   type Presence,
   type PresenceEntry,
   type Rec,
@@ -38,32 +34,12 @@ import type { Chain, IndexEntry } from '../consensus/chain.ts';
 
 const NET = 'regtest';
 
-function commit(k: Key, name: string, salt: Uint8Array): Rec {
-  return signRecord<NameCommit>(NET, k.secret, { kind: Kind.NameCommit, pubkey: k.pub, commitment: commitmentOf(name, salt, k.pub) });
-}
-function claim(k: Key, name: string, salt: Uint8Array): Rec {
-  return signRecord<NameClaim>(NET, k.secret, { kind: Kind.NameClaim, name, pubkey: k.pub, salt });
-}
-function announce(k: Key): Rec {
-  return signRecord<NodeAnnounce>(NET, k.secret, { kind: Kind.NodeAnnounce, pubkey: k.pub, sipUris: [`sip:${k.address[0]}.node.test`], p2pAddrs: [], rewardAddress: k.address, seq: 1 });
-}
 function presence(k: Key, seq: number, entries: PresenceEntry[]): Rec {
   const base = Math.min(...entries.map((e) => e.expires));
   return signRecord<Presence>(NET, k.secret, { kind: Kind.Presence, pubkey: k.pub, seq, base, entries });
 }
 
-async function rejects(t: Test, chain: Chain, parent: IndexEntry, recs: Rec[], code: string, why: string): Promise<void> {
-  const before = chain.tip.hex;
-  const r = await chain.processBlock(blockOn(chain, parent, recs));
-  t.equal((r as { code?: string }).code, code, `${why}: refused with ${code}`);
-  t.equal(chain.tip.hex, before, `${why}: tip unchanged`);
-}
 
-async function claimAll(chain: Chain, parent: IndexEntry, claims: Array<[Key, string]>, more: Rec[] = []): Promise<IndexEntry> {
-  const salt = randomBytes(32);
-  const tip = await extend(chain, parent, 1, { recs: claims.map(([k, n]) => commit(k, n, salt)) });
-  return extend(chain, tip, 1, { recs: [...claims.map(([k, n]) => claim(k, n, salt)), ...more] });
-}
 
 /** Raw presence bytes with any entries blob, signed, for encodings signRecord would never make. */
 function rawPresence(k: Key, blob: Uint8Array): Uint8Array {
@@ -157,13 +133,13 @@ t.test('a presence record binds every entry to its node, one block per rule that
   const eve = ref('sip:eve@s.test');
   const stranger = newKey();
 
-  await rejects(t, chain, start, [presence(stranger, 5, [{ ref: alice, status: 1, expires: exp }])], 'unknown-node', 'presence from a key that never announced a node');
-  await rejects(t, chain, start, [presence(n, 5, [{ ref: 9999, status: 1, expires: exp }])], 'unknown-name', 'an entry whose number no name has');
+  await refusesBlock(t, chain, start, [presence(stranger, 5, [{ ref: alice, status: 1, expires: exp }])], 'unknown-node', 'presence from a key that never announced a node');
+  await refusesBlock(t, chain, start, [presence(n, 5, [{ ref: 9999, status: 1, expires: exp }])], 'unknown-name', 'an entry whose number no name has');
   // the attack: a node that does not serve alice says she is online there, to take her calls
-  await rejects(t, chain, start, [presence(s, 5, [{ ref: alice, status: 1, expires: exp }])], 'not-authorized', "a stranger node binding another node's user to itself");
-  await rejects(t, chain, start, [presence(n, 5, [{ ref: alice, status: 1, expires: exp }, { ref: eve, status: 1, expires: exp }])], 'not-authorized', 'one entry the node may not make sinks the whole record');
+  await refusesBlock(t, chain, start, [presence(s, 5, [{ ref: alice, status: 1, expires: exp }])], 'not-authorized', "a stranger node binding another node's user to itself");
+  await refusesBlock(t, chain, start, [presence(n, 5, [{ ref: alice, status: 1, expires: exp }, { ref: eve, status: 1, expires: exp }])], 'not-authorized', 'one entry the node may not make sinks the whole record');
   t.equal(getBinding(chain.state, 'sip:alice@n.test'), undefined, 'and alice stays unbound');
-  await rejects(t, chain, start, [presence(n, 5, [{ ref: alice, status: 1, expires: time + 7 * 86_400 + 10 }])], 'binding-too-long', 'an expiry past the longest binding');
+  await refusesBlock(t, chain, start, [presence(n, 5, [{ ref: alice, status: 1, expires: time + 7 * 86_400 + 10 }])], 'binding-too-long', 'an expiry past the longest binding');
 
   // the valid record: its owner's node for two users, and as the delegate of a user-owned name
   const good = presence(n, 5, [{ ref: alice, status: 1, expires: exp }, { ref: bob, status: 0, expires: time }, { ref: carol, status: 1, expires: exp }]);
@@ -176,8 +152,8 @@ t.test('a presence record binds every entry to its node, one block per rule that
   t.match(r, { kind: 'remote', status: 'online', confirmed: true }, 'another node routes alice to N');
 
   // replays and going back: each entry's sequence must pass the slot's
-  await rejects(t, chain, tip, [good], 'stale-binding-seq', 'the same record again (a replay)');
-  await rejects(t, chain, tip, [presence(n, 4, [{ ref: bob, status: 1, expires: exp }])], 'stale-binding-seq', 'a lower sequence');
+  await refusesBlock(t, chain, tip, [good], 'stale-binding-seq', 'the same record again (a replay)');
+  await refusesBlock(t, chain, tip, [presence(n, 4, [{ ref: bob, status: 1, expires: exp }])], 'stale-binding-seq', 'a lower sequence');
   tip = await extend(chain, tip, 1, { recs: [presence(n, 6, [{ ref: alice, status: 0, expires: time }])] });
   t.equal(slotOf(getBinding(chain.state, 'sip:alice@n.test'), n.address)?.status, 0, 'the next sequence takes alice offline');
   t.equal(slotOf(getBinding(chain.state, 'sip:bob@n.test'), n.address)?.seq, 5, 'and leaves bob where he was');
