@@ -199,3 +199,40 @@ t.test('a phone that registers but never answers the pings never becomes an onli
   }
   t.equal((await name(a.api, aor))?.binding ?? null, null, 'the node never wrote one');
 });
+
+t.test("a node's presence record grows with each change, and its peers hold the same last version", async (t) => {
+  const h = new Harness(t);
+  const datadir = tmpDir(t, 'dots-versions-');
+  const users = ['ann', 'ben', 'cy'];
+  for (const u of users) t.equal((await runDots(['user', 'add', u, '--password', `${u}-secret`, '--datadir', datadir, '--domain', DOMAIN])).code, 0);
+  const a = await h.start('A', { datadir, args: ['--domain', DOMAIN] });
+  const b = await h.start('B', { bootstrap: [a.p2p] });
+  await mineUntil(() => mine(a.api), 'the names claimed', async () => {
+    for (const u of users) if ((await name(a.api, `sip:${u}@${DOMAIN}`))?.owner == null) return undefined;
+    return true;
+  });
+  await converged([a, b]);
+  type Pending = { records: Array<{ id: string; kind: string; node?: string; seq?: number; entries?: Array<{ name: string | null; status: number }> }> };
+  const presenceAt = async (api: string): Promise<Pending['records']> => (await getJson<Pending>(`${api}/api/pending`)).body.records.filter((r) => r.kind === 'presence');
+  // the phones come one after another, each change its own version of A's one pending record
+  for (const [i, u] of users.entries()) {
+    const phone = await new TestPhone({ host: '127.0.0.1', port: a.sipPort }).open();
+    t.teardown(() => phone.close());
+    t.equal((await phone.registerWithAuth({ user: u, domain: DOMAIN, password: `${u}-secret`, expires: 600 })).status, 200, `${u} registered`);
+    const held = await waitFor(`${u} in A's pending presence record`, async () => {
+      const list = await presenceAt(a.api);
+      return list.length === 1 && list[0].entries?.length === i + 1 ? list : undefined;
+    }, 10_000);
+    const atB = await waitFor(`the same version at B`, async () => {
+      const list = await presenceAt(b.api);
+      return list.length === 1 && list[0].id === held[0].id ? list : undefined;
+    }, 10_000);
+    t.same(atB[0].entries?.map((e) => e.name), users.slice(0, i + 1).map((x) => `sip:${x}@${DOMAIN}`), `B holds A's version ${i + 1} alone, naming ${i + 1} user(s)`);
+    const at = await bindingAt(b, `sip:${u}@${DOMAIN}`);
+    t.match(at, { status: 'online', confirmed: false }, `B routes ${u} to A while pending`);
+  }
+  await mine(a.api);
+  await converged([a, b]);
+  for (const u of users) t.match(await bindingAt(b, `sip:${u}@${DOMAIN}`), { status: 'online', confirmed: true }, `${u} online at B, confirmed`);
+  t.same(await presenceAt(b.api), [], "nothing of A's presence left pending at B");
+});
