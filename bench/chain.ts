@@ -97,6 +97,9 @@ export async function benchChain(o: BenchOptions & { records?: number; perBlock?
             { metric: 'records/s / the OpenSSL worker pool alone', value: (records / workers.secs / opensslBound).toFixed(2) },
           ]),
       { metric: 'bytes on disk per record', value: Math.round(workers.disk / records) },
+      // undo data is kept for the last undoDepth blocks only: a chain many times longer keeps all
+      // the rest per record, and its undo data per record tends to nothing
+      { metric: `bytes on disk per record, a chain long past the ${p.undoDepth} blocks of undo data`, value: Math.round((workers.disk - partBytes(workers.usage, 'U')) / records) },
       // where they go: keys and values as LevelDB is handed them, per record, largest first; the
       // rest of the files is LevelDB's own (its log, table indexes and per-entry overhead)
       ...[...workers.usage]
@@ -147,6 +150,12 @@ function warmupBlock(): Block {
     return signRecord<NameCommit>(P.name, sk, { kind: Kind.NameCommit, pubkey: publicKeyOf(sk), commitment: randomBytes(32) }, P.minFeeRate);
   });
   return makeBlock({ version: 1, prev: new Uint8Array(32), merkleRoot: new Uint8Array(32), time: 0, bits: 0, nonce: 0 }, [records[0], ...records]);
+}
+
+/** Keys and values one part of the store (a layout prefix) holds. */
+function partBytes(usage: ReadonlyMap<string, { keyBytes: number; valueBytes: number }>, part: string): number {
+  const u = usage.get(part);
+  return u === undefined ? 0 : u.keyBytes + u.valueBytes;
 }
 
 /** Keys and values a store holds in all, as LevelDB is handed them (Store.usage summed). */

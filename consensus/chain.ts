@@ -9,6 +9,7 @@
 // step with the 'tip' event), build block templates (mining/template.ts), or spell store keys
 // (core/layout.ts, used by core/store.ts alone).
 import { EventEmitter } from 'node:events';
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { ValidationError, UserError } from '../core/errors.ts';
 import { hashToHex, hexToHash, bytesEqual, toHex } from '../core/hash.ts';
 import { merkleRoot } from '../core/merkle.ts';
@@ -86,6 +87,7 @@ export class Chain extends EventEmitter<{ tip: [TipChange] }> {
   /** ids of records whose signatures were verified: shared with the pending pool and the verifier */
   readonly sigs = new SigCache();
   private readonly verifier: SignatureVerifier;
+  private readonly log: Logger;
   private readonly orphans: OrphanPool;
   private readonly blockCache = new Map<string, Block>();
   private queue: Promise<unknown> = Promise.resolve();
@@ -102,7 +104,8 @@ export class Chain extends EventEmitter<{ tip: [TipChange] }> {
     this.now = opts.now ?? ((): number => Math.floor(Date.now() / 1000));
     this.orphans = new OrphanPool(opts.maxOrphans ?? 256);
     const workers = opts.sigWorkers ?? 0;
-    this.verifier = workers > 0 ? new SigPool(params.name, this.sigs, opts.log ?? silentLogger, workers) : MAIN_THREAD_VERIFIER;
+    this.log = opts.log ?? silentLogger;
+    this.verifier = workers > 0 ? new SigPool(params.name, this.sigs, this.log, workers) : MAIN_THREAD_VERIFIER;
     this.anchor = { height: 0, parentTime: params.genesis.time - params.idealBlockTime, bits: params.powLimitBits };
   }
 
@@ -214,7 +217,7 @@ export class Chain extends EventEmitter<{ tip: [TipChange] }> {
         const loc = await this.store.recordLocation(toHex(block.records[i].id)).catch(() => undefined);
         if (loc?.height !== h || loc.index !== i) throw damagedStore(path, `the record index does not locate record ${i} of ${where}`);
       }
-      if (h > top - CHECK_DEPTH && (await this.store.undo(e.hex).catch(() => undefined)) === undefined) throw damagedStore(path, `the undo data of ${where} is missing or does not read`);
+      if (h > top - Math.min(CHECK_DEPTH, this.params.undoDepth) && (await this.store.undo(e.hex).catch(() => undefined)) === undefined) throw damagedStore(path, `the undo data of ${where} is missing or does not read`);
     }
   }
 
@@ -404,6 +407,7 @@ export class Chain extends EventEmitter<{ tip: [TipChange] }> {
       }
       entry.status = 'valid';
       this.putIndex(batch.putBlock(entry.hex, block), entry).putUndo(entry.hex, child.list()).putRecords(block, entry.height);
+      this.pruneUndo(batch, entry.height, (h) => (h <= this.tip.height ? this.main[h] : run[h - this.tip.height - 1]?.entry));
       if (child !== view) view.merge(child);
       connected.push(item);
       results.push({ status: 'connected', hex: entry.hex, height: entry.height, disconnected: 0 });
@@ -458,6 +462,36 @@ export class Chain extends EventEmitter<{ tip: [TipChange] }> {
     return this.store.blockBytes(hex);
   }
 
+  /** A block joined the main chain at `height`: the undo data of the one undoDepth below it goes. */
+  private pruneUndo(batch: StoreBatch, height: number, mainAt: (h: number) => IndexEntry | undefined): void {
+    const h = height - this.params.undoDepth;
+    const old = h >= 1 ? mainAt(h) : undefined;
+    if (old !== undefined) batch.delUndo(old.hex);
+  }
+
+  /**
+   * The state at main-chain block `fork`, as changes to the current state: every main-chain block
+   * from the first applied again to an empty state. A reorganisation deeper than the undo data
+   * reaches comes here; the blocks were valid when connected, so this cannot fail on a sound store.
+   */
+  private async stateAt(fork: IndexEntry): Promise<StateView> {
+    const built = new ChainState();
+    for (let h = 1; h <= fork.height; h++) {
+      const e = this.main[h];
+      const block = await this.getBlock(e.hex);
+      if (block === undefined) throw new Error(`store is missing the body of main-chain block ${e.hex}`);
+      const v = new StateView(built);
+      applyBlockRecords(v, block.records, { height: h, time: e.header.time, rules: this.params });
+      commitTo(built, v.list());
+      if (h % 256 === 0) await yieldToLoop();
+    }
+    const view = new StateView(this.state);
+    for (const k of this.state.map.keys()) if (!built.map.has(k)) view.set(k, undefined);
+    for (const [k, v] of built.map) if (this.state.map.get(k) !== v) view.set(k, v);
+    this.log.info(`reorganisation deeper than the undo data (${this.params.undoDepth} blocks): state at height ${fork.height} rebuilt from the blocks`);
+    return view;
+  }
+
   /**
    * Switches the main chain to `target` (which has more work than the tip): disconnects back to
    * the fork point through undo data, connects the new branch with full state checks, and writes
@@ -475,19 +509,25 @@ export class Chain extends EventEmitter<{ tip: [TipChange] }> {
     if (fork === null) throw new Error('reorganize: no common ancestor with the main chain');
     branch.reverse();
 
-    const view = new StateView(this.state);
+    let view = new StateView(this.state);
     const batch = this.store.batch();
     const disconnected: IndexEntry[] = [];
     const disconnectedBlocks: Block[] = [];
+    let undone = true;
     for (let e = oldTip; e !== fork; e = e.prev as IndexEntry) {
-      const undo = await this.store.undo(e.hex);
       const block = await this.getBlock(e.hex);
-      if (undo === undefined || block === undefined) throw new Error(`store is missing undo data or body of main-chain block ${e.hex}`);
-      for (let i = undo.length - 1; i >= 0; i--) view.set(undo[i].key, undo[i].before);
+      if (block === undefined) throw new Error(`store is missing the body of main-chain block ${e.hex}`);
+      // past undoDepth the undo data is gone: the state at the fork is rebuilt below instead
+      const undo = undone ? await this.store.undo(e.hex) : undefined;
+      if (undo === undefined) undone = false;
+      else for (let i = undo.length - 1; i >= 0; i--) view.set(undo[i].key, undo[i].before);
       batch.delRecords(block).delUndo(e.hex);
       disconnected.push(e);
       disconnectedBlocks.push(block);
     }
+    if (!undone) view = await this.stateAt(fork);
+    // the new main chain at height h (for pruning the undo data that falls out of reach)
+    const at = (h: number): IndexEntry | undefined => (h <= fork.height ? this.main[h] : branch[h - fork.height - 1]);
 
     let last = fork;
     const connected: Array<{ entry: IndexEntry; block: Block }> = [];
@@ -504,6 +544,7 @@ export class Chain extends EventEmitter<{ tip: [TipChange] }> {
         break;
       }
       batch.putUndo(e.hex, child.list()).putRecords(block, e.height);
+      this.pruneUndo(batch, e.height, at);
       view.merge(child);
       connected.push({ entry: e, block });
       last = e;

@@ -18,6 +18,13 @@ export interface NetworkParams extends StateRules, AsertParams {
   maxBlockRecords: number;
   initialSubsidy: number;
   halvingInterval: number;
+  /**
+   * Main-chain blocks whose undo data is kept: a reorganisation at most this deep goes back
+   * through undo data, a deeper one rebuilds the state at the fork point from the blocks (slow,
+   * and rare: it replaces more than this many blocks of most work). Older undo data is deleted,
+   * since it is most of what the store keeps per record beside the blocks.
+   */
+  undoDepth: number;
 }
 
 export type NetworkName = 'mainnet' | 'testnet' | 'devnet' | 'regtest';
@@ -74,6 +81,7 @@ export const NETWORKS: Record<NetworkName, NetworkParams> = {
     minCommitAge: 3,
     maxCommitAge: 10_080,
     maxBindingTtl: 7 * 86_400,
+    undoDepth: 2_000,
     minFeeRate: MIN_FEE_RATE,
   }),
   testnet: net({
@@ -94,6 +102,7 @@ export const NETWORKS: Record<NetworkName, NetworkParams> = {
     minCommitAge: 2,
     maxCommitAge: 10_080,
     maxBindingTtl: 7 * 86_400,
+    undoDepth: 2_000,
     minFeeRate: MIN_FEE_RATE,
   }),
   devnet: net({
@@ -117,6 +126,7 @@ export const NETWORKS: Record<NetworkName, NetworkParams> = {
     minCommitAge: 1,
     maxCommitAge: 1000,
     maxBindingTtl: 7 * 86_400,
+    undoDepth: 2_000,
     minFeeRate: MIN_FEE_RATE,
   }),
   regtest: net({
@@ -137,6 +147,7 @@ export const NETWORKS: Record<NetworkName, NetworkParams> = {
     minCommitAge: 1,
     maxCommitAge: 100,
     maxBindingTtl: 7 * 86_400,
+    undoDepth: 50,
     minFeeRate: 0,
   }),
 };

@@ -3,11 +3,11 @@
 //   B<hash>  block bytes               H<hash>  index entry [header, height, work hex, status]
 //   U<hash>  undo data of a connected  S<key>   state entry (core/state.ts keys: n:, b:, d:, a:,
 //            main-chain block                   c:, r:)
-//   R<id>    [height, position] of a record on the main chain: the first 16 bytes of the id in
-//            base64url (22 characters), the height, not the block's 32-byte hash (a record's
-//            index entry went from 102 bytes to about 32). Readers compare the whole id with the
-//            record found there (two ids sharing 128 bits take about 2^64 tries to make, and
-//            would only hide the first from lookups by id, never from the chain)
+//   R<id>    [height, position] of a record on the main chain: the first 12 bytes of the id in
+//            base64url (16 characters), the height, not the block's 32-byte hash (a record's
+//            index entry went from 102 bytes to about 21). Readers compare the whole id with the
+//            record found there: an id sharing another's 96 bits takes about 2^96 tries to make,
+//            and would only hide the other from lookups by id, never from the chain
 //   T        main-chain tip hash        V        [store version, network, genesis hash]
 //   P<id>    a pending record's bytes (the pool, kept across restarts)
 // Hashes are display hex (byte-reversed, as block explorers show them); the functions take
@@ -18,7 +18,7 @@ export const layout = {
   index: (hashHex: string): string => 'H' + hashHex,
   undo: (hashHex: string): string => 'U' + hashHex,
   state: (stateKey: string): string => 'S' + stateKey,
-  record: (idHex: string): string => 'R' + Buffer.from(idHex.slice(0, 32), 'hex').toString('base64url'),
+  record: (idHex: string): string => 'R' + Buffer.from(idHex.slice(0, 24), 'hex').toString('base64url'),
   pending: (idHex: string): string => 'P' + idHex,
   tip: 'T',
   meta: 'V',

@@ -108,12 +108,23 @@ function keyOf(b: Uint8Array): string {
   return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('base64url');
 }
 
+/**
+ * A name commitment as the state keeps it: its first 16 bytes. The entry binds nobody (the
+ * commitment hashes the claimant's key, checked at the reveal), so two commitments sharing 128
+ * bits (2^64 tries to make a pair, 2^128 to match another's) would only share one entry, and the
+ * state and its undo data keep 16 bytes fewer per commitment.
+ */
+export function commitKey(c: Uint8Array): Uint8Array {
+  return c.subarray(0, COMMIT_KEY_BYTES);
+}
+const COMMIT_KEY_BYTES = 16;
+
 export const keys = {
   name: (name: string): string => `n:${name}`,
   binding: (name: string): string => BINDING_PREFIX + name,
   node: (id: Uint8Array): string => NODE_PREFIX + keyOf(id),
   account: (addr: Uint8Array): string => `a:${keyOf(addr)}`,
-  commit: (c: Uint8Array): string => `c:${keyOf(c)}`,
+  commit: (c: Uint8Array): string => `c:${keyOf(commitKey(c))}`,
   receipt: (callId: Uint8Array): string => `r:${keyOf(callId)}`,
   commitsAt: (height: number): string => `h:${height}`,
   nameRef: (ref: number): string => `i:${ref.toString(36)}`,
@@ -198,7 +209,7 @@ export function decodeEntry(key: string, bytes: Uint8Array): Entry {
       return { t: 'receipt', height: asUint(a[0], 'height') };
     case 'h':
       asArray(a, 1, key);
-      return { t: 'commits', list: asArray(a[0], [0, 1_000_000], 'commitments').map((c) => asBytes(c, 'commitment', 32)) };
+      return { t: 'commits', list: asArray(a[0], [0, 1_000_000], 'commitments').map((c) => asBytes(c, 'commitment', COMMIT_KEY_BYTES)) };
     case 'i':
       asArray(a, 1, key);
       return { t: 'ref', name: asString(a[0], 'name', 300) };
@@ -491,7 +502,7 @@ function applyBody(v: StateView, body: SignedBody, ctx: ApplyContext): void {
       if (v.get(k) !== undefined) fail('duplicate-commit', 'this name commitment is already on the chain');
       v.set(k, { t: 'commit', height });
       const at = v.get(keys.commitsAt(height)) as CommitsAtEntry | undefined;
-      v.set(keys.commitsAt(height), { t: 'commits', list: [...(at?.list ?? []), body.commitment] });
+      v.set(keys.commitsAt(height), { t: 'commits', list: [...(at?.list ?? []), commitKey(body.commitment)] });
       return;
     }
     case Kind.NameClaim: {

@@ -19,7 +19,8 @@ import { layout } from './layout.ts';
 // 3: smaller keys (state keys and record ids in base64url), record locations by height, name
 //    commitments without the committer's key
 // 4: a fee in every record, call receipts that settle between nodes (issue 15)
-// 5: names numbered in the state, presence records (issue 17); record index keys of 16 bytes of the id
+// 5: names numbered in the state, presence records (issue 17); record index keys of 12 bytes of the
+//    id, commitments by their first 16 bytes; undo data for the last undoDepth blocks only
 export const STORE_VERSION = 5;
 
 export type BlockStatus = 'valid' | 'invalid' | 'stored';

@@ -111,6 +111,35 @@ t.test('a deep reorganisation of more than 100 blocks, with balances', async (t)
   t.notSame(stateA, stateDump(chain), 'two more blocks changed the miner balance');
 });
 
+t.test('undo data is kept for undoDepth blocks; a deeper reorganisation rebuilds the state at the fork from the blocks', async (t) => {
+  const { chain, store } = await openChain(t);
+  const depth = chain.params.undoDepth;
+  const miner = newKey();
+  // state before the fork: coins, transfers to new accounts, commitments
+  let a = await extend(chain, chain.tip, 3, { reward: miner.address });
+  const transfers = Array.from({ length: 4 }, (_, i) => signRecord<Transfer>('regtest', miner.secret, { kind: Kind.Transfer, pubkey: miner.pub, to: newKey().address, amount: 500 + i, fee: 0, nonce: i }));
+  a = await extend(chain, a, 1, { recs: [...transfers, commitRec(), commitRec()] });
+  const fork = a;
+  a = await extend(chain, a, depth + 20, { reward: miner.address });
+  t.equal(await store.undo(chain.main[a.height - depth - 5].hex), undefined, `no undo data ${depth + 5} blocks down`);
+  t.ok(await store.undo(chain.main[a.height - depth + 1].hex), `undo data ${depth - 1} blocks down`);
+  // a heavier branch from the fork, deeper than the undo data reaches
+  const other = newKey();
+  let b = fork;
+  for (let i = 0; i < depth + 21; i++) {
+    const r = await chain.processBlock(blockOn(chain, b, i === 0 ? [commitRec()] : [], { reward: other.address, time: fork.header.time + 7 + i }));
+    b = chain.index.get(r.hex) as IndexEntry;
+  }
+  t.equal(chain.tip, b, `switched to the heavier branch, ${depth + 20} blocks disconnected`);
+  t.same(stateDump(chain), await scratchState(t, NETWORKS.regtest, await blocksOf(chain, b)), 'state equals a scratch build of the branch');
+  t.ok(await store.undo(b.hex), 'the new tip has undo data');
+  t.equal(await store.undo(chain.main[b.height - depth - 1].hex), undefined, 'the new chain keeps undoDepth blocks of it too');
+  // a shallow one after it goes through undo data as always
+  const c = await extend(chain, chain.main[b.height - 2], 3, { reward: miner.address, time: b.header.time + 1 });
+  t.equal(chain.tip, c, 'a two-block reorganisation on top');
+  t.same(stateDump(chain), await scratchState(t, NETWORKS.regtest, await blocksOf(chain, c)), 'state equals a scratch build again');
+});
+
 t.test('a branch with an invalid block is abandoned, the valid part kept if it has more work', async (t) => {
   const { chain } = await openChain(t);
   const g = chain.tip;
