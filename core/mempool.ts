@@ -331,13 +331,15 @@ export class Mempool extends EventEmitter<MempoolEvents> {
     const old = this.replaced(rec, signer);
     if (old !== undefined) {
       // checked with the old one's spending out of the signer's account; it comes back if the newcomer fails
-      const versions = this.presenceVersions.get(signer);
+      const saved = this.presenceVersions.get(signer);
+      const versions = saved === undefined ? undefined : { ...saved };
       this.remove(old.hex);
-      if (versions !== undefined) this.presenceVersions.set(signer, versions);
+      if (versions !== undefined) this.presenceVersions.set(signer, { ...versions });
       try {
         this.insert(rec, state, ctx);
       } catch (err) {
         this.insert(old.rec, state, ctx);
+        // the old one back is not a new version
         if (versions !== undefined) this.presenceVersions.set(signer, versions);
         throw err;
       }

@@ -331,6 +331,8 @@ export class PresenceBridge {
       // a change stays dirty until a presence record carrying it is accepted
       if (r !== 'change') this.dirty.delete(name);
       if (r === 'wait') this.waiting.add(name);
+      if (++n % 1024 === 0) await yieldNow(); // a node of many users: let SIP traffic through
+      if (this.stopped) return;
     }
     await this.sendPresence(changes);
   }

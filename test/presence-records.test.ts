@@ -183,6 +183,10 @@ t.test('a node grows its pending presence record instead of paying for one per c
   const v3 = presence(n, 10, [{ ref: alice, status: 0, expires: time }, { ref: bob, status: 1, expires: exp }]);
   pool.add(v3);
   t.equal(at('sip:alice@n.test'), 'offline pending', 'alice offline in the third version');
+  // a version that fails the rules leaves the pending one in place, and is not counted as a version
+  const eve = ref('sip:eve@s.test');
+  t.equal(codeOf(() => pool.add(presence(n, 10, [{ ref: alice, status: 0, expires: time }, { ref: bob, status: 1, expires: exp }, { ref: eve, status: 1, expires: exp }]))), 'not-authorized', "a version naming another node's user");
+  t.ok(pool.has(Buffer.from(v3.id).toString('hex')), 'the third version still pending');
 
   // versions are capped: a node cannot make its peers relay its record without end
   for (let i = 4; i <= MAX_PRESENCE_VERSIONS; i++) pool.add(presence(n, 10, [{ ref: alice, status: 0, expires: time + i }, { ref: bob, status: 1, expires: exp }]));
