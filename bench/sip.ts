@@ -1,6 +1,7 @@
 // `dots bench sip`: REGISTER transactions per second that one node sustains with under 1%
 // failures (SIPp, 10,000 distinct users, digest authentication off and on), side by side with
-// Kamailio 5.6 as a plain in-memory registrar with one worker, in the same run.
+// Kamailio 5.6 as an in-memory registrar with one worker, digest off and on (its auth module), in
+// the same run.
 //
 // Each server first gets every user registered once (a warm-up at a moderate rate: that is
 // when the node claims names on the chain and verifies each phone), then the rate search runs
@@ -31,7 +32,7 @@ export interface SipBenchOptions {
   seconds: number;
   /** log progress lines to stderr */
   verbose?: boolean;
-  /** only these targets (node-open, node-digest, kamailio) */
+  /** only these targets (node-open, node-digest, kamailio, kamailio-digest) */
   only?: string[];
 }
 
@@ -88,16 +89,16 @@ async function startNode(dir: string, port: number, open: boolean): Promise<Targ
   };
 }
 
-async function kamailioTarget(dir: string, port: number): Promise<Target> {
-  const k = await startKamailio({ dir, port, children: 1, shmMb: 1024, wrap: (cmd, args) => onCpu(PIN?.[1], cmd, args) });
+async function kamailioTarget(dir: string, port: number, auth: boolean): Promise<Target> {
+  const k = await startKamailio({ dir, port, children: 1, shmMb: 1024, args: auth ? ['-A', 'WITH_AUTH'] : [], wrap: (cmd, args) => onCpu(PIN?.[1], cmd, args) });
   return {
-    name: 'Kamailio 5.6, 1 worker',
+    name: auth ? 'Kamailio 5.6, 1 worker, digest MD5 (auth module)' : 'Kamailio 5.6, 1 worker',
     sippPort: await freePort(),
     settle: () => sleep(1000),
     port,
-    scenario: join(FIXTURES, 'register.xml'),
+    scenario: join(FIXTURES, auth ? 'register-auth.xml' : 'register.xml'),
     inf: '',
-    txPerReg: 1,
+    txPerReg: auth ? 2 : 1,
     pids: k.pids,
     stop: k.stop,
   };
@@ -165,7 +166,7 @@ export async function benchSip(o: SipBenchOptions): Promise<Array<Record<string,
   log(PIN === null ? 'sipp and the servers share the CPUs (one core or no taskset)' : `sipp on cpu ${PIN[0]}, each server on cpu ${PIN[1]}`);
   try {
     const open = join(dir, 'users-open.csv');
-    const auth = join(dir, 'users-auth.csv');
+    const authFile = join(dir, 'users-auth.csv');
     const lines = ['SEQUENTIAL'];
     const alines = ['SEQUENTIAL'];
     for (let i = 0; i < USERS; i++) {
@@ -173,7 +174,7 @@ export async function benchSip(o: SipBenchOptions): Promise<Array<Record<string,
       alines.push(`u${i};${DOMAIN};[authentication username=u${i} password=pw${i}];`);
     }
     writeFileSync(open, lines.join('\n') + '\n');
-    writeFileSync(auth, alines.join('\n') + '\n');
+    writeFileSync(authFile, alines.join('\n') + '\n');
     const only = o.only ?? process.env.DOTS_BENCH_SIP_ONLY?.split(',');
     const want = (n: string): boolean => only === undefined || only.includes(n);
     const plan: Array<{ key: string; start: () => Promise<Target>; inf: string }> = [];
@@ -181,7 +182,7 @@ export async function benchSip(o: SipBenchOptions): Promise<Array<Record<string,
     if (want('node-digest')) {
       plan.push({
         key: 'node-digest',
-        inf: auth,
+        inf: authFile,
         start: async () => {
           const d = join(dir, 'node-digest');
           mkdirSync(d, { recursive: true });
@@ -190,9 +191,10 @@ export async function benchSip(o: SipBenchOptions): Promise<Array<Record<string,
         },
       });
     }
-    if (want('kamailio')) {
-      if (has('kamailio')) plan.push({ key: 'kamailio', inf: open, start: async () => kamailioTarget(dir, await freePort()) });
-      else rows.push({ server: 'Kamailio 5.6, 1 worker', 'REGISTER/s': 'not installed (apt-get install kamailio)', 'transactions/s': '', 'server cores': '', retransmissions: '' });
+    for (const [key, auth] of [['kamailio', false], ['kamailio-digest', true]] as const) {
+      if (!want(key)) continue;
+      if (has('kamailio')) plan.push({ key, inf: auth ? authFile : open, start: async () => kamailioTarget(dir, await freePort(), auth) });
+      else rows.push({ server: `Kamailio 5.6 (${key})`, 'REGISTER/s': 'not installed (apt-get install kamailio)', 'transactions/s': '', 'server cores': '', retransmissions: '' });
     }
     for (const p of plan) {
       log(`${p.key}: starting`);
