@@ -65,6 +65,8 @@ async function startNode(dir: string, port: number, open: boolean): Promise<Targ
     datadir: dir,
     sipPort: port,
     args: ['--domain', DOMAIN, ...(open ? ['--open-registration'] : [])],
+    // flags for the node's Node.js (e.g. --cpu-prof), as DOTS_BENCH_CALLS_NODE_ARGS for the calls
+    nodeArgs: (process.env.DOTS_BENCH_SIP_NODE_ARGS ?? '').split(/\s+/).filter((x) => x !== ''),
     wrap: (cmd, args) => onCpu(PIN?.[1], cmd, args),
   });
   return {
