@@ -10,19 +10,7 @@ export { sha256 };
  * hasher on these short inputs.
  */
 export function sha256Parts(...parts: Uint8Array[]): Uint8Array {
-  let data: Uint8Array;
-  if (parts.length === 1) data = parts[0];
-  else {
-    let n = 0;
-    for (const p of parts) n += p.length;
-    data = new Uint8Array(n);
-    n = 0;
-    for (const p of parts) {
-      data.set(p, n);
-      n += p.length;
-    }
-  }
-  const b = nodeHash('sha256', data, 'buffer');
+  const b = nodeHash('sha256', parts.length === 1 ? parts[0] : concatBytes(...parts), 'buffer');
   return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
 }
 

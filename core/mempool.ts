@@ -330,19 +330,19 @@ export class Mempool extends EventEmitter<MempoolEvents> {
     const signer = toHex(payerOf(rec.body));
     const old = this.replaced(rec, signer);
     if (old !== undefined) {
-      // checked with the old one's spending out of the signer's account; it comes back if the newcomer fails
-      const saved = this.presenceVersions.get(signer);
-      const versions = saved === undefined ? undefined : { ...saved };
+      // checked with the old one's spending out of the signer's account; it comes back if the
+      // newcomer fails, and only an accepted newcomer counts as a version
+      const seq = (rec.body as Presence).seq;
+      const versions = this.presenceVersions.get(signer)?.versions ?? 1;
       this.remove(old.hex);
-      if (versions !== undefined) this.presenceVersions.set(signer, { ...versions });
       try {
         this.insert(rec, state, ctx);
       } catch (err) {
         this.insert(old.rec, state, ctx);
-        // the old one back is not a new version
-        if (versions !== undefined) this.presenceVersions.set(signer, versions);
+        this.presenceVersions.set(signer, { seq, versions });
         throw err;
       }
+      this.presenceVersions.set(signer, { seq, versions: versions + 1 });
       return;
     }
     const spent = this.check(rec, state, ctx, this.signers);

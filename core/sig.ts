@@ -82,13 +82,16 @@ interface NativeSecp {
 /** The verifiers signatures can be checked with, by name. */
 export type VerifierName = 'libsecp256k1' | 'openssl';
 
-function opensslVerify(pubkey: Uint8Array, tag: string, message: Uint8Array, sig: Uint8Array): boolean {
+/** One verifier: does `sig` sign taggedHash(tag, message) for `pubkey` (the high-S check is done before it). */
+type Verify = (pubkey: Uint8Array, tag: string, message: Uint8Array, sig: Uint8Array) => boolean;
+
+const opensslVerify: Verify = (pubkey, tag, message, sig) => {
   const key = keyObject(pubkey);
   if (key === null) return false;
   return osslVerify('sha256', concatBytes(tagPrefix(tag), message), { key, dsaEncoding: 'ieee-p1363' }, sig);
-}
+};
 
-function nativeVerify(lib: NativeSecp): (pubkey: Uint8Array, tag: string, message: Uint8Array, sig: Uint8Array) => boolean {
+function nativeVerify(lib: NativeSecp): Verify {
   return (pubkey, tag, message, sig) => {
     if (pubkey.length !== PUBKEY_BYTES || (pubkey[0] !== 2 && pubkey[0] !== 3)) return false;
     try {
@@ -104,7 +107,7 @@ function nativeVerify(lib: NativeSecp): (pubkey: Uint8Array, tag: string, messag
  * (a broken or foreign binary must not decide validity); else null. DOTS_VERIFIER=openssl asks
  * for OpenSSL (to compare the two).
  */
-function loadNative(): ((pubkey: Uint8Array, tag: string, message: Uint8Array, sig: Uint8Array) => boolean) | null {
+function loadNative(): Verify | null {
   if (process.env.DOTS_VERIFIER === 'openssl') return null;
   try {
     const v = nativeVerify(createRequire(import.meta.url)('secp256k1/bindings') as NativeSecp);
@@ -119,14 +122,14 @@ function loadNative(): ((pubkey: Uint8Array, tag: string, message: Uint8Array, s
   }
 }
 
-const VERIFIERS: Record<VerifierName, ((pubkey: Uint8Array, tag: string, message: Uint8Array, sig: Uint8Array) => boolean) | null> = {
+const VERIFIERS: Record<VerifierName, Verify | null> = {
   libsecp256k1: loadNative(),
   openssl: opensslVerify,
 };
 
 /** The verifier this process checks signatures with (also in the node's start-up log line). */
 export const VERIFIER: VerifierName = VERIFIERS.libsecp256k1 !== null ? 'libsecp256k1' : 'openssl';
-const verifyWith = VERIFIERS[VERIFIER] as (pubkey: Uint8Array, tag: string, message: Uint8Array, sig: Uint8Array) => boolean;
+const verifyWith = VERIFIERS[VERIFIER] as Verify;
 
 /** Whether a verifier loaded in this process (tests compare every one that did). */
 export function hasVerifier(name: VerifierName): boolean {

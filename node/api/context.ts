@@ -192,9 +192,10 @@ export class Api {
     });
     const pending = this.pool
       .list()
-      .filter((e) => keysOf(e.rec.body, this.params.namePriceBase, this.params.receiptRate, this.nameOfRef).has(key))
+      .map((e) => ({ e, delta: keysOf(e.rec.body, this.params.namePriceBase, this.params.receiptRate, this.nameOfRef).get(key) }))
+      .filter((x) => x.delta !== undefined)
       .slice(0, MAX_PAGE)
-      .map((e) => ({ id: toHex(e.rec.id), kind: KIND_NAMES[e.rec.body.kind], added: e.added, delta: keysOf(e.rec.body, this.params.namePriceBase, this.params.receiptRate, this.nameOfRef).get(key) ?? 0, record: recordJson(e.rec.body, this.nameOfRef) }));
+      .map(({ e, delta }) => ({ id: toHex(e.rec.id), kind: KIND_NAMES[e.rec.body.kind], added: e.added, delta: delta ?? 0, record: recordJson(e.rec.body, this.nameOfRef) }));
     return {
       total,
       offset,
