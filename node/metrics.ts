@@ -28,6 +28,8 @@ export interface SipStatsSource {
   trunkServersUp(): number;
   /** checks of users behind the trunk, by result: online, offline */
   trunkChecks(): Record<string, number>;
+  /** UDP datagrams by fate: received, sent, shed (over its source's share of the queue, dropped unread) */
+  datagrams(): Record<string, number>;
 }
 
 let sipSource: SipStatsSource | null = null;
@@ -74,6 +76,7 @@ export const sipMetrics = {
   keepalives: sipCounter('dots_sip_keepalives_total', 'SIP OPTIONS keepalives to registered contacts, by result.', (s) => s.keepalives()),
   trunkServersUp: sipGauge('dots_sip_trunk_servers_up', "Servers behind the trunk (--trunk) that answered their last check.", (s) => s.trunkServersUp()),
   trunkChecks: sipCounter('dots_sip_trunk_checks_total', 'OPTIONS checks of the users behind the trunk, by result.', (s) => s.trunkChecks()),
+  datagrams: sipCounter('dots_sip_datagrams_total', 'SIP UDP datagrams by result: received, sent, shed (dropped unread: its source was over its share).', (s) => s.datagrams()),
 };
 
 /** What the per-API gauges read at scrape time. */

@@ -281,6 +281,7 @@ export class DotsNode {
       keepalives: () => ({ sent: sip.registrar.stats.pings, failed: sip.registrar.stats.pingFailures }),
       trunkServersUp: () => sip.trunk?.serversUp ?? 0,
       trunkChecks: () => ({ online: sip.trunk?.stats.online ?? 0, offline: (sip.trunk?.stats.probes ?? 0) - (sip.trunk?.stats.online ?? 0) }),
+      datagrams: () => ({ received: sip.transport.stats.udpIn, sent: sip.transport.stats.udpOut, shed: sip.transport.queue.stats.dropped }),
     });
     this.unwire.push(() => setSipStatsSource(null));
     // watchers hear of bindings as soon as they are pending, and of whatever a new tip settled

@@ -34,7 +34,11 @@ interface Source<T> {
 }
 
 export interface FairQueueOptions {
-  /** most messages waiting from one source address (default 1024) */
+  /**
+   * most messages waiting from one source address (default 8192: a quarter second or more of
+   * what the node handles at full load, so one busy peer's bursts and a GC pause are absorbed;
+   * at 1024 a load generator's bursts were shed at a third of the node's capacity)
+   */
   perSource?: number;
   /** most bytes waiting in all (default 32 MB) */
   maxBytes?: number;
@@ -58,7 +62,7 @@ export class FairQueue<T> {
     private readonly run: (item: T, source: string) => void,
     opts: FairQueueOptions = {},
   ) {
-    this.perSource = opts.perSource ?? 1024;
+    this.perSource = opts.perSource ?? 8192;
     this.maxBytes = opts.maxBytes ?? 32 << 20;
   }
 

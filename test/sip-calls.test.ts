@@ -197,6 +197,9 @@ t.test('calls, messages and presence across two nodes', { skip: HAVE_SIPP ? fals
     t.match(mb, /^dots_sip_calls_total\{result="cancelled"\} [1-9]/m, 'B: the cancelled call');
     t.match(mb, /^dots_sip_messages_total\{result="delivered"\} [1-9]/m, 'B: the MESSAGE');
     t.match(ma, /^dots_sip_registrations 3$/m, 'A: three contacts registered');
+    t.match(ma, /^dots_sip_datagrams_total\{result="received"\} [1-9]/m, 'A: the datagrams it read');
+    t.match(ma, /^dots_sip_datagrams_total\{result="sent"\} [1-9]/m, 'A: and sent');
+    t.match(ma, /^dots_sip_datagrams_total\{result="shed"\} 0$/m, 'A: none shed, nobody flooded it');
     t.match(ma, /^dots_sip_register_requests_total\{result="ok"\} [3-9]/m, 'A: the REGISTERs');
     t.match(ma, /^dots_sip_keepalives_total\{result="sent"\} [1-9]/m, 'A: its keepalive pings');
     t.match(ma, /^dots_sip_active_calls 0$/m, 'A: no call in progress');
