@@ -1,6 +1,8 @@
-// ECDSA over secp256k1 on domain-separated digests. Signing uses @noble/secp256k1 (deterministic
-// RFC 6979 nonces, low-S). Signature checks bound sync speed, so verification takes the fastest
-// correct verifier the machine has: libsecp256k1 (Bitcoin Core's library, through the
+// ECDSA over secp256k1 on domain-separated digests. Signatures are deterministic (RFC 6979 nonces)
+// and low-S, so any correct signer gives the same bytes: libsecp256k1 signs where its addon loads
+// (a node signs a receipt per call, and noble's JavaScript took most of a millisecond a
+// signature), @noble/secp256k1 elsewhere. Signature checks bound sync speed, so verification takes
+// the fastest correct verifier the machine has: libsecp256k1 (Bitcoin Core's library, through the
 // `secp256k1` package's prebuilt Node-API addon; about 15,000 checks a second per core here),
 // else OpenSSL through node:crypto (about 2,800-4,300, most of a new key's cost in parsing it).
 // Both check the same digest: taggedHash(tag, message) = sha256(tagPrefix || message), which
@@ -9,7 +11,7 @@ import * as secp from '@noble/secp256k1';
 import { hmac } from '@noble/hashes/hmac.js';
 import { createRequire } from 'node:module';
 import { createPublicKey, verify as osslVerify, type KeyObject } from 'node:crypto';
-import { sha256, tagPrefix, taggedHash, concatBytes } from './hash.ts';
+import { sha256, tagPrefix, taggedHash, concatBytes, bytesEqual } from './hash.ts';
 
 secp.hashes.sha256 = sha256 as typeof secp.hashes.sha256;
 secp.hashes.hmacSha256 = ((key: Uint8Array, msg: Uint8Array) => hmac(sha256, key, msg)) as typeof secp.hashes.hmacSha256;
@@ -38,9 +40,14 @@ export function isValidSecretKey(secretKey: Uint8Array): boolean {
   }
 }
 
+/** One signer: the 64-byte compact low-S signature of a 32-byte digest. */
+type Sign = (digest: Uint8Array, secretKey: Uint8Array) => Uint8Array;
+
+const nobleSign: Sign = (digest, secretKey) => secp.sign(digest, secretKey, { prehash: false, lowS: true });
+
 /** Signs taggedHash(tag, message); returns the 64-byte compact low-S signature. */
 export function signTagged(secretKey: Uint8Array, tag: string, message: Uint8Array): Uint8Array {
-  return secp.sign(taggedHash(tag, message), secretKey, { prehash: false, lowS: true });
+  return signWith(taggedHash(tag, message), secretKey);
 }
 
 const keyCache = new Map<string, KeyObject | null>();
@@ -74,9 +81,10 @@ function isLowS(sig: Uint8Array): boolean {
   return s !== 0n && s <= HALF_N;
 }
 
-/** A verifier of one compact signature over a 32-byte digest (the `secp256k1` package's, which throws on keys off the curve). */
+/** The `secp256k1` package's API over its addon (it throws on keys off the curve and on bad secret keys). */
 interface NativeSecp {
   ecdsaVerify(sig: Uint8Array, msg32: Uint8Array, pubkey: Uint8Array): boolean;
+  ecdsaSign(msg32: Uint8Array, seckey: Uint8Array): { signature: Uint8Array };
 }
 
 /** The verifiers signatures can be checked with, by name. */
@@ -103,29 +111,38 @@ function nativeVerify(lib: NativeSecp): Verify {
 }
 
 /**
- * libsecp256k1 when its addon loads and agrees with noble on a signature and its tampered twin
- * (a broken or foreign binary must not decide validity); else null. DOTS_VERIFIER=openssl asks
- * for OpenSSL (to compare the two).
+ * libsecp256k1 when its addon loads, agrees with noble on a signature and its tampered twin, and
+ * signs the same bytes noble does (a broken or foreign binary must not decide validity, nor sign);
+ * else null. DOTS_VERIFIER=openssl asks for OpenSSL and noble (to compare them).
  */
-function loadNative(): Verify | null {
+function loadNative(): { verify: Verify; sign: Sign } | null {
   if (process.env.DOTS_VERIFIER === 'openssl') return null;
   try {
-    const v = nativeVerify(createRequire(import.meta.url)('secp256k1/bindings') as NativeSecp);
+    const lib = createRequire(import.meta.url)('secp256k1/bindings') as NativeSecp;
+    const v = nativeVerify(lib);
+    const sign: Sign = (digest, secretKey) => lib.ecdsaSign(digest, secretKey).signature;
     const sk = new Uint8Array(32).fill(7);
     const pub = secp.getPublicKey(sk, true);
     const msg = new TextEncoder().encode('verifier self-check');
-    const sig = signTagged(sk, 'DOTS/self-check', msg);
-    const other = signTagged(sk, 'DOTS/self-check', msg.subarray(1));
-    return v(pub, 'DOTS/self-check', msg, sig) && !v(pub, 'DOTS/self-check', msg, other) ? v : null;
+    const sig = nobleSign(taggedHash('DOTS/self-check', msg), sk);
+    const other = nobleSign(taggedHash('DOTS/self-check', msg.subarray(1)), sk);
+    const same = bytesEqual(sign(taggedHash('DOTS/self-check', msg), sk), sig);
+    return same && v(pub, 'DOTS/self-check', msg, sig) && !v(pub, 'DOTS/self-check', msg, other) ? { verify: v, sign } : null;
   } catch {
     return null;
   }
 }
 
+const NATIVE = loadNative();
+
 const VERIFIERS: Record<VerifierName, Verify | null> = {
-  libsecp256k1: loadNative(),
+  libsecp256k1: NATIVE?.verify ?? null,
   openssl: opensslVerify,
 };
+
+/** The signers, by the library's name (tests compare them). */
+export const SIGNERS: Record<'libsecp256k1' | 'noble', Sign | null> = { libsecp256k1: NATIVE?.sign ?? null, noble: nobleSign };
+const signWith: Sign = NATIVE?.sign ?? nobleSign;
 
 /** The verifier this process checks signatures with (also in the node's start-up log line). */
 export const VERIFIER: VerifierName = VERIFIERS.libsecp256k1 !== null ? 'libsecp256k1' : 'openssl';

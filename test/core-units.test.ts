@@ -6,11 +6,11 @@ import { chmodSync, statSync, writeFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { encode, decode, NonCanonicalError } from '../core/encoding.ts';
 import { EncodingError, UserError } from '../core/errors.ts';
-import { taggedHash, toHex, sha256 } from '../core/hash.ts';
+import { bytesEqual, taggedHash, toHex, sha256 } from '../core/hash.ts';
 import { merkleRoot, inclusionProof, verifyInclusion, leafHash, nodeHash } from '../core/merkle.ts';
 import { decodeBody, encodeBody, signRecord, makeRec, Kind, isValidName, checkRecordSignature, type Transfer, type RecordBody } from '../core/records.ts';
 import { writeKeyFile, readKeyFile, loadOrCreateKey } from '../wallet/keys.ts';
-import { VERIFIER, generateSecretKey, hasVerifier, publicKeyOf, signTagged, verifyTagged } from '../core/sig.ts';
+import { SIGNERS, VERIFIER, generateSecretKey, hasVerifier, publicKeyOf, signTagged, verifyTagged } from '../core/sig.ts';
 import { encodeAddress, decodeAddress, addressOf } from '../core/address.ts';
 import { NETWORKS, NETWORK_NAMES } from '../consensus/params.ts';
 import { genesisBlock } from '../consensus/genesis.ts';
@@ -127,6 +127,27 @@ t.test('both signature verifiers give the same verdicts, and the faster one is c
     if (verifyTagged(kk.pub, 'DOTS/regtest/transfer', mm, ss, 'libsecp256k1') === verifyTagged(kk.pub, 'DOTS/regtest/transfer', mm, ss, 'openssl')) agree++;
   }
   t.equal(agree, 200, 'the same verdict on 200 signatures, a third of them damaged');
+});
+
+t.test('libsecp256k1 signs the same bytes as noble, and is the signer where it loads', async (t) => {
+  const native = SIGNERS.libsecp256k1;
+  if (native === null) {
+    t.equal(process.env.DOTS_VERIFIER, 'openssl', 'the addon is only absent when asked to be');
+    return;
+  }
+  const noble = SIGNERS.noble as NonNullable<typeof SIGNERS.noble>;
+  let same = 0;
+  for (let i = 0; i < 200; i++) {
+    const kk = newKey();
+    const digest = randomBytes(32);
+    if (bytesEqual(native(digest, kk.secret), noble(digest, kk.secret))) same++;
+  }
+  t.equal(same, 200, 'RFC 6979 and low-S: 200 signatures of 200 keys alike, byte for byte');
+  const k = newKey();
+  const sig = signTagged(k.secret, 'DOTS/regtest/receipt', new Uint8Array([9]));
+  t.same(sig, noble(taggedHash('DOTS/regtest/receipt', new Uint8Array([9])), k.secret), 'signTagged gives those bytes');
+  t.throws(() => native(randomBytes(32), new Uint8Array(32)), 'a zero secret key is refused, as noble refuses it');
+  t.throws(() => noble(randomBytes(32), new Uint8Array(32)));
 });
 
 t.test('names', async (t) => {
