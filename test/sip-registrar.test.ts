@@ -472,6 +472,35 @@ t.test('a forged source cannot lock a phone out: failures count only where the c
   t.ok(auth.isBlocked('192.0.2.9'), 'three proven failures refuse that source');
 });
 
+t.test('a nonce is bound to the address it was sent to, whatever the address looks like', async (t) => {
+  const auth = new DigestAuth({ realm: DOMAIN });
+  const lookup = (u: string): DigestCredentials | undefined => USERS.get(u);
+  const nonceOf = (challenge: string): string => /nonce="([^"]+)"/.exec(challenge)?.[1] ?? '';
+  const creds = (nonce: string): string =>
+    authorize(`Digest realm="${DOMAIN}", nonce="${nonce}", algorithm=MD5, qop="auth"`, { user: 'alice', password: 'wonderland', method: 'REGISTER', uri: `sip:${DOMAIN}` });
+  // the MAC covers the address's bytes after the nonce's own 8: near misses, IPv6, and a source
+  // longer than the MAC's buffer (its other path) all bind
+  const long = 'x'.repeat(300);
+  const pairs: Array<[string, string]> = [
+    ['192.0.2.1', '192.0.2.10'],
+    ['192.0.2.10', '192.0.2.1'],
+    ['2001:db8::1', '2001:db8::1:0'],
+    ['2001:db8:ffff:ffff:ffff:ffff:255.255.255.255', '2001:db8:ffff:ffff:ffff:ffff:255.255.255.254'],
+    [long, long + 'y'],
+    [long + 'y', long],
+    ['', '0'],
+  ];
+  for (const [to, other] of pairs) {
+    const n = nonceOf(auth.challenges(false, ['MD5'], to)[0]);
+    t.match(auth.verify([creds(n)], 'REGISTER', `sip:${DOMAIN}`, Buffer.alloc(0), other, lookup), { ok: false, status: 401, stale: true }, `sent to ${to.slice(0, 40)}: refused from ${other.slice(0, 40)}`);
+    t.match(auth.verify([creds(n)], 'REGISTER', `sip:${DOMAIN}`, Buffer.alloc(0), to, lookup), { ok: true }, `and taken from ${to.slice(0, 40)}`);
+  }
+  const n = nonceOf(auth.challenges(false, ['MD5'], '192.0.2.1')[0]);
+  const b = Buffer.from(n, 'base64url');
+  b[19] ^= 1;
+  t.match(auth.verify([creds(b.toString('base64url'))], 'REGISTER', `sip:${DOMAIN}`, Buffer.alloc(0), '192.0.2.1', lookup), { ok: false, status: 401, stale: true }, 'a nonce with one bit of its MAC changed is not ours');
+});
+
 t.test('guessing from many addresses meets a limit per account, which the real phone passes', async (t) => {
   const { svc, phone } = await service(t, false, { digest: { maxFailures: 100, maxAccountFailures: 5, failureWindow: 30 } });
   const real = await phone();
