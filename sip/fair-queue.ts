@@ -58,9 +58,14 @@ export class FairQueue<T> {
   /** counters for logs and tests */
   stats = { dropped: 0, paused: 0 };
 
+  /**
+   * `run` handles one message; `afterTurn`, when given, runs once the messages of a turn are
+   * handled (the transport sends what they made then, in one burst).
+   */
   constructor(
     private readonly run: (item: T, source: string) => void,
     opts: FairQueueOptions = {},
+    private readonly afterTurn?: () => void,
   ) {
     this.perSource = opts.perSource ?? 8192;
     this.maxBytes = opts.maxBytes ?? 32 << 20;
@@ -134,6 +139,7 @@ export class FairQueue<T> {
         // the handler answers its own errors; one that escapes must not stop the others' turns
       }
     }
+    this.afterTurn?.();
     if (this.ringHead > 1024 && this.ringHead * 2 > this.ring.length) {
       this.ring = this.ring.slice(this.ringHead);
       this.ringHead = 0;

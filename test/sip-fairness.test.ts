@@ -73,6 +73,15 @@ t.test('FairQueue: sources take turns; a source over its share loses datagrams, 
   q.stop();
 });
 
+t.test('FairQueue: what a turn made goes out at the end of that turn, eight messages a turn', async (t) => {
+  const log: string[] = [];
+  const q = new FairQueue<string>((item) => log.push(item), {}, () => log.push('|'));
+  for (let i = 0; i < 10; i++) q.push(`S${i % 3}`, String(i), 10, false);
+  await until('every message handled', () => log.filter((x) => x !== '|').length === 10);
+  t.same(log.join(''), '01234567|89|', 'round robin over the three sources, eight a turn; the hook after each turn, before the next starts');
+  q.stop();
+});
+
 t.test('FairShare: one source may hold no more than is left free', async (t) => {
   const s = new FairShare(12);
   let flood = 0;
