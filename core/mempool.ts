@@ -18,9 +18,9 @@
 import { EventEmitter } from 'node:events';
 import { ValidationError } from './errors.ts';
 import { toHex } from './hash.ts';
-import { Kind, checkRecordSignature, feeRate, type Rec, type RecordBody, type Presence } from './records.ts';
+import { Kind, checkRecordSignature, feeRate, type NodeAnnounce, type Rec, type RecordBody, type Presence } from './records.ts';
 import { StateView, applyRecord, getAccount, keys, nameOfRef, type ApplyContext, type StateReader } from './state.ts';
-import { addressOf } from './address.ts';
+import { addressOf, nodeIdOf } from './address.ts';
 import { rulersOf } from './names.ts';
 import type { SigCache } from './sig.ts';
 import type { Block } from './block.ts';
@@ -180,6 +180,9 @@ export class Mempool extends EventEmitter<MempoolEvents> {
     }
   }
 
+  /** Pending node announcements by node id (hex): routing reads a node's address on every call. */
+  private readonly announces = new Map<string, NodeAnnounce[]>();
+
   /** Pending bindings by name, in arrival order: routing reads them on every call. */
   private readonly bindings = new Map<string, PendingBinding[]>();
   /** the names each pending presence record binds (the state that gave them may move on) */
@@ -220,6 +223,13 @@ export class Mempool extends EventEmitter<MempoolEvents> {
         for (const name of this.presenceNames.get(rec) ?? []) this.unindex(name, rec);
         this.presenceNames.delete(rec);
       }
+    }
+    if (b.kind === Kind.NodeAnnounce) {
+      const k = toHex(nodeIdOf(b.pubkey));
+      const list = this.announces.get(k) ?? [];
+      const rest = sign === 1 ? [...list, b] : list.filter((x) => x !== b);
+      if (rest.length === 0) this.announces.delete(k);
+      else this.announces.set(k, rest);
     }
     if (b.kind === Kind.NameClaim) {
       if (sign === 1) this.claims.set(b.name, rec);
@@ -504,6 +514,11 @@ export class Mempool extends EventEmitter<MempoolEvents> {
       }
     }
     return { recs, fees };
+  }
+
+  /** The pending announcements of the node `nodeId` (20 bytes), in arrival order. */
+  pendingAnnouncements(nodeId: Uint8Array): readonly NodeAnnounce[] {
+    return this.announces.get(toHex(nodeId)) ?? [];
   }
 
   /**

@@ -11,11 +11,10 @@
 // that re-registers at another serving node is reachable there as soon as that node's binding is
 // pending, well before it is mined; a pending binding is fresher than any confirmed one.
 import { bytesEqual, toHex } from '../core/hash.ts';
-import { BindingStatus, Kind, type Binding, type NodeAnnounce } from '../core/records.ts';
-import { nodeIdOf } from '../core/address.ts';
+import { BindingStatus, type Binding, type NodeAnnounce } from '../core/records.ts';
 import { coveringPrefix, getBinding, getName, getNode, servesName, type NameEntry, type StateReader } from '../core/state.ts';
 import { addressOf } from '../core/address.ts';
-import type { PendingBinding, PoolEntry } from '../core/mempool.ts';
+import type { PendingBinding } from '../core/mempool.ts';
 import type { Locator } from '../sip/service.ts';
 import { NODE_PROOF_TAG, keysOf } from '../sip/tls.ts';
 import { verifyTagged } from '../core/sig.ts';
@@ -24,7 +23,8 @@ import { verifyTagged } from '../core/sig.ts';
 export interface PendingRecords {
   /** the pending bindings of a name, the highest sequence per node, oldest first */
   pendingBindings(name: string): PendingBinding[];
-  list(): PoolEntry[];
+  /** the pending announcements of a node, in arrival order */
+  pendingAnnouncements(nodeId: Uint8Array): readonly NodeAnnounce[];
 }
 
 /** What routing needs: the tip's state and height, and the pending records. */
@@ -116,11 +116,7 @@ export function candidates(src: RoutingSource, name: string, n: NameEntry, now: 
 export function nodeKey(src: RoutingSource, nodeId: Uint8Array): Uint8Array | undefined {
   const conf = getNode(src.state, nodeId);
   if (conf !== undefined) return conf.pubkey;
-  for (const e of src.pool.list()) {
-    const b = e.rec.body;
-    if (b.kind === Kind.NodeAnnounce && bytesEqual(nodeIdOf(b.pubkey), nodeId)) return b.pubkey;
-  }
-  return undefined;
+  return src.pool.pendingAnnouncements(nodeId)[0]?.pubkey;
 }
 
 /**
@@ -130,11 +126,10 @@ export function nodeKey(src: RoutingSource, nodeId: Uint8Array): Uint8Array | un
 export function nodeAddresses(src: RoutingSource, nodeId: Uint8Array): { sipUris: string[]; p2pAddrs: string[] } | undefined {
   const conf = getNode(src.state, nodeId);
   let best: NodeAnnounce | undefined;
-  // O(pool) like Mempool.pendingBinding; an index by node belongs in the pool if this gets hot.
-  for (const e of src.pool.list()) {
-    const b = e.rec.body;
-    if (b.kind !== Kind.NodeAnnounce) continue;
-    if ((best === undefined || b.seq > best.seq) && (conf === undefined || b.seq > conf.seq) && bytesEqual(nodeIdOf(b.pubkey), nodeId)) best = b;
+  // every call reads this: the pool keeps its announcements by node (it went through the whole
+  // pool, which a node that routes calls fills with their receipts)
+  for (const b of src.pool.pendingAnnouncements(nodeId)) {
+    if ((best === undefined || b.seq > best.seq) && (conf === undefined || b.seq > conf.seq)) best = b;
   }
   if (best !== undefined) return { sipUris: best.sipUris, p2pAddrs: best.p2pAddrs };
   if (conf !== undefined) return { sipUris: conf.sipUris, p2pAddrs: conf.p2pAddrs };

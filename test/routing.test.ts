@@ -128,13 +128,20 @@ t.test('nodes without a usable announcement', async (t) => {
   await extend(w.chain, w.chain.tip, 1, { recs: [bind(w.owner, bare, 1, w.now + 3600)] });
   t.match(resolveName(w.src, NAME, w.now, w.a.address), { kind: 'remote', status: 'offline', sipUris: [] }, 'announced without a SIP URI: unreachable');
   // A pending re-announcement with a SIP URI is used at once.
-  w.pool.add(announce(bare, ['sip:10.0.0.9:5060'], 2));
+  const again = announce(bare, ['sip:10.0.0.9:5060'], 2);
+  w.pool.add(again);
   t.match(resolveName(w.src, NAME, w.now, w.a.address), { kind: 'remote', status: 'online', sipUris: ['sip:10.0.0.9:5060'] });
   t.same(nodeAddresses(w.src, bare.address)?.sipUris, ['sip:10.0.0.9:5060']);
   t.equal(nodeAddresses(w.src, newKey().address), undefined);
+  t.equal(w.pool.pendingAnnouncements(bare.address).length, 1, 'the pool keeps it by its node');
+  t.equal(w.pool.pendingAnnouncements(w.a.address).length, 0, 'and for no other node');
+  // mined, it leaves the pool's index and routes as confirmed
+  await extend(w.chain, w.chain.tip, 1, { recs: [again] });
+  t.equal(w.pool.pendingAnnouncements(bare.address).length, 0, 'mined: no longer pending');
+  t.same(nodeAddresses(w.src, bare.address)?.sipUris, ['sip:10.0.0.9:5060'], 'the confirmed address');
   // A binding to a node the state does not know (only transiently possible, in a reorganisation).
   const hidden: StateReader = { get: (k) => (k === keys.node(bare.address) ? undefined : w.chain.state.get(k)) };
-  const noPool = { pendingBindings: () => [], list: () => [] };
+  const noPool = { pendingBindings: () => [], pendingAnnouncements: () => [] };
   t.same(resolveName({ state: hidden, pool: noPool, tip: w.chain.tip }, NAME, w.now, w.a.address), { kind: 'unknown', reason: 'no-node' });
 });
 
