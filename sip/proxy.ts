@@ -10,7 +10,7 @@
 // re-INVITE) are forwarded only for those, which keeps the node from being an open relay for
 // requests that merely carry a Route to it; and when a call between this node's phone and
 // another node ends, it reports who, which nodes and when (the call receipts are built from it).
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { getHeader, getHeaderValues, splitHeaderList, type SipHeader, type SipRequest, type SipResponse } from './message.ts';
 import { newTag, serializeMessage } from './serialize.ts';
 import { bareHost, getParam, parseCSeq, parseMaxForwards, parseNameAddr, parseSipUri, parseVia, type SipUri } from './uri.ts';
@@ -250,8 +250,7 @@ export class Proxy {
    */
   private loopHash(req: SipRequest): string {
     const cseq = getHeader(req, 'cseq') ?? '';
-    const h = createHash('sha256').update(`${req.uri}\n${tagOf(req, 'from')}\n${tagOf(req, 'to')}\n${getHeader(req, 'call-id') ?? ''}\n${cseq.split(/\s/)[0]}\n${getHeader(req, 'proxy-require') ?? ''}`);
-    return h.digest('base64url').slice(0, 12);
+    return hash('sha256', `${req.uri}\n${tagOf(req, 'from')}\n${tagOf(req, 'to')}\n${getHeader(req, 'call-id') ?? ''}\n${cseq.split(/\s/)[0]}\n${getHeader(req, 'proxy-require') ?? ''}`, 'base64url').slice(0, 12);
   }
 
   /** True when the request carries a Via of ours with its loop hash `loop`: it came round. */
