@@ -1,7 +1,7 @@
 // `dots bench calls`, the second figure: what a node adds to an INVITE. INVITE to 200 is timed
 // in Node (hrtime) at 50 calls/s, straight to the SIPp callee and through B and A; a node adds
-// half the difference. For scale, the same through one Kamailio 5.6 placed like node B, when
-// it is installed.
+// half the difference. For comparison, the same through one Kamailio 5.6 placed like node B,
+// when it is installed. The three paths are called in turn within one window (see timedCalls).
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { has } from '../test/util/proc.ts';
@@ -26,27 +26,53 @@ export interface Latency {
   kamailio: LatencySummary | null;
 }
 
-/** Calls at `rate` per second for `seconds` to `port`, each call to ruri(i); INVITE->final times of the answered ones. */
-async function timedCalls(ua: Ua, port: number, ruri: (i: number) => string, rate: number, seconds: number): Promise<{ ms: number[]; failed: number; calls: number; slowest: string }> {
-  const n = Math.round(rate * seconds);
+/** Where timed calls go: a port and the Request-URI of the i-th call. */
+interface Path {
+  name: string;
+  port: number;
+  ruri: (i: number) => string;
+}
+
+interface Timed {
+  ms: number[];
+  failed: number;
+  calls: number;
+  slowest: string;
+}
+
+/**
+ * Calls at `rate` per second to each of `paths` for `seconds`, interleaved (call i goes to path
+ * i mod k, evenly spaced), so every path meets the same moments of the machine: a GC pause of
+ * the client or a busy neighbour lands on all of them alike, not on whichever ran at that time.
+ * INVITE -> final times of the answered calls, per path.
+ */
+async function timedCalls(ua: Ua, paths: Path[], rate: number, seconds: number): Promise<Timed[]> {
+  const k = paths.length;
+  const n = Math.round(rate * seconds) * k;
   const start = Date.now();
-  const runs: Array<Promise<CallResult & { at: number }>> = [];
+  const runs: Array<Array<Promise<CallResult & { at: number }>>> = paths.map(() => []);
   for (let i = 0; i < n; i++) {
-    const wait = start + (i * 1000) / rate - Date.now();
+    const wait = start + (i * 1000) / (rate * k) - Date.now();
     if (wait > 0) await sleep(wait);
     const at = Date.now() - start;
-    runs.push(call(ua, port, ruri(i), 'bob', DOMAIN_B).then((r) => ({ ...r, at })));
+    const p = paths[i % k];
+    const j = Math.floor(i / k);
+    runs[i % k].push(call(ua, p.port, p.ruri(j), 'bob', DOMAIN_B).then((r) => ({ ...r, at })));
   }
-  const rs = await Promise.all(runs);
-  const ms = rs.filter((r) => r.ok).map((r) => r.ms).sort((x, y) => x - y);
-  // the slowest calls and when they were made (s into the run): a pattern tells GC from timers
-  const slowest = rs
-    .filter((r) => r.ok)
-    .sort((x, y) => y.ms - x.ms)
-    .slice(0, 5)
-    .map((r) => `${r.ms.toFixed(1)} ms at ${(r.at / 1000).toFixed(2)} s (${new Date(start + r.at).toISOString().slice(11, 23)})`)
-    .join(', ');
-  return { ms, failed: rs.filter((r) => !r.ok).length, calls: n, slowest };
+  const out: Timed[] = [];
+  for (const rsP of runs) {
+    const rs = await Promise.all(rsP);
+    const ms = rs.filter((r) => r.ok).map((r) => r.ms).sort((x, y) => x - y);
+    // the slowest calls and when they were made (s into the run): a pattern tells GC from timers
+    const slowest = rs
+      .filter((r) => r.ok)
+      .sort((x, y) => y.ms - x.ms)
+      .slice(0, 5)
+      .map((r) => `${r.ms.toFixed(1)} ms at ${(r.at / 1000).toFixed(2)} s (${new Date(start + r.at).toISOString().slice(11, 23)})`)
+      .join(', ');
+    out.push({ ms, failed: rs.filter((r) => !r.ok).length, calls: rs.length, slowest });
+  }
+  return out;
 }
 
 function summary(x: { ms: number[]; failed: number }): LatencySummary {
@@ -54,11 +80,11 @@ function summary(x: { ms: number[]; failed: number }): LatencySummary {
 }
 
 /**
- * The same measurement through Kamailio 5.6 (test/fixtures/sipp/kamailio-registrar.cfg: lookup,
- * record_route, t_relay; one worker, on node B's CPU when pinned) with u0 registered to the same
- * callee: what a C proxy adds on this machine, for scale.
+ * One Kamailio 5.6 (test/fixtures/sipp/kamailio-registrar.cfg: lookup, record_route, t_relay; one
+ * worker, on node B's CPU when pinned) with u0 registered to the same callee, for what a C proxy
+ * adds on this machine; null (and logged) when it is not installed or does not start.
  */
-async function kamailioLatency(c: Ctx, ua: Ua, rate: number, seconds: number): Promise<LatencySummary | null> {
+async function startReference(c: Ctx, ua: Ua): Promise<{ path: Path; stop: () => Promise<unknown> } | null> {
   if (!has('kamailio')) return null;
   const dir = join(c.dir, 'kamailio');
   mkdirSync(dir, { recursive: true });
@@ -69,38 +95,40 @@ async function kamailioLatency(c: Ctx, ua: Ua, rate: number, seconds: number): P
     c.log('  kamailio did not start; no reference');
     return null;
   }
-  try {
-    const reg = await ua.register(k.port, 'u0', 'bench.local', `sip:u0@127.0.0.1:${c.uas.port}`, 3600, `k-${rnd()}`, 1);
-    if (reg !== 200) {
-      c.log(`  kamailio answered REGISTER with ${reg}; no reference`);
-      return null;
-    }
-    await timedCalls(ua, k.port, () => 'sip:u0@bench.local', rate, 1);
-    const t = await timedCalls(ua, k.port, () => 'sip:u0@bench.local', rate, seconds);
-    c.log(`  slowest through Kamailio: ${t.slowest}`);
-    return summary(t);
-  } finally {
+  const reg = await ua.register(k.port, 'u0', 'bench.local', `sip:u0@127.0.0.1:${c.uas.port}`, 3600, `k-${rnd()}`, 1);
+  if (reg !== 200) {
+    c.log(`  kamailio answered REGISTER with ${reg}; no reference`);
     await k.stop();
+    return null;
   }
+  return { path: { name: 'Kamailio', port: k.port, ruri: () => 'sip:u0@bench.local' }, stop: k.stop };
 }
 
-/** INVITE -> 200 at `rate` calls/s for `seconds`: direct, through B and A, and through Kamailio. */
+/**
+ * INVITE -> 200 at `rate` calls/s each for `seconds`: straight to the callee, through B and A,
+ * and through Kamailio, the three interleaved in one window.
+ */
 export async function measureLatency(c: Ctx, rate: number, seconds: number): Promise<Latency> {
-  c.log(`INVITE -> 200 at ${rate} calls/s: straight to the callee, then through B and A`);
+  c.log(`INVITE -> 200 at ${rate} calls/s each for ${seconds} s, interleaved: straight to the callee, through B and A, through one Kamailio`);
   const ua = await new Ua().open();
   let lat: Latency;
+  const ref = await startReference(c, ua);
   try {
     const user = (i: number): string => c.users[i % c.users.length];
-    // warm-up through both nodes (JIT), not counted
-    await timedCalls(ua, c.b.sipPort, (i) => `sip:${user(i)}@${DOMAIN_A}`, rate, 1);
-    const d = await timedCalls(ua, c.uas.port, (i) => `sip:${user(i)}@127.0.0.1:${c.uas.port}`, rate, seconds);
-    const t = await timedCalls(ua, c.b.sipPort, (i) => `sip:${user(i)}@${DOMAIN_A}`, rate, seconds);
-    c.log(`  slowest direct: ${d.slowest}`);
-    c.log(`  slowest through B and A: ${t.slowest}`);
-    const k = await kamailioLatency(c, ua, rate, seconds);
-    lat = { direct: summary(d), through: summary(t), kamailio: k };
+    const paths: Path[] = [
+      { name: 'direct', port: c.uas.port, ruri: (i) => `sip:${user(i)}@127.0.0.1:${c.uas.port}` },
+      { name: 'through B and A', port: c.b.sipPort, ruri: (i) => `sip:${user(i)}@${DOMAIN_A}` },
+    ];
+    if (ref !== null) paths.push(ref.path);
+    // warm-up along every path, not counted: 5 s at four times the rate (compiled code, the
+    // connection between the nodes, as on a node that has been running); Kamailio gets the same
+    await timedCalls(ua, paths, rate * 4, 5);
+    const t = await timedCalls(ua, paths, rate, seconds);
+    paths.forEach((p, i) => c.log(`  slowest ${p.name}: ${t[i].slowest}`));
+    lat = { direct: summary(t[0]), through: summary(t[1]), kamailio: ref === null ? null : summary(t[2]) };
   } finally {
     ua.close();
+    await ref?.stop();
   }
   c.log(`  direct: median ${lat.direct.median.toFixed(3)} ms, p99 ${lat.direct.p99.toFixed(3)} ms (${lat.direct.n} calls, ${lat.direct.failed} failed); through B and A: median ${lat.through.median.toFixed(3)} ms, p99 ${lat.through.p99.toFixed(3)} ms (${lat.through.n} calls, ${lat.through.failed} failed)`);
   if (lat.kamailio !== null) c.log(`  through one Kamailio: median ${lat.kamailio.median.toFixed(3)} ms, p99 ${lat.kamailio.p99.toFixed(3)} ms (${lat.kamailio.n} calls, ${lat.kamailio.failed} failed)`);
@@ -112,14 +140,16 @@ export function latencyRows(lat: Latency): MetricRow[] {
   const perNodeMedian = (lat.through.median - lat.direct.median) / 2;
   const perNodeP99 = (lat.through.p99 - lat.direct.p99) / 2;
   const rows: MetricRow[] = [
-    { metric: 'INVITE->200 straight to the callee: median', value: rounded(lat.direct.median, 3), unit: 'ms', notes: `p99 ${fixed(lat.direct.p99, 3)} ms; ${lat.direct.n} calls at 50/s, ${lat.direct.failed} failed` },
-    { metric: 'INVITE->200 through B and A: median', value: rounded(lat.through.median, 3), unit: 'ms', notes: `p99 ${fixed(lat.through.p99, 3)} ms; ${lat.through.n} calls at 50/s, ${lat.through.failed} failed` },
+    { metric: 'INVITE->200 straight to the callee: median', value: rounded(lat.direct.median, 3), unit: 'ms', notes: `p99 ${fixed(lat.direct.p99, 3)} ms; ${lat.direct.n} calls at 50/s, interleaved with the other paths, ${lat.direct.failed} failed` },
+    { metric: 'INVITE->200 through B and A: median', value: rounded(lat.through.median, 3), unit: 'ms', notes: `p99 ${fixed(lat.through.p99, 3)} ms; ${lat.through.n} calls at 50/s, interleaved with the other paths, ${lat.through.failed} failed` },
     { metric: 'latency a node adds to an INVITE: median', value: rounded(perNodeMedian, 3), unit: 'ms', notes: '(through - direct) / 2: the INVITE in and out, and its 200 back' },
     { metric: 'latency a node adds to an INVITE: p99', value: rounded(perNodeP99, 3), unit: 'ms', notes: '(through p99 - direct p99) / 2' },
   ];
   if (lat.kamailio !== null) {
     const k = lat.kamailio;
-    rows.push({ metric: 'for scale: latency Kamailio adds: median', value: rounded(k.median - lat.direct.median, 3), unit: 'ms', notes: `p99 ${fixed(k.p99 - lat.direct.p99, 3)} ms; one Kamailio 5.6 (1 worker, record-routing) placed like node B, same client and callee; ${k.n} calls, ${k.failed} failed` });
+    const km = k.median - lat.direct.median;
+    const kp = k.p99 - lat.direct.p99;
+    rows.push({ metric: 'latency Kamailio adds, same window: median', value: rounded(km, 3), unit: 'ms', notes: `p99 ${fixed(kp, 3)} ms; one Kamailio 5.6 (1 worker, record-routing) placed like node B, same client and callee, its calls interleaved with the others; ${k.n} calls, ${k.failed} failed; a node adds ${fixed(perNodeMedian - km, 3)} ms more at the median, ${fixed(perNodeP99 - kp, 3)} ms more at p99 (negative: less)` });
   }
   return rows;
 }

@@ -70,7 +70,7 @@ export async function benchCalls(o: CallsBenchOptions): Promise<Row[]> {
     const only = o.only ?? process.env.DOTS_BENCH_CALLS_ONLY?.split(',');
     const want = (part: string): boolean => only === undefined || only.includes(part);
 
-    const lat = want('latency') ? await measureLatency(c, 50, 5) : null;
+    const lat = want('latency') ? await measureLatency(c, 50, seconds) : null;
     const reach = want('reach') ? await measureReach(c, reachRuns, 10) : null;
     const sr: RateResult = want('rate') ? await measureRate(c, seconds, callMs, startRate) : { best: null, failedAt: null, trials: 0 };
 
