@@ -168,20 +168,20 @@ export class DigestAuth {
   }
 
   // HMAC-SHA256 by hand over node:crypto's one-shot hash: the key's padded blocks are made once,
-  // and a nonce costs two hash() calls instead of a new Hmac object (a third of the time; two
-  // nonce MACs per digest registration). A source too long for the buffer takes createHmac.
+  // and a nonce costs two hash() calls instead of a new Hmac object (the same bytes in about half
+  // the time; two nonce MACs per digest registration). A source too long for the buffer (no IP
+  // address is) takes createHmac.
   private readonly inner = Buffer.alloc(64 + 8 + 128);
   private readonly outer = Buffer.alloc(64 + 32);
 
   /** The nonce's MAC, written to `out` at 8..20: the nonce's time and counter (`out` at 0..8), and the address it is sent to. */
   private mac(out: Buffer, source: string): void {
-    out.copy(this.inner, 64, 0, 8);
-    let end = 72;
-    if (Buffer.byteLength(source) <= this.inner.length - 72) end += this.inner.write(source, 72);
-    else {
+    if (Buffer.byteLength(source) > this.inner.length - 72) {
       createHmac('sha256', this.key).update(out.subarray(0, 8)).update(source).digest().copy(out, 8, 0, 12);
       return;
     }
+    out.copy(this.inner, 64, 0, 8);
+    const end = 72 + this.inner.write(source, 72);
     this.outer.write(hash('sha256', this.inner.subarray(0, end), 'hex'), 64, 'hex');
     out.write(hash('sha256', this.outer, 'hex').slice(0, 24), 8, 'hex');
   }
