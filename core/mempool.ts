@@ -93,6 +93,22 @@ function payerOf(b: RecordBody): Uint8Array {
   return b.kind === Kind.Coinbase ? b.rewardAddress : addressOf(b.pubkey);
 }
 
+/** Adds `item` to the list `m` keeps under `key` (the pool's indexes by name and by node). */
+function addTo<T>(m: Map<string, T[]>, key: string, item: T): void {
+  const list = m.get(key);
+  if (list === undefined) m.set(key, [item]);
+  else list.push(item);
+}
+
+/** Takes what `gone` picks out of the list under `key`; a list left empty goes too. */
+function removeFrom<T>(m: Map<string, T[]>, key: string, gone: (x: T) => boolean): void {
+  const list = m.get(key);
+  if (list === undefined) return;
+  const rest = list.filter((x) => !gone(x));
+  if (rest.length === 0) m.delete(key);
+  else m.set(key, rest);
+}
+
 export class Mempool extends EventEmitter<MempoolEvents> {
   private readonly entries = new Map<string, Held>();
   private signers = new Map<string, Signer>();
@@ -188,25 +204,11 @@ export class Mempool extends EventEmitter<MempoolEvents> {
   /** the names each pending presence record binds (the state that gave them may move on) */
   private readonly presenceNames = new Map<Rec, string[]>();
 
-  private index(name: string, pb: PendingBinding): void {
-    const list = this.bindings.get(name);
-    if (list === undefined) this.bindings.set(name, [pb]);
-    else list.push(pb);
-  }
-
-  private unindex(name: string, rec: Rec): void {
-    const list = this.bindings.get(name);
-    if (list === undefined) return;
-    const rest = list.filter((x) => x.rec !== rec);
-    if (rest.length === 0) this.bindings.delete(name);
-    else this.bindings.set(name, rest);
-  }
-
   private track(rec: Rec, sign: 1 | -1): void {
     const b = rec.body;
     if (b.kind === Kind.Binding) {
-      if (sign === 1) this.index(b.name, { rec, node: b.node, status: b.status, expires: b.expires, seq: b.seq });
-      else this.unindex(b.name, rec);
+      if (sign === 1) addTo(this.bindings, b.name, { rec, node: b.node, status: b.status, expires: b.expires, seq: b.seq });
+      else removeFrom(this.bindings, b.name, (x) => x.rec === rec);
     }
     if (b.kind === Kind.Presence) {
       if (sign === 1) {
@@ -216,20 +218,18 @@ export class Mempool extends EventEmitter<MempoolEvents> {
           // it was checked against this state: every number has its name
           const name = nameOfRef(this.chain.state, e.ref) as string;
           names.push(name);
-          this.index(name, { rec, node, status: e.status, expires: e.expires, seq: b.seq });
+          addTo(this.bindings, name, { rec, node, status: e.status, expires: e.expires, seq: b.seq });
         }
         this.presenceNames.set(rec, names);
       } else {
-        for (const name of this.presenceNames.get(rec) ?? []) this.unindex(name, rec);
+        for (const name of this.presenceNames.get(rec) ?? []) removeFrom(this.bindings, name, (x) => x.rec === rec);
         this.presenceNames.delete(rec);
       }
     }
     if (b.kind === Kind.NodeAnnounce) {
       const k = toHex(nodeIdOf(b.pubkey));
-      const list = this.announces.get(k) ?? [];
-      const rest = sign === 1 ? [...list, b] : list.filter((x) => x !== b);
-      if (rest.length === 0) this.announces.delete(k);
-      else this.announces.set(k, rest);
+      if (sign === 1) addTo(this.announces, k, b);
+      else removeFrom(this.announces, k, (x) => x === b);
     }
     if (b.kind === Kind.NameClaim) {
       if (sign === 1) this.claims.set(b.name, rec);
