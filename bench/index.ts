@@ -33,6 +33,10 @@ const BENCHES: Record<string, (o: BenchOptions) => Promise<Row[]>> = {
     const { benchPresence } = await import('./presence.ts');
     return benchPresence(o);
   },
+  receipts: async (o) => {
+    const { benchReceipts } = await import('./receipts.ts');
+    return benchReceipts(o);
+  },
   pool: async (o) => {
     const { benchPool } = await import('./pool.ts');
     return benchPool(o);

@@ -15,7 +15,7 @@ Usage:
   dots wallet new|address|balance|send|history ...
   dots name claim|renew|transfer|delegate|show ...
   dots user add NAME --password PW ...   a SIP account for a phone at this node
-  dots bench hash|chain|presence|sync|sip|calls|abuse|roam|tls|all [--json] [--seconds N]
+  dots bench hash|chain|presence|pool|sync|sip|calls|receipts|abuse|roam|tls|trunk|all [--json] [--seconds N]
   dots help | dots COMMAND --help  this text, or one command's part of it
 `;
 
@@ -106,6 +106,7 @@ const SECTIONS: Record<string, string> = {
   pool     records/s the pending pool takes filling to 50,000 and full, each newcomer evicting one
   sip      REGISTER transactions per second, the node against Kamailio (needs sipp, kamailio)
   calls    calls/s two nodes route, latency a node adds to an INVITE, registration to reachable
+  receipts two nodes receipting 1,000 calls: receipts/s, CPU per receipt, receipts per request
   abuse    a phone registering and calling every second while one address floods the node
   roam     a phone at two serving nodes: one dies, time until a call reaches the phone
   tls      REGISTER/s over UDP, TCP and TLS (one run, one generator); TLS handshakes/s

@@ -68,9 +68,11 @@ export interface CallLogOptions {
   /** receipts being settled at once; more calls ending meanwhile are skipped (default 1,000) */
   maxInFlight?: number;
   /**
-   * receipt requests started per second at most (default 100). Each costs both nodes a signature
-   * and verifications on the thread that also serves SIP; unpaced, a burst of calls ending
-   * together made both nodes spend whole cores on receipts and drop SIP traffic.
+   * receipts started per second at most (default 100). Every receipt is a record that gossip
+   * carries to every node and a block must hold: the peers take 500 records a second from one
+   * node before they count it as a flood (p2p/score.ts), and a mainnet block (1 MB a minute)
+   * holds about 55 receipts a second for the whole network. The receipts of a quarter second
+   * go to the exchange together, so they travel in one request.
    */
   maxPerSecond?: number;
   onOutcome?: (o: ReceiptOutcome) => void;
@@ -102,8 +104,8 @@ interface LoggedCall {
  */
 const RETRYABLE = new Set(['unreachable', 'timeout', 'rate-limited', 'internal', 'unknown-call']);
 
-/** receipt requests in flight at once (below the 8 streams a connection allows) */
-const MAX_CONCURRENT_REQUESTS = 4;
+/** paced receipts start on these boundaries, ms: those of one tick go in one request */
+const PACE_TICK_MS = 250;
 
 /**
  * The node's memory of calls that crossed to another node, and the receipts they earn.
@@ -132,6 +134,8 @@ export class CallLog {
   /** the node was told once that its receipts go unpaid for want of coins */
   private warnedUnpaid = false;
   private nextStartAt = 0;
+  /** paced receipts waiting, by the tick they start at */
+  private readonly ticks = new Map<number, Array<(go: boolean) => void>>();
   private readonly now: () => number;
   /** dialog hash hex -> terminated call, oldest first (Map keeps insertion order) */
   private readonly terminated = new Map<string, LoggedCall>();
@@ -147,12 +151,6 @@ export class CallLog {
   private readonly settling = new Set<string>();
   private readonly timers = new Set<{ timer: NodeJS.Timeout; wake: () => void }>();
   private stopped = false;
-  /**
-   * Requests on the wire at once: the exchange takes 8 streams per connection, and a burst of
-   * calls ending together would otherwise open hundreds (the extras fail on a closed stream).
-   */
-  private active = 0;
-  private readonly queue: Array<() => void> = [];
 
   constructor(private readonly o: CallLogOptions) {
     this.chain = o.chain;
@@ -365,7 +363,7 @@ export class CallLog {
         if (this.stopped) break;
         try {
           if (!(await this.paced())) break;
-          const rec = await this.oneAtATime(() => this.o.exchange.settle(target, r));
+          const rec = await this.o.exchange.settle(target, r);
           this.log.info(`receipts: call ${id} with node ${who} (${r.ended - r.answered} s) receipted, record ${toHex(rec.id)}`);
           this.outcome({ status: 'receipted', callId: r.callId, recordId: rec.id });
           return;
@@ -409,25 +407,30 @@ export class CallLog {
     this.outcome({ status: 'failed', callId: r.callId, code, message });
   }
 
-  /** Waits for this request's turn at maxPerSecond; false when stopped meanwhile. */
-  private async paced(): Promise<boolean> {
+  /**
+   * Waits for this receipt's turn at maxPerSecond; false when stopped meanwhile. A turn that is
+   * not now starts at the next PACE_TICK_MS boundary after it, with the other turns due by then.
+   */
+  private paced(): Promise<boolean> {
     const now = Date.now();
     const at = Math.max(now, this.nextStartAt);
     this.nextStartAt = at + this.spacingMs;
-    return at <= now || (await this.sleep(at - now));
-  }
-
-  private async oneAtATime<T>(fn: () => Promise<T>): Promise<T> {
-    // a finishing request hands its slot straight to the next in line
-    if (this.active >= MAX_CONCURRENT_REQUESTS) await new Promise<void>((resolve) => this.queue.push(resolve));
-    else this.active++;
-    try {
-      return await fn();
-    } finally {
-      const next = this.queue.shift();
-      if (next !== undefined) next();
-      else this.active--;
+    if (at <= now) return Promise.resolve(true);
+    // one timer a tick, whose waiters all go on in the same turn (a timer each would fire
+    // across turns, and split the tick's receipts over several requests)
+    const tick = Math.ceil(at / PACE_TICK_MS) * PACE_TICK_MS;
+    let waiting = this.ticks.get(tick);
+    if (waiting === undefined) {
+      const list: Array<(go: boolean) => void> = [];
+      this.ticks.set(tick, list);
+      void this.sleep(tick - now).then((go) => {
+        this.ticks.delete(tick);
+        for (const go2 of list) go2(go);
+      });
+      waiting = list;
     }
+    const w = waiting;
+    return new Promise((resolve) => w.push(resolve));
   }
 
   /** Waits ms; false when stopped meanwhile. */

@@ -185,6 +185,23 @@ t.test('a call ended at both nodes becomes a countersigned receipt the chain acc
   t.ok(w.orig.lines.some((l) => l.startsWith('warn') && l.includes('the chain refused')));
 });
 
+t.test('calls ending together are receipted in a few requests, paced at 100 a second', async (t) => {
+  const w = await world(t);
+  const t0 = Date.now();
+  for (let i = 0; i < 60; i++) {
+    const c = call(w, 30);
+    w.term.calls.callEnded(c.term);
+    w.orig.calls.callEnded(c.orig);
+  }
+  await until('60 outcomes', () => w.orig.outcomes.length >= 60, 20_000);
+  t.equal(w.orig.outcomes.filter((o) => o.status === 'receipted').length, 60, 'every call receipted');
+  t.ok(Date.now() - t0 >= 450, 'no faster than 100 a second (the first at once, the 60th 590 ms later)');
+  const sent = w.orig.ex.stats;
+  t.equal(sent.receiptsSent, 60);
+  t.ok(sent.requestsSent <= 6, `60 receipts in ${sent.requestsSent} requests: a quarter second's receipts go together`);
+  t.equal(w.term.ex.stats.receiptsServed, 60);
+});
+
 t.test('a terminating node that never saw the call refuses it (asked again in case it logged it late)', async (t) => {
   const w = await world(t);
   const c = call(w);

@@ -18,10 +18,13 @@ import {
   RECEIPT_PROTOCOL,
   ReceiptError,
   ReceiptExchange,
+  MAX_BATCH,
   decodeReceiptRequest,
   decodeReceiptResponse,
   encodeReceiptRequest,
   encodeReceiptResponse,
+  type ProposedReceipt,
+  type ReceiptResult,
   type UnsignedReceipt,
 } from '../p2p/receipts.ts';
 
@@ -52,7 +55,7 @@ interface Pair {
 }
 
 /** Node a originates, node b terminates; both are announced and old enough to be paid. */
-async function pair(t: Test): Promise<Pair> {
+async function pair(t: Test, rate?: [number, number]): Promise<Pair> {
   const { chain, pool } = await openChain(t);
   const a = newKey();
   const b = newKey();
@@ -71,6 +74,7 @@ async function pair(t: Test): Promise<Pair> {
     timeoutMs: 2000,
     knowsCall: (r) => known.has(toHex(r.callId)),
     penalize: (id, offence) => charged.push([id, offence]),
+    ...(rate === undefined ? {} : { rate }),
   });
   await origEx.start(origNode);
   await termEx.start(termNode);
@@ -94,21 +98,40 @@ async function raw(p: Pair, bytes: Uint8Array): Promise<ReturnType<typeof decode
   return res;
 }
 
+/** Sends one receipt in a request of its own; its answer, or the whole request's refusal. */
+async function rawOne(p: Pair, r: ProposedReceipt): Promise<ReceiptResult> {
+  const res = await raw(p, encodeReceiptRequest([r]));
+  if (!res.ok) return res;
+  if (res.results.length !== 1) throw new Error(`${res.results.length} answers to one receipt`);
+  return res.results[0];
+}
+
 t.test('wire messages round-trip; malformed ones are refused', async (t) => {
   const a = newKey();
   const b = newKey();
   const u = unsigned(a, b);
   const req = { ...u, sig: signReceipt(NET, a.secret, u) };
-  t.same(decodeReceiptRequest(encodeReceiptRequest(req)), req);
+  const v = unsigned(a, b, 5);
+  const req2 = { ...v, sig: signReceipt(NET, a.secret, v) };
+  t.same(decodeReceiptRequest(encodeReceiptRequest([req])), [req]);
+  t.same(decodeReceiptRequest(encodeReceiptRequest([req, req2])), [req, req2], 'a batch: the two nodes sent once, each receipt whole again');
+  t.ok(encodeReceiptRequest([req, req2]).length < 2 * encodeReceiptRequest([req]).length - 100, 'the shared parts are not repeated');
   const ok = { ok: true as const, termSig: randomBytes(64) };
-  t.same(decodeReceiptResponse(encodeReceiptResponse(ok)), ok);
-  t.same(decodeReceiptResponse(encodeReceiptResponse({ ok: false, code: 'unknown-call', message: 'no' })), { ok: false, code: 'unknown-call', message: 'no' });
+  const no = { ok: false as const, code: 'unknown-call', message: 'no' };
+  t.same(decodeReceiptResponse(encodeReceiptResponse({ ok: true, results: [ok, no] })), { ok: true, results: [ok, no] });
+  t.same(decodeReceiptResponse(encodeReceiptResponse({ ok: false, code: 'rate-limited', message: 'slow down' })), { ok: false, code: 'rate-limited', message: 'slow down' });
   t.throws(() => decodeReceiptRequest(randomBytes(40)), { code: 'malformed' });
-  t.throws(() => decodeReceiptRequest(new Uint8Array(600)), { code: 'malformed' }, 'oversized');
+  t.throws(() => decodeReceiptRequest(new Uint8Array(13_000)), { code: 'malformed' }, 'oversized');
   t.throws(() => decodeReceiptRequest(encode([2, ok.termSig])), { code: 'malformed' }, 'a response is not a request');
+  t.throws(() => decodeReceiptRequest(encode([1, a.address, b.address, a.pub, b.pub, []])), { code: 'malformed' }, 'an empty batch');
+  const many = encode([1, a.address, b.address, a.pub, b.pub, Array.from({ length: MAX_BATCH + 1 }, () => [req.callId, req.answered, req.ended, req.fee, req.sig])]);
+  t.throws(() => decodeReceiptRequest(many), { code: 'malformed' }, 'more receipts than a batch holds');
+  t.throws(() => encodeReceiptRequest(Array.from({ length: MAX_BATCH + 1 }, () => req)), { code: 'bad-receipt' }, 'and none is sent');
+  t.throws(() => encodeReceiptRequest([req, { ...req2, term: newKey().address }]), { code: 'bad-receipt' }, 'one request, one pair of nodes');
   t.throws(() => decodeReceiptResponse(encode([7])), { code: 'malformed' }, 'unknown type');
-  t.throws(() => decodeReceiptResponse(encode([2, randomBytes(63)])), { code: 'malformed' }, 'short signature');
-  t.throws(() => decodeReceiptResponse(new Uint8Array(600)), { code: 'malformed' }, 'oversized response');
+  t.throws(() => decodeReceiptResponse(encode([2, [randomBytes(63)]])), { code: 'malformed' }, 'short signature');
+  t.throws(() => decodeReceiptResponse(encode([2, [['code']]])), { code: 'malformed' }, 'an answer that is neither');
+  t.throws(() => decodeReceiptResponse(new Uint8Array(21_000)), { code: 'malformed' }, 'oversized response');
 });
 
 t.test('a countersigned receipt becomes a record the chain accepts', async (t) => {
@@ -151,13 +174,13 @@ t.test('a tampered originating signature is refused and charged', async (t) => {
   p.known.add(toHex(u.callId));
   const sig = signReceipt(NET, p.a.secret, u);
   sig[10] ^= 1;
-  const res = await raw(p, encodeReceiptRequest({ ...u, sig }));
+  const res = await rawOne(p, { ...u, sig });
   t.match(res, { ok: false, code: 'bad-signature' });
   // Signed by another key than the one it names.
-  const res2 = await raw(p, encodeReceiptRequest({ ...u, sig: signReceipt(NET, newKey().secret, u) }));
+  const res2 = await rawOne(p, { ...u, sig: signReceipt(NET, newKey().secret, u) });
   t.match(res2, { ok: false, code: 'bad-signature' });
   // Durations (and details) changed after signing.
-  const res3 = await raw(p, encodeReceiptRequest({ ...u, ended: u.ended + 1, sig: signReceipt(NET, p.a.secret, u) }));
+  const res3 = await rawOne(p, { ...u, ended: u.ended + 1, sig: signReceipt(NET, p.a.secret, u) });
   t.match(res3, { ok: false, code: 'bad-signature' });
   t.same(
     p.charged.map((c) => c[1]),
@@ -170,11 +193,11 @@ t.test('receipts for another node, bad shapes and garbage', async (t) => {
   const p = await pair(t);
   const c = newKey();
   const forC = unsigned(p.a, c);
-  t.match(await raw(p, encodeReceiptRequest({ ...forC, sig: signReceipt(NET, p.a.secret, forC) })), { ok: false, code: 'not-for-us' });
+  t.match(await rawOne(p, { ...forC, sig: signReceipt(NET, p.a.secret, forC) }), { ok: false, code: 'not-for-us' });
   await t.rejects(p.origEx.requestCountersign(p.termNode.peerId, unsigned(p.b, p.a)), { code: 'bad-receipt' }, 'we only originate our own receipts');
   await t.rejects(p.origEx.requestCountersign(p.termNode.peerId, unsigned(p.a, p.b, 0)), { code: 'bad-receipt' }, 'zero duration is not sent');
   const zero = unsigned(p.a, p.b, 0);
-  t.match(await raw(p, encodeReceiptRequest({ ...zero, sig: signReceipt(NET, p.a.secret, zero) })), { ok: false, code: 'bad-receipt' });
+  t.match(await rawOne(p, { ...zero, sig: signReceipt(NET, p.a.secret, zero) }), { ok: false, code: 'bad-receipt' });
   t.match(await raw(p, randomBytes(100)), { ok: false, code: 'malformed' });
   t.same(
     p.charged.map((x) => x[1]),
@@ -197,7 +220,7 @@ t.test('own scores: a peer that keeps sending garbage is cut off; oversized fram
     s.abort(new Error('done'));
   };
   await send(randomBytes(50));
-  await send(new Uint8Array(4096)); // over the frame limit: the stream is reset
+  await send(new Uint8Array(16_384)); // over the frame limit: the stream is reset
   // Two 60-point offences reach the ban threshold: the connection is closed.
   await eventually(() => other.getConnections(p.origNode.peerId).length === 0, 3000, 20);
   t.equal(other.getConnections(p.origNode.peerId).length, 0, 'disconnected');
@@ -223,7 +246,7 @@ t.test('a forged countersignature is refused and charged; nothing reaches the po
   await fake.handle(RECEIPT_PROTOCOL, async (stream) => {
     const lp = lpStream(stream);
     await lp.read();
-    await lp.write(encodeReceiptResponse({ ok: true, termSig: randomBytes(64) }));
+    await lp.write(encodeReceiptResponse({ ok: true, results: [{ ok: true, termSig: randomBytes(64) }] }));
     await stream.close();
   });
   const charged: Array<[string, Offence]> = [];
@@ -233,4 +256,80 @@ t.test('a forged countersignature is refused and charged; nothing reaches the po
   await t.rejects(origEx.settle(fake.getMultiaddrs()[0], unsigned(p.a, p.b)), { code: 'bad-signature' }, 'the countersignature is checked before anything is kept');
   t.same(charged.map((c) => c[1]), ['invalidRecord'], 'and the peer that sent it is charged');
   t.equal(p.pool.size, 0, 'nothing reached the pool');
+});
+
+t.test('receipts asked together go in few requests, and each is answered on its own', async (t) => {
+  const p = await pair(t);
+  const good = Array.from({ length: 100 }, () => unsigned(p.a, p.b));
+  for (const u of good) p.known.add(toHex(u.callId));
+  const unknown = Array.from({ length: 5 }, () => unsigned(p.a, p.b));
+  // all asked in one turn of the event loop, as a busy node's calls end
+  const all = [...good, ...unknown].map((u) => p.origEx.settle(p.termNode.peerId, u).then((rec) => ({ ok: true as const, rec }), (e: unknown) => ({ ok: false as const, e })));
+  const out = await Promise.all(all);
+  t.equal(out.slice(0, 100).filter((x) => x.ok).length, 100, 'every known call countersigned');
+  t.ok(out.slice(100).every((x) => !x.ok && x.e instanceof ReceiptError && x.e.code === 'unknown-call'), 'the unknown ones refused, one by one');
+  t.equal(p.origEx.stats.receiptsSent, 105);
+  t.ok(p.origEx.stats.requestsSent <= 3, `105 receipts in ${p.origEx.stats.requestsSent} requests (at most ${MAX_BATCH} each)`);
+  t.equal(p.termEx.stats.requestsServed, p.origEx.stats.requestsSent);
+  for (const x of out.slice(0, 100)) if (x.ok) t.ok(p.pool.has(toHex(x.rec.id)));
+  t.same(p.charged, [], 'honest batches cost nothing, unknown calls included');
+});
+
+t.test('a batch with forged receipts among good ones: the good are countersigned, the sender charged', async (t) => {
+  const p = await pair(t);
+  const batch: ProposedReceipt[] = [];
+  for (let i = 0; i < 20; i++) {
+    const u = unsigned(p.a, p.b);
+    p.known.add(toHex(u.callId));
+    const sig = signReceipt(NET, p.a.secret, u);
+    if (i % 5 === 4) sig[3] ^= 1;
+    batch.push({ ...u, sig });
+  }
+  const res = await raw(p, encodeReceiptRequest(batch));
+  if (!res.ok) throw new Error(`refused: ${res.code}`);
+  t.equal(res.results.length, 20);
+  t.same(res.results.map((r) => (r.ok ? 'ok' : r.code)), batch.map((_, i) => (i % 5 === 4 ? 'bad-signature' : 'ok')));
+  t.equal(p.charged.filter((c) => c[1] === 'invalidRecord').length, 4, 'each forged receipt charged');
+});
+
+t.test('the rate limit counts receipts, not requests; a refused batch costs nothing', async (t) => {
+  const p = await pair(t, [1, 10]);
+  const batch = Array.from({ length: 30 }, () => {
+    const u = unsigned(p.a, p.b);
+    p.known.add(toHex(u.callId));
+    return { ...u, sig: signReceipt(NET, p.a.secret, u) };
+  });
+  t.match(await raw(p, encodeReceiptRequest(batch)), { ok: false, code: 'rate-limited' }, '30 receipts over a burst of 10');
+  const small = await raw(p, encodeReceiptRequest(batch.slice(0, 5)));
+  t.ok(small.ok && small.results.every((r) => r.ok), 'five fit');
+  t.same(p.charged, []);
+  // the originating side sees each receipt refused as rate-limited (its call log retries later)
+  const u = unsigned(p.a, p.b);
+  p.known.add(toHex(u.callId));
+  const more = Array.from({ length: 12 }, () => unsigned(p.a, p.b));
+  for (const m of more) p.known.add(toHex(m.callId));
+  const out = await Promise.all([u, ...more].map((x) => p.origEx.requestCountersign(p.termNode.peerId, x).then(() => 'ok', (e: unknown) => (e as ReceiptError).code)));
+  t.ok(out.includes('rate-limited'), 'over the limit: rate-limited');
+});
+
+t.test('a terminating node that answers a batch with the wrong number of answers is charged', async (t) => {
+  const p = await pair(t);
+  const fake = await libp2pNode(t);
+  const { lpStream } = await import('@libp2p/utils');
+  await fake.handle(RECEIPT_PROTOCOL, async (stream) => {
+    const lp = lpStream(stream, { maxDataLength: 16_384 });
+    await lp.read();
+    // one answer, whatever was asked
+    await lp.write(encodeReceiptResponse({ ok: true, results: [{ ok: false, code: 'unknown-call', message: 'no' }] }));
+    await stream.close();
+  });
+  const charged: Array<[string, Offence]> = [];
+  const origEx = new ReceiptExchange({ params: p.chain.params, pool: p.pool, secret: p.a.secret, log: silentLogger, timeoutMs: 2000, penalize: (id, offence) => charged.push([id, offence]) });
+  await origEx.start(await libp2pNode(t));
+  t.teardown(() => origEx.stop());
+  const addr = fake.getMultiaddrs()[0];
+  const out = await Promise.all([1, 2, 3].map(() => origEx.requestCountersign(addr, unsigned(p.a, p.b)).then(() => 'ok', (e: unknown) => (e as ReceiptError).code)));
+  t.same(out, ['malformed', 'malformed', 'malformed'], 'no receipt of the batch is taken');
+  t.same(charged.map((c) => c[1]), ['malformed']);
+  t.equal(p.pool.size, 0);
 });
