@@ -24,7 +24,10 @@ import { CallLog, type CallEnd, type ReceiptOutcome } from '../telecom/calls.ts'
 import { signRecord, Kind, type NodeAnnounce, type Rec } from '../core/records.ts';
 import { silentLogger } from '../core/log.ts';
 import type { Chain } from '../consensus/chain.ts';
-import { blockOn, newKey, type Key } from '../test/helpers.ts';
+import { Miner, chainWork } from '../mining/miner.ts';
+import { generateSecretKey, publicKeyOf } from '../core/sig.ts';
+import { addressOf } from '../core/address.ts';
+import type { Mempool } from '../core/mempool.ts';
 import { sleep } from '../test/util/wait.ts';
 import type { BenchOptions } from './index.ts';
 
@@ -32,9 +35,16 @@ type Row = Record<string, string | number>;
 
 const P = NETWORKS.regtest;
 
+interface Key {
+  secret: Uint8Array;
+  pub: Uint8Array;
+  address: Uint8Array;
+}
+
 interface Side {
   key: Key;
   chain: Chain;
+  pool: Mempool;
   net: P2PNetwork;
   ex: ReceiptExchange;
   calls: CallLog;
@@ -44,7 +54,8 @@ interface Side {
 
 async function side(dir: string): Promise<Side> {
   const stack = await openChainStack(dir, P, {});
-  const key = newKey();
+  const secret = generateSecretKey();
+  const key = { secret, pub: publicKeyOf(secret), address: addressOf(publicKeyOf(secret)) };
   const net = new P2PNetwork(stack.chain, stack.pool, { port: 0, datadir: dir, log: silentLogger });
   await net.start();
   const ex = new ReceiptExchange({ params: P, pool: stack.pool, secret: key.secret, log: silentLogger, penalize: (id, off, why) => net.penalize(id, off, why) });
@@ -53,6 +64,7 @@ async function side(dir: string): Promise<Side> {
   return {
     key,
     chain: stack.chain,
+    pool: stack.pool,
     net,
     ex,
     calls,
@@ -66,11 +78,19 @@ async function side(dir: string): Promise<Side> {
   };
 }
 
-async function mineAll(chains: Chain[], recs: Rec[], reward?: Uint8Array): Promise<void> {
-  const b = blockOn(chains[0], chains[0].tip, recs, reward === undefined ? {} : { reward });
-  for (const c of chains) {
-    const r = await c.processBlock(b);
-    if (r.status !== 'connected') throw new Error(`block not connected: ${r.status}`);
+/** Mines `n` blocks at `from` (its pool's records in the first), paying `from`, and connects them at `to` too. */
+async function mine(from: Side, to: Side, n: number): Promise<void> {
+  const miner = new Miner(chainWork(from.chain, from.pool), from.key.address);
+  try {
+    for (const r of await miner.mineBlocks(n)) {
+      if (r.status !== 'connected') throw new Error(`block not connected: ${r.status}`);
+      const b = await from.chain.getBlock(r.hex);
+      if (b === undefined) throw new Error('mined block not found');
+      const at = await to.chain.processBlock(b);
+      if (at.status !== 'connected') throw new Error(`block not connected at the other node: ${at.status}`);
+    }
+  } finally {
+    await miner.stop();
   }
 }
 
@@ -86,9 +106,10 @@ export async function benchReceipts(o: BenchOptions & { calls?: number; window?:
     const term = await side(join(root, 'term'));
     sides.push(term);
     const announce = (s: Side): Rec => signRecord<NodeAnnounce>(P.name, s.key.secret, { kind: Kind.NodeAnnounce, pubkey: s.key.pub, sipUris: [], p2pAddrs: s.net.multiaddrs(), rewardAddress: s.key.address, seq: 1 });
-    await mineAll([orig.chain, term.chain], [announce(orig), announce(term)]);
-    // the originating node pays for its calls: fund it
-    for (let i = 0; i < 3; i++) await mineAll([orig.chain, term.chain], [], orig.key.address);
+    orig.pool.add(announce(orig));
+    orig.pool.add(announce(term));
+    // the originating node pays for its calls: its blocks fund it
+    await mine(orig, term, 4);
     await orig.ex.start(orig.net.libp2p);
     await term.ex.start(term.net.libp2p);
     await sleep(500);

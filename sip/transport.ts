@@ -161,6 +161,8 @@ interface Conn {
   proof: string | null;
   /** a WebSocket (RFC 7118): messages go in its frames, one each, not on `socket` */
   ws?: WebSocket;
+  /** the socket is corked until the transport's next flush (what this turn sends it goes in one write) */
+  corked: boolean;
 }
 
 /** How often TCP connections are looked at for the message and first-message timeouts. */
@@ -242,7 +244,7 @@ export class SipTransport {
   readonly queue: FairQueue<Arrived>;
   private readonly banned: BlockList | null;
   /** datagrams and stream messages refused before parsing (counters for logs and tests) */
-  stats = { udpIn: 0, udpOut: 0, tcpIn: 0, tcpOut: 0, dropped: 0, stun: 0, banned: 0, overBudget: 0, unread: 0, wrongKey: 0 };
+  stats = { udpIn: 0, udpOut: 0, tcpIn: 0, tcpOut: 0, tcpWrites: 0, dropped: 0, stun: 0, banned: 0, overBudget: 0, unread: 0, wrongKey: 0 };
 
   constructor(
     private readonly opts: TransportOptions,
@@ -531,7 +533,7 @@ export class SipTransport {
     const id = this.nextConn++;
     const addr = remoteAddress(socket);
     const flow: Flow = { proto, address: addr, port: socket.remotePort ?? 0, conn: id };
-    const conn: Conn = { id, socket, framer: new SipStreamFramer({ maxMessageSize: this.maxMessageSize }), flow, silentSince: 0, partialSince: 0, held: 0, peerKey, node: null, proof: null, ws };
+    const conn: Conn = { id, socket, framer: new SipStreamFramer({ maxMessageSize: this.maxMessageSize }), flow, silentSince: 0, partialSince: 0, held: 0, peerKey, node: null, proof: null, ws, corked: false };
     this.conns.set(id, conn);
     const at = `${proto} ${addr} ${flow.port}`;
     this.byPeer.set(at, id);
@@ -614,6 +616,12 @@ export class SipTransport {
       return false;
     }
     this.stats.tcpOut++;
+    if (!c.corked) {
+      c.corked = true;
+      c.socket.cork();
+      this.outConns.push(c);
+      this.flushSoon();
+    }
     c.socket.write(buf);
     return true;
   }
@@ -622,11 +630,15 @@ export class SipTransport {
     if (this.udp === undefined || this.closed) return false;
     this.outBufs.push(buf);
     this.outFlows.push(flow);
+    this.flushSoon();
+    return true;
+  }
+
+  private flushSoon(): void {
     if (!this.flushQueued) {
       this.flushQueued = true;
       setImmediate(this.flush);
     }
-    return true;
   }
 
   // UDP datagrams go out together once the messages handled in this turn of the fair queue (up
@@ -636,11 +648,24 @@ export class SipTransport {
   // turn; what is sent outside a turn (timers, retransmissions) goes at the next turn of the
   // event loop. Flushing at the event loop's next turn for everything had made each answer wait
   // for whatever else that turn held: 0.2-0.3 ms at the median for an INVITE's 100 Trying.
+  // A TCP or TLS connection is corked from its first message of the turn to the flush, so the
+  // messages of a turn to another node go in one TLS record and one write, not one each (the
+  // write per message was 5% of a node's time routing calls to another node).
   private outBufs: Buffer[] = [];
   private outFlows: Flow[] = [];
+  private outConns: Conn[] = [];
   private flushQueued = false;
   private readonly flush = (): void => {
     this.flushQueued = false;
+    if (this.outConns.length > 0) {
+      const conns = this.outConns;
+      this.outConns = [];
+      this.stats.tcpWrites += conns.length;
+      for (const c of conns) {
+        c.corked = false;
+        c.socket.uncork();
+      }
+    }
     const udp = this.udp;
     const bufs = this.outBufs;
     const flows = this.outFlows;

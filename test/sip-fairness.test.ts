@@ -268,6 +268,30 @@ t.test('a refusal keeps no state and is sent once: a forged INVITE is not answer
   t.equal(svc.tx.serverCount, 0, 'and keeps nothing either');
 });
 
+t.test('answers to one connection made in one turn go out in one write, whole and in order', async (t) => {
+  const { svc } = await node(t);
+  const s = connect({ host: '127.0.0.1', port: svc.port, localAddress: '127.0.0.14' });
+  s.on('error', () => undefined);
+  t.teardown(() => s.destroy());
+  await new Promise<void>((r) => s.once('connect', () => r()));
+  let got = '';
+  s.on('data', (d: Buffer) => (got += d.toString('latin1')));
+  const tpl = optionsTemplate(`sip:127.0.0.1:${svc.port}`, '127.0.0.14').replace('SIP/2.0/UDP', 'SIP/2.0/TCP');
+  const before = { ...svc.transport.stats };
+  // eight requests in one segment: the fair queue handles them in one turn of eight
+  s.write(Array.from({ length: 8 }, (_, i) => tpl.replaceAll('@N@', String(i).padStart(10, '0'))).join(''));
+  await until('eight answers', () => (got.match(/^SIP\/2\.0 /gm) ?? []).length >= 8, 5000);
+  const answers = got.split(/(?=^SIP\/2\.0 )/m).map((m) => {
+    const r = parseMessage(Buffer.from(m, 'latin1'));
+    if (!r.ok) throw new Error(`an answer does not parse: ${r.error.message}`);
+    return r.message as SipResponse;
+  });
+  t.same(answers.map((m) => m.status), Array(8).fill(200), 'every OPTIONS answered');
+  t.same(answers.map((m) => getHeader(m, 'call-id')), Array.from({ length: 8 }, (_, i) => `${String(i).padStart(10, '0')}@flood`), 'in the order asked');
+  t.equal(svc.transport.stats.tcpOut - before.tcpOut, 8);
+  t.equal(svc.transport.stats.tcpWrites - before.tcpWrites, 1, 'in one write');
+});
+
 t.test('a TCP client that sends and never reads is let go, not buffered for: the answers it leaves unread are bounded', async (t) => {
   const { svc, phone } = await node(t, { transport: { maxUnreadBytes: 64 << 10 } });
   const s = connect({ host: '127.0.0.1', port: svc.port, localAddress: '127.0.0.12' });

@@ -128,13 +128,18 @@ class Linphone {
   }
 
   /** The SIP messages of the log: belle-sip logs each one after a line "message sent to [UDP://...]"
-   *  or "received [N] new bytes from [UDP://...]:", up to the next timestamped line. */
+   *  or "received [N] new bytes from [UDP://...]:" (what one read brought), up to the next timestamped line. */
   traced(): Traced[] {
     const msgs: Traced[] = [];
     const entries = this.log().split(/\r?\n(?=\d{4}-\d\d-\d\d \d\d:\d\d:\d\d:\d{3} )/);
     for (const e of entries) {
       const m = /^[^\n]*?(message sent to|received \[\d+\] new bytes from) \[(?:UDP|TCP|TLS):\/\/([^\]]+)\][^\n]*\n([\s\S]*)$/.exec(e);
-      if (m !== null) msgs.push({ dir: m[1] === 'message sent to' ? 'sent' : 'received', peer: m[2], text: m[3].replace(/\r\n/g, '\n') });
+      if (m === null) continue;
+      // One read of a TCP or TLS stream may carry several messages (a node sends what one turn
+      // made in one write): each starts at a start line.
+      for (const text of m[3].replace(/\r\n/g, '\n').split(/\n(?=SIP\/2\.0 \d{3} |[A-Z]+ sip:\S* SIP\/2\.0\n)/)) {
+        msgs.push({ dir: m[1] === 'message sent to' ? 'sent' : 'received', peer: m[2], text });
+      }
     }
     return msgs;
   }
