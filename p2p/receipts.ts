@@ -273,7 +273,7 @@ export class ReceiptExchange {
   private bucket(id: string): TokenBucket {
     let b = this.buckets.get(id);
     if (b === undefined) {
-      const [rate, burst] = this.o.rate ?? [5000, 20_000];
+      const [rate, burst] = this.o.rate ?? [500, 2000];
       b = new TokenBucket(rate, burst);
       this.buckets.set(id, b);
       if (this.buckets.size > 10_000) this.buckets.delete(this.buckets.keys().next().value as string);
@@ -353,17 +353,19 @@ export class ReceiptExchange {
   private async countersign(r: ProposedReceipt): Promise<Uint8Array> {
     if (!bytesEqual(r.term, this.nodeId) || !bytesEqual(r.termPubkey, this.pub)) throw new ReceiptError('not-for-us', 'the receipt names another terminating node');
     checkShape(r, this.o.params.maxCallSeconds);
-    const msg = messageOf(r);
-    if (!verifyTagged(r.pubkey, sigTag(this.network, Kind.CallReceipt), msg, r.sig)) throw new ReceiptError('bad-signature', 'the originating node signature does not verify');
     const key = toHex(r.callId);
     const prev = this.signed.get(key);
+    const unsigned: UnsignedReceipt = { kind: r.kind, callId: r.callId, orig: r.orig, term: r.term, answered: r.answered, ended: r.ended, pubkey: r.pubkey, termPubkey: r.termPubkey, fee: r.fee };
+    // A call this node did not carry for the node named is refused before its signature is
+    // checked: a stranger's made-up calls cost a lookup, not a verification.
+    if (prev === undefined && !(await this.knowsCall(unsigned))) throw new ReceiptError('unknown-call', 'this node has no record of that call');
+    const msg = messageOf(r);
+    if (!verifyTagged(r.pubkey, sigTag(this.network, Kind.CallReceipt), msg, r.sig)) throw new ReceiptError('bad-signature', 'the originating node signature does not verify');
     if (prev !== undefined) {
       // A retry after a lost answer gets the same countersignature; another version of the call never does.
       if (prev.msg === toHex(msg)) return prev.termSig;
       throw new ReceiptError('conflict', 'this call was countersigned with other details');
     }
-    const unsigned: UnsignedReceipt = { kind: r.kind, callId: r.callId, orig: r.orig, term: r.term, answered: r.answered, ended: r.ended, pubkey: r.pubkey, termPubkey: r.termPubkey, fee: r.fee };
-    if (!(await this.knowsCall(unsigned))) throw new ReceiptError('unknown-call', 'this node has no record of that call');
     const termSig = signReceipt(this.network, this.o.secret, unsigned);
     // the record the originating node will make and gossip: its signature checked above, ours
     // just made, its keys checked (checkShape), so this node's pool does not check them again

@@ -163,6 +163,10 @@ t.test('a request for an unknown call is refused', async (t) => {
   t.ok(err instanceof ReceiptError);
   t.equal((err as ReceiptError).code, 'unknown-call');
   t.same(p.charged, [], 'an unknown call may be an honest race: no penalty');
+  // made-up calls with made-up signatures are refused before any signature is checked
+  const made = Array.from({ length: 10 }, () => ({ ...unsigned(p.a, p.b), sig: randomBytes(64) }));
+  const res = await raw(p, encodeReceiptRequest(made));
+  t.ok(res.ok && res.results.every((r) => !r.ok && r.code === 'unknown-call'), 'unknown-call, not bad-signature: nothing was verified');
   // Without a knowsCall hook nothing is countersigned at all.
   const bare = new ReceiptExchange({ params: p.chain.params, pool: p.pool, secret: p.b.secret, log: silentLogger });
   t.equal(await bare.knowsCall(unsigned(p.a, p.b)), false);
