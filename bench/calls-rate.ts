@@ -229,5 +229,17 @@ export function rateRows(sr: RateResult, o: { seconds: number; users: number; ca
           : `${o.seconds} s window, ${o.users} callees at A, BYE ${o.callMs} ms after ACK; ${best.success} ok, ${best.failed} failed, ${best.unfinished} unfinished, ${best.retransmissions} retransmissions; ${coreNote(best)}`) +
         (sr.failedAt !== null ? `; ${sr.failedAt.rate}/s failed: ${sr.failedAt.why}` : ''),
     },
+    ...(best === null
+      ? []
+      : [
+          {
+            // On a machine with fewer cores than the nodes and SIPp need, the rate stops where the
+            // machine does; what a call costs each node says what one node's core would carry.
+            metric: 'CPU per call at the busier node, at that rate',
+            value: Math.round((1e6 * Math.max(best.cores.a, best.cores.b)) / best.rate),
+            unit: 'us',
+            notes: `A ${Math.round((1e6 * best.cores.a) / best.rate)} us, B ${Math.round((1e6 * best.cores.b) / best.rate)} us of a core per call; one core at that cost is ${Math.round(best.rate / Math.max(best.cores.a, best.cores.b)).toLocaleString('en-US')} calls/s (not measured: a projection)`,
+          },
+        ]),
   ];
 }

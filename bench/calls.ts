@@ -92,7 +92,7 @@ export async function benchCalls(o: CallsBenchOptions): Promise<Row[]> {
       notes: `A ${a.counts.warn}/${a.counts.error}, B ${b.counts.warn}/${b.counts.error}${kinds.length > 0 ? ` (${kinds.join('; ')})` : ''}; load average ${load0.toFixed(2)} -> ${load1.toFixed(2)}; ${sr.trials} rate windows; ${((Date.now() - t0) / 1000).toFixed(0)} s in all`,
     });
     if (o.json) return rows;
-    return rows.map((r) => ({ metric: r.metric, value: `${r.unit === 'calls/s' || r.unit === 'lines' ? r.value.toLocaleString('en-US') : fixed(r.value, r.unit === 'ms' && r.value >= 100 ? 0 : 3)} ${r.unit}`, notes: r.notes }));
+    return rows.map((r) => ({ metric: r.metric, value: `${r.unit === 'calls/s' || r.unit === 'lines' || r.unit === 'us' ? r.value.toLocaleString('en-US') : fixed(r.value, r.unit === 'ms' && r.value >= 100 ? 0 : 3)} ${r.unit}`, notes: r.notes }));
   } finally {
     for (const s of open.reverse()) await s.stop().catch(() => undefined);
     const keep = process.env.DOTS_BENCH_CALLS_LOGS;

@@ -1,5 +1,5 @@
-// `dots bench receipts`: how many calls a second two nodes can receipt, and what each receipt
-// costs them. Two nodes in this process, each with its own chain (LevelDB in a temporary
+// `dots bench receipts`: what each receipt costs two nodes, at the rate the call log keeps to
+// (100 receipts a second, telecom/calls.ts). Two nodes in this process, each with its own chain (LevelDB in a temporary
 // folder), P2PNetwork (real libp2p on 127.0.0.1, so gossip carries each record to the other
 // node), ReceiptExchange and CallLog, wired as node/node.ts wires them. Both are announced and
 // the originating node is funded, so the chain would pay every call. Then `calls` calls of a
@@ -126,7 +126,11 @@ export async function benchReceipts(o: BenchOptions & { calls?: number; window?:
     const t0 = process.hrtime.bigint();
     let sent = 0;
     let shown = Date.now();
+    let progress = { at: Date.now(), n: 0 };
     while (orig.outcomes.length < n) {
+      if (orig.outcomes.length > progress.n) progress = { at: Date.now(), n: orig.outcomes.length };
+      // a receipt that fails is retried after 5 s, 30 s and 2 min: a minute without an outcome is a fault
+      if (Date.now() - progress.at > 60_000) throw new Error(`no receipt settled for 60 s (${orig.outcomes.length} of ${n} done)`);
       if (Date.now() - shown > 5000) {
         shown = Date.now();
         process.stderr.write(`  ${orig.outcomes.length} of ${n} calls settled, ${sent - orig.outcomes.length} waiting\n`);

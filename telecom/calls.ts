@@ -425,7 +425,7 @@ export class CallLog {
       this.ticks.set(tick, list);
       void this.sleep(tick - now).then((go) => {
         this.ticks.delete(tick);
-        for (const go2 of list) go2(go);
+        for (const resolve of list) resolve(go);
       });
       waiting = list;
     }
