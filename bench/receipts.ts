@@ -15,64 +15,36 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import '../p2p/polyfill.ts';
 import { openChainStack } from '../node/chain-stack.ts';
 import { NETWORKS } from '../consensus/params.ts';
-import { P2PNetwork } from '../p2p/network.ts';
-import { ReceiptExchange } from '../p2p/receipts.ts';
-import { CallLog, type CallEnd, type ReceiptOutcome } from '../telecom/calls.ts';
+import type { CallEnd } from '../telecom/calls.ts';
 import { signRecord, Kind, type NodeAnnounce, type Rec } from '../core/records.ts';
-import { silentLogger } from '../core/log.ts';
 import type { Chain } from '../consensus/chain.ts';
 import { Miner, chainWork } from '../mining/miner.ts';
-import { generateSecretKey, publicKeyOf } from '../core/sig.ts';
-import { addressOf } from '../core/address.ts';
 import type { Mempool } from '../core/mempool.ts';
 import { sleep } from '../test/util/wait.ts';
+import { startReceiptNode, type ReceiptNode } from '../test/util/receipt-node.ts';
 import type { BenchOptions } from './index.ts';
 
 type Row = Record<string, string | number>;
 
 const P = NETWORKS.regtest;
 
-interface Key {
-  secret: Uint8Array;
-  pub: Uint8Array;
-  address: Uint8Array;
-}
-
-interface Side {
-  key: Key;
+interface Side extends ReceiptNode {
   chain: Chain;
   pool: Mempool;
-  net: P2PNetwork;
-  ex: ReceiptExchange;
-  calls: CallLog;
-  outcomes: ReceiptOutcome[];
   close(): Promise<void>;
 }
 
 async function side(dir: string): Promise<Side> {
   const stack = await openChainStack(dir, P, {});
-  const secret = generateSecretKey();
-  const key = { secret, pub: publicKeyOf(secret), address: addressOf(publicKeyOf(secret)) };
-  const net = new P2PNetwork(stack.chain, stack.pool, { port: 0, datadir: dir, log: silentLogger });
-  await net.start();
-  const ex = new ReceiptExchange({ params: P, pool: stack.pool, secret: key.secret, log: silentLogger, penalize: (id, off, why) => net.penalize(id, off, why) });
-  const outcomes: ReceiptOutcome[] = [];
-  const calls = new CallLog({ chain: stack.chain, pool: stack.pool, secret: key.secret, log: silentLogger, exchange: ex, onOutcome: (x) => outcomes.push(x) });
+  const node = await startReceiptNode({ chain: stack.chain, pool: stack.pool, dir });
   return {
-    key,
+    ...node,
     chain: stack.chain,
     pool: stack.pool,
-    net,
-    ex,
-    calls,
-    outcomes,
     close: async () => {
-      calls.stop();
-      await ex.stop();
-      await net.stop();
+      await node.stop();
       await stack.close();
     },
   };

@@ -14,10 +14,10 @@ import { silentLogger, type Logger } from '../core/log.ts';
 import { CallLog, dialogHash, type CallEnd, type ReceiptOutcome } from '../telecom/calls.ts';
 import { ReceiptExchange, ReceiptError, type UnsignedReceipt } from '../p2p/receipts.ts';
 import { ValidationError } from '../core/errors.ts';
-import { P2PNetwork } from '../p2p/network.ts';
 import type { Chain } from '../consensus/chain.ts';
 import type { Mempool } from '../core/mempool.ts';
 import { tmpDir } from './util/tmp.ts';
+import { startReceiptNode, type ReceiptNode } from './util/receipt-node.ts';
 import { until, waitFor } from './util/wait.ts';
 
 const NET = 'regtest';
@@ -38,14 +38,9 @@ async function mineAll(chains: Chain[], n: number, recs: Rec[] = [], amount?: nu
   }
 }
 
-interface Side {
-  key: Key;
+interface Side extends ReceiptNode {
   chain: Chain;
   pool: Mempool;
-  net: P2PNetwork;
-  ex: ReceiptExchange;
-  calls: CallLog;
-  outcomes: ReceiptOutcome[];
   lines: string[];
   /** how often the terminating side's knowsCall was asked */
   asked: number;
@@ -71,24 +66,17 @@ async function world(t: Test, o: { termAddrs?: (real: string[], peerId: string) 
   const make = async (): Promise<Side> => {
     const dir = tmpDir(t);
     const { chain, pool, close } = await openChain(t, { dir });
-    const key = newKey();
     const lines: string[] = [];
-    const log = capture(lines);
-    const net = new P2PNetwork(chain, pool, { port: 0, datadir: dir, log: silentLogger });
-    await net.start();
-    const ex = new ReceiptExchange({ params: chain.params, pool, secret: key.secret, log, timeoutMs: 2000, penalize: (id, off, why) => net.penalize(id, off, why) });
-    const side: Side = { key, chain, pool, net, ex, calls: undefined as unknown as CallLog, outcomes: [], lines, asked: 0 };
-    side.calls = new CallLog({ chain, pool, secret: key.secret, log, exchange: ex, retryDelaysMs: o.retryDelaysMs ?? [100, 200], onOutcome: (x) => side.outcomes.push(x) });
-    const known = ex.knowsCall;
-    ex.knowsCall = (r) => {
+    const node = await startReceiptNode({ chain, pool, dir, log: capture(lines), timeoutMs: 2000, retryDelaysMs: o.retryDelaysMs ?? [100, 200] });
+    const side: Side = { ...node, chain, pool, lines, asked: 0 };
+    const known = node.ex.knowsCall;
+    node.ex.knowsCall = (r) => {
       side.asked++;
       return known(r);
     };
     // One teardown in the node's stop order: call log, exchange, p2p, then the store.
     t.teardown(async () => {
-      side.calls.stop();
-      await ex.stop();
-      await net.stop();
+      await node.stop();
       await close();
     });
     return side;
