@@ -459,7 +459,7 @@ export class ReceiptExchange {
       }
       return failAll(new ReceiptError(stream === undefined ? 'unreachable' : 'malformed', String((e as Error | undefined)?.message ?? e).split('\n')[0]));
     }
-    if (!res.ok) return failAll(new ReceiptError(isCode(res.code) ? res.code : 'refused', res.message));
+    if (!res.ok) return failAll(refusal(res));
     const tag = sigTag(this.network, Kind.CallReceipt);
     let forged = 0;
     for (let i = 0; i < batch.length; i++) {
@@ -467,7 +467,7 @@ export class ReceiptExchange {
       const { receipt, sig, resolve, reject } = batch[i];
       const r = res.results[i];
       if (!r.ok) {
-        reject(new ReceiptError(isCode(r.code) ? r.code : 'refused', r.message));
+        reject(refusal(r));
         continue;
       }
       // our own signature was just made and the keys were checked (checkShape): the
@@ -495,6 +495,11 @@ export class ReceiptExchange {
 const CODES = new Set<string>(['malformed', 'bad-signature', 'bad-receipt', 'not-for-us', 'unknown-call', 'conflict', 'rate-limited', 'internal', 'refused']);
 function isCode(c: string): c is ReceiptCode {
   return CODES.has(c);
+}
+
+/** A refusal the other node sent, as the error raised here (a code we do not know is `refused`). */
+function refusal(r: { code: string; message: string }): ReceiptError {
+  return new ReceiptError(isCode(r.code) ? r.code : 'refused', r.message);
 }
 
 /**
