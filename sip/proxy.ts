@@ -268,7 +268,7 @@ export class Proxy {
   // -------------------------------------------------------------------------
   // forwarding (16.6)
 
-  /** Forwards `inc` along `plan`; answers 100 Trying to an INVITE first. */
+  /** Forwards `inc` along `plan`; answers 100 Trying to an INVITE once it is on its way. */
   forward(inc: IncomingRequest, plan: ForwardPlan, inDialog = false): void {
     const server = inc.tx;
     if (server === null) return;
@@ -294,10 +294,7 @@ export class Proxy {
     const p = new ProxyTx(inc, server, plan, loop);
     if (!inDialog) p.source = source;
     this.active++;
-    if (p.invite) {
-      replyTo(inc, 100, 'Trying');
-      this.invites.set(server.key, p);
-    }
+    if (p.invite) this.invites.set(server.key, p);
     if (plan.call !== undefined) {
       const callId = getHeader(req, 'call-id') ?? '';
       if (!this.dialogs.has(callId)) {
@@ -307,6 +304,10 @@ export class Proxy {
     }
     this.stats.forwarded++;
     this.nextGroup(p);
+    // 100 Trying goes after the INVITE it answers has gone on (the same turn's flush sends both
+    // in that order): the next hop is on the call's path and the caller is not, so the caller's
+    // wake-up is not paid before the INVITE leaves
+    if (p.invite && !p.finished) replyTo(inc, 100, 'Trying');
   }
 
   private nextGroup(p: ProxyTx): void {
@@ -335,8 +336,19 @@ export class Proxy {
       this.branchFailed(p, b, 'the next hop is not a SIP URI');
       return;
     }
-    // connecting (TCP, TLS) counts against the same patience as the answer: a node whose host is
-    // gone lets a TLS connect hang, where a dead process on a live host refuses it at once
+    // a connection already open (or UDP) is used in this turn; a name to resolve or a connection
+    // to open is waited for, and connecting (TCP, TLS) counts against the same patience as the
+    // answer: a node whose host is gone lets a TLS connect hang, where a dead process on a live
+    // host refuses it at once
+    const now = this.host.transport.flowNow(uri);
+    if (now === null) {
+      this.branchFailed(p, b, `cannot reach ${uri.host}`);
+      return;
+    }
+    if (now !== undefined) {
+      this.sendBranch(p, b, req, now);
+      return;
+    }
     void this.host.transport.flowTo(uri, this.silentMs(p, b)).then(
       (flow) => {
         if (b.done) return;
@@ -623,13 +635,14 @@ export class Proxy {
     const out = this.forwardedRequest(req, { ruri: null, route: [], flow: null, label: 'ack' });
     const uri = nextHop(out);
     if (uri === null) return;
-    void (conn !== null ? Promise.resolve(conn) : this.host.transport.flowTo(uri, this.noAnswerMs))
-      .then((flow) => {
-        if (flow === null) return;
-        out.headers.unshift({ name: 'Via', key: 'via', value: viaFor(flow, this.host.hostportFor(flow.proto), `z9hG4bK${newTag()}`) });
-        this.host.transport.send(flow, serializeMessage(out));
-      })
-      .catch(() => undefined);
+    const send = (flow: Flow | null): void => {
+      if (flow === null) return;
+      out.headers.unshift({ name: 'Via', key: 'via', value: viaFor(flow, this.host.hostportFor(flow.proto), `z9hG4bK${newTag()}`) });
+      this.host.transport.send(flow, serializeMessage(out));
+    };
+    const now = conn ?? this.host.transport.flowNow(uri);
+    if (now !== undefined) send(now);
+    else void this.host.transport.flowTo(uri, this.noAnswerMs).then(send, () => undefined);
   }
 
   /** The BYE of an answered call: marks it ended (at the BYE's arrival); the call end to report, if any. */

@@ -138,6 +138,15 @@ export function protoOf(uri: SipUri): Proto {
   return v === 'tls' || v === 'tcp' || v === 'ws' || v === 'wss' ? v : 'udp';
 }
 
+/** Where flowTo goes for `uri` once its host is the address `host`: transport, port, expected key, and its name among the connections it opened. */
+function target(uri: SipUri, host: string): { proto: Proto; port: number; key: string | undefined; name: string } {
+  const proto = protoOf(uri);
+  const port = uri.port ?? (proto === 'tls' ? 5061 : 5060);
+  const p = uriParam(uri, KEY_PARAM);
+  const key = typeof p === 'string' ? p.toLowerCase() : undefined;
+  return { proto, port, key, name: `${proto} ${host} ${port} ${key ?? ''}` };
+}
+
 export class TransportError extends Error {
   override name = 'TransportError';
 }
@@ -619,7 +628,8 @@ export class SipTransport {
     if (!c.corked) {
       c.corked = true;
       c.socket.cork();
-      this.outConns.push(c);
+      this.outBufs.push(null);
+      this.outTo.push(c);
       this.flushSoon();
     }
     c.socket.write(buf);
@@ -629,7 +639,7 @@ export class SipTransport {
   private sendRaw(flow: Flow, buf: Buffer): boolean {
     if (this.udp === undefined || this.closed) return false;
     this.outBufs.push(buf);
-    this.outFlows.push(flow);
+    this.outTo.push(flow);
     this.flushSoon();
     return true;
   }
@@ -652,29 +662,33 @@ export class SipTransport {
   // messages of a turn to another node go in one write (and one TLS record), not one each: the
   // writes to the other node were about 5% of a node's time routing calls. A quiet node's turns
   // hold one message and gain nothing; a busy node's share a write.
-  private outBufs: Buffer[] = [];
-  private outFlows: Flow[] = [];
-  private outConns: Conn[] = [];
+  // What a turn sends goes out in the order it was made, datagrams and connections alike: a
+  // proxy forwards the INVITE before it answers 100 Trying, and the wake-up of whoever gets the
+  // first is paid before the second leaves.
+  /** a datagram, or null where outTo holds a corked connection to uncork */
+  private outBufs: Array<Buffer | null> = [];
+  private outTo: Array<Flow | Conn> = [];
   private flushQueued = false;
   private readonly flush = (): void => {
     this.flushQueued = false;
-    if (this.outConns.length > 0) {
-      const conns = this.outConns;
-      this.outConns = [];
-      this.stats.tcpWrites += conns.length;
-      for (const c of conns) {
+    const bufs = this.outBufs;
+    if (bufs.length === 0) return;
+    const to = this.outTo;
+    this.outBufs = [];
+    this.outTo = [];
+    const udp = this.udp;
+    for (let i = 0; i < bufs.length; i++) {
+      const buf = bufs[i];
+      if (buf === null) {
+        const c = to[i] as Conn;
+        this.stats.tcpWrites++;
         c.corked = false;
         c.socket.uncork();
+      } else if (udp !== undefined) {
+        const flow = to[i] as Flow;
+        udp.send(buf, flow.port, flow.address);
       }
     }
-    const udp = this.udp;
-    const bufs = this.outBufs;
-    const flows = this.outFlows;
-    if (bufs.length === 0) return;
-    this.outBufs = [];
-    this.outFlows = [];
-    if (udp === undefined) return;
-    for (let i = 0; i < bufs.length; i++) udp.send(bufs[i], flows[i].port, flows[i].address);
   };
 
   /**
@@ -783,17 +797,45 @@ export class SipTransport {
    * null when it does not resolve.
    */
   async flowTo(uri: SipUri, timeoutMs = 5000): Promise<Flow | null> {
+    const now = this.flowNow(uri);
+    if (now !== undefined) return now;
     let host = bareHost(uri.host);
     if (isIP(host) === 0) {
       const address = await this.resolve(host.toLowerCase(), timeoutMs);
       if (address === null) return null;
       host = address;
+      const open = this.flowAt(uri, host);
+      if (open !== undefined) return open;
     }
-    const proto = protoOf(uri);
-    const port = uri.port ?? (proto === 'tls' ? 5061 : 5060);
+    const t = target(uri, host);
+    const flow = await this.connect(host, t.port, timeoutMs, t.proto as 'tcp' | 'tls', t.key);
+    if (this.opened.size >= 1000) this.opened.clear();
+    this.opened.set(t.name, flow.conn);
+    return flow;
+  }
+
+  /**
+   * What flowTo(uri) gives when it need not wait: a UDP flow, or a connection already open
+   * (null: none can be), with the host an address or a name resolved a moment ago; undefined
+   * when a name must be resolved or a connection opened. The proxy forwards on it in the same
+   * turn it handled the request: going through flowTo's promise put the forwarded INVITE after
+   * its 100 Trying and a turn of the event loop later.
+   */
+  flowNow(uri: SipUri): Flow | null | undefined {
+    let host = bareHost(uri.host);
+    if (isIP(host) === 0) {
+      const hit = this.resolved.get(host.toLowerCase());
+      if (hit === undefined || hit.until <= Date.now()) return undefined;
+      if (hit.address === null) return null;
+      host = hit.address;
+    }
+    return this.flowAt(uri, host);
+  }
+
+  /** flowNow once the host's address is known. */
+  private flowAt(uri: SipUri, host: string): Flow | null | undefined {
+    const { proto, port, key, name } = target(uri, host);
     if (proto === 'udp') return { proto: 'udp', address: host, port, conn: 0 };
-    const p = uriParam(uri, KEY_PARAM);
-    const key = typeof p === 'string' ? p.toLowerCase() : undefined;
     // a connection open to that address and port, whoever opened it, is the one to use (RFC 3261
     // 18.1.1): a phone on TCP or TLS is reached in a dialog at the address of its connection,
     // which it names in its Contact, and nothing listens there to take a new one
@@ -801,7 +843,6 @@ export class SipTransport {
     if (peer !== undefined && !peer.socket.destroyed && (key === undefined || peer.peerKey === key)) return peer.flow;
     // a connection this node opened to the same place (and key) is used again: one TLS handshake
     // per pair of nodes, not one per call
-    const name = `${proto} ${host} ${port} ${key ?? ''}`;
     const open = this.opened.get(name);
     if (open !== undefined) {
       const c = this.conns.get(open);
@@ -810,10 +851,7 @@ export class SipTransport {
     }
     // a WebSocket is only ever opened by the other side (a browser): nothing to dial
     if (proto === 'ws' || proto === 'wss') return null;
-    const flow = await this.connect(host, port, timeoutMs, proto, key);
-    if (this.opened.size >= 1000) this.opened.clear();
-    this.opened.set(name, flow.conn);
-    return flow;
+    return undefined;
   }
 
   get connections(): number {

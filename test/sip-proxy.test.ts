@@ -85,6 +85,34 @@ t.test('forking: both contacts ring, the first 200 wins, the other is cancelled'
   t.match(getHeader(ack, 'cseq'), /ACK/, 'the node acknowledges the 487 itself');
 });
 
+t.test('the INVITE goes on in the turn it arrived in, before its 100 Trying: a known hop is not waited for', async (t) => {
+  const { svc, phone } = await node(t);
+  const [callee, caller] = [await phone(), await phone()];
+  await registered(caller, 'bob', 'builder');
+  // what the node sends, in order, through its real transport; and whether it waited for a flow
+  const tr = svc.transport;
+  const sent: string[] = [];
+  const send = tr.send.bind(tr);
+  tr.send = (flow, buf) => {
+    sent.push(buf.toString('latin1', 0, buf.indexOf(' ')) + (buf.subarray(0, 12).toString('latin1') === 'SIP/2.0 100 ' ? ' 100' : ''));
+    return send(flow, buf);
+  };
+  let waited = 0;
+  const flowTo = tr.flowTo.bind(tr);
+  tr.flowTo = (...a) => {
+    waited++;
+    return flowTo(...a);
+  };
+  // a phone's address (no registered flow to use): a UDP hop the node can send to at once
+  const call = invite(caller, `sip:callee@127.0.0.1:${callee.port}`, `sip:bob@${DOMAIN}`);
+  const inv = await callee.incoming('INVITE');
+  await caller.wait((m) => m.kind === 'response' && m.status === 100);
+  t.same(sent, ['INVITE', 'SIP/2.0 100'], 'the INVITE left first, then the 100 Trying to the caller');
+  t.equal(waited, 0, 'no flow was waited for: the hop was known, so the INVITE went in the same turn');
+  reply(callee, inv, 200, 'OK', 'c1');
+  t.equal((await call.final).status, 200, 'and the call is answered through the node');
+});
+
 t.test('failover: a contact that does not answer gives way to the next q group; the best failure goes back', async (t) => {
   const { phone } = await node(t);
   const [dead, p3, caller] = [await phone(), await phone(), await phone()];
