@@ -314,11 +314,12 @@ export class Proxy {
     while (p.group < p.plan.groups.length) {
       const hops = p.plan.groups[p.group++];
       if (hops.length === 0) continue;
-      for (const hop of hops) {
-        const b: Branch = { hop, branch: '', req: null, flow: null, ctx: null, done: false, cancel: false, cancelSent: false, timer: null };
-        p.branches.push(b);
-        this.startBranch(p, b);
-      }
+      // every branch of the group is counted before any starts: one that fails at once (no way
+      // to reach it) must not look like the last of its group and move on while the rest wait
+      const started = p.branches.length;
+      for (const hop of hops) p.branches.push({ hop, branch: '', req: null, flow: null, ctx: null, done: false, cancel: false, cancelSent: false, timer: null });
+      const end = p.branches.length;
+      for (let i = started; i < end; i++) this.startBranch(p, p.branches[i]);
       return;
     }
     this.finish(p);

@@ -3,7 +3,8 @@
 // with a consistent tip and state and without losing a confirmed record.
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { runDots, startNode, getJson, postJson } from './util/proc.ts';
+import { readFileSync } from 'node:fs';
+import { DOTS_BIN, NODE_FLAGS, NodeProc, runDots, startNode, getJson, postJson } from './util/proc.ts';
 import { tmpDir } from './util/tmp.ts';
 import { waitFor } from './util/wait.ts';
 import { openChain, newKey, stateDump } from './helpers.ts';
@@ -11,6 +12,16 @@ import { signRecord, Kind, type NameCommit } from '../core/records.ts';
 import { toHex } from '../core/hash.ts';
 import { decodeBlock } from '../core/block.ts';
 import { NETWORKS } from '../consensus/params.ts';
+
+t.test('run as an executable (as npx runs it), bin/dots.js starts Node.js with a larger young generation', async (t) => {
+  t.same(NODE_FLAGS, ['--max-semi-space-size=32'], 'its first line gives the flag, which the tests\' nodes get too');
+  // the script itself is the command: env reads its first line and runs node with the flag
+  const node = await NodeProc.start({ datadir: tmpDir(t), wrap: (_cmd, args) => [DOTS_BIN, args.slice(args.indexOf(DOTS_BIN) + 1)] });
+  t.teardown(() => node.stop());
+  const argv = readFileSync(`/proc/${node.child.pid}/cmdline`, 'utf8').split('\0');
+  t.equal(argv[1], '--max-semi-space-size=32', 'the node process is node --max-semi-space-size=32 bin/dots.js node ...');
+  t.equal(argv[2], DOTS_BIN);
+});
 
 t.test('bad flags get one line saying what to fix', async (t) => {
   const cases: Array<[string[], RegExp]> = [

@@ -162,6 +162,29 @@ t.test('--require-tls: no registration over UDP, no SRTP keys over a plain trans
   t.equal(far.received.length, 0, 'nothing reached the plain node');
 });
 
+t.test('forking where one contact cannot take the call (a sips: call, a phone on UDP): the other contact still gets it', async (t) => {
+  const users = new Map([...USERS_A, ['carol', credentialsFor('carol', 'a.test', 'carol-pw')]]);
+  const { phone } = await node(t, 'a.test', users);
+  // alice on UDP first and on TLS second, the same q: one group of two branches
+  const aliceUdp = await phone('udp');
+  t.equal((await aliceUdp.registerWithAuth({ user: 'alice', domain: 'a.test', password: 'alice-pw', expires: 600, callId: 'au' })).status, 200);
+  const aliceTls = await phone('tls');
+  t.equal((await aliceTls.registerWithAuth({ user: 'alice', domain: 'a.test', password: 'alice-pw', expires: 600, callId: 'at' })).status, 200);
+  const carol = await phone('tls');
+  t.equal((await carol.registerWithAuth({ user: 'carol', domain: 'a.test', password: 'carol-pw', expires: 600 })).status, 200);
+  // the UDP branch fails as it starts (sips: goes over TLS to the end); that must not end the call
+  const answered = (async () => {
+    const inv = await aliceTls.incoming('INVITE', 3000);
+    const lines = [`SIP/2.0 200 OK`, ...getHeaders(inv, 'via').map((v) => `Via: ${v}`), ...getHeaders(inv, 'record-route').map((r) => `Record-Route: ${r}`)];
+    lines.push(`From: ${getHeaders(inv, 'from')[0]}`, `To: ${getHeaders(inv, 'to')[0]};tag=at1`, `Call-ID: ${getHeaders(inv, 'call-id')[0]}`, `CSeq: ${getHeaders(inv, 'cseq')[0]}`, `Contact: <sips:alice@127.0.0.1:${aliceTls.port}>`, 'Content-Length: 0', '', '');
+    aliceTls.sendRaw(lines.join('\r\n'));
+  })();
+  const res = await carol.request('INVITE', 'sips:alice@a.test', ['From: <sip:carol@a.test>;tag=f1'], '', 5000);
+  await answered;
+  t.equal(res.status, 200, 'the call is answered by the phone on TLS');
+  t.equal(aliceUdp.received.filter((m) => m.kind === 'request' && m.method === 'INVITE').length, 0, 'the phone on UDP was not sent it');
+});
+
 t.test('sips: (RFC 5630) means TLS on every hop: not accepted over UDP, not forwarded to a phone on UDP', async (t) => {
   const users = new Map([...USERS_A, ['carol', credentialsFor('carol', 'a.test', 'carol-pw')]]);
   const { phone } = await node(t, 'a.test', users);

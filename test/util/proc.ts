@@ -5,6 +5,7 @@
 // end; `runDots` runs a one-shot command (`dots user add`, `dots wallet ...`). Processes are only
 // ever signalled through their own ChildProcess handles (their pid), never by name.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { toHex } from '../../core/hash.ts';
@@ -14,13 +15,16 @@ import { waitFor } from './wait.ts';
 
 export const DOTS_BIN = fileURLToPath(new URL('../../bin/dots.js', import.meta.url));
 
+/** The Node.js flags the first line of bin/dots.js gives: processes started here run as `npx dots` runs them. */
+export const NODE_FLAGS: readonly string[] = (/^#!\S*env -S node(.*)$/m.exec(readFileSync(DOTS_BIN, 'utf8').split('\n', 1)[0])?.[1] ?? '').split(/\s+/).filter((x) => x !== '');
+
 /** Whether `cmd` is on the PATH. */
 export const has = (cmd: string): boolean => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
 
 /** Runs `dots ARGS` to its end (SIGKILL after `timeoutMs`); its exit code and output. */
 export function runDots(args: string[], timeoutMs = 20_000, env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const c = spawn(process.execPath, [DOTS_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+    const c = spawn(process.execPath, [...NODE_FLAGS, DOTS_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
     let stdout = '';
     let stderr = '';
     c.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -126,7 +130,7 @@ export class NodeProc {
   constructor(o: NodeOptions) {
     this.name = o.name ?? 'node';
     this.datadir = o.datadir;
-    const args = [...(o.nodeArgs ?? []), DOTS_BIN, 'node', '--network', o.network ?? 'regtest', '--datadir', o.datadir, '--p2p-port', '0', '--api-port', '0', '--sip-port', String(o.sipPort ?? 0)];
+    const args = [...NODE_FLAGS, ...(o.nodeArgs ?? []), DOTS_BIN, 'node', '--network', o.network ?? 'regtest', '--datadir', o.datadir, '--p2p-port', '0', '--api-port', '0', '--sip-port', String(o.sipPort ?? 0)];
     for (const b of o.bootstrap ?? []) args.push('--bootstrap', b);
     args.push(...(o.args ?? []));
     const [cmd, argv] = o.wrap?.(process.execPath, args) ?? [process.execPath, args];
