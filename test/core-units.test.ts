@@ -6,7 +6,7 @@ import { chmodSync, statSync, writeFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { encode, decode, NonCanonicalError } from '../core/encoding.ts';
 import { EncodingError, UserError } from '../core/errors.ts';
-import { bytesEqual, taggedHash, toHex, sha256 } from '../core/hash.ts';
+import { bytesEqual, taggedHash, toHex, sha256, sha256Parts } from '../core/hash.ts';
 import { merkleRoot, inclusionProof, verifyInclusion, leafHash, nodeHash } from '../core/merkle.ts';
 import { decodeBody, encodeBody, signRecord, makeRec, Kind, isValidName, checkRecordSignature, type Transfer, type RecordBody } from '../core/records.ts';
 import { writeKeyFile, readKeyFile, loadOrCreateKey } from '../wallet/keys.ts';
@@ -40,6 +40,27 @@ t.test('tagged hashes are domain separated', async (t) => {
   t.notSame(taggedHash('a', m), taggedHash('b', m));
   const tag = sha256(new TextEncoder().encode('a'));
   t.same(taggedHash('a', m), sha256(new Uint8Array([...tag, ...tag, ...m])), 'BIP-340 construction');
+});
+
+t.test('sha256Parts hashes its parts one after another, however long, call after call', async (t) => {
+  const part = (n: number, seed: number): Uint8Array => Uint8Array.from({ length: n }, (_, i) => (i * 31 + seed) & 255);
+  const cases = [
+    [part(64, 1), part(32, 2), part(32, 3)], // a Merkle node: joined in the reused buffer
+    [part(1000, 4), part(24, 5)], // exactly the reused buffer's size
+    [part(1000, 6), part(25, 7)], // one byte more: joined in a new array
+    [part(5000, 8)], // one part: hashed as it is
+    [new Uint8Array(0), part(3, 9)],
+  ];
+  const results = cases.map((parts) => sha256Parts(...parts));
+  cases.forEach((parts, i) => {
+    const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    let o = 0;
+    for (const p of parts) {
+      all.set(p, o);
+      o += p.length;
+    }
+    t.same(results[i], sha256(all), `case ${i}: the hash of the parts joined (checked after every call, so none overwrote another)`);
+  });
 });
 
 t.test('Merkle tree: RFC 6962 shape and inclusion proofs for every size and index', async (t) => {
