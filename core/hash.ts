@@ -21,15 +21,8 @@ export function sha256Parts(...parts: Uint8Array[]): Uint8Array {
  * connecting a block's records.
  */
 function joined(parts: Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  if (n > SCRATCH.length) return concatBytes(...parts);
-  let o = 0;
-  for (const p of parts) {
-    SCRATCH.set(p, o);
-    o += p.length;
-  }
-  return SCRATCH.subarray(0, n);
+  const n = totalLength(parts);
+  return n > SCRATCH.length ? writeParts(parts, new Uint8Array(n)) : writeParts(parts, SCRATCH.subarray(0, n));
 }
 const SCRATCH = new Uint8Array(1024);
 
@@ -79,9 +72,17 @@ export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
 }
 
 export function concatBytes(...parts: Uint8Array[]): Uint8Array {
+  return writeParts(parts, new Uint8Array(totalLength(parts)));
+}
+
+function totalLength(parts: readonly Uint8Array[]): number {
   let n = 0;
   for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
+  return n;
+}
+
+/** The parts one after another into `out` (exactly their length); `out`. */
+function writeParts(parts: readonly Uint8Array[], out: Uint8Array): Uint8Array {
   let o = 0;
   for (const p of parts) {
     out.set(p, o);

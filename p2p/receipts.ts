@@ -294,7 +294,7 @@ export class ReceiptExchange {
       } else if (!this.bucket(id).take(1)) {
         // Refused before anything is read or verified, so it costs us nothing; an honest node
         // with a burst of calls ends up here too, and retries later: no charge.
-        res = { ok: false, code: 'rate-limited', message: 'too many receipt requests' };
+        res = RATE_LIMITED;
       } else {
         const buf = await lp.read({ signal });
         res = await this.answer(id, buf.subarray());
@@ -322,9 +322,9 @@ export class ReceiptExchange {
     } catch (e) {
       if (!(e instanceof ReceiptError)) throw e;
       this.penalize(peer, 'malformed', e.message);
-      return { ok: false, code: e.code, message: e.message.slice(e.code.length + 2) };
+      return told(e);
     }
-    if (batch.length > 1 && !this.bucket(peer).take(batch.length - 1)) return { ok: false, code: 'rate-limited', message: 'too many receipt requests' };
+    if (batch.length > 1 && !this.bucket(peer).take(batch.length - 1)) return RATE_LIMITED;
     this.stats.requestsServed++;
     this.stats.receiptsServed += batch.length;
     const results: ReceiptResult[] = [];
@@ -346,7 +346,7 @@ export class ReceiptExchange {
       // Forged signatures and inconsistent receipts cost score; a call we do not know may be an
       // honest race (our log lost it, the clocks differ), so it costs only the rate limit.
       if (e.code === 'bad-signature' || e.code === 'bad-receipt') this.penalize(peer, 'invalidRecord', e.message);
-      return { ok: false, code: e.code, message: e.message.slice(e.code.length + 2) };
+      return told(e);
     }
   }
 
@@ -496,6 +496,14 @@ const CODES = new Set<string>(['malformed', 'bad-signature', 'bad-receipt', 'not
 function isCode(c: string): c is ReceiptCode {
   return CODES.has(c);
 }
+
+/** A ReceiptError raised here, as the refusal the other node is sent (its code, and the message without it). */
+function told(e: ReceiptError): { ok: false; code: ReceiptCode; message: string } {
+  return { ok: false, code: e.code, message: e.message.slice(e.code.length + 2) };
+}
+
+/** The answer to a peer over its rate: refused before anything is verified, and not charged. */
+const RATE_LIMITED = { ok: false, code: 'rate-limited', message: 'too many receipt requests' } as const;
 
 /** A refusal the other node sent, as the error raised here (a code we do not know is `refused`). */
 function refusal(r: { code: string; message: string }): ReceiptError {

@@ -419,18 +419,19 @@ export class CallLog {
     // one timer a tick, whose waiters all go on in the same turn (a timer each would fire
     // across turns, and split the tick's receipts over several requests)
     const tick = Math.ceil(at / PACE_TICK_MS) * PACE_TICK_MS;
-    let waiting = this.ticks.get(tick);
-    if (waiting === undefined) {
-      const list: Array<(go: boolean) => void> = [];
-      this.ticks.set(tick, list);
-      void this.sleep(tick - now).then((go) => {
-        this.ticks.delete(tick);
-        for (const resolve of list) resolve(go);
-      });
-      waiting = list;
-    }
-    const w = waiting;
-    return new Promise((resolve) => w.push(resolve));
+    const waiting = this.ticks.get(tick) ?? this.startTick(tick, now);
+    return new Promise((resolve) => waiting.push(resolve));
+  }
+
+  /** The waiters of a tick not yet started, with the one timer that lets them all go on. */
+  private startTick(tick: number, now: number): Array<(go: boolean) => void> {
+    const list: Array<(go: boolean) => void> = [];
+    this.ticks.set(tick, list);
+    void this.sleep(tick - now).then((go) => {
+      this.ticks.delete(tick);
+      for (const resolve of list) resolve(go);
+    });
+    return list;
   }
 
   /** Waits ms; false when stopped meanwhile. */
