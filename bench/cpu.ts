@@ -6,20 +6,28 @@ import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { has } from '../test/util/proc.ts';
 
-/** CPU seconds (user + system) the processes `pids` used so far; one that is gone counts 0. */
-export function cpuSeconds(...pids: Array<number | undefined>): number {
-  let ticks = 0;
+/** CPU seconds [user, system] the processes `pids` used so far; one that is gone counts 0. */
+export function cpuTimes(...pids: Array<number | undefined>): [number, number] {
+  let user = 0;
+  let sys = 0;
   for (const pid of pids) {
     if (pid === undefined) continue;
     try {
       const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
       const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
-      ticks += Number(rest[11]) + Number(rest[12]); // utime, stime
+      user += Number(rest[11]); // utime
+      sys += Number(rest[12]); // stime
     } catch {
       // gone
     }
   }
-  return ticks / 100;
+  return [user / 100, sys / 100];
+}
+
+/** CPU seconds (user + system) the processes `pids` used so far; one that is gone counts 0. */
+export function cpuSeconds(...pids: Array<number | undefined>): number {
+  const [user, sys] = cpuTimes(...pids);
+  return user + sys;
 }
 
 /** The pids of `pid`'s children. */
