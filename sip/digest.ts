@@ -59,19 +59,19 @@ export function parseAuthParams(value: string): { scheme: string; params: Map<st
     while (i < n && (s.charCodeAt(i) === 32 || s.charCodeAt(i) === 9)) i++;
     let v: string;
     if (s.charCodeAt(i) === 34) {
-      let out = '';
+      // a quoted-string: a slice of the value when it has no escapes (every value a phone sends)
       let j = i + 1;
+      let escaped = false;
       for (; j < n; j++) {
         const c = s.charCodeAt(j);
-        if (c === 92 && j + 1 < n) {
-          out += s[++j];
-          continue;
-        }
         if (c === 34) break;
-        out += s[j];
+        if (c === 92 && j + 1 < n) {
+          escaped = true;
+          j++;
+        }
       }
       if (j >= n) return null;
-      v = out;
+      v = escaped ? s.slice(i + 1, j).replace(/\\(.)/gs, '$1') : s.slice(i + 1, j);
       i = j + 1;
     } else {
       const vs = i;
@@ -200,15 +200,19 @@ export class DigestAuth {
     return b.toString('base64url');
   }
 
-  /** Whether this node issued `nonce` to `source` (however old): a client there saw the challenge. */
-  private issuedTo(nonce: string, source: string): boolean {
-    if (nonce.length !== 27) return false;
+  /** The nonce's bytes when this node issued it to `source` (however old): a client there saw the challenge. */
+  private issuedTo(nonce: string, source: string): Buffer | null {
+    if (nonce.length !== 27) return null;
     const b = Buffer.from(nonce, 'base64url');
-    if (b.length !== 20) return false;
-    const want = Buffer.from(b);
+    if (b.length !== 20) return null;
+    const want = this.want;
+    b.copy(want, 0, 0, 8);
     this.mac(want, source);
-    return timingSafeEqual(want.subarray(8, 20), b.subarray(8, 20));
+    return timingSafeEqual(want.subarray(8, 20), b.subarray(8, 20)) ? b : null;
   }
+
+  /** A nonce's expected bytes, reused: checked at once */
+  private readonly want = Buffer.alloc(20);
 
   /**
    * What to offer a client, given its User-Agent. RFC 8760 lets a client skip a challenge it
@@ -332,7 +336,8 @@ export class DigestAuth {
     if (this.isGuarded(account, source, nowSec)) return { ok: false, status: 403, reason: 'Too many failed authentications' };
     // Only a client that received the challenge counts as this source; anything else is just
     // challenged again (a forged source must not cost the real one anything).
-    const proven = this.issuedTo(nonce, source);
+    const issued = this.issuedTo(nonce, source);
+    const proven = issued !== null;
     const cred = lookup(user);
     if (cred === undefined) {
       if (proven) this.fail(source, null, nowSec);
@@ -349,7 +354,7 @@ export class DigestAuth {
       return { ok: false, status: 401, stale: false, failure: proven };
     }
     // the digest is right: now whether the nonce is ours, sent here, fresh and not replayed
-    if (!proven || !this.acceptNonce(nonce, qop === undefined ? -1 : parseInt(nc as string, 16), nowSec)) {
+    if (issued === null || !this.acceptNonce(issued, qop === undefined ? -1 : parseInt(nc as string, 16), nowSec)) {
       return { ok: false, status: 401, stale: true, failure: false };
     }
     this.succeeded(account, source);
@@ -357,8 +362,7 @@ export class DigestAuth {
   }
 
   /** Whether a nonce issued to the request's source (checked by the caller) is fresh and not replayed. */
-  private acceptNonce(nonce: string, nc: number, nowSec: number): boolean {
-    const b = Buffer.from(nonce, 'base64url');
+  private acceptNonce(b: Buffer, nc: number, nowSec: number): boolean {
     const issued = b.readUInt32BE(0);
     if (nowSec - issued > this.lifetime || issued > nowSec + 5) return false;
     const n = b.readUInt32BE(4);
