@@ -33,6 +33,7 @@ import {
 } from './uri.ts';
 import { splitHeaderList } from './message.ts';
 import type { Flow, SipTransport } from './transport.ts';
+import { DoneStore } from './done-store.ts';
 
 export interface Timers {
   /** RTT estimate (ms), RFC 3261 default 500 */
@@ -242,16 +243,8 @@ export interface TransactionOptions {
 /** Sends `res` toward the client: the flow's address and port, or a new TCP connection (RFC 3261 18.2.2). */
 export class TransactionLayer {
   readonly timers: Timers;
-  /**
-   * Server transactions by key: live ones as objects, completed non-INVITE ones over UDP as the
-   * bytes of their final response only (one table: a new request costs one lookup).
-   */
-  private readonly server = new Map<string, ServerTransaction | Buffer>();
-  /** how many entries of `server` are completed (Buffer) */
-  private doneCount = 0;
-  /** bytes the completed entries keep (key and response) */
-  private doneBytes = 0;
-  private readonly maxDoneBytes: number;
+  /** live server transactions by key */
+  private readonly server = new Map<string, ServerTransaction>();
   private readonly client = new Map<string, ClientTx>();
   /**
    * Live INVITE server transactions by their RFC 3261 17.2.3 key (branch, sent-by, method): a
@@ -260,14 +253,16 @@ export class TransactionLayer {
    */
   private readonly inviteIndex = new Map<string, ServerTransaction>();
   /**
-   * Keys of completed transactions in completion order, one queue per wait (so each is in
-   * expiry order): a REGISTER that is kept (one with credentials) waits T4, every other request
-   * Timer J (64*T1). The registrar recognises a REGISTER retransmitted later by the binding's
-   * branch and answers it the same, so keeping its response 32 s buys nothing (Kamailio's wait
-   * timer is 5 s too).
+   * Completed non-INVITE transactions over UDP, as the bytes of their key and final response,
+   * off the JS heap (see done-store.ts), one store per wait (so each is in expiry order): a
+   * REGISTER that is kept (one with credentials) waits T4, every other request Timer J (64*T1).
+   * The registrar recognises a REGISTER retransmitted later by the binding's branch and answers
+   * it the same, so keeping its response 32 s buys nothing (Kamailio's wait timer is 5 s too).
+   * The two share one budget of entries and bytes; REGISTERs (safe to forget) go first.
    */
-  private readonly doneShort = new DoneQueue();
-  private readonly doneLong = new DoneQueue();
+  private readonly doneShort: DoneStore;
+  private readonly doneLong: DoneStore;
+  private readonly maxDoneBytes: number;
   private readonly sweeper: NodeJS.Timeout;
   private readonly maxServer: number;
   /** counters for logs and tests */
@@ -280,11 +275,15 @@ export class TransactionLayer {
     this.timers = { ...DEFAULT_TIMERS, ...opts.timers };
     this.maxServer = opts.maxServerTransactions ?? 300_000;
     this.maxDoneBytes = opts.maxCompletedBytes ?? 64 << 20;
+    // each store may take the whole budget; completed() keeps their sum within it
+    this.doneShort = new DoneStore(this.maxServer, this.maxDoneBytes);
+    this.doneLong = new DoneStore(this.maxServer, this.maxDoneBytes);
     this.sweeper = setInterval(() => this.sweep(Date.now()), Math.max(50, Math.min(1000, this.timers.t1))).unref();
   }
 
+  /** server transactions kept, live and completed */
   get serverCount(): number {
-    return this.server.size;
+    return this.server.size + this.doneShort.size + this.doneLong.size;
   }
 
   get clientCount(): number {
@@ -324,21 +323,15 @@ export class TransactionLayer {
       return { req, flow, via, tx: ntx, inviteKey };
     }
     const k = serverKey(req, via, method === 'ACK' ? 'INVITE' : method);
-    const tx = this.server.get(k);
     if (method === 'ACK') {
-      if (tx instanceof ServerTransaction && tx.isInvite) {
+      const tx = this.server.get(k);
+      if (tx !== undefined && tx.isInvite) {
         tx.acked();
         return null;
       }
       return { req, flow, via, tx: null };
     }
-    if (tx !== undefined) {
-      this.stats.retransmissionsAbsorbed++;
-      // Timer J: a retransmission of a completed request gets the final response again
-      if (tx instanceof ServerTransaction) tx.retransmitted();
-      else this.transport.send(flow, tx);
-      return null;
-    }
+    if (this.absorb(k, req, flow)) return null;
     const ntx = new ServerTransaction(this, k, method, flow, via.port);
     this.server.set(k, ntx);
     return { req, flow, via, tx: ntx, inviteKey };
@@ -374,21 +367,29 @@ export class TransactionLayer {
    */
   absorb(key: string, req: SipRequest, flow: Flow): boolean {
     const tx = this.server.get(key);
-    if (tx === undefined) return false;
+    if (tx === undefined) {
+      // an INVITE is never kept completed (see respondBytes), nor is anything an ACK matches
+      if (req.method === 'ACK' || req.method === 'INVITE') return false;
+      // Timer J: a retransmission of a completed request gets the final response again
+      const done = this.doneShort.get(key) ?? this.doneLong.get(key);
+      if (done === undefined) return false;
+      this.stats.retransmissionsAbsorbed++;
+      this.transport.send(flow, done);
+      return true;
+    }
     if (req.method === 'ACK') {
-      if (tx instanceof ServerTransaction && tx.isInvite) tx.acked();
+      if (tx.isInvite) tx.acked();
       return true;
     }
     this.stats.retransmissionsAbsorbed++;
-    if (tx instanceof ServerTransaction) tx.retransmitted();
-    else this.transport.send(flow, tx);
+    tx.retransmitted();
     return true;
   }
 
   /** The INVITE transaction a CANCEL refers to (same branch and sent-by, RFC 3261 9.2). */
   findInviteFor(inc: IncomingRequest): ServerTransaction | undefined {
     const tx = this.server.get(inc.inviteKey ?? serverKey(inc.req, inc.via, 'INVITE'));
-    if (tx instanceof ServerTransaction) return tx;
+    if (tx !== undefined) return tx;
     return this.inviteIndex.get(serverKey(inc.req, inc.via, 'INVITE'));
   }
 
@@ -396,31 +397,18 @@ export class TransactionLayer {
   completed(tx: ServerTransaction): void {
     this.unindex(tx);
     if (tx.stateless || this.server.get(tx.key) !== tx) return;
+    this.server.delete(tx.key);
     // reliable transports: Timer J is zero
-    if (tx.flow.proto !== 'udp' || tx.lastResponse === null || !tx.keep) {
-      this.server.delete(tx.key);
-      return;
-    }
-    this.server.set(tx.key, tx.lastResponse);
-    this.doneCount++;
-    this.doneBytes += doneSize(tx.key, tx.lastResponse);
-    if (tx.method === 'REGISTER') this.doneShort.push(tx.key, Date.now() + this.timers.t4);
-    else this.doneLong.push(tx.key, Date.now() + 64 * this.timers.t1);
-    if (this.doneCount > this.maxServer || this.doneBytes > this.maxDoneBytes) this.evict();
-  }
-
-  private dropDone(k: string): boolean {
-    const v = this.server.get(k);
-    if (v === undefined || v instanceof ServerTransaction) return false;
-    this.server.delete(k);
-    this.doneCount--;
-    this.doneBytes -= doneSize(k, v);
-    return true;
+    if (tx.flow.proto !== 'udp' || tx.lastResponse === null || !tx.keep) return;
+    const now = Date.now();
+    if (tx.method === 'REGISTER') this.stats.evicted += this.doneShort.put(tx.key, tx.lastResponse, now + this.timers.t4);
+    else this.stats.evicted += this.doneLong.put(tx.key, tx.lastResponse, now + 64 * this.timers.t1);
+    this.evict();
   }
 
   /** Bytes completed transactions keep now (for tests and metrics). */
   get completedBytes(): number {
-    return this.doneBytes;
+    return this.doneShort.bytes + this.doneLong.bytes;
   }
 
   /** Takes an INVITE out of the branch index (a CANCEL or ACK no longer finds it there). */
@@ -445,22 +433,19 @@ export class TransactionLayer {
       .catch(() => undefined);
   }
 
+  /** Keeps the two stores within their shared budget: the oldest go, REGISTERs before the others; live ones are never evicted. */
   private evict(): void {
-    // the oldest completed transactions go first, REGISTERs (safe to forget) before the others;
-    // live ones are never evicted
     for (const q of [this.doneShort, this.doneLong]) {
-      while (this.doneCount > this.maxServer || this.doneBytes > this.maxDoneBytes) {
-        const k = q.shift(Infinity);
-        if (k === null) break;
-        if (this.dropDone(k)) this.stats.evicted++;
+      while (q.size > 0 && (this.doneShort.size + this.doneLong.size > this.maxServer || this.completedBytes > this.maxDoneBytes)) {
+        q.dropOldest();
+        this.stats.evicted++;
       }
     }
   }
 
   private sweep(now: number): void {
-    for (const q of [this.doneShort, this.doneLong]) {
-      for (let k = q.shift(now); k !== null; k = q.shift(now)) this.dropDone(k);
-    }
+    this.doneShort.expire(now);
+    this.doneLong.expire(now);
   }
 
   /**
@@ -609,49 +594,11 @@ export class TransactionLayer {
       this.endClient(tx);
       if (live) tx.handler.timeout();
     }
-    for (const tx of [...this.server.values()]) if (tx instanceof ServerTransaction) tx.terminate();
+    for (const tx of [...this.server.values()]) tx.terminate();
     this.server.clear();
     this.inviteIndex.clear();
-    this.doneCount = 0;
-    this.doneBytes = 0;
     this.doneShort.clear();
     this.doneLong.clear();
-  }
-}
-
-/** What a completed transaction keeps: its key (UTF-16, two bytes a character) and its response, with the entry's own cost. */
-function doneSize(key: string, res: Buffer): number {
-  return 2 * key.length + res.length + 100;
-}
-
-/** Keys with expiry times, pushed in expiry order, taken from the head. */
-class DoneQueue {
-  private keys: Array<string | undefined> = [];
-  private at: number[] = [];
-  private head = 0;
-
-  push(key: string, at: number): void {
-    this.keys.push(key);
-    this.at.push(at);
-  }
-
-  /** The oldest key if it expires at or before `now` (Infinity: the oldest whatever its time), else null. */
-  shift(now: number): string | null {
-    if (this.head >= this.keys.length || this.at[this.head] > now) return null;
-    const k = this.keys[this.head] as string;
-    this.keys[this.head++] = undefined; // let the key go now, not at the next compaction
-    if (this.head > 4096 && this.head * 2 > this.keys.length) {
-      this.keys = this.keys.slice(this.head);
-      this.at = this.at.slice(this.head);
-      this.head = 0;
-    }
-    return k;
-  }
-
-  clear(): void {
-    this.keys = [];
-    this.at = [];
-    this.head = 0;
   }
 }
 
