@@ -11,8 +11,8 @@
 // bytes in one Buffer: the collector never sees it.
 //
 // Entries of one store share one wait, so they expire in the order they were put: the store is a
-// FIFO. The arena is written at its end and compacted (or doubled, up to twice the byte budget)
-// when the end is reached, so the bytes of live entries stay contiguous and in order.
+// FIFO. The arena is written at its end and compacted (or doubled, up to 1.5 times the byte
+// budget) when the end is reached, so the bytes of live entries stay contiguous and in order.
 
 /** bytes an entry costs beyond its key and response (its slots in the typed arrays and the index) */
 export const ENTRY_OVERHEAD = 40;
@@ -57,6 +57,11 @@ export class DoneStore {
 
   get size(): number {
     return this.n;
+  }
+
+  /** Bytes of the arena the entries' bytes are kept in (at most 1.5 times the budget). */
+  get arenaBytes(): number {
+    return this.arena.length;
   }
 
   /** Bytes the entries keep, ENTRY_OVERHEAD each included. */
@@ -196,15 +201,21 @@ export class DoneStore {
     for (let k = 0; k < this.n; k++) this.insert(this.hashes[k], k);
   }
 
-  /** Moves the live bytes to the arena's start, into a larger arena when they fill half of it. */
+  /**
+   * Moves the live bytes to the arena's start, into a larger arena when they fill half of it.
+   * The arena stops growing at 1.5 times the byte budget: at most 1.5 times the budget in
+   * memory, and when it is full of live entries each compaction frees at least a third of it
+   * (two bytes moved for each byte written, at worst).
+   */
   private makeRoom(need: number): void {
     const from = this.n > 0 ? this.offs[this.head] : this.end;
     const live = this.end - from;
     let arena = this.arena;
-    if ((live + need) * 2 > arena.length) {
+    const most = this.maxBytes + (this.maxBytes >> 1);
+    if ((live + need) * 2 > arena.length && arena.length < most) {
       let size = Math.max(64 * 1024, arena.length);
       while ((live + need) * 2 > size) size *= 2;
-      arena = Buffer.allocUnsafe(size);
+      arena = Buffer.allocUnsafe(Math.min(size, most));
     }
     this.arena.copy(arena, 0, from, this.end);
     this.arena = arena;

@@ -40,6 +40,7 @@ t.test('the budget: the oldest go first, by count and by bytes; too large an ent
     byBytes.put(key(i), res(i), i);
     if (byBytes.bytes > budget) t.fail(`over budget after ${i}: ${byBytes.bytes}`);
   }
+  t.ok(byBytes.arenaBytes <= budget * 1.5, `its arena stays within 1.5 times the budget (${byBytes.arenaBytes} bytes)`);
   t.ok(byBytes.get(key(999))?.equals(res(999)), 'the newest is kept');
   t.equal(byBytes.get(key(0)), undefined, 'the oldest is gone');
   const big = Buffer.alloc(budget);
@@ -89,6 +90,7 @@ t.test('against a Map: random puts, expiries, evictions and lookups through comp
     }
   }
   t.equal(bad, 0, 'every lookup agreed with the model');
+  t.ok(s.arenaBytes <= 600_000, `the arena stayed within 1.5 times the budget (${s.arenaBytes} bytes)`);
   let found = 0;
   for (const e of order) if (s.get(e.k)?.equals(e.r)) found++;
   t.equal(found, order.length, `all ${order.length} live entries are found at the end`);
