@@ -4,11 +4,9 @@
 //
 // Why not a Map of strings to Buffers: every completed REGISTER with credentials waits T4 (5 s),
 // so at 8,000 registrations a second 40,000 entries are alive at any time. As JS objects each
-// one survives two young-generation collections, is promoted, and is then marked and swept by
-// the old generation: measured, that cost a node pinned to one core about 30 us of CPU per
-// registration (`DOTS_BENCH_SIP_RATES=8000 dots bench sip`: 101 us per digest registration with
-// the Map, 70 without keeping anything). Here an entry is a few numbers in typed arrays and
-// bytes in one Buffer: the collector never sees it.
+// one is copied by young-generation collections and then promoted: with the Map, a node spent
+// about twice as long in young-generation collections (docs/sip.md has the figures). Here an
+// entry is a few numbers in typed arrays and bytes in one Buffer: the collector never sees it.
 //
 // Entries of one store share one wait, so they expire in the order they were put: the store is a
 // FIFO. The arena is written at its end and compacted (or doubled, up to 1.5 times the byte
