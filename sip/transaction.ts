@@ -403,7 +403,11 @@ export class TransactionLayer {
     const now = Date.now();
     if (tx.method === 'REGISTER') this.stats.evicted += this.doneShort.put(tx.key, tx.lastResponse, now + this.timers.t4);
     else this.stats.evicted += this.doneLong.put(tx.key, tx.lastResponse, now + 64 * this.timers.t1);
-    this.evict();
+    if (this.overBudget()) this.evict();
+  }
+
+  private overBudget(): boolean {
+    return this.doneShort.size + this.doneLong.size > this.maxServer || this.completedBytes > this.maxDoneBytes;
   }
 
   /** Bytes completed transactions keep now (for tests and metrics). */
@@ -436,7 +440,7 @@ export class TransactionLayer {
   /** Keeps the two stores within their shared budget: the oldest go, REGISTERs before the others; live ones are never evicted. */
   private evict(): void {
     for (const q of [this.doneShort, this.doneLong]) {
-      while (q.size > 0 && (this.doneShort.size + this.doneLong.size > this.maxServer || this.completedBytes > this.maxDoneBytes)) {
+      while (q.size > 0 && this.overBudget()) {
         q.dropOldest();
         this.stats.evicted++;
       }
