@@ -1,21 +1,27 @@
 // Completed server transactions kept off the JavaScript heap (RFC 3261 17.2.2 Timer J, and T4
-// for a REGISTER): the key's and the final response's bytes in one growing byte arena, found
+// for a REGISTER): the key's and the final response's bytes in a few large Buffers, found
 // through an open-addressing index in typed arrays.
 //
 // Why not a Map of strings to Buffers: every completed REGISTER with credentials waits T4 (5 s),
 // so at 8,000 registrations a second 40,000 entries are alive at any time. As JS objects each
 // one is copied by young-generation collections and then promoted: with the Map, a node spent
 // about twice as long in young-generation collections (docs/sip.md has the figures). Here an
-// entry is a few numbers in typed arrays and bytes in one Buffer: the collector never sees it.
+// entry is a few numbers in typed arrays and bytes in a segment: the collector never sees it.
 //
 // Entries of one store share one wait, so they expire in the order they were put: the store is a
-// FIFO. The arena is written at its end and compacted (or doubled, up to 1.5 times the byte
-// budget) when the end is reached, so the bytes of live entries stay contiguous and in order.
+// FIFO, and so are its bytes. They are written one after another into segments of 1 MB (an entry
+// larger than that has a segment of its own); a segment is let go, or kept as the one spare, once
+// the oldest entry has moved past it. Nothing is moved once written: an arena that was compacted
+// or grown by copying stalled the event loop for tens of milliseconds (248 ms once, growing to
+// 64 MB), and the memory held is the live bytes and at most two segments more.
 
 /** bytes an entry costs beyond its key and response (its slots in the typed arrays and the index) */
 export const ENTRY_OVERHEAD = 40;
 
 const EMPTY = 0;
+
+/** bytes of a segment */
+export const SEGMENT = 1 << 20;
 
 /** FNV-1a over the key's UTF-16 code units: the index's hash (the bytes are compared on a match). */
 function hashKey(key: string): number {
@@ -28,14 +34,22 @@ function hashKey(key: string): number {
 }
 
 export class DoneStore {
-  /** key bytes then response bytes of each entry, oldest first from offs[head] to `end` */
-  private arena = Buffer.allocUnsafe(0);
+  /**
+   * Key bytes then response bytes of each entry, in segments: segs[0] holds the oldest entry's
+   * bytes and has the number `firstSeg`; the newest is written at `end` in the last one.
+   */
+  private segs: Buffer[] = [];
+  private firstSeg = 0;
   private end = 0;
+  /** one segment let go, kept for the next that is needed (no new allocation in steady use) */
+  private spare: Buffer | null = null;
   /** entries in a ring of `cap` slots (a power of two), oldest at `head` */
   private cap = 0;
   private head = 0;
   private n = 0;
   private hashes = new Int32Array(0);
+  /** the entry's segment number and its offset there */
+  private segOf = new Int32Array(0);
   private offs = new Int32Array(0);
   private klens = new Int32Array(0);
   private rlens = new Int32Array(0);
@@ -57,9 +71,11 @@ export class DoneStore {
     return this.n;
   }
 
-  /** Bytes of the arena the entries' bytes are kept in (at most 1.5 times the budget). */
+  /** Bytes of the segments the entries' bytes are kept in (the live bytes and at most two segments more). */
   get arenaBytes(): number {
-    return this.arena.length;
+    let b = 0;
+    for (const seg of this.segs) b += seg.length;
+    return b;
   }
 
   /** Bytes the entries keep, ENTRY_OVERHEAD each included. */
@@ -82,15 +98,15 @@ export class DoneStore {
       evicted++;
     }
     if (this.n === this.cap) this.growEntries();
-    if (this.end + need > this.arena.length) this.makeRoom(need);
     const slot = (this.head + this.n) & (this.cap - 1);
-    const off = this.end;
-    this.arena.write(key, off, klen);
-    response.copy(this.arena, off + klen);
+    const seg = this.segmentFor(need);
+    this.segs[seg].write(key, this.end, klen);
+    response.copy(this.segs[seg], this.end + klen);
+    this.segOf[slot] = this.firstSeg + seg;
+    this.offs[slot] = this.end;
     this.end += need;
     const h = hashKey(key);
     this.hashes[slot] = h;
-    this.offs[slot] = off;
     this.klens[slot] = klen;
     this.rlens[slot] = response.length;
     this.expires[slot] = expiresAt;
@@ -106,8 +122,8 @@ export class DoneStore {
     const slot = this.find(key);
     if (slot < 0) return undefined;
     const at = this.offs[slot] + this.klens[slot];
-    // a copy: the arena moves when it is compacted, and the response may wait for a flush
-    return Buffer.from(this.arena.subarray(at, at + this.rlens[slot]));
+    // a copy: the segment is reused once its entries are gone, and the response may wait for a flush
+    return Buffer.from(this.segs[this.segOf[slot] - this.firstSeg].subarray(at, at + this.rlens[slot]));
   }
 
   /** Lets go of the entries that expire at or before `now`. */
@@ -123,6 +139,7 @@ export class DoneStore {
   clear(): void {
     this.head = 0;
     this.n = 0;
+    this.segs = [];
     this.end = 0;
     this.used = 0;
     this.index.fill(EMPTY);
@@ -143,7 +160,7 @@ export class DoneStore {
         this.scratch.write(key, 0, klen);
       }
       const off = this.offs[slot];
-      if (this.klens[slot] === klen && this.arena.compare(this.scratch, 0, klen, off, off + klen) === 0) return slot;
+      if (this.klens[slot] === klen && this.segs[this.segOf[slot] - this.firstSeg].compare(this.scratch, 0, klen, off, off + klen) === 0) return slot;
     }
   }
 
@@ -173,6 +190,11 @@ export class DoneStore {
     this.used -= this.klens[slot] + this.rlens[slot] + ENTRY_OVERHEAD;
     this.head = (this.head + 1) & (this.cap - 1);
     this.n--;
+    // the segments before the new oldest entry's are done with (all of them when none is left:
+    // one comes back as the spare)
+    const keep = this.n === 0 ? this.segs.length : this.segOf[this.head] - this.firstSeg;
+    for (let k = 0; k < keep; k++) this.release(this.segs.shift() as Buffer);
+    this.firstSeg += keep;
     if (this.n === 0) {
       this.head = 0;
       this.end = 0;
@@ -189,6 +211,7 @@ export class DoneStore {
       return b;
     };
     this.hashes = move(this.hashes, (c) => new Int32Array(c));
+    this.segOf = move(this.segOf, (c) => new Int32Array(c));
     this.offs = move(this.offs, (c) => new Int32Array(c));
     this.klens = move(this.klens, (c) => new Int32Array(c));
     this.rlens = move(this.rlens, (c) => new Int32Array(c));
@@ -199,25 +222,22 @@ export class DoneStore {
     for (let k = 0; k < this.n; k++) this.insert(this.hashes[k], k);
   }
 
-  /**
-   * Moves the live bytes to the arena's start, into a larger arena when they fill half of it.
-   * The arena stops growing at 1.5 times the byte budget: at most 1.5 times the budget in
-   * memory, and when it is full of live entries each compaction frees at least a third of it
-   * (two bytes moved for each byte written, at worst).
-   */
-  private makeRoom(need: number): void {
-    const from = this.n > 0 ? this.offs[this.head] : this.end;
-    const live = this.end - from;
-    let arena = this.arena;
-    const most = this.maxBytes + (this.maxBytes >> 1);
-    if ((live + need) * 2 > arena.length && arena.length < most) {
-      let size = Math.max(64 * 1024, arena.length);
-      while ((live + need) * 2 > size) size *= 2;
-      arena = Buffer.allocUnsafe(Math.min(size, most));
-    }
-    this.arena.copy(arena, 0, from, this.end);
-    this.arena = arena;
-    for (let k = 0; k < this.n; k++) this.offs[(this.head + k) & (this.cap - 1)] -= from;
-    this.end = live;
+  /** The index in `segs` of the segment where `need` bytes go at `end` (a new one when they do not fit in the last). */
+  private segmentFor(need: number): number {
+    const last = this.segs.length - 1;
+    if (last >= 0 && this.end + need <= this.segs[last].length) return last;
+    let seg: Buffer;
+    if (need > SEGMENT) seg = Buffer.allocUnsafe(need);
+    else if (this.spare !== null) {
+      seg = this.spare;
+      this.spare = null;
+    } else seg = Buffer.allocUnsafe(SEGMENT);
+    this.segs.push(seg);
+    this.end = 0;
+    return this.segs.length - 1;
+  }
+
+  private release(seg: Buffer): void {
+    if (seg.length === SEGMENT) this.spare = seg;
   }
 }
