@@ -20,7 +20,7 @@ import { waitExit } from '../test/util/proc.ts';
 import { sleep } from '../test/util/wait.ts';
 import { DOMAIN_A, DOMAIN_B, PIN_MODE, pinned, type Ctx, type MetricRow } from './calls-net.ts';
 import { cpuSeconds, machineTicks } from './cpu.ts';
-import { searchRate, type SearchResult, type Window } from './rate-search.ts';
+import { fixedRates, runWindows, searchRate, type SearchResult, type Window } from './rate-search.ts';
 import { BENCH_SCENARIOS, lastStats, loadFlags } from './sipp.ts';
 
 interface Health {
@@ -188,8 +188,8 @@ async function settle(c: Ctx, minMs: number): Promise<void> {
 /** The rate search (or just the windows DOTS_BENCH_CALLS_RATES names), `seconds` a window. */
 export async function measureRate(c: Ctx, seconds: number, callMs: number, startRate: number): Promise<RateResult> {
   c.log(`calls per second from B to ${c.users.length} users at A, ${seconds} s windows, BYE ${callMs} ms after ACK`);
-  const fixedRates = process.env.DOTS_BENCH_CALLS_RATES?.split(',').map(Number).filter((x) => x > 0);
-  if (fixedRates === undefined || fixedRates.length === 0) {
+  const fixed = fixedRates(process.env.DOTS_BENCH_CALLS_RATES);
+  if (fixed === null) {
     return searchRate({
       start: startRate,
       max: 100_000,
@@ -202,15 +202,11 @@ export async function measureRate(c: Ctx, seconds: number, callMs: number, start
       },
     });
   }
-  const sr: RateResult = { best: null, failedAt: null, trials: 0 };
-  for (const r of fixedRates) {
+  return runWindows(fixed, async (r) => {
     const t = await trial(c, r, seconds, callMs);
-    sr.trials++;
-    if (t.ok && (sr.best === null || r > sr.best.rate)) sr.best = t;
-    if (!t.ok) sr.failedAt = t;
     await sleep(2000);
-  }
-  return sr;
+    return t;
+  });
 }
 
 /** The table row of the rate figure. */

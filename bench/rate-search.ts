@@ -1,7 +1,8 @@
 // The search for the highest rate a server sustains, shared by `dots bench sip` and `dots bench
 // calls`: from `start`, the rate doubles until a window fails (or a sustained one reaches `max`),
 // then the search bisects between the last rate sustained and the first that failed until they
-// are within 10% (and `minGap`) of each other, trying multiples of `step`.
+// are within 10% (and `minGap`) of each other, trying multiples of `step`. Or, when the
+// environment names rates (DOTS_BENCH_SIP_RATES, DOTS_BENCH_CALLS_RATES), just those windows.
 
 /** What a window at one rate gave (SIPp's counts); benchmarks add their own figures. */
 export interface Window {
@@ -74,4 +75,25 @@ export async function searchRate<T extends Window>(o: SearchOptions<T>): Promise
     }
   }
   return { best, failedAt, trials };
+}
+
+/** The rates a benchmark's environment variable names (`8000,12000`), or null when it names none: then the search runs. */
+export function fixedRates(value: string | undefined): number[] | null {
+  const rates = value?.split(',').map(Number).filter((x) => x > 0) ?? [];
+  return rates.length > 0 ? rates : null;
+}
+
+/**
+ * Just the windows at `rates`, in order, no search: `best` is the highest rate sustained and
+ * `failedAt` the last window that failed (the lowest, when the rates rise).
+ */
+export async function runWindows<T extends Window>(rates: readonly number[], run: (rate: number) => Promise<T>): Promise<SearchResult<T>> {
+  const r: SearchResult<T> = { best: null, failedAt: null, trials: 0 };
+  for (const rate of rates) {
+    const t = await run(rate);
+    r.trials++;
+    if (t.ok && (r.best === null || rate > r.best.rate)) r.best = t;
+    if (!t.ok) r.failedAt = t;
+  }
+  return r;
 }

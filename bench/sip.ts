@@ -22,7 +22,7 @@ import { freePort } from '../test/util/ports.ts';
 import { sleep } from '../test/util/wait.ts';
 import { CAN_PIN, cpuTimes, onCpu } from './cpu.ts';
 import { startKamailio } from './kamailio.ts';
-import { searchRate, type Window } from './rate-search.ts';
+import { fixedRates, runWindows, searchRate, type Window } from './rate-search.ts';
 import { FIXTURES, lastStats, loadFlags } from './sipp.ts';
 
 export const USERS = 10_000;
@@ -159,17 +159,9 @@ export async function search(t: Target, dir: string, seconds: number, log: (s: s
   log(`  ${t.name}: warm-up, ${USERS} users`);
   await sipp(t, dir, 2000, USERS, 60);
   await t.settle();
-  const fixed = process.env.DOTS_BENCH_SIP_RATES?.split(',').map(Number).filter((x) => x > 0);
-  if (fixed !== undefined && fixed.length > 0) {
-    // just these windows, no search: the best one sustained
-    let best: Trial | null = null;
-    for (const rate of fixed) {
-      const tr = await trial(t, dir, rate, seconds, log);
-      if (tr.ok && (best === null || rate > best.rate)) best = tr;
-    }
-    return best;
-  }
-  return (await searchRate({ start: 4000, max: 100_000, step: 100, minGap: 500, run: (rate) => trial(t, dir, rate, seconds, log) })).best;
+  const run = (rate: number): Promise<Trial> => trial(t, dir, rate, seconds, log);
+  const fixed = fixedRates(process.env.DOTS_BENCH_SIP_RATES);
+  return (fixed !== null ? await runWindows(fixed, run) : await searchRate({ start: 4000, max: 100_000, step: 100, minGap: 500, run })).best;
 }
 
 export async function benchSip(o: SipBenchOptions): Promise<Array<Record<string, string | number>>> {
