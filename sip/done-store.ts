@@ -72,7 +72,7 @@ export class DoneStore {
   }
 
   /** Bytes of the segments the entries' bytes are kept in (the live bytes and at most two segments more). */
-  get arenaBytes(): number {
+  get segmentBytes(): number {
     let b = 0;
     for (const seg of this.segs) b += seg.length;
     return b;
@@ -195,10 +195,6 @@ export class DoneStore {
     const keep = this.n === 0 ? this.segs.length : this.segOf[this.head] - this.firstSeg;
     for (let k = 0; k < keep; k++) this.release(this.segs.shift() as Buffer);
     this.firstSeg += keep;
-    if (this.n === 0) {
-      this.head = 0;
-      this.end = 0;
-    }
   }
 
   /** Doubles the ring of entries (in order, oldest at 0) and rebuilds the index. */

@@ -40,7 +40,7 @@ t.test('the budget: the oldest go first, by count and by bytes; too large an ent
     byBytes.put(key(i), res(i), i);
     if (byBytes.bytes > budget) t.fail(`over budget after ${i}: ${byBytes.bytes}`);
   }
-  t.ok(byBytes.arenaBytes <= SEGMENT, `its bytes stay in one segment (${byBytes.arenaBytes} bytes)`);
+  t.ok(byBytes.segmentBytes <= SEGMENT, `its bytes stay in one segment (${byBytes.segmentBytes} bytes)`);
   t.ok(byBytes.get(key(999))?.equals(res(999)), 'the newest is kept');
   t.equal(byBytes.get(key(0)), undefined, 'the oldest is gone');
   const big = Buffer.alloc(budget);
@@ -54,19 +54,19 @@ t.test('segments: entries span many, each is let go once the oldest entry has le
   const s = new DoneStore(1_000_000, 1 << 30);
   const body = (i: number): Buffer => Buffer.alloc(60_000, i & 0xff);
   for (let i = 0; i < 200; i++) s.put(key(i), body(i), i);
-  t.ok(s.arenaBytes >= 12 * SEGMENT && s.arenaBytes <= 13 * SEGMENT, `200 entries of 60 KB fill 12-13 segments (${s.arenaBytes / SEGMENT})`);
+  t.ok(s.segmentBytes >= 12 * SEGMENT && s.segmentBytes <= 13 * SEGMENT, `200 entries of 60 KB fill 12-13 segments (${s.segmentBytes / SEGMENT})`);
   let same = 0;
   for (let i = 0; i < 200; i++) if (s.get(key(i))?.equals(body(i))) same++;
   t.equal(same, 200, 'every entry is found whole, across segment boundaries');
   s.expire(149);
-  t.ok(s.arenaBytes <= 4 * SEGMENT, `with 50 left, their segments and no more are kept (${s.arenaBytes / SEGMENT})`);
+  t.ok(s.segmentBytes <= 4 * SEGMENT, `with 50 left, their segments and no more are kept (${s.segmentBytes / SEGMENT})`);
   t.ok(s.get(key(150))?.equals(body(150)) && s.get(key(199))?.equals(body(199)), 'the rest are intact');
   const big = Buffer.alloc(SEGMENT + 10, 7);
   s.put('big', big, 300);
   t.ok(s.get('big')?.equals(big), 'an entry larger than a segment is kept whole');
   s.expire(Infinity);
   t.equal(s.size, 0);
-  t.equal(s.arenaBytes, 0, 'empty, it holds no segment (one is kept aside as the spare)');
+  t.equal(s.segmentBytes, 0, 'empty, it holds no segment (one is kept aside as the spare)');
   for (let i = 0; i < 20; i++) s.put(key(i), body(i), 400 + i);
   t.equal(s.get(key(19))?.equals(body(19)), true, 'and is used again');
   t.end();
@@ -112,7 +112,7 @@ t.test('against a Map: random puts, expiries, evictions and lookups through comp
     }
   }
   t.equal(bad, 0, 'every lookup agreed with the model');
-  t.ok(s.arenaBytes <= SEGMENT, `its bytes stayed in one segment (${s.arenaBytes} bytes)`);
+  t.ok(s.segmentBytes <= SEGMENT, `its bytes stayed in one segment (${s.segmentBytes} bytes)`);
   let found = 0;
   for (const e of order) if (s.get(e.k)?.equals(e.r)) found++;
   t.equal(found, order.length, `all ${order.length} live entries are found at the end`);
