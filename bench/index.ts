@@ -72,6 +72,10 @@ const BENCHES: Record<string, (o: BenchOptions) => Promise<Row[]>> = {
     const { benchSync } = await import('./sync.ts');
     return benchSync(o);
   },
+  registrations: async (o) => {
+    const { benchRegistrations } = await import('./registrations.ts');
+    return benchRegistrations(o);
+  },
 };
 
 function table(rows: Row[]): string {

@@ -15,7 +15,7 @@ Usage:
   dots wallet new|address|balance|send|history ...
   dots name claim|renew|transfer|delegate|show ...
   dots user add NAME --password PW ...   a SIP account for a phone at this node
-  dots bench hash|chain|presence|pool|sync|sip|calls|receipts|abuse|roam|tls|trunk|all [--json] [--seconds N]
+  dots bench hash|chain|presence|pool|sync|sip|calls|receipts|abuse|roam|tls|trunk|registrations|all [--json] [--seconds N]
   dots help | dots COMMAND --help  this text, or one command's part of it
 `;
 
@@ -111,6 +111,7 @@ const SECTIONS: Record<string, string> = {
   roam     a phone at two serving nodes: one dies, time until a call reaches the phone
   tls      REGISTER/s over UDP, TCP and TLS (one run, one generator); TLS handshakes/s
   trunk    Kamailio trunked to a node: REGISTER/s with the node's checks and chain work, calls/s into its phones
+  registrations  saving the registrar's contacts: the longest event-loop turn a save takes
   all      every one of them (the default)
 `,
 };

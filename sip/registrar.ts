@@ -624,7 +624,17 @@ export class Registrar {
 
   /** The registrations as plain data, for keeping them across a restart. */
   snapshot(): SavedContact[] {
-    const out: SavedContact[] = [];
+    return this.snapshotSlices(Infinity).next().value ?? [];
+  }
+
+  /**
+   * The same, about `max` contacts at a time (whole addresses of record), so a save can be
+   * spread over turns of the event loop: at 100,000 contacts one snapshot and its JSON hold the
+   * loop for a third of a second. The walk follows the live map: an address of record removed
+   * before it is reached is left out, one added meanwhile comes at the end.
+   */
+  *snapshotSlices(max: number): Generator<SavedContact[], void, undefined> {
+    let out: SavedContact[] = [];
     for (const list of this.aors.values()) {
       for (const b of list) {
         out.push({
@@ -643,8 +653,12 @@ export class Registrar {
           userAgent: b.userAgent,
         });
       }
+      if (out.length >= max) {
+        yield out;
+        out = [];
+      }
     }
-    return out;
+    if (out.length > 0) yield out;
   }
 
   /**
