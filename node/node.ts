@@ -34,6 +34,7 @@ import { buildApi, LOOPBACK_HOSTS } from './api/server.ts';
 import { DOMAIN_FILE, NODE_KEY_FILE, datadirDomain, ownDomain, recordDomain, sipAnnounced, type NodeConfig } from './config.ts';
 import { setSipStatsSource } from './metrics.ts';
 import { RegistrationsFile } from './registrations.ts';
+import { udpPath } from '../sip/udp.ts';
 
 import { openChainStack, type ChainStack } from './chain-stack.ts';
 import { followTip } from './tip-mark.ts';
@@ -316,7 +317,9 @@ export class DotsNode {
     const listening = `${this.config.sipHost.includes(':') ? `[${this.config.sipHost}]` : this.config.sipHost}:${this.sip.port}`;
     const announced = this.sip.uri !== `sip:${listening}` ? `, listening on ${listening}` : '';
     const tls = (this.sip.tlsPort === 0 ? '' : `; TLS on ${this.sip.tlsPort}`) + (this.sip.wsPort === 0 ? '' : `; ${this.config.wsTls === true ? 'wss' : 'ws'} on ${this.sip.wsPort}`);
-    return `${this.sip.uri} (UDP and TCP${announced}${tls}) for domain ${this.config.domain}${this.config.openRegistration ? ', open registration' : ''}`;
+    const path = udpPath(this.config.sipHost);
+    const udp = this.sip.transport.udpKind === 'native' ? 'UDP read and sent in batches' : `UDP by node:dgram${path.kind === 'dgram' ? ` (${path.reason})` : ''}`;
+    return `${this.sip.uri} (${udp}, TCP${announced}${tls}) for domain ${this.config.domain}${this.config.openRegistration ? ', open registration' : ''}`;
   }
 
   /** What `dots node` prints for the browser phone: where its page is, or why there is none. */

@@ -9,7 +9,6 @@
 // is refused here, whatever a Via or Contact asked for.
 
 import { lookup as dnsLookup } from 'node:dns/promises';
-import { createSocket, type Socket as UdpSocket, type RemoteInfo, type SocketOptions } from 'node:dgram';
 import { BlockList, createServer, connect as tcpConnect, isIP, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, connect as tlsConnect, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
@@ -20,6 +19,7 @@ import { FairQueue, Pushed, type FairQueueOptions } from './fair-queue.ts';
 import { isStunRequest, stunBindingResponse } from './stun.ts';
 import { bareHost, uriParam, type SipUri } from './uri.ts';
 import { KEY_PARAM, spkiFingerprint } from './tls.ts';
+import { openUdp, type UdpSocket } from './udp.ts';
 
 export type Proto = 'udp' | 'tcp' | 'tls' | 'ws' | 'wss';
 
@@ -279,25 +279,21 @@ export class SipTransport {
 
   /** Binds UDP then TCP on the same port; with port 0 retries until both get the same free port. */
   async start(): Promise<void> {
-    const family = isIP(this.host) === 6 ? 'udp6' : 'udp4';
-    for (let attempt = 0; ; attempt++) {
-      // only IP literals are sent to, so the address needs no resolving: answering at once
-      // saves dgram a tick per datagram
-      const lookup = ((address: string, _o: unknown, cb: (e: Error | null, a: string, f: number) => void): void => cb(null, address, family === 'udp6' ? 6 : 4)) as unknown as SocketOptions['lookup'];
-      const udp = createSocket({ type: family, recvBufferSize: 4 << 20, sendBufferSize: 4 << 20, lookup });
+    const onDatagram = (buf: Buffer, address: string, port: number): void => {
       try {
-        await new Promise<void>((resolve, reject) => {
-          udp.once('error', reject);
-          udp.bind({ address: this.host, port: this.opts.port, exclusive: true }, () => {
-            udp.off('error', reject);
-            resolve();
-          });
-        });
+        this.onDatagram(buf, address, port);
+      } catch {
+        this.stats.dropped++; // whatever a datagram holds, it never takes the node down
+      }
+    };
+    for (let attempt = 0; ; attempt++) {
+      let udp: UdpSocket;
+      try {
+        udp = await openUdp({ host: this.host, port: this.opts.port, recvBufferSize: 4 << 20, sendBufferSize: 4 << 20 }, onDatagram);
       } catch (e) {
-        udp.close();
         throw new TransportError(`cannot bind UDP ${this.host}:${this.opts.port}: ${(e as Error).message}`);
       }
-      const port = udp.address().port;
+      const port = udp.port;
       const tcp = createServer({ noDelay: true });
       try {
         await new Promise<void>((resolve, reject) => {
@@ -308,7 +304,7 @@ export class SipTransport {
           });
         });
       } catch (e) {
-        udp.close();
+        await udp.close();
         tcp.close();
         if (this.opts.port === 0 && attempt < 10) continue; // the free UDP port is taken for TCP: try another
         throw new TransportError(`cannot listen on TCP ${this.host}:${port}: ${(e as Error).message}`);
@@ -318,15 +314,6 @@ export class SipTransport {
       this.port = port;
       break;
     }
-    const udp = this.udp as UdpSocket;
-    udp.on('message', (buf, rinfo) => {
-      try {
-        this.onDatagram(buf, rinfo);
-      } catch {
-        this.stats.dropped++; // whatever a datagram holds, it never takes the node down
-      }
-    });
-    udp.on('error', () => undefined); // ICMP-driven errors on send must not take the node down
     (this.tcp as Server).on('connection', (s) => this.onConnection(s, 'tcp'));
     (this.tcp as Server).on('error', () => undefined);
     if (this.opts.tls !== undefined) await this.listenTls(this.opts.tls);
@@ -422,7 +409,7 @@ export class SipTransport {
         resolve();
       });
     }).catch((e: unknown) => {
-      this.udp?.close();
+      void this.udp?.close();
       this.tcp?.close();
       this.tlsServer?.close();
       throw new TransportError(`cannot listen for ${what} on ${this.host}:${port}: ${(e as Error).message}`);
@@ -459,26 +446,26 @@ export class SipTransport {
     }
   }
 
-  private onDatagram(buf: Buffer, rinfo: RemoteInfo): void {
+  private onDatagram(buf: Buffer, address: string, port: number): void {
     this.stats.udpIn++;
-    if (this.banned !== null && this.isBanned(rinfo.address)) {
+    if (this.banned !== null && this.isBanned(address)) {
       this.stats.banned++;
       return;
     }
-    const flow: Flow = { proto: 'udp', address: rinfo.address, port: rinfo.port, conn: 0 };
+    const flow: Flow = { proto: 'udp', address, port, conn: 0 };
     if (buf.length < 4) return; // nothing SIP is that short; a lone CRLF keepalive lands here too
     const c0 = buf[0];
     if (c0 < 2) {
       if (isStunRequest(buf)) {
         // RFC 5626 UDP keepalive: a STUN binding request on the SIP port
         this.stats.stun++;
-        this.sendRaw(flow, stunBindingResponse(buf, rinfo.address, rinfo.port));
+        this.sendRaw(flow, stunBindingResponse(buf, address, port));
       }
       return;
     }
     if (c0 === 13 && isKeepalive(buf)) return; // CRLF keepalives over UDP need no answer
     // a datagram over its source's share is dropped here; the queue counts it (queue.stats.dropped)
-    this.queue.push(rinfo.address, { buf, flow }, buf.length, false);
+    this.queue.push(address, { buf, flow }, buf.length, false);
   }
 
   /** A message's turn has come: parse a datagram, hand up a stream's message if its connection is still open. */
@@ -683,12 +670,14 @@ export class SipTransport {
         const c = to[i] as Conn;
         this.stats.tcpWrites++;
         c.corked = false;
+        udp?.end(); // the datagrams made before this connection's messages leave before them
         c.socket.uncork();
       } else if (udp !== undefined) {
         const flow = to[i] as Flow;
         udp.send(buf, flow.port, flow.address);
       }
     }
+    udp?.end();
   };
 
   /**
@@ -854,6 +843,11 @@ export class SipTransport {
     return undefined;
   }
 
+  /** which UDP path the socket uses (sip/udp.ts); undefined before start */
+  get udpKind(): 'native' | 'dgram' | undefined {
+    return this.udp?.kind;
+  }
+
   get connections(): number {
     return this.conns.size;
   }
@@ -867,7 +861,7 @@ export class SipTransport {
     for (const c of this.conns.values()) c.socket.destroy();
     this.conns.clear();
     await Promise.all([
-      new Promise<void>((r) => (this.udp ? this.udp.close(() => r()) : r())),
+      this.udp?.close(),
       new Promise<void>((r) => (this.tcp ? this.tcp.close(() => r()) : r())),
       new Promise<void>((r) => (this.tlsServer ? this.tlsServer.close(() => r()) : r())),
       new Promise<void>((r) => (this.wsServer ? this.wsServer.close(() => r()) : r())),

@@ -1,33 +1,62 @@
-// Builds mining/native/sha256d.node, the SHA-NI header hasher (mining/native-hasher.ts), with g++
-// and the Node-API headers that ship with Node (no node-gyp, nothing downloaded). Run by the
-// install (package.json "postinstall") and by `npm run build:native`; the file is not committed.
-// Without g++ or on another architecture it says so in one line and succeeds: the miner then
-// uses the WebAssembly hasher.
+// Builds the native addons with g++ and the Node-API and libuv headers that ship with Node (no
+// node-gyp, nothing downloaded): mining/native/sha256d.node, the SHA-NI header hasher
+// (mining/native-hasher.ts), and sip/native/udp.node, the SIP socket's datagram path
+// (sip/udp.ts). Run by the install (package.json "postinstall") and by `npm run build:native`;
+// the files are not committed. Where one cannot be built it says so in one line and succeeds:
+// the miner then uses the WebAssembly hasher, the SIP socket node:dgram.
 import { execFileSync } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
-import { arch } from 'node:os';
+import { arch, platform } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { NATIVE_FILE } from '../mining/native-hasher.ts';
-
-const SOURCE = fileURLToPath(new URL('../mining/native/sha256d.cc', import.meta.url));
-
-function skip(why: string): void {
-  rmSync(NATIVE_FILE, { force: true });
-  console.log(`native hasher not built (${why}): mining uses the WebAssembly hasher`);
-}
+import { NATIVE_UDP_FILE } from '../sip/udp.ts';
 
 // Node's headers: beside the running node (…/bin/node -> …/include/node), as Debian and the
 // official tarballs install them.
 const include = [join(dirname(process.execPath), '..', 'include', 'node'), '/usr/include/node', '/usr/local/include/node'].find((d) => existsSync(join(d, 'node_api.h')));
-if (arch() !== 'x64') skip(`SHA-NI is x86-64, this is ${arch()}`);
-else if (include === undefined) skip("Node's headers (node_api.h) not found");
-else {
-  try {
-    execFileSync('g++', ['-O3', '-std=c++17', '-fPIC', '-shared', '-fvisibility=hidden', '-I', include, SOURCE, '-o', NATIVE_FILE], { stdio: ['ignore', 'ignore', 'pipe'] });
-    console.log(`wrote ${relative(process.cwd(), NATIVE_FILE)} (SHA-NI header hasher, g++ with ${include})`);
-  } catch (e) {
-    const err = e as { code?: string; stderr?: Buffer };
-    skip(err.code === 'ENOENT' ? 'no g++: apt-get install g++' : `g++ failed: ${(err.stderr?.toString() ?? '').split('\n')[0]}`);
+
+interface Addon {
+  source: string;
+  out: string;
+  what: string;
+  /** what is used without it */
+  fallback: string;
+  /** why this machine cannot run it, or null */
+  unsupported: string | null;
+}
+
+const ADDONS: Addon[] = [
+  {
+    source: fileURLToPath(new URL('../mining/native/sha256d.cc', import.meta.url)),
+    out: NATIVE_FILE,
+    what: 'SHA-NI header hasher',
+    fallback: 'mining uses the WebAssembly hasher',
+    unsupported: arch() === 'x64' ? null : `SHA-NI is x86-64, this is ${arch()}`,
+  },
+  {
+    source: fileURLToPath(new URL('../sip/native/udp.cc', import.meta.url)),
+    out: NATIVE_UDP_FILE,
+    what: 'SIP datagram path, recvmmsg and sendmmsg',
+    fallback: 'the SIP socket uses node:dgram',
+    unsupported: platform() === 'linux' ? null : `recvmmsg and sendmmsg are Linux's, this is ${platform()}`,
+  },
+];
+
+for (const a of ADDONS) {
+  const skip = (why: string): void => {
+    rmSync(a.out, { force: true });
+    console.log(`${relative(process.cwd(), a.out)} not built (${why}): ${a.fallback}`);
+  };
+  if (a.unsupported !== null) skip(a.unsupported);
+  else if (include === undefined || !existsSync(join(include, 'uv.h'))) skip("Node's headers (node_api.h, uv.h) not found");
+  else {
+    try {
+      execFileSync('g++', ['-O3', '-std=c++17', '-fPIC', '-shared', '-fvisibility=hidden', '-I', include, a.source, '-o', a.out], { stdio: ['ignore', 'ignore', 'pipe'] });
+      console.log(`wrote ${relative(process.cwd(), a.out)} (${a.what}, g++ with ${include})`);
+    } catch (e) {
+      const err = e as { code?: string; stderr?: Buffer };
+      skip(err.code === 'ENOENT' ? 'no g++: apt-get install g++' : `g++ failed: ${(err.stderr?.toString() ?? '').split('\n')[0]}`);
+    }
   }
 }
