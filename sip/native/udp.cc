@@ -108,6 +108,15 @@ void OnReadable(uv_poll_t* p, int status, int events) {
   }
 }
 
+// The call's first N arguments, or a TypeError naming how it is called.
+template <size_t N>
+bool Args(napi_env env, napi_callback_info info, napi_value (&argv)[N], const char* usage) {
+  size_t argc = N;
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  if (argc < N) napi_throw_type_error(env, nullptr, usage);
+  return argc >= N;
+}
+
 Sock* SockOf(napi_env env, napi_value v) {
   void* p = nullptr;
   if (napi_get_value_external(env, v, &p) != napi_ok || p == nullptr) {
@@ -119,13 +128,8 @@ Sock* SockOf(napi_env env, napi_value v) {
 
 // open(host: string, port: number, rcvbuf: number, sndbuf: number, owner: object, onBatch: fn) -> [socket, port]
 napi_value Open(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
   napi_value argv[6];
-  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
-  if (argc < 6) {
-    napi_throw_type_error(env, nullptr, "open(host, port, rcvbuf, sndbuf, owner, onBatch)");
-    return nullptr;
-  }
+  if (!Args(env, info, argv, "open(host, port, rcvbuf, sndbuf, owner, onBatch)")) return nullptr;
   char host[64];
   size_t hl = 0;
   uint32_t port = 0, rcv = 0, snd = 0;
@@ -186,13 +190,8 @@ napi_value Open(napi_env env, napi_callback_info info) {
 
 // send(socket, bytes: Buffer, meta: Uint32Array [offset, length, port, ipv4] per datagram, count) -> sent
 napi_value Send(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
   napi_value argv[4];
-  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
-  if (argc < 4) {
-    napi_throw_type_error(env, nullptr, "send(socket, bytes, meta, count)");
-    return nullptr;
-  }
+  if (!Args(env, info, argv, "send(socket, bytes, meta, count)")) return nullptr;
   Sock* s = SockOf(env, argv[0]);
   if (s == nullptr) return nullptr;
   char* bytes = nullptr;
@@ -250,10 +249,8 @@ napi_value Send(napi_env env, napi_callback_info info) {
 
 // close(socket): stops reading; the socket is closed once libuv lets its poll handle go
 napi_value Close(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1];
-  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
-  if (argc < 1) return nullptr;
+  if (!Args(env, info, argv, "close(socket)")) return nullptr;
   Sock* s = SockOf(env, argv[0]);
   if (s == nullptr || s->closing) return nullptr;
   s->closing = true;
