@@ -31,6 +31,9 @@ export interface RegistrationsFileOptions {
   sliceContacts?: number;
 }
 
+/** The file is these around the saved contacts' JSON, without its brackets. */
+const FILE_HEAD = '{"version":1,"contacts":[';
+const FILE_TAIL = ']}\n';
 
 export class RegistrationsFile {
   readonly path: string;
@@ -83,8 +86,7 @@ export class RegistrationsFile {
     this.writeAgain = false;
     await this.writing;
     try {
-      this.marked();
-      writeOwnerOnly(this.path, fileText(JSON.stringify(this.registrar.snapshot()).slice(1, -1)));
+      writeOwnerOnly(this.path, [...this.parts(Infinity)].join(''));
     } catch (e) {
       this.log.warn(`sip: cannot save registrations: ${(e as Error).message}`);
     }
@@ -104,18 +106,18 @@ export class RegistrationsFile {
   }
 
   /**
-   * The file's text in parts, a slice of contacts each, made as the file takes them: the event
-   * loop turns between slices, and the whole text is never one string.
+   * The file's text in parts, `slice` contacts or so each, made as the file takes them: the
+   * event loop turns between slices, and the whole text is never one string.
    */
-  private *parts(): Generator<string, void, undefined> {
+  private *parts(slice: number): Generator<string, void, undefined> {
     this.marked();
-    const [head, tail] = fileText('\0').split('\0');
-    let sep = head;
-    for (const slice of this.registrar.snapshotSlices(this.slice)) {
-      yield sep + JSON.stringify(slice).slice(1, -1);
+    yield FILE_HEAD;
+    let sep = '';
+    for (const contacts of this.registrar.snapshotSlices(slice)) {
+      yield sep + JSON.stringify(contacts).slice(1, -1);
       sep = ',';
     }
-    yield sep === ',' ? tail : head + tail;
+    yield FILE_TAIL;
   }
 
   private save(): void {
@@ -124,7 +126,7 @@ export class RegistrationsFile {
       return;
     }
     const started = Date.now();
-    this.writing = writeOwnerOnlyParts(this.path, this.parts())
+    this.writing = writeOwnerOnlyParts(this.path, this.parts(this.slice))
       .then(() => {
         this.lastSaveMs = Date.now() - started;
       })
@@ -139,7 +141,3 @@ export class RegistrationsFile {
   }
 }
 
-/** The file: `contacts` is the JSON of the saved contacts without its brackets. */
-function fileText(contacts: string): string {
-  return `{"version":1,"contacts":[${contacts}]}\n`;
-}

@@ -17,7 +17,7 @@ export type DatagramHandler = (buf: Buffer, address: string, port: number) => vo
 export interface UdpSocket {
   readonly port: number;
   readonly kind: 'native' | 'dgram';
-  /** Queues a datagram; `end()` sends what is queued, in order. */
+  /** Sends a datagram, or queues it until `end()` (the native socket); either way in order. */
   send(buf: Buffer, port: number, address: string): void;
   /** Sends the queued datagrams. */
   end(): void;
@@ -51,19 +51,23 @@ function addon(): Addon | string {
   return loaded;
 }
 
+/** The addon a socket on `host` gets, or why it gets node:dgram instead. */
+function nativeFor(host: string): Addon | string {
+  if (process.env.DOTS_SIP_UDP === 'dgram') return 'DOTS_SIP_UDP=dgram';
+  if (isIP(host) !== 4) return 'the native path is IPv4 only';
+  return addon();
+}
+
 /** Which UDP path a socket on `host` gets, and why not the native one when it does not. */
 export function udpPath(host: string): { kind: 'native' } | { kind: 'dgram'; reason: string } {
-  if (process.env.DOTS_SIP_UDP === 'dgram') return { kind: 'dgram', reason: 'DOTS_SIP_UDP=dgram' };
-  if (isIP(host) !== 4) return { kind: 'dgram', reason: 'the native path is IPv4 only' };
-  const a = addon();
+  const a = nativeFor(host);
   return typeof a === 'string' ? { kind: 'dgram', reason: a } : { kind: 'native' };
 }
 
 /** Opens and binds the socket (node:dgram when the native path is not there); throws when it cannot bind. */
 export async function openUdp(o: UdpOptions, onDatagram: DatagramHandler): Promise<UdpSocket> {
-  const a = addon();
-  if (udpPath(o.host).kind === 'native' && typeof a !== 'string') return new NativeUdp(a, o, onDatagram);
-  return DgramUdp.open(o, onDatagram);
+  const a = nativeFor(o.host);
+  return typeof a === 'string' ? DgramUdp.open(o, onDatagram) : new NativeUdp(a, o, onDatagram);
 }
 
 class DgramUdp implements UdpSocket {

@@ -1,6 +1,6 @@
 // The store of completed server transactions (sip/done-store.ts): what is put is found byte for
-// byte until it expires or the budget lets it go, through compaction, growth and deletions from
-// the middle of probe runs, checked against a Map doing the same.
+// byte until it expires or the budget lets it go, across segments, through growth and deletions
+// from the middle of probe runs, checked against a Map doing the same.
 import t from 'tap';
 import { DoneStore, ENTRY_OVERHEAD, SEGMENT } from '../sip/done-store.ts';
 
@@ -72,7 +72,7 @@ t.test('segments: entries span many, each is let go once the oldest entry has le
   t.end();
 });
 
-t.test('against a Map: random puts, expiries, evictions and lookups through compaction and growth', (t) => {
+t.test('against a Map: random puts, expiries, evictions and lookups across segments and growth', (t) => {
   let seed = 12345;
   const rnd = (n: number): number => {
     seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
