@@ -13,7 +13,7 @@
 import { hash } from 'node:crypto';
 import { getHeader, getHeaderValues, splitHeaderList, type SipHeader, type SipRequest, type SipResponse } from './message.ts';
 import { newTag, serializeMessage } from './serialize.ts';
-import { bareHost, getParam, parseCSeq, parseMaxForwards, parseNameAddr, parseSipUri, parseVia, type SipUri } from './uri.ts';
+import { bareHost, nameAddrParam, parseCSeq, parseMaxForwards, parseNameAddr, parseSipUri, parseVia, type SipUri } from './uri.ts';
 import { isSecure, viaFor, type Flow, type Proto, type SipTransport } from './transport.ts';
 import { NODE_PROOF_HEADER, hasSdesKeys } from './tls.ts';
 import { hopRequest, replyTo, type ClientTransaction, type IncomingRequest, type ServerTransaction, type TransactionLayer } from './transaction.ts';
@@ -710,7 +710,7 @@ export class Proxy {
 /** The tag of the From or To ('' when it has none, or cannot be read: the message was validated). */
 function tagOf(m: SipRequest | SipResponse, header: 'from' | 'to'): string {
   try {
-    return getParam(parseNameAddr(getHeader(m, header) ?? '').params, 'tag') ?? '';
+    return nameAddrParam(getHeader(m, header) ?? '', 'tag') ?? '';
   } catch {
     return '';
   }

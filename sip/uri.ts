@@ -630,6 +630,31 @@ export function parseNameAddrList(value: string, opts?: NameAddrOptions): NameAd
   return out;
 }
 
+/**
+ * One header parameter of a To or From value that has been validated (the tag a proxy matches
+ * its dialogs by), read without parsing the URI: undefined when absent, null when valueless.
+ * The parameters start after the <...> (outside a quoted display name) or, for an addr-spec,
+ * at its first ";", as in parseNameAddr.
+ */
+export function nameAddrParam(value: string, name: string): string | null | undefined {
+  const s = value;
+  let i = skipWs(s, 0);
+  if (s.charCodeAt(i) === 34 /* " */) {
+    readQuoted(s, i);
+    i = qEnd;
+  }
+  let ps = s.indexOf('<', i);
+  if (ps >= 0) {
+    ps = s.indexOf('>', ps + 1);
+    if (ps < 0) throw badRequest('Unterminated <');
+    ps++;
+  } else {
+    ps = s.indexOf(';', i);
+    if (ps < 0) return undefined;
+  }
+  return getParam(parseHeaderParams(s, ps), name);
+}
+
 /** Contact header value: '*' or a list of contacts. */
 export function parseContact(value: string): NameAddr[] | '*' {
   if (value.trim() === '*') return '*';

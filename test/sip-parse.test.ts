@@ -29,6 +29,7 @@ import {
   formatVia,
   getParam,
   isRfc3261Branch,
+  nameAddrParam,
   normalizeEscapes,
   parseCSeq,
   parseContact,
@@ -632,6 +633,23 @@ t.test('list splitting', async (t) => {
   t.equal(list[0].displayName, 'Doe, John');
   t.equal(list[1].bracketed, false);
   t.throws(() => parseNameAddrList('<sip:a@x.com>,,<sip:b@x.com>'));
+});
+
+t.test('a To or From tag read without parsing the URI agrees with parseNameAddr', async (t) => {
+  const values = [
+    'Bob <sip:bob@b.test>;tag=123abc',
+    '"Doe; tag=fake <x>" <sip:j@x.com;tag=uri-param>;tag=real',
+    '<sip:a@b.com;transport=tls>',
+    'sip:a@b.com;tag=1;x=2',
+    'sip:a@b.com',
+    '<sip:a@b.com>;x ; TAG = 7',
+    '<sip:a@b.com>;tag',
+    'Alice Smith <sip:a@b.com> ;tag=z',
+    '"" <tel:+1-201-555-0123>;tag=t',
+  ];
+  for (const v of values) t.equal(nameAddrParam(v, 'tag'), getParam(parseNameAddr(v).params, 'tag'), v);
+  t.equal(nameAddrParam('"Doe; tag=fake <x>" <sip:j@x.com;tag=uri-param>;tag=real', 'tag'), 'real', 'not the display name\'s nor the URI\'s');
+  t.throws(() => nameAddrParam('<sip:a@b.com;tag=1', 'tag'), 'an unterminated < throws');
 });
 
 t.test('name-addr, contact params', async (t) => {
