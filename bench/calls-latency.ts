@@ -8,7 +8,7 @@ import { has } from '../test/util/proc.ts';
 import { freeUdpPort } from '../test/util/ports.ts';
 import { sleep } from '../test/util/wait.ts';
 import { DOMAIN_A, DOMAIN_B, pinned, type Ctx, type MetricRow } from './calls-net.ts';
-import { startKamailio } from './kamailio.ts';
+import { KAMAILIO_DOMAIN, startKamailio } from './kamailio.ts';
 import { fixed, quantile, rounded } from './stats.ts';
 import { Ua, call, rnd, type CallResult } from './ua.ts';
 
@@ -95,13 +95,13 @@ async function startReference(c: Ctx, ua: Ua): Promise<{ path: Path; stop: () =>
     c.log('  kamailio did not start; no reference');
     return null;
   }
-  const reg = await ua.register(k.port, 'u0', 'bench.local', `sip:u0@127.0.0.1:${c.uas.port}`, 3600, `k-${rnd()}`, 1);
+  const reg = await ua.register(k.port, 'u0', KAMAILIO_DOMAIN, `sip:u0@127.0.0.1:${c.uas.port}`, 3600, `k-${rnd()}`, 1);
   if (reg !== 200) {
     c.log(`  kamailio answered REGISTER with ${reg}; no reference`);
     await k.stop();
     return null;
   }
-  return { path: { name: 'Kamailio', port: k.port, ruri: () => 'sip:u0@bench.local' }, stop: k.stop };
+  return { path: { name: 'Kamailio', port: k.port, ruri: () => `sip:u0@${KAMAILIO_DOMAIN}` }, stop: k.stop };
 }
 
 /**

@@ -12,13 +12,21 @@
 // both sides of a second boundary earn one: a few per second normally, many more once the nodes
 // fall behind. Those receipts are part of what the nodes do here (B asks A to countersign).
 // DOTS_BENCH_CALLS_RATES=800,1000: just these windows, no search.
+//
+// The same search also runs against one server alone (measureAlone): the caller's INVITEs go
+// straight to node A, then straight to one Kamailio 5.6 (one worker, lookup + record_route +
+// t_relay) with the same users registered to the same callee, one after the other in the same
+// run: what one node carries against a C proxy on the same machine.
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import { waitExit } from '../test/util/proc.ts';
+import { has, waitExit } from '../test/util/proc.ts';
+import { freeUdpPort } from '../test/util/ports.ts';
 import { sleep } from '../test/util/wait.ts';
 import { DOMAIN_A, DOMAIN_B, PIN_MODE, pinned, type Ctx, type MetricRow } from './calls-net.ts';
+import { KAMAILIO_DOMAIN, startKamailio } from './kamailio.ts';
+import { Ua } from './ua.ts';
 import { cpuSeconds, machineTicks } from './cpu.ts';
 import { fixedRates, runWindows, searchRate, type SearchResult, type Window } from './rate-search.ts';
 import { BENCH_SCENARIOS, lastStats, loadFlags } from './sipp.ts';
@@ -29,10 +37,24 @@ interface Health {
   drops: number;
 }
 
+/** Where the caller sends its calls. */
+export interface CallTarget {
+  /** as the log says it */
+  name: string;
+  port: number;
+  /** the callees' domain there */
+  domain: string;
+  /** the processes that route the calls other than the nodes (Kamailio's), whose CPU is counted apart */
+  others: () => number[];
+}
+
 interface Trial extends Window {
   uasRetransmissions: number;
-  /** cores used per wall second: node A, node B, SIPp caller, SIPp callee, and all processes */
-  cores: { a: number; b: number; uac: number; uas: number; machine: number };
+  /**
+   * cores used per wall second: node A, node B, the target's processes other than the nodes
+   * (Kamailio), SIPp caller, SIPp callee, and all processes
+   */
+  cores: { a: number; b: number; others: number; uac: number; uas: number; machine: number };
   /** log lines at warn/error level the nodes wrote during the window */
   nodeProblems: number;
   /** per node: longest event loop delay (ms), GC seconds, datagrams dropped on its SIP socket */
@@ -79,16 +101,26 @@ function failureKinds(file: string): string {
   return [...kinds].sort((x, y) => y[1] - x[1]).slice(0, 4).map(([k, n]) => `${n} x ${k}`).join('; ');
 }
 
-/** One window: `rate` calls/s for `seconds` from SIPp at B; stopped early once it has clearly failed. */
-async function trial(c: Ctx, rate: number, seconds: number, callMs: number): Promise<Trial> {
+/** What the machine's other processes used, besides the nodes, the target and SIPp. */
+function restOf(x: Trial['cores']): number {
+  return Math.max(0, x.machine - x.a - x.b - x.others - x.uac - x.uas);
+}
+
+/** The two nodes: the caller at B calls users of A. */
+export function throughBA(c: Ctx): CallTarget {
+  return { name: 'B and A', port: c.b.sipPort, domain: DOMAIN_A, others: () => [] };
+}
+
+/** One window: `rate` calls/s for `seconds` from SIPp to `target`; stopped early once it has clearly failed. */
+async function trial(c: Ctx, target: CallTarget, rate: number, seconds: number, callMs: number): Promise<Trial> {
   const total = Math.round(rate * seconds);
   const stats = join(c.dir, `uac-${rate}-${Date.now()}.csv`);
   const errors = join(c.dir, `uac-${rate}-${Date.now()}-errors.log`);
   const args = [
-    `127.0.0.1:${c.b.sipPort}`,
+    `127.0.0.1:${target.port}`,
     '-sf', join(BENCH_SCENARIOS, 'uac-calls.xml'),
     '-inf', c.usersFile,
-    '-key', 'domain', DOMAIN_A,
+    '-key', 'domain', target.domain,
     '-key', 'caller', 'bob',
     '-key', 'caller_domain', DOMAIN_B,
     '-i', '127.0.0.1',
@@ -104,7 +136,8 @@ async function trial(c: Ctx, rate: number, seconds: number, callMs: number): Pro
   const [ha0, hb0] = await Promise.all([c.a.health(), c.b.health()]);
   const drops0 = { a: udpDrops(c.a.sipPort), b: udpDrops(c.b.sipPort) };
   const ticks0 = machineTicks();
-  const before = { a: cpuSeconds(pids.a), b: cpuSeconds(pids.b), uas: cpuSeconds(pids.uas) };
+  const others = target.others();
+  const before = { a: cpuSeconds(pids.a), b: cpuSeconds(pids.b), others: others.length > 0 ? cpuSeconds(...others) : 0, uas: cpuSeconds(pids.uas) };
   const uasBefore = c.uas.counters();
   const problemsBefore = c.a.counts.warn + c.a.counts.error + c.b.counts.warn + c.b.counts.error;
   const start = Date.now();
@@ -131,6 +164,7 @@ async function trial(c: Ctx, rate: number, seconds: number, callMs: number): Pro
   const cores = {
     a: (cpuSeconds(pids.a) - before.a) / elapsed,
     b: (cpuSeconds(pids.b) - before.b) / elapsed,
+    others: others.length > 0 ? (cpuSeconds(...others) - before.others) / elapsed : 0,
     uac: uacCpu / elapsed,
     uas: (cpuSeconds(pids.uas) - before.uas) / elapsed,
     machine: 0,
@@ -158,36 +192,37 @@ async function trial(c: Ctx, rate: number, seconds: number, callMs: number): Pro
   const r: Trial = { rate, ok, success, failed, unfinished, retransmissions: s?.['Retransmissions(C)'] ?? 0, uasRetransmissions: uasAfter.retransmissions - uasBefore.retransmissions, elapsed, cores, nodeProblems, health, why };
   const h = (x: Health): string => `loop delay max ${x.lagMaxMs.toFixed(0)} ms, GC ${x.gcSeconds.toFixed(2)} s, ${x.drops} dropped`;
   c.log(
-    `  ${rate} calls/s for ${seconds} s: ${success} ok, ${failed} failed, ${unfinished} unfinished, retransmissions ${r.retransmissions} (caller) ${r.uasRetransmissions} (callee), ${elapsed.toFixed(1)} s; cores A ${cores.a.toFixed(2)} B ${cores.b.toFixed(2)} caller ${cores.uac.toFixed(2)} callee ${cores.uas.toFixed(2)}, all other processes ${Math.max(0, cores.machine - cores.a - cores.b - cores.uac - cores.uas).toFixed(2)}; A: ${h(health.a)}; B: ${h(health.b)}; node warnings ${nodeProblems}: ${ok ? 'sustained' : `not sustained (${why})`}`,
+    `  ${rate} calls/s for ${seconds} s: ${success} ok, ${failed} failed, ${unfinished} unfinished, retransmissions ${r.retransmissions} (caller) ${r.uasRetransmissions} (callee), ${elapsed.toFixed(1)} s; cores A ${cores.a.toFixed(2)} B ${cores.b.toFixed(2)}${others.length > 0 ? ` ${target.name} ${cores.others.toFixed(2)}` : ''} caller ${cores.uac.toFixed(2)} callee ${cores.uas.toFixed(2)}, all other processes ${restOf(cores).toFixed(2)}; A: ${h(health.a)}; B: ${h(health.b)}; node warnings ${nodeProblems}: ${ok ? 'sustained' : `not sustained (${why})`}`,
   );
   if (failed > 0 && errorKinds !== '') c.log(`    why SIPp failed calls: ${errorKinds}`);
   return r;
 }
 
 /**
- * Waits (at least `minMs`) until the nodes are quiet again: after a window that failed, the
+ * Waits (at least `minMs`) until the servers are quiet again: after a window that failed, the
  * callee goes on retransmitting the 200s of the calls SIPp left open (up to 32 s), and they
- * cross both nodes; the next window should not start in that storm.
+ * cross the servers; the next window should not start in that storm.
  */
-async function settle(c: Ctx, minMs: number): Promise<void> {
+async function settle(c: Ctx, target: CallTarget, minMs: number): Promise<void> {
   const t0 = Date.now();
+  const pids = [c.a.pid, c.b.pid, ...target.others()];
   await sleep(minMs);
   for (;;) {
-    const before = cpuSeconds(c.a.pid, c.b.pid);
+    const before = cpuSeconds(...pids);
     await sleep(1000);
-    const used = cpuSeconds(c.a.pid, c.b.pid) - before;
+    const used = cpuSeconds(...pids) - before;
     if (used < 0.1) break;
     if (Date.now() - t0 > 40_000) {
-      c.log(`  the nodes are still busy (${used.toFixed(2)} cores) ${((Date.now() - t0) / 1000).toFixed(0)} s after the window`);
+      c.log(`  the servers are still busy (${used.toFixed(2)} cores) ${((Date.now() - t0) / 1000).toFixed(0)} s after the window`);
       return;
     }
   }
   if (Date.now() - t0 > minMs + 1500) c.log(`  quiet again after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 }
 
-/** The rate search (or just the windows DOTS_BENCH_CALLS_RATES names), `seconds` a window. */
-export async function measureRate(c: Ctx, seconds: number, callMs: number, startRate: number): Promise<RateResult> {
-  c.log(`calls per second from B to ${c.users.length} users at A, ${seconds} s windows, BYE ${callMs} ms after ACK`);
+/** The rate search (or just the windows DOTS_BENCH_CALLS_RATES names) through `target`, `seconds` a window. */
+export async function measureRate(c: Ctx, seconds: number, callMs: number, startRate: number, target = throughBA(c)): Promise<RateResult> {
+  c.log(`calls per second through ${target.name} to ${c.users.length} users, ${seconds} s windows, BYE ${callMs} ms after ACK`);
   const fixed = fixedRates(process.env.DOTS_BENCH_CALLS_RATES);
   if (fixed === null) {
     return searchRate({
@@ -196,24 +231,56 @@ export async function measureRate(c: Ctx, seconds: number, callMs: number, start
       step: 50,
       minGap: 50,
       run: async (r) => {
-        const t = await trial(c, r, seconds, callMs);
-        await settle(c, t.ok ? 1000 : 3000);
+        const t = await trial(c, target, r, seconds, callMs);
+        await settle(c, target, t.ok ? 1000 : 3000);
         return t;
       },
     });
   }
   return runWindows(fixed, async (r) => {
-    const t = await trial(c, r, seconds, callMs);
+    const t = await trial(c, target, r, seconds, callMs);
     await sleep(2000);
     return t;
   });
+}
+
+/** The searches against one server alone: node A, then one Kamailio (null when not installed). */
+export interface AloneResult {
+  node: RateResult;
+  kamailio: RateResult | null;
+}
+
+/**
+ * The caller's calls straight to node A (its users, record-routed by A alone), then straight to
+ * one Kamailio 5.6 with one worker (test/fixtures/sipp/kamailio-registrar.cfg, on node A's CPU
+ * when pinned) where the same users are registered to the same callee.
+ */
+export async function measureAlone(c: Ctx, seconds: number, callMs: number, startRate: number): Promise<AloneResult> {
+  const node = await measureRate(c, seconds, callMs, startRate, { name: 'A alone', port: c.a.sipPort, domain: DOMAIN_A, others: () => [] });
+  if (!has('kamailio')) {
+    c.log('  kamailio is not installed: no comparison');
+    return { node, kamailio: null };
+  }
+  const dir = join(c.dir, 'kamailio-alone');
+  mkdirSync(dir, { recursive: true });
+  const k = await startKamailio({ dir, port: await freeUdpPort(), children: 1, shmMb: 1024, wrap: pinned('a') });
+  const ua = await new Ua().open();
+  try {
+    const regs = await Promise.all(c.users.map((u) => ua.register(k.port, u, KAMAILIO_DOMAIN, `sip:${u}@127.0.0.1:${c.uas.port}`, 3600, `ka-${u}`, 1)));
+    if (!regs.every((st) => st === 200)) throw new Error(`registrations at Kamailio: ${regs.filter((st) => st !== 200).length} not answered 200`);
+    const kamailio = await measureRate(c, seconds, callMs, startRate, { name: 'Kamailio', port: k.port, domain: KAMAILIO_DOMAIN, others: k.pids });
+    return { node, kamailio };
+  } finally {
+    ua.close();
+    await k.stop();
+  }
 }
 
 /** The table row of the rate figure. */
 export function rateRows(sr: RateResult, o: { seconds: number; users: number; callMs: number; startRate: number }): MetricRow[] {
   const best = sr.best;
   const coreNote = (t: Trial): string =>
-    `pinning ${PIN_MODE}; cores: A ${t.cores.a.toFixed(2)}, B ${t.cores.b.toFixed(2)}, SIPp caller ${t.cores.uac.toFixed(2)}, callee ${t.cores.uas.toFixed(2)}, other processes ${Math.max(0, t.cores.machine - t.cores.a - t.cores.b - t.cores.uac - t.cores.uas).toFixed(2)} (of ${availableParallelism()})`;
+    `pinning ${PIN_MODE}; cores: A ${t.cores.a.toFixed(2)}, B ${t.cores.b.toFixed(2)}, SIPp caller ${t.cores.uac.toFixed(2)}, callee ${t.cores.uas.toFixed(2)}, other processes ${restOf(t.cores).toFixed(2)} (of ${availableParallelism()})`;
   return [
     {
       metric: 'calls/s through B and A, < 1% failed',
@@ -238,4 +305,29 @@ export function rateRows(sr: RateResult, o: { seconds: number; users: number; ca
           },
         ]),
   ];
+}
+
+/** The table rows of the comparison with one server alone. */
+export function aloneRows(r: AloneResult, o: { seconds: number; startRate: number }): MetricRow[] {
+  const row = (metric: string, sr: RateResult, cores: (t: Trial) => number): MetricRow => {
+    const best = sr.best;
+    return {
+      metric,
+      value: best?.rate ?? 0,
+      unit: 'calls/s',
+      notes:
+        (best === null
+          ? `not even ${o.startRate}/s`
+          : `${o.seconds} s window; ${best.success} ok, ${best.failed} failed, ${best.unfinished} unfinished; ${cores(best).toFixed(2)} of a core, ${Math.round((1e6 * cores(best)) / best.rate)} us a call; SIPp caller ${best.cores.uac.toFixed(2)}, callee ${best.cores.uas.toFixed(2)}`) +
+        (sr.failedAt !== null ? `; ${sr.failedAt.rate}/s failed: ${sr.failedAt.why}` : ''),
+    };
+  };
+  const rows = [row('calls/s through node A alone, < 1% failed', r.node, (t) => t.cores.a)];
+  if (r.kamailio !== null) {
+    rows.push(row('calls/s through one Kamailio 5.6 (1 worker), same run', r.kamailio, (t) => t.cores.others));
+    const n = r.node.best?.rate ?? 0;
+    const k = r.kamailio.best?.rate ?? 0;
+    rows.push({ metric: 'one node against Kamailio: calls/s ratio', value: k > 0 ? n / k : 0, unit: 'x', notes: `${n.toLocaleString('en-US')} against ${k.toLocaleString('en-US')} calls/s, the same callee, callers and users; goal 1.0` });
+  }
+  return rows;
 }

@@ -3,13 +3,14 @@
 //
 // 1. calls per second the two nodes route with under 1% failures (calls-rate.ts);
 // 2. what a node adds to an INVITE, with Kamailio for scale (calls-latency.ts);
-// 3. how soon a phone that registers at A can be called from B (calls-reach.ts).
+// 3. how soon a phone that registers at A can be called from B (calls-reach.ts);
+// 4. calls per second through node A alone against one Kamailio 5.6 (calls-rate.ts).
 //
-// They run in the order 2, 3, 1 (the rate search leaves the nodes busiest) and print one table,
-// in the order 1, 2, 3, with a last row counting the nodes' warnings. Processes are stopped
-// through their own handles, never by name.
+// They run in the order 2, 3, 1, 4 (the rate searches leave the servers busiest) and print one
+// table, in the order 1, 4, 2, 3, with a last row counting the nodes' warnings. Processes are
+// stopped through their own handles, never by name.
 //
-// Knobs for looking closer (environment): DOTS_BENCH_CALLS_ONLY=rate,latency,reach;
+// Knobs for looking closer (environment): DOTS_BENCH_CALLS_ONLY=rate,alone,latency,reach;
 // DOTS_BENCH_CALLS_RATES=800,1000 (these windows, no search); DOTS_BENCH_CALLS_CALL_MS=1500 (ms
 // from ACK to BYE; calls of a second or more all earn receipts); DOTS_BENCH_CALLS_LOGS=DIR (keep
 // the node logs); DOTS_BENCH_CALLS_NODE_ARGS="--trace-gc" (flags for the nodes' Node.js);
@@ -21,7 +22,7 @@ import { UserError } from '../core/errors.ts';
 import { has } from '../test/util/proc.ts';
 import { PIN, PIN_ASKED, PIN_MODE, startNetwork, type Closer, type MetricRow } from './calls-net.ts';
 import { latencyRows, measureLatency } from './calls-latency.ts';
-import { measureRate, rateRows, type RateResult } from './calls-rate.ts';
+import { aloneRows, measureAlone, measureRate, rateRows, type RateResult } from './calls-rate.ts';
 import { measureReach, reachRows } from './calls-reach.ts';
 import { fixed } from './stats.ts';
 
@@ -42,7 +43,7 @@ export interface CallsBenchOptions {
   startRate?: number;
   /** re-registrations timed for the third figure (default 5) */
   reachRuns?: number;
-  /** only these parts (rate, latency, reach); also DOTS_BENCH_CALLS_ONLY=rate,latency */
+  /** only these parts (rate, alone, latency, reach); also DOTS_BENCH_CALLS_ONLY=rate,latency */
   only?: string[];
 }
 
@@ -73,6 +74,7 @@ export async function benchCalls(o: CallsBenchOptions): Promise<Row[]> {
     const lat = want('latency') ? await measureLatency(c, 50, seconds) : null;
     const reach = want('reach') ? await measureReach(c, reachRuns, 10) : null;
     const sr: RateResult = want('rate') ? await measureRate(c, seconds, callMs, startRate) : { best: null, failedAt: null, trials: 0 };
+    const alone = want('alone') ? await measureAlone(c, seconds, callMs, startRate) : null;
 
     log(`node A: ${a.counts.warn} warnings, ${a.counts.error} errors; node B: ${b.counts.warn} warnings, ${b.counts.error} errors`);
     for (const n of [a, b]) for (const [k, count] of [...n.kinds].sort((x, y) => y[1] - x[1]).slice(0, 8)) log(`  ${n.name}: ${count} x ${k}`);
@@ -82,6 +84,7 @@ export async function benchCalls(o: CallsBenchOptions): Promise<Row[]> {
     const load1 = loadavg()[0];
     const rows: MetricRow[] = [];
     if (want('rate')) rows.push(...rateRows(sr, { seconds, users: nUsers, callMs, startRate }));
+    if (alone !== null) rows.push(...aloneRows(alone, { seconds, startRate }));
     if (lat !== null) rows.push(...latencyRows(lat));
     if (reach !== null) rows.push(...reachRows(reach));
     const kinds = [a, b].flatMap((n) => [...n.kinds].sort((x, y) => y[1] - x[1]).slice(0, 3).map(([k, count]) => `${n.name}: ${count} x "${k.slice(0, 100)}"`));
@@ -89,7 +92,7 @@ export async function benchCalls(o: CallsBenchOptions): Promise<Row[]> {
       metric: 'node log warnings + errors',
       value: a.counts.warn + b.counts.warn + a.counts.error + b.counts.error,
       unit: 'lines',
-      notes: `A ${a.counts.warn}/${a.counts.error}, B ${b.counts.warn}/${b.counts.error}${kinds.length > 0 ? ` (${kinds.join('; ')})` : ''}; load average ${load0.toFixed(2)} -> ${load1.toFixed(2)}; ${sr.trials} rate windows; ${((Date.now() - t0) / 1000).toFixed(0)} s in all`,
+      notes: `A ${a.counts.warn}/${a.counts.error}, B ${b.counts.warn}/${b.counts.error}${kinds.length > 0 ? ` (${kinds.join('; ')})` : ''}; load average ${load0.toFixed(2)} -> ${load1.toFixed(2)}; ${sr.trials + (alone === null ? 0 : alone.node.trials + (alone.kamailio?.trials ?? 0))} rate windows; ${((Date.now() - t0) / 1000).toFixed(0)} s in all`,
     });
     if (o.json) return rows;
     return rows.map((r) => ({ metric: r.metric, value: `${r.unit === 'calls/s' || r.unit === 'lines' || r.unit === 'us' ? r.value.toLocaleString('en-US') : fixed(r.value, r.unit === 'ms' && r.value >= 100 ? 0 : 3)} ${r.unit}`, notes: r.notes }));

@@ -7,6 +7,9 @@ import { runKamailio, type KamailioRun } from '../test/util/kamailio.ts';
 import { childrenOf } from './cpu.ts';
 import { FIXTURES } from './sipp.ts';
 
+/** the domain kamailio-registrar.cfg serves (its alias) */
+export const KAMAILIO_DOMAIN = 'bench.local';
+
 export interface Kamailio {
   port: number;
   /** the main process and its workers, whose CPU time counts */
