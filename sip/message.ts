@@ -2,10 +2,22 @@
 //
 // Strings are "binary" latin1 strings: one char per octet, so header values,
 // reason phrases and URIs round-trip byte-exactly (UTF-8 display names stay
-// as their raw octets; use binaryToUtf8() to display them). Bodies are Buffer
-// views (subarray) of the input, not copies.
+// as their raw octets; use binaryToUtf8() to display them). Bodies are copies
+// of their octets, not views of the input: a view would keep the whole
+// datagram batch or stream chunk the message came in alive as long as the
+// message (a proxy holds an INVITE through its branch's 32 s Accepted state).
 
 import { isToken } from './chars.ts';
+
+/**
+ * `s` as a string of its own. A header value is a slice of its message's whole head (V8 keeps
+ * a slice of 13 characters or more as a view of the string it was cut from), so a value kept
+ * long (a dialog's Call-ID and tags, 32 s past the call) keeps the whole head alive. Joining
+ * makes a new string that the slice is then cut from, and only that string is kept.
+ */
+export function ownString(s: string): string {
+  return (' ' + s).slice(1);
+}
 
 // ---------------------------------------------------------------------------
 // Errors
@@ -623,7 +635,7 @@ export function parseMessage(buf: Buffer, opts: ParseOptions = { stream: false }
   } else if (cl > avail) {
     return fail(badRequest('Content-Length larger than message'), msg);
   }
-  msg.body = cl === 0 ? EMPTY : buf.subarray(bodyStart, bodyStart + cl);
+  msg.body = cl === 0 ? EMPTY : Buffer.from(buf.subarray(bodyStart, bodyStart + cl));
   return { ok: true, message: msg, length: bodyStart + cl };
 }
 
@@ -696,11 +708,10 @@ export class SipStreamFramer {
         if (b.length < p.total) break;
         const msg = p.head.msg as SipMessage;
         const cl = p.total - p.bodyStart;
-        msg.body = cl === 0 ? EMPTY : b.subarray(p.bodyStart, p.total);
+        msg.body = cl === 0 ? EMPTY : Buffer.from(b.subarray(p.bodyStart, p.total));
         if (p.head.error !== null) out.push({ type: 'error', error: p.head.error, partial: msg, fatal: false });
         else out.push({ type: 'message', message: msg });
         this.pending = null;
-        this.store = null; // the body is a view into it: never write there again
         this.scanFrom = 0;
         this.lineChecked = false;
         this.lfFrom = 0;

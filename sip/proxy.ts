@@ -11,12 +11,12 @@
 // requests that merely carry a Route to it; and when a call between this node's phone and
 // another node ends, it reports who, which nodes and when (the call receipts are built from it).
 import { hash } from 'node:crypto';
-import { getHeader, getHeaderValues, splitHeaderList, type SipHeader, type SipRequest, type SipResponse } from './message.ts';
+import { getHeader, getHeaderValues, ownString, splitHeaderList, type SipHeader, type SipRequest, type SipResponse } from './message.ts';
 import { newTag, serializeMessage } from './serialize.ts';
 import { bareHost, nameAddrParam, parseCSeq, parseMaxForwards, parseNameAddr, parseSipUri, parseVia, type SipUri } from './uri.ts';
 import { isSecure, viaFor, type Flow, type Proto, type SipTransport } from './transport.ts';
 import { NODE_PROOF_HEADER, hasSdesKeys } from './tls.ts';
-import { hopRequest, replyTo, type ClientTransaction, type IncomingRequest, type ServerTransaction, type TransactionLayer } from './transaction.ts';
+import { hopRequest, replyTo, type ClientHandler, type ClientTransaction, type IncomingRequest, type ServerTransaction, type TransactionLayer } from './transaction.ts';
 import { FairShare } from './fair-share.ts';
 
 /** One place to send a request to. */
@@ -144,6 +144,41 @@ interface Branch {
   cancel: boolean;
   cancelSent: boolean;
   timer: NodeJS.Timeout | null;
+  /**
+   * the request this branch forwards, until it is done with: the branch's client transaction
+   * holds its handler for the 32 s of Accepted (RFC 6026), and through it the whole context
+   */
+  owner: ProxyTx | null;
+  /** once the owner is let go of: where a late 2xx (a retransmission, another fork's) goes */
+  upstream: Upstream | null;
+}
+
+/**
+ * A branch's client transaction handler. It reaches the request's context through the branch
+ * only (see Branch.owner), and it is a class: a closure made beside others that hold the
+ * context would hold it too (V8 keeps one scope object for a function's closures), and the
+ * TypeScript loader gives each named closure a property of its own (esbuild's keepNames).
+ */
+class BranchHandler implements ClientHandler {
+  constructor(
+    private readonly proxy: Proxy,
+    private readonly b: Branch,
+  ) {}
+
+  response(res: SipResponse): void {
+    this.proxy.branchResponse(this.b, res);
+  }
+
+  timeout(): void {
+    this.proxy.branchTimeout(this.b);
+  }
+}
+
+/** What relaying a response upstream needs of the request it answers: its Vias and where it came from. */
+interface Upstream {
+  vias: SipHeader[];
+  flow: Flow;
+  viaPort: number | null;
 }
 
 const enum Rank {
@@ -296,10 +331,10 @@ export class Proxy {
     this.active++;
     if (p.invite) this.invites.set(server.key, p);
     if (plan.call !== undefined) {
-      const callId = getHeader(req, 'call-id') ?? '';
+      const callId = ownString(getHeader(req, 'call-id') ?? '');
       if (!this.dialogs.has(callId)) {
         const callerFlow = inc.flow.proto === 'udp' ? null : inc.flow;
-        this.dialogs.set(callId, { callId, fromTag: tagOf(req, 'from'), toTag: '', role: plan.call.role, peer: plan.call.peer, answeredAt: 0, endedAt: 0, createdAt: Date.now(), callerFlow, calleeFlow: null });
+        this.dialogs.set(callId, { callId, fromTag: ownString(tagOf(req, 'from')), toTag: '', role: plan.call.role, peer: plan.call.peer, answeredAt: 0, endedAt: 0, createdAt: Date.now(), callerFlow, calleeFlow: null });
       }
     }
     this.stats.forwarded++;
@@ -317,7 +352,7 @@ export class Proxy {
       // every branch of the group is counted before any starts: one that fails at once (no way
       // to reach it) must not look like the last of its group and move on while the rest wait
       const started = p.branches.length;
-      for (const hop of hops) p.branches.push({ hop, branch: '', req: null, flow: null, ctx: null, done: false, cancel: false, cancelSent: false, timer: null });
+      for (const hop of hops) p.branches.push({ hop, branch: '', req: null, flow: null, ctx: null, done: false, cancel: false, cancelSent: false, timer: null, owner: p, upstream: null });
       const end = p.branches.length;
       for (let i = started; i < end; i++) this.startBranch(p, p.branches[i]);
       return;
@@ -409,7 +444,7 @@ export class Proxy {
     b.branch = branch;
     b.req = req;
     b.flow = flow;
-    b.ctx = this.host.tx.send(req, flow, branch, { response: (r) => this.onResponse(p, b, r), timeout: () => this.branchFailed(p, b, `${b.hop.label} did not answer`) });
+    b.ctx = this.host.tx.send(req, flow, branch, new BranchHandler(this, b));
     // a hop that sends nothing at all (not even 100 Trying) in time is given up
     b.timer = setTimeout(() => {
       b.timer = null;
@@ -424,6 +459,7 @@ export class Proxy {
 
   private endBranch(b: Branch): void {
     b.done = true;
+    b.req = null; // only a CANCEL needed it; an answered INVITE's branch lingers 32 s (Accepted)
     if (b.timer !== null) clearTimeout(b.timer);
     b.timer = null;
   }
@@ -436,6 +472,18 @@ export class Proxy {
     if (p.bestRank === Rank.None) p.failure = why;
     this.host.debug(`sip proxy: ${why}`);
     this.afterBranch(p);
+  }
+
+  /** @internal BranchHandler: a response in the branch's client transaction */
+  branchResponse(b: Branch, res: SipResponse): void {
+    if (b.owner !== null) this.onResponse(b.owner, b, res);
+    // after the request left the proxy: a 2xx still goes upstream (16.7 step 5)
+    else if (b.upstream !== null && res.status >= 200 && res.status < 300) this.host.tx.sendResponse(b.upstream.flow, serializeMessage(withVias(res, b.upstream.vias)), b.upstream.viaPort);
+  }
+
+  /** @internal BranchHandler: no final response in time */
+  branchTimeout(b: Branch): void {
+    if (b.owner !== null) this.branchFailed(b.owner, b, `${b.hop.label} did not answer`);
   }
 
   private onResponse(p: ProxyTx, b: Branch, res: SipResponse): void {
@@ -491,6 +539,12 @@ export class Proxy {
   private finish(p: ProxyTx): void {
     if (p.done) return;
     p.done = true;
+    // the branches' transactions outlive the request (Accepted): they keep only the way up
+    const up: Upstream | null = p.invite ? { vias: ownVias(p.inc.req), flow: p.server.flow, viaPort: p.server.viaPort } : null;
+    for (const b of p.branches) {
+      b.owner = null;
+      b.upstream = up;
+    }
     this.active--;
     if (p.source !== null) this.shares.release(p.source);
     if (p.invite) this.invites.delete(p.server.key);
@@ -528,16 +582,7 @@ export class Proxy {
    * the CANCEL (which carries our Via only) is still answered.
    */
   private relay(p: ProxyTx, res: SipResponse): void {
-    const headers: SipHeader[] = [];
-    let vias = false;
-    for (const h of res.headers) {
-      if (h.key !== 'via') headers.push(h);
-      else if (!vias) {
-        vias = true;
-        for (const v of p.inc.req.headers) if (v.key === 'via') headers.push(v);
-      }
-    }
-    const buf = serializeMessage({ ...res, headers });
+    const buf = serializeMessage(withVias(res, p.inc.req.headers));
     if (p.server.completed || p.server.lastStatus >= 200) this.host.tx.sendResponse(p.server.flow, buf, p.server.viaPort);
     else p.server.respondBytes(buf, res.status);
   }
@@ -580,7 +625,7 @@ export class Proxy {
     if (d === undefined || d.answeredAt !== 0) return;
     // the node that answered is the call's peer (a fallback node when the first did not answer)
     if (b.hop.node !== undefined) d.peer = b.hop.node;
-    d.toTag = tagOf(res, 'to');
+    d.toTag = ownString(tagOf(res, 'to'));
     d.calleeFlow = b.flow !== null && b.flow.proto !== 'udp' ? b.flow : null;
     d.answeredAt = Date.now();
     this.stats.answered++;
@@ -705,6 +750,27 @@ export class Proxy {
       if (gone) this.dialogs.delete(k);
     }
   }
+}
+
+/** `res` with its Vias replaced by those of `from` (the request it answers, as it came in), where its first Via was. */
+function withVias(res: SipResponse, from: readonly SipHeader[]): SipResponse {
+  const headers: SipHeader[] = [];
+  let vias = false;
+  for (const h of res.headers) {
+    if (h.key !== 'via') headers.push(h);
+    else if (!vias) {
+      vias = true;
+      for (const v of from) if (v.key === 'via') headers.push(v);
+    }
+  }
+  return { ...res, headers };
+}
+
+/** The request's Via headers, as strings of their own (not views of its head, see ownString). */
+function ownVias(req: SipRequest): SipHeader[] {
+  const out: SipHeader[] = [];
+  for (const h of req.headers) if (h.key === 'via') out.push({ name: h.name, key: h.key, value: ownString(h.value) });
+  return out;
 }
 
 /** The tag of the From or To ('' when it has none, or cannot be read: the message was validated). */

@@ -204,8 +204,9 @@ export interface ClientHandler {
 interface ClientTx {
   key: string;
   flow: Flow;
-  req: SipRequest;
-  buf: Buffer;
+  /** the request and its bytes, let go of once a final response came (see linger) */
+  req: SipRequest | null;
+  buf: Buffer | null;
   invite: boolean;
   state: State;
   interval: number;
@@ -217,6 +218,36 @@ interface ClientTx {
   timerD: NodeJS.Timeout | null;
   ack: Buffer | null;
   handler: ClientHandler;
+}
+
+const IGNORED: ClientHandler = { response: () => undefined, timeout: () => undefined };
+
+/**
+ * A client transaction as its user holds it. A class, not an object literal of closures: one is
+ * made for every request sent and lives as long as the transaction (32 s when Accepted), and the
+ * TypeScript loader gives each named closure a property of its own (esbuild's keepNames).
+ */
+class ClientHandle implements ClientTransaction {
+  constructor(
+    private readonly layer: TransactionLayer,
+    private readonly tx: ClientTx,
+  ) {}
+
+  get key(): string {
+    return this.tx.key;
+  }
+
+  abandon(): void {
+    this.layer.abandonClient(this.tx);
+  }
+
+  get proceeding(): boolean {
+    return this.tx.state === State.Proceeding;
+  }
+
+  get terminated(): boolean {
+    return this.tx.state === State.Terminated;
+  }
 }
 
 /** A client transaction as its user sees it. */
@@ -463,16 +494,7 @@ export class TransactionLayer {
     const buf = serializeMessage(req);
     const t = this.timers;
     const tx: ClientTx = { key, flow, req, buf, invite: req.method === 'INVITE', state: State.Trying, interval: t.t1, timerE: null, timerF: null, timerD: null, ack: null, handler };
-    const handle: ClientTransaction = {
-      key,
-      abandon: () => this.endClient(tx),
-      get proceeding() {
-        return tx.state === State.Proceeding;
-      },
-      get terminated() {
-        return tx.state === State.Terminated;
-      },
-    };
+    const handle = new ClientHandle(this, tx);
     if (!this.transport.send(flow, buf)) {
       tx.state = State.Terminated;
       queueMicrotask(() => handler.timeout());
@@ -488,18 +510,24 @@ export class TransactionLayer {
       this.endClient(tx);
       handler.timeout();
     }, Math.min(timeoutMs ?? Infinity, 64 * t.t1)).unref();
-    if (flow.proto === 'udp') {
-      const e = (): void => {
-        tx.timerE = null;
-        if (tx.state >= State.Completed || (tx.invite && tx.state === State.Proceeding)) return;
-        this.transport.send(tx.flow, tx.buf);
-        // INVITE doubles without bound (Timer A); non-INVITE caps at T2, and at T2 once proceeding
-        tx.interval = tx.invite ? tx.interval * 2 : tx.state === State.Proceeding ? t.t2 : Math.min(tx.interval * 2, t.t2);
-        tx.timerE = setTimeout(e, tx.interval).unref();
-      };
-      tx.timerE = setTimeout(e, tx.interval).unref();
-    }
+    if (flow.proto === 'udp') tx.timerE = setTimeout(() => this.retransmit(tx), tx.interval).unref();
     return handle;
+  }
+
+  /** Timer A or E fired: the request again, and the timer again. */
+  private retransmit(tx: ClientTx): void {
+    tx.timerE = null;
+    if (tx.state >= State.Completed || (tx.invite && tx.state === State.Proceeding) || tx.buf === null) return;
+    this.transport.send(tx.flow, tx.buf);
+    // INVITE doubles without bound (Timer A); non-INVITE caps at T2, and at T2 once proceeding
+    const t2 = this.timers.t2;
+    tx.interval = tx.invite ? tx.interval * 2 : tx.state === State.Proceeding ? t2 : Math.min(tx.interval * 2, t2);
+    tx.timerE = setTimeout(() => this.retransmit(tx), tx.interval).unref();
+  }
+
+  /** @internal ClientHandle.abandon */
+  abandonClient(tx: ClientTx): void {
+    this.endClient(tx);
   }
 
   /**
@@ -525,10 +553,18 @@ export class TransactionLayer {
     if (this.client.get(tx.key) === tx) this.client.delete(tx.key);
   }
 
-  /** Keeps a finished client transaction for `ms` to absorb (or, Accepted, pass on) late responses. */
+  /**
+   * Keeps a finished client transaction for `ms` to absorb (or, Accepted, pass on) late
+   * responses, with only what that needs: lingering transactions number the calls of the last
+   * 32 s, and each one's request kept kilobytes a call alive past the young generation.
+   */
   private linger(tx: ClientTx, state: State, ms: number): void {
     this.clearTimers(tx);
     tx.state = state;
+    tx.req = null;
+    tx.buf = null;
+    // Completed absorbs retransmissions without telling the user; Accepted passes on 2xx
+    if (state === State.Completed) tx.handler = IGNORED;
     if (ms <= 0) {
       this.endClient(tx);
       return;
@@ -569,15 +605,16 @@ export class TransactionLayer {
           tx.handler.response(res);
           return true;
         }
+        const handler = tx.handler; // linger lets go of it for Completed
         if (tx.invite) {
           if (status < 300) this.linger(tx, State.Confirmed, 64 * this.timers.t1); // Accepted (RFC 6026)
           else {
-            tx.ack = serializeMessage(ackFor(tx.req, res));
+            tx.ack = serializeMessage(ackFor(tx.req as SipRequest, res));
             this.transport.send(tx.flow, tx.ack);
             this.linger(tx, State.Completed, reliable ? 0 : 32_000); // Timer D
           }
         } else this.linger(tx, State.Completed, reliable ? 0 : this.timers.t4); // Timer K
-        tx.handler.response(res);
+        handler.response(res);
         return true;
       case State.Completed:
         // a retransmitted final response: ACK it again (INVITE), absorb it either way

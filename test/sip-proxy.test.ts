@@ -85,6 +85,26 @@ t.test('forking: both contacts ring, the first 200 wins, the other is cancelled'
   t.match(getHeader(ack, 'cseq'), /ACK/, 'the node acknowledges the 487 itself');
 });
 
+t.test('after the call is answered and the proxy has let go of it, a retransmitted 200 still reaches the caller (RFC 6026 Accepted)', async (t) => {
+  const { phone } = await node(t);
+  const [callee, caller] = [await phone(), await phone()];
+  await registered(callee, 'alice', 'wonderland');
+  await registered(caller, 'bob', 'builder');
+  const call = invite(caller, `sip:alice@${DOMAIN}`, `sip:bob@${DOMAIN}`);
+  const inv = await callee.incoming('INVITE');
+  reply(callee, inv, 200, 'OK', 'acc');
+  const first = await call.final;
+  t.equal(first.status, 200, 'the 200 reaches the caller');
+  // the proxy's branch is done and its context let go of; the callee has not seen an ACK
+  await new Promise((r) => setTimeout(r, 50));
+  reply(callee, inv, 200, 'OK', 'acc');
+  const again = await caller.response(call.branch, 3000);
+  t.equal(again.status, 200, 'the retransmitted 200 is relayed too');
+  t.equal(getHeaders(again, 'via').length, 1, 'with the node\'s Via taken off');
+  t.match(getHeader(again, 'via'), new RegExp(`branch=${call.branch}`), 'the caller\'s own Via on top');
+  t.equal(getHeader(again, 'call-id'), getHeader(first, 'call-id'), 'the same call');
+});
+
 t.test('the INVITE goes on in the turn it arrived in, before its 100 Trying: a known hop is not waited for', async (t) => {
   const { svc, phone } = await node(t);
   const [callee, caller] = [await phone(), await phone()];
