@@ -145,8 +145,9 @@ interface Branch {
   cancelSent: boolean;
   timer: NodeJS.Timeout | null;
   /**
-   * the request this branch forwards, until it is done with: the branch's client transaction
-   * holds its handler for the 32 s of Accepted (RFC 6026), and through it the whole context
+   * the context of the request this branch forwards, until the request has left the proxy:
+   * the branch's client transaction holds its handler for the 32 s of Accepted (RFC 6026), and
+   * would hold the whole context through it
    */
   owner: ProxyTx | null;
   /** once the owner is let go of: where a late 2xx (a retransmission, another fork's) goes */
