@@ -2,15 +2,11 @@
 // in Node (hrtime) at 50 calls/s, straight to the SIPp callee and through B and A; a node adds
 // half the difference. For comparison, the same through one Kamailio 5.6 placed like node B,
 // when it is installed. The three paths are called in turn within one window (see timedCalls).
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
-import { has } from '../test/util/proc.ts';
-import { freeUdpPort } from '../test/util/ports.ts';
 import { sleep } from '../test/util/wait.ts';
-import { DOMAIN_A, DOMAIN_B, pinned, type Ctx, type MetricRow } from './calls-net.ts';
-import { KAMAILIO_DOMAIN, startKamailio } from './kamailio.ts';
+import { DOMAIN_A, DOMAIN_B, kamailioForCallee, type Ctx, type MetricRow } from './calls-net.ts';
+import { KAMAILIO_DOMAIN } from './kamailio.ts';
 import { fixed, quantile, rounded } from './stats.ts';
-import { Ua, call, rnd, type CallResult } from './ua.ts';
+import { Ua, call, type CallResult } from './ua.ts';
 
 interface LatencySummary {
   median: number;
@@ -79,29 +75,10 @@ function summary(x: { ms: number[]; failed: number }): LatencySummary {
   return { median: quantile(x.ms, 0.5), p99: quantile(x.ms, 0.99), n: x.ms.length, failed: x.failed };
 }
 
-/**
- * One Kamailio 5.6 (test/fixtures/sipp/kamailio-registrar.cfg: lookup, record_route, t_relay; one
- * worker, on node B's CPU when pinned) with u0 registered to the same callee, for what a C proxy
- * adds on this machine; null (and logged) when it is not installed or does not start.
- */
+/** One Kamailio placed like node B, with u0 registered to the same callee, for what a C proxy adds on this machine; null when there is none. */
 async function startReference(c: Ctx, ua: Ua): Promise<{ path: Path; stop: () => Promise<unknown> } | null> {
-  if (!has('kamailio')) return null;
-  const dir = join(c.dir, 'kamailio');
-  mkdirSync(dir, { recursive: true });
-  let k;
-  try {
-    k = await startKamailio({ dir, port: await freeUdpPort(), children: 1, shmMb: 256, wrap: pinned('b') });
-  } catch {
-    c.log('  kamailio did not start; no reference');
-    return null;
-  }
-  const reg = await ua.register(k.port, 'u0', KAMAILIO_DOMAIN, `sip:u0@127.0.0.1:${c.uas.port}`, 3600, `k-${rnd()}`, 1);
-  if (reg !== 200) {
-    c.log(`  kamailio answered REGISTER with ${reg}; no reference`);
-    await k.stop();
-    return null;
-  }
-  return { path: { name: 'Kamailio', port: k.port, ruri: () => `sip:u0@${KAMAILIO_DOMAIN}` }, stop: k.stop };
+  const k = await kamailioForCallee(c, ua, { name: 'kamailio', users: ['u0'], role: 'b', shmMb: 256 });
+  return k === null ? null : { path: { name: 'Kamailio', port: k.port, ruri: () => `sip:u0@${KAMAILIO_DOMAIN}` }, stop: k.stop };
 }
 
 /**

@@ -22,6 +22,8 @@ import { Ua } from './ua.ts';
 import { addUsers } from '../telecom/users.ts';
 import { freeUdpPort } from '../test/util/ports.ts';
 import { startOperatorKamailio } from '../test/util/kamailio.ts';
+import { has } from '../test/util/proc.ts';
+import { KAMAILIO_DOMAIN, startKamailio, type Kamailio } from './kamailio.ts';
 
 export const DOMAIN_A = 'a.test';
 export const DOMAIN_B = 'b.test';
@@ -151,4 +153,34 @@ export async function confirmPending(a: BenchNode, b: BenchNode, blocks: number)
     await a.mine(1);
     await sleep(300);
   }
+}
+
+/**
+ * One Kamailio 5.6 with one worker (test/fixtures/sipp/kamailio-registrar.cfg: lookup,
+ * record_route, t_relay) in c.dir/`name`, on `role`'s CPU when pinned, with `users` registered
+ * by `ua` to the SIPp callee at KAMAILIO_DOMAIN: the C proxy the call figures are set against.
+ * Null, and logged, when it is not installed, does not start or refuses a registration.
+ */
+export async function kamailioForCallee(c: Ctx, ua: Ua, o: { name: string; users: string[]; role: Role; shmMb: number }): Promise<Kamailio | null> {
+  if (!has('kamailio')) {
+    c.log('  kamailio is not installed: no comparison');
+    return null;
+  }
+  const dir = join(c.dir, o.name);
+  mkdirSync(dir, { recursive: true });
+  let k: Kamailio;
+  try {
+    k = await startKamailio({ dir, port: await freeUdpPort(), children: 1, shmMb: o.shmMb, wrap: pinned(o.role) });
+  } catch {
+    c.log('  kamailio did not start: no comparison');
+    return null;
+  }
+  const regs = await Promise.all(o.users.map((u) => ua.register(k.port, u, KAMAILIO_DOMAIN, `sip:${u}@127.0.0.1:${c.uas.port}`, 3600, `${o.name}-${u}`, 1)));
+  const refused = regs.filter((st) => st !== 200);
+  if (refused.length > 0) {
+    c.log(`  kamailio answered ${refused.length} REGISTERs with ${refused[0]}: no comparison`);
+    await k.stop();
+    return null;
+  }
+  return k;
 }

@@ -18,14 +18,13 @@
 // t_relay) with the same users registered to the same callee, one after the other in the same
 // run: what one node carries against a C proxy on the same machine.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import { has, waitExit } from '../test/util/proc.ts';
-import { freeUdpPort } from '../test/util/ports.ts';
+import { waitExit } from '../test/util/proc.ts';
 import { sleep } from '../test/util/wait.ts';
-import { DOMAIN_A, DOMAIN_B, PIN_MODE, pinned, type Ctx, type MetricRow } from './calls-net.ts';
-import { KAMAILIO_DOMAIN, startKamailio } from './kamailio.ts';
+import { DOMAIN_A, DOMAIN_B, PIN_MODE, kamailioForCallee, pinned, type Ctx, type MetricRow } from './calls-net.ts';
+import { KAMAILIO_DOMAIN } from './kamailio.ts';
 import { Ua } from './ua.ts';
 import { cpuSeconds, machineTicks } from './cpu.ts';
 import { fixedRates, runWindows, searchRate, type SearchResult, type Window } from './rate-search.ts';
@@ -137,7 +136,7 @@ async function trial(c: Ctx, target: CallTarget, rate: number, seconds: number, 
   const drops0 = { a: udpDrops(c.a.sipPort), b: udpDrops(c.b.sipPort) };
   const ticks0 = machineTicks();
   const others = target.others();
-  const before = { a: cpuSeconds(pids.a), b: cpuSeconds(pids.b), others: others.length > 0 ? cpuSeconds(...others) : 0, uas: cpuSeconds(pids.uas) };
+  const before = { a: cpuSeconds(pids.a), b: cpuSeconds(pids.b), others: cpuSeconds(...others), uas: cpuSeconds(pids.uas) };
   const uasBefore = c.uas.counters();
   const problemsBefore = c.a.counts.warn + c.a.counts.error + c.b.counts.warn + c.b.counts.error;
   const start = Date.now();
@@ -164,7 +163,7 @@ async function trial(c: Ctx, target: CallTarget, rate: number, seconds: number, 
   const cores = {
     a: (cpuSeconds(pids.a) - before.a) / elapsed,
     b: (cpuSeconds(pids.b) - before.b) / elapsed,
-    others: others.length > 0 ? (cpuSeconds(...others) - before.others) / elapsed : 0,
+    others: (cpuSeconds(...others) - before.others) / elapsed,
     uac: uacCpu / elapsed,
     uas: (cpuSeconds(pids.uas) - before.uas) / elapsed,
     machine: 0,
@@ -257,22 +256,17 @@ export interface AloneResult {
  */
 export async function measureAlone(c: Ctx, seconds: number, callMs: number, startRate: number): Promise<AloneResult> {
   const node = await measureRate(c, seconds, callMs, startRate, { name: 'A alone', port: c.a.sipPort, domain: DOMAIN_A, others: () => [] });
-  if (!has('kamailio')) {
-    c.log('  kamailio is not installed: no comparison');
-    return { node, kamailio: null };
-  }
-  const dir = join(c.dir, 'kamailio-alone');
-  mkdirSync(dir, { recursive: true });
-  const k = await startKamailio({ dir, port: await freeUdpPort(), children: 1, shmMb: 1024, wrap: pinned('a') });
   const ua = await new Ua().open();
   try {
-    const regs = await Promise.all(c.users.map((u) => ua.register(k.port, u, KAMAILIO_DOMAIN, `sip:${u}@127.0.0.1:${c.uas.port}`, 3600, `ka-${u}`, 1)));
-    if (!regs.every((st) => st === 200)) throw new Error(`registrations at Kamailio: ${regs.filter((st) => st !== 200).length} not answered 200`);
-    const kamailio = await measureRate(c, seconds, callMs, startRate, { name: 'Kamailio', port: k.port, domain: KAMAILIO_DOMAIN, others: k.pids });
-    return { node, kamailio };
+    const k = await kamailioForCallee(c, ua, { name: 'kamailio-alone', users: c.users, role: 'a', shmMb: 1024 });
+    if (k === null) return { node, kamailio: null };
+    try {
+      return { node, kamailio: await measureRate(c, seconds, callMs, startRate, { name: 'Kamailio', port: k.port, domain: KAMAILIO_DOMAIN, others: k.pids }) };
+    } finally {
+      await k.stop();
+    }
   } finally {
     ua.close();
-    await k.stop();
   }
 }
 

@@ -34,7 +34,6 @@ import { buildApi, LOOPBACK_HOSTS } from './api/server.ts';
 import { DOMAIN_FILE, NODE_KEY_FILE, datadirDomain, ownDomain, recordDomain, sipAnnounced, type NodeConfig } from './config.ts';
 import { setSipStatsSource } from './metrics.ts';
 import { RegistrationsFile } from './registrations.ts';
-import { udpPath } from '../sip/udp.ts';
 
 import { openChainStack, type ChainStack } from './chain-stack.ts';
 import { followTip } from './tip-mark.ts';
@@ -317,8 +316,8 @@ export class DotsNode {
     const listening = `${this.config.sipHost.includes(':') ? `[${this.config.sipHost}]` : this.config.sipHost}:${this.sip.port}`;
     const announced = this.sip.uri !== `sip:${listening}` ? `, listening on ${listening}` : '';
     const tls = (this.sip.tlsPort === 0 ? '' : `; TLS on ${this.sip.tlsPort}`) + (this.sip.wsPort === 0 ? '' : `; ${this.config.wsTls === true ? 'wss' : 'ws'} on ${this.sip.wsPort}`);
-    const path = udpPath(this.config.sipHost);
-    const udp = this.sip.transport.udpKind === 'native' ? 'UDP read and sent in batches' : `UDP by node:dgram${path.kind === 'dgram' ? ` (${path.reason})` : ''}`;
+    const path = this.sip.transport.udpPath;
+    const udp = path?.kind === 'dgram' ? `UDP by node:dgram (${path.reason})` : 'UDP read and sent in batches';
     return `${this.sip.uri} (${udp}, TCP${announced}${tls}) for domain ${this.config.domain}${this.config.openRegistration ? ', open registration' : ''}`;
   }
 

@@ -206,6 +206,7 @@ class ProxyTx {
   bestRank = Rank.None;
   /** a final response went upstream (for INVITE: the first 2xx, or the best failure) */
   finished = false;
+  /** a branch answered 2xx (its client transaction then stays Accepted for 32 s) */
   answered = false;
   cancelled = false;
   /** why the last hop failed without a response, for the Warning of our own 480 */
@@ -506,6 +507,7 @@ export class Proxy {
     if (status < 300) {
       // every 2xx goes upstream, even a second fork's or a retransmission (16.7 step 5)
       if (!b.done) this.endBranch(b);
+      p.answered = true;
       if (p.invite) this.answered(p, b, res);
       else if (!p.finished && p.inc.req.method === 'MESSAGE') this.stats.messagesDelivered++;
       if (!p.finished || p.invite) this.relay(p, res);
@@ -540,8 +542,8 @@ export class Proxy {
   private finish(p: ProxyTx): void {
     if (p.done) return;
     p.done = true;
-    // the branches' transactions outlive the request (Accepted): they keep only the way up
-    const up: Upstream | null = p.invite ? { vias: ownVias(p.inc.req), flow: p.server.flow, viaPort: p.server.viaPort } : null;
+    // an answered INVITE's branches outlive the request (Accepted): they keep only the way up
+    const up: Upstream | null = p.invite && p.answered ? { vias: ownVias(p.inc.req), flow: p.server.flow, viaPort: p.server.viaPort } : null;
     for (const b of p.branches) {
       b.owner = null;
       b.upstream = up;

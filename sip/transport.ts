@@ -19,7 +19,7 @@ import { FairQueue, Pushed, type FairQueueOptions } from './fair-queue.ts';
 import { isStunRequest, stunBindingResponse } from './stun.ts';
 import { bareHost, uriParam, type SipUri } from './uri.ts';
 import { KEY_PARAM, spkiFingerprint } from './tls.ts';
-import { openUdp, type UdpSocket } from './udp.ts';
+import { openUdp, type UdpPath, type UdpSocket } from './udp.ts';
 
 export type Proto = 'udp' | 'tcp' | 'tls' | 'ws' | 'wss';
 
@@ -843,9 +843,9 @@ export class SipTransport {
     return undefined;
   }
 
-  /** which UDP path the socket uses (sip/udp.ts); undefined before start */
-  get udpKind(): 'native' | 'dgram' | undefined {
-    return this.udp?.kind;
+  /** which UDP path the socket uses, and why (sip/udp.ts); undefined before start */
+  get udpPath(): UdpPath | undefined {
+    return this.udp?.path;
   }
 
   get connections(): number {

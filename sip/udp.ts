@@ -14,9 +14,12 @@ export const NATIVE_UDP_FILE = fileURLToPath(new URL('./native/udp.node', import
 /** A datagram's bytes and where it came from. */
 export type DatagramHandler = (buf: Buffer, address: string, port: number) => void;
 
+/** Which path a socket takes, and why not the native one when it does not. */
+export type UdpPath = { kind: 'native' } | { kind: 'dgram'; reason: string };
+
 export interface UdpSocket {
   readonly port: number;
-  readonly kind: 'native' | 'dgram';
+  readonly path: UdpPath;
   /** Sends a datagram, or queues it until `end()` (the native socket); either way in order. */
   send(buf: Buffer, port: number, address: string): void;
   /** Sends the queued datagrams. */
@@ -59,7 +62,7 @@ function nativeFor(host: string): Addon | string {
 }
 
 /** Which UDP path a socket on `host` gets, and why not the native one when it does not. */
-export function udpPath(host: string): { kind: 'native' } | { kind: 'dgram'; reason: string } {
+export function udpPath(host: string): UdpPath {
   const a = nativeFor(host);
   return typeof a === 'string' ? { kind: 'dgram', reason: a } : { kind: 'native' };
 }
@@ -67,18 +70,21 @@ export function udpPath(host: string): { kind: 'native' } | { kind: 'dgram'; rea
 /** Opens and binds the socket (node:dgram when the native path is not there); throws when it cannot bind. */
 export async function openUdp(o: UdpOptions, onDatagram: DatagramHandler): Promise<UdpSocket> {
   const a = nativeFor(o.host);
-  return typeof a === 'string' ? DgramUdp.open(o, onDatagram) : new NativeUdp(a, o, onDatagram);
+  return typeof a === 'string' ? DgramUdp.open(o, onDatagram, a) : new NativeUdp(a, o, onDatagram);
 }
 
 class DgramUdp implements UdpSocket {
-  readonly kind = 'dgram';
+  readonly path: UdpPath;
 
   private constructor(
     private readonly sock: ReturnType<typeof createSocket>,
     readonly port: number,
-  ) {}
+    reason: string,
+  ) {
+    this.path = { kind: 'dgram', reason };
+  }
 
-  static async open(o: UdpOptions, onDatagram: DatagramHandler): Promise<DgramUdp> {
+  static async open(o: UdpOptions, onDatagram: DatagramHandler, reason: string): Promise<DgramUdp> {
     const family = isIP(o.host) === 6 ? 'udp6' : 'udp4';
     // only IP literals are sent to, so the address needs no resolving: answering at once
     // saves dgram a tick per datagram
@@ -98,7 +104,7 @@ class DgramUdp implements UdpSocket {
     }
     udp.on('message', (buf, rinfo) => onDatagram(buf, rinfo.address, rinfo.port));
     udp.on('error', () => undefined); // ICMP-driven errors on send must not take the node down
-    return new DgramUdp(udp, udp.address().port);
+    return new DgramUdp(udp, udp.address().port, reason);
   }
 
   send(buf: Buffer, port: number, address: string): void {
@@ -142,7 +148,7 @@ function ipNumber(s: string): number {
 }
 
 class NativeUdp implements UdpSocket {
-  readonly kind = 'native';
+  readonly path: UdpPath = { kind: 'native' };
   readonly port: number;
   private readonly handle: unknown;
   private closed = false;
