@@ -128,8 +128,9 @@ async function verifyBound(blocks: Uint8Array[], verifier?: VerifierName): Promi
   const pool = new SigPool(p.name, cache, silentLogger, threads);
   try {
     const decoded = blocks.map((bytes) => decodeBlock(bytes, p.maxBlockBytes));
-    // a warm-up block per worker at once, so starting the workers (tsx compiles the verifier in
-    // each) is not counted
+    // the workers started, then a warm-up block per worker at once, so starting them (tsx
+    // compiles the verifier in each) is not counted
+    await pool.warm();
     await Promise.all(decoded.slice(-threads).map((b) => pool.preverify(b)));
     // what the warm-up checked is cached and skipped: count only what is left
     const signed = decoded.reduce((n, b) => n + b.records.slice(1).filter((r) => !cache.has(r.id)).length, 0);
@@ -175,9 +176,12 @@ async function replay(dir: string, blocks: Uint8Array[], sigWorkers: boolean): P
   let secs: number;
   let usage: Awaited<ReturnType<typeof store.usage>>;
   try {
-    // the workers started, as during a sync (each compiles the verifier once at start): a block of
-    // records that are in no chain, one per worker
-    if (sigWorkers) await Promise.all(Array.from({ length: availableParallelism() }, () => chain.preverify(warmupBlock())));
+    // the workers started, as during a sync (each compiles the verifier once at start), then a
+    // block of records that are in no chain for each
+    if (sigWorkers) {
+      await chain.warmVerifier();
+      await Promise.all(Array.from({ length: availableParallelism() }, () => chain.preverify(warmupBlock())));
+    }
     const t0 = process.hrtime.bigint();
     const decoded = blocks.map((bytes) => decodeBlock(bytes, p.maxBlockBytes));
     // As sync does: every block's signatures go to the workers at once, and each block connects

@@ -134,6 +134,11 @@ export class Chain extends EventEmitter<{ tip: [TipChange] }> {
     return this.verifier.preverify(block);
   }
 
+  /** Starts the verifier's workers ahead of the blocks preverify will be given (a sync beginning). */
+  warmVerifier(): Promise<void> {
+    return this.verifier.warm();
+  }
+
   get genesis(): IndexEntry {
     return this.main[0];
   }

@@ -16,6 +16,8 @@ import type { VerifyTask } from './sig-verify.ts';
 
 /** Below this many signed records a block is checked on the main thread (messaging costs more). */
 const MIN_RECORDS = 16;
+/** With no worker up, a block of this many signed records starts them (for the blocks after it). */
+const WARM_RECORDS = 512;
 /** Records per task: big blocks are split so every worker gets a share. */
 const CHUNK = 256;
 
@@ -25,18 +27,25 @@ const CHUNK = 256;
  */
 export interface SignatureVerifier {
   preverify(block: Block): Promise<void>;
+  /** Starts the workers now, ahead of the blocks; resolves once each has answered. */
+  warm(): Promise<void>;
   close(): Promise<void>;
 }
 
 /** No workers: processBlock checks every signature on the main thread. */
 export const MAIN_THREAD_VERIFIER: SignatureVerifier = {
   preverify: () => Promise.resolve(),
+  warm: () => Promise.resolve(),
   close: () => Promise.resolve(),
 };
 
 export class SigPool implements SignatureVerifier {
   private readonly pool: Piscina;
+  private readonly threads: number;
   private broken = false;
+  /** the workers that are up (loaded, until they exit) */
+  private readonly up = new Set<unknown>();
+  private starting: Promise<void> | null = null;
 
   constructor(
     private readonly network: string,
@@ -44,10 +53,11 @@ export class SigPool implements SignatureVerifier {
     private readonly log: Logger,
     threads = availableParallelism(),
   ) {
+    this.threads = Math.max(1, threads);
     this.pool = new Piscina({
       filename: fileURLToPath(new URL('./sig-worker.mjs', import.meta.url)),
       minThreads: 0,
-      maxThreads: Math.max(1, threads),
+      maxThreads: this.threads,
       // Idle workers exit, so a node that is not syncing holds no threads.
       idleTimeout: 5000,
       // Bounded: sync never has more than its window of blocks waiting.
@@ -55,6 +65,8 @@ export class SigPool implements SignatureVerifier {
     });
     // A worker that cannot start must not take the node down (an unhandled 'error' would).
     this.pool.on('error', (e: Error) => this.fail(e));
+    this.pool.on('workerCreate', (w: unknown) => this.up.add(w));
+    this.pool.on('workerDestroy', (w: unknown) => this.up.delete(w));
   }
 
   /** Verifies the block's signatures on workers and records the good ones in the cache. */
@@ -62,6 +74,15 @@ export class SigPool implements SignatureVerifier {
     if (this.broken) return;
     const todo = block.records.slice(1).filter((r) => !this.sigs.has(r.id));
     if (todo.length < MIN_RECORDS) return;
+    // A worker loads its modules for most of a second before its first task. Waiting for that
+    // held a gossiped block that long (idle workers exit, and blocks come a minute apart) where
+    // processBlock checks a few dozen signatures on the main thread in milliseconds: with no
+    // worker up, the block is left to it. A sync starts the workers as it begins (warm); a block
+    // big enough to be worth it starts them for the blocks after it.
+    if (this.up.size === 0) {
+      if (todo.length >= WARM_RECORDS) void this.warm();
+      return;
+    }
     const chunks: Array<typeof todo> = [];
     for (let i = 0; i < todo.length; i += CHUNK) chunks.push(todo.slice(i, i + CHUNK));
     try {
@@ -79,6 +100,35 @@ export class SigPool implements SignatureVerifier {
     }
   }
 
+  /**
+   * Starts the workers that are not running, each with a task of no records; resolves once they
+   * have answered (a warm-up already under way is shared).
+   */
+  warm(): Promise<void> {
+    if (this.broken) return Promise.resolve();
+    this.starting ??= (async () => {
+      const empty: VerifyTask = { network: this.network, records: [] };
+      try {
+        await Promise.all(Array.from({ length: this.threads - this.pool.threads.length }, () => this.pool.run(empty)));
+      } catch (e) {
+        this.fail(e as Error);
+      } finally {
+        this.starting = null;
+      }
+    })();
+    return this.starting;
+  }
+
+  /** workers that have loaded and can take a task now */
+  get ready(): number {
+    return this.up.size;
+  }
+
+  /** workers started, loaded or not */
+  get started(): number {
+    return this.pool.threads.length;
+  }
+
   private fail(e: Error): void {
     if (this.broken) return;
     // Without workers everything still works, only slower: processBlock checks on this thread.
@@ -88,5 +138,6 @@ export class SigPool implements SignatureVerifier {
 
   async close(): Promise<void> {
     await this.pool.destroy();
+    this.up.clear();
   }
 }

@@ -268,7 +268,11 @@ export class Synchronizer {
     const startHeight = this.host.chain.tip.height;
     const started = Date.now();
     this.lastLog = started;
-    if (src.bestHeight > startHeight + 1) this.host.log.info(`sync: from ${short(src.id)}, height ${startHeight} to ${src.bestHeight}`);
+    if (src.bestHeight > startHeight + 1) {
+      this.host.log.info(`sync: from ${short(src.id)}, height ${startHeight} to ${src.bestHeight}`);
+      // the signature workers start while the headers come, not when the first records do
+      void this.host.chain.warmVerifier();
+    }
     const headers = this.fetchHeaders(s).catch((e: unknown) => this.abort(s, (e as Error).message));
     try {
       await this.connectLoop(s);

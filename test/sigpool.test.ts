@@ -1,0 +1,62 @@
+// The signature workers (consensus/sigpool.ts) on real worker threads: what they vouch for, and
+// that a block never waits for them to start.
+import t from 'tap';
+import { randomBytes } from 'node:crypto';
+import { SigPool } from '../consensus/sigpool.ts';
+import { makeBlock, type Block } from '../core/block.ts';
+import { silentLogger } from '../core/log.ts';
+import { Kind, signRecord, type NameCommit, type Rec } from '../core/records.ts';
+import { SigCache, generateSecretKey, publicKeyOf } from '../core/sig.ts';
+import { NETWORKS } from '../consensus/params.ts';
+import { decodeRec } from '../core/records.ts';
+
+const P = NETWORKS.regtest;
+
+function commit(): Rec {
+  const sk = generateSecretKey();
+  return signRecord<NameCommit>(P.name, sk, { kind: Kind.NameCommit, pubkey: publicKeyOf(sk), commitment: randomBytes(32) }, P.minFeeRate);
+}
+
+/** A block of `n` records (in no chain: the workers only check signatures), every `bad`-th with one bit of its signature flipped. */
+function blockOf(n: number, bad: number): { block: Block; damaged: Set<string> } {
+  const damaged = new Set<string>();
+  const records = Array.from({ length: n }, (_, i) => {
+    const r = commit();
+    if (i % bad !== bad - 1) return r;
+    const bytes = Uint8Array.from(r.bytes);
+    bytes[bytes.length - 7] ^= 1; // inside the signature, the last field of the record
+    const d = decodeRec(bytes);
+    damaged.add(Buffer.from(d.id).toString('hex'));
+    return d;
+  });
+  return { block: makeBlock({ version: 1, prev: new Uint8Array(32), merkleRoot: new Uint8Array(32), time: 0, bits: 0, nonce: 0 }, [records[0], ...records]), damaged };
+}
+
+t.test('a cold pool leaves a block to the main thread; warm, it vouches for the good signatures only', async (t) => {
+  const cache = new SigCache();
+  const pool = new SigPool(P.name, cache, silentLogger, 2);
+  t.teardown(() => pool.close());
+  const { block, damaged } = blockOf(64, 8);
+  t.equal(damaged.size, 8, 'eight records carry a damaged signature');
+  await pool.preverify(block);
+  t.equal(block.records.slice(1).filter((r) => cache.has(r.id)).length, 0, 'with no worker up, preverify returned without vouching for any (processBlock checks them all on the main thread)');
+  t.equal(pool.started, 0, 'and a block of 64 records started no worker (a sync starts them: warm)');
+  await pool.warm();
+  t.equal(pool.ready, 2, 'warm started both workers');
+  await pool.preverify(block);
+  const vouched = block.records.slice(1).filter((r) => cache.has(r.id));
+  t.equal(vouched.length, 64 - 8, 'the workers vouched for every good signature');
+  t.notOk(vouched.some((r) => damaged.has(Buffer.from(r.id).toString('hex'))), 'and for none of the damaged ones');
+});
+
+t.test('a big block finding no worker up starts them for the blocks after it, without waiting for them', async (t) => {
+  const cache = new SigCache();
+  const pool = new SigPool(P.name, cache, silentLogger, 2);
+  t.teardown(() => pool.close());
+  const { block } = blockOf(600, 1000);
+  await pool.preverify(block);
+  t.equal(block.records.slice(1).filter((r) => cache.has(r.id)).length, 0, 'preverify returned before any worker had loaded');
+  t.equal(pool.started, 2, 'both workers were started');
+  await pool.warm();
+  t.equal(pool.ready, 2, 'and they come up');
+});
