@@ -18,7 +18,7 @@ import { Miner, chainWork } from '../mining/miner.ts';
 import { openChainStack } from '../node/chain-stack.ts';
 import { NETWORKS } from '../consensus/params.ts';
 import { decodeBlock, makeBlock, type Block } from '../core/block.ts';
-import { signRecord, Kind, type NameCommit, type Transfer } from '../core/records.ts';
+import { checkRecordSignature, signRecord, Kind, type NameCommit, type Transfer } from '../core/records.ts';
 import { SigCache, VERIFIER, generateSecretKey, publicKeyOf, type VerifierName } from '../core/sig.ts';
 import { SigPool } from '../consensus/sigpool.ts';
 import { silentLogger } from '../core/log.ts';
@@ -80,6 +80,7 @@ export async function benchChain(o: BenchOptions & { records?: number; perBlock?
     const mainOnly = await replay(join(root, 'dst-main-thread'), blocks, false);
     const bound = await verifyBound(blocks);
     const opensslBound = VERIFIER === 'openssl' ? bound : await verifyBound(blocks, 'openssl');
+    const cold = await coldBlock();
     return [
       { metric: 'signature verifier', value: VERIFIER },
       { metric: 'blocks', value: blocks.length },
@@ -96,6 +97,8 @@ export async function benchChain(o: BenchOptions & { records?: number; perBlock?
             { metric: 'signature checks/s, the worker pool alone with OpenSSL (the verifier before libsecp256k1)', value: Math.round(opensslBound) },
             { metric: 'records/s / the OpenSSL worker pool alone', value: (records / workers.secs / opensslBound).toFixed(2) },
           ]),
+      { metric: 'a gossiped block of 64 new records, no signature worker up: ms to check them', value: cold.checkMs.toFixed(1) },
+      { metric: 'starting the signature workers (what that block waited for before): ms', value: cold.startMs.toFixed(0) },
       { metric: 'bytes on disk per record', value: Math.round(workers.disk / records) },
       // undo data is kept for the last undoDepth blocks only: a chain many times longer keeps all
       // the rest per record, and its undo data per record tends to nothing
@@ -140,6 +143,29 @@ async function verifyBound(blocks: Uint8Array[], verifier?: VerifierName): Promi
   } finally {
     if (before === undefined) delete process.env.DOTS_VERIFIER;
     else process.env.DOTS_VERIFIER = before;
+    await pool.close();
+  }
+}
+
+/**
+ * A block of 64 records none of which the node has seen, finding the signature workers down (they
+ * exit when idle, and blocks come a minute apart): the time to check its signatures, preverify
+ * and then what it left to the main thread, as network.ts does with a gossiped block; and the time
+ * the workers take to start, which the block waited for until preverify left cold blocks alone.
+ */
+async function coldBlock(): Promise<{ checkMs: number; startMs: number }> {
+  const block = warmupBlock();
+  const cache = new SigCache();
+  const pool = new SigPool(P.name, cache, silentLogger, availableParallelism());
+  try {
+    const t0 = process.hrtime.bigint();
+    await pool.preverify(block);
+    for (const r of block.records.slice(1)) if (!cache.has(r.id)) checkRecordSignature(P.name, r.body);
+    const checkMs = Number(process.hrtime.bigint() - t0) / 1e6;
+    const t1 = process.hrtime.bigint();
+    await pool.warm();
+    return { checkMs, startMs: Number(process.hrtime.bigint() - t1) / 1e6 };
+  } finally {
     await pool.close();
   }
 }
