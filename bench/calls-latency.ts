@@ -1,7 +1,10 @@
 // `dots bench calls`, the second figure: what a node adds to an INVITE. INVITE to 200 is timed
 // in Node (hrtime) at 50 calls/s, straight to the SIPp callee and through B and A; a node adds
 // half the difference. For comparison, the same through one Kamailio 5.6 placed like node B,
-// when it is installed. The three paths are called in turn within one window (see timedCalls).
+// when it is installed, and through node A alone placed as Kamailio is (the caller's INVITE
+// straight to A, A to the callee, UDP both ways): the same work as Kamailio's, where a node's
+// half of a call between nodes also holds the TLS link to the other node and the chain lookup.
+// The paths are called in turn within one window (see timedCalls).
 import { sleep } from '../test/util/wait.ts';
 import { DOMAIN_A, DOMAIN_B, kamailioForCallee, type Ctx, type MetricRow } from './calls-net.ts';
 import { KAMAILIO_DOMAIN } from './kamailio.ts';
@@ -18,6 +21,8 @@ interface LatencySummary {
 export interface Latency {
   direct: LatencySummary;
   through: LatencySummary;
+  /** through node A alone (its own user, UDP in and out), placed as Kamailio is */
+  alone: LatencySummary;
   /** through one Kamailio (record-routing, one worker, on node B's cpu), when installed */
   kamailio: LatencySummary | null;
 }
@@ -95,6 +100,7 @@ export async function measureLatency(c: Ctx, rate: number, seconds: number): Pro
     const paths: Path[] = [
       { name: 'direct', port: c.uas.port, ruri: (i) => `sip:${user(i)}@127.0.0.1:${c.uas.port}` },
       { name: 'through B and A', port: c.b.sipPort, ruri: (i) => `sip:${user(i)}@${DOMAIN_A}` },
+      { name: 'through A alone', port: c.a.sipPort, ruri: (i) => `sip:${user(i)}@${DOMAIN_A}` },
     ];
     if (ref !== null) paths.push(ref.path);
     // warm-up along every path, not counted: 5 s at four times the rate (compiled code, the
@@ -102,12 +108,13 @@ export async function measureLatency(c: Ctx, rate: number, seconds: number): Pro
     await timedCalls(ua, paths, rate * 4, 5);
     const t = await timedCalls(ua, paths, rate, seconds);
     paths.forEach((p, i) => c.log(`  slowest ${p.name}: ${t[i].slowest}`));
-    lat = { direct: summary(t[0]), through: summary(t[1]), kamailio: ref === null ? null : summary(t[2]) };
+    lat = { direct: summary(t[0]), through: summary(t[1]), alone: summary(t[2]), kamailio: ref === null ? null : summary(t[3]) };
   } finally {
     ua.close();
     await ref?.stop();
   }
   c.log(`  direct: median ${lat.direct.median.toFixed(3)} ms, p99 ${lat.direct.p99.toFixed(3)} ms (${lat.direct.n} calls, ${lat.direct.failed} failed); through B and A: median ${lat.through.median.toFixed(3)} ms, p99 ${lat.through.p99.toFixed(3)} ms (${lat.through.n} calls, ${lat.through.failed} failed)`);
+  c.log(`  through A alone: median ${lat.alone.median.toFixed(3)} ms, p99 ${lat.alone.p99.toFixed(3)} ms (${lat.alone.n} calls, ${lat.alone.failed} failed)`);
   if (lat.kamailio !== null) c.log(`  through one Kamailio: median ${lat.kamailio.median.toFixed(3)} ms, p99 ${lat.kamailio.p99.toFixed(3)} ms (${lat.kamailio.n} calls, ${lat.kamailio.failed} failed)`);
   return lat;
 }
@@ -116,17 +123,23 @@ export async function measureLatency(c: Ctx, rate: number, seconds: number): Pro
 export function latencyRows(lat: Latency): MetricRow[] {
   const perNodeMedian = (lat.through.median - lat.direct.median) / 2;
   const perNodeP99 = (lat.through.p99 - lat.direct.p99) / 2;
+  const aloneMedian = lat.alone.median - lat.direct.median;
+  const aloneP99 = lat.alone.p99 - lat.direct.p99;
+  const calls = (x: LatencySummary): string => `${x.n} calls at 50/s, interleaved with the other paths, ${x.failed} failed`;
   const rows: MetricRow[] = [
-    { metric: 'INVITE->200 straight to the callee: median', value: rounded(lat.direct.median, 3), unit: 'ms', notes: `p99 ${fixed(lat.direct.p99, 3)} ms; ${lat.direct.n} calls at 50/s, interleaved with the other paths, ${lat.direct.failed} failed` },
-    { metric: 'INVITE->200 through B and A: median', value: rounded(lat.through.median, 3), unit: 'ms', notes: `p99 ${fixed(lat.through.p99, 3)} ms; ${lat.through.n} calls at 50/s, interleaved with the other paths, ${lat.through.failed} failed` },
-    { metric: 'latency a node adds to an INVITE: median', value: rounded(perNodeMedian, 3), unit: 'ms', notes: '(through - direct) / 2: the INVITE in and out, and its 200 back' },
+    { metric: 'INVITE->200 straight to the callee: median', value: rounded(lat.direct.median, 3), unit: 'ms', notes: `p99 ${fixed(lat.direct.p99, 3)} ms; ${calls(lat.direct)}` },
+    { metric: 'INVITE->200 through B and A: median', value: rounded(lat.through.median, 3), unit: 'ms', notes: `p99 ${fixed(lat.through.p99, 3)} ms; ${calls(lat.through)}` },
+    { metric: 'latency a node adds to an INVITE: median', value: rounded(perNodeMedian, 3), unit: 'ms', notes: '(through B and A - direct) / 2: a node\'s half of a call between nodes (the INVITE in and out, and its 200 back; UDP on the phone\'s side, the TLS link on the other)' },
     { metric: 'latency a node adds to an INVITE: p99', value: rounded(perNodeP99, 3), unit: 'ms', notes: '(through p99 - direct p99) / 2' },
+    { metric: 'INVITE->200 through node A alone: median', value: rounded(lat.alone.median, 3), unit: 'ms', notes: `p99 ${fixed(lat.alone.p99, 3)} ms; ${calls(lat.alone)}; the caller's INVITE straight to A for its own user, UDP in and out, as Kamailio is placed` },
+    { metric: 'latency node A alone adds: median', value: rounded(aloneMedian, 3), unit: 'ms', notes: `p99 ${fixed(aloneP99, 3)} ms (alone - direct)` },
   ];
   if (lat.kamailio !== null) {
     const k = lat.kamailio;
     const km = k.median - lat.direct.median;
     const kp = k.p99 - lat.direct.p99;
-    rows.push({ metric: 'latency Kamailio adds, same window: median', value: rounded(km, 3), unit: 'ms', notes: `p99 ${fixed(kp, 3)} ms; one Kamailio 5.6 (1 worker, record-routing) placed like node B, same client and callee, its calls interleaved with the others; ${k.n} calls, ${k.failed} failed; a node adds ${fixed(perNodeMedian - km, 3)} ms more at the median, ${fixed(perNodeP99 - kp, 3)} ms more at p99 (negative: less)` });
+    const more = (x: number): string => `${fixed(x, 3)} ms`;
+    rows.push({ metric: 'latency Kamailio adds, same window: median', value: rounded(km, 3), unit: 'ms', notes: `p99 ${fixed(kp, 3)} ms; one Kamailio 5.6 (1 worker, record-routing) between the caller and the callee, same client and callee, its calls interleaved with the others; ${k.n} calls, ${k.failed} failed. Node A alone adds ${more(aloneMedian - km)} more at the median, ${more(aloneP99 - kp)} more at p99; a node's half of a call between nodes ${more(perNodeMedian - km)} and ${more(perNodeP99 - kp)} more (negative: less)` });
   }
   return rows;
 }
