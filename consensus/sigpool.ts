@@ -43,8 +43,8 @@ export class SigPool implements SignatureVerifier {
   private readonly pool: Piscina;
   private readonly threads: number;
   private broken = false;
-  /** the workers that are up (loaded, until they exit) */
-  private readonly up = new Set<unknown>();
+  /** thread ids of the workers that have loaded (Piscina says so per worker; exits are read from its threads) */
+  private readonly loaded = new Set<number>();
   private starting: Promise<void> | null = null;
 
   constructor(
@@ -52,6 +52,7 @@ export class SigPool implements SignatureVerifier {
     private readonly sigs: SigCache,
     private readonly log: Logger,
     threads = availableParallelism(),
+    idleTimeoutMs = 5000,
   ) {
     this.threads = Math.max(1, threads);
     this.pool = new Piscina({
@@ -59,14 +60,13 @@ export class SigPool implements SignatureVerifier {
       minThreads: 0,
       maxThreads: this.threads,
       // Idle workers exit, so a node that is not syncing holds no threads.
-      idleTimeout: 5000,
+      idleTimeout: idleTimeoutMs,
       // Bounded: sync never has more than its window of blocks waiting.
       maxQueue: 4096,
     });
     // A worker that cannot start must not take the node down (an unhandled 'error' would).
     this.pool.on('error', (e: Error) => this.fail(e));
-    this.pool.on('workerCreate', (w: unknown) => this.up.add(w));
-    this.pool.on('workerDestroy', (w: unknown) => this.up.delete(w));
+    this.pool.on('workerCreate', (w: { id: number }) => this.loaded.add(w.id));
   }
 
   /** Verifies the block's signatures on workers and records the good ones in the cache. */
@@ -79,7 +79,7 @@ export class SigPool implements SignatureVerifier {
     // processBlock checks a few dozen signatures on the main thread in milliseconds: with no
     // worker up, the block is left to it. A sync starts the workers as it begins (warm); a block
     // big enough to be worth it starts them for the blocks after it.
-    if (this.up.size === 0) {
+    if (this.ready === 0) {
       if (todo.length >= WARM_RECORDS) void this.warm();
       return;
     }
@@ -101,8 +101,8 @@ export class SigPool implements SignatureVerifier {
   }
 
   /**
-   * Starts the workers that are not running, each with a task of no records; resolves once they
-   * have answered (a warm-up already under way is shared).
+   * Starts the workers that are not running (a task of no records each makes Piscina start one);
+   * resolves once every running worker has loaded. A warm-up already under way is shared.
    */
   warm(): Promise<void> {
     if (this.broken) return Promise.resolve();
@@ -110,6 +110,19 @@ export class SigPool implements SignatureVerifier {
       const empty: VerifyTask = { network: this.network, records: [] };
       try {
         await Promise.all(Array.from({ length: this.threads - this.pool.threads.length }, () => this.pool.run(empty)));
+        // the worker that loaded first may have run every task while another still loads; Piscina
+        // unrefs a worker without a task, so the wait holds the process up itself
+        await new Promise<void>((resolve) => {
+          const held = setInterval(() => undefined, 1000);
+          const check = (): void => {
+            if (!this.broken && this.ready < this.pool.threads.length) return;
+            for (const ev of ['workerCreate', 'workerDestroy', 'error']) this.pool.off(ev, check);
+            clearInterval(held);
+            resolve();
+          };
+          for (const ev of ['workerCreate', 'workerDestroy', 'error']) this.pool.on(ev, check);
+          check();
+        });
       } catch (e) {
         this.fail(e as Error);
       } finally {
@@ -119,9 +132,16 @@ export class SigPool implements SignatureVerifier {
     return this.starting;
   }
 
-  /** workers that have loaded and can take a task now */
+  /** workers that have loaded and can take a task now (idle ones exit after idleTimeout) */
   get ready(): number {
-    return this.up.size;
+    let n = 0;
+    for (const t of this.pool.threads) if (this.loaded.has(t.threadId)) n++;
+    // the ids of workers that exited are dropped once they outnumber the running ones
+    if (this.loaded.size > 2 * this.threads) {
+      const live = new Set(this.pool.threads.map((t) => t.threadId));
+      for (const id of this.loaded) if (!live.has(id)) this.loaded.delete(id);
+    }
+    return n;
   }
 
   /** workers started, loaded or not */
@@ -138,6 +158,6 @@ export class SigPool implements SignatureVerifier {
 
   async close(): Promise<void> {
     await this.pool.destroy();
-    this.up.clear();
+    this.loaded.clear();
   }
 }

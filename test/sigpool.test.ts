@@ -9,6 +9,7 @@ import { Kind, signRecord, type NameCommit, type Rec } from '../core/records.ts'
 import { SigCache, generateSecretKey, publicKeyOf } from '../core/sig.ts';
 import { NETWORKS } from '../consensus/params.ts';
 import { decodeRec } from '../core/records.ts';
+import { until } from './util/wait.ts';
 
 const P = NETWORKS.regtest;
 
@@ -59,4 +60,17 @@ t.test('a big block finding no worker up starts them for the blocks after it, wi
   t.equal(pool.started, 2, 'both workers were started');
   await pool.warm();
   t.equal(pool.ready, 2, 'and they come up');
+});
+
+t.test('workers that exited idle count as down again: the next block is not held for their start', async (t) => {
+  const cache = new SigCache();
+  const pool = new SigPool(P.name, cache, silentLogger, 2, 200);
+  t.teardown(() => pool.close());
+  await pool.warm();
+  t.ok(pool.ready > 0, 'the workers came up');
+  await until('the idle workers exit', () => pool.started === 0, 10_000);
+  t.equal(pool.ready, 0, 'after their idle timeout they exited, and none counts as up');
+  const { block } = blockOf(64, 1000);
+  await pool.preverify(block);
+  t.equal(block.records.slice(1).filter((r) => cache.has(r.id)).length, 0, 'a block after that is left to the main thread');
 });
