@@ -139,7 +139,7 @@ export function latencyRows(lat: Latency): MetricRow[] {
     const km = k.median - lat.direct.median;
     const kp = k.p99 - lat.direct.p99;
     const more = (x: number): string => `${fixed(x, 3)} ms`;
-    rows.push({ metric: 'latency Kamailio adds, same window: median', value: rounded(km, 3), unit: 'ms', notes: `p99 ${fixed(kp, 3)} ms; one Kamailio 5.6 (1 worker, record-routing) between the caller and the callee, same client and callee, its calls interleaved with the others; ${k.n} calls, ${k.failed} failed. Node A alone adds ${more(aloneMedian - km)} more at the median, ${more(aloneP99 - kp)} more at p99; a node's half of a call between nodes ${more(perNodeMedian - km)} and ${more(perNodeP99 - kp)} more (negative: less)` });
+    rows.push({ metric: 'latency Kamailio adds, same window: median', value: rounded(km, 3), unit: 'ms', notes: `p99 ${fixed(kp, 3)} ms; one Kamailio 5.6 (1 worker, record-routing) between the caller and the callee, same client and callee, its calls interleaved with the others; ${k.n} calls, ${k.failed} failed; INVITE->200 median ${fixed(k.median, 3)} ms, p99 ${fixed(k.p99, 3)} ms (node A alone: ${fixed(lat.alone.p99, 3)} ms). Node A alone adds ${more(aloneMedian - km)} more at the median, ${more(aloneP99 - kp)} more at p99; a node's half of a call between nodes ${more(perNodeMedian - km)} and ${more(perNodeP99 - kp)} more (negative: less)` });
   }
   return rows;
 }
