@@ -5,10 +5,9 @@ import { randomBytes } from 'node:crypto';
 import { SigPool } from '../consensus/sigpool.ts';
 import { makeBlock, type Block } from '../core/block.ts';
 import { silentLogger } from '../core/log.ts';
-import { Kind, signRecord, type NameCommit, type Rec } from '../core/records.ts';
+import { Kind, decodeRec, signRecord, type NameCommit, type Rec } from '../core/records.ts';
 import { SigCache, generateSecretKey, publicKeyOf } from '../core/sig.ts';
 import { NETWORKS } from '../consensus/params.ts';
-import { decodeRec } from '../core/records.ts';
 import { until } from './util/wait.ts';
 
 const P = NETWORKS.regtest;
