@@ -66,7 +66,7 @@ export class SigPool implements SignatureVerifier {
     });
     // A worker that cannot start must not take the node down (an unhandled 'error' would).
     this.pool.on('error', (e: Error) => this.fail(e));
-    this.pool.on('workerCreate', (w: { id: number }) => this.loaded.add(w.id));
+    this.pool.on('workerCreate', (w: { id: number }) => this.workerLoaded(w.id));
   }
 
   /** Verifies the block's signatures on workers and records the good ones in the cache. */
@@ -136,12 +136,14 @@ export class SigPool implements SignatureVerifier {
   get ready(): number {
     let n = 0;
     for (const t of this.pool.threads) if (this.loaded.has(t.threadId)) n++;
-    // the ids of workers that exited are dropped once they outnumber the running ones
-    if (this.loaded.size > 2 * this.threads) {
-      const live = new Set(this.pool.threads.map((t) => t.threadId));
-      for (const id of this.loaded) if (!live.has(id)) this.loaded.delete(id);
-    }
     return n;
+  }
+
+  /** A worker has loaded; the ids of workers that have exited since are dropped. */
+  private workerLoaded(id: number): void {
+    const live = new Set(this.pool.threads.map((t) => t.threadId));
+    for (const old of this.loaded) if (!live.has(old)) this.loaded.delete(old);
+    this.loaded.add(id);
   }
 
   /** workers started, loaded or not */
