@@ -1,15 +1,21 @@
-// Piscina worker entry. Plain JavaScript, because a worker thread does not inherit the TypeScript
-// loader that bin/dots.js registers on the main thread: if .ts files do not load yet, this
-// registers tsx here first (under tap they already do, through tap's own loader).
-let mod;
-try {
-  mod = await import('./sig-verify.ts');
-} catch (e) {
-  if (e?.code !== 'ERR_UNKNOWN_FILE_EXTENSION') throw e;
-  const { register } = await import('tsx/esm/api');
-  register();
-  // A new specifier: the module map remembers the failed import of the plain one.
-  mod = await import('./sig-verify.ts?tsx');
+// Piscina worker entry, in plain JavaScript because a worker thread does not inherit the
+// TypeScript loader bin/dots.js registers on the main thread. The pool hands over the verifier
+// bundled from this process's sources (consensus/verifier-code.ts) as its workerData; without
+// one (esbuild could not build it), the TypeScript is loaded here through tsx, which is slower
+// to start (under tap .ts files already load, through tap's own loader).
+import { workerData } from 'node:worker_threads';
+
+async function load() {
+  if (typeof workerData === 'string') return import(workerData);
+  try {
+    return await import('./sig-verify.ts');
+  } catch (e) {
+    if (e?.code !== 'ERR_UNKNOWN_FILE_EXTENSION') throw e;
+    const { register } = await import('tsx/esm/api');
+    register();
+    // A new specifier: the module map remembers the failed import of the plain one.
+    return import('./sig-verify.ts?tsx');
+  }
 }
 
-export default mod.verifyBatch;
+export default (await load()).verifyBatch;

@@ -9,10 +9,12 @@
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
+import { stop as stopEsbuild } from 'esbuild';
 import type { Block } from '../core/block.ts';
 import type { SigCache } from '../core/sig.ts';
 import type { Logger } from '../core/log.ts';
 import type { VerifyTask } from './sig-verify.ts';
+import { verifierModuleUrl } from './verifier-code.ts';
 
 /** Below this many signed records a block is checked on the main thread (messaging costs more). */
 const MIN_RECORDS = 16;
@@ -40,33 +42,59 @@ export const MAIN_THREAD_VERIFIER: SignatureVerifier = {
 };
 
 export class SigPool implements SignatureVerifier {
-  private readonly pool: Piscina;
+  /** made when the workers are first started, once their code is built */
+  private pool: Piscina | null = null;
+  private opening: Promise<Piscina> | null = null;
   private readonly threads: number;
   private broken = false;
+  private closed = false;
   /** thread ids of the workers that have loaded (Piscina says so per worker; exits are read from its threads) */
   private readonly loaded = new Set<number>();
   private starting: Promise<void> | null = null;
+  /** what the workers run: the verifier bundled from this process's sources, or the TypeScript through tsx */
+  private source: 'bundled' | 'typescript' | null = null;
 
   constructor(
     private readonly network: string,
     private readonly sigs: SigCache,
     private readonly log: Logger,
     threads = availableParallelism(),
-    idleTimeoutMs = 5000,
+    private readonly idleTimeoutMs = 5000,
   ) {
     this.threads = Math.max(1, threads);
-    this.pool = new Piscina({
-      filename: fileURLToPath(new URL('./sig-worker.mjs', import.meta.url)),
-      minThreads: 0,
-      maxThreads: this.threads,
-      // Idle workers exit, so a node that is not syncing holds no threads.
-      idleTimeout: idleTimeoutMs,
-      // Bounded: sync never has more than its window of blocks waiting.
-      maxQueue: 4096,
-    });
-    // A worker that cannot start must not take the node down (an unhandled 'error' would).
-    this.pool.on('error', (e: Error) => this.fail(e));
-    this.pool.on('workerCreate', (w: { id: number }) => this.workerLoaded(w.id));
+  }
+
+  /** The pool, made on first use with the bundled verifier, or the TypeScript one when it cannot be built. */
+  private open(): Promise<Piscina> {
+    this.opening ??= (async () => {
+      let code: string | null = null;
+      try {
+        code = await verifierModuleUrl();
+      } catch (e) {
+        this.log.warn(`signature workers load TypeScript (slower to start): the bundled verifier did not build: ${(e as Error).message}`);
+      }
+      // esbuild's service process is not needed again
+      await stopEsbuild().catch(() => undefined);
+      this.source = code !== null ? 'bundled' : 'typescript';
+      const pool = new Piscina({
+        filename: fileURLToPath(new URL('./sig-worker.mjs', import.meta.url)),
+        minThreads: 0,
+        maxThreads: this.threads,
+        // Idle workers exit, so a node that is not syncing holds no threads.
+        idleTimeout: this.idleTimeoutMs,
+        // Bounded: sync never has more than its window of blocks waiting.
+        maxQueue: 4096,
+        // The bundle needs no loader; without it a worker must not start one (tap's, inherited)
+        ...(code !== null ? { workerData: code, execArgv: [] } : {}),
+      });
+      // A worker that cannot start must not take the node down (an unhandled 'error' would).
+      pool.on('error', (e: Error) => this.fail(e));
+      pool.on('workerCreate', (w: { id: number }) => this.workerLoaded(w.id));
+      this.pool = pool;
+      if (this.closed) await pool.destroy();
+      return pool;
+    })();
+    return this.opening;
   }
 
   /** Verifies the block's signatures on workers and records the good ones in the cache. */
@@ -74,12 +102,14 @@ export class SigPool implements SignatureVerifier {
     if (this.broken) return;
     const todo = block.records.slice(1).filter((r) => !this.sigs.has(r.id));
     if (todo.length < MIN_RECORDS) return;
-    // A worker loads its modules for most of a second before its first task. Waiting for that
-    // held a gossiped block that long (idle workers exit, and blocks come a minute apart) where
-    // processBlock checks a few dozen signatures on the main thread in milliseconds: with no
-    // worker up, the block is left to it. A sync starts the workers as it begins (warm); a block
-    // big enough to be worth it starts them for the blocks after it.
-    if (this.ready === 0) {
+    // A worker takes a tenth of a second or more to load before its first task (most of a
+    // second through tsx). Waiting for that held a gossiped block that long (idle workers exit,
+    // and blocks come a minute apart) where processBlock checks a few dozen signatures on the
+    // main thread in milliseconds: with no worker up, the block is left to it. A sync starts the
+    // workers as it begins (warm); a block big enough to be worth it starts them for the blocks
+    // after it.
+    const pool = this.pool;
+    if (pool === null || this.ready === 0) {
       if (todo.length >= WARM_RECORDS) void this.warm();
       return;
     }
@@ -89,7 +119,7 @@ export class SigPool implements SignatureVerifier {
       await Promise.all(
         chunks.map(async (recs) => {
           const task: VerifyTask = { network: this.network, records: recs.map((r) => r.bytes) };
-          const ok = (await this.pool.run(task)) as Uint8Array;
+          const ok = (await pool.run(task)) as Uint8Array;
           recs.forEach((r, i) => {
             if (ok[i] === 1) this.sigs.add(r.id);
           });
@@ -105,22 +135,24 @@ export class SigPool implements SignatureVerifier {
    * resolves once every running worker has loaded. A warm-up already under way is shared.
    */
   warm(): Promise<void> {
-    if (this.broken) return Promise.resolve();
+    if (this.broken || this.closed) return Promise.resolve();
     this.starting ??= (async () => {
       const empty: VerifyTask = { network: this.network, records: [] };
       try {
-        await Promise.all(Array.from({ length: this.threads - this.pool.threads.length }, () => this.pool.run(empty)));
+        const pool = await this.open();
+        if (this.closed) return;
+        await Promise.all(Array.from({ length: this.threads - pool.threads.length }, () => pool.run(empty)));
         // the worker that loaded first may have run every task while another still loads; Piscina
         // unrefs a worker without a task, so the wait holds the process up itself
         await new Promise<void>((resolve) => {
           const held = setInterval(() => undefined, 1000);
           const check = (): void => {
-            if (!this.broken && this.ready < this.pool.threads.length) return;
-            for (const ev of ['workerCreate', 'workerDestroy', 'error']) this.pool.off(ev, check);
+            if (!this.broken && !this.closed && this.ready < pool.threads.length) return;
+            for (const ev of ['workerCreate', 'workerDestroy', 'error']) pool.off(ev, check);
             clearInterval(held);
             resolve();
           };
-          for (const ev of ['workerCreate', 'workerDestroy', 'error']) this.pool.on(ev, check);
+          for (const ev of ['workerCreate', 'workerDestroy', 'error']) pool.on(ev, check);
           check();
         });
       } catch (e) {
@@ -135,20 +167,30 @@ export class SigPool implements SignatureVerifier {
   /** workers that have loaded and can take a task now (idle ones exit after idleTimeout) */
   get ready(): number {
     let n = 0;
-    for (const t of this.pool.threads) if (this.loaded.has(t.threadId)) n++;
+    for (const t of this.pool?.threads ?? []) if (this.loaded.has(t.threadId)) n++;
     return n;
   }
 
   /** A worker has loaded; the ids of workers that have exited since are dropped. */
   private workerLoaded(id: number): void {
-    const live = new Set(this.pool.threads.map((t) => t.threadId));
+    const live = new Set((this.pool?.threads ?? []).map((t) => t.threadId));
     for (const old of this.loaded) if (!live.has(old)) this.loaded.delete(old);
     this.loaded.add(id);
   }
 
-  /** workers started, loaded or not */
+  /** a start of the workers is under way (warm) */
+  get warming(): boolean {
+    return this.starting !== null;
+  }
+
+  /** what the workers run, once the pool is made: the bundled verifier, or TypeScript through tsx */
+  get code(): 'bundled' | 'typescript' | null {
+    return this.source;
+  }
+
+  /** workers started, loaded or not (while the verifier is built, none yet) */
   get started(): number {
-    return this.pool.threads.length;
+    return this.pool?.threads.length ?? 0;
   }
 
   private fail(e: Error): void {
@@ -159,7 +201,9 @@ export class SigPool implements SignatureVerifier {
   }
 
   async close(): Promise<void> {
-    await this.pool.destroy();
+    this.closed = true;
+    // a pool still being made is destroyed as soon as it is (open)
+    await this.pool?.destroy();
     this.loaded.clear();
   }
 }

@@ -10,7 +10,7 @@ import { bytesEqual, taggedHash, toHex, sha256, sha256Parts } from '../core/hash
 import { merkleRoot, inclusionProof, verifyInclusion, leafHash, nodeHash } from '../core/merkle.ts';
 import { decodeBody, encodeBody, signRecord, makeRec, Kind, isValidName, checkRecordSignature, type Transfer, type RecordBody } from '../core/records.ts';
 import { writeKeyFile, readKeyFile, loadOrCreateKey } from '../wallet/keys.ts';
-import { SIGNERS, VERIFIER, generateSecretKey, hasVerifier, publicKeyOf, signTagged, verifyTagged } from '../core/sig.ts';
+import { SELF_CHECK, SIGNERS, VERIFIER, generateSecretKey, hasVerifier, publicKeyOf, signTagged, verifyTagged } from '../core/sig.ts';
 import { encodeAddress, decodeAddress, addressOf } from '../core/address.ts';
 import { NETWORKS, NETWORK_NAMES } from '../consensus/params.ts';
 import { genesisBlock } from '../consensus/genesis.ts';
@@ -148,6 +148,16 @@ t.test('both signature verifiers give the same verdicts, and the faster one is c
     if (verifyTagged(kk.pub, 'DOTS/regtest/transfer', mm, ss, 'libsecp256k1') === verifyTagged(kk.pub, 'DOTS/regtest/transfer', mm, ss, 'openssl')) agree++;
   }
   t.equal(agree, 200, 'the same verdict on 200 signatures, a third of them damaged');
+});
+
+t.test('the addon\'s self-check vectors are what noble gives', async (t) => {
+  const c = SELF_CHECK;
+  const noble = SIGNERS.noble as NonNullable<typeof SIGNERS.noble>;
+  t.same(publicKeyOf(c.secretKey), c.pubkey, 'the public key of 07..07');
+  t.same(noble(taggedHash(c.tag, c.message), c.secretKey), c.sig, 'its signature of the message');
+  t.same(noble(taggedHash(c.tag, c.message.subarray(1)), c.secretKey), c.otherSig, 'and of the message without its first byte');
+  t.ok(verifyTagged(c.pubkey, c.tag, c.message, c.sig, 'openssl'), 'OpenSSL accepts the first for the message');
+  t.notOk(verifyTagged(c.pubkey, c.tag, c.message, c.otherSig, 'openssl'), 'and refuses the other for it');
 });
 
 t.test('libsecp256k1 signs the same bytes as noble, and is the signer where it loads', async (t) => {

@@ -3,6 +3,8 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { SigPool } from '../consensus/sigpool.ts';
+import { verifyBatch } from '../consensus/sig-verify.ts';
+import { buildVerifierModule } from '../consensus/verifier-code.ts';
 import { makeBlock, type Block } from '../core/block.ts';
 import { silentLogger } from '../core/log.ts';
 import { Kind, decodeRec, signRecord, type NameCommit, type Rec } from '../core/records.ts';
@@ -43,6 +45,7 @@ t.test('a cold pool leaves a block to the main thread; warm, it vouches for the 
   t.equal(pool.started, 0, 'and a block of 64 records started no worker (a sync starts them: warm)');
   await pool.warm();
   t.equal(pool.ready, 2, 'warm started both workers');
+  t.equal(pool.code, 'bundled', 'which run the verifier bundled from the sources, not TypeScript through tsx');
   await pool.preverify(block);
   const vouched = block.records.slice(1).filter((r) => cache.has(r.id));
   t.equal(vouched.length, 64 - 8, 'the workers vouched for every good signature');
@@ -56,9 +59,9 @@ t.test('a big block finding no worker up starts them for the blocks after it, wi
   const { block } = blockOf(600, 1000);
   await pool.preverify(block);
   t.equal(block.records.slice(1).filter((r) => cache.has(r.id)).length, 0, 'preverify returned before any worker had loaded');
-  t.equal(pool.started, 2, 'both workers were started');
+  t.ok(pool.warming, 'and it started the workers');
   await pool.warm();
-  t.equal(pool.ready, 2, 'and they come up');
+  t.equal(pool.ready, 2, 'which come up');
 });
 
 t.test('workers that exited idle count as down again: the next block is not held for their start', async (t) => {
@@ -72,4 +75,18 @@ t.test('workers that exited idle count as down again: the next block is not held
   const { block } = blockOf(64, 1000);
   await pool.preverify(block);
   t.equal(block.records.slice(1).filter((r) => cache.has(r.id)).length, 0, 'a block after that is left to the main thread');
+});
+
+t.test('the bundled verifier is built from the sources this process runs, and judges as they do', async (t) => {
+  const url = await buildVerifierModule();
+  t.match(url, /^data:text\/javascript;base64,/, 'a module, kept in memory, never on disk');
+  const code = Buffer.from(url.slice(url.indexOf(',') + 1), 'base64').toString('utf8');
+  t.notOk(/from\s+["'][^"']*\.ts["']/.test(code), 'it imports no TypeScript');
+  t.notOk(/from\s+["'](?![a-z]+:)/.test(code), 'and nothing by a bare or relative name (a data: URL cannot resolve one)');
+  const bundled = (await import(url)) as { verifyBatch: typeof verifyBatch };
+  const { block, damaged } = blockOf(32, 4);
+  const task = { network: P.name, records: block.records.slice(1).map((r) => r.bytes) };
+  const verdicts = bundled.verifyBatch(task);
+  t.same(verdicts, verifyBatch(task), 'the same verdicts as consensus/sig-verify.ts on the same records');
+  t.equal(verdicts.reduce((n, v) => n + v, 0), 32 - damaged.size, 'every good signature passes, no damaged one');
 });
