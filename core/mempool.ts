@@ -115,6 +115,11 @@ export class Mempool extends EventEmitter<MempoolEvents> {
   private bytes = 0;
   /** bumped on every change, so a miner knows when its template is stale */
   version = 0;
+  /**
+   * bumped when what routing reads of the pool changes (a binding, a presence record or a node
+   * announcement comes or goes), so a route read before is known to be stale
+   */
+  routingVersion = 0;
   readonly maxRecords: number;
   readonly maxBytes: number;
 
@@ -206,6 +211,7 @@ export class Mempool extends EventEmitter<MempoolEvents> {
 
   private track(rec: Rec, sign: 1 | -1): void {
     const b = rec.body;
+    if (b.kind === Kind.Binding || b.kind === Kind.Presence || b.kind === Kind.NodeAnnounce) this.routingVersion++;
     if (b.kind === Kind.Binding) {
       if (sign === 1) addTo(this.bindings, b.name, { rec, node: b.node, status: b.status, expires: b.expires, seq: b.seq });
       else removeFrom(this.bindings, b.name, (x) => x.rec === rec);

@@ -147,7 +147,7 @@ t.test('a presence record binds every entry to its node, one block per rule that
   for (const [name, status] of [['sip:alice@n.test', 1], ['sip:bob@n.test', 0], ['sip:carol@n.test', 1]] as const) {
     t.match(slotOf(getBinding(chain.state, name), n.address), { status, seq: 5, height: tip.height }, `${name}: N's slot, status ${status}, the record's sequence`);
   }
-  const seen = routingSource(chain, { pendingBindings: () => [], pendingAnnouncements: () => [] });
+  const seen = routingSource(chain, { pendingBindings: () => [], pendingAnnouncements: () => [], routingVersion: 0 });
   const r = resolveName(seen, 'sip:alice@n.test', time, s.address);
   t.match(r, { kind: 'remote', status: 'online', confirmed: true }, 'another node routes alice to N');
 

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { openChain, extend, newKey, type Key } from './helpers.ts';
 import { signRecord, Kind, commitmentOf, BindingStatus, type NameCommit, type NameClaim, type NameDelegate, type NameTransfer, type Binding, type NodeAnnounce, type Rec } from '../core/records.ts';
 import { keys, type StateReader } from '../core/state.ts';
-import { resolveName, nodeAddresses, routingSource, type RoutingSource } from '../telecom/routing.ts';
+import { resolveName, nodeAddresses, routingSource, chainLocator, type RoutingSource } from '../telecom/routing.ts';
 import type { Chain } from '../consensus/chain.ts';
 import type { Mempool } from '../core/mempool.ts';
 
@@ -141,7 +141,7 @@ t.test('nodes without a usable announcement', async (t) => {
   t.same(nodeAddresses(w.src, bare.address)?.sipUris, ['sip:10.0.0.9:5060'], 'the confirmed address');
   // A binding to a node the state does not know (only transiently possible, in a reorganisation).
   const hidden: StateReader = { get: (k) => (k === keys.node(bare.address) ? undefined : w.chain.state.get(k)) };
-  const noPool = { pendingBindings: () => [], pendingAnnouncements: () => [] };
+  const noPool = { pendingBindings: () => [], pendingAnnouncements: () => [], routingVersion: 0 };
   t.same(resolveName({ state: hidden, pool: noPool, tip: w.chain.tip }, NAME, w.now, w.a.address), { kind: 'unknown', reason: 'no-node' });
 });
 
@@ -165,4 +165,44 @@ t.test('numbers from a carrier: a number block routes to its holder\'s nodes; a 
   await extend(chain, tip, 1, { recs: [port] });
   t.match(resolveName(src, '+15550002', now, carrier.address), { kind: 'remote', sipUris: ['sip:10.0.0.2:5060'] }, 'the ported number routes to its new operator in the block that moved it');
   t.match(resolveName(src, '+15550001', now, other.address), { kind: 'remote', sipUris: ['sip:10.0.0.1:5060'] }, 'the rest of the block stays with its holder');
+});
+
+t.test('the proxy\'s locator keeps a route only while the tip, the pending pool and the time say the same', async (t) => {
+  const w = await world(t);
+  const c = newKey();
+  let now = w.now;
+  const loc = chainLocator(w.src, () => now, c.address);
+  await extend(w.chain, w.chain.tip, 1, { recs: [bind(w.owner, w.a, 1, w.now + 3600)] });
+  const first = loc.locate(NAME);
+  t.match(first, { kind: 'remote', online: true, nodes: [{ uris: ['sip:10.0.0.1:5060', 'sip:10.0.0.1:5060;transport=tcp'] }] });
+  t.equal(loc.locate(NAME), first, 'asked again, the kept route is given (the chain is not read)');
+  // a pending record routing does not read (a name commitment) keeps it
+  w.pool.add(commit(newKey(), 'sip:zed@a.test', randomBytes(32)));
+  t.equal(loc.locate(NAME), first, 'a pending record of another kind leaves the route kept');
+  // the phone registers at b: b's pending binding is read at once
+  w.pool.add(bind(w.owner, w.b, 1, w.now + 1800));
+  const atB = loc.locate(NAME);
+  t.same(atB.kind === 'remote' && atB.nodes.map((n) => n.nodeId), [w.b.address, w.a.address], 'a new pending binding: b first, a behind it');
+  // node b moves: its pending announcement is followed at once
+  w.pool.add(announce(w.b, ['sip:10.0.0.22:5060'], 2));
+  const moved = loc.locate(NAME);
+  t.same(moved.kind === 'remote' && moved.nodes[0].uris, ['sip:10.0.0.22:5060'], 'a pending announcement: b at its new address');
+  // b's binding runs out before a's: at its expiry the route changes with no record arriving
+  now = w.now + 1799;
+  t.same((loc.locate(NAME) as { nodes: Array<{ nodeId: Uint8Array }> }).nodes[0].nodeId, w.b.address, 'a second before b\'s binding expires, b still first');
+  now = w.now + 1800;
+  const after = loc.locate(NAME);
+  t.same(after.kind === 'remote' && after.nodes.map((n) => n.nodeId), [w.a.address], 'at its expiry b is dropped: a only');
+  // a block: a says the phone left
+  await extend(w.chain, w.chain.tip, 1, { recs: [bind(w.owner, w.a, 2, w.now + 3600, BindingStatus.Offline)] });
+  t.match(loc.locate(NAME), { kind: 'remote', online: false }, 'a new tip is read at once');
+  // a clock set back is never served a route read later
+  now = w.now;
+  t.same(loc.locate(NAME), { kind: 'remote', online: true, nodes: [{ nodeId: w.b.address, uris: ['sip:10.0.0.22:5060'] }] }, 'the clock set back: read again (b\'s binding is live again at that time)');
+  // every answer the locator gave is what reading the chain then gives
+  for (const when of [w.now, w.now + 1000, w.now + 1800, w.now + 4000]) {
+    now = when;
+    const fresh = chainLocator(w.src, () => when, c.address).locate(NAME);
+    t.same(loc.locate(NAME), fresh, `at +${when - w.now} s the kept locator agrees with a fresh one`);
+  }
 });
