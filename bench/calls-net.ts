@@ -12,6 +12,8 @@
 // nodes one core between them and SIPp the other (a per-core figure, about 60% of the default on
 // 2 cores); `each` puts SIPp and node A on one core and node B on the other.
 // DOTS_BENCH_CALLS_NODE_ARGS="--trace-gc": flags for the nodes' Node.js.
+// DOTS_BENCH_CALLS_LINK=udp: the nodes speak UDP to each other (`--no-tls`) instead of TLS, the
+// default, to tell what the TLS link costs a call from what the rest of a node does.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { waitFor, sleep } from '../test/util/wait.ts';
@@ -91,7 +93,13 @@ export async function startNetwork(dir: string, nUsers: number, log: (s: string)
       datadir: join(dir, name.toLowerCase()),
       logFile: join(dir, `node-${name.toLowerCase()}.log`),
       bootstrap,
-      args: ['--domain', domain, '--open-registration', ...(name === 'A' && o.trunk === true ? ['--trunk', `sip:127.0.0.1:${kport}`, '--sip-keepalive', '5'] : ['--sip-keepalive', '60'])],
+      args: [
+        '--domain',
+        domain,
+        '--open-registration',
+        ...(name === 'A' && o.trunk === true ? ['--trunk', `sip:127.0.0.1:${kport}`, '--sip-keepalive', '5'] : ['--sip-keepalive', '60']),
+        ...(process.env.DOTS_BENCH_CALLS_LINK === 'udp' ? ['--no-tls'] : []),
+      ],
       nodeArgs,
       wrap: pinned(name === 'A' ? 'a' : 'b'),
       startMs: 60_000,
