@@ -9,7 +9,6 @@
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
-import { stop as stopEsbuild } from 'esbuild';
 import type { Block } from '../core/block.ts';
 import type { SigCache } from '../core/sig.ts';
 import type { Logger } from '../core/log.ts';
@@ -73,8 +72,6 @@ export class SigPool implements SignatureVerifier {
       } catch (e) {
         this.log.warn(`signature workers load TypeScript (slower to start): the bundled verifier did not build: ${(e as Error).message}`);
       }
-      // esbuild's service process is not needed again
-      await stopEsbuild().catch(() => undefined);
       this.source = code !== null ? 'bundled' : 'typescript';
       const pool = new Piscina({
         filename: fileURLToPath(new URL('./sig-worker.mjs', import.meta.url)),

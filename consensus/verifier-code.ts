@@ -6,7 +6,7 @@
 // signature the rules this process runs would refuse.
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { build, type Plugin } from 'esbuild';
+import { build, stop, type Plugin } from 'esbuild';
 
 const ENTRY = fileURLToPath(new URL('./sig-verify.ts', import.meta.url));
 
@@ -37,8 +37,11 @@ export async function buildVerifierModule(): Promise<string> {
 
 let built: Promise<string> | null = null;
 
-/** The workers' module, built once per process; rejects when esbuild cannot build it. */
+/**
+ * The workers' module, built once per process; rejects when esbuild cannot build it. esbuild's
+ * service process is stopped once it is built: the node has nothing else for it.
+ */
 export function verifierModuleUrl(): Promise<string> {
-  built ??= buildVerifierModule();
+  built ??= buildVerifierModule().finally(() => stop().catch(() => undefined));
   return built;
 }
