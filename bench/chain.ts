@@ -20,8 +20,8 @@ import { NETWORKS } from '../consensus/params.ts';
 import { decodeBlock, makeBlock, type Block } from '../core/block.ts';
 import { checkRecordSignature, signRecord, Kind, type NameCommit, type Transfer } from '../core/records.ts';
 import { SigCache, VERIFIER, generateSecretKey, publicKeyOf, type VerifierName } from '../core/sig.ts';
-import { SigPool } from '../consensus/sigpool.ts';
-import { buildVerifierModule } from '../consensus/verifier-code.ts';
+import { SigPool, VERIFIER_ENTRY } from '../consensus/sigpool.ts';
+import { bundleModule } from '../core/worker-code.ts';
 import { silentLogger } from '../core/log.ts';
 import { addressOf } from '../core/address.ts';
 import { availableParallelism } from 'node:os';
@@ -83,7 +83,7 @@ export async function benchChain(o: BenchOptions & { records?: number; perBlock?
     const opensslBound = VERIFIER === 'openssl' ? bound : await verifyBound(blocks, 'openssl');
     const cold = await coldBlock();
     const t0 = process.hrtime.bigint();
-    await buildVerifierModule();
+    await bundleModule(VERIFIER_ENTRY);
     const bundleMs = Number(process.hrtime.bigint() - t0) / 1e6;
     return [
       { metric: 'signature verifier', value: VERIFIER },

@@ -16,6 +16,7 @@ const BENCHES: Record<string, (o: BenchOptions) => Promise<Row[]>> = {
       return r.rows.map(({ cpuShare, ...x }) => ({ ...x, ratio: Number(x.ratio.toFixed(4)), ...(cpuShare === null ? {} : { cpuShare: Number(cpuShare.toFixed(3)) }) }));
     }
     console.log(`\nnative limit from ${r.nativeSource}; load average ${r.load.map((l) => l.toFixed(2)).join(' -> ')} (rates are wall-clock: compare quiet runs)`);
+    console.log(`the miner's workers hashed ${r.workerStartMs[0]} ms after a new pool's first search with 1 thread, ${r.workerStartMs[1]} ms with ${r.rows.at(-1)?.threads ?? 0}`);
     return r.rows.map((x) => ({
       name: x.name,
       threads: x.threads,

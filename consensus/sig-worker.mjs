@@ -1,6 +1,6 @@
 // Piscina worker entry, in plain JavaScript because a worker thread does not inherit the
 // TypeScript loader bin/dots.js registers on the main thread. The pool hands over the verifier
-// bundled from this process's sources (consensus/verifier-code.ts) as its workerData; without
+// bundled from this process's sources (core/worker-code.ts) as its workerData; without
 // one (esbuild could not build it), the TypeScript is loaded here through tsx, which is slower
 // to start (under tap .ts files already load, through tap's own loader).
 import { workerData } from 'node:worker_threads';

@@ -13,7 +13,10 @@ import type { Block } from '../core/block.ts';
 import type { SigCache } from '../core/sig.ts';
 import type { Logger } from '../core/log.ts';
 import type { VerifyTask } from './sig-verify.ts';
-import { verifierModuleUrl } from './verifier-code.ts';
+import { workerModuleUrl } from '../core/worker-code.ts';
+
+/** what the workers run (bundled, core/worker-code.ts) */
+export const VERIFIER_ENTRY = new URL('./sig-verify.ts', import.meta.url);
 
 /** Below this many signed records a block is checked on the main thread (messaging costs more). */
 const MIN_RECORDS = 16;
@@ -68,7 +71,7 @@ export class SigPool implements SignatureVerifier {
     this.opening ??= (async () => {
       let code: string | null = null;
       try {
-        code = await verifierModuleUrl();
+        code = await workerModuleUrl(VERIFIER_ENTRY);
       } catch (e) {
         this.log.warn(`signature workers load TypeScript (slower to start): the bundled verifier did not build: ${(e as Error).message}`);
       }

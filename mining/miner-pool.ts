@@ -3,6 +3,7 @@
 // worker the same task, and the workers claim chunks of the range from a shared cursor (see
 // miner-worker.ts), so the split across threads needs no coordination beyond one atomic add.
 import { Piscina } from 'piscina';
+import { workerModuleUrl } from '../core/worker-code.ts';
 import { CTL_BYTES, CTL_CURSOR, CTL_GEN, ctlViews, type MineResult, type MineTask } from './miner-worker.ts';
 
 export class MinerPoolError extends Error {
@@ -33,10 +34,14 @@ export interface PoolSearch {
 const CHUNK = 1 << 15;
 
 const ENTRY = new URL('./miner-worker-entry.mjs', import.meta.url).href;
+/** what the workers run, bundled from the sources (core/worker-code.ts) */
+export const MINER_WORKER = new URL('./miner-worker.ts', import.meta.url);
 
 export class MinerPool {
   readonly threads: number;
-  private readonly pool: Piscina;
+  private opening: Promise<Piscina> | null = null;
+  private source: 'bundled' | 'typescript' | null = null;
+  private readonly warn: (message: string) => void;
   private readonly ctl = new SharedArrayBuffer(CTL_BYTES);
   private readonly words: Int32Array;
   private readonly counter: BigInt64Array;
@@ -44,18 +49,50 @@ export class MinerPool {
   private cancelCurrent: () => void = () => {};
   private closed = false;
 
-  constructor(threads: number) {
+  /** `warn` hears that the workers fell back to loading TypeScript (slower to start). */
+  constructor(threads: number, warn: (message: string) => void = () => undefined) {
     if (!Number.isInteger(threads) || threads < 1) throw new RangeError(`threads must be a positive integer, got ${threads}`);
     this.threads = threads;
+    this.warn = warn;
     ({ words: this.words, hashes: this.counter } = ctlViews(this.ctl));
-    this.pool = new Piscina({
-      filename: ENTRY,
-      minThreads: threads,
-      maxThreads: threads,
-      idleTimeout: Infinity,
-      // One search task per thread at a time, all long-running: no queueing to speak of.
-      concurrentTasksPerWorker: 1,
-    });
+  }
+
+  /** The threads, started on the first search with the bundled worker, or the TypeScript one when it cannot be built. */
+  private open(): Promise<Piscina> {
+    this.opening ??= (async () => {
+      let code: string | null = null;
+      try {
+        code = await workerModuleUrl(MINER_WORKER);
+      } catch (e) {
+        this.warn(`mining workers load TypeScript (slower to start): the bundled worker did not build: ${(e as Error).message}`);
+      }
+      this.source = code !== null ? 'bundled' : 'typescript';
+      const pool = new Piscina({
+        filename: ENTRY,
+        minThreads: this.threads,
+        maxThreads: this.threads,
+        idleTimeout: Infinity,
+        // One search task per thread at a time, all long-running: no queueing to speak of.
+        concurrentTasksPerWorker: 1,
+        // The bundle needs no loader; without it a worker must not start one (tap's, inherited)
+        ...(code !== null ? { workerData: code, execArgv: [] } : {}),
+      });
+      if (this.closed) await this.destroy(pool);
+      return pool;
+    })();
+    return this.opening;
+  }
+
+  private destroyed: Promise<void> | null = null;
+  /** Stops the threads, once: close() and a start that finds the pool closed may both ask. */
+  private destroy(pool: Piscina): Promise<void> {
+    this.destroyed ??= pool.destroy();
+    return this.destroyed;
+  }
+
+  /** what the workers run, once started: the bundled worker, or TypeScript through tsx */
+  get code(): 'bundled' | 'typescript' | null {
+    return this.source;
   }
 
   /** Nonces tried by all workers since the last call. */
@@ -85,6 +122,7 @@ export class MinerPool {
       // The previous search's tasks have all returned once it settles, so nobody else touches
       // the cursor while it is reset.
       await previous.catch(() => undefined);
+      const pool = await this.open();
       if (cancelled || this.closed) return { status: 'cancelled', nonce: -1, hashes: 0 };
       Atomics.store(this.words, CTL_CURSOR, 0);
       generation = Atomics.add(this.words, CTL_GEN, 1) + 1;
@@ -100,7 +138,7 @@ export class MinerPool {
       let found: MineResult | undefined;
       let failure: unknown;
       const runs = Array.from({ length: this.threads }, () =>
-        (this.pool.run(task) as Promise<MineResult>).then(
+        (pool.run(task) as Promise<MineResult>).then(
           (r) => {
             if (r.status === 'found' && found === undefined) {
               found = r;
@@ -134,8 +172,9 @@ export class MinerPool {
     this.closed = true;
     this.cancelCurrent();
     // Terminating the threads right away, rather than waiting for the tasks to notice the
-    // cancellation, also covers workers still starting up (loading tsx takes a while).
-    await this.pool.destroy();
+    // cancellation, also covers workers still starting up.
+    const pool = await this.opening?.catch(() => null);
+    if (pool) await this.destroy(pool);
     await this.current.catch(() => undefined);
   }
 }

@@ -71,6 +71,8 @@ export interface MinerEvents {
   /** the worker pool failed (the miner carries on hashing on the event loop), or a template or
    * block did (the miner tries again) */
   onError?: (err: Error) => void;
+  /** something works, but not as well as it should (the workers fell back to loading TypeScript) */
+  onWarning?: (message: string) => void;
 }
 
 export interface MinerOptions {
@@ -274,7 +276,7 @@ export class Miner {
     // Checked before the pool is (re)created, so a search that comes after stop() leaves no
     // threads behind.
     if (!stillGood()) return -1;
-    this.pool ??= new MinerPool(this.threads);
+    this.pool ??= new MinerPool(this.threads, (m) => this.events.onWarning?.(m));
     const s = this.pool.search(header, targetLE, { start: FULL_RANGE.start, count: this.nonceSpace });
     this.currentSearch = s;
     const poll = setInterval(() => {

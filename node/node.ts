@@ -155,6 +155,7 @@ export class DotsNode {
         },
         onHashrate: (hps, threads) => log.info(`mining at ${(hps / 1e6).toFixed(2)} MH/s (${threads > 0 ? `${threads} worker thread${threads === 1 ? '' : 's'}` : 'event loop'})`),
         onError: (e) => log.warn(`miner: ${e.message}`),
+        onWarning: (m) => log.warn(`miner: ${m}`),
       },
       { threads: config.minerThreads },
     );

@@ -33,6 +33,7 @@ t.test('the worker pool mines the Bitcoin genesis header from a range containing
   t.equal(r.status, 'found');
   t.equal(r.nonce, GENESIS_NONCE, 'two workers find exactly the genesis nonce');
   t.ok(r.hashes > 0 && r.hashes <= range.count, `hashes counted (${r.hashes})`);
+  t.equal(pool.code, 'bundled', 'the workers ran the miner bundled from the sources (core/worker-code.ts), no TypeScript loader');
   // A range that wraps past 2^32 - 1 into 0, under a target only its best nonce meets.
   let best = -1;
   let bestHash = 1n << 256n;
@@ -75,6 +76,12 @@ t.test('an exhausted range, cancellation, and close', async (t) => {
   t.equal((await running.result).status, 'cancelled', 'close cancels the running search');
   t.throws(() => pool.search(GENESIS, GENESIS_TARGET), MinerPoolError, 'a closed pool refuses searches');
   t.throws(() => new MinerPool(0), RangeError);
+
+  // closed while its workers are still being built and started
+  const early = new MinerPool(1);
+  const pending = early.search(GENESIS, IMPOSSIBLE);
+  await early.close();
+  t.equal((await pending.result).status, 'cancelled', 'a pool closed before its workers started ends its search');
 });
 
 /**
