@@ -16,7 +16,8 @@ import { newTag, serializeMessage } from './serialize.ts';
 import { bareHost, nameAddrParam, parseCSeq, parseMaxForwards, parseNameAddr, parseSipUri, parseVia, type SipUri } from './uri.ts';
 import { isSecure, viaFor, type Flow, type Proto, type SipTransport } from './transport.ts';
 import { NODE_PROOF_HEADER, hasSdesKeys } from './tls.ts';
-import { hopRequest, replyTo, type ClientHandler, type ClientTransaction, type IncomingRequest, type ServerTransaction, type TransactionLayer } from './transaction.ts';
+import { hopRequest, replyTo, type AcceptedSink, type ClientHandler, type ClientTransaction, type IncomingRequest, type ServerTransaction, type TransactionLayer } from './transaction.ts';
+import { packWay, unpackWay } from './flow-bytes.ts';
 import { FairShare } from './fair-share.ts';
 
 /** One place to send a request to. */
@@ -145,9 +146,9 @@ interface Branch {
   cancelSent: boolean;
   timer: NodeJS.Timeout | null;
   /**
-   * the context of the request this branch forwards, until the request has left the proxy:
-   * the branch's client transaction holds its handler for the 32 s of Accepted (RFC 6026), and
-   * would hold the whole context through it
+   * the context of the request this branch forwards, until the request has left the proxy (a
+   * branch's client transaction holds its handler until the transaction is Accepted, when it is
+   * kept as bytes instead: acceptedWay)
    */
   owner: ProxyTx | null;
   /** once the owner is let go of: where a late 2xx (a retransmission, another fork's) goes */
@@ -172,6 +173,10 @@ class BranchHandler implements ClientHandler {
 
   timeout(): void {
     this.proxy.branchTimeout(this.b);
+  }
+
+  accepted(): { sink: AcceptedSink; bytes: Buffer } | null {
+    return this.proxy.acceptedWay(this.b);
   }
 }
 
@@ -228,7 +233,7 @@ class ProxyTx {
   }
 }
 
-export class Proxy {
+export class Proxy implements AcceptedSink {
   private readonly noAnswerMs: number;
   private readonly nodeTryingMs: number;
   private readonly sdesOverTlsOnly: boolean;
@@ -480,7 +485,29 @@ export class Proxy {
   branchResponse(b: Branch, res: SipResponse): void {
     if (b.owner !== null) this.onResponse(b.owner, b, res);
     // after the request left the proxy: a 2xx still goes upstream (16.7 step 5)
-    else if (b.upstream !== null && res.status >= 200 && res.status < 300) this.host.tx.sendResponse(b.upstream.flow, serializeMessage(withVias(res, b.upstream.vias)), b.upstream.viaPort);
+    else if (b.upstream !== null && res.status >= 200 && res.status < 300) this.sendUp(b.upstream, res);
+  }
+
+  /** A 2xx after the request left the proxy goes upstream without our Via (16.7 step 5). */
+  private sendUp(up: Upstream, res: SipResponse): void {
+    this.host.tx.sendResponse(up.flow, serializeMessage(withVias(res, up.vias)), up.viaPort);
+  }
+
+  /**
+   * @internal BranchHandler: the branch's transaction is Accepted, after its first 2xx went
+   * upstream. It is kept as the way upstream in bytes for its 64*T1 (transaction.ts), so neither
+   * the branch nor the request's context outlives the request.
+   */
+  acceptedWay(b: Branch): { sink: AcceptedSink; bytes: Buffer } | null {
+    const p = b.owner;
+    const up = p !== null ? upstreamOf(p) : b.upstream;
+    return up === null ? null : { sink: this, bytes: packWay(up.flow, up.viaPort, up.vias) };
+  }
+
+  /** @internal AcceptedSink: a later 2xx to a branch kept as its way upstream goes up (16.7 step 5) */
+  acceptedResponse(bytes: Buffer, res: SipResponse): void {
+    const w = unpackWay(bytes);
+    this.sendUp({ vias: w.headers, flow: w.flow, viaPort: w.viaPort }, res);
   }
 
   /** @internal BranchHandler: no final response in time */
@@ -543,7 +570,7 @@ export class Proxy {
     if (p.done) return;
     p.done = true;
     // an answered INVITE's branches outlive the request (Accepted): they keep only the way up
-    const up: Upstream | null = p.invite && p.answered ? { vias: ownVias(p.inc.req), flow: p.server.flow, viaPort: p.server.viaPort } : null;
+    const up: Upstream | null = p.invite && p.answered ? upstreamOf(p) : null;
     for (const b of p.branches) {
       b.owner = null;
       b.upstream = up;
@@ -774,6 +801,11 @@ function ownVias(req: SipRequest): SipHeader[] {
   const out: SipHeader[] = [];
   for (const h of req.headers) if (h.key === 'via') out.push({ name: h.name, key: h.key, value: ownString(h.value) });
   return out;
+}
+
+/** The way a request's responses go back up: its own Vias and the flow it came on. */
+function upstreamOf(p: ProxyTx): Upstream {
+  return { vias: ownVias(p.inc.req), flow: p.server.flow, viaPort: p.server.viaPort };
 }
 
 /** The tag of the From or To ('' when it has none, or cannot be read: the message was validated). */

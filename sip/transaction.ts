@@ -34,6 +34,7 @@ import {
 import { splitHeaderList } from './message.ts';
 import type { Flow, SipTransport } from './transport.ts';
 import { DoneStore } from './done-store.ts';
+import { packWay, unpackWay } from './flow-bytes.ts';
 
 export interface Timers {
   /** RTT estimate (ms), RFC 3261 default 500 */
@@ -199,12 +200,26 @@ export interface ClientHandler {
   response(res: SipResponse): void;
   /** No final response in time (Timer B or F), or the flow could not carry the request. */
   timeout(): void;
+  /**
+   * For an INVITE's handler: what it does with the 2xx its transaction passes on while Accepted
+   * (64*T1), as bytes and the long-lived object that reads them. Asked once, after `response`
+   * has had the first 2xx; the transaction is then kept as those bytes off the JavaScript heap
+   * (done-store.ts) instead of as itself and its handler. Without it (or given null) the
+   * transaction and its handler stay as they are.
+   */
+  accepted?(): { sink: AcceptedSink; bytes: Buffer } | null;
+}
+
+/** What reads the bytes a ClientHandler gave for its Accepted transaction. */
+export interface AcceptedSink {
+  /** A 2xx to a transaction kept as `bytes` while Accepted. */
+  acceptedResponse(bytes: Buffer, res: SipResponse): void;
 }
 
 interface ClientTx {
   key: string;
   flow: Flow;
-  /** the request and its bytes, let go of once a final response came (see linger) */
+  /** the request and its bytes, let go of once a final response came (see accept) */
   req: SipRequest | null;
   buf: Buffer | null;
   invite: boolean;
@@ -214,17 +229,17 @@ interface ClientTx {
   timerE: NodeJS.Timeout | null;
   /** Timer B or F */
   timerF: NodeJS.Timeout | null;
-  /** Timer D or K, or the end of Accepted */
+  /** the end of Accepted, for a transaction kept as itself (see accept) */
   timerD: NodeJS.Timeout | null;
   ack: Buffer | null;
   handler: ClientHandler;
 }
 
-const IGNORED: ClientHandler = { response: () => undefined, timeout: () => undefined };
+const EMPTY = Buffer.alloc(0);
 
 /**
  * A client transaction as its user holds it. A class, not an object literal of closures: one is
- * made for every request sent and lives as long as the transaction (32 s when Accepted), and the
+ * made for every request sent and lives as long as its user holds it, and the
  * TypeScript loader gives each named closure a property of its own (esbuild's keepNames).
  */
 class ClientHandle implements ClientTransaction {
@@ -294,6 +309,18 @@ export class TransactionLayer {
   private readonly doneShort: DoneStore;
   private readonly doneLong: DoneStore;
   private readonly maxDoneBytes: number;
+  /**
+   * Finished client transactions as bytes, one store per wait, so each is in expiry order: an
+   * answered INVITE whose handler can say what to do with later 2xx in bytes (Accepted, 64*T1:
+   * the index of its sink, then the bytes), a failed INVITE over UDP (Timer D: its flow and ACK),
+   * a non-INVITE over UDP (Timer K, T4: the key alone). Each call through a proxy leaves one
+   * Accepted transaction for 32 s; as objects they were what most of a call kept alive past a
+   * young-generation collection.
+   */
+  private readonly accepted: DoneStore;
+  private readonly sinks: AcceptedSink[] = [];
+  private readonly timerD: DoneStore;
+  private readonly timerK: DoneStore;
   private readonly sweeper: NodeJS.Timeout;
   private readonly maxServer: number;
   /** counters for logs and tests */
@@ -309,6 +336,9 @@ export class TransactionLayer {
     // each store may take the whole budget; completed() keeps their sum within it
     this.doneShort = new DoneStore(this.maxServer, this.maxDoneBytes);
     this.doneLong = new DoneStore(this.maxServer, this.maxDoneBytes);
+    this.accepted = new DoneStore(this.maxServer, this.maxDoneBytes);
+    this.timerD = new DoneStore(this.maxServer, this.maxDoneBytes);
+    this.timerK = new DoneStore(this.maxServer, this.maxDoneBytes);
     this.sweeper = setInterval(() => this.sweep(Date.now()), Math.max(50, Math.min(1000, this.timers.t1))).unref();
   }
 
@@ -317,8 +347,9 @@ export class TransactionLayer {
     return this.server.size + this.doneShort.size + this.doneLong.size;
   }
 
+  /** client transactions kept, live and finished */
   get clientCount(): number {
-    return this.client.size;
+    return this.client.size + this.accepted.size + this.timerD.size + this.timerK.size;
   }
 
   /**
@@ -481,6 +512,9 @@ export class TransactionLayer {
   private sweep(now: number): void {
     this.doneShort.expire(now);
     this.doneLong.expire(now);
+    this.accepted.expire(now);
+    this.timerD.expire(now);
+    this.timerK.expire(now);
   }
 
   /**
@@ -554,22 +588,63 @@ export class TransactionLayer {
   }
 
   /**
-   * Keeps a finished client transaction for `ms` to absorb (or, Accepted, pass on) late
-   * responses, with only what that needs: lingering transactions number the calls of the last
-   * 32 s, and each one's request kept kilobytes a call alive past the young generation.
+   * A client transaction that got its final response, kept for `ms` to absorb retransmissions
+   * of it (Completed: Timer D with the ACK to send again, or Timer K), as bytes in a store.
    */
-  private linger(tx: ClientTx, state: State, ms: number): void {
-    this.clearTimers(tx);
-    tx.state = state;
-    tx.req = null;
-    tx.buf = null;
-    // Completed absorbs retransmissions without telling the user; Accepted passes on 2xx
-    if (state === State.Completed) tx.handler = IGNORED;
-    if (ms <= 0) {
-      this.endClient(tx);
+  private complete(tx: ClientTx, ms: number): void {
+    this.endClient(tx);
+    if (ms <= 0) return;
+    const at = Date.now() + ms;
+    if (tx.invite) this.stats.evicted += this.timerD.put(tx.key, packWay(tx.flow, null, [], tx.ack ?? undefined), at);
+    else this.stats.evicted += this.timerK.put(tx.key, EMPTY, at);
+  }
+
+  /**
+   * An INVITE's transaction that got a 2xx stays Accepted for 64*T1 and passes on later 2xx
+   * (RFC 6026): as the bytes its handler gives, or as itself when the handler gives none.
+   */
+  private accept(tx: ClientTx): void {
+    if (tx.state !== State.Confirmed) return; // its user let go of it on hearing the 2xx
+    const ms = 64 * this.timers.t1;
+    const a = tx.handler.accepted?.() ?? null;
+    if (a === null) {
+      tx.req = null;
+      tx.buf = null;
+      tx.timerD = setTimeout(() => this.endClient(tx), ms).unref();
       return;
     }
-    tx.timerD = setTimeout(() => this.endClient(tx), ms).unref();
+    this.endClient(tx);
+    let sink = this.sinks.indexOf(a.sink);
+    if (sink < 0) sink = this.sinks.push(a.sink) - 1;
+    const bytes = Buffer.allocUnsafe(1 + a.bytes.length);
+    bytes[0] = sink;
+    a.bytes.copy(bytes, 1);
+    this.stats.evicted += this.accepted.put(tx.key, bytes, Date.now() + ms);
+  }
+
+  /** A response to a client transaction kept as bytes (see `accepted`); false when none is kept under `key`. */
+  private finished(key: string, invite: boolean, res: SipResponse): boolean {
+    const now = Date.now();
+    const status = res.status;
+    if (!invite) {
+      this.timerK.expire(now);
+      return this.timerK.get(key) !== undefined;
+    }
+    this.accepted.expire(now);
+    const a = this.accepted.get(key);
+    if (a !== undefined) {
+      if (status >= 200 && status < 300) this.sinks[a[0]].acceptedResponse(a.subarray(1), res);
+      return true;
+    }
+    this.timerD.expire(now);
+    const d = this.timerD.get(key);
+    if (d === undefined) return false;
+    // a retransmitted final response: ACK it again
+    if (status >= 300) {
+      const w = unpackWay(d);
+      this.transport.send(w.flow, w.tail);
+    }
+    return true;
   }
 
   /** Matches a response to a client transaction (RFC 3261 17.1.3); false when none matched. */
@@ -585,8 +660,14 @@ export class TransactionLayer {
     } catch {
       return false;
     }
-    const tx = branch === null ? undefined : this.client.get(branch + '\n' + method);
+    if (branch === null) {
+      this.stats.strayResponses++;
+      return false;
+    }
+    const key = branch + '\n' + method;
+    const tx = this.client.get(key);
     if (tx === undefined) {
+      if (this.finished(key, method === 'INVITE', res)) return true;
       this.stats.strayResponses++;
       return false;
     }
@@ -605,20 +686,21 @@ export class TransactionLayer {
           tx.handler.response(res);
           return true;
         }
-        const handler = tx.handler; // linger lets go of it for Completed
+        const handler = tx.handler;
+        if (tx.invite && status < 300) {
+          // Accepted (RFC 6026): the user hears the 2xx first, then says how to pass on more
+          this.clearTimers(tx);
+          tx.state = State.Confirmed;
+          handler.response(res);
+          this.accept(tx);
+          return true;
+        }
         if (tx.invite) {
-          if (status < 300) this.linger(tx, State.Confirmed, 64 * this.timers.t1); // Accepted (RFC 6026)
-          else {
-            tx.ack = serializeMessage(ackFor(tx.req as SipRequest, res));
-            this.transport.send(tx.flow, tx.ack);
-            this.linger(tx, State.Completed, reliable ? 0 : 32_000); // Timer D
-          }
-        } else this.linger(tx, State.Completed, reliable ? 0 : this.timers.t4); // Timer K
+          tx.ack = serializeMessage(ackFor(tx.req as SipRequest, res));
+          this.transport.send(tx.flow, tx.ack);
+          this.complete(tx, reliable ? 0 : 32_000); // Timer D
+        } else this.complete(tx, reliable ? 0 : this.timers.t4); // Timer K
         handler.response(res);
-        return true;
-      case State.Completed:
-        // a retransmitted final response: ACK it again (INVITE), absorb it either way
-        if (tx.ack !== null && status >= 300) this.transport.send(tx.flow, tx.ack);
         return true;
       case State.Confirmed:
         if (status >= 200 && status < 300) tx.handler.response(res);
@@ -640,6 +722,9 @@ export class TransactionLayer {
     this.inviteIndex.clear();
     this.doneShort.clear();
     this.doneLong.clear();
+    this.accepted.clear();
+    this.timerD.clear();
+    this.timerK.clear();
   }
 }
 

@@ -1,12 +1,16 @@
-// Client transactions after their final response (sip/transaction.ts, linger): an answered INVITE
-// stays Accepted for 64*T1 and passes on retransmitted 2xx (RFC 6026); a non-INVITE stays
-// Completed for T4 over UDP and absorbs retransmissions (Timer K); then each ends, not before its
-// time. A real UDP transport and a UDP socket for the far end, on loopback.
+// Client transactions after their final response (sip/transaction.ts): an answered INVITE
+// stays Accepted for 64*T1 and passes on retransmitted 2xx (RFC 6026), as itself or, when its
+// handler says how in bytes, as those bytes off the heap; a non-INVITE stays Completed for T4
+// over UDP and absorbs retransmissions (Timer K); a failed INVITE ACKs a retransmitted final
+// response again (Timer D); then each ends, not before its time. A real UDP transport and a UDP
+// socket for the far end, on loopback.
 import t from 'tap';
+import type { Test } from 'tap';
 import { createSocket } from 'node:dgram';
 import { SipTransport } from '../sip/transport.ts';
-import { TransactionLayer } from '../sip/transaction.ts';
-import { parseMessage, type SipRequest, type SipResponse } from '../sip/message.ts';
+import { TransactionLayer, type AcceptedSink } from '../sip/transaction.ts';
+import { packWay, unpackWay } from '../sip/flow-bytes.ts';
+import { parseMessage, type SipHeader, type SipRequest, type SipResponse } from '../sip/message.ts';
 import { buildResponse } from '../sip/serialize.ts';
 import { until } from './util/wait.ts';
 
@@ -22,18 +26,8 @@ function request(method: string, branch: string, port: number): SipRequest {
 }
 
 t.test('an answered INVITE passes on 2xx for 64*T1, a non-INVITE absorbs its final response for T4, then both end', async (t) => {
-  const transport = new SipTransport({ host: '127.0.0.1', port: 0 }, { message: () => undefined, malformed: () => undefined });
-  await transport.start();
   // T1 100 ms: Accepted lasts 6.4 s; T4 800 ms
-  const layer = new TransactionLayer(transport, { timers: { t1: 100, t2: 400, t4: 800 } });
-  const far = createSocket('udp4');
-  await new Promise<void>((r) => far.bind(0, '127.0.0.1', () => r()));
-  t.teardown(async () => {
-    layer.stop();
-    far.close();
-    await transport.stop();
-  });
-  const port = far.address().port;
+  const { layer, port } = await setup(t);
   const flow = { proto: 'udp' as const, address: '127.0.0.1', port, conn: 0 };
   const seen: Record<string, number[]> = { INVITE: [], OPTIONS: [] };
   const handler = (m: string) => ({ response: (r: SipResponse) => void seen[m].push(r.status), timeout: () => void seen[m].push(0) });
@@ -66,4 +60,89 @@ t.test('an answered INVITE passes on 2xx for 64*T1, a non-INVITE absorbs its fin
   t.notOk(layer.receiveResponse(ok(invite)), 'a 200 to the INVITE after that matches nothing (the proxy forwards it statelessly)');
   t.equal(layer.stats.strayResponses, strays + 1, 'counted as a stray response');
   t.same(seen, { INVITE: [200, 200, 200], OPTIONS: [200] }, 'no handler heard anything after its transaction ended');
+});
+
+/** A layer on a real UDP transport (T1 100 ms, T4 800 ms) and a far end that collects what it is sent. */
+async function setup(t: Test): Promise<{ layer: TransactionLayer; port: number; heard: string[] }> {
+  const transport = new SipTransport({ host: '127.0.0.1', port: 0 }, { message: () => undefined, malformed: () => undefined });
+  await transport.start();
+  const layer = new TransactionLayer(transport, { timers: { t1: 100, t2: 400, t4: 800 } });
+  const far = createSocket('udp4');
+  const heard: string[] = [];
+  far.on('message', (m) => heard.push(m.toString('latin1').split('\r\n')[0]));
+  await new Promise<void>((r) => far.bind(0, '127.0.0.1', () => r()));
+  t.teardown(async () => {
+    layer.stop();
+    far.close();
+    await transport.stop();
+  });
+  return { layer, port: far.address().port, heard };
+}
+
+t.test('an Accepted INVITE kept as its handler\'s bytes: later 2xx go to the sink with them, nothing else does, until 64*T1', async (t) => {
+  const { layer, port } = await setup(t);
+  const flow = { proto: 'udp' as const, address: '127.0.0.1', port, conn: 0 };
+  const sunk: Array<[string, number]> = [];
+  const sink: AcceptedSink = { acceptedResponse: (bytes, res) => void sunk.push([bytes.toString(), res.status]) };
+  const heard: number[] = [];
+  let asked = 0;
+  const handler = {
+    response: (r: SipResponse) => void heard.push(r.status),
+    timeout: () => void heard.push(0),
+    accepted: () => {
+      asked++;
+      return { sink, bytes: Buffer.from('the way up') };
+    },
+  };
+  const invite = request('INVITE', 'z9hG4bKoff-heap', port);
+  const sentAt = Date.now();
+  layer.send(invite, flow, 'z9hG4bKoff-heap', handler);
+  const res = (status: number): SipResponse => buildResponse(invite, status, 'X', undefined, { toTag: 'b2' });
+  t.ok(layer.receiveResponse(res(180)), 'a 180 matches the live transaction');
+  t.ok(layer.receiveResponse(res(200)), 'the 200 matches');
+  t.same(heard, [180, 200], 'the handler heard both');
+  t.equal(asked, 1, 'and was asked once for its bytes, after the 200');
+  t.equal(layer.clientCount, 1, 'the transaction is kept');
+  t.ok(layer.receiveResponse(res(200)), 'a retransmitted 200 matches');
+  t.same(sunk, [['the way up', 200]], 'and goes to the sink with the bytes');
+  t.ok(layer.receiveResponse(res(486)), 'a failure after it matches too');
+  t.same(sunk, [['the way up', 200]], 'and is absorbed (RFC 6026: only 2xx pass on)');
+  t.same(heard, [180, 200], 'the handler hears nothing more: it is not kept');
+  await until('the transaction ends after 64*T1', () => layer.clientCount === 0, 20_000);
+  t.ok(Date.now() - sentAt >= 6400, `not before 64*T1 (${Date.now() - sentAt} ms)`);
+  t.notOk(layer.receiveResponse(res(200)), 'a 200 after that matches nothing');
+  t.same(sunk, [['the way up', 200]]);
+});
+
+t.test('a failed INVITE over UDP ACKs its final response, and a retransmission of it again (Timer D)', async (t) => {
+  const { layer, port, heard } = await setup(t);
+  const flow = { proto: 'udp' as const, address: '127.0.0.1', port, conn: 0 };
+  const statuses: number[] = [];
+  const invite = request('INVITE', 'z9hG4bKtimer-d', port);
+  layer.send(invite, flow, 'z9hG4bKtimer-d', { response: (r) => void statuses.push(r.status), timeout: () => void statuses.push(0) });
+  const busy = buildResponse(invite, 486, 'Busy Here', undefined, { toTag: 'b3' });
+  t.ok(layer.receiveResponse(busy), 'the 486 matches');
+  await until('the far end has the INVITE and the ACK', () => heard.filter((l) => l.startsWith('ACK ')).length === 1, 5000);
+  t.ok(layer.receiveResponse(busy), 'the retransmitted 486 matches');
+  await until('and is ACKed again', () => heard.filter((l) => l.startsWith('ACK ')).length === 2, 5000);
+  t.same(statuses, [486], 'the user heard the failure once');
+  t.equal(layer.clientCount, 1, 'the transaction is kept for Timer D');
+});
+
+t.test('a way packed and unpacked: transport, port, connection id, Via port, address, headers and tail', async (t) => {
+  const headers: SipHeader[] = [
+    { name: 'v', key: 'via', value: 'SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKa' },
+    { name: 'Via', key: 'via', value: 'SIP/2.0/TLS [2001:db8::1]:5061;branch=z9hG4bKb;x="é"' },
+  ];
+  for (const proto of ['udp', 'tcp', 'tls', 'ws', 'wss'] as const) {
+    const flow = { proto, address: proto === 'udp' ? '192.0.2.7' : '2001:db8::42', port: 65535, conn: proto === 'udp' ? 0 : 2 ** 40 + 3 };
+    const w = unpackWay(packWay(flow, proto === 'tcp' ? null : 5062, headers, Buffer.from('ACK bytes')));
+    t.same(w.flow, flow, `${proto}: the flow`);
+    t.equal(w.viaPort, proto === 'tcp' ? null : 5062, `${proto}: the Via port`);
+    t.same(w.headers, headers, `${proto}: the headers, names as written`);
+    t.equal(w.tail.toString(), 'ACK bytes', `${proto}: the tail`);
+  }
+  const bare = unpackWay(packWay({ proto: 'udp', address: '127.0.0.1', port: 5060, conn: 0 }, null));
+  t.same(bare.headers, [], 'no headers');
+  t.equal(bare.tail.length, 0, 'no tail');
 });
