@@ -1,21 +1,5 @@
-// Piscina worker entry, in plain JavaScript because a worker thread does not inherit the
-// TypeScript loader bin/dots.js registers on the main thread. The pool hands over the verifier
-// bundled from this process's sources (core/worker-code.ts) as its workerData; without
-// one (esbuild could not build it), the TypeScript is loaded here through tsx, which is slower
-// to start (under tap .ts files already load, through tap's own loader).
-import { workerData } from 'node:worker_threads';
+// Piscina's entry for a signature worker: the verifier bundled from this process's sources, or
+// its TypeScript (core/worker-entry.mjs).
+import { loadWorkerModule } from '../core/worker-entry.mjs';
 
-async function load() {
-  if (typeof workerData === 'string') return import(workerData);
-  try {
-    return await import('./sig-verify.ts');
-  } catch (e) {
-    if (e?.code !== 'ERR_UNKNOWN_FILE_EXTENSION') throw e;
-    const { register } = await import('tsx/esm/api');
-    register();
-    // A new specifier: the module map remembers the failed import of the plain one.
-    return import('./sig-verify.ts?tsx');
-  }
-}
-
-export default (await load()).verifyBatch;
+export default (await loadWorkerModule(new URL('./sig-verify.ts', import.meta.url))).verifyBatch;

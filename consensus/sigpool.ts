@@ -13,7 +13,7 @@ import type { Block } from '../core/block.ts';
 import type { SigCache } from '../core/sig.ts';
 import type { Logger } from '../core/log.ts';
 import type { VerifyTask } from './sig-verify.ts';
-import { workerModuleUrl } from '../core/worker-code.ts';
+import { workerCode } from '../core/worker-code.ts';
 
 /** what the workers run (bundled, core/worker-code.ts) */
 export const VERIFIER_ENTRY = new URL('./sig-verify.ts', import.meta.url);
@@ -69,13 +69,8 @@ export class SigPool implements SignatureVerifier {
   /** The pool, made on first use with the bundled verifier, or the TypeScript one when it cannot be built. */
   private open(): Promise<Piscina> {
     this.opening ??= (async () => {
-      let code: string | null = null;
-      try {
-        code = await workerModuleUrl(VERIFIER_ENTRY);
-      } catch (e) {
-        this.log.warn(`signature workers load TypeScript (slower to start): the bundled verifier did not build: ${(e as Error).message}`);
-      }
-      this.source = code !== null ? 'bundled' : 'typescript';
+      const code = await workerCode(VERIFIER_ENTRY, (why) => this.log.warn(`signature workers load TypeScript (slower to start): the bundled verifier did not build: ${why}`));
+      this.source = code.source;
       const pool = new Piscina({
         filename: fileURLToPath(new URL('./sig-worker.mjs', import.meta.url)),
         minThreads: 0,
@@ -84,8 +79,7 @@ export class SigPool implements SignatureVerifier {
         idleTimeout: this.idleTimeoutMs,
         // Bounded: sync never has more than its window of blocks waiting.
         maxQueue: 4096,
-        // The bundle needs no loader; without it a worker must not start one (tap's, inherited)
-        ...(code !== null ? { workerData: code, execArgv: [] } : {}),
+        ...code.options,
       });
       // A worker that cannot start must not take the node down (an unhandled 'error' would).
       pool.on('error', (e: Error) => this.fail(e));

@@ -52,3 +52,24 @@ export function workerModuleUrl(entry: URL): Promise<string> {
   }
   return p;
 }
+
+/** What a pool's workers run: `entry` bundled, or the TypeScript through tsx when it cannot be built. */
+export interface WorkerCode {
+  source: 'bundled' | 'typescript';
+  /** Piscina options that hand each worker the bundle (the worker entries load it: core/worker-entry.mjs) */
+  options: { workerData?: string; execArgv?: string[] };
+}
+
+/**
+ * The code for a pool's workers. When esbuild cannot build the bundle, `warn` hears why and the
+ * workers load the TypeScript (slower to start). A bundle needs no loader, so its workers start
+ * none (not even one inherited, as under tap).
+ */
+export async function workerCode(entry: URL, warn: (why: string) => void): Promise<WorkerCode> {
+  try {
+    return { source: 'bundled', options: { workerData: await workerModuleUrl(entry), execArgv: [] } };
+  } catch (e) {
+    warn((e as Error).message);
+    return { source: 'typescript', options: {} };
+  }
+}

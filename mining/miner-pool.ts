@@ -3,7 +3,7 @@
 // worker the same task, and the workers claim chunks of the range from a shared cursor (see
 // miner-worker.ts), so the split across threads needs no coordination beyond one atomic add.
 import { Piscina } from 'piscina';
-import { workerModuleUrl } from '../core/worker-code.ts';
+import { workerCode } from '../core/worker-code.ts';
 import { CTL_BYTES, CTL_CURSOR, CTL_GEN, ctlViews, type MineResult, type MineTask } from './miner-worker.ts';
 
 export class MinerPoolError extends Error {
@@ -60,13 +60,8 @@ export class MinerPool {
   /** The threads, started on the first search with the bundled worker, or the TypeScript one when it cannot be built. */
   private open(): Promise<Piscina> {
     this.opening ??= (async () => {
-      let code: string | null = null;
-      try {
-        code = await workerModuleUrl(MINER_WORKER);
-      } catch (e) {
-        this.warn(`mining workers load TypeScript (slower to start): the bundled worker did not build: ${(e as Error).message}`);
-      }
-      this.source = code !== null ? 'bundled' : 'typescript';
+      const code = await workerCode(MINER_WORKER, (why) => this.warn(`mining workers load TypeScript (slower to start): the bundled worker did not build: ${why}`));
+      this.source = code.source;
       const pool = new Piscina({
         filename: ENTRY,
         minThreads: this.threads,
@@ -74,8 +69,7 @@ export class MinerPool {
         idleTimeout: Infinity,
         // One search task per thread at a time, all long-running: no queueing to speak of.
         concurrentTasksPerWorker: 1,
-        // The bundle needs no loader; without it a worker must not start one (tap's, inherited)
-        ...(code !== null ? { workerData: code, execArgv: [] } : {}),
+        ...code.options,
       });
       if (this.closed) await this.destroy(pool);
       return pool;
