@@ -696,10 +696,16 @@ export class TransactionLayer {
           return true;
         }
         if (tx.invite) {
-          tx.ack = serializeMessage(ackFor(tx.req as SipRequest, res));
-          this.transport.send(tx.flow, tx.ack);
+          const ack = serializeMessage(ackFor(tx.req as SipRequest, res));
+          tx.ack = ack;
           this.complete(tx, reliable ? 0 : 32_000); // Timer D
-        } else this.complete(tx, reliable ? 0 : this.timers.t4); // Timer K
+          // the failure goes on before its ACK goes back: a turn's messages leave in the order
+          // they are made, and the caller is waiting for the one, nobody for the other
+          handler.response(res);
+          this.transport.send(tx.flow, ack);
+          return true;
+        }
+        this.complete(tx, reliable ? 0 : this.timers.t4); // Timer K
         handler.response(res);
         return true;
       case State.Confirmed:

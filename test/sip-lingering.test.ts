@@ -63,7 +63,7 @@ t.test('an answered INVITE passes on 2xx for 64*T1, a non-INVITE absorbs its fin
 });
 
 /** A layer on a real UDP transport (T1 100 ms, T4 800 ms) and a far end that collects what it is sent. */
-async function setup(t: Test): Promise<{ layer: TransactionLayer; port: number; heard: string[] }> {
+async function setup(t: Test): Promise<{ layer: TransactionLayer; transport: SipTransport; port: number; heard: string[] }> {
   const transport = new SipTransport({ host: '127.0.0.1', port: 0 }, { message: () => undefined, malformed: () => undefined });
   await transport.start();
   const layer = new TransactionLayer(transport, { timers: { t1: 100, t2: 400, t4: 800 } });
@@ -76,7 +76,7 @@ async function setup(t: Test): Promise<{ layer: TransactionLayer; port: number; 
     far.close();
     await transport.stop();
   });
-  return { layer, port: far.address().port, heard };
+  return { layer, transport, port: far.address().port, heard };
 }
 
 t.test('an Accepted INVITE kept as its handler\'s bytes: later 2xx go to the sink with them, nothing else does, until 64*T1', async (t) => {
@@ -115,14 +115,21 @@ t.test('an Accepted INVITE kept as its handler\'s bytes: later 2xx go to the sin
 });
 
 t.test('a failed INVITE over UDP ACKs its final response, and a retransmission of it again (Timer D)', async (t) => {
-  const { layer, port, heard } = await setup(t);
+  const { layer, transport, port, heard } = await setup(t);
   const flow = { proto: 'udp' as const, address: '127.0.0.1', port, conn: 0 };
   const statuses: number[] = [];
   const invite = request('INVITE', 'z9hG4bKtimer-d', port);
-  layer.send(invite, flow, 'z9hG4bKtimer-d', { response: (r) => void statuses.push(r.status), timeout: () => void statuses.push(0) });
+  // the user passes the failure on (here to the same far end, so their order is kept)
+  const passOn = (r: SipResponse): void => {
+    statuses.push(r.status);
+    transport.send(flow, Buffer.from(`PASSED ON ${r.status}\r\n`));
+  };
+  layer.send(invite, flow, 'z9hG4bKtimer-d', { response: passOn, timeout: () => void statuses.push(0) });
+  await until('the far end has the INVITE', () => heard.length === 1, 5000);
   const busy = buildResponse(invite, 486, 'Busy Here', undefined, { toTag: 'b3' });
   t.ok(layer.receiveResponse(busy), 'the 486 matches');
-  await until('the far end has the INVITE and the ACK', () => heard.filter((l) => l.startsWith('ACK ')).length === 1, 5000);
+  await until('the far end has the ACK', () => heard.filter((l) => l.startsWith('ACK ')).length === 1, 5000);
+  t.same(heard.slice(1, 3).map((l) => l.split(' ')[0]), ['PASSED', 'ACK'], 'what the user made of the failure left before the ACK');
   t.ok(layer.receiveResponse(busy), 'the retransmitted 486 matches');
   await until('and is ACKed again', () => heard.filter((l) => l.startsWith('ACK ')).length === 2, 5000);
   t.same(statuses, [486], 'the user heard the failure once');
