@@ -151,7 +151,7 @@ interface Branch {
    * kept as bytes instead: acceptedWay)
    */
   owner: ProxyTx | null;
-  /** once the owner is let go of: where a late 2xx (a retransmission, another fork's) goes */
+  /** once the owner is let go of: where a late 2xx (a retransmission, another fork's) goes, for acceptedWay */
   upstream: Upstream | null;
 }
 
@@ -483,14 +483,8 @@ export class Proxy implements AcceptedSink {
 
   /** @internal BranchHandler: a response in the branch's client transaction */
   branchResponse(b: Branch, res: SipResponse): void {
+    // after the request left the proxy, a 2xx reaches acceptedResponse (its transaction is kept as bytes)
     if (b.owner !== null) this.onResponse(b.owner, b, res);
-    // after the request left the proxy: a 2xx still goes upstream (16.7 step 5)
-    else if (b.upstream !== null && res.status >= 200 && res.status < 300) this.sendUp(b.upstream, res);
-  }
-
-  /** A 2xx after the request left the proxy goes upstream without our Via (16.7 step 5). */
-  private sendUp(up: Upstream, res: SipResponse): void {
-    this.host.tx.sendResponse(up.flow, serializeMessage(withVias(res, up.vias)), up.viaPort);
   }
 
   /**
@@ -507,7 +501,7 @@ export class Proxy implements AcceptedSink {
   /** @internal AcceptedSink: a later 2xx to a branch kept as its way upstream goes up (16.7 step 5) */
   acceptedResponse(bytes: Buffer, res: SipResponse): void {
     const w = unpackWay(bytes);
-    this.sendUp({ vias: w.headers, flow: w.flow, viaPort: w.viaPort }, res);
+    this.host.tx.sendResponse(w.flow, serializeMessage(withVias(res, w.headers)), w.viaPort);
   }
 
   /** @internal BranchHandler: no final response in time */

@@ -231,7 +231,6 @@ interface ClientTx {
   timerF: NodeJS.Timeout | null;
   /** the end of Accepted, for a transaction kept as itself (see accept) */
   timerD: NodeJS.Timeout | null;
-  ack: Buffer | null;
   handler: ClientHandler;
 }
 
@@ -527,7 +526,7 @@ export class TransactionLayer {
     const key = branch + '\n' + req.method;
     const buf = serializeMessage(req);
     const t = this.timers;
-    const tx: ClientTx = { key, flow, req, buf, invite: req.method === 'INVITE', state: State.Trying, interval: t.t1, timerE: null, timerF: null, timerD: null, ack: null, handler };
+    const tx: ClientTx = { key, flow, req, buf, invite: req.method === 'INVITE', state: State.Trying, interval: t.t1, timerE: null, timerF: null, timerD: null, handler };
     const handle = new ClientHandle(this, tx);
     if (!this.transport.send(flow, buf)) {
       tx.state = State.Terminated;
@@ -591,11 +590,11 @@ export class TransactionLayer {
    * A client transaction that got its final response, kept for `ms` to absorb retransmissions
    * of it (Completed: Timer D with the ACK to send again, or Timer K), as bytes in a store.
    */
-  private complete(tx: ClientTx, ms: number): void {
+  private complete(tx: ClientTx, ms: number, ack?: Buffer): void {
     this.endClient(tx);
     if (ms <= 0) return;
     const at = Date.now() + ms;
-    if (tx.invite) this.stats.evicted += this.timerD.put(tx.key, packWay(tx.flow, null, [], tx.ack ?? undefined), at);
+    if (tx.invite) this.stats.evicted += this.timerD.put(tx.key, packWay(tx.flow, null, [], ack), at);
     else this.stats.evicted += this.timerK.put(tx.key, EMPTY, at);
   }
 
@@ -697,8 +696,7 @@ export class TransactionLayer {
         }
         if (tx.invite) {
           const ack = serializeMessage(ackFor(tx.req as SipRequest, res));
-          tx.ack = ack;
-          this.complete(tx, reliable ? 0 : 32_000); // Timer D
+          this.complete(tx, reliable ? 0 : 32_000, ack); // Timer D
           // the failure goes on before its ACK goes back: a turn's messages leave in the order
           // they are made, and the caller is waiting for the one, nobody for the other
           handler.response(res);
