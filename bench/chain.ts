@@ -22,6 +22,7 @@ import { checkRecordSignature, signRecord, Kind, type NameCommit, type Transfer 
 import { SigCache, VERIFIER, generateSecretKey, publicKeyOf, type VerifierName } from '../core/sig.ts';
 import { SigPool, VERIFIER_ENTRY } from '../consensus/sigpool.ts';
 import { bundleModule } from '../core/worker-code.ts';
+import { HASHER } from '../core/hash.ts';
 import { silentLogger } from '../core/log.ts';
 import { addressOf } from '../core/address.ts';
 import { availableParallelism } from 'node:os';
@@ -87,6 +88,7 @@ export async function benchChain(o: BenchOptions & { records?: number; perBlock?
     const bundleMs = Number(process.hrtime.bigint() - t0) / 1e6;
     return [
       { metric: 'signature verifier', value: VERIFIER },
+      { metric: 'SHA-256 (record ids, Merkle trees, signed digests)', value: HASHER },
       { metric: 'blocks', value: blocks.length },
       { metric: 'records', value: records },
       { metric: 'seconds', value: workers.secs.toFixed(2) },

@@ -1,30 +1,84 @@
 // Hashing primitives shared by every layer: SHA-256, double SHA-256 and BIP-340 style tagged hashes.
-import { sha256 } from '@noble/hashes/sha2.js';
 import { hash as nodeHash } from 'node:crypto';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 
-export { sha256 };
+/** core/native/sha256.cc, built at install by tools/build-native.ts */
+export const NATIVE_HASH_FILE = fileURLToPath(new URL('./native/sha256.node', import.meta.url));
+
+/** The addon's API (core/native/sha256.cc). */
+interface HashAddon {
+  /** a function that hashes input's first `len` bytes into output's first 32 */
+  bind(input: Uint8Array, output: Uint8Array): (len: number) => void;
+  implementation(): 'sha-ni' | 'portable';
+  digest(data: Uint8Array, portable?: boolean): Uint8Array;
+}
+
+/** What SHA-256 runs on: the addon with the SHA extensions, the addon's portable C, or OpenSSL through node:crypto. */
+export type HasherName = 'sha-ni' | 'portable' | 'node:crypto';
 
 /**
- * SHA-256 of the parts one after another, through OpenSSL (node:crypto's one-shot hash): the
- * record ids, tagged digests and Merkle nodes of block validation, about twice as fast as the JS
- * hasher on these short inputs.
+ * The parts of a hash are written here, and the addon reads them from here (bound once, so a call
+ * passes only their length): a Merkle node or a tagged digest is a hash of a 64-byte tag prefix and
+ * a few short parts, and a new array for each was a tenth of connecting a block's records.
+ */
+const SCRATCH = new Uint8Array(1024);
+/** where the addon writes each digest (an ArrayBuffer of its own: its bytes never move) */
+const DIGEST = new Uint8Array(new ArrayBuffer(32));
+
+/** Inputs the addon must hash as OpenSSL does before it is trusted: every padding case of one and two blocks. */
+const CHECK_LENGTHS = [0, 1, 55, 56, 63, 64, 65, 119, 120, 128, 230, SCRATCH.length];
+
+/**
+ * The addon, bound to SCRATCH and DIGEST, when it loads and hashes CHECK_LENGTHS' inputs exactly
+ * as node:crypto does (a broken or foreign binary must not decide a record's id); else null, and
+ * node:crypto hashes. DOTS_HASHER=node:crypto asks for node:crypto (to compare them).
+ */
+function loadAddon(): { addon: HashAddon; hash: (len: number) => void; name: HasherName } | null {
+  if (process.env.DOTS_HASHER === 'node:crypto') return null;
+  try {
+    const addon = createRequire(import.meta.url)(NATIVE_HASH_FILE) as HashAddon;
+    const hash = addon.bind(SCRATCH, DIGEST);
+    for (const n of CHECK_LENGTHS) {
+      for (let i = 0; i < n; i++) SCRATCH[i] = (i * 7 + n) & 0xff;
+      hash(n);
+      if (!bytesEqual(DIGEST, nodeHash('sha256', SCRATCH.subarray(0, n), 'buffer'))) return null;
+    }
+    return { addon, hash, name: addon.implementation() };
+  } catch {
+    return null;
+  }
+}
+
+const NATIVE = loadAddon();
+
+/** What this process hashes with (in the node's start-up log line and `dots bench chain`). */
+export const HASHER: HasherName = NATIVE?.name ?? 'node:crypto';
+
+/** The addon, for tests that compare its two implementations with node:crypto; null without it. */
+export const hashAddon: Pick<HashAddon, 'digest'> | null = NATIVE?.addon ?? null;
+
+/**
+ * SHA-256 of the parts one after another: the record ids, tagged digests and Merkle nodes of block
+ * validation. Through the addon when it loaded and they fit SCRATCH (100-250 ns a hash here);
+ * else node:crypto's one-shot hash (about 1.4 us a call, twice as fast as the JS hasher on
+ * these short inputs).
  */
 export function sha256Parts(...parts: Uint8Array[]): Uint8Array {
-  const b = nodeHash('sha256', parts.length === 1 ? parts[0] : joined(parts), 'buffer');
+  const n = totalLength(parts);
+  if (NATIVE !== null && n <= SCRATCH.length) {
+    writeParts(parts, SCRATCH);
+    NATIVE.hash(n);
+    return DIGEST.slice();
+  }
+  const b = nodeHash('sha256', parts.length === 1 ? parts[0] : writeParts(parts, n > SCRATCH.length ? new Uint8Array(n) : SCRATCH.subarray(0, n)), 'buffer');
   return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
 }
 
-/**
- * The parts one after another, in a buffer reused from call to call when they fit (the hash
- * reads it at once, and nothing else runs meanwhile): a Merkle node or a tagged digest is a
- * hash of a 64-byte tag prefix and a few short parts, and a new array for each was a tenth of
- * connecting a block's records.
- */
-function joined(parts: Uint8Array[]): Uint8Array {
-  const n = totalLength(parts);
-  return n > SCRATCH.length ? writeParts(parts, new Uint8Array(n)) : writeParts(parts, SCRATCH.subarray(0, n));
+/** SHA-256 of one input (sha256Parts of it). */
+export function sha256(data: Uint8Array): Uint8Array {
+  return sha256Parts(data);
 }
-const SCRATCH = new Uint8Array(1024);
 
 export function sha256d(data: Uint8Array): Uint8Array {
   return sha256(sha256(data));

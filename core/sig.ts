@@ -11,8 +11,10 @@ import * as secp from '@noble/secp256k1';
 import { hmac } from '@noble/hashes/hmac.js';
 import { createRequire } from 'node:module';
 import { createPublicKey, verify as osslVerify, type KeyObject } from 'node:crypto';
-import { sha256, tagPrefix, taggedHash, concatBytes, bytesEqual } from './hash.ts';
+import { sha256 } from '@noble/hashes/sha2.js';
+import { tagPrefix, taggedHash, concatBytes, bytesEqual } from './hash.ts';
 
+// noble's own hash for noble's signer: its HMAC needs the hash's streaming interface
 secp.hashes.sha256 = sha256 as typeof secp.hashes.sha256;
 secp.hashes.hmacSha256 = ((key: Uint8Array, msg: Uint8Array) => hmac(sha256, key, msg)) as typeof secp.hashes.hmacSha256;
 

@@ -13,6 +13,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Store } from '../core/store.ts';
 import type { Mempool } from '../core/mempool.ts';
 import { VERIFIER, publicKeyOf, signTagged } from '../core/sig.ts';
+import { HASHER } from '../core/hash.ts';
 import { addressOf, encodeAddress } from '../core/address.ts';
 import { UserError } from '../core/errors.ts';
 import { Kind, type Rec } from '../core/records.ts';
@@ -136,7 +137,7 @@ export class DotsNode {
 
   private async startServices(): Promise<void> {
     const { chain, pool, log, config, params } = this;
-    log.info(`${params.name} chain at height ${chain.tip.height}, tip ${chain.tip.hex}; signatures checked with ${VERIFIER}`);
+    log.info(`${params.name} chain at height ${chain.tip.height}, tip ${chain.tip.hex}; signatures checked with ${VERIFIER}, hashes with ${HASHER}`);
     this.unwire.push(followTip(config.datadir, chain, log));
     this.onTip((c) => {
       const n = c.connected.length;

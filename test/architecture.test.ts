@@ -22,8 +22,8 @@ const ALLOWED: Record<string, readonly string[]> = {
   bench: ['core', 'consensus', 'mining', 'p2p', 'sip', 'telecom', 'wallet', 'node', 'test/util'],
   cli: ['core', 'consensus', 'telecom', 'wallet', 'node', 'bench'],
   bin: ['cli'],
-  // build steps: the genesis, the WASM and native hashers mining/ loads, the datagram addon sip/
-  // loads, the JsSIP bundle node/phone/ serves
+  // build steps: the genesis, the SHA-256 addon core/ loads, the WASM and native hashers mining/
+  // loads, the datagram addon sip/ loads, the JsSIP bundle node/phone/ serves
   tools: ['core', 'consensus', 'mining', 'sip', 'node'],
   'test/util': ['core', 'consensus', 'mining', 'p2p', 'sip', 'telecom', 'wallet', 'node', 'cli', 'bin'],
 };

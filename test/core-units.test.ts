@@ -6,7 +6,11 @@ import { chmodSync, statSync, writeFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { encode, decode, NonCanonicalError } from '../core/encoding.ts';
 import { EncodingError, UserError } from '../core/errors.ts';
-import { bytesEqual, taggedHash, toHex, sha256, sha256Parts } from '../core/hash.ts';
+import { bytesEqual, taggedHash, toHex, sha256, sha256Parts, HASHER, NATIVE_HASH_FILE, hashAddon } from '../core/hash.ts';
+import { sha256 as nobleSha256 } from '@noble/hashes/sha2.js';
+import { hash as opensslHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { merkleRoot, inclusionProof, verifyInclusion, leafHash, nodeHash } from '../core/merkle.ts';
 import { decodeBody, encodeBody, signRecord, makeRec, Kind, isValidName, checkRecordSignature, type Transfer, type RecordBody } from '../core/records.ts';
 import { writeKeyFile, readKeyFile, loadOrCreateKey } from '../wallet/keys.ts';
@@ -59,8 +63,30 @@ t.test('sha256Parts hashes its parts one after another, however long, call after
       all.set(p, o);
       o += p.length;
     }
-    t.same(results[i], sha256(all), `case ${i}: the hash of the parts joined (checked after every call, so none overwrote another)`);
+    t.same(results[i], nobleSha256(all), `case ${i}: noble's hash of the parts joined (checked after every call, so none overwrote another)`);
   });
+});
+
+t.test('validation hashes with the native addon where it is built, and it hashes as OpenSSL does', async (t) => {
+  // tools/build-native.ts builds it wherever g++ is (npm ci runs it): on this project's machines
+  if (process.env.DOTS_HASHER === 'node:crypto') t.equal(HASHER, 'node:crypto', 'node:crypto when asked for');
+  else t.ok(existsSync(NATIVE_HASH_FILE) && (HASHER === 'sha-ni' || HASHER === 'portable'), `the addon is built and in use (${HASHER})`);
+  const addon = hashAddon;
+  if (addon === null) return;
+  // every length up to five blocks (each padding case), then long inputs past the bound buffer
+  const lengths = [...Array.from({ length: 321 }, (_, i) => i), 1023, 1024, 1025, 5000];
+  let same = 0;
+  for (const n of lengths) {
+    const data = randomBytes(n);
+    const want = opensslHash('sha256', data, 'buffer');
+    if (Buffer.from(addon.digest(data, true)).equals(want) && Buffer.from(addon.digest(data)).equals(want) && Buffer.from(sha256(data)).equals(want)) same++;
+  }
+  t.equal(same, lengths.length, `the portable C, the CPU's fastest and sha256() agree with node:crypto at ${lengths.length} lengths`);
+  // a record id and a Merkle root as another process with node:crypto makes them
+  const data = randomBytes(200);
+  const script = `import { taggedHash, HASHER, toHex } from './core/hash.ts'; import { merkleRoot } from './core/merkle.ts'; const d = Buffer.from('${toHex(data)}', 'hex'); console.log(HASHER, toHex(taggedHash('DOTS/record-id', d)), toHex(merkleRoot([d.subarray(0, 32), d.subarray(32, 64), d.subarray(64, 96)])));`;
+  const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: join(import.meta.dirname, '..'), env: { ...process.env, DOTS_HASHER: 'node:crypto' } }).toString().trim();
+  t.equal(out, `node:crypto ${toHex(taggedHash('DOTS/record-id', data))} ${toHex(merkleRoot([data.subarray(0, 32), data.subarray(32, 64), data.subarray(64, 96)]))}`, 'the same record id and Merkle root from node:crypto');
 });
 
 t.test('Merkle tree: RFC 6962 shape and inclusion proofs for every size and index', async (t) => {

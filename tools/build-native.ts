@@ -1,9 +1,11 @@
 // Builds the native addons with g++ and the Node-API and libuv headers that ship with Node (no
-// node-gyp, nothing downloaded): mining/native/sha256d.node, the SHA-NI header hasher
+// node-gyp, nothing downloaded): core/native/sha256.node, validation's SHA-256 (core/hash.ts);
+// mining/native/sha256d.node, the SHA-NI header hasher
 // (mining/native-hasher.ts), and sip/native/udp.node, the SIP socket's datagram path
 // (sip/udp.ts). Run by the install (package.json "postinstall") and by `npm run build:native`;
 // the files are not committed. Where one cannot be built it says so in one line and succeeds:
-// the miner then uses the WebAssembly hasher, the SIP socket node:dgram.
+// validation then hashes with node:crypto, the miner uses the WebAssembly hasher, the SIP socket
+// node:dgram.
 import { execFileSync } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import { arch, platform } from 'node:os';
@@ -11,6 +13,7 @@ import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { NATIVE_FILE } from '../mining/native-hasher.ts';
 import { NATIVE_UDP_FILE } from '../sip/udp.ts';
+import { NATIVE_HASH_FILE } from '../core/hash.ts';
 
 // Node's headers: beside the running node (…/bin/node -> …/include/node), as Debian and the
 // official tarballs install them.
@@ -27,6 +30,13 @@ interface Addon {
 }
 
 const ADDONS: Addon[] = [
+  {
+    source: fileURLToPath(new URL('../core/native/sha256.cc', import.meta.url)),
+    out: NATIVE_HASH_FILE,
+    what: 'SHA-256 for validation, SHA-NI where the CPU has it',
+    fallback: 'validation hashes with node:crypto',
+    unsupported: null,
+  },
   {
     source: fileURLToPath(new URL('../mining/native/sha256d.cc', import.meta.url)),
     out: NATIVE_FILE,
