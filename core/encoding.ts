@@ -60,6 +60,14 @@ function check(v: unknown, depth: number): Value {
 
 /** Decodes bytes and insists they are the canonical encoding of what they decode to. */
 export function decode(bytes: Uint8Array): Value {
+  return decodeCanonical(bytes) ?? decodeFull(bytes);
+}
+
+/**
+ * decode's full path: msgpackr reads the bytes, and they must be what encode gives for the value
+ * read. It gives every verdict on malformed or non-canonical bytes and their exact error.
+ */
+export function decodeFull(bytes: Uint8Array): Value {
   let v: unknown;
   try {
     v = packr.unpack(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
@@ -69,6 +77,126 @@ export function decode(bytes: Uint8Array): Value {
   const value = check(v, 0);
   if (!bytesEqual(encode(value), bytes)) throw new NonCanonicalError('non-canonical encoding: bytes differ from the re-encoding of their value');
   return value;
+}
+
+// decodeCanonical's reading position in its input (one reader at a time: it never yields)
+let src: Uint8Array = new Uint8Array(0);
+let at = 0;
+
+/**
+ * decode's fast path, for the bytes records and blocks are made of: it reads only the forms
+ * encode writes (the shortest integer, string, byte-string and array headers; strings of ASCII;
+ * integers above 32 bits as int64, as msgpackr writes them) and returns the value, or undefined
+ * for anything else, which decode then hands to decodeFull for its verdict. So it accepts no
+ * bytes decodeFull refuses (test/core-units.test.ts checks that on mutated encodings) and spares
+ * every valid record the re-encoding decodeFull compares with, a quarter of a block's decoding.
+ */
+export function decodeCanonical(bytes: Uint8Array): Value | undefined {
+  src = bytes;
+  at = 0;
+  const v = readValue(0);
+  const whole = at === bytes.length;
+  src = EMPTY;
+  return whole ? v : undefined;
+}
+const EMPTY = new Uint8Array(0);
+
+function readValue(depth: number): Value | undefined {
+  if (at >= src.length) return undefined;
+  const t = src[at++];
+  if (t < 0x80) return t;
+  if (t >= 0x90 && t <= 0x9f) return readArray(t - 0x90, depth);
+  if (t >= 0xa0 && t <= 0xbf) return readAscii(t - 0xa0);
+  switch (t) {
+    case 0xcc: {
+      const n = readLength(1);
+      return n >= 0x80 ? n : undefined;
+    }
+    case 0xcd: {
+      const n = readLength(2);
+      return n >= 0x100 ? n : undefined;
+    }
+    case 0xce: {
+      const n = readLength(4);
+      return n >= 0x10000 ? n : undefined;
+    }
+    case 0xd3: {
+      // an integer above 32 bits: high word then low word, at most 2^53 - 1
+      const hi = readLength(4);
+      const lo = readLength(4);
+      return hi >= 1 && hi <= 0x1fffff ? hi * 0x1_0000_0000 + lo : undefined;
+    }
+    case 0xc4:
+      return readBin(readLength(1), 0);
+    case 0xc5:
+      return readBin(readLength(2), 0x100);
+    case 0xc6:
+      return readBin(readLength(4), 0x10000);
+    case 0xd9: {
+      const n = readLength(1);
+      return n >= 32 ? readAscii(n) : undefined;
+    }
+    case 0xda: {
+      const n = readLength(2);
+      return n >= 0x100 ? readAscii(n) : undefined;
+    }
+    case 0xdb: {
+      const n = readLength(4);
+      return n >= 0x10000 ? readAscii(n) : undefined;
+    }
+    case 0xdc: {
+      const n = readLength(2);
+      return n >= 16 ? readArray(n, depth) : undefined;
+    }
+    case 0xdd: {
+      const n = readLength(4);
+      return n >= 0x10000 ? readArray(n, depth) : undefined;
+    }
+    default:
+      return undefined;
+  }
+}
+
+/** A big-endian unsigned integer of `size` bytes (1, 2 or 4); -1 past the end, which every caller's check refuses. */
+function readLength(size: number): number {
+  if (at + size > src.length) {
+    at = src.length + 1; // nothing after this reads, and the whole-input check fails
+    return -1;
+  }
+  let n = 0;
+  for (let i = 0; i < size; i++) n = n * 256 + src[at++];
+  return n;
+}
+
+function readBin(n: number, min: number): Uint8Array | undefined {
+  if (n < min || at + n > src.length) return undefined;
+  const v = new Uint8Array(src.buffer, src.byteOffset + at, n);
+  at += n;
+  return v;
+}
+
+function readAscii(n: number): string | undefined {
+  if (n < 0 || at + n > src.length) return undefined;
+  let s = '';
+  for (let i = 0; i < n; i++) {
+    const c = src[at + i];
+    if (c >= 0x80) return undefined;
+    s += String.fromCharCode(c);
+  }
+  at += n;
+  return s;
+}
+
+function readArray(n: number, depth: number): Value[] | undefined {
+  // check() refuses nesting deeper than 8, and an array cannot hold more items than bytes are left
+  if (n < 0 || depth >= 8 || n > src.length - at) return undefined;
+  const a: Value[] = [];
+  for (let i = 0; i < n; i++) {
+    const v = readValue(depth + 1);
+    if (v === undefined) return undefined;
+    a.push(v);
+  }
+  return a;
 }
 
 // Typed readers for fixed-order arrays: each throws an EncodingError naming the field.

@@ -21,8 +21,8 @@ secp.hashes.hmacSha256 = ((key: Uint8Array, msg: Uint8Array) => hmac(sha256, key
 export const PUBKEY_BYTES = 33;
 export const SIG_BYTES = 64;
 
-// Half the curve order: signatures with s above it are the malleated twin of a valid one.
-const HALF_N = 0x7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0n;
+// Half the curve order, big-endian: signatures with s above it are the malleated twin of a valid one.
+const HALF_N = Uint8Array.from(Buffer.from('7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0', 'hex'));
 const SPKI_PREFIX = Uint8Array.from(Buffer.from('3036301006072a8648ce3d020106052b8104000a032200', 'hex'));
 
 export function generateSecretKey(): Uint8Array {
@@ -77,10 +77,16 @@ export function isValidPublicKey(pubkey: Uint8Array): boolean {
   return keyObject(pubkey) !== null;
 }
 
-function isLowS(sig: Uint8Array): boolean {
-  let s = 0n;
-  for (let i = 32; i < 64; i++) s = (s << 8n) | BigInt(sig[i]);
-  return s !== 0n && s <= HALF_N;
+/** 0 < s <= HALF_N, s being the signature's last 32 bytes big-endian (compared byte by byte: BigInts cost each check a microsecond). */
+export function isLowS(sig: Uint8Array): boolean {
+  let any = 0;
+  for (let i = 32; i < 64; i++) any |= sig[i];
+  if (any === 0) return false;
+  for (let i = 0; i < 32; i++) {
+    const b = sig[32 + i];
+    if (b !== HALF_N[i]) return b < HALF_N[i];
+  }
+  return true; // s = HALF_N
 }
 
 /** The `secp256k1` package's API over its addon (it throws on keys off the curve and on bad secret keys). */
@@ -180,15 +186,20 @@ export function verifyTagged(pubkey: Uint8Array, tag: string, message: Uint8Arra
   return f(pubkey, tag, message, sig);
 }
 
+/** An id as a string key, read in place (Buffer.from(id) would copy it first). */
+function cacheKey(id: Uint8Array): string {
+  return Buffer.from(id.buffer, id.byteOffset, id.byteLength).toString('latin1');
+}
+
 /** Ids of records whose signatures were already verified (in the pool or an earlier block). */
 export class SigCache {
   private readonly set = new Set<string>();
   constructor(private readonly max = 200_000) {}
   has(id: Uint8Array): boolean {
-    return this.set.has(Buffer.from(id).toString('latin1'));
+    return this.set.has(cacheKey(id));
   }
   add(id: Uint8Array): void {
     if (this.set.size >= this.max) this.set.clear();
-    this.set.add(Buffer.from(id).toString('latin1'));
+    this.set.add(cacheKey(id));
   }
 }

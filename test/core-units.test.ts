@@ -4,17 +4,18 @@ import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, statSync, writeFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { encode, decode, NonCanonicalError } from '../core/encoding.ts';
+import { encode, decode, decodeCanonical, decodeFull, NonCanonicalError, type Value } from '../core/encoding.ts';
 import { EncodingError, UserError } from '../core/errors.ts';
 import { bytesEqual, taggedHash, toHex, sha256, sha256Parts, HASHER, NATIVE_HASH_FILE, hashAddon } from '../core/hash.ts';
 import { sha256 as nobleSha256 } from '@noble/hashes/sha2.js';
 import { hash as opensslHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
+import { makeBlock, encodeBlock, decodeBlock } from '../core/block.ts';
 import { merkleRoot, inclusionProof, verifyInclusion, leafHash, nodeHash } from '../core/merkle.ts';
 import { decodeBody, encodeBody, signRecord, makeRec, Kind, isValidName, checkRecordSignature, type Transfer, type RecordBody } from '../core/records.ts';
 import { writeKeyFile, readKeyFile, loadOrCreateKey } from '../wallet/keys.ts';
-import { SELF_CHECK, SIGNERS, VERIFIER, generateSecretKey, hasVerifier, publicKeyOf, signTagged, verifyTagged } from '../core/sig.ts';
+import { SELF_CHECK, SIGNERS, VERIFIER, generateSecretKey, hasVerifier, isLowS, publicKeyOf, signTagged, verifyTagged } from '../core/sig.ts';
 import { encodeAddress, decodeAddress, addressOf } from '../core/address.ts';
 import { NETWORKS, NETWORK_NAMES } from '../consensus/params.ts';
 import { genesisBlock } from '../consensus/genesis.ts';
@@ -37,6 +38,129 @@ t.test('canonical encoding', async (t) => {
   t.throws(() => decode(Uint8Array.from([0x92, 0x01])), EncodingError, 'truncated');
   t.throws(() => decode(Uint8Array.from([0x91, 0x01, 0x02])), EncodingError, 'trailing bytes');
   t.throws(() => decode(Uint8Array.from([0x91, 0xcf, 0x00, 0x20, 0, 0, 0, 0, 0, 1])), EncodingError, 'integer above 2^53');
+});
+
+/** A value written out with its types (byte strings in hex), to compare two decodings exactly. */
+function shown(v: Value): string {
+  if (v instanceof Uint8Array) return `b:${Buffer.from(v).toString('hex')}`;
+  if (Array.isArray(v)) return `[${v.map(shown).join(',')}]`;
+  return typeof v === 'number' ? `n:${v}` : `s:${JSON.stringify(v)}`;
+}
+
+t.test('the fast decoder reads what encode writes, and accepts no bytes the full decoder refuses', async (t) => {
+  let seed = 7;
+  const rnd = (n: number): number => {
+    seed = (seed * 1103515245 + 12345) % 2147483648;
+    return seed % n;
+  };
+  const pick = <T>(xs: readonly T[]): T => xs[rnd(xs.length)];
+  const INTS = [0, 1, 127, 128, 255, 256, 65535, 65536, 0xffffffff, 0x100000000, Number.MAX_SAFE_INTEGER];
+  const LENGTHS = [0, 1, 15, 16, 31, 32, 255, 256, 300];
+  const ascii = (n: number): string => Array.from({ length: n }, () => String.fromCharCode(32 + rnd(95))).join('');
+  const value = (depth: number, unicode: boolean): Value => {
+    switch (rnd(depth >= 3 ? 4 : 5)) {
+      case 0:
+        return rnd(2) === 0 ? pick(INTS) : rnd(2 ** 31) * (rnd(3) === 0 ? 4096 : 1);
+      case 1:
+        return unicode && rnd(3) === 0 ? 'é'.repeat(rnd(40)) + ascii(rnd(40)) : ascii(rnd(2) === 0 ? pick(LENGTHS) : rnd(70));
+      case 2:
+        return Uint8Array.from({ length: rnd(2) === 0 ? pick(LENGTHS) : rnd(100) }, () => rnd(256));
+      case 3:
+        return rnd(8) === 0 ? 'x' : pick(INTS);
+      default:
+        return Array.from({ length: rnd(2) === 0 ? pick([0, 1, 15, 16, 17]) : rnd(6) }, () => value(depth + 1, unicode));
+    }
+  };
+  let read = 0;
+  let unicodeLeft = 0;
+  const encodings: Uint8Array[] = [];
+  for (let i = 0; i < 600; i++) {
+    const unicode = i % 4 === 0;
+    const v = value(0, unicode);
+    const b = encode(v);
+    encodings.push(b);
+    const fast = decodeCanonical(b);
+    if (fast === undefined) {
+      if (unicode) unicodeLeft++;
+      continue;
+    }
+    if (shown(fast) === shown(v) && shown(fast) === shown(decodeFull(b))) read++;
+  }
+  t.equal(read + unicodeLeft, 600, 'every encoding without non-ASCII text read back exactly, as the full decoder reads it');
+  t.ok(unicodeLeft > 0 && unicodeLeft < 150, `text beyond ASCII (${unicodeLeft} values) is left to the full decoder`);
+  // long forms: 16- and 32-bit lengths
+  for (const v of ['y'.repeat(65535), 'z'.repeat(65536), new Uint8Array(65536), Array(65536).fill(3) as Value[], [Array(16).fill(1) as Value[]]]) {
+    t.equal(shown(decodeCanonical(encode(v)) ?? 'refused'), shown(v), `read: ${shown(v).slice(0, 12)}... of ${encode(v).length} bytes`);
+  }
+  // damaged encodings: what the fast decoder reads, the full one reads the same
+  let accepted = 0;
+  let agreed = 0;
+  let mutants = 0;
+  for (const b of encodings) {
+    for (let k = 0; k < 20; k++) {
+      const m = Uint8Array.from(b);
+      const kind = rnd(4);
+      let x: Uint8Array = m;
+      if (kind === 0 && m.length > 0) m[rnd(m.length)] = rnd(256);
+      else if (kind === 1 && m.length > 0) m[rnd(m.length)] ^= 1 << rnd(8);
+      else if (kind === 2) x = m.subarray(0, rnd(m.length + 1));
+      else x = Uint8Array.from([...m.subarray(0, rnd(m.length + 1)), rnd(256), ...m.subarray(rnd(m.length + 1))]);
+      mutants++;
+      const fast = decodeCanonical(x);
+      if (fast === undefined) continue;
+      accepted++;
+      try {
+        if (shown(decodeFull(x)) === shown(fast)) agreed++;
+      } catch {
+        // refused by the full decoder: counted as a disagreement
+      }
+    }
+  }
+  t.equal(agreed, accepted, `of ${mutants} damaged encodings the fast decoder read ${accepted}, each as the full decoder does`);
+  // forms encode never writes: refused here, and judged as before by the full decoder
+  const notWritten: Array<[string, number[]]> = [
+    ['uint8 for a fixint', [0xcc, 0x05]],
+    ['uint16 for a uint8', [0xcd, 0x00, 0xff]],
+    ['uint32 for a uint16', [0xce, 0x00, 0x00, 0xff, 0xff]],
+    ['int64 for a uint32', [0xd3, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]],
+    ['int64 above 2^53', [0xd3, 0, 0x20, 0, 0, 0, 0, 0, 0]],
+    ['uint64', [0xcf, 0, 0, 0, 1, 0, 0, 0, 0]],
+    ['bin16 for 16 bytes', [0xc5, 0x00, 0x10, ...new Uint8Array(16)]],
+    ['str8 for 5 characters', [0xd9, 0x05, 0x61, 0x62, 0x63, 0x64, 0x65]],
+    ['array16 for 3 items', [0xdc, 0x00, 0x03, 1, 2, 3]],
+    ['float64', [0xcb, 0x40, 0x00, 0, 0, 0, 0, 0, 0]],
+    ['nil', [0xc0]],
+    ['a map', [0x81, 0xa1, 0x61, 0x01]],
+    ['trailing bytes', [0x91, 0x01, 0x02]],
+    ['truncated', [0x92, 0x01]],
+    ['a truncated length', [0xc5, 0x01]],
+    ['nesting past 8', [0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x01]],
+  ];
+  for (const [what, bytes] of notWritten) {
+    const b = Uint8Array.from(bytes);
+    t.equal(decodeCanonical(b), undefined, `fast decoder refuses ${what}`);
+    let refused: unknown = null;
+    try {
+      decode(b);
+    } catch (e) {
+      refused = e;
+    }
+    t.ok(refused instanceof EncodingError, `and decode refuses it: ${what} (${(refused as Error | null)?.message})`);
+  }
+});
+
+t.test('a decoded block encodes as the bytes it came from, until its parts change', async (t) => {
+  const cb = (n: number) => makeRec({ kind: Kind.Coinbase, height: n, rewardAddress: new Uint8Array(20), amount: 1, extraNonce: new Uint8Array(4), note: 'x' });
+  const made = makeBlock({ version: 1, prev: new Uint8Array(32), merkleRoot: new Uint8Array(32), time: 1, bits: 0x207fffff, nonce: 0 }, [cb(1), cb(2)]);
+  const bytes = encodeBlock(made);
+  const block = decodeBlock(bytes, 1_000_000);
+  t.equal(encodeBlock(block), bytes, 'the very bytes, not encoded again');
+  block.records[1] = cb(3);
+  const changed = encodeBlock(block);
+  t.not(changed, bytes, 'a record swapped: encoded afresh');
+  t.same(decodeBlock(changed, 1_000_000).records.map((r) => r.body), [cb(1).body, cb(3).body], 'with the new record');
+  block.records.push(cb(4));
+  t.equal(decodeBlock(encodeBlock(block), 1_000_000).records.length, 3, 'a record added: encoded afresh');
 });
 
 t.test('tagged hashes are domain separated', async (t) => {
@@ -133,6 +257,19 @@ t.test('records round trip and signatures bind kind and network', async (t) => {
   const twin = new Uint8Array([...digestSig.subarray(0, 32), ...highS]);
   t.notOk(verifyTagged(k.pub, 'T', new Uint8Array([1]), twin), 'high-S twin rejected');
   t.notOk(verifyTagged(new Uint8Array(33), 'T', new Uint8Array([1]), digestSig), 'invalid public key');
+});
+
+t.test('low-S is 0 < s <= n/2, at and around each edge', async (t) => {
+  const half = 0x7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0n;
+  const sigWithS = (s: bigint): Uint8Array => Uint8Array.from([...new Uint8Array(32).fill(9), ...Buffer.from(s.toString(16).padStart(64, '0'), 'hex')]);
+  const edges = [0n, 1n, 255n, 256n, half - 256n, half - 1n, half, half + 1n, half + 256n, 2n * half, 2n ** 256n - 1n];
+  for (const s of edges) t.equal(isLowS(sigWithS(s)), s !== 0n && s <= half, `s = ${s.toString(16)}`);
+  let same = 0;
+  for (let i = 0; i < 2000; i++) {
+    const s = BigInt('0x' + randomBytes(32).toString('hex')) >> BigInt(i % 3 === 0 ? 0 : i % 256);
+    if (isLowS(sigWithS(s)) === (s !== 0n && s <= half)) same++;
+  }
+  t.equal(same, 2000, 'the same verdict as the number itself for 2,000 values of every size');
 });
 
 t.test('both signature verifiers give the same verdicts, and the faster one is chosen where it loads', async (t) => {
