@@ -5,7 +5,9 @@
 // does, on the signature worker pool (every core) while blocks connect; a second pass checks them
 // on the main thread only, for comparison; a third times the worker pool alone on the same
 // signatures, what validation could at best reach, with the verifier in use and with OpenSSL
-// (the one before libsecp256k1, when signatures were nearly all of validation's cost).
+// (the one before libsecp256k1, when signatures were nearly all of validation's cost). The three
+// run in rounds after an untimed pass, and each figure is printed as the rounds' median and each
+// round's own.
 // Every record pays its fee at one unit per byte, as on the public networks (regtest asks none):
 // each commitment comes from a key of its own (as before fees), funded by the miner first, so
 // each record also moves its signer's balance, which is what fees cost validation; the funding
@@ -224,13 +226,14 @@ export function storedBytes(usage: ReadonlyMap<string, { keyBytes: number; value
 /** What each part of the store holds, per record: the layout's prefixes by name. */
 const PARTS: Record<string, string> = { B: 'block bodies', H: 'block index', U: 'undo data', R: 'record index (id -> block, position)', T: 'tip', V: 'store version', P: 'pending pool' };
 
-/** A fresh node in `dir` processes every block in order; seconds taken, bytes on disk, and what the store holds. */
+/** What one pass of a fresh node over every block took and left. */
 interface Replay {
   secs: number;
   disk: number;
   usage: Map<string, { entries: number; keyBytes: number; valueBytes: number }>;
 }
 
+/** A fresh node in `dir` processes every block in order; seconds taken, bytes on disk, and what the store holds. */
 async function replay(dir: string, blocks: Uint8Array[], sigWorkers: boolean): Promise<Replay> {
   const p = P;
   const { chain, store, close } = await openChainStack(dir, p, { sigWorkers: sigWorkers ? availableParallelism() : 0 });
