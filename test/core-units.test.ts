@@ -15,7 +15,7 @@ import { makeBlock, encodeBlock, decodeBlock } from '../core/block.ts';
 import { merkleRoot, inclusionProof, verifyInclusion, leafHash, nodeHash } from '../core/merkle.ts';
 import { decodeBody, encodeBody, signRecord, makeRec, Kind, isValidName, checkRecordSignature, type Transfer, type RecordBody } from '../core/records.ts';
 import { writeKeyFile, readKeyFile, loadOrCreateKey } from '../wallet/keys.ts';
-import { SELF_CHECK, SIGNERS, VERIFIER, generateSecretKey, hasVerifier, isLowS, publicKeyOf, signTagged, verifyTagged } from '../core/sig.ts';
+import { SELF_CHECK, SIGNERS, SigCache, VERIFIER, generateSecretKey, hasVerifier, isLowS, publicKeyOf, signTagged, verifyTagged } from '../core/sig.ts';
 import { encodeAddress, decodeAddress, addressOf } from '../core/address.ts';
 import { NETWORKS, NETWORK_NAMES } from '../consensus/params.ts';
 import { genesisBlock } from '../consensus/genesis.ts';
@@ -257,6 +257,35 @@ t.test('records round trip and signatures bind kind and network', async (t) => {
   const twin = new Uint8Array([...digestSig.subarray(0, 32), ...highS]);
   t.notOk(verifyTagged(k.pub, 'T', new Uint8Array([1]), twin), 'high-S twin rejected');
   t.notOk(verifyTagged(new Uint8Array(33), 'T', new Uint8Array([1]), digestSig), 'invalid public key');
+});
+
+t.test('the signature cache remembers the latest ids exactly, and nothing it was not given', async (t) => {
+  const cache = new SigCache(1000);
+  const added: Uint8Array[] = [];
+  let misses = 0;
+  let strangers = 0;
+  for (let i = 0; i < 5000; i++) {
+    const id = randomBytes(32);
+    cache.add(id);
+    added.push(id);
+    if (i % 50 === 49) {
+      // the last 500 added are all there, whatever was dropped before them
+      for (const old of added.slice(-500)) if (!cache.has(old)) misses++;
+      if (cache.has(randomBytes(32))) strangers++;
+    }
+  }
+  t.equal(misses, 0, 'every one of the last max/2 ids added is found, checked 100 times over 5,000 adds');
+  t.equal(strangers, 0, 'no id it was not given');
+  t.notOk(cache.has(added[0]), 'the oldest were let go (it is bounded)');
+  // ids that agree in everything the table hashes, and differ after it
+  const twins = Array.from({ length: 300 }, (_, i) => Uint8Array.from([...new Uint8Array(8).fill(7), ...randomBytes(23), i & 255]));
+  const few = new SigCache(1000);
+  for (const id of twins.slice(0, 150)) few.add(id);
+  t.equal(twins.slice(0, 150).filter((id) => few.has(id)).length, 150, 'ids sharing their first 8 bytes are told apart: all 150 added found');
+  t.equal(twins.slice(150).filter((id) => few.has(id)).length, 0, 'and none of the 150 not added');
+  const long = randomBytes(33);
+  few.add(long);
+  t.notOk(few.has(long), 'only 32-byte ids are kept');
 });
 
 t.test('low-S is 0 < s <= n/2, at and around each edge', async (t) => {
