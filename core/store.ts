@@ -83,9 +83,25 @@ export class Store {
     return new StoreBatch(this);
   }
 
-  /** Applies ops atomically (StoreBatch.write comes here: the one place the store is written). */
+  /**
+   * Applies ops atomically (StoreBatch.write comes here: the one place the store is written).
+   * Through LevelDB's chained batch, one put or del at a time: handed the array of ops, its
+   * binding spent about three times as long on the main thread per op, reading each op object's
+   * properties.
+   */
   async write(ops: Op[]): Promise<void> {
-    if (ops.length > 0) await this.db.batch(ops);
+    if (ops.length === 0) return;
+    const batch = this.db.batch();
+    try {
+      for (const op of ops) {
+        if (op.type === 'put') batch.put(op.key, op.value);
+        else batch.del(op.key);
+      }
+    } catch (e) {
+      await batch.close();
+      throw e;
+    }
+    await batch.write();
   }
 
   async meta(): Promise<StoreMeta | undefined> {
