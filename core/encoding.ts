@@ -79,8 +79,10 @@ export function decodeFull(bytes: Uint8Array): Value {
   return value;
 }
 
-// decodeCanonical's reading position in its input (one reader at a time: it never yields)
-let src: Uint8Array = new Uint8Array(0);
+// decodeCanonical's input and its reading position there (one reader at a time: it never yields);
+// the input is let go after each call
+const EMPTY = new Uint8Array(0);
+let src: Uint8Array = EMPTY;
 let at = 0;
 
 /**
@@ -99,7 +101,6 @@ export function decodeCanonical(bytes: Uint8Array): Value | undefined {
   src = EMPTY;
   return whole ? v : undefined;
 }
-const EMPTY = new Uint8Array(0);
 
 function readValue(depth: number): Value | undefined {
   if (at >= src.length) return undefined;
