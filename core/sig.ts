@@ -265,9 +265,11 @@ export class SigCache {
 
   constructor(max = 200_000) {
     const half = Math.max(1, Math.ceil(max / 2));
-    const keys = new Int32Array(randomBytes(8).buffer);
-    this.newer = new IdTable(half, keys[0], keys[1]);
-    this.older = new IdTable(half, keys[0], keys[1]);
+    const keys = randomBytes(8);
+    const k0 = keys.readInt32LE(0);
+    const k1 = keys.readInt32LE(4);
+    this.newer = new IdTable(half, k0, k1);
+    this.older = new IdTable(half, k0, k1);
   }
 
   has(id: Uint8Array): boolean {
