@@ -75,6 +75,22 @@ export function sha256Parts(...parts: Uint8Array[]): Uint8Array {
   return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
 }
 
+/**
+ * SHA-256 of one byte `prefix` followed by src[from, from + len), written into out at `at`: a
+ * Merkle leaf or node computed where its level is kept, with no array made per hash. src and out
+ * may be the same array (the input is read before the digest is written).
+ */
+export function sha256PrefixedInto(prefix: number, src: Uint8Array, from: number, len: number, out: Uint8Array, at: number): void {
+  if (NATIVE !== null && len < SCRATCH.length) {
+    SCRATCH[0] = prefix;
+    for (let i = 0; i < len; i++) SCRATCH[1 + i] = src[from + i];
+    NATIVE.hash(len + 1);
+    out.set(DIGEST, at);
+    return;
+  }
+  out.set(sha256Parts(Uint8Array.of(prefix), src.subarray(from, from + len)), at);
+}
+
 /** SHA-256 of one input (sha256Parts of it). */
 export function sha256(data: Uint8Array): Uint8Array {
   return sha256Parts(data);
@@ -104,8 +120,26 @@ export function taggedHash(tag: string, ...parts: Uint8Array[]): Uint8Array {
   return sha256Parts(tagPrefix(tag), ...parts);
 }
 
+/**
+ * Short inputs are copied here to be written out as text: a Buffer made over each one (to call
+ * its toString) was an object per record id, key and address shown.
+ */
+const TEXT_SCRATCH = Buffer.alloc(256);
+
+/** b's first n bytes as text in `encoding`: through TEXT_SCRATCH when they fit, else through a Buffer over them. */
+function bytesToText(b: Uint8Array, encoding: 'hex' | 'base64url', n: number): string {
+  if (n > TEXT_SCRATCH.length) return Buffer.from(b.buffer, b.byteOffset, n).toString(encoding);
+  for (let i = 0; i < n; i++) TEXT_SCRATCH[i] = b[i];
+  return TEXT_SCRATCH.toString(encoding, 0, n);
+}
+
 export function toHex(b: Uint8Array): string {
-  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
+  return bytesToText(b, 'hex', b.length);
+}
+
+/** The first n bytes of b (all by default) in RFC 4648 base64url without padding: two thirds the length of hex (the state's and record index's keys). */
+export function toBase64url(b: Uint8Array, n = b.length): string {
+  return bytesToText(b, 'base64url', Math.min(n, b.length));
 }
 
 const HEX_RE = /^(?:[0-9a-f]{2})*$/;

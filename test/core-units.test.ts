@@ -4,15 +4,15 @@ import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, statSync, writeFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { encode, decode, decodeCanonical, decodeFull, NonCanonicalError, type Value } from '../core/encoding.ts';
+import { encode, encodeFull, decode, decodeCanonical, decodeFull, NonCanonicalError, type Value } from '../core/encoding.ts';
 import { EncodingError, UserError } from '../core/errors.ts';
-import { bytesEqual, taggedHash, toHex, sha256, sha256Parts, HASHER, NATIVE_HASH_FILE, hashAddon } from '../core/hash.ts';
+import { bytesEqual, taggedHash, toHex, toBase64url, sha256, sha256Parts, HASHER, NATIVE_HASH_FILE, hashAddon } from '../core/hash.ts';
 import { sha256 as nobleSha256 } from '@noble/hashes/sha2.js';
 import { hash as opensslHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { makeBlock, encodeBlock, decodeBlock } from '../core/block.ts';
-import { merkleRoot, inclusionProof, verifyInclusion, leafHash, nodeHash } from '../core/merkle.ts';
+import { merkleRoot, merkleRootRecursive, inclusionProof, verifyInclusion, leafHash, nodeHash } from '../core/merkle.ts';
 import { decodeBody, encodeBody, signRecord, makeRec, Kind, isValidName, checkRecordSignature, type Transfer, type RecordBody } from '../core/records.ts';
 import { writeKeyFile, readKeyFile, loadOrCreateKey } from '../wallet/keys.ts';
 import { SELF_CHECK, SIGNERS, SigCache, VERIFIER, generateSecretKey, hasVerifier, isLowS, publicKeyOf, signTagged, verifyTagged } from '../core/sig.ts';
@@ -73,11 +73,13 @@ t.test('the fast decoder reads what encode writes, and accepts no bytes the full
   };
   let read = 0;
   let unicodeLeft = 0;
+  let written = 0;
   const encodings: Uint8Array[] = [];
   for (let i = 0; i < 600; i++) {
     const unicode = i % 4 === 0;
     const v = value(0, unicode);
     const b = encode(v);
+    if (Buffer.from(b).equals(encodeFull(v))) written++;
     encodings.push(b);
     const fast = decodeCanonical(b);
     if (fast === undefined) {
@@ -86,12 +88,18 @@ t.test('the fast decoder reads what encode writes, and accepts no bytes the full
     }
     if (shown(fast) === shown(v) && shown(fast) === shown(decodeFull(b))) read++;
   }
+  t.equal(written, 600, 'encode writes every value in the bytes msgpackr writes for it');
   t.equal(read + unicodeLeft, 600, 'every encoding without non-ASCII text read back exactly, as the full decoder reads it');
   t.ok(unicodeLeft > 0 && unicodeLeft < 150, `text beyond ASCII (${unicodeLeft} values) is left to the full decoder`);
   // long forms: 16- and 32-bit lengths
-  for (const v of ['y'.repeat(65535), 'z'.repeat(65536), new Uint8Array(65536), Array(65536).fill(3) as Value[], [Array(16).fill(1) as Value[]]]) {
+  for (const v of ['y'.repeat(65535), 'z'.repeat(65536), new Uint8Array(65535), new Uint8Array(65536), Array(65535).fill(3) as Value[], Array(65536).fill(3) as Value[], [Array(16).fill(1) as Value[]]]) {
     t.equal(shown(decodeCanonical(encode(v)) ?? 'refused'), shown(v), `read: ${shown(v).slice(0, 12)}... of ${encode(v).length} bytes`);
+    t.ok(Buffer.from(encode(v)).equals(encodeFull(v)), `and written as msgpackr writes it`);
   }
+  // every integer boundary, and a Buffer (a Uint8Array too)
+  const edges = [0, 0x7f, 0x80, 0xff, 0x100, 0xffff, 0x10000, 0x7fffffff, 0x80000000, 0xffffffff, 0x100000000, 0x1fffffffffffff, 2 ** 40 + 12345, Buffer.from('abc')];
+  t.ok(Buffer.from(encode(edges)).equals(encodeFull(edges)), 'integers at every header boundary and a Buffer written as msgpackr writes them');
+  for (const bad of [-1, 1.5, 2 ** 53, Number.NaN]) t.throws(() => encode(bad), EncodingError, `encode refuses ${bad}`);
   // damaged encodings: what the fast decoder reads, the full one reads the same
   let accepted = 0;
   let agreed = 0;
@@ -161,6 +169,16 @@ t.test('a decoded block encodes as the bytes it came from, until its parts chang
   t.same(decodeBlock(changed, 1_000_000).records.map((r) => r.body), [cb(1).body, cb(3).body], 'with the new record');
   block.records.push(cb(4));
   t.equal(decodeBlock(encodeBlock(block), 1_000_000).records.length, 3, 'a record added: encoded afresh');
+});
+
+t.test('toHex and toBase64url write what Buffer writes, at every length, from views at any offset', async (t) => {
+  let same = 0;
+  for (let n = 0; n <= 300; n++) {
+    const b = randomBytes(n + 8).subarray(3, 3 + n);
+    const want = Buffer.from(b);
+    if (toHex(b) === want.toString('hex') && toBase64url(b) === want.toString('base64url') && toBase64url(b, 12) === want.subarray(0, 12).toString('base64url')) same++;
+  }
+  t.equal(same, 301, 'hex, base64url and base64url of the first 12 bytes, lengths 0 to 300 (past the scratch buffer)');
 });
 
 t.test('tagged hashes are domain separated', async (t) => {
@@ -233,6 +251,14 @@ t.test('Merkle tree: RFC 6962 shape and inclusion proofs for every size and inde
   }
   t.equal(ok, (33 * 34) / 2, 'every proof verifies');
   t.equal(bad, 0, 'no proof verifies for a wrong leaf or index');
+  // the level-by-level root against the recursive definition, ids of 32 bytes and of others
+  let same = 0;
+  for (let n = 1; n <= 70; n++) {
+    const ids = Array.from({ length: n }, (_, i) => (i % 3 === 2 ? randomBytes(i) : id(i)));
+    if (Buffer.from(merkleRoot(ids)).equals(merkleRootRecursive(ids))) same++;
+  }
+  t.equal(same, 70, 'the level-by-level root is the recursive one at every size to 70');
+  t.same(merkleRoot([]), sha256(new Uint8Array(0)), 'no leaves: the hash of nothing');
 });
 
 t.test('records round trip and signatures bind kind and network', async (t) => {
