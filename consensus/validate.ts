@@ -4,6 +4,7 @@
 //  3. state: every record applied to the state at the parent (core/state.ts).
 import { ValidationError } from '../core/errors.ts';
 import { toHex, bytesEqual } from '../core/hash.ts';
+import { IdSet } from '../core/idset.ts';
 import { merkleRoot } from '../core/merkle.ts';
 import { Kind, checkRecordSignature } from '../core/records.ts';
 import type { SigCache } from '../core/sig.ts';
@@ -29,11 +30,11 @@ export function checkBlockSanity(block: Block, p: NetworkParams, sigs?: SigCache
   if (recs.length === 0 || recs[0].body.kind !== Kind.Coinbase) throw new ValidationError('bad-coinbase', 'the first record of a block must be its coinbase');
   if (recs.length > p.maxBlockRecords) throw new ValidationError('too-many-records', `${recs.length} records exceed ${p.maxBlockRecords}`);
   checkProofOfWork(block.header, block.hash, p);
-  const seen = new Set<string>();
+  const seen = new IdSet(recs.length);
   for (let i = 0; i < recs.length; i++) {
-    const hex = toHex(recs[i].id);
-    if (seen.has(hex)) throw new ValidationError('duplicate-record', `record ${hex} appears twice`);
-    seen.add(hex);
+    const id = recs[i].id;
+    if (seen.has(id)) throw new ValidationError('duplicate-record', `record ${toHex(id)} appears twice`);
+    seen.add(id);
     if (i > 0 && recs[i].body.kind === Kind.Coinbase) throw new ValidationError('bad-coinbase-position', `record ${i} is a second coinbase`);
   }
   if (!bytesEqual(merkleRoot(recs.map((r) => r.id)), block.header.merkleRoot)) throw new ValidationError('bad-merkle-root', 'Merkle root does not commit to the records');

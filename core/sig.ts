@@ -10,9 +10,10 @@
 import * as secp from '@noble/secp256k1';
 import { hmac } from '@noble/hashes/hmac.js';
 import { createRequire } from 'node:module';
-import { createPublicKey, randomBytes, verify as osslVerify, type KeyObject } from 'node:crypto';
+import { createPublicKey, verify as osslVerify, type KeyObject } from 'node:crypto';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { tagPrefix, taggedHash, concatBytes, bytesEqual } from './hash.ts';
+import { IdSet, ID_BYTES } from './idset.ts';
 
 // noble's own hash for noble's signer: its HMAC needs the hash's streaming interface
 secp.hashes.sha256 = sha256 as typeof secp.hashes.sha256;
@@ -186,72 +187,6 @@ export function verifyTagged(pubkey: Uint8Array, tag: string, message: Uint8Arra
   return f(pubkey, tag, message, sig);
 }
 
-/** Record ids are SHA-256 outputs: 32 bytes. */
-const ID_BYTES = 32;
-
-/**
- * One generation of the cache: an open-addressing set of ids (linear probing) with the ids' bytes
- * in one array, so a look-up allocates nothing. Its hash mixes two words of the id with keys drawn
- * per process: ids are hashes, but of records anyone can grind, and unknown keys leave no way to
- * pile them into one run of the table.
- */
-class IdTable {
-  /** entry number + 1 per slot, 0 for empty; twice the entries it holds, a power of two */
-  private readonly slots: Int32Array;
-  private readonly ids: Uint8Array;
-  count = 0;
-
-  constructor(
-    readonly capacity: number,
-    private readonly k0: number,
-    private readonly k1: number,
-  ) {
-    let n = 2;
-    while (n < capacity * 2) n *= 2;
-    this.slots = new Int32Array(n);
-    this.ids = new Uint8Array(capacity * ID_BYTES);
-  }
-
-  private slotOf(id: Uint8Array): number {
-    const w0 = (id[0] | (id[1] << 8) | (id[2] << 16) | (id[3] << 24)) ^ this.k0;
-    const w1 = (id[4] | (id[5] << 8) | (id[6] << 16) | (id[7] << 24)) ^ this.k1;
-    let h = Math.imul(w0, 0x9e3779b1) ^ Math.imul(w1 ^ (w0 >>> 15), 0x85ebca6b);
-    h ^= h >>> 16;
-    return h & (this.slots.length - 1);
-  }
-
-  private same(entry: number, id: Uint8Array): boolean {
-    const o = entry * ID_BYTES;
-    for (let i = 0; i < ID_BYTES; i++) if (this.ids[o + i] !== id[i]) return false;
-    return true;
-  }
-
-  has(id: Uint8Array): boolean {
-    const mask = this.slots.length - 1;
-    for (let s = this.slotOf(id); ; s = (s + 1) & mask) {
-      const e = this.slots[s];
-      if (e === 0) return false;
-      if (this.same(e - 1, id)) return true;
-    }
-  }
-
-  /** Adds an id not in the table; false when the table is full. */
-  add(id: Uint8Array): boolean {
-    if (this.count === this.capacity) return false;
-    const mask = this.slots.length - 1;
-    let s = this.slotOf(id);
-    while (this.slots[s] !== 0) s = (s + 1) & mask;
-    this.ids.set(id, this.count * ID_BYTES);
-    this.slots[s] = ++this.count;
-    return true;
-  }
-
-  clear(): void {
-    this.slots.fill(0);
-    this.count = 0;
-  }
-}
-
 /**
  * Ids of records whose signatures were already verified (in the pool or an earlier block): it
  * remembers at least the last max/2 ids added and at most max, in two generations; when the newer
@@ -260,16 +195,13 @@ class IdTable {
  * allocates nothing (a string key per look-up cost a microsecond and a half of each record).
  */
 export class SigCache {
-  private newer: IdTable;
-  private older: IdTable;
+  private newer: IdSet;
+  private older: IdSet;
 
   constructor(max = 200_000) {
     const half = Math.max(1, Math.ceil(max / 2));
-    const keys = randomBytes(8);
-    const k0 = keys.readInt32LE(0);
-    const k1 = keys.readInt32LE(4);
-    this.newer = new IdTable(half, k0, k1);
-    this.older = new IdTable(half, k0, k1);
+    this.newer = new IdSet(half);
+    this.older = new IdSet(half);
   }
 
   has(id: Uint8Array): boolean {
