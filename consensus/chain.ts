@@ -11,7 +11,7 @@
 import { EventEmitter } from 'node:events';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { ValidationError, UserError } from '../core/errors.ts';
-import { hashToHex, hexToHash, bytesEqual, toHex } from '../core/hash.ts';
+import { hashToHex, hexToHash, bytesEqual, toHex, fromHex, isHex } from '../core/hash.ts';
 import { merkleRoot } from '../core/merkle.ts';
 import { decodeBlock, decodeHeader, type Block, type Header } from '../core/block.ts';
 import { silentLogger, type Logger } from '../core/log.ts';
@@ -219,7 +219,7 @@ export class Chain extends EventEmitter<{ tip: [TipChange] }> {
       }
       if (!bytesEqual(block.hash, e.hash) || !bytesEqual(merkleRoot(block.records.map((r) => r.id)), block.header.merkleRoot)) throw damagedStore(path, `the body of ${where} is not that block`);
       for (let i = 0; i < block.records.length; i++) {
-        const loc = await this.store.recordLocation(toHex(block.records[i].id)).catch(() => undefined);
+        const loc = await this.store.recordLocation(block.records[i].id).catch(() => undefined);
         if (loc?.height !== h || loc.index !== i) throw damagedStore(path, `the record index does not locate record ${i} of ${where}`);
       }
       if (h > top - Math.min(CHECK_DEPTH, this.params.undoDepth) && (await this.store.undo(e.hex).catch(() => undefined)) === undefined) throw damagedStore(path, `the undo data of ${where} is missing or does not read`);
@@ -585,7 +585,8 @@ export class Chain extends EventEmitter<{ tip: [TipChange] }> {
 
   /** The main-chain block holding a record, and the record's position in it. */
   async locateRecord(idHex: string): Promise<{ entry: IndexEntry; index: number } | undefined> {
-    const loc = await this.store.recordLocation(idHex);
+    if (!isHex(idHex, 32)) return undefined;
+    const loc = await this.store.recordLocation(fromHex(idHex));
     // located by height: a location is only ever written for the main chain, and rewritten when
     // a reorganisation changes which block is at that height
     const entry = loc === undefined ? undefined : this.main[loc.height];

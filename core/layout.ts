@@ -10,15 +10,17 @@
 //            and would only hide the other from lookups by id, never from the chain
 //   T        main-chain tip hash        V        [store version, network, genesis hash]
 //   P<id>    a pending record's bytes (the pool, kept across restarts)
-// Hashes are display hex (byte-reversed, as block explorers show them); the functions take
-// record ids as plain hex, and R keys hold them in base64url.
+// Hashes are display hex (byte-reversed, as block explorers show them); record() takes a record's
+// id bytes (at least 12), and R keys hold them in base64url.
+
+import { toBase64url } from './hash.ts';
 
 export const layout = {
   block: (hashHex: string): string => 'B' + hashHex,
   index: (hashHex: string): string => 'H' + hashHex,
   undo: (hashHex: string): string => 'U' + hashHex,
   state: (stateKey: string): string => 'S' + stateKey,
-  record: (idHex: string): string => 'R' + Buffer.from(idHex.slice(0, 24), 'hex').toString('base64url'),
+  record: (id: Uint8Array): string => 'R' + toBase64url(id, 12),
   pending: (idHex: string): string => 'P' + idHex,
   tip: 'T',
   meta: 'V',

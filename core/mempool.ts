@@ -280,7 +280,8 @@ export class Mempool extends EventEmitter<MempoolEvents> {
    * disconnected newest first.
    */
   update(connected: readonly Block[], disconnected: readonly Block[]): void {
-    for (const b of connected) for (const r of b.records) this.remove(toHex(r.id));
+    // (an empty pool, as while syncing, spares a hex key per record)
+    if (this.entries.size > 0) for (const b of connected) for (const r of b.records) this.remove(toHex(r.id));
     const state = this.chain.state;
     const ctx = this.chain.nextContext();
     this.revalidate(state, ctx);

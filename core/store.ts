@@ -126,8 +126,8 @@ export class Store {
     return b === undefined ? undefined : decodeUndo(b);
   }
 
-  async recordLocation(idHex: string): Promise<RecordLocation | undefined> {
-    const b = await this.db.get(layout.record(idHex));
+  async recordLocation(id: Uint8Array): Promise<RecordLocation | undefined> {
+    const b = await this.db.get(layout.record(id));
     if (b === undefined) return undefined;
     const a = asArray(decode(b), 2, 'record location');
     return { height: asUint(a[0], 'height'), index: asUint(a[1], 'index') };
@@ -208,13 +208,13 @@ export class StoreBatch {
   /** Where each record of a main-chain block (at `height`) sits. */
   putRecords(block: Block, height: number): this {
     const records = block.records;
-    for (let i = 0; i < records.length; i++) this.ops.push({ type: 'put', key: layout.record(toHex(records[i].id)), value: encode([height, i]) });
+    for (let i = 0; i < records.length; i++) this.ops.push({ type: 'put', key: layout.record(records[i].id), value: encode([height, i]) });
     return this;
   }
 
   /** A block left the main chain: its records are no longer located. */
   delRecords(block: Block): this {
-    for (const r of block.records) this.ops.push({ type: 'del', key: layout.record(toHex(r.id)) });
+    for (const r of block.records) this.ops.push({ type: 'del', key: layout.record(r.id) });
     return this;
   }
 

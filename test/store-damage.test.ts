@@ -9,7 +9,7 @@ import { openChain, newKey } from './helpers.ts';
 import { tmpDir } from './util/tmp.ts';
 import { runDots, startNode } from './util/proc.ts';
 import { signRecord, Kind, type NameCommit } from '../core/records.ts';
-import { toHex } from '../core/hash.ts';
+import { fromHex, toHex } from '../core/hash.ts';
 import { STORE_VERSION, Store } from '../core/store.ts';
 import { decode, encode } from '../core/encoding.ts';
 import { layout } from '../core/layout.ts';
@@ -145,7 +145,7 @@ t.test('the network marker deleted', async (t) => {
 t.test('a record location deleted', async (t) => {
   // The records sit in blocks 6, 16, ...: the last ones within the recent blocks checked at every start.
   const id = src.recordIds[src.recordIds.length - 1];
-  await refused(t, await damaged((db) => db.del(layout.record(id))), /the record index does not locate record 1 of main-chain block/);
+  await refused(t, await damaged((db) => db.del(layout.record(fromHex(id)))), /the record index does not locate record 1 of main-chain block/);
 });
 
 t.test('a LevelDB log cut short: the node starts on the shorter chain the store still holds, and says how many blocks it lost', async (t) => {
