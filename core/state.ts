@@ -4,7 +4,7 @@
 // the view yields the undo data that puts every touched key back.
 import { encode, decode, asArray, asUint, asBytes, asString, asStringList, type Value } from './encoding.ts';
 import { ValidationError } from './errors.ts';
-import { bytesEqual, toHex } from './hash.ts';
+import { bytesEqual, toBase64url, toHex } from './hash.ts';
 import { addressOf } from './address.ts';
 import { Kind, KIND_NAMES, commitmentOf, domainOf, ownDomainPrefix, type Rec, type RecordBody, type SignedBody, type CallReceipt } from './records.ts';
 import { nameFee, rulersOf } from './names.ts';
@@ -105,7 +105,7 @@ const NODE_PREFIX = 'd:';
 
 /** Bytes in a state key: base64url, two thirds the length of hex (the keys are stored as written). */
 function keyOf(b: Uint8Array): string {
-  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('base64url');
+  return toBase64url(b);
 }
 
 /**
@@ -242,7 +242,26 @@ export interface Change {
 
 export class StateView implements StateReader {
   private readonly changes = new Map<string, Change>();
+  /** entries this view made with setOwned: nothing else holds them (see ownEntry) */
+  private owned: Set<Entry> | null = null;
   constructor(private readonly base: StateReader) {}
+
+  /**
+   * The entry at `key` if this view made it with setOwned, which may then be changed in place;
+   * else undefined. Any other entry may be held elsewhere (the state below, a parent view, undo
+   * data), so it is replaced, never changed. A child view owns only what it made itself: what
+   * it is merged into copies before changing.
+   */
+  ownEntry(key: string): Entry | undefined {
+    const e = this.changes.get(key)?.after;
+    return e !== undefined && this.owned?.has(e) === true ? e : undefined;
+  }
+
+  /** set() of an entry only this view holds, which ownEntry then gives back to change in place. */
+  setOwned(key: string, value: Entry): void {
+    (this.owned ??= new Set()).add(value);
+    this.set(key, value);
+  }
 
   get(key: string): Entry | undefined {
     const c = this.changes.get(key);
@@ -320,7 +339,12 @@ export function nameOfRef(s: StateReader, ref: number): string | undefined {
   return (s.get(keys.nameRef(ref)) as RefEntry | undefined)?.name;
 }
 export function getAccount(s: StateReader, addr: Uint8Array): AccountEntry {
-  return (s.get(keys.account(addr)) as AccountEntry | undefined) ?? { t: 'account', balance: 0, nonce: 0 };
+  return accountAt(s, keys.account(addr));
+}
+
+/** The account at a state key (its key built once where it is read and then written). */
+function accountAt(s: StateReader, key: string): AccountEntry {
+  return (s.get(key) as AccountEntry | undefined) ?? { t: 'account', balance: 0, nonce: 0 };
 }
 
 /** Every announced node, in no particular order. */
@@ -351,10 +375,11 @@ export function seqAfter(b: BindingEntry | undefined, node: Uint8Array): number 
 
 function credit(v: StateView, addr: Uint8Array, amount: number): void {
   if (amount === 0) return;
-  const a = getAccount(v, addr);
+  const k = keys.account(addr);
+  const a = accountAt(v, k);
   const balance = a.balance + amount;
   if (!Number.isSafeInteger(balance)) fail('overflow', 'balance overflow');
-  v.set(keys.account(addr), { ...a, balance });
+  v.set(k, { t: 'account', balance, nonce: a.nonce });
 }
 
 /** The live name entry an owner operation acts on, checked for owner and sequence. */
@@ -425,9 +450,10 @@ function dropSlots(v: StateView, name: string, n: NameEntry | undefined, all: bo
  */
 function debit(v: StateView, addr: Uint8Array, amount: number, code: string, what: string): void {
   if (amount === 0) return;
-  const a = getAccount(v, addr);
+  const k = keys.account(addr);
+  const a = accountAt(v, k);
   if (a.balance < amount) fail(code, `${what} costs ${amount}, the signer's balance is ${a.balance}`);
-  v.set(keys.account(addr), { ...a, balance: a.balance - amount });
+  v.set(k, { t: 'account', balance: a.balance - amount, nonce: a.nonce });
 }
 
 /**
@@ -501,8 +527,12 @@ function applyBody(v: StateView, body: SignedBody, ctx: ApplyContext): void {
       const k = keys.commit(body.commitment);
       if (v.get(k) !== undefined) fail('duplicate-commit', 'this name commitment is already on the chain');
       v.set(k, { t: 'commit', height });
-      const at = v.get(keys.commitsAt(height)) as CommitsAtEntry | undefined;
-      v.set(keys.commitsAt(height), { t: 'commits', list: [...(at?.list ?? []), commitKey(body.commitment)] });
+      // the height's list, copied once per view and then added to (a copy per commitment made a
+      // block of n commitments cost n^2/2)
+      const ak = keys.commitsAt(height);
+      const mine = v.ownEntry(ak) as CommitsAtEntry | undefined;
+      if (mine !== undefined) mine.list.push(commitKey(body.commitment));
+      else v.setOwned(ak, { t: 'commits', list: [...((v.get(ak) as CommitsAtEntry | undefined)?.list ?? []), commitKey(body.commitment)] });
       return;
     }
     case Kind.NameClaim: {
@@ -577,12 +607,12 @@ function applyBody(v: StateView, body: SignedBody, ctx: ApplyContext): void {
       return;
     }
     case Kind.Transfer: {
-      const from = addressOf(body.pubkey);
-      const a = getAccount(v, from);
+      const from = keys.account(addressOf(body.pubkey));
+      const a = accountAt(v, from);
       if (body.nonce !== a.nonce) fail('bad-nonce', `account nonce is ${a.nonce}, transfer has ${body.nonce}`);
       const total = body.amount + body.fee;
       if (!Number.isSafeInteger(total) || total > a.balance) fail('insufficient-funds', `balance ${a.balance} is less than ${total}`);
-      v.set(keys.account(from), { ...a, balance: a.balance - total, nonce: a.nonce + 1 });
+      v.set(from, { t: 'account', balance: a.balance - total, nonce: a.nonce + 1 });
       credit(v, body.to, body.amount);
       return;
     }
