@@ -37,13 +37,34 @@ t.test('history index: catch-up, live blocks and reorganisations', async (t) => 
   t.same(h.page(keyA, 2, 2).items.map((r) => r.height), [2, 1]);
   t.equal(h.page(keyA, 0, 2).total, 4);
 
+  // Blocks the tip events bring are indexed from them, not read back from the store.
+  let reads = 0;
+  const counted = Object.create(chain) as Chain;
+  counted.getBlock = (hex) => {
+    reads++;
+    return chain.getBlock(hex);
+  };
+  const live = new History(counted);
+  live.start();
+  t.teardown(() => live.stop());
+  await live.settled();
+  const before = reads;
+  t.equal(before, 5, 'catching up from genesis read the five blocks there were');
+  await extend(chain, chain.tip, 3, { reward: a.address });
+  await live.settled();
+  t.equal(live.height, 7, 'the new blocks are indexed');
+  t.equal(reads, before, 'without a read of their bodies');
+
   // A heavier branch from block 1 replaces blocks 2..4.
-  await extend(chain, b1, 4, { reward: b.address });
-  t.equal(chain.tip.height, 5);
+  await extend(chain, b1, 7, { reward: b.address });
+  t.equal(chain.tip.height, 8);
   await h.settled();
-  t.equal(h.height, 5);
+  t.equal(h.height, 8);
   t.same(h.all(keyA).map((r) => r.height), [1], 'refs of disconnected blocks are gone');
-  t.same(h.all(keyB).map((r) => r.height), [2, 3, 4, 5]);
+  t.same(h.all(keyB).map((r) => r.height), [2, 3, 4, 5, 6, 7, 8]);
+  await live.settled();
+  t.same(live.all(keyB).map((r) => r.height), [2, 3, 4, 5, 6, 7, 8], 'the index fed by tip events agrees');
+  t.same(live.all(keyA).map((r) => r.height), [1]);
   t.same(h.all(historyKey.node(toHex(addressOf(n.pub)))), [], 'including the announcement');
   for (const r of h.all(keyB)) t.equal(r.block, chain.main[r.height].hex, `height ${r.height} points at the main-chain block`);
 });

@@ -11,7 +11,7 @@ import { addressOf } from '../../core/address.ts';
 import { Kind, type KindCode, type RecordBody } from '../../core/records.ts';
 import { nameFee } from '../../core/names.ts';
 import { nameOfRef } from '../../core/state.ts';
-import type { Chain, IndexEntry } from '../../consensus/chain.ts';
+import type { Chain, IndexEntry, TipChange } from '../../consensus/chain.ts';
 import type { Block } from '../../core/block.ts';
 import { silentLogger, type Logger } from '../../core/log.ts';
 
@@ -41,64 +41,74 @@ export const historyKey = {
  */
 export function keysOf(body: RecordBody, namePriceBase: number, receiptRate: number, nameOfRef: (ref: number) => string | undefined): Map<string, number> {
   const out = new Map<string, number>();
-  const addr = (a: Uint8Array, delta = 0): void => {
-    const k = historyKey.address(toHex(a));
-    out.set(k, (out.get(k) ?? 0) + delta);
-  };
-  const node = (id: Uint8Array): void => {
-    if (id.length > 0) out.set(historyKey.node(toHex(id)), 0);
-  };
+  // (addr and node are functions of the module, not closures made per record: under tsx each
+  // closure made is also named through Object.defineProperty, a sixth of indexing a block)
   if (body.kind === Kind.Coinbase) {
-    addr(body.rewardAddress, body.amount);
+    addr(out, body.rewardAddress, body.amount);
     return out;
   }
-  addr(addressOf(body.pubkey), -body.fee);
+  const signer = addressOf(body.pubkey);
+  addr(out, signer, -body.fee);
   switch (body.kind) {
     case Kind.NodeAnnounce:
-      node(addressOf(body.pubkey));
+      node(out, signer);
       break;
     case Kind.NameCommit:
       break;
     case Kind.NameClaim:
     case Kind.NameRenew:
       out.set(historyKey.name(body.name), 0);
-      addr(addressOf(body.pubkey), -nameFee(body.name, namePriceBase));
+      addr(out, signer, -nameFee(body.name, namePriceBase));
       break;
     case Kind.NameTransfer:
       out.set(historyKey.name(body.name), 0);
-      addr(addressOf(body.newOwner));
-      for (const n of body.delegates) node(n);
+      addr(out, addressOf(body.newOwner), 0);
+      for (const n of body.delegates) node(out, n);
       break;
     case Kind.NameDelegate:
       out.set(historyKey.name(body.name), 0);
-      for (const n of body.nodes) node(n);
+      for (const n of body.nodes) node(out, n);
       break;
     case Kind.Binding:
       out.set(historyKey.name(body.name), 0);
-      node(body.node);
+      node(out, body.node);
       break;
     case Kind.Presence:
-      node(addressOf(body.pubkey));
+      node(out, signer);
       for (const e of body.entries) {
         const name = nameOfRef(e.ref);
         if (name !== undefined) out.set(historyKey.name(name), 0);
       }
       break;
     case Kind.Transfer:
-      addr(addressOf(body.pubkey), -body.amount);
-      addr(body.to, body.amount);
+      addr(out, signer, -body.amount);
+      addr(out, body.to, body.amount);
       break;
     case Kind.CallReceipt: {
       const owed = (body.ended - body.answered) * receiptRate;
-      node(body.orig);
-      node(body.term);
-      addr(body.orig, -owed);
-      addr(body.term, owed);
+      node(out, body.orig);
+      node(out, body.term);
+      addr(out, body.orig, -owed);
+      addr(out, body.term, owed);
       break;
     }
   }
   return out;
 }
+
+/** An address key of keysOf's, its balance change added to what the record already moved there. */
+function addr(out: Map<string, number>, a: Uint8Array, delta: number): void {
+  const k = historyKey.address(toHex(a));
+  out.set(k, (out.get(k) ?? 0) + delta);
+}
+
+/** A node key of keysOf's (an empty id names no node). */
+function node(out: Map<string, number>, id: Uint8Array): void {
+  if (id.length > 0) out.set(historyKey.node(toHex(id)), 0);
+}
+
+/** Most bytes of block bodies the index holds ahead of indexing them (past it, they are read from the store). */
+const MAX_ARRIVED_BYTES = 32 << 20;
 
 export class History {
   private readonly refs = new Map<string, Ref[]>();
@@ -114,10 +124,33 @@ export class History {
    * read: a damaged store). The index then serves what it has; the next tip change tries again.
    */
   failure: string | null = null;
-  private readonly onTip = (): void => {
+  /**
+   * Bodies of main-chain blocks not indexed yet, as the tip events bring them (hex -> block): the
+   * index takes them from here, not from the store. Read back and decoded again, each block of a
+   * sync cost the index a store read and a decoding (the chain keeps only its last 64 blocks).
+   */
+  private readonly arrived = new Map<string, Block>();
+  private arrivedBytes = 0;
+  private readonly onTip = (c: TipChange): void => {
     this.failure = null;
+    for (const e of c.disconnected) this.takeArrived(e.hex);
+    for (let i = 0; i < c.connected.length; i++) {
+      const b = c.connectedBlocks[i];
+      if (this.arrivedBytes + b.size > MAX_ARRIVED_BYTES) break;
+      this.arrived.set(c.connected[i].hex, b);
+      this.arrivedBytes += b.size;
+    }
     this.kick();
   };
+
+  /** The body of a block from `arrived`, taken out of it (undefined when it is not there). */
+  private takeArrived(hex: string): Block | undefined {
+    const b = this.arrived.get(hex);
+    if (b === undefined) return undefined;
+    this.arrived.delete(hex);
+    this.arrivedBytes -= b.size;
+    return b;
+  }
 
   constructor(
     private readonly chain: Chain,
@@ -133,6 +166,8 @@ export class History {
     this.stopped = true;
     this.chain.off('tip', this.onTip);
     await this.running;
+    this.arrived.clear();
+    this.arrivedBytes = 0;
   }
 
   /** Height up to which the index matches the main chain, -1 before genesis is read. */
@@ -197,7 +232,7 @@ export class History {
       const nextHeight = top === undefined ? 0 : top.height + 1;
       const next = this.chain.main[nextHeight];
       if (next === undefined) return;
-      const block = await this.chain.getBlock(next.hex);
+      const block = this.takeArrived(next.hex) ?? (await this.chain.getBlock(next.hex));
       if (this.stopped) return;
       // A main-chain block without a body cannot happen in a sound store; stop rather than spin,
       // and try again on the next tip change.
@@ -215,6 +250,9 @@ export class History {
   private fail(why: string): void {
     if (this.failure === null) this.log.warn(`history index stopped at height ${this.height}: ${why}`);
     this.failure = why;
+    // stopped short: what the tip events brought is read again from the store when it resumes
+    this.arrived.clear();
+    this.arrivedBytes = 0;
   }
 
   private connect(e: IndexEntry, block: Block): void {
