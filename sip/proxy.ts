@@ -705,14 +705,18 @@ export class Proxy implements AcceptedSink {
     const out = this.forwardedRequest(req, { ruri: null, route: [], flow: null, label: 'ack' });
     const uri = nextHop(out);
     if (uri === null) return;
-    const send = (flow: Flow | null): void => {
-      if (flow === null) return;
-      out.headers.unshift({ name: 'Via', key: 'via', value: viaFor(flow, this.host.hostportFor(flow.proto), `z9hG4bK${newTag()}`) });
-      this.host.transport.send(flow, serializeMessage(out));
-    };
+    // (sendAck is a method, not a closure made per ACK: under tsx every closure made is also
+    // named through Object.defineProperty, which cost more than the rest of this function)
     const now = conn ?? this.host.transport.flowNow(uri);
-    if (now !== undefined) send(now);
-    else void this.host.transport.flowTo(uri, this.noAnswerMs).then(send, () => undefined);
+    if (now !== undefined) this.sendAck(out, now);
+    else void this.host.transport.flowTo(uri, this.noAnswerMs).then((flow) => this.sendAck(out, flow), () => undefined);
+  }
+
+  /** An ACK forwarded on its flow, with a Via of ours for that flow. */
+  private sendAck(out: SipRequest, flow: Flow | null): void {
+    if (flow === null) return;
+    out.headers.unshift({ name: 'Via', key: 'via', value: viaFor(flow, this.host.hostportFor(flow.proto), `z9hG4bK${newTag()}`) });
+    this.host.transport.send(flow, serializeMessage(out));
   }
 
   /** The BYE of an answered call: marks it ended (at the BYE's arrival); the call end to report, if any. */
