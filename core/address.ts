@@ -1,13 +1,13 @@
 // Account addresses: 20 bytes of a tagged hash of the compressed public key, shown as bech32m
 // with a per-network prefix, so a typo or an address of another network is caught on input.
 import { bech32m } from '@scure/base';
-import { taggedHash, toHex } from './hash.ts';
+import { truncatedTaggedHash, toHex } from './hash.ts';
 import { UserError } from './errors.ts';
 
 export const ADDRESS_BYTES = 20;
 
 export function addressOf(pubkey: Uint8Array): Uint8Array {
-  return taggedHash('DOTS/address', pubkey).subarray(0, ADDRESS_BYTES);
+  return truncatedTaggedHash('DOTS/address', ADDRESS_BYTES, pubkey);
 }
 
 /** A node's id is the address of its key, in hex: short, fixed-size, and what bindings name. */

@@ -52,6 +52,17 @@ export function encode(v: Value): Uint8Array {
   return out;
 }
 
+/**
+ * encode's bytes written into `out` at `at` (the end offset returned), for many small values kept
+ * in one array instead of an array each; -1, and nothing written, when they would not fit or are
+ * left to encodeFull (then call encode).
+ */
+export function encodeInto(v: Value, out: Uint8Array, at: number): number {
+  const n = sizeOf(v);
+  if (n < 0 || at + n > out.length) return -1;
+  return write(v, out, at);
+}
+
 /** encode through msgpackr. */
 export function encodeFull(v: Value): Uint8Array {
   const b = packr.pack(normalize(v));

@@ -120,6 +120,19 @@ export function taggedHash(tag: string, ...parts: Uint8Array[]): Uint8Array {
   return sha256Parts(tagPrefix(tag), ...parts);
 }
 
+/** The first `bytes` bytes of taggedHash(tag, data), in an array of their own (an address: one array, not a digest and a view of it). */
+export function truncatedTaggedHash(tag: string, bytes: number, data: Uint8Array): Uint8Array {
+  const prefix = tagPrefix(tag);
+  const n = prefix.length + data.length;
+  if (NATIVE !== null && n <= SCRATCH.length) {
+    SCRATCH.set(prefix, 0);
+    SCRATCH.set(data, prefix.length);
+    NATIVE.hash(n);
+    return DIGEST.slice(0, bytes);
+  }
+  return sha256Parts(prefix, data).slice(0, bytes);
+}
+
 /**
  * Short inputs are copied here to be written out as text: a Buffer made over each one (to call
  * its toString) was an object per record id, key and address shown.

@@ -4,9 +4,9 @@ import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, statSync, writeFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { encode, encodeFull, decode, decodeCanonical, decodeFull, NonCanonicalError, type Value } from '../core/encoding.ts';
+import { encode, encodeFull, encodeInto, decode, decodeCanonical, decodeFull, NonCanonicalError, type Value } from '../core/encoding.ts';
 import { EncodingError, UserError } from '../core/errors.ts';
-import { bytesEqual, taggedHash, toHex, toBase64url, sha256, sha256Parts, HASHER, NATIVE_HASH_FILE, hashAddon } from '../core/hash.ts';
+import { bytesEqual, taggedHash, truncatedTaggedHash, toHex, toBase64url, sha256, sha256Parts, HASHER, NATIVE_HASH_FILE, hashAddon } from '../core/hash.ts';
 import { sha256 as nobleSha256 } from '@noble/hashes/sha2.js';
 import { hash as opensslHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -74,12 +74,19 @@ t.test('the fast decoder reads what encode writes, and accepts no bytes the full
   let read = 0;
   let unicodeLeft = 0;
   let written = 0;
+  let writtenInto = 0;
+  let short = 0;
   const encodings: Uint8Array[] = [];
   for (let i = 0; i < 600; i++) {
     const unicode = i % 4 === 0;
     const v = value(0, unicode);
     const b = encode(v);
     if (Buffer.from(b).equals(encodeFull(v))) written++;
+    // encodeInto: the same bytes at an offset, or -1 and nothing written where encode takes msgpackr's path
+    const into = new Uint8Array(b.length + 5).fill(0xee);
+    const end = encodeInto(v, into, 3);
+    if (end === 3 + b.length ? Buffer.from(into.subarray(3, end)).equals(b) && into[2] === 0xee && into[end] === 0xee : end === -1 && into.every((x) => x === 0xee)) writtenInto++;
+    if (encodeInto(v, new Uint8Array(b.length - 1 + 3), 3) === -1) short++;
     encodings.push(b);
     const fast = decodeCanonical(b);
     if (fast === undefined) {
@@ -89,6 +96,8 @@ t.test('the fast decoder reads what encode writes, and accepts no bytes the full
     if (shown(fast) === shown(v) && shown(fast) === shown(decodeFull(b))) read++;
   }
   t.equal(written, 600, 'encode writes every value in the bytes msgpackr writes for it');
+  t.equal(writtenInto, 600, 'encodeInto writes the same bytes where it writes (not text beyond ASCII), and nothing around them');
+  t.equal(short, 600, 'and writes nothing when they do not fit');
   t.equal(read + unicodeLeft, 600, 'every encoding without non-ASCII text read back exactly, as the full decoder reads it');
   t.ok(unicodeLeft > 0 && unicodeLeft < 150, `text beyond ASCII (${unicodeLeft} values) is left to the full decoder`);
   // long forms: 16- and 32-bit lengths
@@ -183,6 +192,7 @@ t.test('toHex and toBase64url write what Buffer writes, at every length, from vi
 
 t.test('tagged hashes are domain separated', async (t) => {
   const m = new Uint8Array([1, 2, 3]);
+  for (const data of [m, randomBytes(33), randomBytes(2000)]) t.same(truncatedTaggedHash('a', 20, data), taggedHash('a', data).subarray(0, 20), `truncated: the first 20 bytes of the tagged hash of ${data.length} bytes`);
   t.notSame(taggedHash('a', m), taggedHash('b', m));
   const tag = sha256(new TextEncoder().encode('a'));
   t.same(taggedHash('a', m), sha256(new Uint8Array([...tag, ...tag, ...m])), 'BIP-340 construction');
@@ -226,9 +236,9 @@ t.test('validation hashes with the native addon where it is built, and it hashes
   t.equal(same, lengths.length, `the portable C, the CPU's fastest and sha256() agree with node:crypto at ${lengths.length} lengths`);
   // a record id and a Merkle root as another process with node:crypto makes them
   const data = randomBytes(200);
-  const script = `import { taggedHash, HASHER, toHex } from './core/hash.ts'; import { merkleRoot } from './core/merkle.ts'; const d = Buffer.from('${toHex(data)}', 'hex'); console.log(HASHER, toHex(taggedHash('DOTS/record-id', d)), toHex(merkleRoot([d.subarray(0, 32), d.subarray(32, 64), d.subarray(64, 96)])));`;
+  const script = `import { taggedHash, HASHER, toHex } from './core/hash.ts'; import { merkleRoot } from './core/merkle.ts'; import { addressOf } from './core/address.ts'; const d = Buffer.from('${toHex(data)}', 'hex'); console.log(HASHER, toHex(taggedHash('DOTS/record-id', d)), toHex(merkleRoot([d.subarray(0, 32), d.subarray(32, 64), d.subarray(64, 96)])), toHex(addressOf(d.subarray(0, 33))));`;
   const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: join(import.meta.dirname, '..'), env: { ...process.env, DOTS_HASHER: 'node:crypto' } }).toString().trim();
-  t.equal(out, `node:crypto ${toHex(taggedHash('DOTS/record-id', data))} ${toHex(merkleRoot([data.subarray(0, 32), data.subarray(32, 64), data.subarray(64, 96)]))}`, 'the same record id and Merkle root from node:crypto');
+  t.equal(out, `node:crypto ${toHex(taggedHash('DOTS/record-id', data))} ${toHex(merkleRoot([data.subarray(0, 32), data.subarray(32, 64), data.subarray(64, 96)]))} ${toHex(addressOf(data.subarray(0, 33)))}`, 'the same record id, Merkle root and address from node:crypto');
 });
 
 t.test('Merkle tree: RFC 6962 shape and inclusion proofs for every size and index', async (t) => {
