@@ -82,7 +82,8 @@ export function decodeBlock(bytes: Uint8Array, maxBytes: number): Block {
     const a = asArray(decode(bytes), 2, 'block');
     const headerBytes = asBytes(a[0], 'header', HEADER_BYTES);
     if (!Array.isArray(a[1])) throw new EncodingError('block: records must be an array');
-    const records = a[1].map((r, i) => decodeRec(asBytes(r, `record ${i}`)));
+    const ids = new Uint8Array(a[1].length * 32);
+    const records = a[1].map((r, i) => decodeRec(asBytes(r, `record ${i}`), ids, i * 32));
     const block: Block = { header: decodeHeader(headerBytes), headerBytes, hash: headerHash(headerBytes), records, size: bytes.length };
     decodedFrom.set(block, { bytes, headerBytes, records: records.map((r) => r.bytes) });
     return block;

@@ -63,6 +63,11 @@ export function encodeInto(v: Value, out: Uint8Array, at: number): number {
   return write(v, out, at);
 }
 
+/** The length of encode(v) where encodeInto writes it; -1 for what it leaves to encode. */
+export function encodedSize(v: Value): number {
+  return sizeOf(v);
+}
+
 /** encode through msgpackr. */
 export function encodeFull(v: Value): Uint8Array {
   const b = packr.pack(normalize(v));

@@ -120,17 +120,28 @@ export function taggedHash(tag: string, ...parts: Uint8Array[]): Uint8Array {
   return sha256Parts(tagPrefix(tag), ...parts);
 }
 
-/** The first `bytes` bytes of taggedHash(tag, data), in an array of their own (an address: one array, not a digest and a view of it). */
-export function truncatedTaggedHash(tag: string, bytes: number, data: Uint8Array): Uint8Array {
+/**
+ * taggedHash(tag, data) left in DIGEST by the addon, for the callers below to take without an
+ * array made for the digest; false, with nothing hashed, without the addon or past SCRATCH.
+ */
+function taggedToDigest(tag: string, data: Uint8Array): boolean {
   const prefix = tagPrefix(tag);
   const n = prefix.length + data.length;
-  if (NATIVE !== null && n <= SCRATCH.length) {
-    SCRATCH.set(prefix, 0);
-    SCRATCH.set(data, prefix.length);
-    NATIVE.hash(n);
-    return DIGEST.slice(0, bytes);
-  }
-  return sha256Parts(prefix, data).slice(0, bytes);
+  if (NATIVE === null || n > SCRATCH.length) return false;
+  SCRATCH.set(prefix, 0);
+  SCRATCH.set(data, prefix.length);
+  NATIVE.hash(n);
+  return true;
+}
+
+/** taggedHash(tag, data) written into out at `at` (32 bytes): a block's record ids in one array. */
+export function taggedHashInto(tag: string, data: Uint8Array, out: Uint8Array, at: number): void {
+  out.set(taggedToDigest(tag, data) ? DIGEST : taggedHash(tag, data), at);
+}
+
+/** The first `bytes` bytes of taggedHash(tag, data), in an array of their own (an address: one array, not a digest and a view of it). */
+export function truncatedTaggedHash(tag: string, bytes: number, data: Uint8Array): Uint8Array {
+  return taggedToDigest(tag, data) ? DIGEST.slice(0, bytes) : taggedHash(tag, data).slice(0, bytes);
 }
 
 /**

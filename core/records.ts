@@ -5,7 +5,7 @@
 // that need the chain state are in state.ts.
 import { NonCanonicalError, encode, decode, asArray, asUint, asBytes, asString, asStringList, type Value } from './encoding.ts';
 import { EncodingError, ValidationError } from './errors.ts';
-import { taggedHash, toHex, bytesEqual } from './hash.ts';
+import { taggedHash, taggedHashInto, toHex, bytesEqual } from './hash.ts';
 import { signTagged, verifyTagged, publicKeyOf, PUBKEY_BYTES, SIG_BYTES } from './sig.ts';
 import { ADDRESS_BYTES, addressOf } from './address.ts';
 
@@ -348,8 +348,10 @@ export function encodeBody(b: RecordBody): Uint8Array {
   return encode(f);
 }
 
+const RECORD_ID_TAG = 'DOTS/record-id';
+
 export function recordId(bytes: Uint8Array): Uint8Array {
-  return taggedHash('DOTS/record-id', bytes);
+  return taggedHash(RECORD_ID_TAG, bytes);
 }
 
 export function makeRec(body: RecordBody): Rec {
@@ -539,10 +541,16 @@ export function decodeBody(bytes: Uint8Array): RecordBody {
   }
 }
 
-/** Decodes and id-stamps a record; encoding faults become a ValidationError with code bad-encoding. */
-export function decodeRec(bytes: Uint8Array): Rec {
+/**
+ * Decodes and id-stamps a record; encoding faults become a ValidationError with code bad-encoding.
+ * Given `ids`, its id is written there at `at` and is a view of it (a block's ids share one array).
+ */
+export function decodeRec(bytes: Uint8Array, ids?: Uint8Array, at = 0): Rec {
   try {
-    return { body: decodeBody(bytes), bytes, id: recordId(bytes) };
+    const body = decodeBody(bytes);
+    if (ids === undefined) return { body, bytes, id: recordId(bytes) };
+    taggedHashInto(RECORD_ID_TAG, bytes, ids, at);
+    return { body, bytes, id: ids.subarray(at, at + 32) };
   } catch (e) {
     throw asValidationError(e);
   }

@@ -132,6 +132,11 @@ export const keys = {
 };
 
 export function encodeEntry(e: Entry): Uint8Array {
+  return encode(entryFields(e));
+}
+
+/** What encodeEntry encodes: the entry's fields in their fixed order. */
+export function entryFields(e: Entry): Value[] {
   let f: Value[];
   switch (e.t) {
     case 'name':
@@ -162,7 +167,7 @@ export function encodeEntry(e: Entry): Uint8Array {
       f = [e.n];
       break;
   }
-  return encode(f);
+  return f;
 }
 
 export function decodeEntry(key: string, bytes: Uint8Array): Entry {

@@ -13,7 +13,7 @@ import { existsSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { makeBlock, encodeBlock, decodeBlock } from '../core/block.ts';
 import { merkleRoot, merkleRootRecursive, inclusionProof, verifyInclusion, leafHash, nodeHash } from '../core/merkle.ts';
-import { decodeBody, encodeBody, signRecord, makeRec, Kind, isValidName, checkRecordSignature, type Transfer, type RecordBody } from '../core/records.ts';
+import { decodeBody, encodeBody, signRecord, makeRec, recordId, Kind, isValidName, checkRecordSignature, type Transfer, type RecordBody } from '../core/records.ts';
 import { writeKeyFile, readKeyFile, loadOrCreateKey } from '../wallet/keys.ts';
 import { SELF_CHECK, SIGNERS, SigCache, VERIFIER, generateSecretKey, hasVerifier, isLowS, publicKeyOf, signTagged, verifyTagged } from '../core/sig.ts';
 import { encodeAddress, decodeAddress, addressOf } from '../core/address.ts';
@@ -164,6 +164,16 @@ t.test('the fast decoder reads what encode writes, and accepts no bytes the full
     }
     t.ok(refused instanceof EncodingError, `and decode refuses it: ${what} (${(refused as Error | null)?.message})`);
   }
+});
+
+t.test("a decoded block's record ids are the ids of its records' bytes, short records and long", async (t) => {
+  const k = newKey();
+  const announce = (uris: number): RecordBody => ({ kind: Kind.NodeAnnounce, pubkey: k.pub, sipUris: Array.from({ length: uris }, (_, i) => `sip:${'n'.repeat(200)}${i}.test`), p2pAddrs: [], rewardAddress: k.address, seq: 1, fee: 0, sig: new Uint8Array(64) });
+  const recs = [makeRec({ kind: Kind.Coinbase, height: 1, rewardAddress: new Uint8Array(20), amount: 1, extraNonce: new Uint8Array(4), note: 'x' }), makeRec(announce(1)), makeRec(announce(8))];
+  t.ok(recs[2].bytes.length > 1024, `one record of ${recs[2].bytes.length} bytes (past the hasher's bound buffer)`);
+  const block = decodeBlock(encodeBlock(makeBlock({ version: 1, prev: new Uint8Array(32), merkleRoot: new Uint8Array(32), time: 1, bits: 0x207fffff, nonce: 0 }, recs)), 1_000_000);
+  t.same(block.records.map((r) => toHex(r.id)), recs.map((r) => toHex(recordId(r.bytes))), 'each id is recordId of its bytes');
+  t.same(block.records.map((r) => r.id.length), [32, 32, 32], 'of 32 bytes each');
 });
 
 t.test('a decoded block encodes as the bytes it came from, until its parts change', async (t) => {
