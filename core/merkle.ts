@@ -32,8 +32,8 @@ function rootOfLeaves(leaves: Uint8Array[], lo: number, hi: number): Uint8Array 
 /**
  * The root, computed level by level in one array: pairs are hashed left to right and an odd last
  * node moves up a level unhashed, which is the same tree as splitting at the largest power of two
- * below n (test/core-units.test.ts compares the two at every size to 70), without an array per
- * leaf and per node (a twentieth of connecting a block).
+ * below n (test/core-units.test.ts compares the two at every size to 70), without an array made
+ * per leaf and per node.
  */
 export function merkleRoot(ids: Uint8Array[]): Uint8Array {
   const n = ids.length;

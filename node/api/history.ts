@@ -42,7 +42,7 @@ export const historyKey = {
 export function keysOf(body: RecordBody, namePriceBase: number, receiptRate: number, nameOfRef: (ref: number) => string | undefined): Map<string, number> {
   const out = new Map<string, number>();
   // (addr and node are functions of the module, not closures made per record: under tsx each
-  // closure made is also named through Object.defineProperty, a sixth of indexing a block)
+  // closure made is also named through Object.defineProperty, an eighth of indexing a block)
   if (body.kind === Kind.Coinbase) {
     addr(out, body.rewardAddress, body.amount);
     return out;
@@ -136,6 +136,7 @@ export class History {
     for (const e of c.disconnected) this.takeArrived(e.hex);
     for (let i = 0; i < c.connected.length; i++) {
       const b = c.connectedBlocks[i];
+      if (this.arrived.has(c.connected[i].hex)) continue;
       if (this.arrivedBytes + b.size > MAX_ARRIVED_BYTES) break;
       this.arrived.set(c.connected[i].hex, b);
       this.arrivedBytes += b.size;
