@@ -153,7 +153,7 @@ export async function benchChain(o: BenchOptions & { records?: number; perBlock?
  * reach it, since every record carries one signature. With `verifier` the workers check with that
  * one (DOTS_VERIFIER, which workers read when they start), to compare with the one in use.
  */
-async function verifyBound(blocks: Uint8Array[], verifier?: VerifierName): Promise<number> {
+export async function verifyBound(blocks: Uint8Array[], verifier?: VerifierName): Promise<number> {
   const p = P;
   const cache = new SigCache(1_000_000);
   const threads = availableParallelism();
