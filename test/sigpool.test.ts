@@ -64,6 +64,20 @@ t.test('a big block finding no worker up starts them for the blocks after it, wi
   t.equal(pool.ready, 2, 'which come up');
 });
 
+t.test('a block that comes while the workers start (a sync has begun) waits for them, and they check it', async (t) => {
+  const cache = new SigCache();
+  const pool = new SigPool(P.name, cache, silentLogger, 2);
+  t.teardown(() => pool.close());
+  const starting = pool.warm();
+  t.ok(pool.warming, 'the workers are starting');
+  const { block, damaged } = blockOf(64, 8);
+  await pool.preverify(block);
+  t.ok(pool.ready > 0, 'preverify returned once a worker was up');
+  t.equal(block.records.slice(1).filter((r) => cache.has(r.id)).length, 64 - 8, 'and the workers vouched for every good signature (none left to the main thread)');
+  t.equal(damaged.size, 8);
+  await starting;
+});
+
 t.test('workers that exited idle count as down again: the next block is not held for their start', async (t) => {
   const cache = new SigCache();
   const pool = new SigPool(P.name, cache, silentLogger, 2, 200);
