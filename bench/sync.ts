@@ -110,7 +110,7 @@ export async function benchSync(o: SyncBenchOptions): Promise<Row[]> {
       { metric: 'initial sync: blocks/s', value: Math.round(blocks / secs) },
       { metric: 'initial sync: records/s', value: Math.round(records / secs) },
       { metric: 'signature checks/s, the worker pool alone on every core (the same records)', value: Math.round(bound) },
-      { metric: 'initial sync: records/s / the worker pool alone', value: (records / secs / bound).toFixed(2) },
+      { metric: 'initial sync: records/s / the worker pool alone', value: bound > 0 ? (records / secs / bound).toFixed(2) : 'no signed records' },
     );
     await dst.stop();
     inProcess.length = 0;
