@@ -175,7 +175,7 @@ export class Store {
   }
 }
 
-/** Bytes of an arena's arrays (a value of more than a quarter of it gets an array of its own). */
+/** Bytes of an arena's arrays (a value that does not fit what is left and is more than a quarter of one gets an array of its own). */
 const ARENA_CHUNK = 16 << 10;
 
 /**
@@ -188,15 +188,18 @@ class ValueArena {
   private at = 0;
 
   bytes(v: Value): Uint8Array {
+    // most values fit what is left: encodeInto sizes them once and writes them
+    const start = this.at;
+    const end = encodeInto(v, this.chunk, start);
+    if (end >= 0) {
+      this.at = end;
+      return this.chunk.subarray(start, end);
+    }
     const n = encodedSize(v);
     if (n < 0 || n > ARENA_CHUNK / 4) return encode(v);
-    if (this.at + n > this.chunk.length) {
-      this.chunk = new Uint8Array(ARENA_CHUNK);
-      this.at = 0;
-    }
-    const start = this.at;
-    this.at = encodeInto(v, this.chunk, start);
-    return this.chunk.subarray(start, this.at);
+    this.chunk = new Uint8Array(ARENA_CHUNK);
+    this.at = encodeInto(v, this.chunk, 0);
+    return this.chunk.subarray(0, this.at);
   }
 }
 
