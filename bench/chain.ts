@@ -23,7 +23,7 @@ import { decodeBlock, makeBlock, type Block } from '../core/block.ts';
 import { checkRecordSignature, signRecord, Kind, type NameCommit, type Transfer } from '../core/records.ts';
 import { SigCache, VERIFIER, generateSecretKey, publicKeyOf, type VerifierName } from '../core/sig.ts';
 import { SigPool, VERIFIER_ENTRY } from '../consensus/sigpool.ts';
-import { bundleModule } from '../core/worker-code.ts';
+import { bundleUrl } from '../core/worker-code.ts';
 import { HASHER } from '../core/hash.ts';
 import { median } from './stats.ts';
 import { silentLogger } from '../core/log.ts';
@@ -100,7 +100,7 @@ export async function benchChain(o: BenchOptions & { records?: number; perBlock?
     const opensslBound = VERIFIER === 'openssl' ? median(rounds.map((r) => r.bound)) : await verifyBound(blocks, 'openssl');
     const cold = await coldBlock();
     const t0 = process.hrtime.bigint();
-    await bundleModule(VERIFIER_ENTRY);
+    await bundleUrl(VERIFIER_ENTRY);
     const bundleMs = Number(process.hrtime.bigint() - t0) / 1e6;
     const rate = (r: Replay): number => records / r.secs;
     /** the median of the rounds' figures, then each round's */

@@ -4,50 +4,21 @@
 // (two at once, on two cores), the bundle loads in a fraction of that. It is built from the
 // sources when a pool first starts, never kept on disk: a bundle left over from other sources
 // could run rules (a signature check, a proof-of-work target) this process does not.
-import { readFile } from 'node:fs/promises';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { build, stop, type Plugin } from 'esbuild';
-
-/**
- * Packages stay out of the bundle and are imported from where this module resolves them, by
- * absolute URL (the bundle runs from a data: URL, which cannot resolve a bare name); our own
- * modules go in, each keeping its own import.meta.url (core/sig.ts and mining/'s hashers load
- * their addons and WebAssembly relative to it).
- */
-const ownSources: Plugin = {
-  name: 'dots-own-sources',
-  setup(b) {
-    b.onResolve({ filter: /^[^./]/ }, (a) => ({ path: a.path.startsWith('node:') ? a.path : import.meta.resolve(a.path), external: true }));
-    b.onLoad({ filter: /\.ts$/ }, async (a) => ({
-      contents: (await readFile(a.path, 'utf8')).replaceAll('import.meta.url', JSON.stringify(pathToFileURL(a.path).href)),
-      loader: 'ts',
-    }));
-  },
-};
+import { bundleModule } from './bundle.mjs';
 
 /** Bundles the module at `entry` (a file: URL) and what it imports of ours, as a data: URL; each call builds it again. */
-export async function bundleModule(entry: URL): Promise<string> {
-  const r = await build({ entryPoints: [fileURLToPath(entry)], bundle: true, format: 'esm', platform: 'node', target: 'node20', write: false, logLevel: 'silent', plugins: [ownSources] });
-  const out = r.outputFiles[0];
-  if (out === undefined) throw new Error('esbuild produced no output');
-  return `data:text/javascript;base64,${Buffer.from(out.contents).toString('base64')}`;
+export async function bundleUrl(entry: URL): Promise<string> {
+  const { code } = await bundleModule(entry);
+  return `data:text/javascript;base64,${Buffer.from(code).toString('base64')}`;
 }
 
 const built = new Map<string, Promise<string>>();
-let building = 0;
 
-/**
- * The bundle of `entry`, built once per process; rejects when esbuild cannot build it. esbuild's
- * service process is stopped whenever no build is left in flight (the node has nothing else for
- * it; a later build starts it again).
- */
+/** The bundle of `entry`, built once per process; rejects when esbuild cannot build it. */
 export function workerModuleUrl(entry: URL): Promise<string> {
   let p = built.get(entry.href);
   if (p === undefined) {
-    building++;
-    p = bundleModule(entry).finally(() => {
-      if (--building === 0) void stop().catch(() => undefined);
-    });
+    p = bundleUrl(entry);
     built.set(entry.href, p);
   }
   return p;

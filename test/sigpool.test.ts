@@ -4,7 +4,7 @@ import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { SigPool, VERIFIER_ENTRY } from '../consensus/sigpool.ts';
 import { verifyBatch } from '../consensus/sig-verify.ts';
-import { bundleModule } from '../core/worker-code.ts';
+import { bundleUrl } from '../core/worker-code.ts';
 import { makeBlock, type Block } from '../core/block.ts';
 import { silentLogger } from '../core/log.ts';
 import { Kind, decodeRec, signRecord, type NameCommit, type Rec } from '../core/records.ts';
@@ -92,7 +92,7 @@ t.test('workers that exited idle count as down again: the next block is not held
 });
 
 t.test('the bundled verifier is built from the sources this process runs, and judges as they do', async (t) => {
-  const url = await bundleModule(VERIFIER_ENTRY);
+  const url = await bundleUrl(VERIFIER_ENTRY);
   t.match(url, /^data:text\/javascript;base64,/, 'a module, kept in memory, never on disk');
   const code = Buffer.from(url.slice(url.indexOf(',') + 1), 'base64').toString('utf8');
   t.notOk(/from\s+["'][^"']*\.ts["']/.test(code), 'it imports no TypeScript');

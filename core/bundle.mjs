@@ -1,0 +1,102 @@
+// Our TypeScript sources as one plain-JavaScript module, bundled by esbuild: what worker threads
+// run (core/worker-code.ts) and what `dots` runs (bin/dots.js). Plain JavaScript because
+// bin/dots.js loads it before any TypeScript loader, to avoid needing one: under tsx every module
+// the process loads, libp2p's hundreds included, crosses to tsx's loader thread and back, and a
+// `dots node` took 2.05-2.39 s from spawn to its addresses against 1.22-1.56 s from a bundle (ad
+// hoc, six starts each).
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, readFile, readdir, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+/**
+ * Packages, and our own plain-JavaScript modules, stay out of the bundle and are imported from
+ * where this module resolves them, by absolute URL: a bundle may run from a data: URL or from a
+ * cache folder, neither of which can resolve a bare name or a path relative to its source. Our
+ * TypeScript modules go in, each keeping its own import.meta.url (core/sig.ts and mining/'s
+ * hashers load their addons and WebAssembly relative to it).
+ */
+const ownSources = {
+  name: 'dots-own-sources',
+  setup(b) {
+    b.onResolve({ filter: /^[^./]/ }, (a) => ({ path: a.path.startsWith('node:') ? a.path : import.meta.resolve(a.path), external: true }));
+    b.onResolve({ filter: /\.m?js$/ }, (a) => ({ path: pathToFileURL(join(a.resolveDir, a.path)).href, external: true }));
+    b.onLoad({ filter: /\.ts$/ }, async (a) => ({
+      contents: (await readFile(a.path, 'utf8')).replaceAll('import.meta.url', JSON.stringify(pathToFileURL(a.path).href)),
+      loader: 'ts',
+    }));
+  },
+};
+
+let building = 0;
+
+/** Bundles the module at `entry` (a file: URL) and what it imports of ours: the code, and the files it was built from. */
+export async function bundleModule(entry) {
+  const { build, stop } = await import('esbuild');
+  building++;
+  try {
+    const r = await build({ entryPoints: [fileURLToPath(entry)], bundle: true, format: 'esm', platform: 'node', target: 'node20', write: false, metafile: true, logLevel: 'silent', plugins: [ownSources] });
+    const out = r.outputFiles[0];
+    if (out === undefined) throw new Error('esbuild produced no output');
+    const cwd = process.cwd();
+    return { code: out.contents, inputs: Object.keys(r.metafile.inputs).map((p) => (p.startsWith('/') ? p : join(cwd, p))) };
+  } finally {
+    // esbuild's service process is stopped whenever no build is left in flight (the process has
+    // nothing else for it; a later build starts it again)
+    if (--building === 0) await stop().catch(() => undefined);
+  }
+}
+
+/** Bumped when what a bundle holds changes without its sources changing (the build's options). */
+const FORMAT = 1;
+
+/** What the bundle's sources look like on disk now: each one's path, size and modification time. */
+async function sourcesKey(inputs) {
+  const h = createHash('sha256').update(`${FORMAT}\0${process.version}\0`);
+  for (const p of inputs) {
+    const s = await stat(p);
+    h.update(`${p}\0${s.size}\0${s.mtimeMs}\0`);
+  }
+  return h.digest('hex');
+}
+
+/**
+ * The bundle of `entry` as a file in `dir`, built again whenever a file it was built from has
+ * changed on disk (size or modification time), else the one built before: a bundle left over from
+ * other sources could run rules (a signature check, a proof-of-work target) the sources do not.
+ * Writes are atomic (another process may be starting from the same folder); bundles of older
+ * sources are removed once they are ten minutes old (a process starting from one has loaded it
+ * long before). Rejects when esbuild cannot build the sources or the folder cannot be written.
+ */
+export async function cachedBundle(entry, dir) {
+  const name = fileURLToPath(entry).replace(/^.*[\\/]/, '').replace(/\.ts$/, '');
+  const manifestFile = join(dir, `${name}-${createHash('sha256').update(entry.href).digest('hex').slice(0, 12)}.json`);
+  try {
+    const m = JSON.parse(await readFile(manifestFile, 'utf8'));
+    if (typeof m.file === 'string' && Array.isArray(m.inputs) && m.key === (await sourcesKey(m.inputs))) {
+      const file = join(dir, m.file);
+      await stat(file);
+      return pathToFileURL(file).href;
+    }
+  } catch {
+    // no manifest yet, a source gone, or a bundle removed: build one
+  }
+  const { code, inputs } = await bundleModule(entry);
+  const key = await sourcesKey(inputs);
+  const fileName = `${name}-${createHash('sha256').update(code).digest('hex').slice(0, 16)}.mjs`;
+  await mkdir(dir, { recursive: true });
+  const tmp = (f) => join(dir, `.${f}.${process.pid}.${randomBytes(4).toString('hex')}`);
+  const t1 = tmp(fileName);
+  await writeFile(t1, code);
+  await rename(t1, join(dir, fileName));
+  const t2 = tmp('manifest');
+  await writeFile(t2, JSON.stringify({ key, inputs, file: fileName }));
+  await rename(t2, manifestFile);
+  const old = Date.now() - 10 * 60_000;
+  for (const f of await readdir(dir)) {
+    if (f === fileName || !f.startsWith(`${name}-`) || !f.endsWith('.mjs')) continue;
+    const p = join(dir, f);
+    if ((await stat(p).catch(() => null))?.mtimeMs < old) await unlink(p).catch(() => undefined);
+  }
+  return pathToFileURL(join(dir, fileName)).href;
+}

@@ -1,0 +1,97 @@
+// What `dots` runs (bin/dots.js, core/bundle.mjs): a bundle of the TypeScript sources, kept on
+// disk and built again whenever a source it was built from changed, so it never runs code the
+// sources no longer hold; tsx when no bundle can be made.
+import t from 'tap';
+import { mkdirSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { cachedBundle } from '../core/bundle.mjs';
+import { runDots } from './util/proc.ts';
+import { tmpDir } from './util/tmp.ts';
+
+/** A two-file TypeScript project in `dir`: a.ts imports b.ts and a package, and says where it runs from. */
+function project(dir: string, value: string): URL {
+  mkdirSync(join(dir, 'src'), { recursive: true });
+  writeFileSync(join(dir, 'src', 'b.ts'), `export const value: string = ${JSON.stringify(value)};\n`);
+  writeFileSync(
+    join(dir, 'src', 'a.ts'),
+    "import { value } from './b.ts';\nimport { pack } from 'msgpackr';\nexport const here: string = import.meta.url;\nexport const out = (): string => value + pack(1).length;\n",
+  );
+  return pathToFileURL(join(dir, 'src', 'a.ts'));
+}
+
+interface Mod {
+  here: string;
+  out(): string;
+}
+
+t.test('a bundle is built once, used while its sources stay as they were, and built again when one changes', async (t) => {
+  const dir = tmpDir(t, 'bundle-');
+  const cache = join(dir, 'cache');
+  const entry = project(dir, 'first');
+  const url1 = await cachedBundle(entry, cache);
+  const m1 = (await import(url1)) as Mod;
+  t.equal(m1.out(), 'first1', 'the bundle runs the sources, the package imported from node_modules');
+  t.equal(m1.here, entry.href, 'a bundled module keeps its own import.meta.url (addons and WebAssembly load relative to it)');
+  const file1 = new URL(url1);
+  const mtime = statSync(file1).mtimeMs;
+
+  t.equal(await cachedBundle(entry, cache), url1, 'unchanged sources: the same bundle');
+  t.equal(statSync(file1).mtimeMs, mtime, 'not written again');
+
+  writeFileSync(join(dir, 'src', 'b.ts'), 'export const value: string = "second, longer";\n');
+  const url2 = await cachedBundle(entry, cache);
+  t.not(url2, url1, 'an imported source changed: a new bundle');
+  t.equal(((await import(url2)) as Mod).out(), 'second, longer1', 'which runs the new source');
+
+  // the same size, only the modification time tells it apart
+  writeFileSync(join(dir, 'src', 'b.ts'), 'export const value: string = "second, LONGER";\n');
+  utimesSync(join(dir, 'src', 'b.ts'), new Date(), new Date(Date.now() + 5000));
+  const url3 = await cachedBundle(entry, cache);
+  t.equal(((await import(url3)) as Mod).out(), 'second, LONGER1', 'a change of the same size is seen too');
+
+  // bundles of older sources go once they are ten minutes old
+  const old = new Date(Date.now() - 11 * 60_000);
+  utimesSync(file1, old, old);
+  writeFileSync(join(dir, 'src', 'b.ts'), 'export const value: string = "third";\n');
+  const url4 = await cachedBundle(entry, cache);
+  const left = readdirSync(cache).filter((f) => f.endsWith('.mjs'));
+  t.notOk(left.includes(file1.pathname.replace(/^.*\//, '')), 'a bundle of old sources, ten minutes old, removed');
+  t.ok(left.includes(new URL(url4).pathname.replace(/^.*\//, '')), 'the new one kept');
+  t.ok(left.includes(new URL(url2).pathname.replace(/^.*\//, '')), 'a younger old one kept (a process may be starting from it)');
+});
+
+t.test('processes starting at once from an empty cache each get a whole bundle', async (t) => {
+  const dir = tmpDir(t, 'bundle-');
+  const cache = join(dir, 'cache');
+  const entry = project(dir, 'x');
+  const urls = await Promise.all([cachedBundle(entry, cache), cachedBundle(entry, cache), cachedBundle(entry, cache)]);
+  for (const u of urls) t.equal(((await import(u)) as Mod).out(), 'x1', 'a bundle that runs');
+  t.same(readdirSync(cache).filter((f) => f.startsWith('.')), [], 'no half-written file left');
+});
+
+t.test('sources that do not compile: no bundle', async (t) => {
+  const dir = tmpDir(t, 'bundle-');
+  const entry = project(dir, 'x');
+  writeFileSync(join(dir, 'src', 'b.ts'), 'export const value: string = ;\n');
+  await t.rejects(cachedBundle(entry, join(dir, 'cache')), 'rejected (bin/dots.js then runs the sources through tsx)');
+});
+
+t.test('dots runs from a bundle, and through tsx when none can be written or when asked', async (t) => {
+  const dir = tmpDir(t, 'bundle-');
+  const cache = join(dir, 'cache');
+  const bundled = await runDots(['--help'], 30_000, { DOTS_BUNDLE_DIR: cache });
+  t.equal(bundled.code, 0, 'dots --help from a bundle');
+  t.match(bundled.stdout, /Usage:/, 'prints its usage');
+  t.equal(readdirSync(cache).filter((f) => /^main-[0-9a-f]+\.mjs$/.test(f)).length, 1, 'one bundle of cli/main.ts in the folder');
+
+  const asked = await runDots(['--help'], 30_000, { DOTS_BUNDLE_DIR: join(dir, 'unused'), DOTS_TSX: '1' });
+  t.equal(asked.code, 0, 'DOTS_TSX=1: dots --help through tsx');
+  t.throws(() => readdirSync(join(dir, 'unused')), 'and no bundle made');
+
+  writeFileSync(join(dir, 'file'), '');
+  const unwritable = await runDots(['--help'], 30_000, { DOTS_BUNDLE_DIR: join(dir, 'file', 'cache'), DOTS_LOG: 'debug' });
+  t.equal(unwritable.code, 0, 'a cache folder that cannot be made: dots --help still runs, through tsx');
+  t.match(unwritable.stderr, /^dots: no bundle \(.*\), running the TypeScript through tsx$/m, 'and says why when asked for debug output');
+  t.match(unwritable.stdout, /Usage:/, 'with the same usage');
+});
