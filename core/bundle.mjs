@@ -5,37 +5,85 @@
 // `dots node` took 2.05-2.39 s from spawn to its addresses against 1.22-1.56 s from a bundle (ad
 // hoc, six starts each).
 import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync, statSync } from 'node:fs';
 import { mkdir, readFile, readdir, rename, stat, unlink, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 /**
- * Packages, and our own plain-JavaScript modules, stay out of the bundle and are imported from
- * where this module resolves them, by absolute URL: a bundle may run from a data: URL or from a
- * cache folder, neither of which can resolve a bare name or a path relative to its source. Our
- * TypeScript modules go in, each keeping its own import.meta.url (core/sig.ts and mining/'s
- * hashers load their addons and WebAssembly relative to it).
+ * Whether the file at `path` belongs to a package of ES modules (its package.json says type
+ * module). An .mjs file of a CommonJS package (ws's wrapper) is not: it imports that package's
+ * CommonJS files.
  */
-const ownSources = {
-  name: 'dots-own-sources',
-  setup(b) {
-    b.onResolve({ filter: /^[^./]/ }, (a) => ({ path: a.path.startsWith('node:') ? a.path : import.meta.resolve(a.path), external: true }));
-    b.onResolve({ filter: /\.m?js$/ }, (a) => ({ path: pathToFileURL(join(a.resolveDir, a.path)).href, external: true }));
-    b.onLoad({ filter: /\.ts$/ }, async (a) => ({
-      contents: (await readFile(a.path, 'utf8')).replaceAll('import.meta.url', JSON.stringify(pathToFileURL(a.path).href)),
-      loader: 'ts',
-    }));
-  },
-};
+function isEsm(path, cache) {
+  if (!path.endsWith('.js') && !path.endsWith('.mjs')) return false;
+  for (let dir = dirname(path); ; ) {
+    let known = cache.get(dir);
+    if (known === undefined) {
+      try {
+        const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'));
+        // a package.json of a package's sub-folder may say only its type, or nothing
+        known = pkg.type === 'module' ? 'esm' : pkg.type !== undefined || pkg.name !== undefined ? 'cjs' : 'none';
+      } catch {
+        known = 'none';
+      }
+      cache.set(dir, known);
+    }
+    if (known !== 'none') return known === 'esm';
+    const up = dirname(dir);
+    if (up === dir) return false;
+    dir = up;
+  }
+}
+
+/**
+ * Our TypeScript modules go in, each keeping its own import.meta.url (core/sig.ts and mining/'s
+ * hashers load their addons and WebAssembly relative to it). Our own plain-JavaScript modules
+ * stay out, imported by absolute URL (they keep their import.meta too). Packages stay out, by
+ * absolute URL too (a bundle may run from a data: URL, which cannot resolve a bare name), except
+ * with `esmPackages`, where packages that are ES modules go in: a `dots node` loads hundreds of
+ * libp2p's files, each one resolved, read and compiled on its own. CommonJS packages always stay
+ * out, for Node to load (a bundle of them would need a `require` of its own, and some find files
+ * beside them: addons, workers).
+ */
+function ownSources(esmPackages) {
+  const types = new Map();
+  return {
+    name: 'dots-own-sources',
+    setup(b) {
+      b.onResolve({ filter: /^[^./]/ }, async (a) => {
+        if (a.path.startsWith('node:')) return { path: a.path, external: true };
+        if (a.pluginData === 'resolving') return undefined;
+        const r = await b.resolve(a.path, { kind: a.kind, importer: a.importer, resolveDir: a.resolveDir, pluginData: 'resolving' });
+        if (r.errors.length > 0) return undefined; // esbuild reports it
+        if (r.external || !r.path.startsWith('/')) return { path: import.meta.resolve(a.path), external: true };
+        if (esmPackages && isEsm(r.path, types)) return { path: r.path };
+        return { path: pathToFileURL(r.path).href, external: true };
+      });
+      b.onResolve({ filter: /^\.\.?\/.*\.m?js$/ }, (a) => (a.importer.endsWith('.ts') ? { path: pathToFileURL(join(a.resolveDir, a.path)).href, external: true } : undefined));
+      b.onLoad({ filter: /\.ts$/ }, async (a) => ({
+        contents: (await readFile(a.path, 'utf8')).replaceAll('import.meta.url', JSON.stringify(pathToFileURL(a.path).href)),
+        loader: 'ts',
+      }));
+    },
+  };
+}
+
+/** Our packages: where a bare name resolves when the importer's own folders do not have it (sources outside this repository, in tests). */
+const OUR_PACKAGES = join(dirname(fileURLToPath(import.meta.url)), '..', 'node_modules');
 
 let building = 0;
 
-/** Bundles the module at `entry` (a file: URL) and what it imports of ours: the code, and the files it was built from. */
-export async function bundleModule(entry) {
+/**
+ * Bundles the module at `entry` (a file: URL) and what it imports of ours (and, with
+ * `esmPackages`, the packages it imports that are ES modules): the code, and the files it was
+ * built from.
+ */
+export async function bundleModule(entry, esmPackages = false) {
   const { build, stop } = await import('esbuild');
   building++;
   try {
-    const r = await build({ entryPoints: [fileURLToPath(entry)], bundle: true, format: 'esm', platform: 'node', target: 'node20', write: false, metafile: true, logLevel: 'silent', plugins: [ownSources] });
+    const r = await build({ entryPoints: [fileURLToPath(entry)], bundle: true, format: 'esm', platform: 'node', target: 'node20', write: false, metafile: true, logLevel: 'silent', conditions: [], nodePaths: [OUR_PACKAGES], plugins: [ownSources(esmPackages)] });
     const out = r.outputFiles[0];
     if (out === undefined) throw new Error('esbuild produced no output');
     const cwd = process.cwd();
@@ -48,13 +96,14 @@ export async function bundleModule(entry) {
 }
 
 /** Bumped when what a bundle holds changes without its sources changing (the build's options). */
-const FORMAT = 1;
+const FORMAT = 2;
 
 /** What the bundle's sources look like on disk now: each one's path, size and modification time. */
-async function sourcesKey(inputs) {
+function sourcesKey(inputs) {
   const h = createHash('sha256').update(`${FORMAT}\0${process.version}\0`);
   for (const p of inputs) {
-    const s = await stat(p);
+    // statSync: a bundle with libp2p in it is built from about 900 files, 10 ms synchronously
+    const s = statSync(p);
     h.update(`${p}\0${s.size}\0${s.mtimeMs}\0`);
   }
   return h.digest('hex');
@@ -73,7 +122,7 @@ export async function cachedBundle(entry, dir) {
   const manifestFile = join(dir, `${name}-${createHash('sha256').update(entry.href).digest('hex').slice(0, 12)}.json`);
   try {
     const m = JSON.parse(await readFile(manifestFile, 'utf8'));
-    if (typeof m.file === 'string' && Array.isArray(m.inputs) && m.key === (await sourcesKey(m.inputs))) {
+    if (typeof m.file === 'string' && Array.isArray(m.inputs) && m.key === sourcesKey(m.inputs)) {
       const file = join(dir, m.file);
       await stat(file);
       return pathToFileURL(file).href;
@@ -81,8 +130,8 @@ export async function cachedBundle(entry, dir) {
   } catch {
     // no manifest yet, a source gone, or a bundle removed: build one
   }
-  const { code, inputs } = await bundleModule(entry);
-  const key = await sourcesKey(inputs);
+  const { code, inputs } = await bundleModule(entry, true);
+  const key = sourcesKey(inputs);
   const fileName = `${name}-${createHash('sha256').update(code).digest('hex').slice(0, 16)}.mjs`;
   await mkdir(dir, { recursive: true });
   const tmp = (f) => join(dir, `.${f}.${process.pid}.${randomBytes(4).toString('hex')}`);

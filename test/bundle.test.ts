@@ -2,7 +2,7 @@
 // disk and built again whenever a source it was built from changed, so it never runs code the
 // sources no longer hold; tsx when no bundle can be made.
 import t from 'tap';
-import { mkdirSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { cachedBundle } from '../core/bundle.mjs';
@@ -59,6 +59,31 @@ t.test('a bundle is built once, used while its sources stay as they were, and bu
   t.notOk(left.includes(file1.pathname.replace(/^.*\//, '')), 'a bundle of old sources, ten minutes old, removed');
   t.ok(left.includes(new URL(url4).pathname.replace(/^.*\//, '')), 'the new one kept');
   t.ok(left.includes(new URL(url2).pathname.replace(/^.*\//, '')), 'a younger old one kept (a process may be starting from it)');
+});
+
+t.test('packages of ES modules go into the bundle, and a change to one makes a new bundle; CommonJS packages stay out', async (t) => {
+  const dir = tmpDir(t, 'bundle-');
+  const cache = join(dir, 'cache');
+  const pkg = join(dir, 'node_modules', 'esm-pkg');
+  mkdirSync(pkg, { recursive: true });
+  writeFileSync(join(pkg, 'package.json'), JSON.stringify({ name: 'esm-pkg', type: 'module', exports: './index.js' }));
+  writeFileSync(join(pkg, 'index.js'), "export const word = 'one';\n");
+  mkdirSync(join(dir, 'src'), { recursive: true });
+  writeFileSync(
+    join(dir, 'src', 'a.ts'),
+    "import { word } from 'esm-pkg';\nimport { WebSocketServer } from 'ws';\nexport const out = (): string => word + typeof WebSocketServer;\n",
+  );
+  const entry = pathToFileURL(join(dir, 'src', 'a.ts'));
+  const url1 = await cachedBundle(entry, cache);
+  const code = readFileSync(new URL(url1), 'utf8');
+  t.match(code, /word = "one"|word = 'one'/, 'the ES-module package is inside the bundle');
+  t.notMatch(code, /from\s+["'][^"']*esm-pkg/, 'not imported');
+  t.match(code, /from\s+"file:\/\/\/[^"]*\/node_modules\/ws\/[^"]*"/, 'ws (CommonJS) imported from node_modules by absolute URL');
+  t.equal(((await import(url1)) as { out(): string }).out(), 'onefunction', 'and the bundle runs');
+  writeFileSync(join(pkg, 'index.js'), "export const word = 'two!';\n");
+  const url2 = await cachedBundle(entry, cache);
+  t.not(url2, url1, 'a file of the package changed: a new bundle');
+  t.equal(((await import(url2)) as { out(): string }).out(), 'two!function', 'with the package as it is now');
 });
 
 t.test('processes starting at once from an empty cache each get a whole bundle', async (t) => {
