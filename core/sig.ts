@@ -30,13 +30,18 @@ export function generateSecretKey(): Uint8Array {
   return secp.utils.randomSecretKey();
 }
 
+/** One way to the compressed public key of a secret key; throws on a key that is not one (zero, or not below the curve order). */
+type PublicKeyOf = (secretKey: Uint8Array) => Uint8Array;
+
+const noblePublicKey: PublicKeyOf = (secretKey) => secp.getPublicKey(secretKey, true);
+
 export function publicKeyOf(secretKey: Uint8Array): Uint8Array {
-  return secp.getPublicKey(secretKey, true);
+  return publicKeyWith(secretKey);
 }
 
 export function isValidSecretKey(secretKey: Uint8Array): boolean {
   try {
-    secp.getPublicKey(secretKey, true);
+    publicKeyWith(secretKey);
     return true;
   } catch {
     return false;
@@ -94,6 +99,7 @@ export function isLowS(sig: Uint8Array): boolean {
 interface NativeSecp {
   ecdsaVerify(sig: Uint8Array, msg32: Uint8Array, pubkey: Uint8Array): boolean;
   ecdsaSign(msg32: Uint8Array, seckey: Uint8Array): { signature: Uint8Array };
+  publicKeyCreate(seckey: Uint8Array, compressed: boolean): Uint8Array;
 }
 
 /** The verifiers signatures can be checked with, by name. */
@@ -138,19 +144,20 @@ export const SELF_CHECK = {
 
 /**
  * libsecp256k1 when its addon loads, verifies SELF_CHECK's signature and refuses its other one
- * for that message, and signs SELF_CHECK's bytes exactly (a broken or foreign binary must not
- * decide validity, nor sign); else null. DOTS_VERIFIER=openssl asks for OpenSSL and noble (to
- * compare them).
+ * for that message, signs SELF_CHECK's bytes exactly and gives its public key (a broken or
+ * foreign binary must not decide validity, nor sign, nor name a key); else null.
+ * DOTS_VERIFIER=openssl asks for OpenSSL and noble (to compare them).
  */
-function loadNative(): { verify: Verify; sign: Sign } | null {
+function loadNative(): { verify: Verify; sign: Sign; publicKey: PublicKeyOf } | null {
   if (process.env.DOTS_VERIFIER === 'openssl') return null;
   try {
     const lib = createRequire(import.meta.url)('secp256k1/bindings') as NativeSecp;
     const v = nativeVerify(lib);
     const sign: Sign = (digest, secretKey) => lib.ecdsaSign(digest, secretKey).signature;
+    const publicKey: PublicKeyOf = (secretKey) => lib.publicKeyCreate(secretKey, true);
     const c = SELF_CHECK;
-    const same = bytesEqual(sign(taggedHash(c.tag, c.message), c.secretKey), c.sig);
-    return same && v(c.pubkey, c.tag, c.message, c.sig) && !v(c.pubkey, c.tag, c.message, c.otherSig) ? { verify: v, sign } : null;
+    const same = bytesEqual(sign(taggedHash(c.tag, c.message), c.secretKey), c.sig) && bytesEqual(publicKey(c.secretKey), c.pubkey);
+    return same && v(c.pubkey, c.tag, c.message, c.sig) && !v(c.pubkey, c.tag, c.message, c.otherSig) ? { verify: v, sign, publicKey } : null;
   } catch {
     return null;
   }
@@ -166,6 +173,14 @@ const VERIFIERS: Record<VerifierName, Verify | null> = {
 /** The signers, by the library's name (tests compare them). */
 export const SIGNERS: Record<'libsecp256k1' | 'noble', Sign | null> = { libsecp256k1: NATIVE?.sign ?? null, noble: nobleSign };
 const signWith: Sign = NATIVE?.sign ?? nobleSign;
+
+/**
+ * The public-key makers, by the library's name (tests compare them). libsecp256k1 where it loads:
+ * noble's first key costs it 50-60 ms of precomputation, which every node paid at start for its
+ * node key (CPU profiles of `dots node` starting).
+ */
+export const PUBLIC_KEYS: Record<'libsecp256k1' | 'noble', PublicKeyOf | null> = { libsecp256k1: NATIVE?.publicKey ?? null, noble: noblePublicKey };
+const publicKeyWith: PublicKeyOf = NATIVE?.publicKey ?? noblePublicKey;
 
 /** The verifier this process checks signatures with (also in the node's start-up log line). */
 export const VERIFIER: VerifierName = VERIFIERS.libsecp256k1 !== null ? 'libsecp256k1' : 'openssl';

@@ -15,7 +15,7 @@ import { makeBlock, encodeBlock, decodeBlock } from '../core/block.ts';
 import { merkleRoot, merkleRootRecursive, inclusionProof, verifyInclusion, leafHash, nodeHash } from '../core/merkle.ts';
 import { decodeBody, encodeBody, signRecord, makeRec, recordId, Kind, isValidName, checkRecordSignature, type Transfer, type RecordBody } from '../core/records.ts';
 import { writeKeyFile, readKeyFile, loadOrCreateKey } from '../wallet/keys.ts';
-import { SELF_CHECK, SIGNERS, SigCache, VERIFIER, generateSecretKey, hasVerifier, isLowS, publicKeyOf, signTagged, verifyTagged } from '../core/sig.ts';
+import { PUBLIC_KEYS, SELF_CHECK, SIGNERS, SigCache, VERIFIER, generateSecretKey, hasVerifier, isLowS, isValidSecretKey, publicKeyOf, signTagged, verifyTagged } from '../core/sig.ts';
 import { encodeAddress, decodeAddress, addressOf } from '../core/address.ts';
 import { NETWORKS, NETWORK_NAMES } from '../consensus/params.ts';
 import { genesisBlock } from '../consensus/genesis.ts';
@@ -391,7 +391,7 @@ t.test('both signature verifiers give the same verdicts, and the faster one is c
 t.test('the addon\'s self-check vectors are what noble gives', async (t) => {
   const c = SELF_CHECK;
   const noble = SIGNERS.noble as NonNullable<typeof SIGNERS.noble>;
-  t.same(publicKeyOf(c.secretKey), c.pubkey, 'the public key of 07..07');
+  t.same((PUBLIC_KEYS.noble as NonNullable<typeof PUBLIC_KEYS.noble>)(c.secretKey), c.pubkey, 'the public key of 07..07');
   t.same(noble(taggedHash(c.tag, c.message), c.secretKey), c.sig, 'its signature of the message');
   t.same(noble(taggedHash(c.tag, c.message.subarray(1)), c.secretKey), c.otherSig, 'and of the message without its first byte');
   t.ok(verifyTagged(c.pubkey, c.tag, c.message, c.sig, 'openssl'), 'OpenSSL accepts the first for the message');
@@ -417,6 +417,31 @@ t.test('libsecp256k1 signs the same bytes as noble, and is the signer where it l
   t.same(sig, noble(taggedHash('DOTS/regtest/receipt', new Uint8Array([9])), k.secret), 'signTagged gives those bytes');
   t.throws(() => native(randomBytes(32), new Uint8Array(32)), 'a zero secret key is refused, as noble refuses it');
   t.throws(() => noble(randomBytes(32), new Uint8Array(32)));
+});
+
+t.test('libsecp256k1 gives the public keys noble gives, refuses the keys noble refuses, and is what publicKeyOf uses where it loads', async (t) => {
+  const native = PUBLIC_KEYS.libsecp256k1;
+  if (native === null) {
+    t.equal(process.env.DOTS_VERIFIER, 'openssl', 'the addon is only absent when asked to be');
+    return;
+  }
+  const noble = PUBLIC_KEYS.noble as NonNullable<typeof PUBLIC_KEYS.noble>;
+  let same = 0;
+  for (let i = 0; i < 200; i++) {
+    const sk = generateSecretKey();
+    if (bytesEqual(native(sk), noble(sk)) && bytesEqual(publicKeyOf(sk), native(sk))) same++;
+  }
+  t.equal(same, 200, '200 keys alike, byte for byte');
+  const order = Buffer.from('fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141', 'hex');
+  const below = Buffer.from(order);
+  below[31] -= 1;
+  for (const [what, sk] of [['zero', new Uint8Array(32)], ['the curve order', order], ['above it', Buffer.alloc(32, 0xff)]] as const) {
+    t.throws(() => native(sk), `${what}: refused by libsecp256k1`);
+    t.throws(() => noble(sk), `${what}: refused by noble`);
+    t.notOk(isValidSecretKey(sk), `${what}: not a valid secret key`);
+  }
+  t.same(native(below), noble(below), 'the order minus one: a key, the same for both');
+  t.ok(isValidSecretKey(below), 'and a valid secret key');
 });
 
 t.test('names', async (t) => {
