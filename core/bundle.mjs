@@ -1,9 +1,9 @@
 // Our TypeScript sources as one plain-JavaScript module, bundled by esbuild: what worker threads
 // run (core/worker-code.ts) and what `dots` runs (bin/dots.js). Plain JavaScript because
 // bin/dots.js loads it before any TypeScript loader, to avoid needing one: under tsx every module
-// the process loads, libp2p's hundreds included, crosses to tsx's loader thread and back, and a
-// `dots node` took 2.05-2.39 s from spawn to its addresses against 1.22-1.56 s from a bundle (ad
-// hoc, six starts each).
+// the process loads, libp2p's hundreds included, crosses to tsx's loader thread and back. A
+// `dots node` took 1.76-1.91 s from spawn to its addresses through tsx, 1.22-1.56 s from a bundle
+// of our sources, 0.83-1.01 s with the ES-module packages bundled too (ad hoc, starts alternating).
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { mkdir, readFile, readdir, rename, stat, unlink, writeFile } from 'node:fs/promises';
