@@ -114,8 +114,8 @@ function sourcesKey(inputs) {
  * changed on disk (size or modification time), else the one built before: a bundle left over from
  * other sources could run rules (a signature check, a proof-of-work target) the sources do not.
  * Writes are atomic (another process may be starting from the same folder); bundles of older
- * sources are removed once they are ten minutes old (a process starting from one has loaded it
- * long before). Rejects when esbuild cannot build the sources or the folder cannot be written.
+ * sources, and files left half-written, are removed once they are ten minutes old (a process
+ * starting from one has loaded it long before). Rejects when esbuild cannot build the sources or the folder cannot be written.
  */
 export async function cachedBundle(entry, dir) {
   const name = fileURLToPath(entry).replace(/^.*[\\/]/, '').replace(/\.ts$/, '');
@@ -143,7 +143,8 @@ export async function cachedBundle(entry, dir) {
   await rename(t2, manifestFile);
   const old = Date.now() - 10 * 60_000;
   for (const f of await readdir(dir)) {
-    if (f === fileName || !f.startsWith(`${name}-`) || !f.endsWith('.mjs')) continue;
+    // older bundles of this entry, and files a process died before renaming
+    if (f === fileName || !(f.startsWith(`${name}-`) && f.endsWith('.mjs')) && !f.startsWith('.')) continue;
     const p = join(dir, f);
     if ((await stat(p).catch(() => null))?.mtimeMs < old) await unlink(p).catch(() => undefined);
   }

@@ -53,10 +53,14 @@ t.test('a bundle is built once, used while its sources stay as they were, and bu
   // bundles of older sources go once they are ten minutes old
   const old = new Date(Date.now() - 11 * 60_000);
   utimesSync(file1, old, old);
+  const halfWritten = '.main-0123.mjs.999.abcd';
+  writeFileSync(join(cache, halfWritten), 'export const x =');
+  utimesSync(join(cache, halfWritten), old, old);
   writeFileSync(join(dir, 'src', 'b.ts'), 'export const value: string = "third";\n');
   const url4 = await cachedBundle(entry, cache);
   const left = readdirSync(cache).filter((f) => f.endsWith('.mjs'));
   t.notOk(left.includes(file1.pathname.replace(/^.*\//, '')), 'a bundle of old sources, ten minutes old, removed');
+  t.notOk(readdirSync(cache).includes(halfWritten), 'so is a file a process died before renaming');
   t.ok(left.includes(new URL(url4).pathname.replace(/^.*\//, '')), 'the new one kept');
   t.ok(left.includes(new URL(url2).pathname.replace(/^.*\//, '')), 'a younger old one kept (a process may be starting from it)');
 });
