@@ -126,12 +126,12 @@ export class Chain extends EventEmitter<{ tip: [TipChange] }> {
   }
 
   /**
-   * Checks a block's signatures ahead of processBlock on the verifier's workers, so a syncing node
+   * Checks blocks' signatures ahead of processBlock on the verifier's workers, so a syncing node
    * verifies later blocks while it connects earlier ones. Optional: processBlock checks whatever
    * this did not.
    */
-  preverify(block: Block): Promise<void> {
-    return this.verifier.preverify(block);
+  preverify(...blocks: Block[]): Promise<void> {
+    return this.verifier.preverify(...blocks);
   }
 
   /** Starts the verifier's workers ahead of the blocks preverify will be given (a sync beginning). */

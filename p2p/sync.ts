@@ -474,6 +474,8 @@ export class Synchronizer {
       for (const it of batch) if (it.state === 'inflight') it.state = 'none';
       if (peer === s.src && (s.failures.get(peer.id) ?? 0) >= 3) this.abort(s, 'source keeps failing block requests');
     } else {
+      // the response's blocks share their signature checks (chain.preverify): one promise for all
+      const arrived: Buffered[] = [];
       batch.forEach((it, i) => {
         if (it.state !== 'inflight') return;
         const bytes = res.blocks[i];
@@ -509,9 +511,15 @@ export class Synchronizer {
           return;
         }
         it.state = 'have';
-        s.buffered.set(it.hex, { block, from: peer.id, verified: this.host.chain.preverify(block) });
+        const entry: Buffered = { block, from: peer.id, verified: Promise.resolve() };
+        s.buffered.set(it.hex, entry);
         s.bufferedBytes += block.size;
+        arrived.push(entry);
       });
+      if (arrived.length > 0) {
+        const verified = this.host.chain.preverify(...arrived.map((a) => a.block));
+        for (const a of arrived) a.verified = verified;
+      }
     }
     this.signal.wake();
     this.pump(s);

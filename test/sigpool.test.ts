@@ -3,9 +3,9 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { SigPool, VERIFIER_ENTRY } from '../consensus/sigpool.ts';
-import { verifyBatch } from '../consensus/sig-verify.ts';
+import { packRecords, verifyBatch } from '../consensus/sig-verify.ts';
 import { bundleUrl } from '../core/worker-code.ts';
-import { makeBlock, type Block } from '../core/block.ts';
+import { decodeBlock, encodeBlock, makeBlock, type Block } from '../core/block.ts';
 import { silentLogger } from '../core/log.ts';
 import { Kind, decodeRec, signRecord, type NameCommit, type Rec } from '../core/records.ts';
 import { SigCache, generateSecretKey, publicKeyOf } from '../core/sig.ts';
@@ -50,6 +50,44 @@ t.test('a cold pool leaves a block to the main thread; warm, it vouches for the 
   const vouched = block.records.slice(1).filter((r) => cache.has(r.id));
   t.equal(vouched.length, 64 - 8, 'the workers vouched for every good signature');
   t.notOk(vouched.some((r) => damaged.has(Buffer.from(r.id).toString('hex'))), 'and for none of the damaged ones');
+});
+
+t.test('records that are views of the message that brought them go to a worker as one packed copy; the message stays whole', async (t) => {
+  const cache = new SigCache();
+  const pool = new SigPool(P.name, cache, silentLogger, 2);
+  t.teardown(() => pool.close());
+  await pool.warm();
+  // as sync holds them: decoded from the bytes that came, each record a view of those bytes
+  const { block: made, damaged } = blockOf(300, 7);
+  const message = encodeBlock(made);
+  const copy = Uint8Array.from(message);
+  const block = decodeBlock(message, P.maxBlockBytes);
+  t.equal(block.records[1].bytes.buffer, message.buffer, 'the records are views of the message');
+  await pool.preverify(block);
+  const vouched = block.records.slice(1).filter((r) => cache.has(r.id));
+  t.equal(vouched.length, 300 - damaged.size, 'the workers vouched for every good signature, in two tasks of packed records');
+  t.notOk(vouched.some((r) => damaged.has(Buffer.from(r.id).toString('hex'))), 'and for none of the damaged ones (verdicts line up with their records)');
+  t.equal(message.byteLength, copy.byteLength, 'the message was not transferred away from the main thread');
+  t.same(Buffer.from(message), Buffer.from(copy), 'nor changed');
+  const task = packRecords(P.name, block.records.slice(1).map((r) => r.bytes));
+  t.equal(task.bytes.buffer.byteLength, task.bytes.byteLength, 'a task holds only its records, in a buffer of their own');
+  t.equal(task.ends[task.ends.length - 1], block.records.slice(1).reduce((n, r) => n + r.bytes.length, 0), 'ending where the last record does');
+});
+
+t.test('the blocks of one sync response share tasks: blocks too small to go to a worker alone go together', async (t) => {
+  const cache = new SigCache();
+  const pool = new SigPool(P.name, cache, silentLogger, 2);
+  t.teardown(() => pool.close());
+  await pool.warm();
+  const small = Array.from({ length: 6 }, () => blockOf(10, 4));
+  await pool.preverify(small[0].block);
+  t.equal(small[0].block.records.slice(1).filter((r) => cache.has(r.id)).length, 0, 'a block of 10 records alone is left to the main thread');
+  await pool.preverify(...small.map((s) => s.block));
+  for (const [i, { block, damaged }] of small.entries()) {
+    const vouched = block.records.slice(1).filter((r) => cache.has(r.id));
+    t.equal(vouched.length, 10 - damaged.size, `block ${i}: every good signature vouched for, with the others'`);
+    t.notOk(vouched.some((r) => damaged.has(Buffer.from(r.id).toString('hex'))), `block ${i}: none of its damaged ones`);
+  }
 });
 
 t.test('a big block finding no worker up starts them for the blocks after it, without waiting for them', async (t) => {
@@ -99,7 +137,7 @@ t.test('the bundled verifier is built from the sources this process runs, and ju
   t.notOk(/from\s+["'](?![a-z]+:)/.test(code), 'and nothing by a bare or relative name (a data: URL cannot resolve one)');
   const bundled = (await import(url)) as { verifyBatch: typeof verifyBatch };
   const { block, damaged } = blockOf(32, 4);
-  const task = { network: P.name, records: block.records.slice(1).map((r) => r.bytes) };
+  const task = packRecords(P.name, block.records.slice(1).map((r) => r.bytes));
   const verdicts = bundled.verifyBatch(task);
   t.same(verdicts, verifyBatch(task), 'the same verdicts as consensus/sig-verify.ts on the same records');
   t.equal(verdicts.reduce((n, v) => n + v, 0), 32 - damaged.size, 'every good signature passes, no damaged one');
