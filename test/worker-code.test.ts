@@ -25,7 +25,7 @@ t.test('a bundle that cannot be built: the workers are told to load the TypeScri
 const CHILD = `
 import { Piscina } from '${import.meta.resolve('piscina')}';
 const sig = new Piscina({ filename: '${new URL('../consensus/sig-worker.mjs', import.meta.url).href}', maxThreads: 1 });
-const verdicts = await sig.run({ network: 'regtest', records: [] });
+const verdicts = await sig.run({ network: 'regtest', bytes: new Uint8Array(0), ends: new Uint32Array(0) });
 const miner = new Piscina({ filename: '${new URL('../mining/miner-worker-entry.mjs', import.meta.url).href}', maxThreads: 1 });
 const ctl = new SharedArrayBuffer(16);
 Atomics.store(new Int32Array(ctl, 0, 2), 0, 1);
