@@ -121,6 +121,12 @@ export class Store {
     return this.db.get(layout.block(hashHex));
   }
 
+  /** Several blocks' bytes in one read of the database, in order (undefined where one is absent). */
+  async blocksBytes(hashHexes: readonly string[]): Promise<Array<Uint8Array | undefined>> {
+    if (hashHexes.length === 0) return [];
+    return this.db.getMany(hashHexes.map((h) => layout.block(h)));
+  }
+
   async undo(hashHex: string): Promise<UndoEntry[] | undefined> {
     const b = await this.db.get(layout.undo(hashHex));
     return b === undefined ? undefined : decodeUndo(b);

@@ -99,6 +99,8 @@ const BAD_RECORD = new Set(['bad-encoding', 'non-canonical', 'bad-signature', 'b
 const HANDSHAKE_TIMEOUT_MS = 10_000;
 const REQUEST_READ_TIMEOUT_MS = 10_000;
 const MAX_STREAMS_PER_CONNECTION = 16;
+/** blocks read from the store at once to answer a blocks request, at most this many bytes of them at the network's largest */
+const READ_GROUP_BYTES = 8 * 1024 * 1024;
 const OTHER_NETWORK_BAN_MS = 10 * 60_000;
 
 /** A bounded set of recent strings (insertion order evicts the oldest). */
@@ -557,14 +559,26 @@ export class P2PNetwork {
       case 'blocks': {
         const blocks: Uint8Array[] = [];
         let bytes = 0;
-        for (const h of req.hashes) {
-          if (bytes >= BLOCKS_RESPONSE_SOFT_BYTES) break;
-          const hex = hashToHex(h);
-          const e = this.chain.index.get(hex);
-          // Never serve a block we found invalid: an honest peer would be charged for it.
-          const b = e !== undefined && e.status !== 'invalid' ? await this.chain.getBlockBytes(hex) : undefined;
-          blocks.push(b ?? new Uint8Array(0));
-          bytes += b?.length ?? 0;
+        // Read a group at a time, one call to the database each: a read per block was about a
+        // third of a serving node's main thread during a sync (its binding's call, its promise
+        // and its wake of a thread for each). A group holds READ_GROUP_BYTES of blocks at their
+        // largest, so a request for big blocks reads little past the response's soft limit.
+        const group = Math.max(1, Math.floor(READ_GROUP_BYTES / this.chain.params.maxBlockBytes));
+        for (let i = 0; i < req.hashes.length && bytes < BLOCKS_RESPONSE_SOFT_BYTES; i += group) {
+          // Never serve a block we found invalid (or do not know): an honest peer would be charged for it.
+          const hexes = req.hashes.slice(i, i + group).map((h) => hashToHex(h));
+          const servable = hexes.filter((hex) => {
+            const e = this.chain.index.get(hex);
+            return e !== undefined && e.status !== 'invalid';
+          });
+          const read = await this.chain.getBlocksBytes(servable);
+          const found = new Map(servable.map((hex, k) => [hex, read[k]]));
+          for (const hex of hexes) {
+            if (bytes >= BLOCKS_RESPONSE_SOFT_BYTES) break;
+            const b = found.get(hex);
+            blocks.push(b ?? new Uint8Array(0));
+            bytes += b?.length ?? 0;
+          }
         }
         return { type: 'blocks', blocks };
       }

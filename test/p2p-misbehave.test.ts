@@ -1,7 +1,8 @@
 // Misbehaving peers, written here with libp2p directly: each one passes the handshake, then sends
 // an invalid block, a block with bad proof of work, garbage bytes, or a flood; the honest node
 // disconnects and bans it, does not forward what it sent, and the honest nodes keep going. A peer
-// of another network is refused at the handshake.
+// of another network is refused at the handshake. And what a stranger may ask: blocks are served
+// in the order asked, never one the node found invalid.
 import '../p2p/polyfill.ts';
 import t, { type Test } from 'tap';
 import { randomBytes } from 'node:crypto';
@@ -9,14 +10,14 @@ import type { Libp2p, PeerId } from '@libp2p/interface';
 import type { GossipSub } from '@libp2p/gossipsub';
 import type { Identify } from '@libp2p/identify';
 import { sha256 } from '@noble/hashes/sha2.js';
-import { makeBlock, encodeBlock, type Block } from '../core/block.ts';
-import { hexToHash } from '../core/hash.ts';
+import { makeBlock, encodeBlock, decodeBlock, headerHash, type Block } from '../core/block.ts';
+import { hashToHex, hexToHash } from '../core/hash.ts';
 import { merkleRoot } from '../core/merkle.ts';
 import { makeRec, Kind } from '../core/records.ts';
 import { NETWORKS } from '../consensus/params.ts';
 import { checkProofOfWork } from '../consensus/validate.ts';
 import { workFromBits } from '../consensus/pow.ts';
-import { SYNC_PROTOCOL, decodeRequest, encodeRequest, encodeResponse, type Status } from '../p2p/messages.ts';
+import { SYNC_PROTOCOL, decodeRequest, decodeResponse, encodeRequest, encodeResponse, type Request, type Response, type Status } from '../p2p/messages.ts';
 import { Harness, converged, type NodeProc } from './util/proc.ts';
 import { waitFor } from './util/wait.ts';
 
@@ -143,6 +144,39 @@ t.test('misbehaving peers are disconnected, honest nodes keep going', async (t) 
     const bad = blockOn(await tipOf(a), { amount: P.subsidy(1) * 1000 });
     await evil.node.services.pubsub.publish(evil.blocks, encodeBlock(bad));
     await expectBanned(t, evil, a, 'invalid block');
+  });
+
+  t.test('a blocks request is answered in its order; an invalid block it holds and an unknown one come back empty', async (t) => {
+    // a block that breaks the state rules is kept with its index entry marked invalid
+    const gossiper = await evilPeer(t, a, genesis);
+    await ready(gossiper, a);
+    const bad = blockOn(await tipOf(a), { amount: P.subsidy(1) * 1000 });
+    await gossiper.node.services.pubsub.publish(gossiper.blocks, encodeBlock(bad));
+    await expectBanned(t, gossiper, a, 'invalid block');
+    const asker = await evilPeer(t, a, genesis);
+    await ready(asker, a);
+    const { lpStream } = await import('@libp2p/utils');
+    const ask = async (req: Request): Promise<Response> => {
+      const s = await asker.node.dialProtocol(asker.target, SYNC_PROTOCOL);
+      const lp = lpStream(s);
+      await lp.write(encodeRequest(req));
+      const res = decodeResponse((await lp.read()).subarray(), req, P.maxBlockBytes);
+      await s.close();
+      return res;
+    };
+    const headers = await ask({ type: 'headers', locator: [hexToHash(genesis)], max: 10 });
+    if (headers.type !== 'headers') throw new Error(`headers request answered ${headers.type}`);
+    const main = [hexToHash(genesis), ...headers.headers.map((h) => headerHash(h))];
+    t.equal(main.length, 3, 'genesis and the two blocks mined');
+    // more hashes than one read of the store takes (8 blocks of the network's largest), repeats too
+    const hashes = [...main, ...main, bad.hash, randomBytes(32), ...main, ...main, ...main];
+    const res = await ask({ type: 'blocks', hashes });
+    if (res.type !== 'blocks') throw new Error(`blocks request answered ${res.type}`);
+    t.equal(res.blocks.length, hashes.length, 'an answer for every hash asked');
+    const got = res.blocks.map((b) => (b.length === 0 ? 'none' : hashToHex(decodeBlock(b, P.maxBlockBytes).hash)));
+    const want = hashes.map((h, i) => (i === 6 || i === 7 ? 'none' : hashToHex(h)));
+    t.same(got, want, 'each block in the place it was asked for; the invalid one A holds and the unknown one empty');
+    await asker.stop();
   });
 
   t.test('block with bad proof of work', async (t) => {
