@@ -90,12 +90,14 @@ export async function benchChain(o: BenchOptions & { records?: number; perBlock?
     // the main thread's code is V8's unoptimized one (a first round timed it at 0.54 of the bound
     // where the next two gave 0.67), and a sync runs that code for hours, warm.
     await replay(join(root, 'dst-warm-up'), blocks, true);
-    const rounds: Array<{ workers: Replay; mainOnly: Replay; bound: number }> = [];
+    const rounds: Array<{ workers: Replay; mainOnly: Replay; known: Replay; bound: number }> = [];
     for (let i = 0; i < ROUNDS; i++) {
       const workers = await replay(join(root, `dst-${i}`), blocks, true);
       const mainOnly = await replay(join(root, `dst-main-thread-${i}`), blocks, false);
-      rounds.push({ workers, mainOnly, bound: await verifyBound(blocks) });
+      const known = await replay(join(root, `dst-known-${i}`), blocks, false, true);
+      rounds.push({ workers, mainOnly, known, bound: await verifyBound(blocks) });
     }
+    const cores = availableParallelism();
     const workers = rounds[0].workers;
     const opensslBound = VERIFIER === 'openssl' ? median(rounds.map((r) => r.bound)) : await verifyBound(blocks, 'openssl');
     const cold = await coldBlock();
@@ -121,6 +123,13 @@ export async function benchChain(o: BenchOptions & { records?: number; perBlock?
       { metric: 'records/s, signatures on the main thread only', value: each((r) => rate(r.mainOnly)) },
       { metric: 'signature checks/s, the worker pool alone on every core', value: each((r) => r.bound) },
       { metric: 'records/s / the worker pool alone', value: each((r) => rate(r.workers) / r.bound, 2) },
+      // What decides that ratio: the main thread's own work per record (decoding, state, undo
+      // data, LevelDB), which takes CPU the checks need. With every core checking at the pool's
+      // rate and the main thread's work added, validation can at best reach
+      // cores / (cores / bound + 1 / main) records a second.
+      { metric: 'records/s, the main thread alone with every signature already checked', value: each((r) => rate(r.known)) },
+      { metric: `  so at best, on ${cores} cores: records/s / the worker pool alone`, value: each((r) => ceiling(cores, r.bound, rate(r.known)), 2) },
+      { metric: `  the main thread's records/s that 0.9 of the pool would need`, value: each((r) => needed(cores, r.bound, 0.9)) },
       ...(VERIFIER === 'openssl'
         ? []
         : [
@@ -226,6 +235,19 @@ export function storedBytes(usage: ReadonlyMap<string, { keyBytes: number; value
 /** What each part of the store holds, per record: the layout's prefixes by name. */
 const PARTS: Record<string, string> = { B: 'block bodies', H: 'block index', U: 'undo data', R: 'record index (id -> block, position)', T: 'tip', V: 'store version', P: 'pending pool' };
 
+/**
+ * The best validation can do against the pool alone (records/s over `bound`) when the checks
+ * take `cores / bound` CPU-seconds a record and the main thread `1 / main` more.
+ */
+export function ceiling(cores: number, bound: number, main: number): number {
+  return cores / (cores / bound + 1 / main) / bound;
+}
+
+/** The main thread's records/s at which `ceiling` reaches `ratio` (Infinity at 1 or more). */
+export function needed(cores: number, bound: number, ratio: number): number {
+  return ratio >= 1 ? Infinity : 1 / (cores / (ratio * bound) - cores / bound);
+}
+
 /** What one pass of a fresh node over every block took and left. */
 interface Replay {
   secs: number;
@@ -233,10 +255,15 @@ interface Replay {
   usage: Map<string, { entries: number; keyBytes: number; valueBytes: number }>;
 }
 
-/** A fresh node in `dir` processes every block in order; seconds taken, bytes on disk, and what the store holds. */
-async function replay(dir: string, blocks: Uint8Array[], sigWorkers: boolean): Promise<Replay> {
+/**
+ * A fresh node in `dir` processes every block in order; seconds taken, bytes on disk, and what the
+ * store holds. With `known`, every record's signature is in the chain's cache first (as if
+ * checked elsewhere): the main thread's own work alone.
+ */
+async function replay(dir: string, blocks: Uint8Array[], sigWorkers: boolean, known = false): Promise<Replay> {
   const p = P;
   const { chain, store, close } = await openChainStack(dir, p, { sigWorkers: sigWorkers ? availableParallelism() : 0 });
+  if (known) for (const bytes of blocks) for (const r of decodeBlock(bytes, p.maxBlockBytes).records) chain.sigs.add(r.id);
   let secs: number;
   let usage: Awaited<ReturnType<typeof store.usage>>;
   try {
