@@ -123,13 +123,15 @@ export async function benchChain(o: BenchOptions & { records?: number; perBlock?
       { metric: 'records/s, signatures on the main thread only', value: each((r) => rate(r.mainOnly)) },
       { metric: 'signature checks/s, the worker pool alone on every core', value: each((r) => r.bound) },
       { metric: 'records/s / the worker pool alone', value: each((r) => rate(r.workers) / r.bound, 2) },
-      // What decides that ratio: the main thread's own work per record (decoding, state, undo
-      // data, LevelDB), which takes CPU the checks need. With every core checking at the pool's
-      // rate and the main thread's work added, validation can at best reach
-      // cores / (cores / bound + 1 / main) records a second.
+      // What decides that ratio: the node's own work per record (decoding, state, undo data,
+      // LevelDB), which takes CPU the checks need: the main thread's, and LevelDB's and the
+      // collector's threads beside it. With every core checking at the pool's rate and that
+      // work added, validation can at best reach cores / (cores / bound + 1 / own) records a
+      // second, `own` being records per CPU-second of that work.
       { metric: 'records/s, the main thread alone with every signature already checked', value: each((r) => rate(r.known)) },
-      { metric: `  so at best, on ${cores} cores: records/s / the worker pool alone`, value: each((r) => ceiling(cores, r.bound, rate(r.known)), 2) },
-      { metric: `  the main thread's records/s that 0.9 of the pool would need`, value: each((r) => needed(cores, r.bound, 0.9)) },
+      { metric: '  records per CPU-second of that pass (every thread of the process)', value: each((r) => records / r.known.cpuSecs) },
+      { metric: `  so at best, on ${cores} cores: records/s / the worker pool alone`, value: each((r) => ceiling(cores, r.bound, records / r.known.cpuSecs), 2) },
+      { metric: `  records per CPU-second of it that 0.9 of the pool would need`, value: each((r) => needed(cores, r.bound, 0.9)) },
       ...(VERIFIER === 'openssl'
         ? []
         : [
@@ -237,13 +239,13 @@ const PARTS: Record<string, string> = { B: 'block bodies', H: 'block index', U: 
 
 /**
  * The best validation can do against the pool alone (records/s over `bound`) when the checks
- * take `cores / bound` CPU-seconds a record and the main thread `1 / main` more.
+ * take `cores / bound` CPU-seconds a record and the node's own work `1 / main` more.
  */
 export function ceiling(cores: number, bound: number, main: number): number {
   return cores / (cores / bound + 1 / main) / bound;
 }
 
-/** The main thread's records/s at which `ceiling` reaches `ratio` (Infinity at 1 or more). */
+/** The node's own records per CPU-second at which `ceiling` reaches `ratio` (Infinity at 1 or more). */
 export function needed(cores: number, bound: number, ratio: number): number {
   return ratio >= 1 ? Infinity : 1 / (cores / (ratio * bound) - cores / bound);
 }
@@ -251,6 +253,8 @@ export function needed(cores: number, bound: number, ratio: number): number {
 /** What one pass of a fresh node over every block took and left. */
 interface Replay {
   secs: number;
+  /** CPU-seconds the process spent meanwhile, every thread of it (LevelDB's and the collector's too) */
+  cpuSecs: number;
   disk: number;
   usage: Map<string, { entries: number; keyBytes: number; valueBytes: number }>;
 }
@@ -265,6 +269,7 @@ async function replay(dir: string, blocks: Uint8Array[], sigWorkers: boolean, kn
   const { chain, store, close } = await openChainStack(dir, p, { sigWorkers: sigWorkers ? availableParallelism() : 0 });
   if (known) for (const bytes of blocks) for (const r of decodeBlock(bytes, p.maxBlockBytes).records) chain.sigs.add(r.id);
   let secs: number;
+  let cpuSecs: number;
   let usage: Awaited<ReturnType<typeof store.usage>>;
   try {
     // the workers started, as during a sync (each compiles the verifier once at start), then a
@@ -274,6 +279,7 @@ async function replay(dir: string, blocks: Uint8Array[], sigWorkers: boolean, kn
       await Promise.all(Array.from({ length: availableParallelism() }, () => chain.preverify(warmupBlock())));
     }
     const t0 = process.hrtime.bigint();
+    const cpu0 = process.cpuUsage();
     const decoded = blocks.map((bytes) => decodeBlock(bytes, p.maxBlockBytes));
     // As sync does: every block's signatures go to the workers at once, and each block connects
     // when its own are done, so connecting overlaps the checks of the blocks after it.
@@ -284,9 +290,11 @@ async function replay(dir: string, blocks: Uint8Array[], sigWorkers: boolean, kn
       if (r.status !== 'connected') throw new Error(`bench block not connected: ${JSON.stringify(r)}`);
     }
     secs = Number(process.hrtime.bigint() - t0) / 1e9;
+    const cpu = process.cpuUsage(cpu0);
+    cpuSecs = (cpu.user + cpu.system) / 1e6;
     usage = await store.usage();
   } finally {
     await close();
   }
-  return { secs, disk: dirBytes(dir), usage };
+  return { secs, cpuSecs, disk: dirBytes(dir), usage };
 }
