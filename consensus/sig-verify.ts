@@ -6,9 +6,9 @@ import { decodeRec, checkRecordSignature } from '../core/records.ts';
 
 /**
  * Records to check, their bytes one after another in one buffer (`ends[i]` is where record i
- * ends). A block's records are views of the message that brought them: posted to a worker one
- * by one, each view took a copy of that whole message with it (a sync response of 64 blocks
- * carrying 40 KB or more, so a task of 40 records copied a couple of megabytes).
+ * ends), which the pool transfers to the worker. A block's records are views of the message that
+ * brought them: posted as views, a task took a copy of that whole message along (a sync response
+ * of 64 blocks, tens of kilobytes, for a task of a few).
  */
 export interface VerifyTask {
   network: string;
