@@ -730,10 +730,21 @@ export class P2PNetwork {
     for (const p of this.peersById.values()) if (p.ready) this.pushRecords(p, returned);
   }
 
-  /** Sends records straight to one peer, in batches the protocol allows. */
+  /**
+   * Sends records straight to one peer, in batches the protocol allows, one request after
+   * another, and past the first MAX_PENDING_PUSH at half the rate a peer takes records
+   * (DEFAULT_RATE_LIMITS). Sent all at once, the thousands of records a deep reorganisation can
+   * return took more than the 16 streams a connection allows, and past a peer's burst it dropped
+   * the rest and charged us a point a request.
+   */
   private pushRecords(p: PeerState, records: Uint8Array[]): void {
-    for (let i = 0; i < records.length; i += MAX_PUSH_RECORDS) {
-      void this.request(p, { type: 'records', records: records.slice(i, i + MAX_PUSH_RECORDS) }, 30_000);
-    }
+    const paceMs = (MAX_PUSH_RECORDS / (DEFAULT_RATE_LIMITS.records[0] / 2)) * 1000;
+    void (async () => {
+      for (let i = 0; i < records.length; i += MAX_PUSH_RECORDS) {
+        if (i >= MAX_PENDING_PUSH) await new Promise((r) => setTimeout(r, paceMs).unref());
+        if (this.stopping || !p.ready) return;
+        if ((await this.request(p, { type: 'records', records: records.slice(i, i + MAX_PUSH_RECORDS) }, 30_000)) === null) return;
+      }
+    })();
   }
 }

@@ -1,6 +1,7 @@
 // Partition and heal: A and B mine on one side, C alone on the other with more work. When C
 // rejoins, everyone ends on C's branch; a record confirmed only on the losing branch goes back to
-// the pending pools (also C's, by a direct push) and is mined again.
+// the pending pools (also C's, by a direct push) and is mined again. And a reorganisation that
+// returns more records than a peer takes at once: every one still reaches it, paced.
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { signRecord, Kind, type NameCommit } from '../core/records.ts';
@@ -61,4 +62,29 @@ t.test('partition and heal', async (t) => {
     });
     t.equal(r.height, 8, `${n.name}: returned record mined at height 8`);
   }
+});
+
+t.test('a reorganisation returning thousands of records offers every one to a peer, within what the peer takes', async (t) => {
+  const h = new Harness(t);
+  // A and C apart: A's block carries 3,000 records, C's branch has more work and none of them
+  const a = await h.start('A');
+  let c = await h.start('C');
+  const n = 3000;
+  for (let i = 0; i < n; i += 32) await Promise.all(Array.from({ length: Math.min(32, n - i) }, () => a.submit(nameCommit())));
+  await a.mine(1);
+  const pendingAt = async (node: typeof a): Promise<number> => (await node.get<{ total: number }>('/api/pending?limit=1')).body.total;
+  t.equal(await pendingAt(a), 0, 'A mined all 3,000 into its block');
+  await c.mine(2);
+  c = await h.restart(c, { bootstrap: [a.p2p] });
+  await converged([a, c]);
+  t.equal((await a.status()).height, 2, "A moved to C's branch");
+  await waitFor('A to have the 3,000 pending again', async () => ((await pendingAt(a)) === n ? true : undefined), 10_000);
+  // More than a peer's burst of 2,000 records and 12 requests of 256: sent all at once, C took
+  // the first 2,000 and dropped the rest, charging A a point a request.
+  await waitFor('C to have been offered all 3,000', async () => ((await pendingAt(c)) === n ? true : undefined), 30_000);
+  t.pass('C has every record of the disconnected block pending');
+  t.notOk(
+    c.lines.some((l) => l.includes('flood') && l.includes(a.peerId.slice(-6))),
+    'and charged A nothing for them',
+  );
 });
