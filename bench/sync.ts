@@ -21,7 +21,8 @@ import { toHex } from '../core/hash.ts';
 import { signRecord, Kind, type NameCommit, type Transfer, type Rec } from '../core/records.ts';
 import { generateSecretKey, publicKeyOf } from '../core/sig.ts';
 import { addressOf, encodeAddress } from '../core/address.ts';
-import { Harness } from '../test/util/proc.ts';
+import { Harness, type NodeProc } from '../test/util/proc.ts';
+import { waitFor } from '../test/util/wait.ts';
 import { quantile } from './stats.ts';
 import { verifyBound } from './chain.ts';
 import type { BenchOptions } from './index.ts';
@@ -69,16 +70,12 @@ export async function buildChain(dir: string, blocks: number, records: number): 
 }
 
 /** Waits until a node's history index has read its whole chain (its API says so); ms waited. */
-async function historyIndexed(api: string): Promise<number> {
+async function historyIndexed(node: NodeProc): Promise<number> {
   const t0 = Date.now();
   // any address: a history page says whether the index has caught up with the tip
-  const url = `${api}/api/accounts/${encodeAddress(NETWORKS.regtest.addressPrefix, new Uint8Array(20))}/history?limit=1`;
-  for (;;) {
-    const page = (await (await fetch(url)).json()) as { complete?: boolean };
-    if (page.complete === true) return Date.now() - t0;
-    if (Date.now() - t0 > 60_000) throw new Error(`the source's history index did not read its chain within 60 s`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  const path = `/api/accounts/${encodeAddress(NETWORKS.regtest.addressPrefix, new Uint8Array(20))}/history?limit=1`;
+  await waitFor(`${node.name}'s history index to read its chain`, async () => (await node.get<{ complete?: boolean }>(path)).body.complete === true, 60_000);
+  return Date.now() - t0;
 }
 
 export async function benchSync(o: SyncBenchOptions): Promise<Row[]> {
@@ -104,7 +101,7 @@ export async function benchSync(o: SyncBenchOptions): Promise<Row[]> {
     // cores with that reading, which took about half the source's CPU during the sync (ad hoc,
     // 1.7-1.9 s against 0.75-0.97 s) and 10-20% of the blocks/s. A source that serves a sync has
     // been up a while: wait for it.
-    const waited = await historyIndexed(src.api);
+    const waited = await historyIndexed(src);
     if (!o.json) console.error(`the source's history index had read its chain ${waited} ms after it printed its addresses`);
     const t0 = process.hrtime.bigint();
     const dst = await DotsNode.start({ ...defaultConfig('regtest'), datadir: join(root, 'dst'), apiPort: 0, p2pPort: 0, sipPort: 0, bootstrap: [src.p2p] }, log);

@@ -475,7 +475,7 @@ export class Synchronizer {
       if (peer === s.src && (s.failures.get(peer.id) ?? 0) >= 3) this.abort(s, 'source keeps failing block requests');
     } else {
       // the response's blocks share their signature checks (chain.preverify): one promise for all
-      const arrived: Buffered[] = [];
+      const arrived: Array<{ hex: string; block: Block }> = [];
       batch.forEach((it, i) => {
         if (it.state !== 'inflight') return;
         const bytes = res.blocks[i];
@@ -511,14 +511,14 @@ export class Synchronizer {
           return;
         }
         it.state = 'have';
-        const entry: Buffered = { block, from: peer.id, verified: Promise.resolve() };
-        s.buffered.set(it.hex, entry);
-        s.bufferedBytes += block.size;
-        arrived.push(entry);
+        arrived.push({ hex: it.hex, block });
       });
       if (arrived.length > 0) {
         const verified = this.host.chain.preverify(...arrived.map((a) => a.block));
-        for (const a of arrived) a.verified = verified;
+        for (const { hex, block } of arrived) {
+          s.buffered.set(hex, { block, from: peer.id, verified });
+          s.bufferedBytes += block.size;
+        }
       }
     }
     this.signal.wake();

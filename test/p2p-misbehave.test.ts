@@ -130,6 +130,16 @@ async function expectBanned(t: Test, evil: Evil, honest: NodeProc, what: string)
   await evil.stop();
 }
 
+/** A peer gossips `honest` a block on its tip whose coinbase pays too much, and is banned for it; the block. */
+async function gossipInvalidBlock(t: Test, honest: NodeProc, genesisHex: string): Promise<Block> {
+  const evil = await evilPeer(t, honest, genesisHex);
+  await ready(evil, honest);
+  const bad = blockOn(await tipOf(honest), { amount: P.subsidy(1) * 1000 });
+  await evil.node.services.pubsub.publish(evil.blocks, encodeBlock(bad));
+  await expectBanned(t, evil, honest, 'invalid block');
+  return bad;
+}
+
 t.test('misbehaving peers are disconnected, honest nodes keep going', async (t) => {
   const h = new Harness(t);
   const a = await h.start('A');
@@ -139,20 +149,12 @@ t.test('misbehaving peers are disconnected, honest nodes keep going', async (t) 
   const genesis = (await a.status()).genesis;
 
   t.test('invalid block (coinbase pays too much)', async (t) => {
-    const evil = await evilPeer(t, a, genesis);
-    await ready(evil, a);
-    const bad = blockOn(await tipOf(a), { amount: P.subsidy(1) * 1000 });
-    await evil.node.services.pubsub.publish(evil.blocks, encodeBlock(bad));
-    await expectBanned(t, evil, a, 'invalid block');
+    await gossipInvalidBlock(t, a, genesis);
   });
 
   t.test('a blocks request is answered in its order; an invalid block it holds and an unknown one come back empty', async (t) => {
     // a block that breaks the state rules is kept with its index entry marked invalid
-    const gossiper = await evilPeer(t, a, genesis);
-    await ready(gossiper, a);
-    const bad = blockOn(await tipOf(a), { amount: P.subsidy(1) * 1000 });
-    await gossiper.node.services.pubsub.publish(gossiper.blocks, encodeBlock(bad));
-    await expectBanned(t, gossiper, a, 'invalid block');
+    const bad = await gossipInvalidBlock(t, a, genesis);
     const asker = await evilPeer(t, a, genesis);
     await ready(asker, a);
     const { lpStream } = await import('@libp2p/utils');
