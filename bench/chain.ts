@@ -282,10 +282,16 @@ async function replay(dir: string, blocks: Uint8Array[], sigWorkers: boolean, kn
     }
     const t0 = process.hrtime.bigint();
     const cpu0 = process.cpuUsage();
-    const decoded = blocks.map((bytes) => decodeBlock(bytes, p.maxBlockBytes));
-    // As sync does: every block's signatures go to the workers at once, and each block connects
-    // when its own are done, so connecting overlaps the checks of the blocks after it.
-    const verified = decoded.map((b) => chain.preverify(b));
+    // As sync does: each block's signatures go to the workers as soon as it is decoded (a sync
+    // response's blocks as the response comes), and each block connects when its own are done, so
+    // connecting overlaps the checks of the blocks after it.
+    const decoded: Block[] = [];
+    const verified: Array<Promise<void>> = [];
+    for (const bytes of blocks) {
+      const b = decodeBlock(bytes, p.maxBlockBytes);
+      decoded.push(b);
+      verified.push(chain.preverify(b));
+    }
     for (let i = 0; i < decoded.length; i++) {
       await verified[i];
       const r = await chain.processBlock(decoded[i]);

@@ -81,6 +81,13 @@ export class SigPool implements SignatureVerifier {
         idleTimeout: this.idleTimeoutMs,
         // Bounded: sync never has more than its window of blocks waiting.
         maxQueue: 4096,
+        // Tasks run in the order they were queued. By default, each time a worker finished, Piscina
+        // tried the next queued task on the busy others and moved it to the back of the queue:
+        // with a sync's blocks queued, the first block's checks came after most of the others',
+        // the main thread waited for it while the workers checked blocks far ahead, then connected
+        // those alone at the end with the workers idle. `bench chain`, three alternating pairs:
+        // 0.77-0.79 of the pool alone against 0.72-0.74.
+        stricterFIFO: true,
         ...code.options,
       });
       // A worker that cannot start must not take the node down (an unhandled 'error' would).

@@ -90,6 +90,23 @@ t.test('the blocks of one sync response share tasks: blocks too small to go to a
   }
 });
 
+t.test('blocks queued together are checked in the order they came, so the next one to connect is ready first', async (t) => {
+  const cache = new SigCache();
+  const pool = new SigPool(P.name, cache, silentLogger, 2);
+  t.teardown(() => pool.close());
+  await pool.warm();
+  // as a sync queues them: 30 blocks at once, each of two tasks (a share for each worker)
+  const blocks = Array.from({ length: 30 }, () => blockOf(32, 1000).block);
+  const done: number[] = [];
+  await Promise.all(blocks.map((b, i) => pool.preverify(b).then(() => done.push(i))));
+  t.equal(blocks.flatMap((b) => b.records.slice(1)).filter((r) => cache.has(r.id)).length, 30 * 32, 'every signature vouched for');
+  const place = (i: number): number => done.indexOf(i);
+  // Piscina's default moved a queued task to the back each time a worker finished: the first
+  // blocks' second tasks ran after nearly every other block's
+  t.ok([0, 1, 2, 3, 4].every((i) => place(i) < 10), `the first five blocks were among the first ten done (order done: ${done.join(' ')})`);
+  t.ok(place(0) < place(29), 'the first block before the last');
+});
+
 t.test('a big block finding no worker up starts them for the blocks after it, without waiting for them', async (t) => {
   const cache = new SigCache();
   const pool = new SigPool(P.name, cache, silentLogger, 2);
