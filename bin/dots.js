@@ -8,18 +8,12 @@
 // 30,000 without (two runs each), and 0.45-0.47 of a core at 16,000/s against 0.52-0.60.
 // Started as `node bin/dots.js`, the flag is not applied: give it to node yourself
 // (test/util/proc.ts reads it from here).
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-/** Where bundles are kept: DOTS_BUNDLE_DIR, else under the package's own node_modules, where npm keeps tools' caches. */
-const BUNDLE_DIR = process.env.DOTS_BUNDLE_DIR || join(fileURLToPath(new URL('..', import.meta.url)), 'node_modules', '.cache', 'dots');
-
 async function loadCli() {
   const entry = new URL('../cli/main.ts', import.meta.url);
   if (process.env.DOTS_TSX !== '1') {
     try {
-      const { cachedBundle } = await import('../core/bundle.mjs');
-      return await import(await cachedBundle(entry, BUNDLE_DIR));
+      const { cachedBundle, bundleDir } = await import('../core/bundle.mjs');
+      return await import(await cachedBundle(entry, bundleDir()));
     } catch (e) {
       if (process.env.DOTS_LOG === 'debug') console.error(`dots: no bundle (${e?.message ?? e}), running the TypeScript through tsx`);
     }

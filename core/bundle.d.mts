@@ -8,3 +8,6 @@ export function bundleModule(entry: URL, esmPackages?: boolean): Promise<{ code:
 
 /** The bundle of `entry` as a file: URL in `dir`, rebuilt whenever a file it was built from changed on disk. */
 export function cachedBundle(entry: URL, dir: string): Promise<string>;
+
+/** Where bundles are kept: DOTS_BUNDLE_DIR, else the package's own node_modules/.cache/dots. */
+export function bundleDir(): string;

@@ -69,6 +69,14 @@ function ownSources(esmPackages) {
   };
 }
 
+/**
+ * Where bundles are kept: DOTS_BUNDLE_DIR, else the package's own node_modules/.cache/dots (where
+ * npm keeps tools' caches).
+ */
+export function bundleDir() {
+  return process.env.DOTS_BUNDLE_DIR || join(dirname(fileURLToPath(import.meta.url)), '..', 'node_modules', '.cache', 'dots');
+}
+
 /** Our packages: where a bare name resolves when the importer's own folders do not have it (sources outside this repository, in tests). */
 const OUR_PACKAGES = join(dirname(fileURLToPath(import.meta.url)), '..', 'node_modules');
 

@@ -1,10 +1,12 @@
 // Worker threads' code as one plain-JavaScript module, bundled by esbuild from the TypeScript
 // sources this process runs. A worker thread does not inherit the main thread's TypeScript
 // loader on Node 20; one that starts tsx itself spends 0.35-0.7 s on it before its first task
-// (two at once, on two cores), the bundle loads in a fraction of that. It is built from the
-// sources when a pool first starts, never kept on disk: a bundle left over from other sources
-// could run rules (a signature check, a proof-of-work target) this process does not.
-import { bundleModule } from './bundle.mjs';
+// (two at once, on two cores), the bundle loads in a fraction of that. The bundle is kept on disk
+// beside the one `dots` runs (core/bundle.mjs, cachedBundle), and built again whenever a file it
+// was built from has changed: a bundle of other sources could run rules (a signature check, a
+// proof-of-work target) this process does not. Built at each start instead, it cost a sync's
+// first blocks 0.1-0.3 s of waiting (esbuild on the cores the starting node needs).
+import { bundleDir, bundleModule, cachedBundle } from './bundle.mjs';
 
 /** Bundles the module at `entry` (a file: URL) and what it imports of ours, as a data: URL; each call builds it again. */
 export async function bundleUrl(entry: URL): Promise<string> {
@@ -14,11 +16,14 @@ export async function bundleUrl(entry: URL): Promise<string> {
 
 const built = new Map<string, Promise<string>>();
 
-/** The bundle of `entry`, built once per process; rejects when esbuild cannot build it. */
+/**
+ * The bundle of `entry`, looked up once per process: the file kept in the bundle folder, or, where
+ * that cannot be written, one built in memory; rejects when esbuild cannot build it.
+ */
 export function workerModuleUrl(entry: URL): Promise<string> {
   let p = built.get(entry.href);
   if (p === undefined) {
-    p = bundleUrl(entry);
+    p = cachedBundle(entry, bundleDir()).catch(() => bundleUrl(entry));
     built.set(entry.href, p);
   }
   return p;

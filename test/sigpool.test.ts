@@ -4,7 +4,11 @@ import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { SigPool, VERIFIER_ENTRY } from '../consensus/sigpool.ts';
 import { packRecords, verifyBatch } from '../consensus/sig-verify.ts';
-import { bundleUrl } from '../core/worker-code.ts';
+import { bundleUrl, workerModuleUrl } from '../core/worker-code.ts';
+import { bundleDir, cachedBundle } from '../core/bundle.mjs';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { decodeBlock, encodeBlock, makeBlock, type Block } from '../core/block.ts';
 import { silentLogger } from '../core/log.ts';
 import { Kind, decodeRec, signRecord, type NameCommit, type Rec } from '../core/records.ts';
@@ -146,16 +150,35 @@ t.test('workers that exited idle count as down again: the next block is not held
   t.equal(block.records.slice(1).filter((r) => cache.has(r.id)).length, 0, 'a block after that is left to the main thread');
 });
 
-t.test('the bundled verifier is built from the sources this process runs, and judges as they do', async (t) => {
-  const url = await bundleUrl(VERIFIER_ENTRY);
-  t.match(url, /^data:text\/javascript;base64,/, 'a module, kept in memory, never on disk');
-  const code = Buffer.from(url.slice(url.indexOf(',') + 1), 'base64').toString('utf8');
+t.test('the bundled verifier is built from the sources this process runs, kept in the bundle folder, and judges as they do', async (t) => {
+  const url = await workerModuleUrl(VERIFIER_ENTRY);
+  t.match(url, /^file:/, 'the workers load a file');
+  t.ok(fileURLToPath(url).startsWith(bundleDir()), `kept in the bundle folder (${bundleDir()})`);
+  t.equal(url, await cachedBundle(VERIFIER_ENTRY, bundleDir()), 'the one built from the sources as they are now (core/bundle.mjs rebuilds it when one changes: test/bundle.test.ts)');
+  const code = readFileSync(fileURLToPath(url), 'utf8');
   t.notOk(/from\s+["'][^"']*\.ts["']/.test(code), 'it imports no TypeScript');
-  t.notOk(/from\s+["'](?![a-z]+:)/.test(code), 'and nothing by a bare or relative name (a data: URL cannot resolve one)');
-  const bundled = (await import(url)) as { verifyBatch: typeof verifyBatch };
+  t.notOk(/from\s+["'](?![a-z]+:)/.test(code), 'and nothing by a bare or relative name');
   const { block, damaged } = blockOf(32, 4);
   const task = packRecords(P.name, block.records.slice(1).map((r) => r.bytes));
-  const verdicts = bundled.verifyBatch(task);
-  t.same(verdicts, verifyBatch(task), 'the same verdicts as consensus/sig-verify.ts on the same records');
-  t.equal(verdicts.reduce((n, v) => n + v, 0), 32 - damaged.size, 'every good signature passes, no damaged one');
+  for (const [what, module] of [['the kept bundle', url], ['a bundle built in memory (where the folder cannot be written)', await bundleUrl(VERIFIER_ENTRY)]] as const) {
+    const bundled = (await import(module)) as { verifyBatch: typeof verifyBatch };
+    const verdicts = bundled.verifyBatch(task);
+    t.same(verdicts, verifyBatch(task), `${what}: the same verdicts as consensus/sig-verify.ts on the same records`);
+    t.equal(verdicts.reduce((n, v) => n + v, 0), 32 - damaged.size, `${what}: every good signature passes, no damaged one`);
+  }
+});
+
+t.test('where the bundle folder cannot be written, the workers get a bundle built in memory', async (t) => {
+  const before = process.env.DOTS_BUNDLE_DIR;
+  const notADir = join(t.testdir({ file: 'not a folder' }), 'file');
+  process.env.DOTS_BUNDLE_DIR = notADir;
+  t.teardown(() => {
+    if (before === undefined) delete process.env.DOTS_BUNDLE_DIR;
+    else process.env.DOTS_BUNDLE_DIR = before;
+  });
+  // an entry no pool of this process has asked for yet (each is looked up once per process)
+  const url = await workerModuleUrl(new URL('../consensus/pow.ts', import.meta.url));
+  t.match(url, /^data:text\/javascript;base64,/, 'a module kept in memory');
+  const mod = (await import(url)) as Record<string, unknown>;
+  t.equal((mod.compactToTarget as (bits: number) => bigint)(0x1d00ffff), 0xffffn << 208n, 'which loads and runs');
 });
