@@ -80,7 +80,7 @@ export interface BaresipOptions {
 
 export interface Baresip {
   child: ChildProcess;
-  /** What baresip printed (the SIP trace included). */
+  /** What baresip printed: its standard output (the SIP trace included), then its standard error. */
   out: () => string;
   exited: Promise<void>;
   /** SIGTERM, then SIGKILL after 2 s; also done in teardown. */
@@ -125,13 +125,18 @@ export function startBaresip(t: Teardown, dir: string, o: BaresipOptions): Bares
       `regint=600;answermode=auto;${o.webrtc === true ? 'medianat=ice;mediaenc=dtls_srtp' : 'mediaenc=srtp-mand'};audio_codecs=opus/48000/2\n`,
   );
   const child = spawn('baresip', ['-f', cfg, '-n', '127.0.0.1', ...(o.trace === true ? ['-s'] : []), '-t', String(o.seconds ?? 120)], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
+  // Kept apart: baresip's errors on stderr end in the colour reset that ends a traced message
+  // (traced() below), so one written while the trace printed a message on stdout, merged at the
+  // chunk it came in, cut that message short (a 200 OK read without its SDP's candidates).
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+  const out = (): string => (stderr === '' ? stdout : `${stdout}\n--- stderr\n${stderr}`);
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   const stop = (): Promise<void> => stopProcess(child, 2000);
   t.teardown(stop);
-  return { child, out: () => out, exited, stop };
+  return { child, out, exited, stop };
 }
 
 /** A baresip event or command response, as ctrl_tcp sends it (one JSON object per netstring). */
@@ -171,7 +176,7 @@ export class BaresipPhone {
     return phone;
   }
 
-  /** What baresip printed (the SIP trace included). */
+  /** What baresip printed: its standard output (the SIP trace included), then its standard error. */
   output(): string {
     return this.baresip.out();
   }
