@@ -12,7 +12,7 @@
 //   rate limits, and the sync engine's windows.
 import './polyfill.ts';
 import type { Libp2p, PeerId, Stream, Connection } from '@libp2p/interface';
-import type { GossipSub, Message, TopicValidatorResult } from '@libp2p/gossipsub';
+import type { GossipSub, Message, SubscriptionChangeData, TopicValidatorResult } from '@libp2p/gossipsub';
 import type { Identify } from '@libp2p/identify';
 import type { Ping } from '@libp2p/ping';
 import { join } from 'node:path';
@@ -89,9 +89,16 @@ interface PeerState extends SyncPeer {
   ready: boolean;
   agent: string;
   handshaking: boolean;
+  /**
+   * When the pending pool was handed to the peer at its handshake, if its subscription to the
+   * records topic had not come yet: what the pool took from then on may have passed it by (see
+   * onSubscriptionChange). Undefined once it subscribed.
+   */
+  pushedAt?: number;
 }
 
 type Services = { pubsub: GossipSub; identify: Identify; ping: Ping };
+type SubscriptionChange = CustomEvent<SubscriptionChangeData>;
 type Verdict = TopicValidatorResult;
 
 /** Codes of records that are wrong in themselves (not merely stale at our tip). */
@@ -145,6 +152,7 @@ export class P2PNetwork {
     this.announceTip(c).catch((e: unknown) => this.o.log.warn(`p2p: announcing the new tip failed: ${(e as Error).message}`));
   };
   private readonly onRecord = (r: Rec): void => this.announceRecord(r);
+  private readonly onSubscriptionChange = (e: SubscriptionChange): void => this.subscribed(e.detail);
 
   constructor(
     readonly chain: Chain,
@@ -276,6 +284,7 @@ export class P2PNetwork {
     pubsub.topicValidators.set(this.blocksTopic, (peer, msg) => this.validateBlock(peer, msg));
     pubsub.subscribe(this.recordsTopic);
     pubsub.subscribe(this.blocksTopic);
+    pubsub.addEventListener('subscription-change', this.onSubscriptionChange);
     this.node.addEventListener('peer:connect', (e) => this.onConnect(e.detail));
     this.node.addEventListener('peer:disconnect', (e) => this.onDisconnect(e.detail));
     this.chain.on('tip', this.onTip);
@@ -307,6 +316,7 @@ export class P2PNetwork {
     for (const t of this.timers) clearInterval(t);
     this.chain.off('tip', this.onTip);
     this.pool.off('record', this.onRecord);
+    this.node.services.pubsub.removeEventListener('subscription-change', this.onSubscriptionChange);
     await this.sync.stop();
     await this.node.stop();
   }
@@ -432,6 +442,7 @@ export class P2PNetwork {
       // (a node's own announcement at start-up, say) would never reach it. Hand it over now.
       const pending = this.pool.list().slice(0, MAX_PENDING_PUSH).map((e) => e.rec.bytes);
       if (pending.length > 0) this.pushRecords(p, pending);
+      if (!this.node.services.pubsub.getSubscribers(this.recordsTopic).some((id) => id.equals(p.peerId))) p.pushedAt = Date.now();
     }
     if (s.work > this.chain.tip.work) this.sync.wake();
     return true;
@@ -696,6 +707,24 @@ export class P2PNetwork {
         return 0;
       },
     );
+  }
+
+  /**
+   * A peer's subscription to the records topic came after its handshake: a record this node took
+   * in between was relayed to the mesh without it and never offered to it after (gossipsub
+   * offers recent messages only to peers outside the mesh, which the new peer joins at once), so
+   * it never reached the peer, nor the peers behind it, until mined (`bench sync`'s line of
+   * three nodes lost the first record after C came, in about a third of runs). Hand over what
+   * the pool took since the handshake's push.
+   */
+  private subscribed(d: SubscriptionChangeData): void {
+    if (!d.subscriptions.some((s) => s.subscribe && s.topic === this.recordsTopic)) return;
+    const p = this.peersById.get(d.peerId.toString());
+    if (p === undefined || !p.ready || p.pushedAt === undefined) return;
+    const since = p.pushedAt;
+    p.pushedAt = undefined;
+    const missed = this.pool.list().filter((e) => e.added >= since).slice(0, MAX_PENDING_PUSH).map((e) => e.rec.bytes);
+    if (missed.length > 0) this.pushRecords(p, missed);
   }
 
   private announceRecord(r: Rec): void {
