@@ -85,8 +85,8 @@ export class SigPool implements SignatureVerifier {
         // tried the next queued task on the busy others and moved it to the back of the queue:
         // with a sync's blocks queued, the first block's checks came after most of the others',
         // the main thread waited for it while the workers checked blocks far ahead, then connected
-        // those alone at the end with the workers idle. `bench chain`, three alternating pairs:
-        // 0.77-0.79 of the pool alone against 0.72-0.74.
+        // those alone at the end with the workers idle. `bench chain`, the order switched in one
+        // build, three alternating pairs: 0.77-0.79 of the pool alone against 0.72-0.74.
         stricterFIFO: true,
         ...code.options,
       });

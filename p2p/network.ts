@@ -92,7 +92,7 @@ interface PeerState extends SyncPeer {
   /**
    * When the pending pool was handed to the peer at its handshake, if its subscription to the
    * records topic had not come yet: what the pool took from then on may have passed it by (see
-   * onSubscriptionChange). Undefined once it subscribed.
+   * subscribed). Undefined once it subscribed.
    */
   pushedAt?: number;
 }
