@@ -151,13 +151,14 @@ t.test('workers that exited idle count as down again: the next block is not held
 });
 
 t.test('the bundled verifier is built from the sources this process runs, kept in the bundle folder, and judges as they do', async (t) => {
+  const kept = await cachedBundle(VERIFIER_ENTRY, bundleDir());
+  t.ok(fileURLToPath(kept).startsWith(bundleDir()), `kept in the bundle folder (${bundleDir()}), the one built from the sources as they are now (core/bundle.mjs rebuilds it when one changes: test/bundle.test.ts)`);
+  const code = readFileSync(fileURLToPath(kept), 'utf8');
   const url = await workerModuleUrl(VERIFIER_ENTRY);
-  t.match(url, /^file:/, 'the workers load a file');
-  t.ok(fileURLToPath(url).startsWith(bundleDir()), `kept in the bundle folder (${bundleDir()})`);
-  t.equal(url, await cachedBundle(VERIFIER_ENTRY, bundleDir()), 'the one built from the sources as they are now (core/bundle.mjs rebuilds it when one changes: test/bundle.test.ts)');
-  const code = readFileSync(fileURLToPath(url), 'utf8');
+  t.match(url, /^data:text\/javascript;base64,/, 'the workers get it in memory (idle workers start again later, when the file may be gone)');
+  t.equal(Buffer.from(url.slice(url.indexOf(',') + 1), 'base64').toString('utf8'), code, 'the kept bundle, byte for byte');
   t.notOk(/from\s+["'][^"']*\.ts["']/.test(code), 'it imports no TypeScript');
-  t.notOk(/from\s+["'](?![a-z]+:)/.test(code), 'and nothing by a bare or relative name');
+  t.notOk(/from\s+["'](?![a-z]+:)/.test(code), 'and nothing by a bare or relative name (a data: URL cannot resolve one)');
   const { block, damaged } = blockOf(32, 4);
   const task = packRecords(P.name, block.records.slice(1).map((r) => r.bytes));
   for (const [what, module] of [['the kept bundle', url], ['a bundle built in memory (where the folder cannot be written)', await bundleUrl(VERIFIER_ENTRY)]] as const) {
@@ -177,8 +178,9 @@ t.test('where the bundle folder cannot be written, the workers get a bundle buil
     else process.env.DOTS_BUNDLE_DIR = before;
   });
   // an entry no pool of this process has asked for yet (each is looked up once per process)
-  const url = await workerModuleUrl(new URL('../consensus/pow.ts', import.meta.url));
-  t.match(url, /^data:text\/javascript;base64,/, 'a module kept in memory');
+  const entry = new URL('../consensus/pow.ts', import.meta.url);
+  const url = await workerModuleUrl(entry);
+  t.equal(url, await bundleUrl(entry), 'a module built from the sources in memory');
   const mod = (await import(url)) as Record<string, unknown>;
   t.equal((mod.compactToTarget as (bits: number) => bigint)(0x1d00ffff), 0xffffn << 208n, 'which loads and runs');
 });
