@@ -440,8 +440,7 @@ export class P2PNetwork {
       this.o.log.info(`p2p: connected to ${short(p.id)} (${s.agent}, height ${s.height}); ${this.readyCount()} peer(s)`);
       // Gossip reaches only peers subscribed at the time: what was pending before this peer came
       // (a node's own announcement at start-up, say) would never reach it. Hand it over now.
-      const pending = this.pool.list().slice(0, MAX_PENDING_PUSH).map((e) => e.rec.bytes);
-      if (pending.length > 0) this.pushRecords(p, pending);
+      this.pushPending(p, 0);
       if (!this.node.services.pubsub.getSubscribers(this.recordsTopic).some((id) => id.equals(p.peerId))) p.pushedAt = Date.now();
     }
     if (s.work > this.chain.tip.work) this.sync.wake();
@@ -723,8 +722,13 @@ export class P2PNetwork {
     if (p === undefined || !p.ready || p.pushedAt === undefined) return;
     const since = p.pushedAt;
     p.pushedAt = undefined;
-    const missed = this.pool.list().filter((e) => e.added >= since).slice(0, MAX_PENDING_PUSH).map((e) => e.rec.bytes);
-    if (missed.length > 0) this.pushRecords(p, missed);
+    this.pushPending(p, since);
+  }
+
+  /** Hands a peer what the pending pool took at or after `since` (ms), up to MAX_PENDING_PUSH records. */
+  private pushPending(p: PeerState, since: number): void {
+    const records = this.pool.list().filter((e) => e.added >= since).slice(0, MAX_PENDING_PUSH).map((e) => e.rec.bytes);
+    if (records.length > 0) this.pushRecords(p, records);
   }
 
   private announceRecord(r: Rec): void {
