@@ -3,7 +3,10 @@
 // bin/dots.js loads it before any TypeScript loader, to avoid needing one: under tsx every module
 // the process loads, libp2p's hundreds included, crosses to tsx's loader thread and back. A
 // `dots node` took 1.76-1.91 s from spawn to its addresses through tsx, 1.22-1.56 s from a bundle
-// of our sources, 0.83-1.01 s with the ES-module packages bundled too (ad hoc, starts alternating).
+// of our sources, 0.83-1.01 s with the ES-module packages bundled too (ad hoc, starts alternating),
+// and with the CommonJS packages bundled as well, a median of 725 ms against 828 (eight starts
+// alternating; Node spent about 200 ms resolving, reading and compiling fastify's, ajv's and
+// prom-client's files one by one).
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { mkdir, readFile, readdir, rename, stat, unlink, writeFile } from 'node:fs/promises';
@@ -37,16 +40,24 @@ function isEsm(path, cache) {
 }
 
 /**
+ * Packages that stay out of a bundle even with `packages`: those that load files beside their own
+ * a bundle cannot hold (native addons; the worker scripts Piscina starts; esbuild's and tsx's
+ * own processes).
+ */
+const KEPT_OUT = /[\\/]node_modules[\\/](classic-level|secp256k1|msgpackr-extract|node-gyp-build[^\\/]*|piscina|esbuild|tsx)[\\/]/;
+
+/**
  * Our TypeScript modules go in, each keeping its own import.meta.url (core/sig.ts and mining/'s
  * hashers load their addons and WebAssembly relative to it). Our own plain-JavaScript modules
  * stay out, imported by absolute URL (they keep their import.meta too). Packages stay out, by
  * absolute URL too (a bundle may run from a data: URL, which cannot resolve a bare name), except
- * with `esmPackages`, where packages that are ES modules go in: a `dots node` loads hundreds of
- * libp2p's files, each one resolved, read and compiled on its own. CommonJS packages always stay
- * out, for Node to load (a bundle of them would need a `require` of its own, and some find files
- * beside them: addons, workers).
+ * with `packages`, where they go in but for KEPT_OUT: a `dots node` otherwise loads hundreds of
+ * libp2p's, fastify's and ajv's files, each one resolved, read and compiled on its own. A
+ * CommonJS package that goes in keeps its own __dirname and __filename (the paths it was bundled
+ * from, on this machine, as the bundle is), so what it finds beside it, it still finds; it runs in
+ * strict mode, as the whole bundle (an ES module) does.
  */
-function ownSources(esmPackages) {
+function ownSources(packages) {
   const types = new Map();
   return {
     name: 'dots-own-sources',
@@ -56,10 +67,22 @@ function ownSources(esmPackages) {
         if (a.pluginData === 'resolving') return undefined;
         const r = await b.resolve(a.path, { kind: a.kind, importer: a.importer, resolveDir: a.resolveDir, pluginData: 'resolving' });
         if (r.errors.length > 0) return undefined; // esbuild reports it
-        if (r.external || !r.path.startsWith('/')) return { path: import.meta.resolve(a.path), external: true };
-        if (esmPackages && isEsm(r.path, types)) return { path: r.path };
-        return { path: pathToFileURL(r.path).href, external: true };
+        // require() takes a path, import a URL
+        const out = (url) => ({ path: a.kind === 'require-call' && url.startsWith('file:') ? fileURLToPath(url) : url, external: true });
+        if (r.external || !r.path.startsWith('/')) return out(import.meta.resolve(a.path));
+        if (packages && (isEsm(r.path, types) || !KEPT_OUT.test(r.path))) return { path: r.path };
+        return out(pathToFileURL(r.path).href);
       });
+      if (packages) {
+        b.onLoad({ filter: /[\\/]node_modules[\\/].*\.c?js$/ }, async (a) => {
+          const text = await readFile(a.path, 'utf8');
+          if (!/\b__(dirname|filename)\b/.test(text) || /\b(var|let|const)\s+__(dirname|filename)\b/.test(text) || isEsm(a.path, types)) return undefined;
+          // after a hashbang, which must stay first
+          const head = /^#![^\n]*\n/.exec(text)?.[0] ?? '';
+          const paths = `var __filename = ${JSON.stringify(a.path)}, __dirname = ${JSON.stringify(dirname(a.path))};\n`;
+          return { contents: head + paths + text.slice(head.length), loader: 'js' };
+        });
+      }
       b.onResolve({ filter: /^\.\.?\/.*\.m?js$/ }, (a) => (a.importer.endsWith('.ts') ? { path: pathToFileURL(join(a.resolveDir, a.path)).href, external: true } : undefined));
       b.onLoad({ filter: /\.ts$/ }, async (a) => ({
         contents: (await readFile(a.path, 'utf8')).replaceAll('import.meta.url', JSON.stringify(pathToFileURL(a.path).href)),
@@ -83,15 +106,17 @@ const OUR_PACKAGES = join(dirname(fileURLToPath(import.meta.url)), '..', 'node_m
 let building = 0;
 
 /**
- * Bundles the module at `entry` (a file: URL) and what it imports of ours (and, with
- * `esmPackages`, the packages it imports that are ES modules): the code, and the files it was
- * built from.
+ * Bundles the module at `entry` (a file: URL) and what it imports of ours (and, with `packages`,
+ * the packages it imports, but for KEPT_OUT): the code, and the files it was built from.
  */
-export async function bundleModule(entry, esmPackages = false) {
+export async function bundleModule(entry, packages = false) {
   const { build, stop } = await import('esbuild');
   building++;
   try {
-    const r = await build({ entryPoints: [fileURLToPath(entry)], bundle: true, format: 'esm', platform: 'node', target: 'node20', write: false, metafile: true, logLevel: 'silent', conditions: [], nodePaths: [OUR_PACKAGES], plugins: [ownSources(esmPackages)] });
+    // The CommonJS packages' require(): of Node's modules, of those kept out, and of optional ones
+    // they try (ws's bufferutil), from our node_modules.
+    const banner = packages ? { js: `import { createRequire as __dotsCreateRequire } from 'node:module'; const require = __dotsCreateRequire(${JSON.stringify(join(OUR_PACKAGES, 'bundle.js'))});` } : {};
+    const r = await build({ entryPoints: [fileURLToPath(entry)], bundle: true, format: 'esm', platform: 'node', target: 'node20', write: false, metafile: true, logLevel: 'silent', conditions: [], nodePaths: [OUR_PACKAGES], banner, plugins: [ownSources(packages)] });
     const out = r.outputFiles[0];
     if (out === undefined) throw new Error('esbuild produced no output');
     const cwd = process.cwd();
@@ -104,7 +129,7 @@ export async function bundleModule(entry, esmPackages = false) {
 }
 
 /** Bumped when what a bundle holds changes without its sources changing (the build's options). */
-const FORMAT = 2;
+const FORMAT = 4;
 
 /** What the bundle's sources look like on disk now: each one's path, size and modification time. */
 function sourcesKey(inputs) {

@@ -65,25 +65,39 @@ t.test('a bundle is built once, used while its sources stay as they were, and bu
   t.ok(left.includes(new URL(url2).pathname.replace(/^.*\//, '')), 'a younger old one kept (a process may be starting from it)');
 });
 
-t.test('packages of ES modules go into the bundle, and a change to one makes a new bundle; CommonJS packages stay out', async (t) => {
+t.test('packages go into the bundle, CommonJS ones with their own __dirname, and a change to one makes a new bundle; native addons stay out', async (t) => {
   const dir = tmpDir(t, 'bundle-');
   const cache = join(dir, 'cache');
   const pkg = join(dir, 'node_modules', 'esm-pkg');
   mkdirSync(pkg, { recursive: true });
   writeFileSync(join(pkg, 'package.json'), JSON.stringify({ name: 'esm-pkg', type: 'module', exports: './index.js' }));
   writeFileSync(join(pkg, 'index.js'), "export const word = 'one';\n");
+  // a CommonJS package that reads a file beside it and requires an addon's package
+  const cjs = join(dir, 'node_modules', 'cjs-pkg');
+  mkdirSync(cjs, { recursive: true });
+  writeFileSync(join(cjs, 'package.json'), JSON.stringify({ name: 'cjs-pkg', main: 'index.js' }));
+  writeFileSync(join(cjs, 'data.txt'), 'beside');
+  writeFileSync(
+    join(cjs, 'index.js'),
+    "#!/usr/bin/env node\n'use strict';\nconst { readFileSync } = require('node:fs');\nconst { join } = require('node:path');\nexports.data = () => readFileSync(join(__dirname, 'data.txt'), 'utf8');\nexports.file = __filename;\nexports.addon = typeof require('secp256k1').publicKeyCreate;\n",
+  );
   mkdirSync(join(dir, 'src'), { recursive: true });
   writeFileSync(
     join(dir, 'src', 'a.ts'),
-    "import { word } from 'esm-pkg';\nimport { WebSocketServer } from 'ws';\nexport const out = (): string => word + typeof WebSocketServer;\n",
+    "import { word } from 'esm-pkg';\nimport cjs from 'cjs-pkg';\nimport { WebSocketServer } from 'ws';\nexport const out = (): string => word + typeof WebSocketServer;\nexport const c = cjs as { data(): string; file: string; addon: string };\n",
   );
   const entry = pathToFileURL(join(dir, 'src', 'a.ts'));
   const url1 = await cachedBundle(entry, cache);
   const code = readFileSync(new URL(url1), 'utf8');
   t.match(code, /word = "one"|word = 'one'/, 'the ES-module package is inside the bundle');
   t.notMatch(code, /from\s+["'][^"']*esm-pkg/, 'not imported');
-  t.match(code, /from\s+"file:\/\/\/[^"]*\/node_modules\/ws\/[^"]*"/, 'ws (CommonJS) imported from node_modules by absolute URL');
-  t.equal(((await import(url1)) as { out(): string }).out(), 'onefunction', 'and the bundle runs');
+  t.notMatch(code, /(from\s+|require\()"(file:\/\/)?\/[^"]*\/node_modules\/(ws|cjs-pkg)\//, 'ws and cjs-pkg (CommonJS) are inside too, neither imported nor required by path');
+  t.match(code, /require\("\/[^"]*\/node_modules\/secp256k1\/[^"]*"\)/, 'secp256k1 (a native addon) is required from node_modules by absolute path');
+  const m1 = (await import(url1)) as { out(): string; c: { data(): string; file: string; addon: string } };
+  t.equal(m1.out(), 'onefunction', 'and the bundle runs');
+  t.equal(m1.c.data(), 'beside', 'the CommonJS package finds the file beside it (its own __dirname)');
+  t.equal(m1.c.file, join(cjs, 'index.js'), 'and its own __filename');
+  t.equal(m1.c.addon, 'function', 'the addon it requires loads');
   writeFileSync(join(pkg, 'index.js'), "export const word = 'two!';\n");
   const url2 = await cachedBundle(entry, cache);
   t.not(url2, url1, 'a file of the package changed: a new bundle');
