@@ -142,7 +142,7 @@ export const DEFAULT_RATE_LIMITS: RateLimits = {
   records: [500, 2000],
   // Honest peers relay each new block once; a burst covers a dev network mining hundreds at once.
   blocks: [50, 500],
-  // A syncing peer keeps at most a few requests in flight of up to 64 blocks each.
+  // A syncing peer keeps at most a few requests in flight of up to 128 blocks each.
   requests: [200, 500],
   // The cheapest request to send, so the tightest limit: honest peers send about one a second.
   status: [2, 20],

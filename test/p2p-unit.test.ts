@@ -13,6 +13,7 @@ import { signRecord, Kind, type NameCommit } from '../core/records.ts';
 import { generateSecretKey, publicKeyOf } from '../core/sig.ts';
 import type { Chain } from '../consensus/chain.ts';
 import {
+  MAX_BLOCKS_PER_REQUEST,
   MAX_HEADERS,
   MAX_LOCATOR,
   ProtocolError,
@@ -59,6 +60,9 @@ t.test('wire messages round-trip and reject what is malformed or oversized', asy
   t.throws(() => decodeRequest(encode([9, 1])), ProtocolError, 'unknown type');
   t.throws(() => decodeRequest(encode([2, Array.from({ length: MAX_LOCATOR + 1 }, () => h), 1])), ProtocolError, 'locator too long');
   t.throws(() => decodeRequest(encode([2, [h], MAX_HEADERS + 1])), ProtocolError, 'too many headers asked');
+  const hashes = (n: number): Uint8Array[] => Array.from({ length: n }, () => h);
+  t.equal((decodeRequest(encodeRequest({ type: 'blocks', hashes: hashes(MAX_BLOCKS_PER_REQUEST) })) as { hashes: Uint8Array[] }).hashes.length, MAX_BLOCKS_PER_REQUEST, 'a blocks request of the most hashes allowed reads');
+  t.throws(() => decodeRequest(encodeRequest({ type: 'blocks', hashes: hashes(MAX_BLOCKS_PER_REQUEST + 1) })), ProtocolError, 'one hash more is refused');
   t.throws(() => decodeRequest(new Uint8Array(2_000_000)), { code: 'oversize' }, 'oversized request');
   t.throws(() => decodeResponse(encodeResponse({ type: 'headers', headers: [new Uint8Array(80), new Uint8Array(80)] }), { type: 'headers', locator: [], max: 1 }, 1000), ProtocolError, 'more headers than asked');
   t.throws(() => decodeResponse(encodeResponse({ type: 'headers', headers: [new Uint8Array(79)] }), reqs[1], 1000), ProtocolError, 'short header');
