@@ -4,8 +4,8 @@
 // the process loads, libp2p's hundreds included, crosses to tsx's loader thread and back. A
 // `dots node` took 1.76-1.91 s from spawn to its addresses through tsx, 1.22-1.56 s from a bundle
 // of our sources, 0.83-1.01 s with the ES-module packages bundled too (ad hoc, starts alternating),
-// and with the CommonJS packages bundled as well, a median of 725 ms against 828 (eight starts
-// alternating; Node spent about 200 ms resolving, reading and compiling fastify's, ajv's and
+// and with the CommonJS packages bundled as well, a median of 720 ms against 840 (ten starts
+// alternating; Node had spent about 200 ms resolving, reading and compiling fastify's, ajv's and
 // prom-client's files one by one).
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
