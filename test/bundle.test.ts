@@ -4,7 +4,8 @@
 import t from 'tap';
 import { mkdirSync, readFileSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { cachedBundle } from '../core/bundle.mjs';
 import { runDots } from './util/proc.ts';
 import { tmpDir } from './util/tmp.ts';
@@ -137,4 +138,22 @@ t.test('dots runs from a bundle, and through tsx when none can be written or whe
   t.equal(unwritable.code, 0, 'a cache folder that cannot be made: dots --help still runs, through tsx');
   t.match(unwritable.stderr, /^dots: no bundle \(.*\), running the TypeScript through tsx$/m, 'and says why when asked for debug output');
   t.match(unwritable.stdout, /Usage:/, 'with the same usage');
+});
+
+t.test("the install's tool builds the bundles dots and its workers run, and dots starts from them without building", async (t) => {
+  const dir = tmpDir(t, 'bundle-');
+  const cache = join(dir, 'cache');
+  // as the install runs it (package.json "postinstall")
+  const tool = spawnSync(fileURLToPath(new URL('../node_modules/.bin/tsx', import.meta.url)), [fileURLToPath(new URL('../tools/build-bundles.ts', import.meta.url))], { env: { ...process.env, DOTS_BUNDLE_DIR: cache }, encoding: 'utf8', timeout: 120_000 });
+  t.equal(tool.status, 0, `the tool ends cleanly ${tool.stderr}`);
+  t.match(tool.stdout, /bundled cli\/main\.ts into/, 'and says what it built');
+  const built = readdirSync(cache).filter((f) => f.endsWith('.mjs')).sort();
+  t.same(built.map((f) => f.replace(/-[0-9a-f]+\.mjs$/, '')), ['main', 'miner-worker', 'sig-verify'], 'the command line, the mining workers and the signature workers');
+  const stamps = built.map((f) => statSync(join(cache, f)).mtimeMs);
+  const help = await runDots(['--help'], 30_000, { DOTS_BUNDLE_DIR: cache });
+  t.equal(help.code, 0, 'dots --help runs');
+  t.same(readdirSync(cache).filter((f) => f.endsWith('.mjs')).sort(), built, 'from the bundle the tool built: no other');
+  t.same(built.map((f) => statSync(join(cache, f)).mtimeMs), stamps, 'none written again');
+  const verifier = await cachedBundle(new URL('../consensus/sig-verify.ts', import.meta.url), cache);
+  t.equal(verifier, pathToFileURL(join(cache, built[2])).href, "the signature workers' module is the one built");
 });
