@@ -35,7 +35,7 @@ const CHUNK = 1 << 15;
 
 const ENTRY = new URL('./miner-worker-entry.mjs', import.meta.url).href;
 /** what the workers run, bundled from the sources (core/worker-code.ts) */
-const MINER_WORKER = new URL('./miner-worker.ts', import.meta.url);
+export const MINER_WORKER = new URL('./miner-worker.ts', import.meta.url);
 
 export class MinerPool {
   readonly threads: number;

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { cachedBundle } from '../core/bundle.mjs';
+import { VERIFIER_ENTRY } from '../consensus/sigpool.ts';
 import { runDots } from './util/proc.ts';
 import { tmpDir } from './util/tmp.ts';
 
@@ -154,6 +155,6 @@ t.test("the install's tool builds the bundles dots and its workers run, and dots
   t.equal(help.code, 0, 'dots --help runs');
   t.same(readdirSync(cache).filter((f) => f.endsWith('.mjs')).sort(), built, 'from the bundle the tool built: no other');
   t.same(built.map((f) => statSync(join(cache, f)).mtimeMs), stamps, 'none written again');
-  const verifier = await cachedBundle(new URL('../consensus/sig-verify.ts', import.meta.url), cache);
+  const verifier = await cachedBundle(VERIFIER_ENTRY, cache);
   t.equal(verifier, pathToFileURL(join(cache, built[2])).href, "the signature workers' module is the one built");
 });
