@@ -74,9 +74,10 @@ function ownSources(packages) {
         return out(pathToFileURL(r.path).href);
       });
       if (packages) {
+        // the text read here is what esbuild compiles (returned, not read again)
         b.onLoad({ filter: /[\\/]node_modules[\\/].*\.c?js$/ }, async (a) => {
           const text = await readFile(a.path, 'utf8');
-          if (!/\b__(dirname|filename)\b/.test(text) || /\b(var|let|const)\s+__(dirname|filename)\b/.test(text) || isEsm(a.path, types)) return undefined;
+          if (!/\b__(dirname|filename)\b/.test(text) || /\b(var|let|const)\s+__(dirname|filename)\b/.test(text) || isEsm(a.path, types)) return { contents: text, loader: 'js' };
           // after a hashbang, which must stay first
           const head = /^#![^\n]*\n/.exec(text)?.[0] ?? '';
           const paths = `var __filename = ${JSON.stringify(a.path)}, __dirname = ${JSON.stringify(dirname(a.path))};\n`;
