@@ -2,10 +2,12 @@
 // (name commitments and transfers), then times a fresh node processing every block from its
 // bytes (decode, PoW, Merkle root, signatures, state, one LevelDB batch per block), and
 // measures the bytes on disk per record. The main figure checks signatures the way a syncing node
-// does, on the signature worker pool (every core) while blocks connect; a second pass checks them
-// on the main thread only, for comparison; a third times the worker pool alone on the same
-// signatures, what validation could at best reach, with the verifier in use and with OpenSSL
-// (the one before libsecp256k1, when signatures were nearly all of validation's cost). The three
+// does, on the signature workers (every core but the main thread's) and on the main thread while
+// it waits for them, as blocks connect; a second pass checks them on the main thread only, for
+// comparison; a third times signature checks alone on the same records on every core, what
+// validation could at best reach (the faster of a worker on every core and the node's own
+// arrangement), with the verifier in use and with OpenSSL (the one before libsecp256k1, when
+// signatures were nearly all of validation's cost). The three
 // run in rounds after an untimed pass, and each figure is printed as the rounds' median and each
 // round's own.
 // Every record pays its fee at one unit per byte, as on the public networks (regtest asks none):
@@ -22,7 +24,7 @@ import { NETWORKS } from '../consensus/params.ts';
 import { decodeBlock, makeBlock, type Block } from '../core/block.ts';
 import { checkRecordSignature, signRecord, Kind, type NameCommit, type Transfer } from '../core/records.ts';
 import { SigCache, VERIFIER, generateSecretKey, publicKeyOf, type VerifierName } from '../core/sig.ts';
-import { SigPool, VERIFIER_ENTRY } from '../consensus/sigpool.ts';
+import { SigPool, VERIFIER_ENTRY, defaultSigWorkers } from '../consensus/sigpool.ts';
 import { bundleUrl } from '../core/worker-code.ts';
 import { bundleDir, cachedBundle } from '../core/bundle.mjs';
 import { HASHER } from '../core/hash.ts';
@@ -93,12 +95,13 @@ export async function benchChain(o: BenchOptions & { records?: number; perBlock?
     await replay(join(root, 'dst-warm-up'), blocks, true);
     // every record's id, for the pass that finds each signature checked already
     const ids = blocks.flatMap((bytes) => decodeBlock(bytes, p.maxBlockBytes).records.map((r) => r.id));
-    const rounds: Array<{ workers: Replay; mainOnly: Replay; known: Replay; bound: number }> = [];
+    const rounds: Array<{ workers: Replay; mainOnly: Replay; known: Replay; alone: VerifyRates; bound: number }> = [];
     for (let i = 0; i < ROUNDS; i++) {
       const workers = await replay(join(root, `dst-${i}`), blocks, true);
       const mainOnly = await replay(join(root, `dst-main-thread-${i}`), blocks, false);
       const known = await replay(join(root, `dst-known-${i}`), blocks, false, ids);
-      rounds.push({ workers, mainOnly, known, bound: await verifyBound(blocks) });
+      const alone = await verifyRates(blocks);
+      rounds.push({ workers, mainOnly, known, alone, bound: Math.max(alone.workers, alone.node) });
     }
     const cores = availableParallelism();
     const workers = rounds[0].workers;
@@ -127,8 +130,10 @@ export async function benchChain(o: BenchOptions & { records?: number; perBlock?
       { metric: 'blocks/s', value: each((r) => blocks.length / r.workers.secs) },
       { metric: 'records/s', value: each((r) => rate(r.workers)) },
       { metric: 'records/s, signatures on the main thread only', value: each((r) => rate(r.mainOnly)) },
-      { metric: 'signature checks/s, the worker pool alone on every core', value: each((r) => r.bound) },
-      { metric: 'records/s / the worker pool alone', value: each((r) => rate(r.workers) / r.bound, 2) },
+      { metric: `signature checks/s alone, a worker on each of the ${cores} cores`, value: each((r) => r.alone.workers) },
+      { metric: `signature checks/s alone, as the node checks: ${defaultSigWorkers()} worker(s) and the main thread`, value: each((r) => r.alone.node) },
+      { metric: 'signature checks/s, the bound (the faster of the two)', value: each((r) => r.bound) },
+      { metric: 'records/s / the bound', value: each((r) => rate(r.workers) / r.bound, 2) },
       // What decides that ratio: the node's own work per record (decoding, state, undo data,
       // LevelDB), which takes CPU the checks need: the main thread's, and LevelDB's and the
       // collector's threads beside it. With every core checking at the pool's rate and that
@@ -136,13 +141,13 @@ export async function benchChain(o: BenchOptions & { records?: number; perBlock?
       // second, `own` being records per CPU-second of that work.
       { metric: 'records/s, the main thread alone with every signature already checked', value: each((r) => rate(r.known)) },
       { metric: '  records per CPU-second of that pass (every thread of the process)', value: each((r) => records / r.known.cpuSecs) },
-      { metric: `  so at best, on ${cores} cores: records/s / the worker pool alone`, value: each((r) => ceiling(cores, r.bound, records / r.known.cpuSecs), 2) },
+      { metric: `  so at best, on ${cores} cores: records/s / the bound`, value: each((r) => ceiling(cores, r.bound, records / r.known.cpuSecs), 2) },
       { metric: `  records per CPU-second of it that 0.9 of the pool would need`, value: each((r) => needed(cores, r.bound, 0.9)) },
       ...(VERIFIER === 'openssl'
         ? []
         : [
-            { metric: 'signature checks/s, the worker pool alone with OpenSSL (the verifier before libsecp256k1)', value: Math.round(opensslBound) },
-            { metric: 'records/s / the OpenSSL worker pool alone', value: (median(rounds.map((r) => rate(r.workers))) / opensslBound).toFixed(2) },
+            { metric: 'signature checks/s alone with OpenSSL (the verifier before libsecp256k1), the faster of the two', value: Math.round(opensslBound) },
+            { metric: 'records/s / the OpenSSL bound', value: (median(rounds.map((r) => rate(r.workers))) / opensslBound).toFixed(2) },
           ]),
       { metric: 'a gossiped block of 64 new records, no signature worker up: ms to check them', value: cold.checkMs.toFixed(1) },
       { metric: 'starting the signature workers (what that block waited for before): ms', value: cold.startMs.toFixed(0) },
@@ -165,33 +170,66 @@ export async function benchChain(o: BenchOptions & { records?: number; perBlock?
   }
 }
 
+/** Signature checks a second of the same records, two ways of using every core. */
+export interface VerifyRates {
+  /** a worker on every core, the main thread only handing out the work (Piscina alone) */
+  workers: number;
+  /** as a node checks them (defaultSigWorkers: a worker on every core but one, and the main thread) */
+  node: number;
+}
+
 /**
- * The signature bound of the same records on this machine: every block's signatures checked on
- * the worker pool (every core) and nothing else done, in records a second. Validation can at best
- * reach it, since every record carries one signature. With `verifier` the workers check with that
- * one (DOTS_VERIFIER, which workers read when they start), to compare with the one in use.
+ * The signature bound of the same records on this machine: every block's signatures checked and
+ * nothing else done, in records a second, the faster of the two ways of using every core
+ * (verifyRates). Validation can at best reach it, since every record carries one signature.
  */
 export async function verifyBound(blocks: Uint8Array[], verifier?: VerifierName): Promise<number> {
-  const p = P;
-  const cache = new SigCache(1_000_000);
-  const threads = availableParallelism();
+  const r = await verifyRates(blocks, verifier);
+  return Math.max(r.workers, r.node);
+}
+
+/**
+ * Both ways of checking every block's signatures on every core, each timed alone. With
+ * `verifier` the workers check with that one (DOTS_VERIFIER, which workers read when they start),
+ * to compare with the one in use.
+ */
+export async function verifyRates(blocks: Uint8Array[], verifier?: VerifierName): Promise<VerifyRates> {
   const before = process.env.DOTS_VERIFIER;
   if (verifier !== undefined) process.env.DOTS_VERIFIER = verifier;
-  const pool = new SigPool(p.name, cache, silentLogger, threads);
   try {
-    const decoded = blocks.map((bytes) => decodeBlock(bytes, p.maxBlockBytes));
-    // the workers started, then a warm-up block per worker at once, so starting them (and
-    // building their code) is not counted
-    await pool.warm();
-    await Promise.all(decoded.slice(-threads).map((b) => pool.preverify(b)));
-    // what the warm-up checked is cached and skipped: count only what is left
-    const signed = decoded.reduce((n, b) => n + b.records.slice(1).filter((r) => !cache.has(r.id)).length, 0);
-    const t0 = process.hrtime.bigint();
-    await Promise.all(decoded.map((b) => pool.preverify(b)));
-    return signed / (Number(process.hrtime.bigint() - t0) / 1e9);
+    return { workers: await checkRate(blocks, availableParallelism(), false), node: await checkRate(blocks, defaultSigWorkers(), true) };
   } finally {
     if (before === undefined) delete process.env.DOTS_VERIFIER;
     else process.env.DOTS_VERIFIER = before;
+  }
+}
+
+/** Signature checks a second with `threads` workers, the main thread checking too where `settle`. */
+async function checkRate(blocks: Uint8Array[], threads: number, settle: boolean): Promise<number> {
+  const p = P;
+  const decoded = blocks.map((bytes) => decodeBlock(bytes, p.maxBlockBytes));
+  const signedRecords = (cached: (id: Uint8Array) => boolean): number => decoded.reduce((n, b) => n + b.records.slice(1).filter((r) => !cached(r.id)).length, 0);
+  if (threads === 0) {
+    // one core: the main thread alone, as processBlock checks
+    const t0 = process.hrtime.bigint();
+    for (const b of decoded) for (const r of b.records.slice(1)) checkRecordSignature(p.name, r.body);
+    return signedRecords(() => false) / (Number(process.hrtime.bigint() - t0) / 1e9);
+  }
+  const cache = new SigCache(1_000_000);
+  const pool = new SigPool(p.name, cache, silentLogger, threads);
+  try {
+    // the workers started, then a warm-up block per worker at once, so starting them (and
+    // building their code) is not counted
+    await pool.warm();
+    await Promise.all(decoded.slice(-threads).map((b) => pool.settle(pool.preverify(b))));
+    // what the warm-up checked is cached and skipped: count only what is left
+    const signed = signedRecords((id) => cache.has(id));
+    const t0 = process.hrtime.bigint();
+    const verified = decoded.map((b) => pool.preverify(b));
+    if (settle) for (const v of verified) await pool.settle(v);
+    else await Promise.all(verified);
+    return signed / (Number(process.hrtime.bigint() - t0) / 1e9);
+  } finally {
     await pool.close();
   }
 }
@@ -273,7 +311,7 @@ interface Replay {
  */
 async function replay(dir: string, blocks: Uint8Array[], sigWorkers: boolean, known: readonly Uint8Array[] = []): Promise<Replay> {
   const p = P;
-  const { chain, store, close } = await openChainStack(dir, p, { sigWorkers: sigWorkers ? availableParallelism() : 0 });
+  const { chain, store, close } = await openChainStack(dir, p, { sigWorkers: sigWorkers ? defaultSigWorkers() : 0 });
   for (const id of known) chain.sigs.add(id);
   let secs: number;
   let cpuSecs: number;
@@ -283,7 +321,7 @@ async function replay(dir: string, blocks: Uint8Array[], sigWorkers: boolean, kn
     // block of records that are in no chain for each
     if (sigWorkers) {
       await chain.warmVerifier();
-      await Promise.all(Array.from({ length: availableParallelism() }, () => chain.preverify(warmupBlock())));
+      await Promise.all(Array.from({ length: availableParallelism() }, () => chain.settle(chain.preverify(warmupBlock()))));
     }
     const t0 = process.hrtime.bigint();
     const cpu0 = process.cpuUsage();
@@ -298,7 +336,7 @@ async function replay(dir: string, blocks: Uint8Array[], sigWorkers: boolean, kn
       verified.push(chain.preverify(b));
     }
     for (let i = 0; i < decoded.length; i++) {
-      await verified[i];
+      await chain.settle(verified[i]);
       const r = await chain.processBlock(decoded[i]);
       if (r.status !== 'connected') throw new Error(`bench block not connected: ${JSON.stringify(r)}`);
     }

@@ -134,6 +134,11 @@ export class Chain extends EventEmitter<{ tip: [TipChange] }> {
     return this.verifier.preverify(...blocks);
   }
 
+  /** Waits for a preverify's promise, the main thread checking what no worker has taken yet meanwhile. */
+  settle(verified: Promise<void>): Promise<void> {
+    return this.verifier.settle(verified);
+  }
+
   /** Starts the verifier's workers ahead of the blocks preverify will be given (a sync beginning). */
   warmVerifier(): Promise<void> {
     return this.verifier.warm();

@@ -7,7 +7,6 @@
 //   registrar verified into chain records, and the call log that receipts calls.
 // Everything it starts, stop() stops, in reverse order.
 import { mkdirSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Store } from '../core/store.ts';
@@ -21,6 +20,7 @@ import { nameOfRef } from '../core/state.ts';
 import type { Logger } from '../core/log.ts';
 import type { Chain, ChainOptions, TipChange } from '../consensus/chain.ts';
 import { NETWORKS, type NetworkParams } from '../consensus/params.ts';
+import { defaultSigWorkers } from '../consensus/sigpool.ts';
 import { Miner, chainWork } from '../mining/miner.ts';
 import { P2PNetwork } from '../p2p/network.ts';
 import { ReceiptExchange } from '../p2p/receipts.ts';
@@ -100,7 +100,7 @@ export class DotsNode {
       throw new UserError(`cannot create data directory ${config.datadir}: ${(e as Error).message}`);
     }
     // The store first: its lock is what keeps a second node off this data directory.
-    const stack = await openChainStack(config.datadir, params, { sigWorkers: config.sigWorkers ?? availableParallelism(), log, pool: { maxRecords: config.maxPending }, ...chainOpts });
+    const stack = await openChainStack(config.datadir, params, { sigWorkers: config.sigWorkers ?? defaultSigWorkers(), log, pool: { maxRecords: config.maxPending }, ...chainOpts });
     let secret: Uint8Array;
     try {
       const keyFile = join(config.datadir, NODE_KEY_FILE);

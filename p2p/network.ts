@@ -668,7 +668,7 @@ export class P2PNetwork {
     const hex = hashToHex(block.hash);
     this.fromNet.add(hex);
     try {
-      await this.chain.preverify(block);
+      await this.chain.settle(this.chain.preverify(block));
       const r = await this.chain.processBlock(block);
       const p = this.peersById.get(id);
       switch (r.status) {

@@ -567,7 +567,7 @@ export class Synchronizer {
       }
       for (const b of run) {
         this.dropBuffered(s, b.hex);
-        await b.verified;
+        await chain.settle(b.verified);
         this.host.fromPeers(b.hex);
       }
       const results = await chain.processBlocks(run.map((b) => b.block));

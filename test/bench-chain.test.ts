@@ -26,4 +26,12 @@ t.test('dots bench chain on 400 records: every figure printed, the main thread a
     t.ok(Number.isFinite(median) && median > 0, `${m}: ${value(m)}`);
   }
   t.ok(Number(value('so at best').split(' ')[0]) <= 1, 'the best ratio is at most 1');
+  // each round's bound is the faster of its two ways of checking on every core
+  const rounds = (m: string): number[] => (/\((.*)\)/.exec(value(m))?.[1] ?? '').split(', ').map(Number);
+  const workers = rounds('signature checks/s alone, a worker on each');
+  const node = rounds('signature checks/s alone, as the node checks');
+  const bound = rounds('signature checks/s, the bound');
+  t.equal(bound.length, 3, 'three rounds');
+  t.same(bound, workers.map((w, i) => Math.max(w, node[i])), `the bound: ${bound.join(', ')}; workers ${workers.join(', ')}; the node's way ${node.join(', ')}`);
+  t.ok(workers.every((w) => w > 0) && node.every((n) => n > 0), 'both ways checked signatures');
 });

@@ -111,6 +111,40 @@ t.test('blocks queued together are checked in the order they came, so the next o
   t.ok(place(0) < place(29), 'the first block before the last');
 });
 
+t.test('a thread waiting for a block (settle) checks queued tasks no worker has taken, and vouches for good signatures only', async (t) => {
+  const cache = new SigCache();
+  const pool = new SigPool(P.name, cache, silentLogger, 1);
+  t.teardown(() => pool.close());
+  await pool.warm();
+  // as a sync queues them: 16 blocks at once, more than the one worker holds
+  const blocks = Array.from({ length: 16 }, () => blockOf(128, 8));
+  const verified = blocks.map(({ block }) => pool.preverify(block));
+  for (const [i, { block, damaged }] of blocks.entries()) {
+    await pool.settle(verified[i]);
+    const vouched = block.records.slice(1).filter((r) => cache.has(r.id));
+    t.equal(vouched.length, 128 - damaged.size, `block ${i}: every good signature vouched for once it settled`);
+    t.notOk(vouched.some((r) => damaged.has(Buffer.from(r.id).toString('hex'))), `block ${i}: none of its damaged ones`);
+  }
+  t.ok(pool.checkedHere > 0 && pool.checkedHere < 16 * 128, `the waiting thread checked ${pool.checkedHere} of the ${16 * 128} records, the worker the rest`);
+  // with nothing queued, settle is a plain wait
+  const before = pool.checkedHere;
+  const { block } = blockOf(64, 1000);
+  await pool.settle(pool.preverify(block));
+  t.equal(block.records.slice(1).filter((r) => cache.has(r.id)).length, 64, 'a block the worker took whole is vouched for');
+  t.ok(pool.checkedHere - before <= 64, 'and checked once');
+});
+
+t.test('closing the pool ends the waits of checks still queued (processBlock then checks them)', async (t) => {
+  const cache = new SigCache();
+  const pool = new SigPool(P.name, cache, silentLogger, 1);
+  await pool.warm();
+  const blocks = Array.from({ length: 12 }, () => blockOf(128, 1000).block);
+  const verified = blocks.map((b) => pool.preverify(b));
+  await pool.close();
+  await Promise.all(verified);
+  t.ok(blocks.flatMap((b) => b.records.slice(1)).filter((r) => cache.has(r.id)).length < 12 * 128, 'every wait ended, with checks left undone');
+});
+
 t.test('a big block finding no worker up starts them for the blocks after it, without waiting for them', async (t) => {
   const cache = new SigCache();
   const pool = new SigPool(P.name, cache, silentLogger, 2);
