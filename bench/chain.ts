@@ -43,7 +43,7 @@ function dirBytes(dir: string): number {
   return n;
 }
 
-/** passes of each kind (workers, main thread only, the pool alone) */
+/** passes of each kind (workers, main thread only, every signature known) and timings of the checks alone */
 const ROUNDS = 3;
 
 /** regtest with the public networks' least fee rate */
@@ -136,13 +136,13 @@ export async function benchChain(o: BenchOptions & { records?: number; perBlock?
       { metric: 'records/s / the bound', value: each((r) => rate(r.workers) / r.bound, 2) },
       // What decides that ratio: the node's own work per record (decoding, state, undo data,
       // LevelDB), which takes CPU the checks need: the main thread's, and LevelDB's and the
-      // collector's threads beside it. With every core checking at the pool's rate and that
+      // collector's threads beside it. With every core checking at the bound's rate and that
       // work added, validation can at best reach cores / (cores / bound + 1 / own) records a
       // second, `own` being records per CPU-second of that work.
       { metric: 'records/s, the main thread alone with every signature already checked', value: each((r) => rate(r.known)) },
       { metric: '  records per CPU-second of that pass (every thread of the process)', value: each((r) => records / r.known.cpuSecs) },
       { metric: `  so at best, on ${cores} cores: records/s / the bound`, value: each((r) => ceiling(cores, r.bound, records / r.known.cpuSecs), 2) },
-      { metric: `  records per CPU-second of it that 0.9 of the pool would need`, value: each((r) => needed(cores, r.bound, 0.9)) },
+      { metric: `  records per CPU-second of it that 0.9 of the bound would need`, value: each((r) => needed(cores, r.bound, 0.9)) },
       ...(VERIFIER === 'openssl'
         ? []
         : [
@@ -221,7 +221,7 @@ async function checkRate(blocks: Uint8Array[], threads: number, settle: boolean)
     // the workers started, then a warm-up block per worker at once, so starting them (and
     // building their code) is not counted
     await pool.warm();
-    await Promise.all(decoded.slice(-threads).map((b) => pool.settle(pool.preverify(b))));
+    await Promise.all(decoded.slice(-threads).map((b) => pool.preverify(b)));
     // what the warm-up checked is cached and skipped: count only what is left
     const signed = signedRecords((id) => cache.has(id));
     const t0 = process.hrtime.bigint();
@@ -243,7 +243,7 @@ async function checkRate(blocks: Uint8Array[], threads: number, settle: boolean)
 async function coldBlock(): Promise<{ checkMs: number; startMs: number }> {
   const block = warmupBlock();
   const cache = new SigCache();
-  const pool = new SigPool(P.name, cache, silentLogger, availableParallelism());
+  const pool = new SigPool(P.name, cache, silentLogger, Math.max(1, defaultSigWorkers()));
   try {
     const t0 = process.hrtime.bigint();
     await pool.preverify(block);
@@ -283,7 +283,7 @@ export function storedBytes(usage: ReadonlyMap<string, { keyBytes: number; value
 const PARTS: Record<string, string> = { B: 'block bodies', H: 'block index', U: 'undo data', R: 'record index (id -> block, position)', T: 'tip', V: 'store version', P: 'pending pool' };
 
 /**
- * The best validation can do against the pool alone (records/s over `bound`) when the checks
+ * The best validation can do against the bound (records/s over `bound`) when the checks
  * take `cores / bound` CPU-seconds a record and the node's own work `1 / main` more.
  */
 export function ceiling(cores: number, bound: number, main: number): number {
