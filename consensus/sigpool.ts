@@ -82,6 +82,8 @@ export class SigPool implements SignatureVerifier {
   private inflight = 0;
   /** records this thread checked while it waited for them (settle) */
   private here = 0;
+  /** wakes the settles waiting with nothing queued when preverify queues more (or the pool closes) */
+  private queued: { promise: Promise<void>; wake: () => void } | null = null;
   private closed = false;
   /** thread ids of the workers that have loaded (Piscina says so per worker; exits are read from its threads) */
   private readonly loaded = new Set<number>();
@@ -164,6 +166,7 @@ export class SigPool implements SignatureVerifier {
       waits.push(new Promise<void>((done) => this.queue.push({ recs, done })));
     }
     this.pump(pool);
+    this.wakeSettles();
     await Promise.all(waits);
   }
 
@@ -193,7 +196,8 @@ export class SigPool implements SignatureVerifier {
    * Waits for `verified` (a preverify's promise) and, while it is pending, checks on this thread
    * the oldest checks no worker has taken yet, a task at a time with the event loop's other work
    * between: a syncing node's main thread, waiting for the next block's signatures, checks them
-   * itself instead of idling.
+   * itself instead of idling. With nothing queued it waits for `verified` or for more to be
+   * queued (a sync's next response), whichever comes first.
    */
   async settle(verified: Promise<void>): Promise<void> {
     let settled = false;
@@ -201,9 +205,21 @@ export class SigPool implements SignatureVerifier {
       settled = true;
     };
     void verified.then(mark, mark);
-    while (!settled) {
+    // one turn of the microtask queue: a promise already settled (a sync response's, for its
+    // second block on) marks itself before the queue is looked at, instead of a task being
+    // checked first
+    await Promise.resolve();
+    while (!settled && !this.closed) {
       const chunk = this.queue.shift();
-      if (chunk === undefined) break;
+      if (chunk === undefined) {
+        this.queued ??= (() => {
+          let wake = (): void => undefined;
+          const promise = new Promise<void>((resolve) => (wake = resolve));
+          return { promise, wake };
+        })();
+        await Promise.race([verified, this.queued.promise]);
+        continue;
+      }
       for (const r of chunk.recs) {
         try {
           checkRecordSignature(this.network, r.body);
@@ -217,6 +233,13 @@ export class SigPool implements SignatureVerifier {
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
     await verified;
+  }
+
+  /** Settles waiting with nothing queued look again. */
+  private wakeSettles(): void {
+    const q = this.queued;
+    this.queued = null;
+    q?.wake();
   }
 
   /**
@@ -298,6 +321,7 @@ export class SigPool implements SignatureVerifier {
   /** Queued checks are left to processBlock: their waits end. */
   private release(): void {
     for (const chunk of this.queue.splice(0)) chunk.done();
+    this.wakeSettles();
   }
 
   async close(): Promise<void> {

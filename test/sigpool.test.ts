@@ -134,6 +134,32 @@ t.test('a thread waiting for a block (settle) checks queued tasks no worker has 
   t.ok(pool.checkedHere - before <= 64, 'and checked once');
 });
 
+t.test('a thread waiting with nothing queued takes the checks queued after it began; a wait already over checks nothing', async (t) => {
+  const cache = new SigCache();
+  const pool = new SigPool(P.name, cache, silentLogger, 1);
+  t.teardown(() => pool.close());
+  await pool.warm();
+  // a block the one worker takes whole (its tasks all handed to it), so nothing stays queued
+  const first = blockOf(256, 1000).block;
+  const firstDone = pool.preverify(first);
+  const waiting = pool.settle(firstDone);
+  // as a sync's next response comes while the main thread waits for the one before
+  const later = Array.from({ length: 8 }, () => blockOf(128, 1000).block);
+  const laterDone = pool.preverify(...later);
+  await waiting;
+  t.ok(pool.checkedHere > 0, `while it waited for the first block, the thread checked ${pool.checkedHere} records queued after its wait began`);
+  t.equal(first.records.slice(1).filter((r) => cache.has(r.id)).length, 256, 'and the first block is vouched for');
+  await pool.settle(laterDone);
+  t.equal(later.flatMap((b) => b.records.slice(1)).filter((r) => cache.has(r.id)).length, 8 * 128, 'as are the later ones');
+  // a wait already over returns without checking what is queued (a sync response's promise, for its second block on)
+  const more = Array.from({ length: 8 }, () => blockOf(128, 1000).block);
+  const moreDone = pool.preverify(...more);
+  const before = pool.checkedHere;
+  await pool.settle(firstDone);
+  t.equal(pool.checkedHere, before, 'settling a wait that is over checked nothing');
+  await pool.settle(moreDone);
+});
+
 t.test('closing the pool ends the waits of checks still queued (processBlock then checks them)', async (t) => {
   const cache = new SigCache();
   const pool = new SigPool(P.name, cache, silentLogger, 1);
