@@ -140,6 +140,11 @@ export class DigestAuth {
   private readonly key = randomBytes(32);
   private readonly lifetime: number;
   private counter = 0;
+  /**
+   * The nonce (its counter, plus one) that last took each slot; 0 for a slot never taken. Held
+   * plus one so that a new array, all zeros, needs no filling: the kernel hands it out zeroed and
+   * maps its pages only as nonces reach them (filling 4 MB took about 7 ms of each start).
+   */
   private readonly owner = new Uint32Array(RING);
   private readonly lastNc = new Uint32Array(RING);
   private readonly failures = new Map<string, { count: number; since: number; blockedUntil: number }>();
@@ -159,7 +164,6 @@ export class DigestAuth {
     this.maxFailures = opts.maxFailures ?? 10;
     this.maxAccountFailures = opts.maxAccountFailures ?? 20;
     this.failureWindow = opts.failureWindow ?? 60;
-    this.owner.fill(0xffffffff);
     for (let i = 0; i < 64; i++) {
       const k = i < this.key.length ? this.key[i] : 0;
       this.inner[i] = k ^ 0x36;
@@ -191,7 +195,7 @@ export class DigestAuth {
     const n = this.counter;
     this.counter = (this.counter + 1) >>> 0;
     const slot = n & (RING - 1);
-    this.owner[slot] = n;
+    this.owner[slot] = n + 1;
     this.lastNc[slot] = 0;
     const b = Buffer.allocUnsafe(20);
     b.writeUInt32BE(nowSec >>> 0, 0);
@@ -367,7 +371,9 @@ export class DigestAuth {
     if (nowSec - issued > this.lifetime || issued > nowSec + 5) return false;
     const n = b.readUInt32BE(4);
     const slot = n & (RING - 1);
-    if (this.owner[slot] !== n) return false; // its slot was reused: too old
+    // its slot was reused (too old), or never taken (0 matches no counter plus one; the 2^32nd
+    // nonce, whose counter plus one the array holds as 0, is refused as stale and the phone asks again)
+    if (this.owner[slot] !== n + 1) return false;
     if (nc < 0) {
       // no qop: one request per nonce
       if (this.lastNc[slot] !== 0) return false;

@@ -33,3 +33,20 @@ t.test('a nonce is good once, and only from the address it was sent to', (t) => 
   t.same(d.verify([wrong], 'REGISTER', 'sip:a.example', Buffer.alloc(0), '127.0.0.5', lookup), { ok: false, status: 401, stale: false, failure: true }, 'a wrong password from that address is a failure');
   t.end();
 });
+
+t.test('a nonce whose slot in the ring a later nonce took is stale; the later one is good', (t) => {
+  const d = new DigestAuth({ realm: 'a.example' });
+  const cred = credentialsFor('alice', 'a.example', 'pw');
+  const lookup = (u: string) => (u === 'alice' ? cred : undefined);
+  const source = '127.0.0.5';
+  const answer = (nonce: string) => authorize(`Digest realm="a.example", nonce="${nonce}", algorithm=MD5, qop="auth"`, { user: 'alice', password: 'pw', method: 'REGISTER', uri: 'sip:a.example' });
+  const verify = (nonce: string) => d.verify([answer(nonce)], 'REGISTER', 'sip:a.example', Buffer.alloc(0), source, lookup);
+  const now = Math.floor(Date.now() / 1000);
+  const first = d.newNonce(now, source);
+  // the ring holds 2^20 nonces (sip/digest.ts, RING): the next 2^20 take every slot, the last the first's
+  let last = '';
+  for (let i = 0; i < 1 << 20; i++) last = d.newNonce(now, source);
+  t.same(verify(first), { ok: false, status: 401, stale: true, failure: false }, 'the first nonce, its slot taken again: stale');
+  t.same(verify(last), { ok: true, user: 'alice' }, 'the nonce that took its slot: accepted');
+  t.end();
+});
